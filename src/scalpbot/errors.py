@@ -1,0 +1,69 @@
+"""The one error root and its small tree, grouped by what the operator must do.
+
+::
+
+    ScalpbotError                   every error raised on purpose by scalpbot
+    ├── ConfigError                 fix the configuration (file, environment, options)
+    ├── DataError                   the bars are malformed: fix or re-fetch the input
+    │   └── CorruptArtifactError    a stored object failed its checksum or cannot be parsed
+    ├── StoreError                  the store cannot be reached or refused an operation
+    │   ├── ObjectNotFound          the key does not exist
+    │   └── PreconditionFailed      create-only or compare-and-swap lost: re-read and retry
+    ├── ModelError                  a model or release cannot be used
+    └── ExchangeError               the exchange refused or failed
+        ├── ExchangeTemporaryError  retry with backoff (network, rate limit, 5xx)
+        ├── OrderRejected           skip this order and record why
+        └── InsufficientFunds       skip, and tell the operator
+
+Third-party errors are translated only in adapters, always with ``raise ... from e``.
+"""
+
+from __future__ import annotations
+
+
+class ScalpbotError(Exception):
+    """Root of every error scalpbot raises on purpose; its message is meant for the operator."""
+
+
+class ConfigError(ScalpbotError):
+    """The configuration is invalid; the message says which key and how to fix it."""
+
+
+class DataError(ScalpbotError):
+    """Market data is malformed, inconsistent or unreadable."""
+
+
+class CorruptArtifactError(DataError):
+    """A stored object cannot be parsed or does not match its checksum."""
+
+
+class StoreError(ScalpbotError):
+    """The store failed or refused an operation."""
+
+
+class ObjectNotFound(StoreError):
+    """The requested key does not exist in the store."""
+
+
+class PreconditionFailed(StoreError):
+    """A create-only or compare-and-swap write lost: the object exists or changed since it was read."""
+
+
+class ModelError(ScalpbotError):
+    """A model or release cannot be loaded or used."""
+
+
+class ExchangeError(ScalpbotError):
+    """The exchange refused or failed a request."""
+
+
+class ExchangeTemporaryError(ExchangeError):
+    """A transient exchange failure (network, timeout, rate limit, 5xx): retry with backoff."""
+
+
+class OrderRejected(ExchangeError):
+    """The exchange rejected an order: skip it and record why."""
+
+
+class InsufficientFunds(ExchangeError):
+    """The account cannot fund the order."""
