@@ -1,0 +1,1 @@
+"""The ``scalpbot`` command line (typer + rich); thin: parse options, call one job, render."""

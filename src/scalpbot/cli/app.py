@@ -1,0 +1,57 @@
+"""The ``scalpbot`` console script: global options, command registration and error handling."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+from scalpbot.cli.data_cmds import data_app, fetch
+from scalpbot.cli.render import err, print_json
+from scalpbot.cli.state import CliState, state_of
+from scalpbot.config import redacted
+from scalpbot.errors import ScalpbotError
+
+app = typer.Typer(
+    help="scalpbot: a scalping trading bot for 1-minute bars.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+app.command("fetch")(fetch)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", help="TOML file [./scalpbot.toml if present]"),
+    store: str | None = typer.Option(
+        None, "--store", help="Folder path or s3://bucket/prefix [SCALPBOT_STORE, store.url]"
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of errors"),
+) -> None:
+    """Retrieve, train, execute and monitor: locally or on AWS Lambda."""
+    ctx.obj = CliState(config=config, store=store, verbose=verbose)
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective configuration as JSON, secrets redacted."""
+    print_json(redacted(state_of(ctx).settings()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a ``ScalpbotError`` ends it with one line on stderr and exit status 1."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="scalpbot")
+    except ScalpbotError as e:
+        if "--verbose" in args or "-v" in args:
+            traceback.print_exc()
+        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        sys.exit(1)

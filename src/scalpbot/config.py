@@ -1,0 +1,270 @@
+"""Settings: embedded defaults, then ``scalpbot.toml``, then ``SCALPBOT_*`` environment, then CLI options.
+
+Each section is a frozen model that rejects unknown keys with a "did you mean" hint. Environment
+variables are ``SCALPBOT_<SECTION>__<KEY>`` (e.g. ``SCALPBOT_DATA__TIMEFRAME=5m``); ``SCALPBOT_STORE``
+alone is the store URL. Secrets are ``SecretStr`` and are redacted wherever settings are shown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from scalpbot.core.timeframes import timeframe_seconds
+from scalpbot.errors import ConfigError, ScalpbotError
+
+ENV_PREFIX = "SCALPBOT_"
+DEFAULT_CONFIG_FILE = "scalpbot.toml"
+STORE_URL_ENV = "SCALPBOT_STORE"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    """Where everything is kept: a folder path or ``s3://bucket/prefix``."""
+
+    url: str = "./scalpbot-data"
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+class ExchangeSettings(_Section):
+    """The ccxt exchange used for market data and orders."""
+
+    id: str = "binance"
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+    sandbox: bool = False
+    timeout_ms: int = Field(default=10_000, gt=0)
+    max_retries: int = Field(default=5, ge=1, le=20)
+
+
+class DataSettings(_Section):
+    """The market series the bot trades and how its bars are stored and checked."""
+
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1m"
+    format: Literal["parquet", "csv"] = "parquet"
+    lookback_days: int = Field(default=7, gt=0, description="first fetch window when nothing is stored")
+    spike_sigmas: float = Field(default=15.0, gt=0, description="robust z-score that flags a price spike")
+    spike_min_move: float = Field(default=0.01, ge=0, description="smallest log move reported as a spike")
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_is_base_quote(cls, value: str) -> str:
+        base, sep, quote = value.partition("/")
+        if not sep or not base or not quote.split(":")[0]:
+            raise ValueError(f"symbol '{value}' must look like BASE/QUOTE, e.g. BTC/USDT")
+        return value.upper()
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe_is_supported(cls, value: str) -> str:
+        try:
+            timeframe_seconds(value)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+
+class BacktestSettings(_Section):
+    """Costs and the baseline strategy used by ``scalpbot backtest``."""
+
+    fee: float = Field(default=0.0004, ge=0, lt=0.1, description="fee per side, fraction of notional")
+    slippage: float = Field(default=0.0, ge=0, lt=0.1, description="adverse fill move, fraction of price")
+    initial_equity: float = Field(default=10_000.0, gt=0, description="quote currency")
+    strategy: str = "sma-cross"
+    sma_length: int = Field(default=50, ge=2)
+    size: float = Field(default=1.0, gt=0, description="fraction of equity committed as notional")
+    sl: float = Field(default=0.003, gt=0, description="stop loss, fraction of the fill price")
+    tp: float = Field(default=0.006, gt=0, description="take profit, fraction of the fill price")
+    max_hold: int = Field(default=0, ge=0, description="bars; 0 = no time stop")
+
+
+class BotSettings(_Section):
+    """Identity of this bot's state (ledger, portfolio) in the store."""
+
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one scalpbot process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    store: StoreSettings = StoreSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
+    data: DataSettings = DataSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    bot: BotSettings = BotSettings()
+
+
+class _ScalpbotEnvSource(EnvSettingsSource):
+    """Environment source that also accepts ``SCALPBOT_STORE=<url>`` as the store URL."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = dict(super()._load_env_vars())
+        plain_url = env.pop(STORE_URL_ENV.lower(), None)
+        if plain_url and f"{STORE_URL_ENV.lower()}__url" not in env:
+            env[f"{STORE_URL_ENV.lower()}__url"] = plain_url
+        return env
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "store": StoreSettings,
+    "exchange": ExchangeSettings,
+    "data": DataSettings,
+    "backtest": BacktestSettings,
+    "bot": BotSettings,
+}
+
+
+def load_settings(
+    config_path: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Return the effective settings; raise ``ConfigError`` with a fix-it message on any bad key or value.
+
+    ``config_path`` defaults to ``./scalpbot.toml`` when that file exists. ``overrides`` are CLI options
+    as ``{section: {key: value}}``; ``None`` values are ignored so unset options do not mask the file.
+    """
+    path = config_path if config_path is not None else Path(DEFAULT_CONFIG_FILE)
+    file_data = _read_toml(path, required=config_path is not None)
+    _reject_unknown_keys(file_data, origin=str(path))
+    _reject_unknown_env(os.environ)
+    cli = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+    cli = {s: kv for s, kv in cli.items() if kv}
+    _reject_unknown_keys(cli, origin="command-line options")
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # Highest priority first: CLI overrides, environment, the TOML file.
+            file_source = InitSettingsSource(settings_cls, init_kwargs=file_data)
+            return (init_settings, _ScalpbotEnvSource(settings_cls), file_source)
+
+    try:
+        layered = cast(Any, _Layered)(**cli)
+    except ValidationError as e:
+        raise ConfigError(_describe_validation_error(e)) from None
+    # Already validated: re-wrap as the public class without consulting the sources again.
+    return Settings.model_construct(**{name: getattr(layered, name) for name in SECTIONS})
+
+
+def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist; create it or drop --config")
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _reject_unknown_keys(table: Mapping[str, Any], *, origin: str) -> None:
+    for section, values in table.items():
+        if section not in SECTIONS:
+            hint = _did_you_mean(section, list(SECTIONS))
+            raise ConfigError(f"unknown section '{section}' in {origin}{hint}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"'{section}' in {origin} must be a table of keys, e.g. [{section}]")
+        fields = list(SECTIONS[section].model_fields)
+        for key in values:
+            if key not in fields:
+                hint = _did_you_mean(key, fields)
+                raise ConfigError(f"unknown key '{section}.{key}' in {origin}{hint}")
+
+
+def _reject_unknown_env(environ: Mapping[str, str]) -> None:
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == STORE_URL_ENV:
+            continue
+        section, sep, key = upper[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in SECTIONS:
+            match = difflib.get_close_matches(section, list(SECTIONS), n=1, cutoff=0.6)
+            hint = f" (did you mean SCALPBOT_{match[0].upper()}__...?)" if match else ""
+            raise ConfigError(f"unknown environment variable {name}{hint}")
+        if not sep:
+            raise ConfigError(
+                f"environment variable {name} must name a key: SCALPBOT_{section.upper()}__<KEY>"
+            )
+        fields = list(SECTIONS[section].model_fields)
+        if key not in fields:
+            match = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            hint = f" (did you mean SCALPBOT_{section.upper()}__{match[0].upper()}?)" if match else ""
+            raise ConfigError(f"unknown environment variable {name}{hint}")
+
+
+def _describe_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = "" if isinstance(value, Mapping) or "secret" in where or "key" in where else f" (got {value!r})"
+    return f"invalid setting {where}: {message}{shown}"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Return the settings as plain data with every secret replaced by ``'********'``."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "********"
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        return value
+
+    return {name: scrub(dict(getattr(settings, name))) for name in SECTIONS}
+
+
+__all__ = [
+    "BacktestSettings",
+    "BotSettings",
+    "ConfigError",
+    "DataSettings",
+    "ExchangeSettings",
+    "ScalpbotError",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+    "redacted",
+]

@@ -1,0 +1,1 @@
+"""The stored bar dataset: partition codec and the append-only dataset over a ``Store``."""

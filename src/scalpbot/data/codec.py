@@ -1,0 +1,61 @@
+"""Encode and decode one bar partition as Parquet or CSV bytes.
+
+Both formats hold the schema of the shared market data files: ``timestamp`` (UTC bar open time;
+Parquet ``timestamp[ms, UTC]``, CSV ISO-8601 with ``Z``) then float64 ``open, high, low, close, volume``.
+Encoding is deterministic, so the same bars always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from scalpbot.core.bars import BAR_COLUMNS
+from scalpbot.errors import CorruptArtifactError
+
+Format = Literal["parquet", "csv"]
+EXTENSIONS: dict[Format, str] = {"parquet": ".parquet", "csv": ".csv"}
+
+_SCHEMA = pa.schema(
+    [("timestamp", pa.timestamp("ms", tz="UTC"))] + [(name, pa.float64()) for name in BAR_COLUMNS]
+)
+
+
+def encode_bars(bars: pd.DataFrame, fmt: Format) -> bytes:
+    """Return the bytes of one partition of canonical bars (see ``scalpbot.core.bars``)."""
+    if fmt == "parquet":
+        table = pa.Table.from_arrays(
+            [pa.array(pd.DatetimeIndex(bars.index).as_unit("ms"), type=_SCHEMA.field("timestamp").type)]
+            + [pa.array(bars[name].to_numpy(), type=pa.float64()) for name in BAR_COLUMNS],
+            schema=_SCHEMA,
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd", write_statistics=True)
+        return sink.getvalue()
+    text = bars.to_csv(
+        index=True, index_label="timestamp", date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n"
+    )
+    return text.encode()
+
+
+def decode_bars(data: bytes, fmt: Format, *, key: str) -> pd.DataFrame:
+    """Return the canonical bar frame held in ``data``; raise ``CorruptArtifactError`` naming ``key``."""
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(io.BytesIO(data))
+        else:
+            options = pacsv.ConvertOptions(column_types=_SCHEMA)
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=options)
+        table = table.select(["timestamp", *BAR_COLUMNS]).cast(_SCHEMA)
+    except (pa.ArrowException, KeyError, ValueError) as e:
+        raise CorruptArtifactError(
+            f"stored partition {key} cannot be read ({e}); restore it from a backup or delete it and re-fetch"
+        ) from e
+    frame: pd.DataFrame = table.to_pandas()
+    frame.index = pd.DatetimeIndex(frame.pop("timestamp").dt.as_unit("ns"), name="timestamp")
+    return frame

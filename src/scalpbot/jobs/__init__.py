@@ -1,0 +1,1 @@
+"""Jobs: plain functions that receive their collaborators and return a report."""

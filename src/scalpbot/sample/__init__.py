@@ -1,0 +1,1 @@
+"""Bundled real market data so the demo and tests run offline."""

@@ -1,0 +1,99 @@
+"""Assemble the adapters a job needs from settings: the one place where an adapter is chosen."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalpbot.adapters.clock import SystemClock
+from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
+from scalpbot.adapters.store.factory import open_store
+from scalpbot.config import Settings
+from scalpbot.data.dataset import BarDataset, SeriesId
+from scalpbot.errors import ConfigError
+from scalpbot.ports import Clock, MarketData, Store
+
+SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The collaborators shared by the jobs of one process."""
+
+    settings: Settings
+    store: Store
+    dataset: BarDataset
+    clock: Clock
+
+    def series(self, symbol: str | None = None, timeframe: str | None = None) -> SeriesId:
+        """Return the configured series, or another symbol/timeframe on the configured exchange."""
+        data = self.settings.data
+        return SeriesId(self.settings.exchange.id, symbol or data.symbol, timeframe or data.timeframe)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    """Return the services for ``settings`` (store from ``store.url``, wall clock by default)."""
+    store = open_store(settings.store.url, settings.store.endpoint_url, settings.store.region)
+    return Services(settings, store, BarDataset(store, settings.data.format), clock or SystemClock())
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChoice:
+    """A market data source and whether a run resumes after the newest stored bar."""
+
+    source: MarketData
+    resume: bool
+
+
+def build_market_data(spec: str, services: Services) -> SourceChoice:
+    """Return the source named by ``spec``: ``ccxt``, ``file:PATH``, ``sample``, ``synthetic[:SEED]``."""
+    kind, _, arg = spec.partition(":")
+    if kind == "file":
+        if not arg:
+            raise ConfigError("--source file needs a path: --source file:path/to/bars.csv.gz")
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--source {spec}: no such file {path}")
+        return SourceChoice(FileMarketData(path), resume=False)
+    if kind == "sample" and not arg:
+        return SourceChoice(FileMarketData(sample_path(), name="sample"), resume=False)
+    if kind == "synthetic":
+        from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
+
+        try:
+            seed = int(arg) if arg else 7
+        except ValueError:
+            raise ConfigError(f"--source {spec}: the seed must be an integer, e.g. synthetic:42") from None
+        return SourceChoice(SyntheticMarketData(seed=seed, clock=services.clock), resume=True)
+    if kind == "ccxt" and not arg:
+        from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData
+
+        exchange = services.settings.exchange
+        return SourceChoice(
+            CcxtMarketData(
+                exchange.id,
+                clock=services.clock,
+                config=_ccxt_config(services.settings),
+                max_attempts=exchange.max_retries,
+            ),
+            resume=True,
+        )
+    match = difflib.get_close_matches(kind, ["ccxt", "file", "sample", "synthetic"], n=1)
+    hint = f" (did you mean '{match[0]}'?)" if match else ""
+    raise ConfigError(f"unknown source '{spec}'{hint}; use one of {', '.join(SOURCE_KINDS)}")
+
+
+def _ccxt_config(settings: Settings) -> dict[str, object]:
+    exchange = settings.exchange
+    config: dict[str, object] = {"timeout": exchange.timeout_ms}
+    for name, secret in (
+        ("apiKey", exchange.api_key),
+        ("secret", exchange.secret),
+        ("password", exchange.password),
+    ):
+        if secret is not None:
+            config[name] = secret.get_secret_value()
+    if exchange.sandbox:
+        config["sandbox"] = True
+    return config

@@ -1,0 +1,97 @@
+"""Settings come from defaults, the TOML file, the environment and CLI options, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scalpbot.config import load_settings, redacted
+from scalpbot.errors import ConfigError
+
+
+def _toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_embedded_defaults_need_no_file() -> None:
+    settings = load_settings()
+    assert (settings.store.url, settings.exchange.id, settings.data.symbol) == (
+        "./scalpbot-data",
+        "binance",
+        "BTC/USDT",
+    )
+    assert (settings.data.timeframe, settings.data.format) == ("1m", "parquet")
+
+
+def test_cli_beats_environment_beats_file_beats_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _toml(tmp_path / "scalpbot.toml", '[data]\ntimeframe = "5m"\nsymbol = "ETH/USDT"\nformat = "csv"\n')
+    monkeypatch.setenv("SCALPBOT_DATA__TIMEFRAME", "15m")
+    monkeypatch.setenv("SCALPBOT_DATA__SYMBOL", "SOL/USDT")
+    settings = load_settings(None, {"data": {"symbol": "XRP/USDT", "timeframe": None}})
+    assert (settings.data.symbol, settings.data.timeframe, settings.data.format) == ("XRP/USDT", "15m", "csv")
+
+
+def test_scalpbot_store_names_the_store_and_the_endpoint_is_separate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALPBOT_STORE", "s3://bot-data/prod")
+    monkeypatch.setenv("SCALPBOT_STORE__ENDPOINT_URL", "http://127.0.0.1:9000")
+    settings = load_settings()
+    assert (settings.store.url, settings.store.endpoint_url) == (
+        "s3://bot-data/prod",
+        "http://127.0.0.1:9000",
+    )
+
+
+def test_an_explicit_config_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[data]\ntimefrme = "1m"\n',
+            "unknown key 'data.timefrme' in scalpbot.toml (did you mean 'timeframe'?)",
+        ),
+        ('[stor]\nurl = "x"\n', "unknown section 'stor' in scalpbot.toml (did you mean 'store'?)"),
+        ('[data]\ntimeframe = "1min"\n', "timeframe '1min' is not supported (did you mean '1m'?)"),
+        ("[backtest]\nfee = -0.1\n", "invalid setting backtest.fee"),
+        ("[data\n", "is not valid TOML"),
+    ],
+)
+def test_bad_file_content_is_rejected_with_a_fix_it_message(tmp_path: Path, text: str, message: str) -> None:
+    _toml(tmp_path / "scalpbot.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("SCALPBOT_DATA__TIMEFRAM", "did you mean SCALPBOT_DATA__TIMEFRAME?"),
+        ("SCALPBOT_EXCHANG__ID", "did you mean SCALPBOT_EXCHANGE__...?"),
+        ("SCALPBOT_DATA", "must name a key"),
+    ],
+)
+def test_unknown_environment_variables_are_rejected_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, name: str, message: str
+) -> None:
+    monkeypatch.setenv(name, "1m")
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        load_settings()
+
+
+def test_secrets_are_redacted_when_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALPBOT_EXCHANGE__API_KEY", "key-123")
+    monkeypatch.setenv("SCALPBOT_EXCHANGE__SECRET", "secret-456")
+    settings = load_settings()
+    assert settings.exchange.secret is not None
+    assert settings.exchange.secret.get_secret_value() == "secret-456"
+    shown = redacted(settings)
+    assert shown["exchange"]["api_key"] == shown["exchange"]["secret"] == "********"
+    assert "secret-456" not in repr(settings) and "key-123" not in str(shown)
