@@ -18,6 +18,7 @@ from scalpbot.errors import DataError
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 _NS = 1_000_000_000
+_SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +169,9 @@ def find_spikes(
 ) -> list[Spike]:
     """Return bars whose close-to-close or high-low log move exceeds both thresholds.
 
-    The scale is a robust volatility: the rolling median of absolute close-to-close log returns
-    over ``window`` bars ending at the previous bar, divided by 0.6745. ``min_move`` keeps flat,
-    thin markets (median move 0) from flagging every tick.
+    The scale is the recent volatility: the mean absolute close-to-close log return over the
+    ``window`` bars ending at the previous bar, times sqrt(pi/2) (the standard deviation for normal
+    returns). ``min_move`` keeps flat, thin markets (scale near 0) from flagging every tick.
     """
     if len(bars) < 3:
         return []
@@ -179,7 +180,8 @@ def find_spikes(
     ret[0] = 0.0
     ret[1:] = np.log(close[1:] / close[:-1])
     wick = np.log(bars["high"].to_numpy() / bars["low"].to_numpy())
-    scale = pd.Series(np.abs(ret)).rolling(window, min_periods=30).median().shift(1).to_numpy() / 0.6745
+    recent = pd.Series(np.abs(ret)).rolling(window, min_periods=30).mean().shift(1).to_numpy()
+    scale = recent * _SQRT_HALF_PI
     move = np.maximum(np.abs(ret), wick)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(scale > 0, move / scale, np.inf)
