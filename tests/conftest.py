@@ -11,8 +11,6 @@ import pytest
 from scalpbot.adapters.marketdata.files import read_bar_file, sample_path
 from scalpbot.core.bars import validate_bars
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
 
 @pytest.fixture(scope="session")
 def sample_bars() -> pd.DataFrame:

@@ -85,15 +85,9 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
 
 
 def _ccxt_config(settings: Settings) -> dict[str, object]:
+    """Return the ccxt options for public market data: no API keys, so a restricted key cannot block bars."""
     exchange = settings.exchange
     config: dict[str, object] = {"timeout": exchange.timeout_ms}
-    for name, secret in (
-        ("apiKey", exchange.api_key),
-        ("secret", exchange.secret),
-        ("password", exchange.password),
-    ):
-        if secret is not None:
-            config[name] = secret.get_secret_value()
     if exchange.sandbox:
         config["sandbox"] = True
     return config

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
 from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.core.bars import find_gaps, find_spikes, validate_bars
 from scalpbot.errors import DataError
+from support.files import FIXTURES
 
 
 def _raw(sample_bars: pd.DataFrame, n: int = 20) -> pd.DataFrame:

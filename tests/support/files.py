@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 
 def write_csv(bars: pd.DataFrame, path: Path) -> Path:
     """Write canonical bars to ``path`` in the import schema (gzip when the name ends in ``.gz``)."""

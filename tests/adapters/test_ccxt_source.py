@@ -1,0 +1,326 @@
+"""CcxtMarketData against a local server that speaks Binance's REST format (no internet)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ccxt
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.clock import FixedClock
+from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData, ccxt_exchange
+from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
+from support.binance_server import BinanceServer, Series, sample_series
+
+NOW = datetime(2024, 12, 1, 12, 0, 30, tzinfo=UTC)
+SPOT_ONLY = {"options": {"fetchMarkets": {"types": ["spot"]}}}
+KLINES = "/api/v3/klines"
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture(scope="module")
+def series() -> dict[str, Series]:
+    return sample_series()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def server(
+    clock: FixedClock, series: dict[str, Series], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BinanceServer]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with BinanceServer(clock, series) as running:
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+def source(
+    server: BinanceServer,
+    clock: FixedClock,
+    sleeps: list[float],
+    config: dict[str, Any] | None = None,
+    **kw: Any,
+) -> CcxtMarketData:
+    settings: dict[str, Any] = {**SPOT_ONLY, "rateLimit": 1, **(config or {})}
+    options: dict[str, Any] = {"page_limit": 1000, "base_delay": 0.5, "max_delay": 4.0, "max_attempts": 4}
+    options.update(kw)
+    return CcxtMarketData(
+        "binance",
+        clock,
+        config=settings,
+        api_urls=server.api_urls(ccxt_exchange("binance").urls["api"]),
+        sleep=sleeps.append,
+        rng=random.Random(0),
+        **options,
+    )
+
+
+def fetch(
+    src: CcxtMarketData, since: datetime | None, until: datetime | None, symbol: str = "BTC/USDT"
+) -> pd.DataFrame:
+    chunks = list(src.fetch_bars(symbol, "1m", since, until))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
+
+def expected(series: dict[str, Series], since: datetime, until: datetime) -> pd.DataFrame:
+    btc = series["BTCUSDT"]
+    lo, hi = (int(t.timestamp() * 1000) for t in (since, until))
+    keep = (btc.open_ms >= lo) & (btc.open_ms < hi)
+    stamps = pd.to_datetime(btc.open_ms[keep], unit="ms", utc=True).as_unit("ns")
+    frame = pd.DataFrame(btc.ohlcv[keep], columns=["open", "high", "low", "close", "volume"])
+    frame.insert(0, "timestamp", stamps)
+    return frame
+
+
+def test_bars_span_several_pages_exactly_once_with_sample_values(server, clock, sleeps, series):
+    since, until = datetime(2024, 11, 28, tzinfo=UTC), datetime(2024, 11, 30, 12, tzinfo=UTC)
+    src = source(server, clock, sleeps, page_limit=1000)
+
+    chunks = list(src.fetch_bars("BTC/USDT", "1m", since, until))
+
+    assert [len(c) for c in chunks] == [1000, 1000, 1000, 600]
+    bars = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    assert bars["timestamp"].is_unique
+    assert (bars["timestamp"].diff().iloc[1:] == MINUTE).all()
+    starts = [int(r.params["startTime"]) for r in server.requests_to(KLINES)]
+    assert starts == [int((since + i * 1000 * MINUTE).timestamp() * 1000) for i in range(4)]
+
+
+def test_page_boundaries_never_repeat_or_drop_bars_with_small_pages(server, clock, sleeps, series):
+    since, until = datetime(2024, 12, 1, 3, 7, tzinfo=UTC), datetime(2024, 12, 1, 4, 0, tzinfo=UTC)
+    src = source(server, clock, sleeps, page_limit=7)
+
+    bars = fetch(src, since, until)
+
+    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    assert len(server.requests_to(KLINES)) == 8  # 53 bars in pages of 7
+
+
+def test_chunks_have_utc_open_times_and_float_columns(server, clock, sleeps):
+    bars = fetch(source(server, clock, sleeps), NOW - 5 * MINUTE, None)
+
+    assert str(bars["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert all(bars[c].dtype == np.float64 for c in ["open", "high", "low", "close", "volume"])
+
+
+def test_still_forming_bar_is_served_but_never_yielded(server, clock, sleeps):
+    src = source(server, clock, sleeps)
+    served = src.exchange.fetch_ohlcv("BTC/USDT", "1m", int((NOW - 3 * MINUTE).timestamp() * 1000), 10)
+
+    bars = fetch(src, NOW - 3 * MINUTE, None)
+
+    assert pd.Timestamp(served[-1][0], unit="ms", tz="UTC") == pd.Timestamp("2024-12-01T12:00:00Z")
+    assert bars["timestamp"].iloc[-1] == pd.Timestamp("2024-12-01T11:59:00Z")
+
+
+def test_bar_that_closes_exactly_now_is_yielded(server, clock, sleeps):
+    clock.set(datetime(2024, 12, 1, 12, 0, tzinfo=UTC))
+
+    bars = fetch(source(server, clock, sleeps), datetime(2024, 12, 1, 11, 50, tzinfo=UTC), None)
+
+    assert bars["timestamp"].iloc[-1] == pd.Timestamp("2024-12-01T11:59:00Z")
+    assert len(bars) == 10
+
+
+def test_until_is_exclusive_and_stops_fetching(server, clock, sleeps):
+    until = datetime(2024, 11, 25, 0, 10, tzinfo=UTC)
+
+    bars = fetch(source(server, clock, sleeps), datetime(2024, 11, 25, tzinfo=UTC), until)
+
+    assert bars["timestamp"].iloc[-1] == pd.Timestamp(until) - MINUTE
+    assert len(bars) == 10
+    assert len(server.requests_to(KLINES)) == 1
+
+
+def test_since_none_starts_at_the_exchanges_first_bar(server, clock, sleeps):
+    bars = fetch(source(server, clock, sleeps), None, datetime(2024, 11, 20, 0, 10, tzinfo=UTC))
+
+    assert bars["timestamp"].iloc[0] == pd.Timestamp("2024-11-20T00:00:00Z")
+    assert len(bars) == 10
+    assert server.requests_to(KLINES)[0].params["startTime"] == "0"
+
+
+def test_empty_window_yields_nothing_without_asking_for_bars(server, clock, sleeps):
+    moment = datetime(2024, 11, 25, tzinfo=UTC)
+
+    assert fetch(source(server, clock, sleeps), moment, moment).empty
+    assert server.requests_to(KLINES) == []
+
+
+def test_storage_spelling_of_the_symbol_is_accepted(server, clock, sleeps):
+    bars = fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None, symbol="ETH_USDT")
+
+    assert len(bars) == 2
+    assert server.requests_to(KLINES)[0].params["symbol"] == "ETHUSDT"
+
+
+@pytest.mark.parametrize("status", [429, 418, 500, 503])
+def test_temporary_http_errors_are_retried_with_growing_backoff(server, clock, sleeps, series, status):
+    since, until = datetime(2024, 11, 28, tzinfo=UTC), datetime(2024, 11, 28, 0, 30, tzinfo=UTC)
+    server.fail_next(3, status)
+
+    bars = fetch(source(server, clock, sleeps), since, until)
+
+    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    assert len(server.requests_to(KLINES)) == 4
+    assert len(sleeps) == 3
+    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0 and 1.0 <= sleeps[2] <= 2.0
+
+
+def test_gateway_error_with_an_html_body_is_retried(server, clock, sleeps):
+    server.fail_next(1, 502, body="<html><body><h1>502 Bad Gateway</h1></body></html>")
+
+    bars = fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None)
+
+    assert len(bars) == 2
+    assert len(sleeps) == 1
+
+
+def test_exhausted_retries_raise_exchange_temporary_error(server, clock, sleeps):
+    server.fail_next(10, 503)
+    src = source(server, clock, sleeps, max_attempts=3)
+
+    with pytest.raises(ExchangeTemporaryError, match="after 3 attempts") as caught:
+        fetch(src, NOW - 3 * MINUTE, None)
+
+    assert isinstance(caught.value.__cause__, ccxt.BaseError)
+    assert len(server.requests_to(KLINES)) == 3
+    assert len(sleeps) == 2
+
+
+def test_backoff_never_exceeds_max_delay(server, clock, sleeps):
+    server.fail_next(10, 429)
+
+    with pytest.raises(ExchangeTemporaryError):
+        fetch(
+            source(server, clock, sleeps, max_attempts=8, base_delay=0.5, max_delay=1.5),
+            NOW - 3 * MINUTE,
+            None,
+        )
+
+    assert len(sleeps) == 7
+    assert max(sleeps) <= 1.5
+
+
+def test_timeouts_are_retried_until_the_server_answers(server, clock, sleeps):
+    server.delay_next(1, 2.0)
+
+    bars = fetch(source(server, clock, sleeps, config={"timeout": 200}), NOW - 3 * MINUTE, None)
+
+    assert len(bars) == 2
+    assert len(server.requests_to(KLINES)) == 2
+
+
+def test_persistent_timeouts_raise_exchange_temporary_error(server, clock, sleeps):
+    server.delay_next(5, 2.0)
+    src = source(server, clock, sleeps, config={"timeout": 150}, max_attempts=2)
+
+    with pytest.raises(ExchangeTemporaryError, match="RequestTimeout") as caught:
+        fetch(src, NOW - 3 * MINUTE, None)
+
+    assert isinstance(caught.value.__cause__, ccxt.RequestTimeout)
+
+
+def test_load_markets_failures_are_retried_too(server, clock, sleeps):
+    server.fail_next(2, 503, path="/api/v3/exchangeInfo")
+
+    bars = fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None)
+
+    assert len(bars) == 2
+    assert len(server.requests_to("/api/v3/exchangeInfo")) == 3
+
+
+def test_unknown_symbol_is_a_config_error_suggesting_listed_ones(server, clock, sleeps):
+    with pytest.raises(ConfigError, match=r"'BTC/USD' is not listed on binance \(did you mean 'BTC/USDT'"):
+        fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None, symbol="BTC/USD")
+
+    assert server.requests_to(KLINES) == []
+
+
+def test_symbol_rejected_by_the_exchange_is_a_config_error_without_retry(server, clock, sleeps):
+    server.fail_next(1, 400, body=json.dumps({"code": -1121, "msg": "Invalid symbol."}))
+
+    with pytest.raises(ConfigError, match="Invalid symbol") as caught:
+        fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None)
+
+    assert isinstance(caught.value.__cause__, ccxt.BadSymbol)
+    assert sleeps == []
+
+
+def test_other_exchange_refusals_are_exchange_errors_without_retry(server, clock, sleeps):
+    server.fail_next(1, 400, body=json.dumps({"code": -1130, "msg": "Invalid data sent for a parameter."}))
+
+    with pytest.raises(ExchangeError, match="Invalid data sent") as caught:
+        fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None)
+
+    assert not isinstance(caught.value, ExchangeTemporaryError)
+    assert len(server.requests_to(KLINES)) == 1
+
+
+def test_unknown_exchange_id_suggests_the_closest_one():
+    with pytest.raises(ConfigError, match=r"'binanse' is not a ccxt exchange id \(did you mean 'binance'"):
+        ccxt_exchange("binanse")
+
+
+def test_unknown_timeframe_is_a_config_error_before_any_request(server, clock, sleeps):
+    with pytest.raises(ConfigError, match="timeframe '1min' is not supported"):
+        source(server, clock, sleeps).fetch_bars("BTC/USDT", "1min", NOW - MINUTE, None)
+
+    assert server.requests == []
+
+
+def test_naive_datetimes_are_rejected_with_a_hint(server, clock, sleeps):
+    with pytest.raises(ConfigError, match="aware UTC datetime"):
+        source(server, clock, sleeps).fetch_bars("BTC/USDT", "1m", datetime(2024, 12, 1), None)
+
+
+def test_rejected_credentials_are_a_config_error_that_never_shows_them(server, clock, sleeps):
+    key, secret = "K3yAbCdEfGhIjKlMnOp", "S3cretQrStUvWxYz0123"
+    body = {"code": -2015, "msg": f"Invalid API-key, IP, or permissions for action, request key {key}."}
+    server.fail_next(1, 401, path="/sapi/v1/capital/config/getall", body=json.dumps(body))
+    src = source(server, clock, sleeps, config={"apiKey": key, "secret": secret})
+
+    with pytest.raises(ConfigError, match="rejected the API credentials") as caught:
+        fetch(src, NOW - 3 * MINUTE, None)
+
+    for text in (str(caught.value), repr(src), str(src)):
+        assert key not in text and secret not in text
+
+
+def test_requests_are_spaced_by_rate_limit_times_endpoint_cost(server, clock, sleeps):
+    rate_limit_ms = 250
+    cost = ccxt_exchange("binance").api["public"]["get"]["klines"]["cost"]
+    src = source(server, clock, sleeps, config={"rateLimit": rate_limit_ms}, page_limit=60)
+
+    fetch(src, NOW - timedelta(hours=5), None)
+
+    arrivals = [r.received_at for r in server.requests_to(KLINES)]
+    assert len(arrivals) == 5
+    assert min(np.diff(arrivals)) >= rate_limit_ms * cost / 1000 - 0.02
+
+
+def test_exchange_that_ignores_since_does_not_loop_forever(server, clock, sleeps):
+    stale = [
+        [1_700_000_000_000 + 60_000 * i, "1", "2", "0.5", "1.5", "10", 0, "0", 1, "0", "0", "0"]
+        for i in range(5)
+    ]
+    server.fail_next(100, 200, body=json.dumps(stale))
+
+    assert fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None).empty
+    assert len(server.requests_to(KLINES)) == 1
