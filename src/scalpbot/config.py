@@ -97,6 +97,26 @@ class BacktestSettings(_Section):
     max_hold: int = Field(default=0, ge=0, description="bars; 0 = no time stop")
 
 
+class TrainSettings(_Section):
+    """The daily train job: history window, labels, model, tuning and the promotion gate."""
+
+    days: int = Field(default=90, gt=0, description="days of bars, ending at --until, used per training run")
+    horizon: int = Field(default=30, ge=2, le=1440, description="label horizon in bars (triple barrier)")
+    k_sl: float = Field(default=1.0, gt=0, description="label stop loss, multiple of barrier volatility")
+    k_tp: float = Field(default=1.0, gt=0, description="label take profit, multiple of barrier volatility")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
+    sampler: Literal["tpe", "gp"] = "tpe"
+    study_storage: str | None = Field(
+        default=None, description="Optuna RDB URL; default: a study kept in the store"
+    )
+    min_trades: int = Field(default=20, ge=1, description="fewest test-window trades a release needs")
+    max_epochs: int = Field(default=30, ge=1)
+    widths: tuple[int, ...] = (64, 64)
+    seed: int = 7
+
+
 class BotSettings(_Section):
     """Identity of this bot's state (ledger, portfolio) in the store."""
 
@@ -118,6 +138,7 @@ class Settings(BaseSettings):
     exchange: ExchangeSettings = ExchangeSettings()
     data: DataSettings = DataSettings()
     backtest: BacktestSettings = BacktestSettings()
+    train: TrainSettings = TrainSettings()
     bot: BotSettings = BotSettings()
 
 
@@ -137,6 +158,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "exchange": ExchangeSettings,
     "data": DataSettings,
     "backtest": BacktestSettings,
+    "train": TrainSettings,
     "bot": BotSettings,
 }
 
@@ -265,6 +287,7 @@ __all__ = [
     "ScalpbotError",
     "Settings",
     "StoreSettings",
+    "TrainSettings",
     "load_settings",
     "redacted",
 ]

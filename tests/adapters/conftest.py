@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from scalpbot.adapters.store import S3Store
+
 from support.moto_server import MotoServer, running_moto_server
 
 if TYPE_CHECKING:

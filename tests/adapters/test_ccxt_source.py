@@ -16,6 +16,7 @@ import pytest
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData, ccxt_exchange
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
+
 from support.binance_server import BinanceServer, Series, sample_series
 
 NOW = datetime(2024, 12, 1, 12, 0, 30, tzinfo=UTC)

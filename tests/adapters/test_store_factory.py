@@ -9,6 +9,7 @@ import pytest
 from scalpbot.adapters.store import FolderStore, S3Store, open_store
 from scalpbot.adapters.store.s3 import require_conditional_writes
 from scalpbot.errors import ConfigError
+
 from support.moto_server import MotoServer
 
 

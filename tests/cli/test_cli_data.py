@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.cli.app import main
+
 from support.files import snapshot, write_csv
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.core.bars import find_gaps, find_spikes, validate_bars
 from scalpbot.errors import DataError
+
 from support.files import FIXTURES
 
 

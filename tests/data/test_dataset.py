@@ -11,6 +11,7 @@ from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.adapters.store.memory import MemoryStore
 from scalpbot.data.dataset import BarDataset, SeriesId
 from scalpbot.errors import ConfigError, CorruptArtifactError
+
 from support.files import snapshot
 from support.stores import Crash, RecordingStore
 

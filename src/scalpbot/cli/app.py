@@ -8,9 +8,12 @@ from pathlib import Path
 
 import typer
 
+from scalpbot.cli.backtest_cmd import run_backtest
 from scalpbot.cli.data_cmds import data_app, fetch
+from scalpbot.cli.models_cmds import models_app
 from scalpbot.cli.render import err, print_json
 from scalpbot.cli.state import CliState, state_of
+from scalpbot.cli.train_cmd import run_train
 from scalpbot.config import redacted
 from scalpbot.errors import ScalpbotError
 
@@ -23,7 +26,10 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 app.command("fetch")(fetch)
+app.command("backtest")(run_backtest)
+app.command("train")(run_train)
 
 
 @app.callback()

@@ -1,0 +1,240 @@
+"""Backtest a signal frame on a bar frame with the one execution model (the pandas face of the kernel).
+
+Fill rules are those of :mod:`scalpbot.core.backtest.nb`: decide on bar ``t``'s close, fill at bar ``t + 1``'s
+open worsened by ``slippage``, SL/TP as fractions of the fill price checked from the entry bar on (SL first, gaps
+fill at the open), time and signal exits at the next open, an open position marked at the last close.
+
+Bad input raises before anything is simulated: :class:`~scalpbot.errors.DataError` for a malformed ``bars`` or
+``signals`` frame (both are data), :class:`~scalpbot.errors.ConfigError` for a bad keyword option.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.backtest.enums import TRADE_VALUE_FIELDS, ExitReasonT, InputProblem, SimulationStatusT
+from scalpbot.core.backtest.nb import find_bad_bar_nb, find_bad_signal_nb, simulate_nb, unpack_trades_nb
+from scalpbot.core.metrics import Metrics, compute_metrics
+from scalpbot.errors import ConfigError, DataError
+
+__all__ = ["BacktestResult", "backtest"]
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
+REQUIRED_SIGNAL_COLUMNS = ("side", "size", "sl", "tp")
+SIGNAL_COLUMNS = (*REQUIRED_SIGNAL_COLUMNS, "max_hold")
+EXIT_REASONS = ExitReasonT._fields
+SIZE_UNITS = ("equity", "qty")
+
+_BAR_PROBLEMS = {
+    InputProblem.time_not_increasing: "the index is not strictly increasing (unsorted or duplicate times); "
+    "use bars.sort_index() and drop duplicates with bars[~bars.index.duplicated()]",
+    InputProblem.price_not_finite: "a price is NaN or infinite; drop the bar or re-fetch it",
+    InputProblem.price_not_positive: "a price is <= 0; drop the bar or re-fetch it",
+    InputProblem.high_below_open_or_close: "high is below open or close; the bar is corrupt, re-fetch it",
+    InputProblem.low_above_open_or_close: "low is above open or close; the bar is corrupt, re-fetch it",
+}
+_SIGNAL_PROBLEMS = {
+    InputProblem.side_not_in_range: "side must be -1 (short), 0 (nothing) or +1 (long)",
+    InputProblem.size_invalid: "size must be finite and >= 0 where side != 0",
+    InputProblem.sl_not_positive: "sl must be > 0 where side != 0 (a fraction of the fill price, e.g. 0.003; "
+    "np.inf for no stop loss)",
+    InputProblem.tp_not_positive: "tp must be > 0 where side != 0 (a fraction of the fill price, e.g. 0.006; "
+    "np.inf for no take profit)",
+    InputProblem.max_hold_negative: "max_hold must be a whole number of bars >= 0 where side != 0 (0 = no time stop)",
+}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Outcome of :func:`backtest`.
+
+    ``trades``: one row per trade with ``entry_time``/``exit_time`` (bar open times, UTC: entries fill at that
+    bar's open; time/signal exits at that bar's open; stops inside that bar; ``open`` trades at its close),
+    ``side`` (+1/-1), ``entry_price``/``exit_price`` (after slippage), ``qty`` (base units), ``pnl`` and ``fees``
+    (quote currency; ``pnl`` after fees) and ``exit_reason`` in sl, tp, time, signal, open.
+    ``equity``: account value at each bar close. ``metrics``: :func:`scalpbot.core.metrics.compute_metrics`.
+    ``status``: ``ok``, or ``equity_depleted`` when equity reached <= 0 and entries were skipped.
+    """
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    metrics: Metrics
+    status: str
+
+
+def _did_you_mean(name: str, choices: tuple[str, ...] | list[str]) -> str:
+    hint = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def _check_options(fee: float, slippage: float, initial_equity: float, size_in: str) -> None:
+    if not (math.isfinite(fee) and 0.0 <= fee < 0.1):
+        raise ConfigError(
+            f"fee must be a fraction of notional in [0, 0.1), e.g. 0.0004 for 0.04 %; got {fee}"
+        )
+    if not (math.isfinite(slippage) and 0.0 <= slippage < 0.1):
+        raise ConfigError(f"slippage must be a fraction of price in [0, 0.1), e.g. 0.0001; got {slippage}")
+    if not (math.isfinite(initial_equity) and initial_equity > 0.0):
+        raise ConfigError(f"initial_equity must be > 0 (quote currency); got {initial_equity}")
+    if size_in not in SIZE_UNITS:
+        raise ConfigError(
+            f"size_in '{size_in}' is not supported{_did_you_mean(size_in, SIZE_UNITS)}; use 'equity' "
+            "(fraction of equity as notional) or 'qty' (base-asset quantity)"
+        )
+
+
+def _bar_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    if not isinstance(bars, pd.DataFrame):
+        raise DataError(
+            f"bars must be a pandas DataFrame with columns {', '.join(PRICE_COLUMNS)}; got {type(bars)}"
+        )
+    for name in PRICE_COLUMNS:
+        if name not in bars.columns:
+            others = [str(c) for c in bars.columns if c not in BAR_COLUMNS]
+            raise DataError(
+                f"bars is missing column '{name}'{_did_you_mean(name, others)}; "
+                f"expected {', '.join(PRICE_COLUMNS)} (volume optional)"
+            )
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise DataError(
+            f"bars must have a DatetimeIndex of bar open times in UTC; got {type(index).__name__}: "
+            "use bars.set_index(pd.to_datetime(bars['timestamp'], utc=True))"
+        )
+    if index.tz is None or str(index.tz) != "UTC":
+        raise DataError(
+            f"bars index must be UTC; got tz={index.tz}: use bars.tz_localize('UTC') or tz_convert"
+        )
+    if len(bars) == 0:
+        raise DataError("bars is empty: pass at least one bar")
+    try:
+        prices = tuple(bars[name].to_numpy(dtype=np.float64) for name in PRICE_COLUMNS)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"bars prices must be numeric: {e}") from e
+    position, problem = find_bad_bar_nb(index.asi8, *prices)
+    if problem != InputProblem.none:
+        raise DataError(f"bars row {position} ({index[position]}): {_BAR_PROBLEMS[problem]}")
+    return prices
+
+
+def _float_column(column: pd.Series) -> np.ndarray:
+    if column.dtype == np.float64:
+        return column.to_numpy()  # no copy
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _signal_arrays(signals: pd.DataFrame, index: pd.DatetimeIndex) -> tuple[np.ndarray, ...]:
+    if not isinstance(signals, pd.DataFrame):
+        raise DataError(f"signals must be a pandas DataFrame with columns {', '.join(SIGNAL_COLUMNS)}")
+    unknown = [str(c) for c in signals.columns if c not in SIGNAL_COLUMNS]
+    if unknown:
+        raise DataError(
+            f"signals has unknown column '{unknown[0]}'{_did_you_mean(unknown[0], SIGNAL_COLUMNS)}; "
+            f"allowed: {', '.join(SIGNAL_COLUMNS)} (max_hold optional)"
+        )
+    missing = [c for c in REQUIRED_SIGNAL_COLUMNS if c not in signals.columns]
+    if missing:
+        raise DataError(
+            f"signals is missing column '{missing[0]}'; required: {', '.join(REQUIRED_SIGNAL_COLUMNS)}"
+        )
+    if not signals.index.equals(index):
+        if len(signals) != len(index):
+            where = f"signals has {len(signals)} rows, bars {len(index)}"
+        else:
+            first = int(np.argmax(signals.index != index))
+            where = f"first difference at row {first}: {signals.index[first]} vs {index[first]}"
+        raise DataError(
+            f"signals index does not match bars index ({where}); build signals from the same bars "
+            "or align them with signals.reindex(bars.index)"
+        )
+    try:
+        side = signals["side"].to_numpy()
+        if side.dtype != np.int8:
+            raw = signals["side"].to_numpy(dtype=np.float64, na_value=np.nan)
+            valid = (raw == -1.0) | (raw == 0.0) | (raw == 1.0)
+            if not valid.all():
+                first = int(np.argmin(valid))
+                raise DataError(
+                    f"signals row {first} ({index[first]}): side must be -1, 0 or +1; got {raw[first]}"
+                )
+            side = raw.astype(np.int8)
+        size, sl, tp = (_float_column(signals[c]) for c in ("size", "sl", "tp"))
+        if "max_hold" not in signals.columns:
+            max_hold = np.zeros(len(index), dtype=np.int64)
+        else:
+            max_hold = signals["max_hold"].to_numpy()
+            if max_hold.dtype.kind not in "iu":
+                raw = signals["max_hold"].to_numpy(dtype=np.float64, na_value=np.nan)
+                whole = np.isfinite(raw) & (raw == np.floor(raw))
+                bad = ~whole & (side != 0)
+                if bad.any():
+                    first = int(np.argmax(bad))
+                    raise DataError(
+                        f"signals row {first} ({index[first]}): {_SIGNAL_PROBLEMS[InputProblem.max_hold_negative]}"
+                        f"; got {raw[first]}"
+                    )
+                max_hold = np.where(whole, raw, 0.0)
+            max_hold = max_hold.astype(np.int64, copy=False)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"signals columns must be numeric: {e}") from e
+    position, problem = find_bad_signal_nb(side, size, sl, tp, max_hold)
+    if problem != InputProblem.none:
+        raise DataError(f"signals row {position} ({index[position]}): {_SIGNAL_PROBLEMS[problem]}")
+    return side, size, sl, tp, max_hold
+
+
+def _trades_frame(
+    side: np.ndarray,
+    values: np.ndarray,
+    exit_reason: np.ndarray,
+    entry_time: pd.DatetimeIndex,
+    exit_time: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """Return the trades frame over the unpacked columns (``values`` rows are ``TRADE_VALUE_FIELDS``), no copy."""
+    columns: dict[str, object] = {"entry_time": entry_time, "exit_time": exit_time, "side": side}
+    columns.update(zip(TRADE_VALUE_FIELDS, values, strict=True))
+    columns["exit_reason"] = pd.Categorical.from_codes(exit_reason, categories=pd.Index(EXIT_REASONS))
+    return pd.DataFrame(columns, copy=False)
+
+
+def backtest(
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    *,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    initial_equity: float = 10_000.0,
+    size_in: Literal["equity", "qty"] = "equity",
+) -> BacktestResult:
+    """Simulate ``signals`` on ``bars`` and return trades, equity at each close and metrics.
+
+    ``bars``: UTC DatetimeIndex of bar open times; columns open, high, low, close (volume and others ignored).
+    ``signals``: same index; ``side`` (-1, 0, +1) decided on that bar's close and filled at the next bar's open;
+    ``size`` (``size_in="equity"``: fraction of equity at the fill committed as notional, 1.0 = all of it;
+    ``size_in="qty"``: base-asset quantity); ``sl``/``tp`` (fractional distances from the fill price, > 0,
+    ``np.inf`` for none); optional ``max_hold`` (bars, 0 = no time stop). Values on rows with side 0 are ignored.
+    ``fee``: fraction of notional per fill; ``slippage``: fraction by which every fill price is worsened.
+    """
+    _check_options(fee, slippage, initial_equity, size_in)
+    open_, high, low, close = _bar_arrays(bars)
+    index = pd.DatetimeIndex(bars.index)
+    side, size, sl, tp, max_hold = _signal_arrays(signals, index)
+    records, equity_values, status = simulate_nb(
+        open_, high, low, close, side, size, sl, tp, max_hold, fee, slippage, initial_equity, size_in == "qty"
+    )
+    entry_bars, exit_bars, trade_side, values, exit_reason = unpack_trades_nb(records)
+    trades = _trades_frame(trade_side, values, exit_reason, index[entry_bars], index[exit_bars])
+    equity = pd.Series(equity_values, index=index, name="equity", copy=False)
+    return BacktestResult(
+        trades=trades,
+        equity=equity,
+        metrics=compute_metrics(trades, equity, bar_positions=(entry_bars, exit_bars)),
+        status=SimulationStatusT._fields[status],
+    )

@@ -1,0 +1,139 @@
+"""``scalpbot backtest``: run a strategy over stored bars and print its metrics or JSON."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.render import iso, out, print_json
+from scalpbot.cli.state import state_of
+from scalpbot.config import BacktestSettings
+from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.errors import ConfigError, DataError
+
+SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
+
+STRATEGIES: dict[str, SignalBuilder] = {
+    "sma-cross": lambda bars, p: sma_cross_signals(
+        bars, length=p.sma_length, sl=p.sl, tp=p.tp, size=p.size, max_hold=p.max_hold
+    ),
+}
+TRADE_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "side",
+    "entry_price",
+    "exit_price",
+    "qty",
+    "pnl",
+    "fees",
+    "exit_reason",
+)
+
+
+def run_backtest(
+    ctx: typer.Context,
+    symbol: str | None = SymbolOpt,
+    timeframe: str | None = TimeframeOpt,
+    exchange: str | None = ExchangeOpt,
+    since: str | None = typer.Option(None, "--from", help="First bar open time, ISO-8601 UTC"),
+    until: str | None = typer.Option(None, "--to", help="Stop before this open time"),
+    strategy: str | None = typer.Option(None, "--strategy", help="sma-cross [config backtest.strategy]"),
+    sl: float | None = typer.Option(None, "--sl", help="Stop loss, fraction of the fill price"),
+    tp: float | None = typer.Option(None, "--tp", help="Take profit, fraction of the fill price"),
+    size: float | None = typer.Option(None, "--size", help="Fraction of equity committed per entry"),
+    max_hold: int | None = typer.Option(None, "--max-hold", help="Time stop in bars (0 = none)"),
+    sma_length: int | None = typer.Option(None, "--sma-length", help="SMA length in bars for sma-cross"),
+    fee: float | None = typer.Option(None, "--fee", help="Fee per side, fraction of notional"),
+    slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
+    initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
+) -> None:
+    """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first)."""
+    overrides: dict[str, dict[str, Any]] = {
+        "exchange": {"id": exchange},
+        "data": {"symbol": symbol, "timeframe": timeframe},
+        "backtest": {
+            "strategy": strategy,
+            "sl": sl,
+            "tp": tp,
+            "size": size,
+            "max_hold": max_hold,
+            "sma_length": sma_length,
+            "fee": fee,
+            "slippage": slippage,
+            "initial_equity": initial_equity,
+        },
+    }
+    services = state_of(ctx).services(overrides)
+    params = services.settings.backtest
+    build = _strategy(params.strategy)
+    start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    series = services.series()
+    bars = services.dataset.read(
+        series, None if start is None else pd.Timestamp(start), None if end is None else pd.Timestamp(end)
+    )
+    if len(bars) < 2:
+        raise DataError(
+            f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
+        )
+    result = backtest(
+        bars,
+        build(bars, params),
+        fee=params.fee,
+        slippage=params.slippage,
+        initial_equity=params.initial_equity,
+    )
+    if as_json:
+        print_json({"metrics": result.metrics, "trades": trades_payload(result.trades)})
+        return
+    _print_result(result, f"{params.strategy} on {series}, {iso(bars.index[0])} .. {iso(bars.index[-1])}")
+
+
+def _strategy(name: str) -> SignalBuilder:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        match = difflib.get_close_matches(name, list(STRATEGIES), n=1)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        raise ConfigError(f"unknown strategy '{name}'{hint}; use one of {', '.join(STRATEGIES)}") from None
+
+
+def trades_payload(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return trades as JSON-ready objects: times ISO-8601 UTC, numbers as floats, side as +1/-1."""
+    rows: list[dict[str, Any]] = []
+    for record in trades.loc[:, list(TRADE_COLUMNS)].itertuples(index=False):
+        row = dict(zip(TRADE_COLUMNS, record, strict=True))
+        row["entry_time"] = iso(pd.Timestamp(row["entry_time"]))
+        row["exit_time"] = iso(pd.Timestamp(row["exit_time"]))
+        row["side"] = int(row["side"])
+        for name in ("entry_price", "exit_price", "qty", "pnl", "fees"):
+            row[name] = float(row[name])
+        row["exit_reason"] = str(row["exit_reason"])
+        rows.append(row)
+    return rows
+
+
+def _print_result(result: BacktestResult, title: str) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    percent = {"total_return", "win_rate", "max_drawdown", "return_on_capital", "exposure"}
+    for name, value in result.metrics.items():
+        if value is None:
+            shown = "-"
+        elif name in percent:
+            shown = f"{value:.2%}"
+        elif isinstance(value, int):
+            shown = f"{value:,}"
+        else:
+            shown = f"{value:,.4f}"
+        table.add_row(name, shown)
+    out.print(table)

@@ -1,0 +1,82 @@
+"""``scalpbot train``: train, tune and score a release; promote it only through the gate."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.render import err, out, print_json
+from scalpbot.cli.state import state_of
+
+_SHOWN = ("total_return", "sharpe", "max_drawdown", "win_rate", "risk_reward", "trades", "fees_paid")
+
+
+def run_train(
+    ctx: typer.Context,
+    symbol: str | None = SymbolOpt,
+    timeframe: str | None = TimeframeOpt,
+    exchange: str | None = ExchangeOpt,
+    until: str | None = typer.Option(
+        None, "--until", help="Train on bars before this time [newest stored bar]"
+    ),
+    trials: int | None = typer.Option(
+        None, "--trials", help="Bayesian optimization trials [config train.trials]"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """Train the model on stored bars, tune the policy, score it out of sample and maybe promote it."""
+    from scalpbot.jobs.train import train
+
+    services = state_of(ctx).services(
+        {"exchange": {"id": exchange}, "data": {"symbol": symbol, "timeframe": timeframe}}
+    )
+    report = train(
+        services,
+        services.series(),
+        until=parse_time(until, "--until"),
+        trials=trials,
+        show_progress=not as_json,
+        log=(lambda _: None) if as_json else (lambda line: err.print(line)),
+    )
+    payload = asdict(report)
+    payload["series"] = str(report.series)
+    if as_json:
+        print_json(payload)
+        return
+    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.timings.items())
+    out.print(f"time split: {timings} (total {sum(report.timings.values()):.1f}s)")
+    table = Table(title=f"release {report.release_id} of {report.series}: validation and test windows")
+    columns: dict[str, dict[str, Any]] = {
+        "validation": report.validation,
+        "test": report.test,
+        **{f"test: {name}": metrics for name, metrics in report.baselines.items()},
+    }
+    if report.incumbent and "metrics" in report.incumbent:
+        columns[f"test: current {report.incumbent['release_id']}"] = report.incumbent["metrics"]
+    table.add_column("metric", style="bold", no_wrap=True)
+    for name in columns:
+        table.add_column(name, justify="right")
+    for metric in _SHOWN:
+        table.add_row(metric, *(_fmt(metric, column.get(metric)) for column in columns.values()))
+    out.print(table)
+    dsr = report.tuning.get("deflated_sharpe")
+    out.print(
+        f"tuning: {report.tuning.get('n_trials')} trials, best validation Sharpe {report.tuning.get('best_value'):.2f}, "
+        f"deflated Sharpe ratio {'-' if dsr is None else f'{dsr:.3f}'}"
+    )
+    verdict = "PROMOTED" if report.promoted else "not promoted"
+    out.print(f"{verdict}: {report.reason}")
+
+
+def _fmt(metric: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if metric in ("total_return", "max_drawdown", "win_rate"):
+        return f"{value:+.2%}" if metric == "total_return" else f"{value:.2%}"
+    if metric == "trades":
+        return f"{value:,}"
+    return f"{value:,.2f}"

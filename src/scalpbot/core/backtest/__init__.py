@@ -1,0 +1,1 @@
+"""The one fill model: a numba kernel over bar arrays (``nb``) and its record dtypes (``enums``)."""

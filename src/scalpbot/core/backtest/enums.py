@@ -1,0 +1,80 @@
+"""Record dtypes and named constants shared by the backtest kernel and its callers.
+
+Declared once here, vectorbt style: kernels in :mod:`scalpbot.core.backtest.nb` import them as compile-time
+constants, pandas-facing code imports them to decode records.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class ExitReasonT(NamedTuple):
+    """Why a trade ended; ``open`` marks a trade still open at the end of the data."""
+
+    sl: int
+    tp: int
+    time: int
+    signal: int
+    open: int
+
+
+ExitReason = ExitReasonT(*range(len(ExitReasonT._fields)))
+"""Exit reason codes as stored in ``trade_dt["exit_reason"]``; names in ``ExitReasonT._fields``."""
+
+
+class SimulationStatusT(NamedTuple):
+    """Outcome of one kernel run; the kernel returns one of these codes instead of raising."""
+
+    ok: int
+    length_mismatch: int
+    equity_depleted: int
+
+
+SimulationStatus = SimulationStatusT(*range(len(SimulationStatusT._fields)))
+"""``ok``: ran to the end; ``length_mismatch``: input arrays differ in length, nothing simulated;
+``equity_depleted``: equity reached <= 0 at some close, later entries were skipped."""
+
+
+class InputProblemT(NamedTuple):
+    """What an input scan found wrong at the first bad row (``none`` when all rows are valid)."""
+
+    none: int
+    time_not_increasing: int
+    price_not_finite: int
+    price_not_positive: int
+    high_below_open_or_close: int
+    low_above_open_or_close: int
+    side_not_in_range: int
+    size_invalid: int
+    sl_not_positive: int
+    tp_not_positive: int
+    max_hold_negative: int
+
+
+InputProblem = InputProblemT(*range(len(InputProblemT._fields)))
+
+trade_dt = np.dtype(
+    [
+        ("entry_idx", np.int64),
+        ("exit_idx", np.int64),
+        ("side", np.int64),
+        ("entry_price", np.float64),
+        ("exit_price", np.float64),
+        ("qty", np.float64),
+        ("pnl", np.float64),
+        ("fees", np.float64),
+        ("exit_reason", np.int64),
+    ],
+    align=True,
+)
+"""One trade: bar positions of entry/exit, side (+1 long, -1 short), fill prices after slippage,
+base-asset quantity (> 0), PnL after fees, fees paid (both sides; entry side only while open), exit reason.
+
+``entry_idx`` is the bar whose **open** filled the entry. ``exit_idx`` is the bar whose open filled a
+time/signal exit, or inside which a stop filled, or the last bar for a trade still open (marked at its close)."""
+
+TRADE_VALUE_FIELDS = ("entry_price", "exit_price", "qty", "pnl", "fees")
+"""The float fields of ``trade_dt`` in the row order of ``unpack_trades_nb``'s value block."""

@@ -1,0 +1,281 @@
+"""Performance metrics of a trade list and an equity curve: pure functions, frames and arrays in, numbers out.
+
+The same functions score a backtest and, later, a week of live trading from the ledger, so they take plain
+inputs, not a ``BacktestResult``:
+
+* ``trades``: a frame with ``entry_time``, ``exit_time`` (UTC), ``qty`` (base units, > 0), ``entry_price``,
+  ``pnl`` (quote currency, after fees), ``fees`` and optionally ``exit_reason``; rows whose ``exit_reason`` is
+  ``"open"`` are positions still open, marked to market.
+* ``equity``: account value in quote currency at each bar **close**, on the bar index (UTC open times); its first
+  value is the capital at the start.
+
+Zero-trade and degenerate cases never return NaN or infinity. Totals, shares and counts (``total_return``,
+``max_drawdown``, ``exposure``, ``fees_paid``, ``trades``) are always numbers (0.0 / 0 when nothing traded).
+Ratios and averages (``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``, ``avg_hold_bars``,
+``return_on_capital``, ``sharpe``, ``sortino``) are ``None`` when undefined: no trades, no losing trade for a
+ratio over losses, fewer than two daily returns or zero dispersion. Every value is a plain ``float``, ``int``
+or ``None``, so the dict is JSON-serializable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+PERIODS_PER_YEAR_24_7 = 365.0
+"""Daily periods in a year for a market that trades every day (crypto)."""
+
+Metrics = dict[str, float | int | None]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def closed_mask(trades: pd.DataFrame) -> np.ndarray:
+    """Return which trades are closed, i.e. whose ``exit_reason`` is not ``open`` (all, without that column)."""
+    if "exit_reason" not in trades.columns:
+        return np.ones(len(trades), dtype=bool)
+    return np.asarray(trades["exit_reason"] != "open", dtype=bool)
+
+
+def total_return(equity: pd.Series) -> float:
+    """Return the last equity over the first, minus one (0.05 = +5 %); 0.0 for an empty curve."""
+    values = equity.to_numpy(dtype=np.float64)
+    if values.size == 0:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = float(values[-1] / values[0] - 1.0)
+    return change if math.isfinite(change) else 0.0
+
+
+@njit(cache=True)
+def max_drawdown_nb(values: np.ndarray) -> float:
+    """Return max over t of ``1 - values[t] / max(values[:t + 1])`` in one pass (NaN-free input)."""
+    peak = -np.inf
+    worst = 0.0
+    for value in values:
+        peak = max(peak, value)
+        worst = max(worst, 1.0 - value / peak)
+    return worst
+
+
+def max_drawdown(equity: pd.Series) -> float:
+    """Return the largest fall from a running peak of equity at bar closes, as a positive fraction (0.2 = 20 %)."""
+    values = equity.to_numpy(dtype=np.float64)
+    if values.size == 0:
+        return 0.0
+    worst = float(max_drawdown_nb(values))
+    return worst if math.isfinite(worst) else 1.0
+
+
+def daily_returns(equity: pd.Series) -> np.ndarray:
+    """Return simple returns of the last equity of each UTC calendar day with bars.
+
+    Each day's last close is compared with the previous such day's; the first day with the first equity value
+    (the starting capital). Days without bars are skipped, not filled.
+    """
+    values = equity.to_numpy(dtype=np.float64)
+    if values.size == 0:
+        return values
+    ticks, times = _epoch_ticks(equity.index)
+    per_day = _TICKS_PER_DAY[times.unit]
+    midnights = np.arange(ticks[0] // per_day + 1, ticks[-1] // per_day + 1, dtype=np.int64) * per_day
+    last_of_day = np.append(np.searchsorted(ticks, midnights, side="left") - 1, values.size - 1)
+    last_of_day = last_of_day[np.append(True, np.diff(last_of_day) != 0)]  # a day without bars repeats one
+    day_close = values[last_of_day]
+    previous = np.insert(day_close[:-1], 0, values[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns: np.ndarray = day_close / previous - 1.0
+    return returns
+
+
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR_24_7) -> float | None:
+    """Return the annualized Sharpe ratio (risk-free 0): mean / sample std (ddof 1) * sqrt(periods_per_year)."""
+    if returns.size < 2:
+        return None
+    std = float(np.std(returns, ddof=1))
+    if not std > 0.0:
+        return None
+    return _finite_or_none(float(np.mean(returns)) / std * math.sqrt(periods_per_year))
+
+
+def sortino_ratio(returns: np.ndarray, periods_per_year: float = PERIODS_PER_YEAR_24_7) -> float | None:
+    """Return the annualized Sortino ratio: mean / downside deviation * sqrt(periods_per_year).
+
+    Downside deviation = sqrt(mean(min(r, 0)^2)) over all periods (target return 0).
+    """
+    if returns.size < 2:
+        return None
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    if not downside > 0.0:
+        return None
+    return _finite_or_none(float(np.mean(returns)) / downside * math.sqrt(periods_per_year))
+
+
+class PnlSummary(NamedTuple):
+    """Counts and sums of a list of trade PnLs (quote currency, after fees); ``gross_loss`` is positive."""
+
+    trades: int
+    wins: int
+    losses: int
+    gross_profit: float
+    gross_loss: float
+    net: float
+
+
+@njit(cache=True)
+def _pnl_sums_nb(pnl: np.ndarray) -> tuple[int, int, float, float, float]:
+    wins = 0
+    losses = 0
+    gross_profit = 0.0
+    gross_loss = 0.0
+    net = 0.0
+    for value in pnl:
+        net += value
+        if value > 0.0:
+            wins += 1
+            gross_profit += value
+        elif value < 0.0:
+            losses += 1
+            gross_loss -= value
+    return wins, losses, gross_profit, gross_loss, net
+
+
+def summarize_pnl(pnl: np.ndarray) -> PnlSummary:
+    """Return the counts and sums of ``pnl`` (one value per trade) that the trade statistics use."""
+    values = np.ascontiguousarray(pnl, dtype=np.float64)
+    wins, losses, gross_profit, gross_loss, net = _pnl_sums_nb(values)
+    return PnlSummary(
+        int(values.size), int(wins), int(losses), float(gross_profit), float(gross_loss), float(net)
+    )
+
+
+def win_rate(summary: PnlSummary) -> float | None:
+    """Return the share of trades with PnL > 0 (after fees); ``None`` without trades."""
+    return summary.wins / summary.trades if summary.trades else None
+
+
+def risk_reward(summary: PnlSummary) -> float | None:
+    """Return the average winning PnL over the average losing PnL (as a positive number).
+
+    ``None`` without a winning or without a losing trade.
+    """
+    if summary.wins == 0 or summary.losses == 0:
+        return None
+    return _finite_or_none((summary.gross_profit / summary.wins) / (summary.gross_loss / summary.losses))
+
+
+def profit_factor(summary: PnlSummary) -> float | None:
+    """Return gross profit over gross loss (quote currency, after fees); ``None`` without a losing trade."""
+    if not summary.gross_loss > 0.0:
+        return None
+    return _finite_or_none(summary.gross_profit / summary.gross_loss)
+
+
+def expectancy(summary: PnlSummary) -> float | None:
+    """Return the mean PnL per trade in quote currency (after fees); ``None`` without trades."""
+    return _finite_or_none(summary.net / summary.trades) if summary.trades else None
+
+
+_TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _epoch_ticks(index: pd.Index) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Return a DatetimeIndex's int64 ticks since the epoch (UTC, in its own unit) and the index itself."""
+    times = pd.DatetimeIndex(index)
+    return np.asarray(times.asi8, dtype=np.int64), times
+
+
+def trade_bars(trades: pd.DataFrame, equity: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return the bar positions (in ``equity``'s index) of each trade's entry and exit.
+
+    A time inside a bar maps to that bar (the last bar opened at or before it).
+    """
+    ticks, times = _epoch_ticks(equity.index)
+    entry, exit_ = (
+        np.searchsorted(
+            ticks, np.asarray(pd.DatetimeIndex(trades[column]).as_unit(times.unit).asi8), side="right"
+        )
+        - 1
+        for column in ("entry_time", "exit_time")
+    )
+    return entry.astype(np.int64), exit_.astype(np.int64)
+
+
+def exposure(entry_bars: np.ndarray, exit_bars: np.ndarray, n_bars: int) -> float:
+    """Return the share of bars in which a position was held at some moment, entry and exit bars included.
+
+    Open trades count up to their exit bar (the last bar). Overlapping trades are counted once.
+    """
+    if n_bars == 0 or entry_bars.size == 0:
+        return 0.0
+    if np.all(entry_bars[1:] >= entry_bars[:-1]):
+        starts, ends = entry_bars, exit_bars
+    else:
+        order = np.argsort(entry_bars, kind="stable")
+        starts, ends = entry_bars[order], exit_bars[order]
+    covered_until = np.maximum.accumulate(ends)
+    previous_end = np.insert(covered_until[:-1], 0, -1)
+    new_bars = np.maximum(0, ends - np.maximum(starts - 1, previous_end))
+    return float(np.sum(new_bars)) / n_bars
+
+
+def avg_hold_bars(entry_bars: np.ndarray, exit_bars: np.ndarray) -> float | None:
+    """Return the mean of exit bar minus entry bar (a stop on the entry bar holds 0; a time stop ``max_hold``)."""
+    if entry_bars.size == 0:
+        return None
+    return float(np.mean(exit_bars - entry_bars))
+
+
+def return_on_capital(trades: pd.DataFrame) -> float | None:
+    """Return net PnL over peak capital committed: sum of all trades' PnL (after fees, open ones marked to
+    market) over the largest entry notional (``qty * entry_price``) of any trade; ``None`` without trades."""
+    if len(trades) == 0:
+        return None
+    notional = trades["qty"].to_numpy(dtype=np.float64) * trades["entry_price"].to_numpy(dtype=np.float64)
+    peak = float(np.max(np.abs(notional)))
+    if not peak > 0.0:
+        return None
+    return _finite_or_none(float(np.sum(trades["pnl"].to_numpy(dtype=np.float64))) / peak)
+
+
+def compute_metrics(
+    trades: pd.DataFrame,
+    equity: pd.Series,
+    *,
+    periods_per_year: float = PERIODS_PER_YEAR_24_7,
+    bar_positions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Metrics:
+    """Return every metric as a JSON-serializable dict (see the module docstring for units and ``None``).
+
+    Trade statistics (``trades``, ``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``,
+    ``avg_hold_bars``) use closed trades only; ``exposure``, ``fees_paid`` and ``return_on_capital`` include open
+    ones; ``total_return``, ``max_drawdown``, ``sharpe`` and ``sortino`` come from the equity curve, the last two
+    from daily returns annualized with ``periods_per_year`` (365 for a 24/7 market, 252 for equities).
+    ``bar_positions``: each trade's entry and exit bar position in ``equity``'s index when the caller already has
+    them (the backtest kernel does); by default they are found from the trade times (:func:`trade_bars`).
+    """
+    closed = closed_mask(trades)
+    pnl = summarize_pnl(trades["pnl"].to_numpy(dtype=np.float64)[closed])
+    entry_bars, exit_bars = trade_bars(trades, equity) if bar_positions is None else bar_positions
+    returns = daily_returns(equity)
+    return {
+        "total_return": total_return(equity),
+        "win_rate": win_rate(pnl),
+        "risk_reward": risk_reward(pnl),
+        "max_drawdown": max_drawdown(equity),
+        "return_on_capital": return_on_capital(trades),
+        "sharpe": sharpe_ratio(returns, periods_per_year),
+        "sortino": sortino_ratio(returns, periods_per_year),
+        "profit_factor": profit_factor(pnl),
+        "expectancy": expectancy(pnl),
+        "trades": pnl.trades,
+        "exposure": exposure(entry_bars, exit_bars, len(equity)),
+        "avg_hold_bars": avg_hold_bars(entry_bars[closed], exit_bars[closed]),
+        "fees_paid": float(np.sum(trades["fees"].to_numpy(dtype=np.float64))),
+    }

@@ -1,0 +1,335 @@
+"""The train job: features, labels, Keras model, Bayesian optimization, a release and the promotion gate.
+
+Bars ``[until - days, until)`` are split by time into train / validation / test windows with a purge of
+``horizon`` bars after train and after validation, so no label of an earlier window reads a bar of a later
+one. The model is fitted on train (early stopping on validation), the policy is tuned on validation with the
+model's ONNX predictions, and the test window - seen by neither - scores the release, the baselines and the
+release trading now. The new release becomes current only if the gate says so, by compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.backtest import backtest
+from scalpbot.core.evaluation import PolicyWindow
+from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
+from scalpbot.core.gate import GateVerdict, judge
+from scalpbot.core.labels import triple_barrier_labels
+from scalpbot.core.metrics import Metrics
+from scalpbot.core.policy import signals_frame
+from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.data.dataset import SeriesId
+from scalpbot.errors import DataError, PreconditionFailed, ScalpbotError
+from scalpbot.release_signals import TradingModel, predict_bars
+from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
+from scalpbot.services import Services
+
+_LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
+_MIN_WINDOW_BARS = 2 * 1440
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Bar positions of the three windows: ``[start, stop)`` each; label rows end ``horizon`` bars earlier."""
+
+    train: tuple[int, int]
+    validation: tuple[int, int]
+    test: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What one train run did, with the time split in seconds and every score it compared."""
+
+    series: SeriesId
+    release_id: str
+    promoted: bool
+    reason: str
+    timings: dict[str, float]
+    windows: dict[str, tuple[str, str]]
+    params: dict[str, float | int | bool]
+    validation: Metrics
+    test: Metrics
+    baselines: dict[str, Metrics]
+    incumbent: dict[str, Any] | None
+    tuning: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+def split_windows(n_bars: int, *, horizon: int, validation_fraction: float, test_fraction: float) -> Windows:
+    """Return time-ordered train/validation/test windows over ``n_bars`` bars, after the feature warm-up."""
+    usable = n_bars - FEATURE_WARMUP
+    test_bars = round(usable * test_fraction)
+    validation_bars = round(usable * validation_fraction)
+    test_start = n_bars - test_bars
+    validation_start = test_start - validation_bars
+    train_rows = validation_start - horizon - FEATURE_WARMUP
+    if min(test_bars, validation_bars) < _MIN_WINDOW_BARS or train_rows < _MIN_WINDOW_BARS:
+        need = FEATURE_WARMUP + int(_MIN_WINDOW_BARS / min(validation_fraction, test_fraction)) + horizon
+        raise DataError(
+            f"{n_bars} bars are too few to train (need about {need}); fetch more history or raise train.days"
+        )
+    return Windows((FEATURE_WARMUP, validation_start), (validation_start, test_start), (test_start, n_bars))
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def train(
+    services: Services,
+    series: SeriesId,
+    *,
+    until: datetime | None = None,
+    trials: int | None = None,
+    show_progress: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> TrainReport:
+    """Train, tune, score and maybe promote a release of ``series`` on bars before ``until`` (default: all)."""
+    from scalpbot.ml import model as ml_model
+    from scalpbot.ml.tuning import tune_policy
+
+    settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
+    timings: dict[str, float] = {}
+    with _timed(timings, "load"):
+        end = None if until is None else pd.Timestamp(until)
+        last = services.dataset.last_open_time(series) if end is None else end
+        if last is None:
+            raise DataError(f"no bars stored for {series}; run `scalpbot fetch` first")
+        start = (end if end is not None else last) - pd.Timedelta(days=cfg.days)
+        bars = services.dataset.read(series, start, end)
+    windows = split_windows(
+        len(bars),
+        horizon=cfg.horizon,
+        validation_fraction=cfg.validation_fraction,
+        test_fraction=cfg.test_fraction,
+    )
+    log(f"{len(bars):,} bars of {series}: train/validation/test split at {windows}")
+    with _timed(timings, "features"):
+        features = build_features(bars).to_numpy(dtype=np.float64)
+    with _timed(timings, "labels"):
+        labels = triple_barrier_labels(
+            bars, horizon=cfg.horizon, k_sl=cfg.k_sl, k_tp=cfg.k_tp, fee=costs.fee, slippage=costs.slippage
+        )
+    label = labels["label"].to_numpy()
+    fwd_vol = labels["fwd_vol"].to_numpy()
+    usable = (label >= 0) & np.isfinite(features).all(axis=1) & np.isfinite(fwd_vol) & (fwd_vol > 0)
+    rows = np.arange(len(bars))
+    train_rows = usable & (rows >= windows.train[0]) & (rows < windows.train[1] - cfg.horizon)
+    val_rows = usable & (rows >= windows.validation[0]) & (rows < windows.validation[1] - cfg.horizon)
+    hp = ml_model.ModelHyperParams(widths=tuple(cfg.widths), max_epochs=cfg.max_epochs, seed=cfg.seed)
+    with _timed(timings, "fit"):
+        ml_model.configure_threads(1)
+        fitted = ml_model.train_model(
+            features[train_rows].astype(np.float32),
+            label[train_rows],
+            fwd_vol[train_rows],
+            features[val_rows].astype(np.float32),
+            label[val_rows],
+            fwd_vol[val_rows],
+            hp,
+        )
+    log(f"model fitted: {fitted.epochs_run} epochs, best validation loss {fitted.best_val_loss}")
+    with _timed(timings, "export"):
+        keras_bytes = ml_model.save_keras(fitted.model)
+        onnx_bytes = ml_model.export_onnx(fitted.model)
+    from scalpbot.inference import OnnxModel
+
+    onnx_model = OnnxModel.from_bytes(onnx_bytes)
+    with _timed(timings, "predict"):
+        probs, vol = predict_bars(bars, onnx_model)
+    val_bars = bars.iloc[windows.validation[0] : windows.validation[1]]
+    test_bars = bars.iloc[windows.test[0] : windows.test[1]]
+    val_slice = slice(*windows.validation)
+    test_slice = slice(*windows.test)
+    with _timed(timings, "tuning"), TemporaryDirectory() as tmp:
+        storage = cfg.study_storage or f"sqlite:///{Path(tmp) / 'study.db'}"
+        window = PolicyWindow.from_frame(val_bars, probs[val_slice], vol[val_slice])
+        tuned = tune_policy(
+            window,
+            n_trials=trials or cfg.trials,
+            seed=cfg.seed,
+            sampler=cfg.sampler,
+            fee=costs.fee,
+            slippage=costs.slippage,
+            min_trades=cfg.min_trades,
+            storage=storage,
+            study_name=f"{series.exchange}-{series.symbol}-{series.timeframe}-{bars.index[-1]:%Y%m%dT%H%M}",
+            show_progress=show_progress,
+        )
+    params = tuned.best_params
+    with _timed(timings, "evaluation"):
+        validation = _score(
+            val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs
+        )
+        test_signals = signals_frame(test_bars.index, probs[test_slice], vol[test_slice], params)
+        test_result = backtest(
+            test_bars,
+            test_signals,
+            fee=costs.fee,
+            slippage=costs.slippage,
+            initial_equity=costs.initial_equity,
+        )
+        test = test_result.metrics
+        baselines = _baselines(test_bars, test_signals, test_result.trades, settings.backtest, cfg.seed)
+        overfitting = tuned.summary()
+        overfitting["probability_of_backtest_overfitting"] = _pbo(tuned)
+    releases = ReleaseStore(services.store)
+    with _timed(timings, "gate"):
+        pointer = releases.pointer(series.symbol)
+        incumbent = _incumbent(releases, series, pointer, test_bars, costs)
+        rival = None if incumbent is None or "metrics" not in incumbent else incumbent["metrics"]
+        verdict = judge(test, rival, min_trades=cfg.min_trades)
+    now = services.clock.now()
+    release_id = new_release_id(now, onnx_bytes)
+    manifest = {
+        "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "exchange": series.exchange,
+        "timeframe": series.timeframe,
+        "data_window": {name: _iso_window(bars, span) for name, span in _spans(windows).items()},
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "labels": {"horizon": cfg.horizon, "k_sl": cfg.k_sl, "k_tp": cfg.k_tp, "fee": costs.fee},
+        "costs": {"fee": costs.fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
+        "hyperparams": {"widths": list(hp.widths), "max_epochs": hp.max_epochs, "seed": hp.seed},
+        "params": params.to_dict(),
+        "metrics": {"validation": validation, "test": test},
+        "baselines": baselines,
+        "tuning": overfitting,
+        "model": {"epochs_run": fitted.epochs_run, "best_val_loss": fitted.best_val_loss},
+        "gate": {"promote": verdict.promote, "reason": verdict.reason, "incumbent": incumbent},
+        "libraries": _library_versions(),
+    }
+    with _timed(timings, "release"):
+        releases.write(
+            series.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx_bytes, KERAS_ARTIFACT: keras_bytes}
+        )
+        promoted, reason = _apply(releases, series, release_id, verdict, pointer, now)
+    return TrainReport(
+        series=series,
+        release_id=release_id,
+        promoted=promoted,
+        reason=reason,
+        timings=timings,
+        windows={name: _iso_window(bars, span) for name, span in _spans(windows).items()},
+        params=params.to_dict(),
+        validation=validation,
+        test=test,
+        baselines=baselines,
+        incumbent=incumbent,
+        tuning=overfitting,
+        model={"epochs_run": fitted.epochs_run, "best_val_loss": fitted.best_val_loss},
+    )
+
+
+def _apply(
+    releases: ReleaseStore,
+    series: SeriesId,
+    release_id: str,
+    verdict: GateVerdict,
+    pointer: Any,
+    now: datetime,
+) -> tuple[bool, str]:
+    if not verdict.promote:
+        return False, verdict.reason
+    try:
+        releases.promote(series.symbol, release_id, expected=pointer, reason=verdict.reason, now=now)
+    except PreconditionFailed:
+        return False, "another release was promoted while this one was scored; the pointer was left as it is"
+    return True, verdict.reason
+
+
+def _score(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:
+    return backtest(
+        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
+    ).metrics
+
+
+def _baselines(
+    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, seed: int
+) -> dict[str, Metrics]:
+    """Return not trading, ``sma-cross`` and random entries with the release's SL/TP, size and trade count."""
+    flat = signals.assign(side=0)
+    sma = sma_cross_signals(
+        bars, length=costs.sma_length, sl=costs.sl, tp=costs.tp, size=costs.size, max_hold=costs.max_hold
+    )
+    entries = signals.loc[signals["side"] != 0]
+    random = flat.copy()
+    count = min(len(trades), len(bars) - 1)
+    if count and len(entries):
+        rng = np.random.default_rng(seed)
+        picks = np.sort(rng.choice(len(bars) - 1, size=count, replace=False))
+        side = np.zeros(len(bars), dtype=np.int8)
+        side[picks] = rng.choice(np.array([-1, 1], dtype=np.int8), size=count)
+        random["side"] = side
+        for column in ("size", "sl", "tp", "max_hold"):
+            values = random[column].to_numpy(copy=True)
+            values[picks] = entries[column].median()
+            random[column] = values
+    return {
+        "not_trading": _score(bars, flat, costs),
+        "sma_cross": _score(bars, sma, costs),
+        "random": _score(bars, random, costs),
+    }
+
+
+def _incumbent(
+    releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, costs: Any
+) -> dict[str, Any] | None:
+    """Return the current release's score on the same test window, or why it could not be scored."""
+    if pointer is None:
+        return None
+    try:
+        trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id))
+    except ScalpbotError as e:
+        return {"release_id": pointer.release_id, "error": str(e)}
+    probs, vol = predict_bars(bars, trading.model)
+    metrics = _score(bars, signals_frame(bars.index, probs, vol, trading.params), costs)
+    return {"release_id": pointer.release_id, "metrics": metrics}
+
+
+def _pbo(tuned: Any) -> float | None:
+    """Return the probability of backtest overfitting (CSCV), or ``None`` when the study is too small."""
+    days = int(tuned.trial_returns.shape[1])
+    splits = min(16, days // 2) // 2 * 2  # CSCV: an even number of blocks of at least 2 days
+    if splits < 4 or tuned.trial_returns.shape[0] < 2:
+        return None
+    value = float(tuned.backtest_overfitting(n_splits=splits).probability)
+    return value if np.isfinite(value) else None
+
+
+def _spans(windows: Windows) -> dict[str, tuple[int, int]]:
+    return {"train": windows.train, "validation": windows.validation, "test": windows.test}
+
+
+def _iso_window(bars: pd.DataFrame, span: tuple[int, int]) -> tuple[str, str]:
+    first, last = bars.index[span[0]], bars.index[span[1] - 1]
+    return first.strftime("%Y-%m-%dT%H:%M:%SZ"), last.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _library_versions() -> Mapping[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

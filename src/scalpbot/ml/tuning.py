@@ -1,0 +1,372 @@
+"""Tune ``StrategyParams`` within ``ParamBounds`` on a validation window with Optuna (Bayesian optimization).
+
+Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
+(``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
+:func:`scalpbot.core.metrics.sharpe_ratio` of :func:`scalpbot.core.metrics.daily_returns`), maximized. A trial
+with fewer than ``min_trades`` closed trades scores ``penalty - (min_trades - trades) / min_trades`` (in
+``[penalty - 1, penalty)``: worse than any trading trial whose Sharpe is above ``penalty``, and still ordered so
+the sampler moves toward more trades); an undefined Sharpe scores ``penalty - 1``. Penalties are values, not
+exceptions.
+
+Each trial runs the numba kernels on precomputed predictions through a :class:`PolicyEvaluator` (no pandas, no
+copies). Studies resume from an Optuna RDB ``storage`` (e.g. ``sqlite:///study.db``): trial numbers continue, and
+resuming on another window, other bounds or other settings raises ``ConfigError``. A sqlite study can travel in
+the project's ``Store`` with :func:`save_study_db` / :func:`load_study_db`. The result keeps every trial's
+daily returns for the overfitting measures of :mod:`scalpbot.ml.overfitting`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
+from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.errors import ConfigError, ObjectNotFound
+from scalpbot.ml.overfitting import (
+    BacktestOverfitting,
+    ReturnMoments,
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    return_moments,
+)
+from scalpbot.ports import Store
+
+__all__ = ["SAMPLERS", "TuningResult", "load_study_db", "save_study_db", "tune_policy"]
+
+SAMPLERS = ("tpe", "gp", "random")
+_LOG_SCALE = frozenset({"sl_mult", "tp_mult", "risk_per_trade", "max_position"})
+_FINGERPRINT_ATTR = "scalpbot_fingerprint"
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """Outcome of a study: the best params and every complete trial's value, trade count and daily returns.
+
+    Per-trial arrays are in trial-number order and cover the whole study, earlier sessions included; row
+    ``best_index`` is trial number ``best_trial``. ``trial_params``: each trial's params; ``values``: objective
+    per trial (annualized Sharpe, or a penalty below ``penalty``); ``trial_returns``: ``(n_trials, n_days)``
+    daily returns; ``trial_seconds``: wall time of each trial from its creation (sampling included) to its
+    completion. ``new_trials``, ``elapsed_s`` (wall seconds) and ``objective_s`` (seconds in the kernels) are
+    this session's.
+    """
+
+    study_name: str
+    best_params: StrategyParams
+    best_value: float
+    best_trial: int
+    best_index: int
+    trial_numbers: np.ndarray
+    trial_params: tuple[StrategyParams, ...]
+    values: np.ndarray
+    trial_trades: np.ndarray
+    trial_returns: np.ndarray
+    trial_seconds: np.ndarray
+    min_trades: int
+    penalty: float
+    periods_per_year: float
+    new_trials: int
+    elapsed_s: float
+    objective_s: float
+
+    @property
+    def n_trials(self) -> int:
+        """Return the number of complete trials in the study."""
+        return int(self.values.shape[0])
+
+    @property
+    def best_is_valid(self) -> bool:
+        """Return whether the best trial met ``min_trades`` and had a defined Sharpe (it was not penalized)."""
+        return self.best_value >= self.penalty
+
+    @property
+    def trial_sharpes(self) -> np.ndarray:
+        """Return each trial's per-day (not annualized) Sharpe of its daily returns; NaN where undefined."""
+        r = self.trial_returns
+        mean, std = r.mean(axis=1), r.std(axis=1, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sharpes: np.ndarray = np.where(std > 0.0, mean / std, np.nan)
+        return sharpes
+
+    @property
+    def sharpe_variance(self) -> float:
+        """Return the variance (ddof 1) across trials of the per-day Sharpe, over trials where it is defined."""
+        sharpes = self.trial_sharpes
+        sharpes = sharpes[np.isfinite(sharpes)]
+        return float(np.var(sharpes, ddof=1)) if sharpes.size >= 2 else 0.0
+
+    @property
+    def best_moments(self) -> ReturnMoments:
+        """Return the moments of the best trial's daily returns (per-day Sharpe, skewness, kurtosis)."""
+        return return_moments(self.trial_returns[self.best_index])
+
+    def deflated_sharpe(self, n_trials: int | None = None, sharpe_variance: float | None = None) -> float:
+        """Return the deflated Sharpe ratio of the best trial (NaN if its Sharpe is undefined).
+
+        By default ``N`` is the study's trial count and ``V`` the variance of all trials' per-day Sharpes, as in
+        the paper. Trials that differ by construction (fee-heavy settings) inflate ``V``: pass an effective
+        number of independent trials and their per-day Sharpe variance (e.g. from clustering) to refine it.
+        """
+        m = self.best_moments
+        if not math.isfinite(m.sharpe):
+            return math.nan
+        n = self.n_trials if n_trials is None else n_trials
+        variance = self.sharpe_variance if sharpe_variance is None else sharpe_variance
+        return deflated_sharpe_ratio(m.sharpe, m.n, n, variance, skew=m.skew, kurtosis=m.kurtosis)
+
+    def backtest_overfitting(self, n_splits: int = 16) -> BacktestOverfitting:
+        """Return the probability of backtest overfitting of picking the best trial (CSCV over daily returns)."""
+        return probability_of_backtest_overfitting(self.trial_returns.T, n_splits)
+
+    def summary(self) -> dict[str, Any]:
+        """Return the headline numbers as a JSON-serializable dict."""
+        m = self.best_moments
+        return {
+            "study_name": self.study_name,
+            "best_params": self.best_params.to_dict(),
+            "best_value": self.best_value,
+            "best_trial": self.best_trial,
+            "best_is_valid": self.best_is_valid,
+            "best_trades": int(self.trial_trades[self.best_index]),
+            "n_trials": self.n_trials,
+            "n_days": int(self.trial_returns.shape[1]),
+            "sharpe_per_day": m.sharpe if math.isfinite(m.sharpe) else None,
+            "trial_sharpe_variance_per_day": self.sharpe_variance,
+            "deflated_sharpe": _none_if_nan(self.deflated_sharpe()),
+            "elapsed_s": self.elapsed_s,
+        }
+
+
+def _none_if_nan(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _score(evaluation: Evaluation, min_trades: int, penalty: float) -> float:
+    if evaluation.trades < min_trades:
+        return penalty - (min_trades - evaluation.trades) / min_trades
+    return penalty - 1.0 if evaluation.sharpe is None else evaluation.sharpe
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's per-trial log lines and experimental-feature warnings, restoring them after."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _make_sampler(kind: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup_trials)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=n_startup_trials, deterministic_objective=True
+        )
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _fingerprint(window: PolicyWindow, bounds: ParamBounds, settings: dict[str, float]) -> str:
+    text = json.dumps({"bounds": bounds.to_dict(), "settings": settings}, sort_keys=True)
+    return hashlib.blake2b((window.fingerprint() + text).encode(), digest_size=16).hexdigest()
+
+
+def _suggest(trial: optuna.Trial, bounds: ParamBounds) -> StrategyParams:
+    values: dict[str, float] = {}
+    for name, (low, high) in bounds.ranges.items():
+        if low == high:
+            values[name] = low
+        elif name == "max_hold":
+            values[name] = trial.suggest_int(name, int(low), int(high))
+        else:
+            values[name] = trial.suggest_float(name, low, high, log=name in _LOG_SCALE)
+    return bounds.with_values(values)
+
+
+def _check(
+    n_trials: int,
+    timeout_s: float | None,
+    sampler: str,
+    min_trades: int,
+    penalty: float,
+    window: PolicyWindow,
+) -> None:
+    if n_trials < 1:
+        raise ConfigError(f"n_trials must be >= 1 (trials to run in this session); got {n_trials}")
+    if timeout_s is not None and not timeout_s > 0.0:
+        raise ConfigError(f"timeout_s must be > 0 seconds, or None for no time limit; got {timeout_s}")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler '{sampler}' is not supported; use one of {', '.join(SAMPLERS)}")
+    if min_trades < 1:
+        raise ConfigError(f"min_trades must be >= 1 closed trade; got {min_trades}")
+    if not math.isfinite(penalty):
+        raise ConfigError(f"penalty must be a finite objective value, e.g. -100.0; got {penalty}")
+    if window.day_ends.shape[0] < 2:
+        raise ConfigError(
+            "tuning needs a window spanning at least 2 UTC days (the Sharpe uses daily returns)"
+        )
+
+
+def tune_policy(
+    window: PolicyWindow,
+    bounds: ParamBounds | None = None,
+    *,
+    n_trials: int = 100,
+    timeout_s: float | None = None,
+    seed: int = 0,
+    sampler: Literal["tpe", "gp", "random"] = "tpe",
+    n_startup_trials: int = 20,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    min_trades: int = 30,
+    penalty: float = -100.0,
+    periods_per_year: float = PERIODS_PER_YEAR_24_7,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    show_progress: bool = True,
+) -> TuningResult:
+    """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
+
+    ``sampler``: "tpe" (multivariate TPE, the default), "gp" (Gaussian process; needs torch and scipy, costs
+    far more per trial) or "random"; seeded with ``seed`` plus the number of trials already in the study, so a
+    resumed study does not replay its first proposals. ``fee`` is a fraction of notional per fill, ``slippage``
+    a fraction of price. ``storage``: an Optuna RDB URL such as ``sqlite:///study.db`` (in memory when ``None``);
+    ``study_name`` defaults to ``"policy"``. The progress bar shows only when ``show_progress`` and stderr is a
+    terminal.
+    """
+    bounds = ParamBounds.default() if bounds is None else bounds
+    _check(n_trials, timeout_s, sampler, min_trades, penalty, window)
+    evaluator = PolicyEvaluator(window, fee=fee, slippage=slippage, periods_per_year=periods_per_year)
+    name = study_name or "policy"
+    settings = {"fee": fee, "slippage": slippage, "min_trades": min_trades, "penalty": penalty}
+    fingerprint = _fingerprint(window, bounds, {**settings, "periods_per_year": periods_per_year})
+    started = time.perf_counter()
+    cache: dict[int, tuple[int, np.ndarray]] = {}
+    kernel_seconds = 0.0
+    progress = _TrialProgress(n_trials, show_progress)
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal kernel_seconds
+        params = _suggest(trial, bounds)
+        tick = time.perf_counter()
+        evaluation = evaluator(params)
+        kernel_seconds += time.perf_counter() - tick
+        cache[trial.number] = (evaluation.trades, evaluation.daily_returns)
+        value = _score(evaluation, min_trades, penalty)
+        progress.advance(value)
+        return value
+
+    with _quiet_optuna():
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="maximize", load_if_exists=True
+        )
+        existing = len(study.get_trials(deepcopy=False))
+        stored = study.user_attrs.get(_FINGERPRINT_ATTR)
+        if existing and stored is not None and stored != fingerprint:
+            raise ConfigError(
+                f"study '{name}' in this storage was tuned on another window, other bounds or other settings; "
+                "use a new study_name (or the same window, bounds, fee, slippage, min_trades and penalty)"
+            )
+        study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
+        study.sampler = _make_sampler(sampler, seed + existing, n_startup_trials)
+        with progress:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not trials:
+        raise ConfigError(f"no trial completed within timeout_s={timeout_s}; raise timeout_s")
+    trial_params = tuple(bounds.with_values({**_fixed(bounds), **t.params}) for t in trials)
+    for trial, params in zip(trials, trial_params, strict=True):
+        if trial.number not in cache:  # an earlier session's trial: the kernel is deterministic, re-run it
+            evaluation = evaluator(params)
+            cache[trial.number] = (evaluation.trades, evaluation.daily_returns)
+    values = np.array([float(t.value) if t.value is not None else math.nan for t in trials])
+    best = int(np.nanargmax(values))
+    return TuningResult(
+        study_name=name,
+        best_params=trial_params[best],
+        best_value=float(values[best]),
+        best_trial=trials[best].number,
+        best_index=best,
+        trial_numbers=np.array([t.number for t in trials], dtype=np.int64),
+        trial_params=trial_params,
+        values=values,
+        trial_trades=np.array([cache[t.number][0] for t in trials], dtype=np.int64),
+        trial_returns=np.stack([cache[t.number][1] for t in trials]),
+        trial_seconds=np.array([t.duration.total_seconds() if t.duration else math.nan for t in trials]),
+        min_trades=min_trades,
+        penalty=penalty,
+        periods_per_year=periods_per_year,
+        new_trials=len(trials) - sum(1 for t in trials if t.number < existing),
+        elapsed_s=time.perf_counter() - started,
+        objective_s=kernel_seconds,
+    )
+
+
+def _fixed(bounds: ParamBounds) -> dict[str, float]:
+    return {name: low for name, (low, high) in bounds.ranges.items() if low == high}
+
+
+class _TrialProgress:
+    """A rich progress bar over trials, advanced from the objective (an Optuna callback would cost a deep copy
+    of the trial each time); shown only when asked and stderr is a terminal."""
+
+    def __init__(self, n_trials: int, show: bool) -> None:
+        console = Console(stderr=True)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self._progress = Progress(*columns, console=console, disable=not (show and console.is_terminal))
+        self._task = self._progress.add_task("tuning", total=n_trials)
+        self._best = -math.inf
+
+    def __enter__(self) -> _TrialProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def advance(self, value: float) -> None:
+        """Count one finished trial with objective ``value``."""
+        self._best = max(self._best, value)
+        self._progress.update(self._task, advance=1, description=f"tuning, best {self._best:.3g}")
+
+
+def load_study_db(store: Store, key: str, path: Path) -> bool:
+    """Copy the sqlite study file at ``key`` in ``store`` to ``path``; return False (and write nothing) if absent.
+
+    Use ``f"sqlite:///{path}"`` as ``storage`` afterwards; the file is replaced atomically.
+    """
+    try:
+        data = store.get(key).data
+    except ObjectNotFound:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return True
+
+
+def save_study_db(store: Store, key: str, path: Path) -> str:
+    """Put the sqlite study file at ``path`` into ``store`` under ``key`` (call after tuning); return the ETag."""
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist; tune with storage='sqlite:///{path}' first")
+    return store.put(key, path.read_bytes())

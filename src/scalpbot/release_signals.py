@@ -1,0 +1,62 @@
+"""A release's trading signals on bars: features -> ONNX model -> policy (light: no keras or torch).
+
+The same path serves the backtest of a release, the promotion gate and, bar by bar, the execute job, so a
+release trades in paper and live exactly as it was scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_features
+from scalpbot.core.policy import StrategyParams, signals_frame
+from scalpbot.errors import ModelError
+from scalpbot.inference import OnnxModel
+from scalpbot.releases import ONNX_ARTIFACT, Release
+
+
+@dataclass(frozen=True, slots=True)
+class TradingModel:
+    """A release ready to trade: its ONNX model, its tuned params and its identity."""
+
+    release_id: str
+    model: OnnxModel
+    params: StrategyParams
+
+    @classmethod
+    def from_release(cls, release: Release) -> TradingModel:
+        """Return the trading model of a loaded release; ``ModelError`` if its features are not this code's."""
+        spec = release.manifest.get("feature_spec_version")
+        if spec != FEATURE_SPEC_VERSION:
+            raise ModelError(
+                f"release {release.release_id} uses feature spec {spec!r}, this scalpbot computes "
+                f"{FEATURE_SPEC_VERSION!r}; train a new release"
+            )
+        model = OnnxModel.from_bytes(release.artifacts[ONNX_ARTIFACT])
+        if model.n_features != len(FEATURE_NAMES):
+            raise ModelError(
+                f"release {release.release_id} expects {model.n_features} features, not {len(FEATURE_NAMES)}"
+            )
+        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest["params"]))
+
+
+def predict_bars(bars: pd.DataFrame, model: OnnxModel) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up."""
+    features = build_features(bars).to_numpy(dtype=np.float64)
+    ready = np.isfinite(features).all(axis=1)
+    probs = np.full((len(bars), 3), np.nan)
+    vol = np.full(len(bars), np.nan)
+    if ready.any():
+        probs[ready], vol[ready] = model.predict(features[ready].astype(np.float32))
+    return probs, vol
+
+
+def release_signals(
+    bars: pd.DataFrame, trading: TradingModel, params: StrategyParams | None = None
+) -> pd.DataFrame:
+    """Return the signal frame (side/size/sl/tp/max_hold per bar) the release trades on ``bars``."""
+    probs, vol = predict_bars(bars, trading.model)
+    return signals_frame(bars.index, probs, vol, params or trading.params)

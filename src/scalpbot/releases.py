@@ -1,0 +1,236 @@
+"""Model releases in the store: immutable artifacts with checksums, and the ``current.json`` pointer.
+
+Layout (``BASE_QUOTE`` is the symbol with ``/`` and ``:`` replaced by ``_``)::
+
+    models/{BASE_QUOTE}/releases/{release_id}/model.keras   Keras model (safe mode), for fine-tuning
+    models/{BASE_QUOTE}/releases/{release_id}/model.onnx    the same model for onnxruntime (execution)
+    models/{BASE_QUOTE}/releases/{release_id}/manifest.json everything needed to trust and reproduce it
+    models/{BASE_QUOTE}/current.json                        pointer to the release that trades
+
+A release is written artifacts first, manifest last, each create-only: a release whose manifest exists is
+complete, and nothing in it is ever replaced. The pointer changes only by compare-and-swap, so two concurrent
+promotions cannot both win. Loading verifies every artifact's sha256 and refuses a corrupted one.
+
+This module is light (no keras/torch): the execute path uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from scalpbot.errors import CorruptArtifactError, ModelError, ObjectNotFound, PreconditionFailed
+from scalpbot.ports import Store
+
+MANIFEST = "manifest.json"
+ONNX_ARTIFACT = "model.onnx"
+KERAS_ARTIFACT = "model.keras"
+_RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_HISTORY = 20
+
+
+def pair_of(symbol: str) -> str:
+    """Return the path form of a unified symbol: ``BTC/USDT`` -> ``BTC_USDT``."""
+    return symbol.replace("/", "_").replace(":", "_")
+
+
+def models_prefix(symbol: str) -> str:
+    """Return the store prefix of a symbol's models, ending with ``/``."""
+    return f"models/{pair_of(symbol)}/"
+
+
+def new_release_id(created_at: datetime, content: bytes) -> str:
+    """Return a sortable id: creation time (UTC, seconds) and the first 8 hex digits of the content hash."""
+    stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{hashlib.sha256(content).hexdigest()[:8]}"
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the sha256 of ``data`` as lowercase hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A loaded release: its manifest and the artifacts asked for, each checked against the manifest."""
+
+    release_id: str
+    symbol: str
+    manifest: Mapping[str, Any]
+    artifacts: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Pointer:
+    """The ``current.json`` content with the ETag needed to replace it."""
+
+    release_id: str
+    previous: tuple[str, ...]
+    promoted_at: str
+    reason: str
+    etag: str
+
+
+class ReleaseStore:
+    """Write, list, load and promote the releases of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def write(
+        self, symbol: str, release_id: str, manifest: Mapping[str, Any], artifacts: Mapping[str, bytes]
+    ) -> str:
+        """Store the artifacts then the manifest (with their sha256 added); return the release id."""
+        if not _RELEASE_ID.match(release_id):
+            raise ModelError(f"release id {release_id!r} is not of the form YYYYMMDDTHHMMSSZ-xxxxxxxx")
+        prefix = self._release_prefix(symbol, release_id)
+        checksums = {
+            name: {"sha256": sha256_hex(data), "bytes": len(data)} for name, data in artifacts.items()
+        }
+        full = {**manifest, "release_id": release_id, "symbol": symbol, "artifacts": checksums}
+        for name, data in artifacts.items():
+            self._store.put_if_absent(prefix + name, data)
+        self._store.put_if_absent(prefix + MANIFEST, _dump(full))
+        return release_id
+
+    def list(self, symbol: str) -> list[str]:
+        """Return the ids of complete releases (manifest written), oldest first."""
+        prefix = f"{models_prefix(symbol)}releases/"
+        ids = {
+            key[len(prefix) :].split("/", 1)[0]
+            for key in self._store.list(prefix)
+            if key.endswith("/" + MANIFEST)
+        }
+        return sorted(ids)
+
+    def manifest(self, symbol: str, release_id: str) -> dict[str, Any]:
+        """Return the manifest of a release; ``ModelError`` when absent, ``CorruptArtifactError`` when unreadable."""
+        key = self._release_prefix(symbol, release_id) + MANIFEST
+        try:
+            data = self._store.get(key).data
+        except ObjectNotFound:
+            known = ", ".join(self.list(symbol)[-5:]) or "none"
+            raise ModelError(f"no release {release_id} for {symbol} (latest: {known})") from None
+        try:
+            manifest = json.loads(data)
+        except ValueError as e:
+            raise CorruptArtifactError(
+                f"{key} is not valid JSON ({e}); the release cannot be trusted"
+            ) from None
+        if not isinstance(manifest, dict) or manifest.get("release_id") != release_id:
+            raise CorruptArtifactError(
+                f"{key} does not describe release {release_id}; the release cannot be trusted"
+            )
+        return manifest
+
+    def load(self, symbol: str, release_id: str, names: tuple[str, ...] = (ONNX_ARTIFACT,)) -> Release:
+        """Return the release with the named artifacts, each verified against its manifest checksum."""
+        manifest = self.manifest(symbol, release_id)
+        prefix = self._release_prefix(symbol, release_id)
+        artifacts: dict[str, bytes] = {}
+        for name in names:
+            expected = manifest.get("artifacts", {}).get(name, {}).get("sha256")
+            if expected is None:
+                raise CorruptArtifactError(
+                    f"release {release_id} lists no checksum for {name}; it cannot be trusted"
+                )
+            try:
+                data = self._store.get(prefix + name).data
+            except ObjectNotFound:
+                raise CorruptArtifactError(
+                    f"release {release_id} is missing {name}; it cannot be used"
+                ) from None
+            if sha256_hex(data) != expected:
+                raise CorruptArtifactError(
+                    f"release {release_id}: {name} does not match its sha256 checksum (corrupted); it is refused"
+                )
+            artifacts[name] = data
+        return Release(release_id, symbol, manifest, artifacts)
+
+    def pointer(self, symbol: str) -> Pointer | None:
+        """Return the current pointer, or ``None`` when no release was ever promoted."""
+        key = models_prefix(symbol) + "current.json"
+        try:
+            stored = self._store.get(key)
+        except ObjectNotFound:
+            return None
+        try:
+            body = json.loads(stored.data)
+            return Pointer(
+                release_id=str(body["release_id"]),
+                previous=tuple(str(r) for r in body.get("previous", [])),
+                promoted_at=str(body.get("promoted_at", "")),
+                reason=str(body.get("reason", "")),
+                etag=stored.etag,
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptArtifactError(
+                f"{key} cannot be read ({e}); run `scalpbot models promote ID`"
+            ) from None
+
+    def promote(
+        self, symbol: str, release_id: str, *, expected: Pointer | None, reason: str, now: datetime
+    ) -> Pointer:
+        """Point ``current.json`` at ``release_id`` if it still equals ``expected``; raise ``PreconditionFailed``.
+
+        ``expected`` is the pointer read before deciding (``None``: there was none). The release must be complete.
+        """
+        self.manifest(symbol, release_id)
+        previous: tuple[str, ...] = ()
+        if expected is not None:
+            previous = (expected.release_id, *expected.previous)[:_HISTORY]
+        promoted_at = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "release_id": release_id,
+            "previous": list(previous),
+            "promoted_at": promoted_at,
+            "reason": reason,
+        }
+        key = models_prefix(symbol) + "current.json"
+        data = _dump(body)
+        if expected is None:
+            etag = self._store.put_if_absent(key, data)
+        else:
+            etag = self._store.put_if_match(key, data, expected.etag)
+        return Pointer(release_id, previous, promoted_at, reason, etag)
+
+    def rollback(self, symbol: str, *, now: datetime) -> Pointer:
+        """Point ``current.json`` back at the release that was current before; raise ``ModelError`` if none."""
+        current = self.pointer(symbol)
+        if current is None or not current.previous:
+            raise ModelError(f"{symbol} has no earlier release to roll back to")
+        target, rest = current.previous[0], current.previous[1:]
+        promoted_at = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reason = f"rollback from {current.release_id}"
+        body = {"release_id": target, "previous": list(rest), "promoted_at": promoted_at, "reason": reason}
+        self.manifest(symbol, target)
+        etag = self._store.put_if_match(models_prefix(symbol) + "current.json", _dump(body), current.etag)
+        return Pointer(target, rest, promoted_at, reason, etag)
+
+    def _release_prefix(self, symbol: str, release_id: str) -> str:
+        if not _RELEASE_ID.match(release_id):
+            raise ModelError(f"{release_id!r} is not a release id (YYYYMMDDTHHMMSSZ-xxxxxxxx)")
+        return f"{models_prefix(symbol)}releases/{release_id}/"
+
+
+def _dump(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, indent=2, sort_keys=True, allow_nan=False).encode()
+
+
+__all__ = [
+    "KERAS_ARTIFACT",
+    "MANIFEST",
+    "ONNX_ARTIFACT",
+    "Pointer",
+    "PreconditionFailed",
+    "Release",
+    "ReleaseStore",
+    "models_prefix",
+    "new_release_id",
+    "pair_of",
+]

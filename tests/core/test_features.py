@@ -1,0 +1,291 @@
+"""The feature matrix: trailing-window parity to the bit, no look-ahead, finite after warm-up, stable names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scalpbot.adapters.marketdata.files import read_bar_file
+from scalpbot.core.bars import validate_bars
+from scalpbot.core.features import (
+    FEATURE_NAMES,
+    FEATURE_SPEC_VERSION,
+    FEATURE_WARMUP,
+    FEATURE_WINDOW,
+    build_features,
+)
+from scalpbot.errors import DataError
+
+GAPPY_FILE = Path(__file__).parents[1] / "fixtures" / "XMR_BTC-1m.csv"
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# Changing a feature? Bump FEATURE_SPEC_VERSION, then update these two.
+EXPECTED_VERSION = "1"
+EXPECTED_NAMES = (
+    "ret_1",
+    "ret_5",
+    "ret_15",
+    "ret_60",
+    "ret_240",
+    "rv_15",
+    "rv_60",
+    "rv_240",
+    "hl_vol_60",
+    "atr_14",
+    "rsi_14",
+    "ema_dist_15",
+    "ema_dist_60",
+    "ema_dist_240",
+    "range_pos_60",
+    "range_pos_240",
+    "volume_z_60",
+    "volume_z_240",
+    "body",
+    "upper_wick",
+    "lower_wick",
+    "bar_range",
+    "tod_sin",
+    "tod_cos",
+    "dow_sin",
+    "dow_cos",
+    "log_span_60",
+)
+
+
+@pytest.fixture(scope="module")
+def sample_features(sample_bars: pd.DataFrame) -> np.ndarray:
+    return build_features(sample_bars).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def gappy_bars() -> pd.DataFrame:
+    return validate_bars(read_bar_file(GAPPY_FILE), "1m", source="XMR_BTC")
+
+
+def synthetic_bars(n: int, *, seed: int = 7, volume: float | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1.0 + rng.uniform(0.0, 5e-4, n))
+    low = np.minimum(open_, close) * (1.0 - rng.uniform(0.0, 5e-4, n))
+    vol = rng.lognormal(2.0, 1.0, n) if volume is None else np.full(n, volume)
+    index = pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC", name="timestamp")
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": vol}, index=index)
+
+
+def assert_finite_after_warmup(features: pd.DataFrame) -> None:
+    values = features.to_numpy()
+    assert np.isnan(values[:FEATURE_WARMUP]).all()
+    after = values[FEATURE_WARMUP:]
+    bad_columns = [
+        name for name, ok in zip(FEATURE_NAMES, np.isfinite(after).all(axis=0), strict=True) if not ok
+    ]
+    assert not bad_columns
+
+
+@SETTINGS
+@given(data=st.data())
+def test_last_row_of_a_trailing_window_equals_the_full_history_row_bit_for_bit(
+    sample_bars: pd.DataFrame, sample_features: np.ndarray, data: st.DataObject
+) -> None:
+    end = data.draw(st.integers(FEATURE_WINDOW, len(sample_bars)), label="end")
+    extra = data.draw(st.sampled_from([0, 0, 1, 3, 17, 500]), label="extra bars before the window")
+    start = max(end - FEATURE_WINDOW - extra, 0)
+    window = build_features(sample_bars.iloc[start:end])
+    assert window.index[-1] == sample_bars.index[end - 1]
+    assert np.array_equal(window.to_numpy()[-1], sample_features[end - 1])
+
+
+def test_every_row_after_warmup_is_independent_of_where_the_series_starts(
+    sample_bars: pd.DataFrame, sample_features: np.ndarray
+) -> None:
+    for start in (1, 2, 3, 5, 1234, 30_001):
+        late = build_features(sample_bars.iloc[start : start + 8000]).to_numpy()
+        assert np.array_equal(late[FEATURE_WARMUP:], sample_features[start + FEATURE_WARMUP : start + 8000])
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_trailing_window_parity_holds_on_a_gappy_series(
+    gappy_bars: pd.DataFrame, data: st.DataObject
+) -> None:
+    full = build_features(gappy_bars).to_numpy()
+    end = data.draw(st.integers(FEATURE_WINDOW, len(gappy_bars)), label="end")
+    window = build_features(gappy_bars.iloc[end - FEATURE_WINDOW : end]).to_numpy()
+    assert np.array_equal(window[-1], full[end - 1])
+
+
+@SETTINGS
+@given(
+    k=st.integers(0, 2998),
+    price_factor=st.floats(0.5, 2.0),
+    volume_factor=st.floats(0.0, 10.0),
+    shift_minutes=st.integers(0, 10_000),
+)
+def test_changing_later_bars_never_changes_earlier_rows(
+    sample_bars: pd.DataFrame, k: int, price_factor: float, volume_factor: float, shift_minutes: int
+) -> None:
+    bars = sample_bars.iloc[:3000]
+    changed = bars.copy()
+    changed.iloc[k + 1 :, :4] *= price_factor
+    changed.iloc[k + 1 :, 4] *= volume_factor
+    later = changed.index[k + 1 :] + pd.Timedelta(minutes=shift_minutes)
+    changed.index = changed.index[: k + 1].append(later).rename("timestamp")
+    before = build_features(bars).to_numpy()[: k + 1]
+    after = build_features(changed).to_numpy()[: k + 1]
+    assert np.array_equal(before, after, equal_nan=True)
+
+
+def test_rows_are_finite_after_warmup_on_real_bars(sample_features: np.ndarray) -> None:
+    assert np.isnan(sample_features[:FEATURE_WARMUP]).all()
+    assert np.isfinite(sample_features[FEATURE_WARMUP:]).all()
+
+
+def test_rows_are_finite_after_warmup_on_a_gappy_series(gappy_bars: pd.DataFrame) -> None:
+    features = build_features(gappy_bars)
+    assert_finite_after_warmup(features)
+    assert (features["log_span_60"].iloc[FEATURE_WARMUP:] > 0.0).any()
+
+
+def test_rows_are_finite_after_warmup_on_flat_bars_and_zero_volume() -> None:
+    n = FEATURE_WINDOW + 300
+    index = pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC", name="timestamp")
+    flat = pd.DataFrame({c: np.full(n, 0.0299) for c in ("open", "high", "low", "close")}, index=index)
+    flat["volume"] = 0.0
+    features = build_features(flat)
+    assert_finite_after_warmup(features)
+    moving = [
+        "ret_1",
+        "rv_60",
+        "atr_14",
+        "rsi_14",
+        "ema_dist_240",
+        "range_pos_60",
+        "volume_z_60",
+        "bar_range",
+    ]
+    assert (
+        np.abs(features[moving].iloc[FEATURE_WARMUP:].to_numpy()).max() < 1e-9
+    )  # EMA weights sum to 1 +- ulps
+
+
+def test_rows_are_finite_when_a_move_is_followed_by_a_flat_stretch() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW + 600)
+    last = bars["close"].iloc[FEATURE_WINDOW]
+    bars.iloc[FEATURE_WINDOW + 1 :, :4] = last
+    bars.iloc[FEATURE_WINDOW + 1 :, 4] = 0.0
+    assert_finite_after_warmup(build_features(bars))
+
+
+def test_constant_volume_has_a_zero_volume_score() -> None:
+    features = build_features(synthetic_bars(FEATURE_WINDOW + 50, volume=3.7))
+    assert np.abs(features[["volume_z_60", "volume_z_240"]].iloc[FEATURE_WARMUP:].to_numpy()).max() < 1e-6
+
+
+def test_the_first_complete_row_needs_exactly_the_feature_window() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW)
+    assert np.isfinite(build_features(bars).to_numpy()[-1]).all()
+    assert np.isnan(build_features(bars.iloc[1:]).to_numpy()).all()
+
+
+def test_feature_names_count_order_and_dtype_are_stable(sample_bars: pd.DataFrame) -> None:
+    features = build_features(sample_bars.iloc[:1200])
+    assert FEATURE_SPEC_VERSION == EXPECTED_VERSION
+    assert EXPECTED_NAMES == FEATURE_NAMES
+    assert tuple(features.columns) == FEATURE_NAMES
+    assert (features.dtypes == np.float64).all()
+    assert features.index.equals(sample_bars.index[:1200])
+    assert FEATURE_WINDOW == FEATURE_WARMUP + 1
+
+
+def ewm(values: np.ndarray, alpha: float, length: int) -> float:
+    weights = (1.0 - alpha) ** np.arange(length)
+    return float(np.dot(weights, values[::-1][:length]) / weights.sum())
+
+
+def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame) -> None:
+    t = 20_000
+    row = build_features(sample_bars.iloc[: t + 1]).iloc[-1]
+    o, h, lo, c, v = (
+        sample_bars[name].to_numpy()[: t + 1] for name in ("open", "high", "low", "close", "volume")
+    )
+    ret = np.diff(np.log(c))
+    true_range = np.maximum(h[1:], c[:-1]) - np.minimum(lo[1:], c[:-1])
+    atr = ewm(true_range, 1 / 14, 112)
+    up, down = ewm(np.maximum(np.diff(c), 0), 1 / 14, 112), ewm(np.maximum(-np.diff(c), 0), 1 / 14, 112)
+    log_volume = np.log1p(v)
+    expected = {
+        **{f"ret_{lag}": np.log(c[-1] / c[-1 - lag]) for lag in (1, 5, 15, 60, 240)},
+        **{f"rv_{w}": np.sqrt(np.mean(ret[-w:] ** 2)) for w in (15, 60, 240)},
+        "hl_vol_60": np.sqrt(np.mean(np.log(h[-60:] / lo[-60:]) ** 2) / (4 * np.log(2))),
+        "atr_14": atr / c[-1],
+        "rsi_14": (up - down) / (up + down),
+        **{f"ema_dist_{s}": (c[-1] - ewm(c, 2 / (s + 1), 4 * s)) / atr for s in (15, 60, 240)},
+        **{
+            f"range_pos_{w}": 2 * (c[-1] - lo[-w:].min()) / (h[-w:].max() - lo[-w:].min()) - 1
+            for w in (60, 240)
+        },
+        **{
+            f"volume_z_{w}": (log_volume[-1] - log_volume[-w:].mean()) / log_volume[-w:].std()
+            for w in (60, 240)
+        },
+        "body": (c[-1] - o[-1]) / atr,
+        "upper_wick": (h[-1] - max(o[-1], c[-1])) / atr,
+        "lower_wick": (min(o[-1], c[-1]) - lo[-1]) / atr,
+        "bar_range": (h[-1] - lo[-1]) / atr,
+        "log_span_60": 0.0,
+    }
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_feature_values_match_the_spec_version(sample_features: np.ndarray) -> None:
+    # Row 20000 of the sample (2024-12-03 21:20 UTC). Changed on purpose? Bump FEATURE_SPEC_VERSION.
+    pinned = {
+        "ret_1": 0.0004403838630639465,
+        "ret_240": 0.00747063236792951,
+        "rv_60": 0.0004902193965637259,
+        "hl_vol_60": 0.0004220086528053892,
+        "atr_14": 0.0006863902441938816,
+        "rsi_14": 0.5048153761426423,
+        "ema_dist_240": 8.23094204281377,
+        "range_pos_240": 0.9665986672106655,
+        "volume_z_60": 1.5180611413711327,
+        "upper_wick": 0.27952589585411836,
+        "tod_sin": -0.6427876096865396,
+        "dow_cos": 0.6234898018587336,
+    }
+    row = dict(zip(FEATURE_NAMES, sample_features[20_000], strict=True))
+    assert {name: row[name] for name in pinned} == pytest.approx(pinned, rel=1e-12)
+
+
+def test_time_of_day_and_weekday_encode_the_bar_open_time() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW)
+    bars.index = pd.date_range(
+        end="2024-03-04T06:00:00Z", periods=FEATURE_WINDOW, freq="1min", name="timestamp"
+    )
+    row = build_features(bars).iloc[-1]  # opened on a Monday, a quarter into the UTC day
+    assert row["tod_sin"] == pytest.approx(1.0)
+    assert row["tod_cos"] == pytest.approx(0.0, abs=1e-12)
+    assert (row["dow_sin"], row["dow_cos"]) == (0.0, 1.0)
+
+
+def test_an_invalid_bar_frame_raises_a_data_error_naming_the_problem() -> None:
+    bars = synthetic_bars(10)
+    with pytest.raises(DataError, match="missing column"):
+        build_features(bars.drop(columns="volume"))
+    with pytest.raises(DataError, match="UTC DatetimeIndex"):
+        build_features(bars.tz_localize(None))
+    broken = bars.copy()
+    broken.iloc[4, 2] = -1.0
+    with pytest.raises(DataError, match="row 4"):
+        build_features(broken)
+    broken = bars.copy()
+    broken.iloc[6, 4] = np.nan
+    with pytest.raises(DataError, match="row 6.*volume"):
+        build_features(broken)

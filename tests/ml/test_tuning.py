@@ -1,0 +1,190 @@
+"""Bayesian optimization of the policy: reproducible, finds a planted optimum, penalizes thin trials, resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.store.memory import MemoryStore
+from scalpbot.core.evaluation import PolicyEvaluator, PolicyWindow
+from scalpbot.core.policy import ParamBounds, StrategyParams
+from scalpbot.errors import ConfigError
+from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
+
+VOL = 0.002
+TRUE_EDGE, NOISE_EDGE = 0.45, 0.25
+
+
+def planted_window(days: int = 8, seed: int = 0) -> PolicyWindow:
+    """Return bars where edge-0.45 signals are mostly right (a 1 % move their way next bar, 3 times in 4) and
+    edge-0.25 signals are noise.
+
+    With SL 1 vol (0.2 %) and TP 1.5 vol (0.3 %), only entry thresholds in (0.25, 0.45] trade the true signals
+    alone: lower thresholds add losing noise trades, higher ones trade nothing.
+    """
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    moves = rng.normal(0.0, 0.0004, n)
+    probs = np.tile([0.3, 0.4, 0.3], (n, 1))
+    noise = rng.random(n) < 0.15
+    noise_side = rng.choice([-1, 1], n)
+    true = (np.arange(n) % 40 == 7) & (np.arange(n) < n - 2)
+    true_side = rng.choice([-1, 1], n)
+    for t in np.flatnonzero(noise):
+        probs[t] = [0.2, 0.35, 0.45] if noise_side[t] > 0 else [0.45, 0.35, 0.2]
+    for t in np.flatnonzero(true):
+        probs[t] = [0.2, 0.15, 0.65] if true_side[t] > 0 else [0.65, 0.15, 0.2]
+        moves[t + 1] = 0.01 * true_side[t] * (1 if rng.random() < 0.75 else -1)
+    close = 100.0 * np.exp(np.cumsum(moves))
+    open_ = np.append(100.0, close[:-1])
+    high = np.maximum(open_, close) * (1 + 0.0001)
+    low = np.minimum(open_, close) * (1 - 0.0001)
+    index = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC")
+    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close}, index=index)
+    return PolicyWindow.from_frame(bars, probs, np.full(n, VOL))
+
+
+@pytest.fixture(scope="module")
+def window() -> PolicyWindow:
+    return planted_window()
+
+
+THRESHOLD_ONLY = ParamBounds(
+    {"entry_threshold": (0.05, 0.95)}, base=StrategyParams(sl_mult=1.0, tp_mult=1.5, max_hold=10)
+)
+
+
+def test_study_finds_the_planted_entry_threshold(window: PolicyWindow) -> None:
+    result = tune_policy(window, THRESHOLD_ONLY, n_trials=30, seed=0, show_progress=False)
+    assert NOISE_EDGE < result.best_params.entry_threshold <= TRUE_EDGE
+    assert result.best_is_valid
+    assert result.best_value > 10.0  # annualized Sharpe of trading the true signals alone
+    # the objective is the annualized Sharpe the evaluator (= the backtest) gives the best params
+    assert result.best_value == PolicyEvaluator(window).__call__(result.best_params).sharpe
+    assert result.best_params.sl_mult == 1.0 and result.best_params.max_hold == 10
+
+
+def test_seeded_study_is_reproducible(window: PolicyWindow) -> None:
+    bounds = ParamBounds({"entry_threshold": (0.05, 0.6), "tp_mult": (0.5, 4.0), "max_hold": (2, 60)})
+    runs = [
+        tune_policy(window, bounds, n_trials=15, seed=11, n_startup_trials=5, show_progress=False)
+        for _ in "ab"
+    ]
+    np.testing.assert_array_equal(runs[0].values, runs[1].values)
+    assert runs[0].best_params == runs[1].best_params
+    other = tune_policy(window, bounds, n_trials=15, seed=12, n_startup_trials=5, show_progress=False)
+    assert not np.array_equal(other.values, runs[0].values)
+
+
+def test_trials_under_min_trades_get_a_penalty_ordered_by_trade_count(window: PolicyWindow) -> None:
+    result = tune_policy(
+        window, THRESHOLD_ONLY, n_trials=12, seed=0, min_trades=100_000, penalty=-50.0, show_progress=False
+    )
+    assert not result.best_is_valid
+    assert np.all((result.values >= -51.0) & (result.values < -50.0))
+    order = np.argsort(result.trial_trades)
+    assert np.all(np.diff(result.values[order]) >= 0.0)
+
+
+def test_resumed_sqlite_study_continues_trial_numbers(window: PolicyWindow, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = tune_policy(
+        window, THRESHOLD_ONLY, n_trials=4, storage=storage, study_name="btc", show_progress=False
+    )
+    resumed = tune_policy(
+        window, THRESHOLD_ONLY, n_trials=3, storage=storage, study_name="btc", show_progress=False
+    )
+    assert first.trial_numbers.tolist() == [0, 1, 2, 3]
+    assert resumed.trial_numbers.tolist() == list(range(7))
+    assert (resumed.n_trials, resumed.new_trials) == (7, 3)
+    np.testing.assert_array_equal(resumed.values[:4], first.values)
+    np.testing.assert_array_equal(
+        resumed.trial_returns[:4], first.trial_returns
+    )  # earlier trials re-evaluated
+    assert resumed.best_value >= first.best_value
+    assert resumed.trial_params[:4] == first.trial_params
+    # the sampler is reseeded past the stored trials: the new proposals are not a replay of the first ones
+    first_thresholds = {p.entry_threshold for p in first.trial_params}
+    assert not first_thresholds & {p.entry_threshold for p in resumed.trial_params[4:]}
+
+
+def test_resuming_on_another_window_or_settings_is_refused(window: PolicyWindow, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    tune_policy(window, THRESHOLD_ONLY, n_trials=2, storage=storage, study_name="btc", show_progress=False)
+    with pytest.raises(ConfigError, match="new study_name"):
+        tune_policy(
+            window,
+            THRESHOLD_ONLY,
+            n_trials=2,
+            storage=storage,
+            study_name="btc",
+            fee=0.001,
+            show_progress=False,
+        )
+    with pytest.raises(ConfigError, match="new study_name"):
+        tune_policy(
+            window.slice(0, 5 * 1440),
+            THRESHOLD_ONLY,
+            n_trials=2,
+            storage=storage,
+            study_name="btc",
+            show_progress=False,
+        )
+
+
+def test_study_file_travels_through_the_store(window: PolicyWindow, tmp_path: Path) -> None:
+    store = MemoryStore()
+    key = "models/BTC_USDT/studies/policy.db"
+    here, there = tmp_path / "here" / "study.db", tmp_path / "there" / "study.db"
+    assert load_study_db(store, key, here) is False
+    assert not here.exists()
+    here.parent.mkdir()
+    tune_policy(
+        window, THRESHOLD_ONLY, n_trials=3, storage=f"sqlite:///{here}", study_name="p", show_progress=False
+    )
+    save_study_db(store, key, here)
+    assert load_study_db(store, key, there) is True
+    assert there.read_bytes() == here.read_bytes()
+    resumed = tune_policy(
+        window, THRESHOLD_ONLY, n_trials=2, storage=f"sqlite:///{there}", study_name="p", show_progress=False
+    )
+    assert resumed.trial_numbers.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="does not exist"):
+        save_study_db(store, key, tmp_path / "missing.db")
+
+
+def test_result_reports_overfitting_measures(window: PolicyWindow) -> None:
+    result = tune_policy(
+        window, ParamBounds.default(), n_trials=25, seed=3, sampler="random", show_progress=False
+    )
+    assert result.trial_returns.shape == (25, window.day_ends.shape[0])
+    assert result.sharpe_variance > 0.0
+    assert 0.0 <= result.deflated_sharpe() <= 1.0
+    assert 0.0 <= result.backtest_overfitting(n_splits=4).probability <= 1.0
+    summary = result.summary()
+    assert summary["n_trials"] == 25 and summary["n_days"] == 8
+    assert np.all(np.isfinite(result.trial_seconds))
+
+
+def test_gp_sampler_runs_a_small_study(window: PolicyWindow) -> None:
+    pytest.importorskip("torch")
+    result = tune_policy(
+        window, THRESHOLD_ONLY, n_trials=8, sampler="gp", n_startup_trials=4, show_progress=False
+    )
+    assert result.n_trials == 8
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_trials": 0}, "n_trials"),
+        ({"sampler": "cmaes"}, "sampler 'cmaes'"),
+        ({"min_trades": 0}, "min_trades"),
+    ],
+)
+def test_bad_options_are_rejected(window: PolicyWindow, options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        tune_policy(window, THRESHOLD_ONLY, show_progress=False, **options)  # type: ignore[arg-type]
