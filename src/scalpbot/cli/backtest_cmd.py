@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.table import Table
@@ -15,8 +17,13 @@ from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_t
 from scalpbot.cli.render import iso, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.config import BacktestSettings
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
-from scalpbot.errors import ConfigError, DataError
+from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.errors import ConfigError, DataError, ModelError
+from scalpbot.release_signals import TradingModel, release_signals
+from scalpbot.releases import ReleaseStore
+from scalpbot.services import Services
 
 SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
 
@@ -45,7 +52,9 @@ def run_backtest(
     exchange: str | None = ExchangeOpt,
     since: str | None = typer.Option(None, "--from", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--to", help="Stop before this open time"),
-    strategy: str | None = typer.Option(None, "--strategy", help="sma-cross [config backtest.strategy]"),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="sma-cross | release [config backtest.strategy]"
+    ),
     sl: float | None = typer.Option(None, "--sl", help="Stop loss, fraction of the fill price"),
     tp: float | None = typer.Option(None, "--tp", help="Take profit, fraction of the fill price"),
     size: float | None = typer.Option(None, "--size", help="Fraction of equity committed per entry"),
@@ -54,6 +63,7 @@ def run_backtest(
     fee: float | None = typer.Option(None, "--fee", help="Fee per side, fraction of notional"),
     slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
     initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
+    release: str | None = typer.Option(None, "--release", help="Release id for --strategy release [current]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
 ) -> None:
     """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first)."""
@@ -74,22 +84,26 @@ def run_backtest(
     }
     services = state_of(ctx).services(overrides)
     params = services.settings.backtest
-    build = _strategy(params.strategy)
     start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    first = None if start is None else pd.Timestamp(start)
     series = services.series()
-    bars = services.dataset.read(
-        series, None if start is None else pd.Timestamp(start), None if end is None else pd.Timestamp(end)
-    )
+    if params.strategy == "release":
+        trading = load_trading_model(services, series.symbol, release)
+        # Read the feature warm-up before --from so the first bar of the window can already trade.
+        warmup = FEATURE_WINDOW * timeframe_delta(series.timeframe)
+        history = services.dataset.read(series, None if first is None else first - warmup, _ts(end))
+        signals = release_signals(history, trading)
+        inside = np.ones(len(history), dtype=bool) if first is None else np.asarray(history.index >= first)
+        bars, signals = history.loc[inside], signals.loc[inside]
+    else:
+        bars = services.dataset.read(series, first, _ts(end))
+        signals = _strategy(params.strategy)(bars, params)
     if len(bars) < 2:
         raise DataError(
             f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
         )
     result = backtest(
-        bars,
-        build(bars, params),
-        fee=params.fee,
-        slippage=params.slippage,
-        initial_equity=params.initial_equity,
+        bars, signals, fee=params.fee, slippage=params.slippage, initial_equity=params.initial_equity
     )
     if as_json:
         print_json({"metrics": result.metrics, "trades": trades_payload(result.trades)})
@@ -101,9 +115,25 @@ def _strategy(name: str) -> SignalBuilder:
     try:
         return STRATEGIES[name]
     except KeyError:
-        match = difflib.get_close_matches(name, list(STRATEGIES), n=1)
+        names = [*STRATEGIES, "release"]
+        match = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean '{match[0]}'?)" if match else ""
-        raise ConfigError(f"unknown strategy '{name}'{hint}; use one of {', '.join(STRATEGIES)}") from None
+        raise ConfigError(f"unknown strategy '{name}'{hint}; use one of {', '.join(names)}") from None
+
+
+def _ts(value: datetime | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value)
+
+
+def load_trading_model(services: Services, symbol: str, release_id: str | None) -> TradingModel:
+    """Return the named release, or the current one, verified and ready to trade."""
+    releases = ReleaseStore(services.store)
+    if release_id is None:
+        pointer = releases.pointer(symbol)
+        if pointer is None:
+            raise ModelError(f"no release of {symbol} is current; run `scalpbot train` or pass --release ID")
+        release_id = pointer.release_id
+    return TradingModel.from_release(releases.load(symbol, release_id))
 
 
 def trades_payload(trades: pd.DataFrame) -> list[dict[str, Any]]:

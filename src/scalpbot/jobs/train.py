@@ -195,7 +195,7 @@ def train(
     releases = ReleaseStore(services.store)
     with _timed(timings, "gate"):
         pointer = releases.pointer(series.symbol)
-        incumbent = _incumbent(releases, series, pointer, test_bars, costs)
+        incumbent = _incumbent(releases, series, pointer, bars, test_slice, costs)
         rival = None if incumbent is None or "metrics" not in incumbent else incumbent["metrics"]
         verdict = judge(test, rival, min_trades=cfg.min_trades)
     now = services.clock.now()
@@ -292,9 +292,12 @@ def _baselines(
 
 
 def _incumbent(
-    releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, costs: Any
+    releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, test: slice, costs: Any
 ) -> dict[str, Any] | None:
-    """Return the current release's score on the same test window, or why it could not be scored."""
+    """Return the current release's score on the same test window, or why it could not be scored.
+
+    Its predictions come from the same full history as the challenger's, so both start the window warmed up.
+    """
     if pointer is None:
         return None
     try:
@@ -302,7 +305,8 @@ def _incumbent(
     except ScalpbotError as e:
         return {"release_id": pointer.release_id, "error": str(e)}
     probs, vol = predict_bars(bars, trading.model)
-    metrics = _score(bars, signals_frame(bars.index, probs, vol, trading.params), costs)
+    window = bars.iloc[test]
+    metrics = _score(window, signals_frame(window.index, probs[test], vol[test], trading.params), costs)
     return {"release_id": pointer.release_id, "metrics": metrics}
 
 

@@ -1,0 +1,156 @@
+"""The train job on real bars: a verified release, an honest gate, and a pointer that moves only when earned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.marketdata.files import FileMarketData
+from scalpbot.cli.app import main
+from scalpbot.config import load_settings
+from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP
+from scalpbot.errors import DataError
+from scalpbot.jobs.retrieve import retrieve
+from scalpbot.jobs.train import TrainReport, split_windows, train
+from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
+from scalpbot.services import Services, build_services
+
+from support.files import write_csv
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
+
+FAST = {"trials": 8, "max_epochs": 2, "min_trades": 5}
+
+
+def _services(store: Path) -> Services:
+    return build_services(load_settings(None, {"store": {"url": str(store)}, "train": FAST}))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, sample_bars: pd.DataFrame) -> tuple[Path, TrainReport]:
+    root = tmp_path_factory.mktemp("train")
+    services = _services(root / "store")
+    source = write_csv(sample_bars, root / "sample.csv")
+    retrieve(services.dataset, FileMarketData(source), services.series(), resume=False)
+    return root / "store", train(services, services.series())
+
+
+def _cli(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> Any:
+    code = _cli_code(capsys, store, *args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_windows_are_time_ordered_with_a_purge_of_one_horizon() -> None:
+    windows = split_windows(60_000, horizon=30, validation_fraction=0.2, test_fraction=0.2)
+    assert windows.train[0] == FEATURE_WARMUP
+    assert windows.train[1] == windows.validation[0] and windows.validation[1] == windows.test[0]
+    assert windows.test[1] == 60_000
+    with pytest.raises(DataError, match="too few to train"):
+        split_windows(5_000, horizon=30, validation_fraction=0.2, test_fraction=0.2)
+
+
+def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
+    trained: tuple[Path, TrainReport],
+) -> None:
+    store, report = trained
+    release = ReleaseStore(_services(store).store).load(
+        "BTC/USDT", report.release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT)
+    )
+    manifest = release.manifest
+    assert manifest["feature_spec_version"] == FEATURE_SPEC_VERSION
+    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert set(manifest["data_window"]) == {"train", "validation", "test"}
+    assert manifest["data_window"]["test"][1] == "2024-12-31T23:59:00Z"
+    assert set(manifest["metrics"]) == {"validation", "test"}
+    assert set(manifest["baselines"]) == {"not_trading", "sma_cross", "random"}
+    assert manifest["baselines"]["not_trading"]["trades"] == 0
+    assert {"keras", "torch", "onnxruntime", "optuna"} <= set(manifest["libraries"])
+    assert manifest["tuning"]["n_trials"] == FAST["trials"]
+    assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export"}
+    assert report.promoted == manifest["gate"]["promote"]
+
+
+def test_models_list_shows_the_release_and_its_metrics(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, report = trained
+    listed = _cli(capsys, store, "models", "list", "--json")
+    assert [r["release_id"] for r in listed["releases"]] == [report.release_id]
+    assert listed["releases"][0]["metrics"]["test"] == report.test
+
+
+def test_a_release_backtested_on_its_test_window_reproduces_its_test_metrics(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, report = trained
+    first, _ = report.windows["test"]
+    result = _cli(
+        capsys,
+        store,
+        "backtest",
+        "--strategy",
+        "release",
+        "--release",
+        report.release_id,
+        "--from",
+        first,
+        "--json",
+    )
+    assert result["metrics"] == report.test
+
+
+def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store, report = trained
+    services = _services(store)
+    releases = ReleaseStore(services.store)
+    _cli_ok(capsys, store, "models", "promote", report.release_id)
+    before = releases.pointer("BTC/USDT")
+    again = train(services, services.series())  # same data and seed: an identical challenger
+    assert again.incumbent is not None and again.incumbent["metrics"] == report.test
+    assert not again.promoted
+    assert "not better than current release" in again.reason
+    after = releases.pointer("BTC/USDT")
+    assert after == before
+
+
+def test_a_corrupted_current_release_is_reported_and_never_loaded(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _ = trained
+    services = _services(store)
+    pointer = ReleaseStore(services.store).pointer("BTC/USDT")
+    assert pointer is not None
+    key = f"models/BTC_USDT/releases/{pointer.release_id}/model.onnx"
+    original = services.store.get(key).data
+    services.store.put(key, original[:-10])
+    try:
+        again = train(services, services.series())
+        assert again.incumbent is not None and "checksum" in again.incumbent["error"]
+        code = _cli_code(capsys, store, "backtest", "--strategy", "release")
+        assert code == 1
+        assert "does not match its sha256 checksum" in capsys.readouterr().err
+    finally:
+        services.store.put(key, original)
+
+
+def _cli_ok(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> None:
+    assert _cli_code(capsys, store, *args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+
+def _cli_code(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> int:
+    try:
+        main(["--store", str(store), *args])
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
