@@ -28,8 +28,8 @@ pytestmark = pytest.mark.filterwarnings(
 FAST = {"trials": 8, "max_epochs": 2, "min_trades": 5}
 
 
-def _services(store: Path) -> Services:
-    return build_services(load_settings(None, {"store": {"url": str(store)}, "train": FAST}))
+def _services(store: Path, **train: Any) -> Services:
+    return build_services(load_settings(None, {"store": {"url": str(store)}, "train": {**FAST, **train}}))
 
 
 @pytest.fixture(scope="module")
@@ -111,16 +111,27 @@ def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
     trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     store, report = trained
-    services = _services(store)
+    # A fresh study with the same data and seed gives an identical challenger: not better, so not promoted.
+    services = _services(store, study_storage=f"sqlite:///{tmp_path / 'fresh.db'}")
     releases = ReleaseStore(services.store)
     _cli_ok(capsys, store, "models", "promote", report.release_id)
     before = releases.pointer("BTC/USDT")
-    again = train(services, services.series())  # same data and seed: an identical challenger
+    again = train(services, services.series())
     assert again.incumbent is not None and again.incumbent["metrics"] == report.test
     assert not again.promoted
     assert "not better than current release" in again.reason
     after = releases.pointer("BTC/USDT")
     assert after == before
+
+
+def test_training_the_same_data_again_resumes_the_stored_study(trained: tuple[Path, TrainReport]) -> None:
+    store, report = trained
+    services = _services(store)
+    assert services.store.list("models/BTC_USDT/studies/") == [
+        "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359.db"
+    ]
+    again = train(services, services.series())
+    assert (report.tuning["n_trials"], again.tuning["n_trials"]) == (FAST["trials"], 2 * FAST["trials"])
 
 
 def test_a_corrupted_current_release_is_reported_and_never_loaded(

@@ -32,9 +32,9 @@ from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.data.dataset import SeriesId
-from scalpbot.errors import DataError, PreconditionFailed, ScalpbotError
+from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
 from scalpbot.release_signals import TradingModel, predict_bars
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
+from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
 from scalpbot.services import Services
 
 _LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
@@ -105,7 +105,6 @@ def train(
 ) -> TrainReport:
     """Train, tune, score and maybe promote a release of ``series`` on bars before ``until`` (default: all)."""
     from scalpbot.ml import model as ml_model
-    from scalpbot.ml.tuning import tune_policy
 
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
     timings: dict[str, float] = {}
@@ -160,20 +159,18 @@ def train(
     test_bars = bars.iloc[windows.test[0] : windows.test[1]]
     val_slice = slice(*windows.validation)
     test_slice = slice(*windows.test)
+    study_name = f"{series.exchange}-{pair_of(series.symbol)}-{series.timeframe}-{bars.index[-1]:%Y%m%dT%H%M}"
     with _timed(timings, "tuning"), TemporaryDirectory() as tmp:
-        storage = cfg.study_storage or f"sqlite:///{Path(tmp) / 'study.db'}"
         window = PolicyWindow.from_frame(val_bars, probs[val_slice], vol[val_slice])
-        tuned = tune_policy(
+        tuned = _tune(
+            services,
+            series,
             window,
+            study_name=study_name,
+            study_db=Path(tmp) / "study.db",
             n_trials=trials or cfg.trials,
-            seed=cfg.seed,
-            sampler=cfg.sampler,
-            fee=costs.fee,
-            slippage=costs.slippage,
-            min_trades=cfg.min_trades,
-            storage=storage,
-            study_name=f"{series.exchange}-{series.symbol}-{series.timeframe}-{bars.index[-1]:%Y%m%dT%H%M}",
             show_progress=show_progress,
+            log=log,
         )
     params = tuned.best_params
     with _timed(timings, "evaluation"):
@@ -238,6 +235,58 @@ def train(
         tuning=overfitting,
         model={"epochs_run": fitted.epochs_run, "best_val_loss": fitted.best_val_loss},
     )
+
+
+def _tune(
+    services: Services,
+    series: SeriesId,
+    window: PolicyWindow,
+    *,
+    study_name: str,
+    study_db: Path,
+    n_trials: int,
+    show_progress: bool,
+    log: Callable[[str], None],
+) -> Any:
+    """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
+
+    The stored study is resumed when the same data is trained again (more trials, same study); a study that no
+    longer matches the window (other costs or bounds) is started afresh.
+    """
+    from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
+
+    cfg, costs = services.settings.train, services.settings.backtest
+    key = f"models/{pair_of(series.symbol)}/studies/{study_name}.db"
+    stored = cfg.study_storage is None
+    if stored and load_study_db(services.store, key, study_db):
+        log(f"resuming the stored study {study_name}")
+    storage = cfg.study_storage or f"sqlite:///{study_db}"
+
+    def run() -> Any:
+        return tune_policy(
+            window,
+            n_trials=n_trials,
+            seed=cfg.seed,
+            sampler=cfg.sampler,
+            fee=costs.fee,
+            slippage=costs.slippage,
+            min_trades=cfg.min_trades,
+            storage=storage,
+            study_name=study_name,
+            show_progress=show_progress,
+        )
+
+    try:
+        tuned = run()
+    except ConfigError as e:
+        if not stored:
+            raise
+        log(f"the stored study does not match this run ({e}); starting a new one")
+        study_db.unlink(missing_ok=True)
+        tuned = run()
+    if stored:
+        save_study_db(services.store, key, study_db)
+    return tuned
 
 
 def _apply(
