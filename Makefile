@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/dataset.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/policy_search.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache scalpbot-data

@@ -13,6 +13,8 @@ from typing import Protocol
 
 import pandas as pd
 
+from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
+
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
@@ -84,4 +86,41 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """Return the current time as an aware UTC datetime."""
+        ...
+
+
+class Broker(Protocol):
+    """Where orders go: the paper broker (the kernel's fill rules) or an exchange through ccxt.
+
+    A broker applies the one execution model: an entry decided on bar ``t`` fills at the next open with
+    stop loss and take profit attached (held on the exchange by a live broker), an opposite signal reverses,
+    a same-direction signal is ignored, a time stop exits after ``max_hold`` bars. Client order ids come from
+    :func:`scalpbot.core.execution.client_order_id`, so a re-submitted order is a duplicate, never a second
+    order.
+    """
+
+    name: str
+
+    def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
+        """Reconcile with the venue after the last bar of ``bars`` closed; raise ``ExchangeError`` if it can't.
+
+        ``bars`` are closed bars (canonical frame) ending with the bar just closed; ``since``: report fills
+        from this time on (``None``: all that the broker knows).
+        """
+        ...
+
+    def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
+        """Act on the policy's signal for the next open; return the venue's answer to each order sent."""
+        ...
+
+    def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
+        """Close any open position at the next open and cancel its protection (the kill switch)."""
+        ...
+
+
+class Notifier(Protocol):
+    """A channel for results and errors (console locally, SNS on AWS, apprise URLs)."""
+
+    def notify(self, subject: str, message: str, *, level: str = "info") -> None:
+        """Send one message; ``level`` is ``info``, ``warning`` or ``error``. Never raises for a dead channel."""
         ...
