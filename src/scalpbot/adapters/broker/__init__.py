@@ -1,0 +1,1 @@
+"""Brokers: the paper broker (the kernel fills) and the live ccxt broker."""
