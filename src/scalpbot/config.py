@@ -117,6 +117,32 @@ class TrainSettings(_Section):
     seed: int = 7
 
 
+class RiskSettings(_Section):
+    """Limits checked before every entry; daily loss and drawdown engage the kill switch."""
+
+    max_position_fraction: float = Field(default=1.0, gt=0, le=100, description="notional cap / equity")
+    max_position_notional: float = Field(default=float("inf"), gt=0, description="quote currency")
+    max_open_positions: int = Field(default=1, ge=0)
+    max_daily_loss: float = Field(
+        default=0.03, gt=0, le=1, description="fraction of the UTC day's start equity"
+    )
+    max_drawdown: float = Field(default=0.10, gt=0, le=1, description="fraction of the peak equity")
+    cooldown_after_losses: int = Field(default=3, ge=0, description="consecutive losses; 0 = off")
+    cooldown_bars: int = Field(default=15, ge=0)
+
+
+class ExecuteSettings(_Section):
+    """The execute job: which broker trades and how runs are serialized."""
+
+    broker: Literal["paper", "ccxt"] = "paper"
+    lease_seconds: int = Field(
+        default=120, ge=10, description="a run lease older than this may be taken over"
+    )
+    history_days: int = Field(
+        default=2, ge=1, description="bars read per cycle for features and reconciliation"
+    )
+
+
 class BotSettings(_Section):
     """Identity of this bot's state (ledger, portfolio) in the store."""
 
@@ -139,6 +165,8 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     backtest: BacktestSettings = BacktestSettings()
     train: TrainSettings = TrainSettings()
+    risk: RiskSettings = RiskSettings()
+    execute: ExecuteSettings = ExecuteSettings()
     bot: BotSettings = BotSettings()
 
 
@@ -159,6 +187,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "data": DataSettings,
     "backtest": BacktestSettings,
     "train": TrainSettings,
+    "risk": RiskSettings,
+    "execute": ExecuteSettings,
     "bot": BotSettings,
 }
 

@@ -62,7 +62,12 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """A completed entry or exit: ``reason`` is ``entry`` or the exit reason (sl, tp, time, signal, kill)."""
+    """A completed entry or exit: ``reason`` is ``entry`` or the exit reason (sl, tp, time, signal, kill).
+
+    ``time`` is the open time of the bar in which it filled; ``side`` the order side (+1 buy, -1 sell);
+    ``pnl`` the realized PnL of the trade after both fees (exits only; ``None`` for entries);
+    ``entry_client_id`` the client id of the entry this fill belongs to (an entry's own id for an entry).
+    """
 
     client_id: str
     time: pd.Timestamp
@@ -71,6 +76,8 @@ class Fill:
     price: float
     fee: float
     reason: str
+    pnl: float | None = None
+    entry_client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

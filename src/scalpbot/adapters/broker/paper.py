@@ -168,7 +168,9 @@ class PaperBroker:
             entry_id = client_order_id(self._bot, self._symbol, signal.decided_at, "entry")
             qty, entry_price, side = float(rec["qty"]), float(rec["entry_price"]), int(rec["side"])
             entry_fee = qty * entry_price * self._fee
-            fills.append(Fill(entry_id, index[entry_idx], side, qty, entry_price, entry_fee, "entry"))
+            fills.append(
+                Fill(entry_id, index[entry_idx], side, qty, entry_price, entry_fee, "entry", None, entry_id)
+            )
             reason = _REASONS[int(rec["exit_reason"])]
             if reason == "open":
                 position = Position(
@@ -258,6 +260,8 @@ def _fill_to(fill: Fill) -> dict[str, Any]:
         "price": fill.price,
         "fee": fill.fee,
         "reason": fill.reason,
+        "pnl": fill.pnl,
+        "entry_client_id": fill.entry_client_id,
     }
 
 
@@ -270,4 +274,6 @@ def _fill_from(body: dict[str, Any]) -> Fill:
         float(body["price"]),
         float(body["fee"]),
         str(body["reason"]),
+        None if body.get("pnl") is None else float(body["pnl"]),
+        body.get("entry_client_id"),
     )

@@ -1,0 +1,385 @@
+"""The append-only ledger: one immutable JSON object per event, written create-only.
+
+Key: ``state/{bot}/ledger/{yyyy}/{mm}/{dd}/{ts}-{event_id}.json`` where ``ts`` is the event time in UTC as
+``YYYYMMDDTHHMMSSffffffZ`` (so keys sort by time) and ``event_id`` is ``{kind}-{digest}`` (so a listing can
+filter kinds without reading objects). Kinds: decision, order_sent, order_ack, fill, exit, denial, error, halt,
+resume, or any other lowercase name.
+
+**Idempotency.** The default event id is a hash of (kind, time, ``payload["client_id"]`` when present); an
+``error`` event adds its content, so different errors at one time are separate events. A retried run that
+appends the same event again finds the object there and gets the existing event back: a no-op. If the object
+there differs (the retry decided something else), :class:`LedgerConflict` says so; nothing is overwritten.
+Pass ``event_id=event_id_for(kind, time, *parts)`` to choose the identity yourself.
+
+**Times.** Event times are aware UTC times with microsecond resolution: a decision's is its bar open time, a
+fill's the venue's fill time; events at the same microsecond come back in kind-name order. Payload times are written as ISO-8601 UTC strings, floats must be finite, and keys
+that look like credentials (apiKey, secret, password, token, ...) are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.backtest.enums import ExitReasonT
+from scalpbot.core.execution import Fill
+from scalpbot.errors import CorruptArtifactError, PreconditionFailed, ScalpbotError
+from scalpbot.ports import Store
+from scalpbot.state._json import check_bot, dump, format_time, load, parse_time, to_json_value, utc_time
+
+__all__ = [
+    "KINDS",
+    "TRADE_COLUMNS",
+    "Ledger",
+    "LedgerConflict",
+    "LedgerError",
+    "LedgerEvent",
+    "event_id_for",
+    "fill_payload",
+]
+
+KINDS = ("decision", "order_sent", "order_ack", "fill", "exit", "denial", "error", "halt", "resume")
+"""The kinds the execute job writes; others are allowed when they are lowercase names."""
+
+TRADE_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "side",
+    "entry_price",
+    "exit_price",
+    "qty",
+    "pnl",
+    "fees",
+    "exit_reason",
+)
+"""The columns of :meth:`Ledger.trades`, those of a backtest's trades frame."""
+
+_EXIT_REASONS = (*ExitReasonT._fields, "kill")
+_SCHEMA = 1
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_EVENT_ID = re.compile(r"([a-z][a-z0-9_]{0,31})-[A-Za-z0-9_]{1,64}")
+_TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
+_TS_LENGTH = 22
+_DAILY_LISTING_MAX_DAYS = 62  # longer ranges list whole months (fewer requests, a few keys too many)
+_ONE_MICROSECOND = pd.Timedelta(microseconds=1)
+
+
+class LedgerError(ScalpbotError):
+    """An event cannot be recorded: bad kind, time or payload; the message says how to fix it."""
+
+
+class LedgerConflict(LedgerError):
+    """An event with the same id exists with different content: a retried run recorded something else."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One recorded event: its kind, UTC time, id, JSON-native payload (read-only) and store key."""
+
+    kind: str
+    time: pd.Timestamp
+    event_id: str
+    payload: Mapping[str, Any]
+    key: str
+
+
+def _check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise LedgerError(
+            f"ledger kind {kind!r} must be a lowercase name (letters, digits, '_'), e.g. one of {', '.join(KINDS)}"
+        )
+    return kind
+
+
+def event_id_for(kind: str, time: datetime | pd.Timestamp, *parts: str) -> str:
+    """Return the deterministic id ``{kind}-{20 hex digits}`` of sha256 over (kind, time, *parts)."""
+    _check_kind(kind)
+    try:
+        stamp = format_time(time, f"{kind} event time")
+    except ValueError as e:
+        raise LedgerError(str(e)) from None
+    digest = hashlib.sha256("|".join((kind, stamp, *parts)).encode()).hexdigest()
+    return f"{kind}-{digest[:20]}"
+
+
+def fill_payload(fill: Fill, *, entry_client_id: str, **extra: object) -> dict[str, object]:
+    """Return the payload of a ``fill`` event (the fill's time is the event time).
+
+    ``entry_client_id``: the client id of the entry order the fill belongs to (the fill's own for an entry), by
+    which :meth:`Ledger.trades` pairs exits with entries; ``pnl`` is the broker's realized PnL (exits), kept
+    for audit: ``trades`` recomputes it from the fills. ``extra`` (e.g. ``symbol``) is stored as well.
+    """
+    return {
+        **extra,
+        "client_id": fill.client_id,
+        "entry_client_id": entry_client_id,
+        "side": int(fill.side),
+        "qty": float(fill.qty),
+        "price": float(fill.price),
+        "fee": float(fill.fee),
+        "reason": fill.reason,
+        "pnl": None if fill.pnl is None else float(fill.pnl),
+    }
+
+
+def _stamp(time: pd.Timestamp) -> str:
+    return time.strftime(_TS_FORMAT)
+
+
+def _bound(time: datetime | pd.Timestamp | None, what: str) -> pd.Timestamp | None:
+    """Return a range bound as UTC, rounded up to a microsecond (event times have that resolution)."""
+    if time is None:
+        return None
+    stamp = pd.Timestamp(time)
+    if stamp.tzinfo is None:
+        raise LedgerError(f"{what} {stamp} is naive; pass a UTC time (tz_localize('UTC'))")
+    return stamp.tz_convert("UTC").ceil("us").as_unit("us")
+
+
+class Ledger:
+    """Append and read the events of bot ``bot`` in ``store``."""
+
+    def __init__(self, store: Store, bot: str) -> None:
+        self._store = store
+        self.bot = check_bot(bot)
+        self.prefix = f"state/{bot}/ledger/"
+
+    def key(self, time: pd.Timestamp, event_id: str) -> str:
+        """Return the store key of event ``event_id`` at UTC ``time``."""
+        return f"{self.prefix}{time.strftime('%Y/%m/%d')}/{_stamp(time)}-{event_id}.json"
+
+    def append(
+        self,
+        kind: str,
+        time: datetime | pd.Timestamp,
+        payload: Mapping[str, object],
+        *,
+        event_id: str | None = None,
+    ) -> LedgerEvent:
+        """Record one event create-only and return it; an identical event already there is returned as is.
+
+        Raise :class:`LedgerConflict` when an event with the same id but other content exists, and
+        :class:`LedgerError` for a bad kind, a naive time or a payload that is not JSON or holds a secret.
+        """
+        _check_kind(kind)
+        if not isinstance(payload, Mapping):
+            raise LedgerError(
+                f"the {kind} payload must be a mapping (a JSON object); got {type(payload).__name__}"
+            )
+        try:
+            stamp = utc_time(time, f"{kind} event time")
+            body = to_json_value(payload, f"{kind} payload")
+        except ValueError as e:
+            raise LedgerError(f"cannot record the {kind} event: {e}") from None
+        if event_id is None:
+            parts = [str(body["client_id"])] if "client_id" in body else []
+            if kind == "error":
+                parts.append(hashlib.sha256(dump(body)).hexdigest())
+            event_id = event_id_for(kind, stamp, *parts)
+        elif not (
+            isinstance(event_id, str) and (match := _EVENT_ID.fullmatch(event_id)) and match[1] == kind
+        ):
+            raise LedgerError(
+                f"event id {event_id!r} must be '{kind}-' plus 1 to 64 letters, digits or '_'; "
+                f"use event_id_for({kind!r}, time, ...)"
+            )
+        key = self.key(stamp, event_id)
+        document = {
+            "v": _SCHEMA,
+            "bot": self.bot,
+            "kind": kind,
+            "time": format_time(stamp),
+            "event_id": event_id,
+            "payload": body,
+        }
+        try:
+            self._store.put_if_absent(key, dump(document))
+        except PreconditionFailed:
+            existing = load(self._store.get(key).data, key)
+            if existing != document:
+                old = existing.get("payload")
+                old = old if isinstance(old, dict) else {}
+                differ = sorted(k for k in old.keys() | body.keys() if old.get(k) != body.get(k))
+                raise LedgerConflict(
+                    f"ledger event {key} already exists with different content (payload keys {differ} differ): "
+                    f"a retried run recorded another {kind} for the same identity; the ledger keeps the first. "
+                    "Check what changed between the runs (model, data, config)"
+                ) from None
+            return self._event(key, existing)
+        return LedgerEvent(kind, stamp, event_id, MappingProxyType(body), key)
+
+    def record_fill(self, fill: Fill, *, entry_client_id: str, **extra: object) -> LedgerEvent:
+        """Record ``fill`` as a ``fill`` event at ``fill.time`` (see :func:`fill_payload`)."""
+        return self.append("fill", fill.time, fill_payload(fill, entry_client_id=entry_client_id, **extra))
+
+    def events(
+        self,
+        since: datetime | pd.Timestamp | None = None,
+        until: datetime | pd.Timestamp | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[LedgerEvent]:
+        """Return the events with ``since <= time < until`` (UTC), oldest first, optionally only ``kinds``.
+
+        With both bounds only the days in range are listed (whole months past 62 days); an open bound lists
+        every key under the bot's ledger. Raise ``CorruptArtifactError`` for an unreadable event.
+        """
+        return [self._read(key) for key in self._keys(since, until, kinds)]
+
+    def trades(
+        self,
+        since: datetime | pd.Timestamp | None = None,
+        until: datetime | pd.Timestamp | None = None,
+        *,
+        mark_price: float | None = None,
+        mark_time: datetime | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Rebuild trades from the fill events in ``[since, until)``, with the backtest's trade columns.
+
+        Fills are grouped by ``entry_client_id``: a trade is in range when its entry fill is, and closed when
+        its exit fills (any reason but ``entry``) add up to the entry quantity. ``pnl`` is after the fees of
+        both sides, ``exit_reason`` the last exit's. A trade still open is reported with ``exit_reason``
+        ``"open"`` marked at ``mark_price`` (quote currency) and ``mark_time`` (given together) with the fees
+        paid so far (the entry's), as a backtest marks a position open at the end; without a mark it is left
+        out. Exit fills whose entry is before ``since`` are ignored.
+        """
+        if (mark_price is None) != (mark_time is None):
+            raise LedgerError("pass mark_price and mark_time together to report open positions, or neither")
+        mark = None
+        if mark_price is not None and mark_time is not None:
+            if not np.isfinite(mark_price) or mark_price <= 0:
+                raise LedgerError(f"mark_price must be a finite price > 0; got {mark_price!r}")
+            try:
+                mark = (float(mark_price), utc_time(mark_time, "mark_time"))
+            except ValueError as e:
+                raise LedgerError(str(e)) from None
+        groups: dict[str, list[LedgerEvent]] = defaultdict(list)
+        for event in self.events(since, until, kinds=("fill",)):
+            groups[_text(event, "entry_client_id")].append(event)
+        rows = [row for fills in groups.values() if (row := _trade_row(fills, mark)) is not None]
+        return _trades_frame(sorted(rows, key=lambda row: row[0]))
+
+    def _keys(
+        self,
+        since: datetime | pd.Timestamp | None,
+        until: datetime | pd.Timestamp | None,
+        kinds: Iterable[str] | None,
+    ) -> list[str]:
+        low, high = _bound(since, "since"), _bound(until, "until")
+        wanted = (
+            None
+            if kinds is None
+            else {_check_kind(kind) for kind in ([kinds] if isinstance(kinds, str) else kinds)}
+        )
+        if low is not None and high is not None:
+            if high <= low:
+                return []
+            first, last = low.floor("D"), (high - _ONE_MICROSECOND).floor("D")
+            days = pd.date_range(first, last, freq="D")
+            if len(days) <= _DAILY_LISTING_MAX_DAYS:
+                prefixes = [f"{self.prefix}{day.strftime('%Y/%m/%d')}/" for day in days]
+            else:
+                months = pd.date_range(first.replace(day=1), last, freq="MS")
+                prefixes = [f"{self.prefix}{month.strftime('%Y/%m')}/" for month in months]
+        else:
+            prefixes = [self.prefix]
+        low_text = None if low is None else _stamp(low)
+        high_text = None if high is None else _stamp(high)
+        keys = []
+        for prefix in prefixes:
+            for key in self._store.list(prefix):
+                name = key.rpartition("/")[2]
+                stamp, kind = name[:_TS_LENGTH], name[_TS_LENGTH + 1 :].partition("-")[0]
+                if low_text is not None and stamp < low_text:
+                    continue
+                if high_text is not None and stamp >= high_text:
+                    continue
+                if wanted is None or kind in wanted:
+                    keys.append(key)
+        return keys
+
+    def _read(self, key: str) -> LedgerEvent:
+        return self._event(key, load(self._store.get(key).data, key))
+
+    def _event(self, key: str, document: Mapping[str, Any]) -> LedgerEvent:
+        try:
+            kind, event_id, payload = document["kind"], document["event_id"], document["payload"]
+            time = parse_time(document["time"])
+        except (KeyError, ValueError) as e:
+            raise CorruptArtifactError(f"ledger event {key} is malformed ({e!r}); inspect it") from None
+        if document.get("v") != _SCHEMA:
+            raise CorruptArtifactError(
+                f"ledger event {key} has schema {document.get('v')!r}; this scalpbot reads {_SCHEMA}: upgrade"
+            )
+        if (
+            not isinstance(payload, dict)
+            or key != self.key(time, str(event_id))
+            or not str(event_id).startswith(f"{kind}-")
+        ):
+            raise CorruptArtifactError(f"ledger event {key} does not match its key or has no payload object")
+        return LedgerEvent(str(kind), time, str(event_id), MappingProxyType(payload), key)
+
+
+def _text(event: LedgerEvent, name: str) -> str:
+    value = event.payload.get(name)
+    if not isinstance(value, str) or not value:
+        raise CorruptArtifactError(f"fill event {event.key} has no {name} string")
+    return value
+
+
+def _number(event: LedgerEvent, name: str) -> float:
+    value = event.payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CorruptArtifactError(f"fill event {event.key} has no numeric {name}")
+    return float(value)
+
+
+_Row = tuple[pd.Timestamp, pd.Timestamp, int, float, float, float, float, float, str]
+
+
+def _trade_row(fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None) -> _Row | None:
+    """Return one trade from the fills of one entry (time order), or ``None`` (no entry in range, or open and no mark)."""
+    entries = [fill for fill in fills if fill.payload.get("reason") == "entry"]
+    if not entries:
+        return None
+    exits = [fill for fill in fills if fill.payload.get("reason") != "entry"]
+    side = 1 if _number(entries[0], "side") > 0 else -1
+    qty = sum(_number(fill, "qty") for fill in entries)
+    entry_price = sum(_number(fill, "qty") * _number(fill, "price") for fill in entries) / qty
+    fees = sum(_number(fill, "fee") for fill in fills)
+    exit_qty = sum(_number(fill, "qty") for fill in exits)
+    exit_value = sum(_number(fill, "qty") * _number(fill, "price") for fill in exits)
+    if exits and exit_qty >= qty * (1.0 - 1e-9):
+        exit_price, exit_time, reason = exit_value / exit_qty, exits[-1].time, _text(exits[-1], "reason")
+    elif mark is not None:
+        exit_price, exit_time, reason = (exit_value + (qty - exit_qty) * mark[0]) / qty, mark[1], "open"
+    else:
+        return None
+    pnl = side * qty * (exit_price - entry_price) - fees
+    return (entries[0].time, exit_time, side, entry_price, exit_price, qty, pnl, fees, reason)
+
+
+def _trades_frame(rows: list[_Row]) -> pd.DataFrame:
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(TRADE_COLUMNS)
+    reasons = [str(reason) for reason in columns[8]]
+    categories = [*_EXIT_REASONS, *sorted(set(reasons) - set(_EXIT_REASONS))]
+    return pd.DataFrame(
+        {
+            "entry_time": pd.DatetimeIndex(list(columns[0]), dtype="datetime64[us, UTC]"),
+            "exit_time": pd.DatetimeIndex(list(columns[1]), dtype="datetime64[us, UTC]"),
+            "side": np.asarray(columns[2], dtype=np.int8),
+            **{
+                name: np.asarray(columns[i], dtype=np.float64)
+                for i, name in enumerate(TRADE_COLUMNS[3:8], start=3)
+            },
+            "exit_reason": pd.Categorical(reasons, categories=pd.Index(categories)),
+        }
+    )
