@@ -15,7 +15,7 @@ from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_fe
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.errors import ModelError
 from scalpbot.inference import OnnxModel
-from scalpbot.releases import ONNX_ARTIFACT, Release
+from scalpbot.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,28 @@ def release_signals(
     """Return the signal frame (side/size/sl/tp/max_hold per bar) the release trades on ``bars``."""
     probs, vol = predict_bars(bars, trading.model)
     return signals_frame(bars.index, probs, vol, params or trading.params)
+
+
+class ReleaseCache:
+    """The current release of a symbol, loaded and verified once and re-read only when the pointer changes."""
+
+    def __init__(self, releases: ReleaseStore, symbol: str, release_id: str | None = None) -> None:
+        self._releases = releases
+        self._symbol = symbol
+        self._fixed = release_id
+        self._etag: str | None = None
+        self._model: TradingModel | None = None
+
+    def current(self) -> TradingModel:
+        """Return the trading model of the pointer's release (or the fixed one); ``ModelError`` if none."""
+        if self._fixed is not None:
+            if self._model is None:
+                self._model = TradingModel.from_release(self._releases.load(self._symbol, self._fixed))
+            return self._model
+        pointer = self._releases.pointer(self._symbol)
+        if pointer is None:
+            raise ModelError(f"no release of {self._symbol} is current; run `scalpbot train` first")
+        if self._model is None or pointer.etag != self._etag:
+            self._model = TradingModel.from_release(self._releases.load(self._symbol, pointer.release_id))
+            self._etag = pointer.etag
+        return self._model

@@ -345,6 +345,13 @@ def _number(event: LedgerEvent, name: str) -> float:
 _Row = tuple[pd.Timestamp, pd.Timestamp, int, float, float, float, float, float, str]
 
 
+def _average_price(fills: list[LedgerEvent], qty: float) -> float:
+    """Return the quantity-weighted price of ``fills``; a single fill's own price, exactly (no re-rounding)."""
+    if len(fills) == 1:
+        return _number(fills[0], "price")
+    return sum(_number(fill, "qty") * _number(fill, "price") for fill in fills) / qty
+
+
 def _trade_row(fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None) -> _Row | None:
     """Return one trade from the fills of one entry (time order), or ``None`` (no entry in range, or open and no mark)."""
     entries = [fill for fill in fills if fill.payload.get("reason") == "entry"]
@@ -353,12 +360,16 @@ def _trade_row(fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None
     exits = [fill for fill in fills if fill.payload.get("reason") != "entry"]
     side = 1 if _number(entries[0], "side") > 0 else -1
     qty = sum(_number(fill, "qty") for fill in entries)
-    entry_price = sum(_number(fill, "qty") * _number(fill, "price") for fill in entries) / qty
+    entry_price = _average_price(entries, qty)
     fees = sum(_number(fill, "fee") for fill in fills)
     exit_qty = sum(_number(fill, "qty") for fill in exits)
     exit_value = sum(_number(fill, "qty") * _number(fill, "price") for fill in exits)
     if exits and exit_qty >= qty * (1.0 - 1e-9):
-        exit_price, exit_time, reason = exit_value / exit_qty, exits[-1].time, _text(exits[-1], "reason")
+        exit_price, exit_time, reason = (
+            _average_price(exits, exit_qty),
+            exits[-1].time,
+            _text(exits[-1], "reason"),
+        )
     elif mark is not None:
         exit_price, exit_time, reason = (exit_value + (qty - exit_qty) * mark[0]) / qty, mark[1], "open"
     else:

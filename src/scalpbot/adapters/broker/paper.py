@@ -186,8 +186,9 @@ class PaperBroker:
                 continue
             exit_id = client_order_id(self._bot, self._symbol, signal.decided_at, reason)
             exit_fee = float(rec["fees"]) - entry_fee
+            exit_price, pnl = float(rec["exit_price"]), float(rec["pnl"])
             fills.append(
-                Fill(exit_id, index[exit_idx], -side, qty, float(rec["exit_price"]), exit_fee, reason)
+                Fill(exit_id, index[exit_idx], -side, qty, exit_price, exit_fee, reason, pnl, entry_id)
             )
         return fills, position
 
