@@ -8,6 +8,7 @@ alone is the store URL. Secrets are ``SecretStr`` and are redacted wherever sett
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -296,11 +297,13 @@ def _describe_validation_error(error: ValidationError) -> str:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """Return the settings as plain data with every secret replaced by ``'********'``."""
+    """Return the settings as JSON-ready data: secrets replaced by ``'********'``, infinities as ``"inf"``."""
 
     def scrub(value: Any) -> Any:
         if isinstance(value, SecretStr):
             return "********"
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)  # JSON has no infinity: "inf" (no limit)
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
         return value

@@ -8,68 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.cli.app import main
-from scalpbot.config import load_settings
-from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import replay
-from scalpbot.jobs.train import train
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
-from scalpbot.services import Services, build_services
 from scalpbot.state.ledger import Ledger
 
-from support.files import write_csv
+from support.trained import active_services as _services
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
 )
 
-LOOSE_RISK = {"cooldown_after_losses": 0, "max_daily_loss": 1.0, "max_drawdown": 1.0}
 START, END = "2024-12-30T00:00:00Z", "2024-12-30T12:00:00Z"
 COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "exit_reason"]
-
-
-def _services(store: Path) -> Services:
-    overrides = {
-        "store": {"url": str(store)},
-        "train": {"trials": 5, "max_epochs": 2, "min_trades": 5},
-        "risk": LOOSE_RISK,
-    }
-    return build_services(load_settings(None, overrides))
-
-
-@pytest.fixture(scope="module")
-def active_release(tmp_path_factory: pytest.TempPathFactory, sample_bars: pd.DataFrame) -> tuple[Path, str]:
-    """Train on the real sample, then publish its model with an eager policy so the window has many trades."""
-    root = tmp_path_factory.mktemp("parity")
-    services = _services(root / "store")
-    retrieve(
-        services.dataset,
-        FileMarketData(write_csv(sample_bars, root / "s.csv")),
-        services.series(),
-        resume=False,
-    )
-    trained = train(services, services.series())
-    releases = ReleaseStore(services.store)
-    source = releases.load("BTC/USDT", trained.release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT))
-    manifest = {k: v for k, v in source.manifest.items() if k not in ("release_id", "symbol", "artifacts")}
-    manifest["params"] = {
-        **manifest["params"],
-        "entry_threshold": 0.0,
-        "min_confidence": 0.0,
-        "max_hold": 12,
-        "tp_mult": 0.5,
-    }
-    onnx = source.artifacts[ONNX_ARTIFACT]
-    eager = new_release_id(pd.Timestamp("2025-01-01T00:00:00Z").to_pydatetime(), onnx + b"eager")
-    releases.write(
-        "BTC/USDT", eager, manifest, {ONNX_ARTIFACT: onnx, KERAS_ARTIFACT: source.artifacts[KERAS_ARTIFACT]}
-    )
-    releases.promote(
-        "BTC/USDT", eager, expected=releases.pointer("BTC/USDT"), reason="test", now=services.clock.now()
-    )
-    return root / "store", eager
 
 
 def test_replay_makes_exactly_the_trades_of_the_backtest(
@@ -86,8 +37,22 @@ def test_replay_makes_exactly_the_trades_of_the_backtest(
         notifier=ConsoleNotifier(),
     )
     assert report.cycles == {"ok": 720}
-    # main() returns on success and raises SystemExit(1) on an error, which fails the test.
-    main(["--store", str(store), "backtest", "--strategy", "release", "--from", START, "--to", END, "--json"])
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "--store",
+                str(store),
+                "backtest",
+                "--strategy",
+                "release",
+                "--from",
+                START,
+                "--to",
+                END,
+                "--json",
+            ]
+        )
+    assert done.value.code == 0
     expected = pd.DataFrame(json.loads(capsys.readouterr().out)["trades"])
     last_close = float(
         services.dataset.read(services.series(), pd.Timestamp(END) - pd.Timedelta("1min"), pd.Timestamp(END))[

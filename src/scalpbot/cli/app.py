@@ -13,6 +13,7 @@ from scalpbot.cli.data_cmds import data_app, fetch
 from scalpbot.cli.models_cmds import models_app
 from scalpbot.cli.render import err, print_json
 from scalpbot.cli.state import CliState, state_of
+from scalpbot.cli.trading_cmds import halt_bot, list_trades, positions, resume_bot, run_replay, trade
 from scalpbot.cli.train_cmd import run_train
 from scalpbot.config import redacted
 from scalpbot.errors import ScalpbotError
@@ -30,6 +31,12 @@ app.add_typer(models_app, name="models")
 app.command("fetch")(fetch)
 app.command("backtest")(run_backtest)
 app.command("train")(run_train)
+app.command("trade")(trade)
+app.command("replay")(run_replay)
+app.command("trades")(list_trades)
+app.command("positions")(positions)
+app.command("halt")(halt_bot)
+app.command("resume")(resume_bot)
 
 
 @app.callback()

@@ -1,0 +1,155 @@
+"""The ccxt broker's reading of the venue (pure): client ids back to intents, trades into fills.
+
+Client ids are hashes (:func:`scalpbot.core.execution.client_order_id`), so an id is read back by hashing the
+candidates: the tags the bot uses over the decision bars just before the order was created (an order decided on
+bar ``t`` is sent during bar ``t + 1``; up to ``LOOKBACK_BARS`` late). An id that matches none is ``external``:
+an order the bot did not place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from scalpbot.core.execution import Fill, client_order_id
+
+TAGS = ("entry", "sl", "tp", "oco", "signal", "time", "kill")
+"""Tags hashed into client ids: intents for entries and protection (``oco`` names the list), reasons for exits."""
+LOOKBACK_BARS = 16
+
+
+class IdDecoder:
+    """Read the tag of a client id from the decision bars before the order's creation; cache what it learns."""
+
+    def __init__(self, bot: str, symbol: str, bar_seconds: int) -> None:
+        self._bot = bot
+        self._symbol = symbol
+        self._step_ms = bar_seconds * 1000
+        self._known: dict[str, str | None] = {}
+
+    def tag(self, client_id: str | None, created_ms: int | None) -> str | None:
+        """Return the tag of ``client_id`` (see ``TAGS``) or ``None`` when the bot did not make it."""
+        if not client_id or created_ms is None:
+            return None
+        if client_id not in self._known:
+            self._known[client_id] = self._search(client_id, created_ms)
+        return self._known[client_id]
+
+    def _search(self, client_id: str, created_ms: int) -> str | None:
+        bar_ms = created_ms // self._step_ms * self._step_ms
+        for k in range(LOOKBACK_BARS + 1):
+            decided = pd.Timestamp(bar_ms - k * self._step_ms, unit="ms", tz="UTC")
+            for tag in TAGS:
+                if client_order_id(self._bot, self._symbol, decided, tag) == client_id:
+                    return tag
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The trades of one order, aggregated: ``side`` +1 buy / -1 sell, ``price`` volume-weighted,
+    ``fee`` in quote currency, ``time_ms`` the first trade (epoch ms), ``tag`` its decoded client-id tag."""
+
+    order_id: str
+    client_id: str
+    side: int
+    qty: float
+    price: float
+    fee: float
+    time_ms: int
+    tag: str | None
+    order: Mapping[str, Any]
+
+
+def executions(
+    trades: list[dict[str, Any]],
+    orders: Mapping[str, Mapping[str, Any]],
+    decoder: IdDecoder,
+    *,
+    base: str,
+    quote: str,
+    fee_rate: float,
+) -> list[Execution]:
+    """Aggregate ccxt trades per order, oldest first; ``orders`` maps order id to the ccxt order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for trade in sorted(trades, key=lambda t: (int(t["timestamp"]), str(t["id"]))):
+        groups.setdefault(str(trade["order"]), []).append(trade)
+    result = []
+    for order_id, rows in groups.items():
+        order = orders[order_id]
+        qty = sum(float(t["amount"]) for t in rows)
+        notional = sum(float(t["amount"]) * float(t["price"]) for t in rows)
+        fee = sum(_quote_fee(t, base, quote, fee_rate) for t in rows)
+        client_id = str(order.get("clientOrderId") or "")
+        result.append(
+            Execution(
+                order_id,
+                client_id,
+                1 if rows[0]["side"] == "buy" else -1,
+                qty,
+                notional / qty if qty > 0 else math.nan,
+                fee,
+                int(rows[0]["timestamp"]),
+                decoder.tag(client_id, _created_ms(order, rows[0])),
+                order,
+            )
+        )
+    return result
+
+
+def fills(
+    done: list[Execution], entry_before: Callable[[Execution], Execution | None], bar: pd.Timedelta
+) -> list[Fill]:
+    """Return one ``Fill`` per execution: reason from its tag (``external`` if none), PnL on exits.
+
+    ``entry_before(exit)`` returns the entry an exit closed (or ``None`` when it cannot be found): it gives the
+    exit's ``entry_client_id`` and PnL, ``qty x (exit - entry) x position side`` less the fees of both.
+    ``time`` is the open of the bar the first trade was in.
+    """
+    result = []
+    for execution in done:
+        reason = (
+            execution.tag if execution.tag in ("entry", "sl", "tp", "signal", "time", "kill") else "external"
+        )
+        pnl, entry_id = None, execution.client_id if reason == "entry" else None
+        if reason not in ("entry", "external"):
+            entry = entry_before(execution)
+            if entry is not None:
+                gross = -execution.side * execution.qty * (execution.price - entry.price)
+                pnl, entry_id = gross - execution.fee - entry.fee, entry.client_id
+        time = pd.Timestamp(execution.time_ms, unit="ms", tz="UTC").floor(bar)
+        result.append(
+            Fill(
+                execution.client_id,
+                time,
+                execution.side,
+                execution.qty,
+                execution.price,
+                execution.fee,
+                str(reason),
+                pnl,
+                entry_id,
+            )
+        )
+    return result
+
+
+def _created_ms(order: Mapping[str, Any], first_trade: Mapping[str, Any]) -> int:
+    stamp = order.get("timestamp")
+    return int(stamp) if stamp is not None else int(first_trade["timestamp"])
+
+
+def _quote_fee(trade: Mapping[str, Any], base: str, quote: str, fee_rate: float) -> float:
+    """Return a trade's fee in quote currency (estimated at ``fee_rate`` when paid in a third asset)."""
+    fee = trade.get("fee") or {}
+    cost = float(fee.get("cost") or 0.0)
+    currency = fee.get("currency")
+    if currency == quote:
+        return cost
+    if currency == base:
+        return cost * float(trade["price"])
+    return float(trade["amount"]) * float(trade["price"]) * fee_rate

@@ -1,0 +1,229 @@
+"""``scalpbot trade|replay|trades|positions|halt|resume``: run and inspect the execute job."""
+
+from __future__ import annotations
+
+import signal as signals
+import threading
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from scalpbot.cli.backtest_cmd import TRADE_COLUMNS, trades_payload
+from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.render import err, iso, out, print_json
+from scalpbot.cli.state import state_of
+from scalpbot.core.timeframes import last_closed_open, timeframe_delta
+from scalpbot.errors import ConfigError, DataError
+from scalpbot.jobs.execute import CycleReport, run_cycle
+from scalpbot.jobs.retrieve import retrieve
+from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars
+from scalpbot.services import Services, build_market_data
+from scalpbot.state.lease import RunLease
+from scalpbot.state.ledger import Ledger
+from scalpbot.state.portfolio import PortfolioStore
+
+BotOpt = typer.Option(None, "--bot", help="Bot name: its ledger and portfolio [config bot.name]")
+
+
+def _services(ctx: typer.Context, bot: str | None, **data: str | None) -> Services:
+    return state_of(ctx).services({"bot": {"name": bot}, "data": dict(data)})
+
+
+def _print_cycle(report: CycleReport) -> None:
+    signal = report.signal
+    action = (
+        "-"
+        if signal is None
+        else f"side {signal.side:+d} size {signal.size:.3f} sl {signal.sl:.4f} tp {signal.tp:.4f}"
+    )
+    acks = ", ".join(f"{a.intent} {a.status}" for a in report.acks) or "no order"
+    equity = "-" if report.equity is None else f"{report.equity:,.2f}"
+    denial = f"; denied: {report.denial}" if report.denial else ""
+    message = f"; {report.message}" if report.message else ""
+    out.print(f"{iso(report.bar)} {report.status}: equity {equity}, {action}, {acks}{denial}{message}")
+
+
+def trade(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="Run one cycle at the last closed bar and exit"),
+    bot: str | None = BotOpt,
+    source: str = typer.Option(
+        "ccxt", "--source", help="Where new bars come from: ccxt | file:PATH | sample"
+    ),
+    symbol: str | None = SymbolOpt,
+    timeframe: str | None = TimeframeOpt,
+) -> None:
+    """Trade the current release on each bar close: fetch the bar, reconcile, decide, place orders."""
+    services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
+    series, name = services.series(), services.settings.bot.name
+    executor = build_executor(services, series, bot=name, bars=stored_bars(services, series))
+    choice = build_market_data(source, services)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        err.print("stopping after the cycle in flight")
+        stop.set()
+
+    if not once:
+        signals.signal(signals.SIGINT, request_stop)
+        signals.signal(signals.SIGTERM, request_stop)
+    step = timeframe_delta(series.timeframe)
+    lease = RunLease(
+        services.store, name, services.clock, timedelta(seconds=services.settings.execute.lease_seconds)
+    )
+    with lease:
+        while True:
+            bar = last_closed_open(pd.Timestamp(services.clock.now()), series.timeframe)
+            retrieve(
+                services.dataset,
+                choice.source,
+                series,
+                until=(bar + step).to_pydatetime(),
+                resume=choice.resume,
+            )
+            stored = services.dataset.last_open_time(series)
+            if stored is None:
+                raise DataError(f"no bars of {series} stored; run `scalpbot fetch` first")
+            _print_cycle(run_cycle(executor, min(bar, stored)))
+            if once or stop.is_set():
+                return
+            lease.renew()
+            wait = (bar + 2 * step - pd.Timestamp(services.clock.now())).total_seconds() + 2.0
+            if stop.wait(max(wait, 1.0)):
+                return
+
+
+def run_replay(
+    ctx: typer.Context,
+    since: str = typer.Option(..., "--from", help="First bar to trade, ISO-8601 UTC"),
+    until: str = typer.Option(..., "--to", help="Stop before this bar"),
+    bot: str | None = BotOpt,
+    symbol: str | None = SymbolOpt,
+    timeframe: str | None = TimeframeOpt,
+    release: str | None = typer.Option(None, "--release", help="Release id to trade [current]"),
+    verbose_cycles: bool = typer.Option(False, "--cycles", help="Print every cycle"),
+) -> None:
+    """Drive the execute job bar by bar through stored history with the paper broker."""
+    services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
+    start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    assert start is not None and end is not None
+    report = replay(
+        services,
+        services.series(),
+        pd.Timestamp(start),
+        pd.Timestamp(end),
+        bot=services.settings.bot.name,
+        release_id=release,
+        on_cycle=_print_cycle if verbose_cycles else None,
+    )
+    cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
+    equity = "-" if report.equity is None else f"{report.equity:,.2f}"
+    out.print(
+        f"replayed {iso(report.first)} .. {iso(report.last)} as bot {report.bot}: {cycles}; "
+        f"{report.trades} trades, equity {equity}. See `scalpbot trades --bot {report.bot}`"
+    )
+
+
+def list_trades(
+    ctx: typer.Context,
+    bot: str | None = BotOpt,
+    since: str | None = typer.Option(None, "--since", help="Trades entered from this time, ISO-8601 UTC"),
+    until: str | None = typer.Option(None, "--until", help="Trades entered before this time"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """List the bot's closed and open trades from its ledger (the backtest's trade columns)."""
+    services = _services(ctx, bot)
+    name = services.settings.bot.name
+    stored = PortfolioStore(services.store, name).load()
+    mark: dict[str, Any] = {}
+    if (
+        stored is not None
+        and stored.snapshot.position is not None
+        and stored.snapshot.last_bar_time is not None
+    ):
+        bars = services.dataset.read(services.series(), stored.snapshot.last_bar_time, None)
+        if len(bars):
+            mark = {"mark_price": float(bars["close"].iloc[0]), "mark_time": stored.snapshot.last_bar_time}
+    trades = Ledger(services.store, name).trades(
+        parse_time(since, "--since"), parse_time(until, "--until"), **mark
+    )
+    if as_json:
+        print_json({"bot": name, "trades": trades_payload(trades)})
+        return
+    table = Table(title=f"trades of bot {name}")
+    for column in TRADE_COLUMNS:
+        table.add_column(column)
+    for row in trades_payload(trades):
+        table.add_row(*(_cell(row[c]) for c in TRADE_COLUMNS))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def positions(
+    ctx: typer.Context, bot: str | None = BotOpt, as_json: bool = typer.Option(False, "--json")
+) -> None:
+    """Show the bot's open position, equity and risk state as of its last cycle."""
+    services = _services(ctx, bot)
+    name = services.settings.bot.name
+    stored = PortfolioStore(services.store, name).load()
+    if stored is None:
+        raise ConfigError(f"bot {name} has not traded yet; run `scalpbot trade` or `scalpbot replay`")
+    snap = stored.snapshot
+    position = snap.position
+    payload = {
+        "bot": name,
+        "last_bar": iso(snap.last_bar_time),
+        "equity": snap.equity,
+        "halted": snap.risk.halted,
+        "halt_reason": snap.risk.halt_reason,
+        "position": None
+        if position is None
+        else {
+            "side": position.side,
+            "qty": position.qty,
+            "entry_price": position.entry_price,
+            "entry_time": iso(position.entry_time),
+            "sl_price": position.sl_price,
+            "tp_price": position.tp_price,
+        },
+    }
+    if as_json:
+        print_json(payload)
+        return
+    held = (
+        "flat"
+        if position is None
+        else f"{'long' if position.side > 0 else 'short'} {position.qty:g} @ {position.entry_price:,.2f} (SL {position.sl_price:,.2f}, TP {position.tp_price:,.2f})"
+    )
+    halted = f"; HALTED: {snap.risk.halt_reason}" if snap.risk.halted else ""
+    out.print(f"bot {name} after {payload['last_bar']}: equity {snap.equity:,.2f}, {held}{halted}")
+
+
+def halt_bot(
+    ctx: typer.Context,
+    bot: str | None = BotOpt,
+    reason: str = typer.Option("manual halt", "--reason", help="Why; recorded in the ledger"),
+) -> None:
+    """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`."""
+    services = _services(ctx, bot)
+    set_halt(services, services.settings.bot.name, halted=True, reason=reason)
+    out.print(f"bot {services.settings.bot.name} halted: {reason}")
+
+
+def resume_bot(ctx: typer.Context, bot: str | None = BotOpt) -> None:
+    """Release the kill switch; losses so far are accepted as the new baseline."""
+    services = _services(ctx, bot)
+    set_halt(services, services.settings.bot.name, halted=False, reason="resumed by the operator")
+    out.print(f"bot {services.settings.bot.name} resumed")
+
+
+__all__ = ["halt_bot", "list_trades", "positions", "resume_bot", "run_replay", "trade"]

@@ -1,0 +1,265 @@
+"""CcxtBroker on a local Binance spot look-alike: exchange-side SL/TP, idempotent orders, exits by reason."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from scalpbot.core.execution import Signal, client_order_id
+
+from support.binance_trading import ALL_ORDERS, OCO, ORDER, ORDER_LIST
+from support.broker_venue import BOT, MINUTE, OPEN_1200, SYMBOL, Venue, running_venue, statuses
+
+WIDE = {"sl": 0.01, "tp": 0.01}  # never reached in the quiet minutes after 12:00
+
+
+@pytest.fixture
+def venue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Venue]:
+    with running_venue(monkeypatch) as running:
+        yield running
+
+
+def ids(decided_at, *tags: str) -> set[str]:
+    return {client_order_id(BOT, SYMBOL, decided_at, tag) for tag in tags}
+
+
+# --- every entry carries its protection -----------------------------------------------------------------
+
+
+def test_a_long_entry_is_followed_by_its_stop_loss_and_take_profit_as_one_oco(venue):
+    _, _, sig = venue.enter(size=0.5, sl=0.003, tp=0.006, hold=7)
+
+    (entry,), (oco,) = venue.server.posts(ORDER), venue.server.posts(OCO)
+    assert [r.path for r in venue.server.requests if r.method == "POST"] == [ORDER, OCO]
+    assert (entry["type"], entry["side"]) == ("MARKET", "BUY")
+    assert entry["newClientOrderId"] == client_order_id(BOT, SYMBOL, sig.decided_at, "entry")
+    assert (
+        float(entry["quantity"]) == math.floor(0.5 * 10_000 / 97108.89 * 1e5) / 1e5
+    )  # size x equity / 11:59 close
+    assert (oco["side"], oco["aboveType"], oco["belowType"]) == ("SELL", "TAKE_PROFIT", "STOP_LOSS")
+    assert float(oco["belowStopPrice"]) == pytest.approx(OPEN_1200 * (1 - 0.003), abs=0.006)  # from the fill
+    assert float(oco["aboveStopPrice"]) == pytest.approx(OPEN_1200 * (1 + 0.006), abs=0.006)
+    assert oco["belowClientOrderId"] == client_order_id(BOT, SYMBOL, sig.decided_at, "sl")
+    assert oco["aboveClientOrderId"] == client_order_id(BOT, SYMBOL, sig.decided_at, "tp")
+    assert (
+        oco["quantity"] == f"{venue.server.balance('BTC')[1].normalize():f}"
+    )  # all of it, net of commission
+
+
+def test_the_snapshot_shows_the_position_with_its_protection_and_equity_at_the_last_close(venue):
+    trader, _, sig = venue.enter(sl=0.003, tp=0.006, hold=7)
+    venue.server.advance_bar()
+
+    after = venue.snapshot(trader, since=sig.decided_at)
+
+    position = after.position
+    assert position is not None
+    assert (position.side, position.entry_price, position.max_hold) == (1, pytest.approx(OPEN_1200), 7)
+    assert position.entry_time == sig.decided_at + MINUTE
+    assert position.entry_client_id == client_order_id(BOT, SYMBOL, sig.decided_at, "entry")
+    assert position.sl_price == pytest.approx(OPEN_1200 * 0.997, abs=0.006)
+    assert position.tp_price == pytest.approx(OPEN_1200 * 1.006, abs=0.006)
+    usdt, btc = (sum(venue.server.balance(a)) for a in ("USDT", "BTC"))
+    assert after.equity == pytest.approx(float(usdt) + float(btc) * 97110.74)  # the 12:00 close
+    (entry,) = after.fills
+    assert (entry.reason, entry.side, entry.entry_client_id) == ("entry", 1, position.entry_client_id)
+    assert entry.fee == pytest.approx(entry.qty * 0.001 * OPEN_1200)  # paid in BTC, reported in USDT
+    assert set(after.open_orders) == ids(sig.decided_at, "sl", "tp")
+
+
+# --- idempotency ----------------------------------------------------------------------------------------
+
+
+def test_the_same_signal_submitted_twice_places_each_order_once(venue):
+    trader, before, sig = venue.enter()
+
+    again = trader.submit(sig, before)
+
+    assert statuses(again) == [("entry", "duplicate"), ("sl", "duplicate"), ("tp", "duplicate")]
+    assert len(venue.server.posts(ORDER)) == 1 and len(venue.server.posts(OCO)) == 1
+
+
+def test_two_brokers_submitting_the_same_signal_at_once_place_one_entry_and_one_oco(venue):
+    traders = [venue.broker() for _ in range(2)]
+    snapshots = [venue.snapshot(t) for t in traders]
+    sig, start, results = venue.signal(1), threading.Barrier(2), {}
+
+    def run(k: int) -> None:
+        start.wait()
+        results[k] = traders[k].submit(sig, snapshots[k])
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(a.status for k in (0, 1) for a in results[k] if a.intent == "entry") == [
+        "accepted",
+        "duplicate",
+    ]
+    assert len(venue.server.orders("FILLED")) == 1 and len(venue.server.book.lists) == 1
+    assert {o.client_id for o in venue.server.orders("NEW")} == ids(sig.decided_at, "sl", "tp")
+
+
+def test_a_crash_after_the_order_was_accepted_is_reconciled_by_a_fresh_broker(venue):
+    _, before, sig = venue.enter()  # ... and the caller died before recording the acks
+    fresh = venue.broker()
+
+    now = venue.snapshot(fresh)
+    retried_on_the_old_view = fresh.submit(sig, before)
+    retried_on_the_new_view = fresh.submit(sig, now)
+
+    assert now.position is not None and now.position.entry_client_id == client_order_id(
+        BOT, SYMBOL, sig.decided_at, "entry"
+    )
+    assert not math.isnan(now.position.sl_price) and not math.isnan(now.position.tp_price)
+    assert statuses(retried_on_the_old_view) == [
+        ("entry", "duplicate"),
+        ("sl", "duplicate"),
+        ("tp", "duplicate"),
+    ]
+    assert retried_on_the_new_view == []
+    assert len(venue.server.posts(ORDER)) == 1 and len(venue.server.posts(OCO)) == 1
+
+
+def test_an_order_whose_reply_is_lost_is_found_on_retry_and_not_placed_again(venue):
+    trader = venue.broker()
+    before = venue.snapshot(trader)
+    venue.server.lose_reply_next(1, ORDER)
+
+    acks = trader.submit(venue.signal(1), before)
+
+    assert statuses(acks) == [("entry", "duplicate"), ("sl", "accepted"), ("tp", "accepted")]
+    assert acks[0].venue_id is not None and len(venue.sleeps) == 1
+    assert len(venue.server.posts(ORDER)) == 1 and len(venue.server.orders("FILLED")) == 1
+
+
+def test_a_restarted_broker_protects_a_position_whose_oco_is_missing(venue):
+    trader = venue.broker()
+    before = venue.snapshot(trader)
+    venue.server.fail_next(3, 503, path=OCO)
+    acks = trader.submit(venue.signal(1, sl=0.003, tp=0.006), before)
+    assert statuses(acks) == [("entry", "accepted"), ("sl", "rejected"), ("tp", "rejected")]
+    assert "the next submit places it again" in acks[1].message
+    venue.server.advance_bar()
+
+    fresh = venue.broker()
+    unprotected = venue.snapshot(fresh)
+    assert unprotected.position is not None and math.isnan(unprotected.position.sl_price)
+    same_side = venue.signal(1, sl=0.003, tp=0.006)
+    acks = fresh.submit(same_side, unprotected)
+
+    assert statuses(acks) == [("sl", "accepted"), ("tp", "accepted")]
+    oco = venue.server.posts(OCO)[-1]
+    assert oco["listClientOrderId"] == client_order_id(BOT, SYMBOL, same_side.decided_at, "oco")
+    assert float(oco["belowStopPrice"]) == pytest.approx(OPEN_1200 * 0.997, abs=0.006)  # from the entry fill
+    protected = venue.snapshot(fresh).position
+    assert protected is not None and protected.sl_price == pytest.approx(OPEN_1200 * 0.997, abs=0.006)
+
+
+def test_an_unprotected_position_and_a_signal_without_distances_give_a_rejected_ack(venue):
+    trader = venue.broker()
+    before = venue.snapshot(trader)
+    venue.server.fail_next(3, 503, path=OCO)
+    trader.submit(venue.signal(1), before)
+    venue.server.advance_bar()
+
+    acks = trader.submit(Signal(venue.decided(), 0, 0.0, 0.0, 0.0, 0), venue.snapshot(trader))
+
+    assert statuses(acks) == [("sl", "rejected")]
+    assert "no SL/TP on the venue" in acks[0].message
+
+
+# --- exits ----------------------------------------------------------------------------------------------
+
+
+def advance_until_flat(venue: Venue, bars: int = 10) -> None:
+    for _ in range(bars):
+        venue.server.advance_bar()
+        if not venue.server.orders("NEW"):
+            return
+    raise AssertionError("the protection never filled")
+
+
+@pytest.mark.parametrize(
+    ("sl", "tp", "reason", "price"),
+    [(0.0003, 0.05, "sl", OPEN_1200 * 0.9997), (0.05, 0.0002, "tp", OPEN_1200 * 1.0002)],
+)
+def test_stop_loss_and_take_profit_fills_come_back_with_their_reason_and_pnl(venue, sl, tp, reason, price):
+    _, _, sig = venue.enter(sl=sl, tp=tp)
+    advance_until_flat(venue)
+    fresh = venue.broker()
+
+    after = venue.snapshot(fresh, since=sig.decided_at)
+
+    assert after.position is None and after.open_orders == ()
+    entry, exit_ = after.fills
+    assert (entry.reason, exit_.reason, exit_.side) == ("entry", reason, -1)
+    assert exit_.client_id == client_order_id(BOT, SYMBOL, sig.decided_at, reason)
+    assert exit_.price == pytest.approx(price, abs=0.006)
+    assert exit_.pnl == pytest.approx(exit_.qty * (exit_.price - entry.price) - exit_.fee - entry.fee)
+    assert exit_.entry_client_id == entry.client_id
+    assert exit_.time >= entry.time == sig.decided_at + MINUTE
+    assert len(venue.server.requests_to(ALL_ORDERS)) == 1  # both orders read in one request
+
+
+def test_a_time_exit_cancels_the_protection_then_sells_at_market_at_entry_bar_plus_max_hold(venue):
+    trader, _, sig = venue.enter(hold=2, **WIDE)
+    venue.server.advance_bar()
+    assert trader.submit(venue.signal(0), venue.snapshot(trader)) == []  # held 1 bar of 2
+    venue.server.advance_bar()
+
+    acks = trader.submit(venue.signal(0), venue.snapshot(trader))
+
+    assert statuses(acks) == [("exit", "accepted")]
+    assert acks[0].client_id == client_order_id(BOT, SYMBOL, venue.decided(), "time")
+    assert [r.method for r in venue.server.requests if r.path == ORDER_LIST] == ["DELETE"]
+    assert venue.server.posts(ORDER)[-1]["side"] == "SELL" and venue.server.orders("NEW") == []
+    venue.server.advance_bar()
+    after = venue.snapshot(trader, since=sig.decided_at)
+    assert after.position is None
+    assert [f.reason for f in after.fills] == ["entry", "time"]
+    assert after.fills[1].time == sig.decided_at + 3 * MINUTE  # the open of bar e + max_hold, e = decided + 1
+
+
+def test_a_short_signal_while_long_closes_the_long_and_the_short_is_rejected(venue):
+    trader, _, _ = venue.enter(**WIDE)
+    venue.server.advance_bar()
+
+    acks = trader.submit(venue.signal(-1), venue.snapshot(trader))
+
+    assert statuses(acks) == [("exit", "accepted"), ("entry", "rejected")]
+    assert "cannot be shorted" in acks[1].message
+    assert venue.server.orders("NEW") == [] and [o.side for o in venue.server.orders("FILLED")] == [
+        "BUY",
+        "SELL",
+    ]
+    assert venue.snapshot(trader).fills[-1].reason == "signal"
+
+
+def test_a_short_signal_when_flat_is_rejected_without_sending_anything(venue):
+    trader = venue.broker()
+
+    acks = trader.submit(venue.signal(-1), venue.snapshot(trader))
+
+    assert statuses(acks) == [("entry", "rejected")]
+    assert "BTC/USDT is a spot market and cannot be shorted" in acks[0].message
+    assert venue.server.posts(ORDER) == [] and venue.server.posts(OCO) == []
+
+
+def test_the_kill_switch_cancels_the_protection_and_flattens_once(venue):
+    trader, _, _ = venue.enter(**WIDE)
+    venue.server.advance_bar()
+    now = venue.snapshot(trader)
+
+    acks = trader.flatten(venue.decided(), now)
+    again = trader.flatten(venue.decided(), now)
+
+    assert statuses(acks) == [("exit", "accepted")] and statuses(again) == [("exit", "duplicate")]
+    assert acks[0].client_id == client_order_id(BOT, SYMBOL, venue.decided(), "kill")
+    assert venue.server.orders("NEW") == [] and venue.server.balance("BTC")[0] < 0.00001
+    assert venue.snapshot(trader).fills[-1].reason == "kill"

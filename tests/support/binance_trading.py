@@ -1,0 +1,174 @@
+"""The Binance look-alike with a spot account: signed trading endpoints on top of the public market data.
+
+:class:`BinanceTradingServer` extends :class:`support.binance_server.BinanceServer` (same bars, clock, fault
+injection and request record) with the signed endpoints ccxt's ``binance`` class uses for spot trading:
+
+* ``GET /api/v3/account``, ``GET /api/v3/openOrders``, ``GET /api/v3/allOrders``, ``GET /api/v3/order``,
+  ``GET /api/v3/myTrades``;
+* ``POST /api/v3/order`` (MARKET fills at once at the open of the bar holding the server clock; LIMIT,
+  LIMIT_MAKER, STOP_LOSS(_LIMIT), TAKE_PROFIT(_LIMIT) rest), ``POST /api/v3/orderList/oco`` (Binance's
+  request and reply format: ``above*``/``below*`` legs), ``DELETE /api/v3/order``, ``DELETE /api/v3/orderList``.
+
+Signed endpoints need the ``X-MBX-APIKEY`` header and ``timestamp`` and ``signature`` parameters (any
+signature is accepted). The account, matching and fees live in :mod:`support.binance_book`, which refuses any
+reused client order id with Binance's ``-2010 Duplicate order sent.``. :meth:`advance_bar` lets one bar
+pass: resting orders are matched against it, then the clock moves one minute. Faults: everything
+``BinanceServer`` injects (HTTP errors, slow replies), plus :meth:`garble_next` (malformed JSON),
+:meth:`lose_reply_next` (the order is executed but the reply is lost) and :attr:`down` (connections are
+dropped unanswered). Every request is recorded with its query and form parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from scalpbot.adapters.clock import FixedClock
+
+from support.binance_book import BinanceError, Book, Order
+from support.binance_server import BinanceServer, RecordedRequest, Series
+
+ACCOUNT = "/api/v3/account"
+ORDER = "/api/v3/order"
+OCO = "/api/v3/orderList/oco"
+ORDER_LIST = "/api/v3/orderList"
+OPEN_ORDERS = "/api/v3/openOrders"
+ALL_ORDERS = "/api/v3/allOrders"
+MY_TRADES = "/api/v3/myTrades"
+LOST_REPLY = {
+    "code": -1007,
+    "msg": "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+}
+GARBLED = '{"symbol": "BTCUSDT", "orderId": 12, "status": "NEW", "price'
+
+Endpoint = Callable[[dict[str, str], int], Any]
+
+
+class BinanceTradingServer(BinanceServer):
+    """A Binance spot look-alike with one account, on ``127.0.0.1``; use as a context manager.
+
+    ``balances``: starting free balance per asset (default 10,000 USDT); ``fee_rate``: commission as a fraction
+    of the notional on every fill (Binance's default 0.1 %).
+    """
+
+    def __init__(
+        self,
+        clock: FixedClock,
+        series: Mapping[str, Series] | None = None,
+        *,
+        balances: Mapping[str, str] | None = None,
+        fee_rate: str = "0.001",
+    ) -> None:
+        super().__init__(clock, series)
+        start = {k: Decimal(v) for k, v in (balances or {"USDT": "10000"}).items()}
+        self.book = Book(self._series, start, Decimal(fee_rate))
+        self.down = False
+        self._lost: dict[str, int] = {}
+        self._routes: dict[tuple[str, str], Endpoint] = {
+            ("GET", ACCOUNT): lambda p, now: self.book.account(now, p.get("omitZeroBalances") == "true"),
+            ("GET", ORDER): lambda p, now: self.book.find(p).report(),
+            ("GET", OPEN_ORDERS): lambda p, now: self.book.open_orders(p),
+            ("GET", ALL_ORDERS): lambda p, now: self.book.all_orders(p),
+            ("GET", MY_TRADES): lambda p, now: self.book.my_trades(p),
+            ("POST", ORDER): self.book.new_order,
+            ("POST", OCO): self.book.new_oco,
+            ("DELETE", ORDER): self.book.cancel_order,
+            ("DELETE", ORDER_LIST): self.book.cancel_list,
+        }
+        self._httpd.RequestHandlerClass = _trading_handler(self, self._httpd.RequestHandlerClass)
+
+    def advance_bar(self) -> None:
+        """Let the bar holding the clock finish: match resting orders against it, then move the clock 1 minute."""
+        with self._lock:
+            for symbol in self._series:
+                self.book.settle_bar(symbol, self._now_ms())
+            self.clock.advance(timedelta(minutes=1))
+
+    def garble_next(self, count: int, path: str) -> None:
+        """Answer the next ``count`` requests to ``path`` with HTTP 200 and truncated JSON."""
+        self.fail_next(count, 200, path=path, body=GARBLED)
+
+    def lose_reply_next(self, count: int, path: str) -> None:
+        """Execute the next ``count`` requests to ``path`` but answer 503 ``-1007`` (status unknown)."""
+        with self._lock:
+            self._lost[path] = self._lost.get(path, 0) + count
+
+    def balance(self, asset: str) -> tuple[Decimal, Decimal]:
+        """Return ``(free, locked)`` of ``asset``."""
+        with self._lock:
+            free, locked = self.book.balances.get(asset, [Decimal(0), Decimal(0)])
+            return free, locked
+
+    def orders(self, status: str | None = None) -> list[Order]:
+        """Return every order placed so far (optionally only those with ``status``), oldest first."""
+        with self._lock:
+            return [o for o in self.book.orders if status in (None, o.status)]
+
+    def posts(self, path: str) -> list[dict[str, str]]:
+        """Return the parameters of every ``POST`` to ``path``, in arrival order."""
+        return [r.params for r in self.requests if r.method == "POST" and r.path == path]
+
+    def _trade(self, method: str, path: str, params: dict[str, str], api_key: str | None) -> tuple[int, Any]:
+        endpoint = self._routes.get((method, path))
+        if endpoint is None:
+            if method == "GET":
+                return self._respond(path, params)
+            return 404, {"code": -1000, "msg": f"Unknown path {method} {path}"}
+        with self._lock:
+            try:
+                if not api_key:
+                    raise BinanceError(401, -2014, "API-key format invalid.")
+                for name in ("timestamp", "signature"):
+                    if not params.get(name):
+                        raise BinanceError(
+                            400,
+                            -1102,
+                            f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+                        )
+                reply = endpoint(params, self._now_ms())
+            except BinanceError as e:
+                return e.status, {"code": e.code, "msg": e.msg}
+            if self._lost.get(path, 0) > 0:
+                self._lost[path] -= 1
+                return 503, LOST_REPLY
+            return 200, reply
+
+
+def _trading_handler(
+    server: BinanceTradingServer, base: type[BaseHTTPRequestHandler]
+) -> type[BaseHTTPRequestHandler]:
+    class TradingHandler(base):  # type: ignore[misc, valid-type]
+        def do_GET(self) -> None:  # noqa: N802 (http.server names)
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._serve("DELETE")
+
+        def _serve(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            params = dict(parse_qsl(parts.query))
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                params.update(parse_qsl(self.rfile.read(length).decode()))
+            if server.down:
+                self.close_connection = True  # drop it unanswered, like a host that is gone
+                return
+            fault = server._record(RecordedRequest(method, parts.path, params, time.monotonic()))
+            if fault is not None and fault.delay_s > 0 and server._stopping.wait(fault.delay_s):
+                return
+            if fault is not None and fault.status is not None:
+                self._send(fault.status, fault.body or "")
+                return
+            status, payload = server._trade(method, parts.path, params, self.headers.get("X-MBX-APIKEY"))
+            self._send(status, json.dumps(payload))
+
+    return TradingHandler

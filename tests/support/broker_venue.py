@@ -1,0 +1,106 @@
+"""A test venue for the ccxt broker: the Binance trading look-alike, its clock and bars, and brokers pointed at it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+from scalpbot.adapters.clock import FixedClock
+from scalpbot.adapters.marketdata.ccxt_source import ccxt_exchange
+from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
+
+from support.binance_server import Series, sample_series
+from support.binance_trading import BinanceTradingServer
+
+NOW = datetime(2024, 12, 1, 12, 0, 5, tzinfo=UTC)  # 5 s into the 12:00 bar: 11:59 has just closed
+OPEN_1200 = 97108.89  # the open of the 12:00 bar: where an entry decided on 11:59 fills
+KEY, SECRET = "K3yAbCdEfGhIjKlMnOp", "S3cretQrStUvWxYz0123"
+BOT, SYMBOL = "bot-1", "BTC/USDT"
+MINUTE = pd.Timedelta(minutes=1)
+
+
+@functools.cache
+def _series() -> dict[str, Series]:
+    return sample_series()
+
+
+class Venue:
+    """The server, its clock, the bars closed so far, and the retry pauses brokers took (``sleeps``)."""
+
+    def __init__(self, server: BinanceTradingServer, clock: FixedClock) -> None:
+        self.server = server
+        self.clock = clock
+        self.sleeps: list[float] = []
+
+    def broker(self, **config: Any) -> CcxtBroker:
+        """Return a new broker on the server (3 attempts, tiny recorded backoff); ``config`` adds ccxt settings."""
+        settings = {"apiKey": KEY, "secret": SECRET, "rateLimit": 1, "timeout": 2000, **config}
+        return CcxtBroker(
+            "binance",
+            bot=BOT,
+            symbol=SYMBOL,
+            timeframe="1m",
+            config=settings,
+            api_urls=self.server.api_urls(ccxt_exchange("binance").urls["api"]),
+            fee_rate=0.001,
+            max_attempts=3,
+            base_delay=0.01,
+            max_delay=0.04,
+            sleep=self.sleeps.append,
+        )
+
+    def bars(self, n: int = 30) -> pd.DataFrame:
+        """Return the last ``n`` bars closed at the clock's time (canonical frame)."""
+        btc = _series()["BTCUSDT"]
+        last = int(
+            np.searchsorted(btc.open_ms, int(self.clock.now().timestamp() * 1000) - 60_000, side="right")
+        )
+        stamps = pd.to_datetime(btc.open_ms[last - n : last], unit="ms", utc=True)
+        columns = ["open", "high", "low", "close", "volume"]
+        return pd.DataFrame(
+            btc.ohlcv[last - n : last], index=pd.DatetimeIndex(stamps, name="timestamp"), columns=columns
+        )
+
+    def snapshot(self, broker: CcxtBroker, since: pd.Timestamp | None = None) -> BrokerSnapshot:
+        return broker.snapshot(self.bars(), since)
+
+    def decided(self) -> pd.Timestamp:
+        """Return the bar that just closed: a decision on it acts at the open of the bar the clock is in."""
+        return pd.Timestamp(self.clock.now()).floor("1min") - MINUTE
+
+    def signal(
+        self, side: int, *, size: float = 0.5, sl: float = 0.01, tp: float = 0.01, hold: int = 0
+    ) -> Signal:
+        return Signal(self.decided(), side, size, sl, tp, hold)
+
+    def enter(self, **signal: Any) -> tuple[CcxtBroker, BrokerSnapshot, Signal]:
+        """Go long on the bar that just closed; return the broker, the snapshot it decided on and the signal."""
+        trader = self.broker()
+        before = self.snapshot(trader)
+        sig = self.signal(1, **signal)
+        acks = trader.submit(sig, before)
+        assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
+        return trader, before, sig
+
+
+def statuses(acks: list[OrderAck]) -> list[tuple[str, str]]:
+    """Return ``(intent, status)`` of each ack."""
+    return [(a.intent, a.status) for a in acks]
+
+
+@contextmanager
+def running_venue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Venue]:
+    """Run a trading server at ``NOW`` with 10,000 USDT and 0.1 % fees; no proxy for 127.0.0.1."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    clock = FixedClock(NOW)
+    with BinanceTradingServer(clock, _series()) as server:
+        yield Venue(server, clock)
