@@ -166,14 +166,10 @@ def _decide(
 ) -> tuple[Signal | None, str | None]:
     """Return the signal to submit (``None``: nothing to do) and the denial reason, if any."""
     trading = executor.model()
-    features = build_features(window.iloc[-FEATURE_WINDOW:]).to_numpy(dtype=np.float64)[-1]
-    if not np.isfinite(features).all():
-        return None, None  # not enough history yet for a decision
-    probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))
-    decision = decide(probs[0], float(vol[0]), trading.params)
-    if decision.side == 0:
+    decided = decide_on_bar(window, trading)
+    if decided is None:
         return None, None
-    signal = Signal(bar, decision.side, decision.size, decision.sl, decision.tp, trading.params.max_hold)
+    signal, probs, vol = decided
     payload: dict[str, Any] = {
         "release_id": trading.release_id,
         "side": signal.side,
@@ -181,9 +177,9 @@ def _decide(
         "sl": signal.sl,
         "tp": signal.tp,
         "max_hold": signal.max_hold,
-        "p_short": float(probs[0][0]),
-        "p_long": float(probs[0][2]),
-        "vol": float(vol[0]),
+        "p_short": float(probs[0]),
+        "p_long": float(probs[2]),
+        "vol": vol,
     }
     ledger.append("decision", bar, payload)
     position = snapshot.position
@@ -199,6 +195,27 @@ def _decide(
     if position is not None:
         return dataclasses.replace(signal, size=0.0), denial.message  # still close the opposite position
     return None, denial.message
+
+
+def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, np.ndarray, float] | None:
+    """Return the signal for the open after the window's last bar, with the model's outputs; ``None``: no trade.
+
+    ``window`` holds closed bars ending with the decision bar; the last ``FEATURE_WINDOW`` are used, so the
+    features equal the training computation bit for bit. The hot path of every execute cycle.
+    """
+    features = build_features(window.iloc[-FEATURE_WINDOW:]).to_numpy(dtype=np.float64)[-1]
+    if not np.isfinite(features).all():
+        return None  # not enough history yet for a decision
+    probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))
+    decision = decide(probs[0], float(vol[0]), trading.params)
+    if decision.side == 0:
+        return None
+    bar = pd.Timestamp(window.index[-1])
+    return (
+        Signal(bar, decision.side, decision.size, decision.sl, decision.tp, trading.params.max_hold),
+        probs[0],
+        float(vol[0]),
+    )
 
 
 def _send(
@@ -230,4 +247,4 @@ def _fail(executor: Executor, ledger: Ledger, bar: pd.Timestamp, message: str) -
     return CycleReport(bar, "failed", message=message)
 
 
-__all__ = ["BarWindow", "CycleReport", "Executor", "run_cycle"]
+__all__ = ["BarWindow", "CycleReport", "Executor", "decide_on_bar", "run_cycle"]
