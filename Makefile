@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/policy_search.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/execute.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache scalpbot-data
