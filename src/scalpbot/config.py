@@ -52,6 +52,12 @@ class ExchangeSettings(_Section):
     secret: SecretStr | None = None
     password: SecretStr | None = None
     sandbox: bool = False
+    secret_id: str | None = Field(
+        default=None, description="AWS Secrets Manager id of a JSON {api_key, secret, password} for the keys"
+    )
+    ssm_prefix: str | None = Field(
+        default=None, description="SSM Parameter Store path holding api_key, secret (SecureString)"
+    )
     timeout_ms: int = Field(default=10_000, gt=0)
     max_retries: int = Field(default=5, ge=1, le=20)
 

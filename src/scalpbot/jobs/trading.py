@@ -66,11 +66,9 @@ def build_executor(
     costs = services.settings.backtest
     kind = services.settings.execute.broker
     market_rules = MarketRules()
+    if broker is None and kind == "ccxt":
+        broker = live_broker(services, series, bot=bot)
     if broker is None:
-        if kind != "paper":
-            raise ConfigError(
-                f"execute.broker = '{kind}' needs exchange keys and a live market; it is built by `scalpbot trade`"
-            )
         broker = PaperBroker(
             services.store,
             bot=bot,
@@ -94,6 +92,26 @@ def build_executor(
         limits=risk_limits(services, series.timeframe),
         market_rules=market_rules,
         initial_equity=costs.initial_equity,
+    )
+
+
+def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
+    """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
+    from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+    from scalpbot.adapters.secrets import exchange_credentials
+
+    exchange = services.settings.exchange
+    config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
+    if exchange.sandbox:
+        config["sandbox"] = True
+    return CcxtBroker(
+        exchange.id,
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        config=config,
+        fee_rate=services.settings.backtest.fee,
+        max_attempts=exchange.max_retries,
     )
 
 
@@ -134,7 +152,9 @@ def replay(
         services, series, bot=bot, bars=memory_bars(history), notifier=notifier, release_id=release_id
     )
     counts: dict[str, int] = {}
-    lease = RunLease(services.store, bot, services.clock, timedelta(seconds=services.settings.execute.lease_seconds))
+    lease = RunLease(
+        services.store, bot, services.clock, timedelta(seconds=services.settings.execute.lease_seconds)
+    )
     report: CycleReport | None = None
     with lease:
         for bar in pd.DatetimeIndex(inside.index):

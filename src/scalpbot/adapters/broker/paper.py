@@ -111,8 +111,8 @@ class PaperBroker:
             segment.anchor, segment.cash, (*segment.signals, close), segment.recent_fills, segment.etag
         )
         self._save(updated, segment.etag)
-        client_id = client_order_id(self._bot, self._symbol, decided_at, "exit")
-        return [OrderAck(client_id, "exit", "accepted", "closes at the next open", venue_id=client_id)]
+        client_id = client_order_id(self._bot, self._symbol, decided_at, "kill")
+        return [OrderAck(client_id, "kill", "accepted", "closes at the next open", venue_id=client_id)]
 
     def _simulate(self, segment: _Segment, last: pd.Timestamp) -> tuple[BrokerSnapshot, _Segment | None]:
         if segment.anchor is None or not segment.signals:
