@@ -31,7 +31,7 @@ from support.binance_orders import (
     trigger,
     triggered,
 )
-from support.binance_server import _MARKETS, MINUTE_MS, Series
+from support.binance_server import MARKETS, MINUTE_MS, Series
 
 
 class Book:
@@ -264,7 +264,7 @@ class Book:
 
     def _fill(self, order: Order, price: Decimal, at_ms: int, *, split: bool) -> None:
         self._release(self._family(order))
-        base, quote = _MARKETS[order.symbol][:2]
+        base, quote = MARKETS[order.symbol][:2]
         parts = [order.qty]
         first = self._step_down(order.symbol, order.qty * Decimal("0.6"))
         if split and Decimal(0) < first < order.qty:
@@ -304,7 +304,7 @@ class Book:
 
     def _lock(self, order: Order, price_now: Decimal) -> None:
         """Check the balance an order needs and, unless it fills now, move it from free to locked."""
-        base, quote = _MARKETS[order.symbol][:2]
+        base, quote = MARKETS[order.symbol][:2]
         if order.side == "SELL":
             asset, amount = base, order.qty
         else:
@@ -357,7 +357,7 @@ class Book:
         symbol = p.get("symbol", "")
         if not symbol:
             raise missing("symbol")
-        if symbol not in self._series or symbol not in _MARKETS:
+        if symbol not in self._series or symbol not in MARKETS:
             raise BinanceError(400, -1121, "Invalid symbol.")
         return symbol
 
@@ -366,11 +366,11 @@ class Book:
             raise BinanceError(400, -2010, "Duplicate order sent.")
 
     def _step_down(self, symbol: str, qty: Decimal) -> Decimal:
-        step = Decimal(_MARKETS[symbol][3])
+        step = Decimal(MARKETS[symbol][3])
         return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
 
     def _check_filters(self, order: Order, price_now: Decimal) -> None:
-        tick, step = (Decimal(v) for v in _MARKETS[order.symbol][2:4])
+        tick, step = (Decimal(v) for v in MARKETS[order.symbol][2:4])
         if order.qty <= 0 or order.qty % step or order.qty < step:
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
         if any(p % tick for p in (order.price, order.stop)):

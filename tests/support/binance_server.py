@@ -282,11 +282,11 @@ def exchange_info(now_ms: int, series: Mapping[str, Series]) -> dict[str, Any]:
             {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
         ],
         "exchangeFilters": [],
-        "symbols": [_symbol_info(name) for name in series if name in _MARKETS],
+        "symbols": [_symbol_info(name) for name in series if name in MARKETS],
     }
 
 
-_MARKETS = {
+MARKETS = {
     # symbol: (base, quote, tickSize, stepSize, marketMaxQty)
     "BTCUSDT": ("BTC", "USDT", "0.01000000", "0.00001000", "123.45678900"),
     "ETHUSDT": ("ETH", "USDT", "0.01000000", "0.00010000", "2876.99873000"),
@@ -294,7 +294,7 @@ _MARKETS = {
 
 
 def _symbol_info(symbol: str) -> dict[str, Any]:
-    base, quote, tick, step, market_max = _MARKETS[symbol]
+    base, quote, tick, step, market_max = MARKETS[symbol]
     return {
         "symbol": symbol,
         "status": "TRADING",

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+from scalpbot.adapters.ccxt_common import ccxt_exchange
 from scalpbot.adapters.clock import FixedClock
-from scalpbot.adapters.marketdata.ccxt_source import ccxt_exchange
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 
 from support.binance_server import Series, sample_series

@@ -1,5 +1,7 @@
-"""What every ccxt adapter shares: retries with backoff, ccxt errors mapped once, credentials kept out of text.
+"""What every ccxt adapter shares: the exchange factory, retries with backoff, ccxt errors mapped once,
+credentials kept out of text.
 
+:func:`ccxt_exchange` builds a synchronous exchange with rate limiting always on.
 :class:`CcxtCalls` is the one place where a ccxt error becomes scalpbot's, always with ``raise ... from e``::
 
     ccxt.OperationFailed, an HTTP 418/429/5xx reply or a     -> retried, then ExchangeTemporaryError
@@ -18,6 +20,7 @@ prints request headers, API key included) goes through a redacting logger.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import random
@@ -36,7 +39,7 @@ from scalpbot.errors import (
     ScalpbotError,
 )
 
-__all__ = ["SECRET_KEYS", "CcxtCalls", "is_temporary_status", "redact", "secret_values"]
+__all__ = ["SECRET_KEYS", "CcxtCalls", "ccxt_exchange", "is_temporary_status", "redact", "secret_values"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -70,6 +73,35 @@ def redact(message: str, secrets: Sequence[str]) -> str:
 def is_temporary_status(status: int | None) -> bool:
     """Return whether an HTTP status means "try again later": 418/429 (rate limits) or any 5xx."""
     return status is not None and (status in (418, 429) or status >= 500)
+
+
+def ccxt_exchange(exchange_id: str, config: Mapping[str, Any] | None = None) -> Any:
+    """Return a synchronous ``ccxt.Exchange`` with rate limiting always on; raise ``ConfigError`` if unknown.
+
+    ``config`` is ccxt's constructor dict (``apiKey``, ``secret``, ``timeout`` in ms, ``options``, ``urls``,
+    ``rateLimit`` in ms between requests of cost 1, ...), plus ``sandbox: True`` to switch to the venue's
+    test network.
+    """
+    if exchange_id not in ccxt.exchanges:
+        hints = difflib.get_close_matches(exchange_id.lower(), ccxt.exchanges, n=3)
+        did_you_mean = f" (did you mean {' or '.join(repr(h) for h in hints)}?)" if hints else ""
+        raise ConfigError(
+            f"exchange '{exchange_id}' is not a ccxt exchange id{did_you_mean}; "
+            "use a lower-case id from ccxt.exchanges such as 'binance', 'bybit' or 'kraken'"
+        )
+    settings = dict(config or {})
+    sandbox = bool(settings.pop("sandbox", False))
+    settings["enableRateLimit"] = True
+    try:
+        exchange = getattr(ccxt, exchange_id)(settings)
+        if sandbox:
+            exchange.set_sandbox_mode(True)
+    except ccxt.NotSupported as e:
+        raise ConfigError(f"exchange '{exchange_id}' has no sandbox; set sandbox to false") from e
+    except ccxt.BaseError as e:
+        message = redact(str(e), secret_values(settings))
+        raise ConfigError(f"cannot configure exchange '{exchange_id}': {message}") from e
+    return exchange
 
 
 class CcxtCalls:

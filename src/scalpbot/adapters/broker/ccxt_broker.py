@@ -31,8 +31,7 @@ import pandas as pd
 
 from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._account import SpotAccount
-from scalpbot.adapters.ccxt_common import CcxtCalls, secret_values
-from scalpbot.adapters.marketdata.ccxt_source import ccxt_exchange
+from scalpbot.adapters.ccxt_common import CcxtCalls, ccxt_exchange, secret_values
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
 from scalpbot.core.timeframes import timeframe_seconds
