@@ -12,6 +12,7 @@ days are each either before or after the run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -169,8 +170,8 @@ class BarDataset:
         day_numbers = ns // _DAY_NS
         starts = np.flatnonzero(np.diff(day_numbers, prepend=day_numbers[0] - 1))
         bounds = [*starts.tolist(), len(bars)]
-        previous = self._last_bar_before(keys, bars.index[0])
         added_frames: list[pd.DataFrame] = []
+        touched: list[pd.DataFrame] = []
         written: list[str] = []
         already = conflicts = 0
         first_conflict: pd.Timestamp | None = None
@@ -185,9 +186,13 @@ class BarDataset:
                 first_conflict = outcome.first_conflict
             if len(outcome.added):
                 added_frames.append(outcome.added)
+                touched.append(outcome.stored)
                 written.append(key)
         added = pd.concat(added_frames) if added_frames else empty_bars()
-        with_previous = added if previous is None or added.empty else pd.concat([previous, added])
+        # Gaps are reported over the days written, as stored now, and from the bar stored before them.
+        span = pd.concat(touched) if touched else empty_bars()
+        previous = None if span.empty else self._last_bar_before(keys, span.index[0])
+        with_previous = span if previous is None else pd.concat([previous, span])
         return AppendReport(
             received=len(bars),
             added=len(added),
@@ -239,7 +244,7 @@ class BarDataset:
             if not exists:
                 try:
                     self._store.put_if_absent(key, encode_bars(new, self._format))
-                    return _DayOutcome(new, 0, 0, None)
+                    return _DayOutcome(new, 0, 0, None, new)
                 except PreconditionFailed:
                     exists = True  # another writer created the day first: merge into its copy
             try:
@@ -256,7 +261,7 @@ class BarDataset:
                 self._store.put_if_match(key, encode_bars(merged, self._format), stored.etag)
             except PreconditionFailed:
                 continue
-            return outcome
+            return dataclasses.replace(outcome, stored=merged)
         raise StoreError(f"{key} kept changing under another writer; nothing was lost, run the fetch again")
 
 
@@ -266,6 +271,7 @@ class _DayOutcome:
     already: int
     conflicts: int
     first_conflict: pd.Timestamp | None
+    stored: pd.DataFrame  # the day's bars as stored after the merge
 
 
 def _compare(old: pd.DataFrame, new: pd.DataFrame) -> _DayOutcome:
@@ -278,4 +284,4 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> _DayOutcome:
         atol=0.0,
     ).all(axis=1)
     first = overlap.index[differs][0] if differs.any() else None
-    return _DayOutcome(new.loc[~known], int(known.sum()), int(differs.sum()), first)
+    return _DayOutcome(new.loc[~known], int(known.sum()), int(differs.sum()), first, old)
