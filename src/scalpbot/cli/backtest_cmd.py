@@ -17,6 +17,7 @@ from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_t
 from scalpbot.cli.render import iso, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.config import BacktestSettings
+from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
@@ -32,17 +33,6 @@ STRATEGIES: dict[str, SignalBuilder] = {
         bars, length=p.sma_length, sl=p.sl, tp=p.tp, size=p.size, max_hold=p.max_hold
     ),
 }
-TRADE_COLUMNS = (
-    "entry_time",
-    "exit_time",
-    "side",
-    "entry_price",
-    "exit_price",
-    "qty",
-    "pnl",
-    "fees",
-    "exit_reason",
-)
 
 
 def run_backtest(

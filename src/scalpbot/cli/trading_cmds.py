@@ -12,10 +12,11 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from scalpbot.cli.backtest_cmd import TRADE_COLUMNS, trades_payload
+from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import state_of
+from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.execute import CycleReport, run_cycle

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.backtest.enums import ExitReasonT
+from scalpbot.core.backtest.enums import TRADE_COLUMNS, ExitReasonT
 from scalpbot.core.execution import Fill
 from scalpbot.errors import CorruptArtifactError, PreconditionFailed, ScalpbotError
 from scalpbot.ports import Store
@@ -50,18 +50,6 @@ __all__ = [
 KINDS = ("decision", "order_sent", "order_ack", "fill", "exit", "denial", "error", "halt", "resume")
 """The kinds the execute job writes; others are allowed when they are lowercase names."""
 
-TRADE_COLUMNS = (
-    "entry_time",
-    "exit_time",
-    "side",
-    "entry_price",
-    "exit_price",
-    "qty",
-    "pnl",
-    "fees",
-    "exit_reason",
-)
-"""The columns of :meth:`Ledger.trades`, those of a backtest's trades frame."""
 
 _EXIT_REASONS = (*ExitReasonT._fields, "kill")
 _SCHEMA = 1

@@ -78,3 +78,17 @@ time/signal exit, or inside which a stop filled, or the last bar for a trade sti
 
 TRADE_VALUE_FIELDS = ("entry_price", "exit_price", "qty", "pnl", "fees")
 """The float fields of ``trade_dt`` in the row order of ``unpack_trades_nb``'s value block."""
+
+
+TRADE_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "side",
+    "entry_price",
+    "exit_price",
+    "qty",
+    "pnl",
+    "fees",
+    "exit_reason",
+)
+"""The columns of every trades frame: a backtest's, a ledger's rebuilt trades, the CLI's JSON trades."""
