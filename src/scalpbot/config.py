@@ -150,6 +150,20 @@ class ExecuteSettings(_Section):
     )
 
 
+class NotifySettings(_Section):
+    """Where results and errors are sent: console, an SNS topic and any apprise URLs, all at once."""
+
+    console: bool = True
+    sns_topic_arn: str = ""
+    sns_endpoint_url: str | None = None
+    sns_region: str | None = None
+    apprise_urls: tuple[SecretStr, ...] = Field(
+        default=(), description="apprise URLs (tgram://, slack://, discord://, mailto://, json:// ...)"
+    )
+    attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+
+
 class BotSettings(_Section):
     """Identity of this bot's state (ledger, portfolio) in the store."""
 
@@ -174,6 +188,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     risk: RiskSettings = RiskSettings()
     execute: ExecuteSettings = ExecuteSettings()
+    notify: NotifySettings = NotifySettings()
     bot: BotSettings = BotSettings()
 
 
@@ -196,6 +211,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "train": TrainSettings,
     "risk": RiskSettings,
     "execute": ExecuteSettings,
+    "notify": NotifySettings,
     "bot": BotSettings,
 }
 
@@ -298,7 +314,10 @@ def _describe_validation_error(error: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
-    shown = "" if isinstance(value, Mapping) or "secret" in where or "key" in where else f" (got {value!r})"
+    hidden = isinstance(value, Mapping) or any(
+        word in where for word in ("secret", "key", "apprise", "password")
+    )
+    shown = "" if hidden else f" (got {value!r})"
     return f"invalid setting {where}: {message}{shown}"
 
 
@@ -312,6 +331,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
             return str(value)  # JSON has no infinity: "inf" (no limit)
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [scrub(v) for v in value]
         return value
 
     return {name: scrub(dict(getattr(settings, name))) for name in SECTIONS}

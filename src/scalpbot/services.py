@@ -12,7 +12,7 @@ from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
 from scalpbot.data.dataset import BarDataset, SeriesId
 from scalpbot.errors import ConfigError
-from scalpbot.ports import Clock, MarketData, Store
+from scalpbot.ports import Clock, MarketData, Notifier, Store
 
 SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
 
@@ -91,3 +91,22 @@ def _ccxt_config(settings: Settings) -> dict[str, object]:
     if exchange.sandbox:
         config["sandbox"] = True
     return config
+
+
+def build_notifier(settings: Settings, store: Store | None = None, clock: Clock | None = None) -> Notifier:
+    """Return the configured channels as one notifier; failures are recorded in ``store``'s bot ledger."""
+    from scalpbot.adapters.notify.factory import build_notifier as build_channels
+    from scalpbot.state.ledger import Ledger
+
+    notify = settings.notify
+    return build_channels(
+        notify.console,
+        notify.sns_topic_arn or None,
+        [url.get_secret_value() for url in notify.apprise_urls],
+        endpoint_url=notify.sns_endpoint_url,
+        region=notify.sns_region,
+        ledger=None if store is None else Ledger(store, settings.bot.name),
+        clock=clock or SystemClock(),
+        attempts=notify.attempts,
+        base_delay=notify.retry_base_delay,
+    )

@@ -133,7 +133,9 @@ def test_read_returns_the_half_open_window(sample_bars: pd.DataFrame) -> None:
     )
 
 
-def test_an_overlapping_window_reports_no_gap_where_bars_are_already_stored(sample_bars: pd.DataFrame) -> None:
+def test_an_overlapping_window_reports_no_gap_where_bars_are_already_stored(
+    sample_bars: pd.DataFrame,
+) -> None:
     dataset = BarDataset(MemoryStore())
     dataset.append(SERIES, sample_bars.iloc[: 5 * 1440])
     report = dataset.append(SERIES, sample_bars.iloc[2 * 1440 : 7 * 1440])

@@ -11,6 +11,7 @@ import typer
 from scalpbot.cli.backtest_cmd import run_backtest
 from scalpbot.cli.data_cmds import data_app, fetch
 from scalpbot.cli.models_cmds import models_app
+from scalpbot.cli.monitor_cmds import notify_test, run_monitor, run_report
 from scalpbot.cli.render import err, print_json
 from scalpbot.cli.state import CliState, state_of
 from scalpbot.cli.trading_cmds import halt_bot, list_trades, positions, resume_bot, run_replay, trade
@@ -37,6 +38,9 @@ app.command("trades")(list_trades)
 app.command("positions")(positions)
 app.command("halt")(halt_bot)
 app.command("resume")(resume_bot)
+app.command("monitor")(run_monitor)
+app.command("report")(run_report)
+app.command("notify-test")(notify_test)
 
 
 @app.callback()

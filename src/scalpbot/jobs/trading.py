@@ -9,7 +9,6 @@ from datetime import timedelta
 import pandas as pd
 
 from scalpbot.adapters.broker.paper import PaperBroker
-from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import MarketRules, RiskLimits, halt, initial_risk_state, resume
 from scalpbot.core.timeframes import timeframe_delta
@@ -19,7 +18,7 @@ from scalpbot.jobs.execute import BarWindow, CycleReport, Executor, run_cycle
 from scalpbot.ports import Broker, Notifier
 from scalpbot.release_signals import ReleaseCache
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services
+from scalpbot.services import Services, build_notifier
 from scalpbot.state.lease import RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
@@ -86,7 +85,7 @@ def build_executor(
         timeframe=series.timeframe,
         store=services.store,
         broker=broker,
-        notifier=notifier or ConsoleNotifier(),
+        notifier=notifier or build_notifier(services.settings, services.store, services.clock),
         model=cache.current,
         bars=bars,
         limits=risk_limits(services, series.timeframe),

@@ -1,1 +1,1 @@
-"""Notification channels: console (the embedded default); SNS and apprise join them with the monitor job."""
+"""Notification channels: console (the embedded default), AWS SNS and apprise URLs, fanned out with retries."""

@@ -1,0 +1,127 @@
+"""``scalpbot monitor|report|notify-test``: the weekly review, its HTML report and the notification check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from scalpbot.cli.data_cmds import SymbolOpt, parse_time
+from scalpbot.cli.render import out, print_json
+from scalpbot.cli.state import state_of
+from scalpbot.errors import ConfigError, ObjectNotFound
+from scalpbot.services import build_notifier
+
+BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
+
+
+def run_monitor(
+    ctx: typer.Context,
+    bot: str | None = BotOpt,
+    symbol: str | None = SymbolOpt,
+    days: float = typer.Option(7.0, "--days", help="Length of the window in days"),
+    until: str | None = typer.Option(
+        None, "--until", help="End of the window [the bot's last bar, else now]"
+    ),
+    improve: bool = typer.Option(
+        True, "--improve/--no-improve", help="Run online learning and RL adjustment"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+) -> None:
+    """Measure the bot's week from its ledger, compare with the simulator, improve through the gate, report."""
+    from scalpbot.jobs.improve import online_learning, reinforcement_learning
+    from scalpbot.jobs.monitor import monitor
+
+    services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
+    series, name = services.series(), services.settings.bot.name
+    steps = (
+        (
+            online_learning(services, series.symbol, series.timeframe),
+            reinforcement_learning(services, series.symbol),
+        )
+        if improve
+        else ()
+    )
+    report = monitor(
+        services,
+        series,
+        bot=name,
+        days=days,
+        until=parse_time(until, "--until"),
+        notifier=build_notifier(services.settings, services.store, services.clock),
+        steps=steps,
+    )
+    week = report.week
+    if as_json:
+        print_json(
+            {
+                "bot": name,
+                "window": {"start": week.start.isoformat(), "end": week.end.isoformat()},
+                "metrics": week.metrics,
+                "previous_metrics": week.previous_metrics,
+                "drift": report.drift.get("totals", report.drift),
+                "changes": report.changes,
+                "notes": report.notes,
+                "report": report.report_key,
+            }
+        )
+        return
+    table = Table(title=f"bot {name}: {week.start:%Y-%m-%d %H:%M} .. {week.end:%Y-%m-%d %H:%M} UTC")
+    for column in ("metric", "this week", "previous"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    previous = week.previous_metrics or {}
+    for metric, value in week.metrics.items():
+        table.add_row(metric, _fmt(value), _fmt(previous.get(metric)))
+    out.print(table)
+    for change in report.changes:
+        out.print(f"{change.get('kind')}: {change.get('reason') or change.get('skipped')}")
+    for note in report.notes:
+        out.print(f"note: {note}")
+    out.print(f"report: {report.report_key} in {services.store.describe()}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.4f}"
+
+
+def run_report(
+    ctx: typer.Context,
+    bot: str | None = BotOpt,
+    out_path: Path | None = typer.Option(None, "--out", help="Copy the latest report to this file"),
+) -> None:
+    """Print (or copy out) the bot's latest weekly report from the store."""
+    services = state_of(ctx).services({"bot": {"name": bot}})
+    name = services.settings.bot.name
+    keys = [k for k in services.store.list(f"reports/{name}/") if k.endswith("/report.html")]
+    if not keys:
+        raise ConfigError(f"bot {name} has no report yet; run `scalpbot monitor --bot {name}`")
+    latest = keys[-1]
+    if out_path is None:
+        metrics = json.loads(services.store.get(latest.replace("report.html", "metrics.json")).data)
+        out.print(f"latest report: {latest} in {services.store.describe()}")
+        print_json(metrics)
+        return
+    try:
+        data = services.store.get(latest).data
+    except ObjectNotFound:
+        raise ConfigError(f"{latest} vanished; run `scalpbot monitor` again") from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(data)
+    out.print(f"wrote {latest} to {out_path}")
+
+
+def notify_test(ctx: typer.Context) -> None:
+    """Send a test message to every configured channel (console, SNS, apprise URLs)."""
+    services = state_of(ctx).services()
+    notifier = build_notifier(services.settings, services.store, services.clock)
+    notifier.notify(
+        "scalpbot notification test", f"bot {services.settings.bot.name}: channels are configured"
+    )
+    out.print("sent; failures (if any) are in the bot's ledger as notify_error events")

@@ -1,0 +1,226 @@
+"""Weekly improvements of the current release, each promoted only through the gate.
+
+* Online learning: fine-tune the current Keras model (restored optimizer state, small learning rate, few
+  epochs) on the bars since its training cut-off, up to the most recent window, and score it on that window.
+* Reinforcement learning: a PPO agent trained on history before the most recent window proposes adjusted
+  ``StrategyParams``; they are scored against the static tuned params on that window.
+
+Both write a new immutable release and move ``current.json`` by compare-and-swap only when the gate says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.backtest import backtest
+from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.gate import judge
+from scalpbot.core.labels import triple_barrier_labels
+from scalpbot.core.metrics import Metrics
+from scalpbot.core.policy import StrategyParams, signals_frame
+from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.errors import PreconditionFailed
+from scalpbot.release_signals import TradingModel, predict_bars
+from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
+from scalpbot.services import Services
+
+_MIN_ROWS = 1_000
+
+
+def _score(
+    services: Services, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
+) -> Metrics:
+    costs = services.settings.backtest
+    signals = signals_frame(bars.index, probs, vol, params)
+    return backtest(
+        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
+    ).metrics
+
+
+def _current(services: Services, symbol: str) -> tuple[ReleaseStore, Pointer, Release] | None:
+    releases = ReleaseStore(services.store)
+    pointer = releases.pointer(symbol)
+    if pointer is None:
+        return None
+    return releases, pointer, releases.load(symbol, pointer.release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT))
+
+
+def _publish(
+    services: Services,
+    releases: ReleaseStore,
+    pointer: Pointer,
+    parent: Release,
+    *,
+    kind: str,
+    onnx: bytes,
+    keras: bytes,
+    params: StrategyParams,
+    challenger: Metrics,
+    incumbent: Metrics,
+    extra: dict[str, Any],
+    now: datetime,
+    artifacts: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Write the challenger as a release; promote it if the gate says so. Return the change record."""
+    verdict = judge(challenger, incumbent, min_trades=services.settings.train.min_trades)
+    manifest = {
+        k: v
+        for k, v in parent.manifest.items()
+        if k not in ("release_id", "symbol", "artifacts", "gate", "metrics")
+    }
+    manifest.update(
+        {
+            "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "parent_release": parent.release_id,
+            "origin": kind,
+            "params": params.to_dict(),
+            "metrics": {"recent": challenger, "parent_recent": incumbent},
+            "gate": {"promote": verdict.promote, "reason": verdict.reason},
+            **extra,
+        }
+    )
+    release_id = new_release_id(now, onnx + kind.encode() + str(sorted(params.to_dict().items())).encode())
+    releases.write(
+        parent.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx, KERAS_ARTIFACT: keras, **(artifacts or {})}
+    )
+    promoted, reason = False, verdict.reason
+    if verdict.promote:
+        try:
+            releases.promote(
+                parent.symbol, release_id, expected=pointer, reason=f"{kind}: {verdict.reason}", now=now
+            )
+            promoted = True
+        except PreconditionFailed:
+            reason = "another release was promoted meanwhile; the pointer was left as it is"
+    return {
+        "kind": kind,
+        "parent": parent.release_id,
+        "release_id": release_id,
+        "promoted": promoted,
+        "reason": reason,
+        "challenger": challenger,
+        "incumbent": incumbent,
+    }
+
+
+def online_learning(
+    services: Services, symbol: str, timeframe: str, *, recent_days: float = 1.0
+) -> Callable[[Any], dict[str, Any]]:
+    """Return the monitor step that fine-tunes the current model and promotes it only through the gate."""
+
+    def online_learning_step(week: Any) -> dict[str, Any]:
+        from scalpbot.ml.model import configure_threads, export_onnx, fine_tune, load_keras, save_keras
+
+        found = _current(services, symbol)
+        if found is None:
+            return {"kind": "online_learning", "skipped": "no current release"}
+        releases, pointer, parent = found
+        labels_cfg = parent.manifest["labels"]
+        horizon = int(labels_cfg["horizon"])
+        cutoff = pd.Timestamp(parent.manifest["data_window"]["train"][1])
+        end = week.end
+        recent_start = end - pd.Timedelta(days=recent_days)
+        step = timeframe_delta(timeframe)
+        bars = services.dataset.read(week.series, cutoff - FEATURE_WINDOW * step, end)
+        features = build_features(bars).to_numpy(np.float64)
+        labels = triple_barrier_labels(
+            bars,
+            horizon=horizon,
+            k_sl=float(labels_cfg["k_sl"]),
+            k_tp=float(labels_cfg["k_tp"]),
+            fee=float(labels_cfg["fee"]),
+        )
+        label, fwd = labels["label"].to_numpy(), labels["fwd_vol"].to_numpy()
+        times = pd.DatetimeIndex(bars.index)
+        rows = (times > cutoff) & (times < recent_start - horizon * step) & (label >= 0)
+        rows &= np.isfinite(features).all(axis=1) & np.isfinite(fwd) & (fwd > 0)
+        if rows.sum() < _MIN_ROWS:
+            return {
+                "kind": "online_learning",
+                "skipped": f"{int(rows.sum())} new labelled bars since the cut-off, need {_MIN_ROWS}",
+            }
+        configure_threads(1)
+        model = load_keras(parent.artifacts[KERAS_ARTIFACT])
+        tuned = fine_tune(
+            model, features[rows].astype(np.float32), label[rows], fwd[rows], learning_rate=1e-4, epochs=2
+        )
+        onnx = export_onnx(tuned.model)
+        from scalpbot.inference import OnnxModel
+
+        recent = times >= recent_start
+        trading = TradingModel.from_release(parent)
+        old_probs, old_vol = predict_bars(bars, trading.model)
+        new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx))
+        window = bars.loc[recent]
+        incumbent = _score(services, window, old_probs[recent], old_vol[recent], trading.params)
+        challenger = _score(services, window, new_probs[recent], new_vol[recent], trading.params)
+        return _publish(
+            services, releases, pointer, parent, kind="online_learning", onnx=onnx, keras=save_keras(tuned.model),
+            params=trading.params, challenger=challenger, incumbent=incumbent,
+            extra={"fine_tune": {"from": cutoff.isoformat(), "to": recent_start.isoformat(), "rows": int(rows.sum())}},
+            now=services.clock.now(),
+        )  # fmt: skip
+
+    return online_learning_step
+
+
+RL_AGENT_ARTIFACT = "rl_agent.zip"
+
+
+def reinforcement_learning(
+    services: Services, symbol: str, *, train_days: float = 14.0, timesteps: int = 4_096
+) -> Callable[[Any], dict[str, Any]]:
+    """Return the monitor step that trains a PPO agent before the week and scores its params on the week."""
+
+    def reinforcement_learning_step(week: Any) -> dict[str, Any]:
+        from scalpbot.core.evaluation import PolicyWindow
+        from scalpbot.core.policy import ParamBounds
+        from scalpbot.ml.rl_agent import compare_on_holdout, propose, train_agent
+
+        found = _current(services, symbol)
+        if found is None:
+            return {"kind": "reinforcement_learning", "skipped": "no current release"}
+        releases, pointer, parent = found
+        trading = TradingModel.from_release(parent)
+        step = timeframe_delta(week.series.timeframe)
+        start = week.start - pd.Timedelta(days=train_days)
+        history = services.dataset.read(week.series, start - FEATURE_WINDOW * step, week.end)
+        probs, vol = predict_bars(history, trading.model)
+        ready = np.asarray(history.index >= start)
+        bars, probs, vol = history.loc[ready], probs[ready], vol[ready]
+        before = np.asarray(bars.index < week.start)
+        if before.sum() < 3 * 1440 // max(int(step.total_seconds() // 60), 1):
+            return {
+                "kind": "reinforcement_learning",
+                "skipped": "fewer than 3 days of history before the week",
+            }
+        costs = services.settings.backtest
+        base = trading.params
+        default = ParamBounds.default()
+        bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
+        window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
+        agent = train_agent(
+            window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
+            fee=costs.fee, slippage=costs.slippage,
+        )  # fmt: skip
+        holdout = PolicyWindow.from_frame(bars, probs, vol)
+        result = compare_on_holdout(agent, holdout, base, bounds, costs.fee, costs.slippage)
+        proposal = propose(agent, holdout, base, bounds, fee=costs.fee, slippage=costs.slippage)
+        keras = parent.artifacts[KERAS_ARTIFACT]
+        change = _publish(
+            services, releases, pointer, parent, kind="reinforcement_learning",
+            onnx=parent.artifacts[ONNX_ARTIFACT], keras=keras, params=proposal,
+            challenger=result["rl"], incumbent=result["static"],
+            extra={"rl": {"train_days": train_days, "timesteps": timesteps, "holdout": result}},
+            now=services.clock.now(), artifacts={RL_AGENT_ARTIFACT: agent.save()},
+        )  # fmt: skip
+        change["proposed_params"] = proposal.to_dict()
+        change["static_params"] = base.to_dict()
+        return change
+
+    return reinforcement_learning_step

@@ -1,0 +1,263 @@
+"""The monitor job (weekly): metrics from the ledger, drift against the simulator, improvements, report, notify.
+
+The week is ``[until - days, until)``: ``until`` defaults to one bar after the bot's last processed bar (so a
+replay bot is measured on what it replayed), else now. Metrics use the same functions as the backtest, on the
+trades rebuilt from the ledger and the equity rebuilt from those trades and the stored bars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.backtest import backtest
+from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.ledger_equity import equity_from_trades
+from scalpbot.core.metrics import Metrics, compute_metrics
+from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.data.dataset import SeriesId
+from scalpbot.errors import DataError, ScalpbotError
+from scalpbot.ports import Notifier
+from scalpbot.release_signals import TradingModel, release_signals
+from scalpbot.releases import ReleaseStore
+from scalpbot.services import Services
+from scalpbot.state.ledger import Ledger
+from scalpbot.state.portfolio import PortfolioStore
+
+Step = Callable[["WeekData"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WeekData:
+    """A bot's week as the ledger and the store record it."""
+
+    bot: str
+    series: SeriesId
+    start: pd.Timestamp
+    end: pd.Timestamp
+    bars: pd.DataFrame
+    trades: pd.DataFrame
+    equity: pd.Series
+    metrics: Metrics
+    previous_metrics: Metrics | None
+    releases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """What the weekly run measured and changed, and where its report is."""
+
+    week: WeekData
+    drift: dict[str, Any]
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    report_key: str | None = None
+
+
+def week_window(
+    services: Services, bot: str, series: SeriesId, days: float, until: datetime | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Return ``[start, end)`` of the week to measure (see the module docstring)."""
+    if until is not None:
+        end = pd.Timestamp(until)
+    else:
+        stored = PortfolioStore(services.store, bot).load()
+        last = None if stored is None else stored.snapshot.last_bar_time
+        end = pd.Timestamp(services.clock.now()) if last is None else last + timeframe_delta(series.timeframe)
+    return end - pd.Timedelta(days=days), end
+
+
+def measure_week(
+    services: Services, bot: str, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp
+) -> WeekData:
+    """Return the week's bars, trades (entered in the week), equity curve and metrics, and the previous week's."""
+    ledger = Ledger(services.store, bot)
+    history_start = start - (end - start)
+    bars = services.dataset.read(series, history_start, end)
+    if bars.empty:
+        raise DataError(f"no bars of {series} stored between {start} and {end}; nothing to measure")
+    last_close, last_time = float(bars["close"].iloc[-1]), pd.Timestamp(bars.index[-1])
+    trades = ledger.trades(None, end, mark_price=last_close, mark_time=last_time)
+    stored = PortfolioStore(services.store, bot).load()
+    if (
+        stored is not None
+        and stored.snapshot.last_bar_time is not None
+        and stored.snapshot.last_bar_time <= last_time
+    ):
+        start_equity = stored.snapshot.equity - float(trades["pnl"].sum())
+    else:
+        start_equity = services.settings.backtest.initial_equity
+    equity_all = equity_from_trades(trades, bars, start_equity)
+    this, previous = (bars.index >= start), (bars.index < start)
+    entries = pd.DatetimeIndex(trades["entry_time"])
+    week_trades = trades.loc[(entries >= start) & (entries < end)].reset_index(drop=True)
+    prev_trades = trades.loc[(entries >= history_start) & (entries < start)].reset_index(drop=True)
+    metrics = compute_metrics(week_trades, equity_all.loc[this])
+    previous_metrics = compute_metrics(prev_trades, equity_all.loc[previous]) if previous.any() else None
+    decisions = ledger.events(start, end, kinds=("decision",))
+    releases = tuple(
+        sorted({str(e.payload.get("release_id")) for e in decisions if e.payload.get("release_id")})
+    )
+    return WeekData(
+        bot,
+        series,
+        start,
+        end,
+        bars.loc[this],
+        week_trades,
+        equity_all.loc[this],
+        metrics,
+        previous_metrics,
+        releases,
+    )
+
+
+def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
+    """Replay the week through the simulator with the release that traded; compare trade by trade.
+
+    A live trade and a simulated one match when they enter at the same bar on the same side. Reported: the
+    simulated metrics, matched trades with their entry/exit price differences (live minus simulated, quote
+    currency, signed so that positive is worse for the bot), missed (simulated only) and extra (live only).
+    """
+    if not week.releases:
+        return {"release_id": None, "note": "no decision was recorded this week; nothing to compare"}
+    release_id = week.releases[-1]
+    releases = ReleaseStore(services.store)
+    trading = TradingModel.from_release(releases.load(week.series.symbol, release_id))
+    step = timeframe_delta(week.series.timeframe)
+    history = services.dataset.read(week.series, week.start - FEATURE_WINDOW * step, week.end)
+    signals = release_signals(history, trading)
+    inside = np.asarray(history.index >= week.start)
+    bars, signals = history.loc[inside], signals.loc[inside]
+    costs = services.settings.backtest
+    start_equity = float(week.equity.iloc[0]) if len(week.equity) else costs.initial_equity
+    sim = backtest(bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=start_equity)
+    live = week.trades.assign(key=_trade_keys(week.trades))
+    simulated = sim.trades.assign(key=_trade_keys(sim.trades))
+    both = live.merge(simulated, on="key", suffixes=("_live", "_sim"))
+    side = both["side_live"].to_numpy(dtype=np.float64)
+    entry_slippage = side * (
+        both["entry_price_live"].to_numpy(np.float64) - both["entry_price_sim"].to_numpy(np.float64)
+    )
+    exit_slippage = -side * (
+        both["exit_price_live"].to_numpy(np.float64) - both["exit_price_sim"].to_numpy(np.float64)
+    )
+    pnl_difference = both["pnl_live"].to_numpy(np.float64) - both["pnl_sim"].to_numpy(np.float64)
+    reasons_live = both["exit_reason_live"].astype(str).tolist()
+    reasons_sim = both["exit_reason_sim"].astype(str).tolist()
+    matched = [
+        {
+            "entry_time": str(both["key"].iloc[i]).split("|")[0],
+            "side": int(side[i]),
+            "entry_slippage": float(entry_slippage[i]),
+            "exit_slippage": float(exit_slippage[i]),
+            "pnl_difference": float(pnl_difference[i]),
+            "exit_reason_live": reasons_live[i],
+            "exit_reason_sim": reasons_sim[i],
+        }
+        for i in range(len(both))
+    ]
+    missed = sorted(set(simulated["key"]) - set(live["key"]))
+    extra = sorted(set(live["key"]) - set(simulated["key"]))
+    return {
+        "release_id": release_id,
+        "simulated_metrics": sim.metrics,
+        "matched": matched,
+        "missed": missed,
+        "extra": extra,
+        "totals": {
+            "live_pnl": float(week.trades["pnl"].sum()),
+            "simulated_pnl": float(sim.trades["pnl"].sum()),
+            "matched_trades": len(matched),
+            "missed_trades": len(missed),
+            "extra_trades": len(extra),
+            "mean_entry_slippage": float(np.mean([m["entry_slippage"] for m in matched])) if matched else 0.0,
+        },
+    }
+
+
+def _trade_keys(trades: pd.DataFrame) -> list[str]:
+    """Return ``entry time|side`` per trade: a live and a simulated trade match when their keys are equal."""
+    times = pd.DatetimeIndex(trades["entry_time"])
+    return [f"{t.isoformat()}|{int(s)}" for t, s in zip(times, trades["side"], strict=True)]
+
+
+def monitor(
+    services: Services,
+    series: SeriesId,
+    *,
+    bot: str,
+    days: float = 7.0,
+    until: datetime | None = None,
+    notifier: Notifier,
+    steps: tuple[Step, ...] = (),
+    write_report: bool = True,
+) -> MonitorReport:
+    """Measure the week, compare it with the simulator, run the improvement ``steps``, report and notify.
+
+    Each step (online learning, reinforcement learning) returns a change record; a failing step is recorded in
+    the notes and notified, and the others still run.
+    """
+    start, end = week_window(services, bot, series, days, until)
+    week = measure_week(services, bot, series, start, end)
+    notes: list[str] = []
+    try:
+        drift = simulate_drift(services, week)
+    except ScalpbotError as e:
+        drift, notes = {"error": str(e)}, [*notes, f"drift: {e}"]
+    changes: list[dict[str, Any]] = []
+    for step in steps:
+        try:
+            changes.append(step(week))
+        except ScalpbotError as e:
+            notes.append(f"{getattr(step, '__name__', 'step')}: {e}")
+            notifier.notify(f"{bot}: monitor step failed", f"{series.symbol}: {e}", level="error")
+    report = MonitorReport(week, drift, changes, notes)
+    if write_report:
+        report = _write_report(services, report)
+    m = week.metrics
+    summary = (
+        f"{series.symbol} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'))}, "
+        f"win rate {_pct(m.get('win_rate'))}, trades {m.get('trades')}, max drawdown {_pct(m.get('max_drawdown'))}"
+    )
+    where = f"; report {report.report_key}" if report.report_key else ""
+    notifier.notify(f"{bot}: weekly report", summary + where)
+    return report
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:+.2%}"
+
+
+def _write_report(services: Services, report: MonitorReport) -> MonitorReport:
+    from scalpbot.reporting.html_report import WeeklyReport, render_html, report_json
+
+    week = report.week
+    weekly = WeeklyReport(
+        bot=week.bot,
+        symbol=week.series.symbol,
+        timeframe=week.series.timeframe,
+        start=week.start,
+        end=week.end,
+        bars=week.bars,
+        trades=week.trades,
+        equity=week.equity,
+        metrics=week.metrics,
+        previous_metrics=week.previous_metrics,
+        changes=report.changes,
+        drift=report.drift,
+        notes=report.notes,
+    )
+    import json
+
+    prefix = f"reports/{week.bot}/{week.end:%Y-%m-%d}/"
+    services.store.put(prefix + "report.html", render_html(weekly).encode())
+    services.store.put(
+        prefix + "metrics.json", json.dumps(report_json(weekly), indent=2, allow_nan=False).encode()
+    )
+    return MonitorReport(week, report.drift, report.changes, report.notes, prefix + "report.html")

@@ -1,0 +1,307 @@
+"""Train a PPO agent that adjusts ``StrategyParams`` per window, propose params with it, and judge it on held-out data.
+
+The agent (stable-baselines3 PPO, ``MlpPolicy`` with two hidden layers of 32 for actor and critic, 5 epochs per
+update, ``gamma`` 0.9 and ``gae_lambda`` 0.9: a window's params barely affect later windows) learns in
+:class:`~scalpbot.ml.rl_env.ParamAdjustEnv` (observation, action and reward defined there) on a training window.
+Its proposals go live only through the promotion gate: :func:`compare_on_holdout` replays it step by step, as
+live, on held-out windows beside the static base params, and :func:`should_promote` applies
+:func:`scalpbot.core.gate.judge` (RL must trade at least ``min_trades`` times and beat static's total return).
+
+Torch runs on one thread while training and predicting (faster on this project's small, shared machines); the
+previous thread count is restored afterwards. Seeding PPO also seeds Python's, numpy's and torch's global
+generators (stable-baselines3 does so).
+
+An agent travels with its release as :meth:`TrainedAgent.save` bytes: a zip of ``agent.json`` (format, settings,
+tuned field names, observation names, timesteps) and ``ppo.zip`` (stable-baselines3's own save). That inner zip
+holds pickled objects: load only artifacts from your own release store, whose checksums the release verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from scalpbot.core.evaluation import PolicyWindow
+from scalpbot.core.gate import judge
+from scalpbot.core.metrics import sharpe_ratio
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.errors import ConfigError, CorruptArtifactError, ModelError
+from scalpbot.ml.rl_env import ParamAdjustEnv, RlSettings
+
+__all__ = ["TrainedAgent", "compare_on_holdout", "propose", "should_promote", "train_agent"]
+
+_FORMAT = 1
+_META, _POLICY = "agent.json", "ppo.zip"
+_NET_ARCH = {"pi": [32, 32], "vf": [32, 32]}
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedAgent:
+    """A trained PPO agent with the env settings and tuned fields (``bounds.names``) it was trained on."""
+
+    model: PPO
+    settings: RlSettings
+    param_names: tuple[str, ...]
+    timesteps: int
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """Return the deterministic action (the policy's mean, in ``[-1, 1]``) for one observation."""
+        with _one_torch_thread():
+            action, _ = self.model.predict(observation, deterministic=True)
+        return np.asarray(action, dtype=np.float32)
+
+    def save(self) -> bytes:
+        """Return the agent as zip bytes (``agent.json`` + stable-baselines3's ``ppo.zip``) for the release."""
+        policy = io.BytesIO()
+        self.model.save(policy)
+        meta = {
+            "format": _FORMAT,
+            "settings": self.settings.to_dict(),
+            "param_names": list(self.param_names),
+            "observation_names": list(self.settings.observation_names()),
+            "timesteps": self.timesteps,
+        }
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(zipfile.ZipInfo(_META, _EPOCH), json.dumps(meta, sort_keys=True))
+            archive.writestr(zipfile.ZipInfo(_POLICY, _EPOCH), policy.getvalue())
+        return out.getvalue()
+
+    @classmethod
+    def load(cls, data: bytes) -> TrainedAgent:
+        """Return the agent ``save()`` wrote; ``CorruptArtifactError`` if the bytes are not such an agent."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                meta = json.loads(archive.read(_META))
+                policy = archive.read(_POLICY)
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise CorruptArtifactError(f"RL agent artifact is not a scalpbot agent zip: {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise CorruptArtifactError(
+                f"RL agent artifact has format {found!r}, not {_FORMAT}; retrain the agent"
+            )
+        try:
+            settings = RlSettings.from_dict(meta["settings"])
+            names = tuple(str(name) for name in meta["param_names"])
+            timesteps = int(meta["timesteps"])
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise CorruptArtifactError(f"RL agent artifact's {_META} is invalid: {e}") from e
+        try:
+            with _one_torch_thread():
+                model = PPO.load(io.BytesIO(policy), device="cpu")
+        except Exception as e:  # stable-baselines3 raises many kinds on a damaged zip
+            raise CorruptArtifactError(f"RL agent artifact's {_POLICY} cannot be loaded: {e}") from e
+        if model.action_space.shape != (len(names),) or model.observation_space.shape != (
+            len(settings.observation_names()),
+        ):
+            raise CorruptArtifactError("RL agent artifact's policy shapes do not match its agent.json")
+        return cls(model, settings, names, timesteps)
+
+
+def _env_factory(env: ParamAdjustEnv) -> Callable[[], ParamAdjustEnv]:
+    return lambda: env
+
+
+def train_agent(
+    window: PolicyWindow,
+    base: StrategyParams,
+    bounds: ParamBounds,
+    *,
+    timesteps: int,
+    n_envs: int = 4,
+    seed: int = 0,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    volume: np.ndarray | None = None,
+    settings: RlSettings | None = None,
+    n_steps: int = 64,
+    learning_rate: float = 3e-4,
+) -> TrainedAgent:
+    """Train PPO for at least ``timesteps`` env steps (windows) on ``window``; return the agent.
+
+    ``n_envs`` copies of the env run in a ``DummyVecEnv``, each seeded from ``seed``; PPO collects ``n_steps``
+    steps per env per update (so ``timesteps`` rounds up to a multiple of ``n_steps * n_envs``). ``fee`` is a
+    fraction of notional per fill, ``slippage`` a fraction of price; ``volume`` one value per bar of ``window``.
+    """
+    if not (isinstance(timesteps, int) and timesteps >= 1):
+        raise ConfigError(
+            f"timesteps must be a whole number of env steps >= 1, e.g. 20000; got {timesteps!r}"
+        )
+    if not (isinstance(n_envs, int) and n_envs >= 1):
+        raise ConfigError(f"n_envs must be a whole number >= 1, e.g. 4; got {n_envs!r}")
+    if not (isinstance(n_steps, int) and n_steps >= 2):
+        raise ConfigError(f"n_steps must be a whole number >= 2 (steps per env per update); got {n_steps!r}")
+    if not (math.isfinite(learning_rate) and learning_rate > 0.0):
+        raise ConfigError(f"learning_rate must be > 0, e.g. 3e-4; got {learning_rate!r}")
+    settings = settings or RlSettings()
+    envs = [
+        ParamAdjustEnv(window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=settings)
+        for _ in range(n_envs)
+    ]
+    with _one_torch_thread():
+        model = PPO(
+            "MlpPolicy",
+            DummyVecEnv([_env_factory(env) for env in envs]),
+            n_steps=n_steps,
+            batch_size=min(64, n_steps * n_envs),
+            n_epochs=5,
+            gamma=0.9,
+            gae_lambda=0.9,
+            learning_rate=learning_rate,
+            policy_kwargs={"net_arch": _NET_ARCH},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+        model.learn(total_timesteps=timesteps)
+    return TrainedAgent(model, settings, bounds.names, int(model.num_timesteps))
+
+
+def _check_agent(agent: TrainedAgent, bounds: ParamBounds) -> None:
+    if agent.param_names != bounds.names:
+        raise ModelError(
+            f"the RL agent adjusts {', '.join(agent.param_names)} but the bounds give ranges to "
+            f"{', '.join(bounds.names) or 'nothing'}; use the bounds it was trained with, or retrain it"
+        )
+
+
+def propose(
+    agent: TrainedAgent,
+    recent_window: PolicyWindow,
+    base: StrategyParams,
+    bounds: ParamBounds,
+    *,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    volume: np.ndarray | None = None,
+) -> StrategyParams:
+    """Return the params the agent chooses for the step window that follows ``recent_window``.
+
+    The observation is taken after the last bar of ``recent_window`` (end it on a step boundary, e.g. a UTC
+    midnight), with the base params' results on its last ``history`` windows as the recent results. It needs
+    more than ``max(history, lookback)`` step windows.
+    """
+    _check_agent(agent, bounds)
+    env = ParamAdjustEnv(
+        recent_window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=agent.settings
+    )
+    k = env.n_windows
+    return env.params_for(agent.act(env.observe(k, *env.base_results(k))))
+
+
+def _summary(returns: list[float], trades: list[int], periods_per_year: float) -> dict[str, Any]:
+    equity = np.cumprod(1.0 + np.asarray(returns))
+    peaks = np.maximum.accumulate(np.append(1.0, equity))[1:]
+    return {
+        "total_return": float(equity[-1] - 1.0),
+        "sharpe": sharpe_ratio(np.asarray(returns), periods_per_year),
+        "trades": int(sum(trades)),
+        "max_drawdown": float(np.max(1.0 - equity / peaks)),
+        "window_returns": [float(r) for r in returns],
+        "window_trades": [int(t) for t in trades],
+    }
+
+
+def compare_on_holdout(
+    agent: TrainedAgent,
+    holdout_window: PolicyWindow,
+    base: StrategyParams,
+    bounds: ParamBounds,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    *,
+    volume: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Replay the agent as live and the static base params on held-out windows; return both results.
+
+    The first ``max(history, lookback)`` step windows of ``holdout_window`` only feed the first observation (they
+    may overlap training); every later window is scored alone (flat start) for both, so the two are comparable.
+    Returns JSON-serializable ``{"rl": ..., "static": ..., "windows": [...], "periods_per_year": ...}``; ``rl``
+    and ``static`` hold ``total_return`` (compounded over the windows, fraction), ``sharpe`` (annualized over
+    window returns, ``None`` if undefined), ``trades``, ``max_drawdown`` and per-window ``window_returns`` and
+    ``window_trades``; ``windows`` gives each scored window's first and last bar (ISO UTC) and the RL params.
+    """
+    _check_agent(agent, bounds)
+    settings = replace(agent.settings, episode_steps=None)
+    env = ParamAdjustEnv(
+        holdout_window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=settings
+    )
+    observation, _ = env.reset(options={"start": settings.warmup})
+    rl_returns: list[float] = []
+    rl_trades: list[int] = []
+    static_returns: list[float] = []
+    static_trades: list[int] = []
+    windows: list[dict[str, Any]] = []
+    done = False
+    while not done:
+        k = env.current_window
+        action = agent.act(observation)
+        observation, _, terminated, truncated, info = env.step(action)
+        static = env.evaluate(k, env.base)
+        rl_returns.append(info["window_return"])
+        rl_trades.append(info["trades"])
+        static_returns.append(static.total_return)
+        static_trades.append(static.trades)
+        start, stop = (int(x) for x in env.steps[k])
+        index = holdout_window.index
+        windows.append(
+            {
+                "first_bar": index[start].isoformat(),
+                "last_bar": index[stop - 1].isoformat(),
+                "rl_params": env.params_for(action).to_dict(),
+            }
+        )
+        done = terminated or truncated
+    return {
+        "rl": _summary(rl_returns, rl_trades, env.periods_per_year),
+        "static": _summary(static_returns, static_trades, env.periods_per_year),
+        "windows": windows,
+        "periods_per_year": env.periods_per_year,
+        "fee": fee,
+        "slippage": slippage,
+    }
+
+
+def should_promote(
+    rl_result: Mapping[str, Any], static_result: Mapping[str, Any], min_trades: int
+) -> tuple[bool, str]:
+    """Return whether the RL-adjusted params may go live instead of the static ones, and why.
+
+    ``rl_result``/``static_result`` are :func:`compare_on_holdout`'s ``"rl"``/``"static"``: the gate's rule
+    (:func:`scalpbot.core.gate.judge`) with RL as challenger and static as incumbent.
+    """
+    if not (isinstance(min_trades, int) and min_trades >= 0):
+        raise ConfigError(f"min_trades must be a whole number >= 0, e.g. 30; got {min_trades!r}")
+    rl = {"total_return": float(rl_result["total_return"]), "trades": int(rl_result["trades"])}
+    static = {"total_return": float(static_result["total_return"]), "trades": int(static_result["trades"])}
+    verdict = judge(rl, static, min_trades=min_trades)
+    if rl["trades"] < min_trades:
+        reason = f"RL-adjusted params made {rl['trades']} trades on the held-out windows, fewer than the minimum {min_trades}"
+    elif verdict.promote:
+        reason = f"RL-adjusted params return {rl['total_return']:+.4%} > static params {static['total_return']:+.4%} on the held-out windows"
+    else:
+        reason = f"RL-adjusted params return {rl['total_return']:+.4%}, not better than static params {static['total_return']:+.4%} on the held-out windows"
+    return verdict.promote, reason

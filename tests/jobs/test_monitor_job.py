@@ -1,0 +1,100 @@
+"""The weekly monitor: metrics from the ledger equal an independent recomputation; drift against the simulator."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.jobs.monitor import monitor
+from scalpbot.jobs.trading import replay
+from scalpbot.state.ledger import Ledger
+from scalpbot.state.portfolio import PortfolioStore
+
+from support.trained import active_services
+
+START = pd.Timestamp("2024-12-29T00:00:00Z")
+END = pd.Timestamp("2024-12-29T12:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def replayed(active_release: tuple[Path, str]) -> Path:
+    services = active_services(active_release[0])
+    replay(services, services.series(), START, END, bot="weekly", notifier=ConsoleNotifier())
+    return active_release[0]
+
+
+def test_weekly_metrics_equal_an_independent_recomputation_from_the_ledger(replayed: Path) -> None:
+    services = active_services(replayed)
+    notifier = ConsoleNotifier()
+    report = monitor(
+        services, services.series(), bot="weekly", days=0.5, notifier=notifier, write_report=False
+    )
+    week = report.week
+    assert (week.start, week.end) == (START, END)
+    fills: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for event in Ledger(services.store, "weekly").events(kinds=("fill",)):
+        fills[str(event.payload["entry_client_id"])].append(dict(event.payload))
+    closed = [group for group in fills.values() if len(group) == 2]
+    pnl = []
+    for group in closed:
+        entry = next(f for f in group if f["reason"] == "entry")
+        exit_ = next(f for f in group if f["reason"] != "entry")
+        side, qty = float(entry["side"]), float(entry["qty"])  # type: ignore[arg-type]
+        gross = side * qty * (float(exit_["price"]) - float(entry["price"]))  # type: ignore[arg-type]
+        pnl.append(gross - float(entry["fee"]) - float(exit_["fee"]))  # type: ignore[arg-type]
+    pnl_array = np.array(pnl)
+    stored = PortfolioStore(services.store, "weekly").load()
+    assert stored is not None
+    final = stored.snapshot.equity
+    m = week.metrics
+    assert m["trades"] == len(closed) > 10
+    assert m["win_rate"] == pytest.approx(float(np.mean(pnl_array > 0)), rel=1e-12)
+    assert m["fees_paid"] == pytest.approx(sum(float(f["fee"]) for g in fills.values() for f in g), rel=1e-9)  # type: ignore[arg-type]
+    assert m["total_return"] == pytest.approx(final / services.settings.backtest.initial_equity - 1, rel=1e-9)
+    wins, losses = pnl_array[pnl_array > 0], pnl_array[pnl_array < 0]
+    assert m["risk_reward"] == pytest.approx(wins.mean() / -losses.mean(), rel=1e-9)
+    assert report.drift["totals"]["missed_trades"] == 0
+    assert report.drift["totals"]["extra_trades"] == 0
+    assert notifier.sent[-1][1] == "weekly: weekly report"
+
+
+def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(replayed: Path) -> None:
+    from scalpbot.jobs.improve import online_learning, reinforcement_learning
+    from scalpbot.releases import ReleaseStore
+
+    services = active_services(replayed)
+    releases = ReleaseStore(services.store)
+    before = releases.pointer("BTC/USDT")
+    steps = (
+        online_learning(services, "BTC/USDT", "1m", recent_days=0.25),
+        reinforcement_learning(services, "BTC/USDT", train_days=10, timesteps=256),
+    )
+    report = monitor(
+        services, services.series(), bot="weekly", days=0.5, notifier=ConsoleNotifier(), steps=steps
+    )
+    assert report.notes == []
+    kinds = [c["kind"] for c in report.changes]
+    assert kinds == ["online_learning", "reinforcement_learning"]
+    after = releases.pointer("BTC/USDT")
+    assert after is not None and before is not None
+    current = before.release_id  # each step improves the release current when it runs
+    for change in report.changes:
+        manifest = releases.manifest("BTC/USDT", change["release_id"])
+        assert manifest["parent_release"] == current
+        better = change["challenger"]["total_return"] > change["incumbent"]["total_return"]
+        enough = change["challenger"]["trades"] >= services.settings.train.min_trades
+        assert manifest["gate"]["promote"] == change["promoted"] == (better and enough)
+        if change["promoted"]:
+            current = change["release_id"]
+    assert after.release_id == current
+    rl = report.changes[1]
+    assert set(rl["proposed_params"]) == set(rl["static_params"])
+    assert "rl_agent.zip" in releases.manifest("BTC/USDT", rl["release_id"])["artifacts"]
+    assert report.report_key is not None
+    html = services.store.get(report.report_key).data.decode()
+    assert "reinforcement_learning" in html and "online_learning" in html
