@@ -222,7 +222,7 @@ def monitor(
         report = _write_report(services, report)
     m = week.metrics
     summary = (
-        f"{series.symbol} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'))}, "
+        f"{series.symbol} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'), '+')}, "
         f"win rate {_pct(m.get('win_rate'))}, trades {m.get('trades')}, max drawdown {_pct(m.get('max_drawdown'))}"
     )
     where = f"; report {report.report_key}" if report.report_key else ""
@@ -230,8 +230,8 @@ def monitor(
     return report
 
 
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{value:+.2%}"
+def _pct(value: Any, sign: str = "") -> str:
+    return "-" if value is None else f"{value:{sign}.2%}"
 
 
 def _write_report(services: Services, report: MonitorReport) -> MonitorReport:
