@@ -181,6 +181,7 @@ def reinforcement_learning(
         from scalpbot.core.evaluation import PolicyWindow
         from scalpbot.core.policy import ParamBounds
         from scalpbot.ml.rl_agent import compare_on_holdout, propose, train_agent
+        from scalpbot.ml.rl_env import RlSettings
 
         found = _current(services, symbol)
         if found is None:
@@ -194,23 +195,32 @@ def reinforcement_learning(
         ready = np.asarray(history.index >= start)
         bars, probs, vol = history.loc[ready], probs[ready], vol[ready]
         before = np.asarray(bars.index < week.start)
-        if before.sum() < 3 * 1440 // max(int(step.total_seconds() // 60), 1):
+        settings = RlSettings()
+        days_before = int(before.sum() * step / pd.Timedelta(days=1))
+        if days_before <= settings.warmup + 1:
             return {
                 "kind": "reinforcement_learning",
-                "skipped": "fewer than 3 days of history before the week",
+                "skipped": f"{days_before} days of history before the week; the agent needs more than {settings.warmup + 1}",
             }
         costs = services.settings.backtest
         base = trading.params
         default = ParamBounds.default()
         bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
+        volume = bars["volume"].to_numpy(np.float64)
         window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
         agent = train_agent(
             window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
-            fee=costs.fee, slippage=costs.slippage,
+            fee=costs.fee, slippage=costs.slippage, volume=volume[before], settings=settings,
         )  # fmt: skip
-        holdout = PolicyWindow.from_frame(bars, probs, vol)
-        result = compare_on_holdout(agent, holdout, base, bounds, costs.fee, costs.slippage)
-        proposal = propose(agent, holdout, base, bounds, fee=costs.fee, slippage=costs.slippage)
+        # Held out: the week itself; the warm-up days before it only feed the first observation.
+        held = np.asarray(bars.index >= week.start - pd.Timedelta(days=settings.warmup))
+        holdout = PolicyWindow.from_frame(bars.loc[held], probs[held], vol[held])
+        result = compare_on_holdout(
+            agent, holdout, base, bounds, costs.fee, costs.slippage, volume=volume[held]
+        )
+        proposal = propose(
+            agent, holdout, base, bounds, fee=costs.fee, slippage=costs.slippage, volume=volume[held]
+        )
         keras = parent.artifacts[KERAS_ARTIFACT]
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",
