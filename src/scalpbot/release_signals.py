@@ -66,8 +66,14 @@ class ReleaseCache:
     """The current release of a symbol, loaded and verified once and re-read only when the pointer changes."""
 
     def __init__(self, releases: ReleaseStore, symbol: str, release_id: str | None = None) -> None:
+        """``release_id``: trade that release instead of the current one; ``"latest"``: the newest written."""
         self._releases = releases
         self._symbol = symbol
+        if release_id == "latest":
+            written = releases.list(symbol)
+            if not written:
+                raise ModelError(f"no release of {symbol} exists yet; run `scalpbot train` first")
+            release_id = written[-1]
         self._fixed = release_id
         self._etag: str | None = None
         self._model: TradingModel | None = None

@@ -22,7 +22,7 @@ from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError, DataError, ModelError
-from scalpbot.release_signals import TradingModel, release_signals
+from scalpbot.release_signals import ReleaseCache, TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
 from scalpbot.services import Services
 
@@ -53,7 +53,9 @@ def run_backtest(
     fee: float | None = typer.Option(None, "--fee", help="Fee per side, fraction of notional"),
     slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
     initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
-    release: str | None = typer.Option(None, "--release", help="Release id for --strategy release [current]"),
+    release: str | None = typer.Option(
+        None, "--release", help="Release id for --strategy release, or 'latest' [current]"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
 ) -> None:
     """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first)."""
@@ -118,6 +120,8 @@ def _ts(value: datetime | None) -> pd.Timestamp | None:
 def load_trading_model(services: Services, symbol: str, release_id: str | None) -> TradingModel:
     """Return the named release, or the current one, verified and ready to trade."""
     releases = ReleaseStore(services.store)
+    if release_id == "latest":
+        return ReleaseCache(releases, symbol, "latest").current()
     if release_id is None:
         pointer = releases.pointer(symbol)
         if pointer is None:

@@ -105,7 +105,7 @@ def run_replay(
     bot: str | None = BotOpt,
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
-    release: str | None = typer.Option(None, "--release", help="Release id to trade [current]"),
+    release: str | None = typer.Option(None, "--release", help="Release id to trade, or 'latest' [current]"),
     verbose_cycles: bool = typer.Option(False, "--cycles", help="Print every cycle"),
 ) -> None:
     """Drive the execute job bar by bar through stored history with the paper broker."""

@@ -28,6 +28,7 @@ def judge(
     *,
     min_trades: int,
     min_improvement: float = 0.0,
+    window: str = "test window",
 ) -> GateVerdict:
     """Return the verdict for ``challenger`` against ``incumbent`` metrics (``None``: nothing trades now).
 
@@ -38,7 +39,7 @@ def judge(
     if trades < min_trades:
         return GateVerdict(
             False,
-            f"challenger made {trades} trades on the test window, fewer than the minimum {min_trades}",
+            f"challenger made {trades} trades on the {window}, fewer than the minimum {min_trades}",
             score,
             None if incumbent is None else float(incumbent.get("total_return") or 0.0),
         )

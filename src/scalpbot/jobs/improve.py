@@ -42,18 +42,22 @@ def _score(
     ).metrics
 
 
-def _current(services: Services, symbol: str) -> tuple[ReleaseStore, Pointer, Release] | None:
+def _current(
+    services: Services, symbol: str, traded: tuple[str, ...]
+) -> tuple[ReleaseStore, Pointer | None, Release] | None:
+    """Return the release to improve: the current one, else the one that traded the week (nothing current yet)."""
     releases = ReleaseStore(services.store)
     pointer = releases.pointer(symbol)
-    if pointer is None:
+    release_id = pointer.release_id if pointer is not None else (traded[-1] if traded else None)
+    if release_id is None:
         return None
-    return releases, pointer, releases.load(symbol, pointer.release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT))
+    return releases, pointer, releases.load(symbol, release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT))
 
 
 def _publish(
     services: Services,
     releases: ReleaseStore,
-    pointer: Pointer,
+    pointer: Pointer | None,
     parent: Release,
     *,
     kind: str,
@@ -67,7 +71,8 @@ def _publish(
     artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """Write the challenger as a release; promote it if the gate says so. Return the change record."""
-    verdict = judge(challenger, incumbent, min_trades=services.settings.train.min_trades)
+    window = "held-out week" if kind == "reinforcement_learning" else "most recent window"
+    verdict = judge(challenger, incumbent, min_trades=services.settings.train.min_trades, window=window)
     manifest = {
         k: v
         for k, v in parent.manifest.items()
@@ -116,9 +121,9 @@ def online_learning(
     def online_learning_step(week: Any) -> dict[str, Any]:
         from scalpbot.ml.model import configure_threads, export_onnx, fine_tune, load_keras, save_keras
 
-        found = _current(services, symbol)
+        found = _current(services, symbol, week.releases)
         if found is None:
-            return {"kind": "online_learning", "skipped": "no current release"}
+            return {"kind": "online_learning", "skipped": "no current release and none traded this week"}
         releases, pointer, parent = found
         labels_cfg = parent.manifest["labels"]
         horizon = int(labels_cfg["horizon"])
@@ -183,9 +188,12 @@ def reinforcement_learning(
         from scalpbot.ml.rl_agent import compare_on_holdout, propose, train_agent
         from scalpbot.ml.rl_env import RlSettings
 
-        found = _current(services, symbol)
+        found = _current(services, symbol, week.releases)
         if found is None:
-            return {"kind": "reinforcement_learning", "skipped": "no current release"}
+            return {
+                "kind": "reinforcement_learning",
+                "skipped": "no current release and none traded this week",
+            }
         releases, pointer, parent = found
         trading = TradingModel.from_release(parent)
         step = timeframe_delta(week.series.timeframe)
