@@ -12,7 +12,6 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,8 @@ from botocore.stub import Stubber
 from scalpbot.adapters.store import FolderStore, MemoryStore, S3Store
 from scalpbot.errors import ObjectNotFound, PreconditionFailed, StoreError
 from scalpbot.ports import Store, StoredObject
+
+from support.race import race
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -51,32 +52,6 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def race(workers: int, attempt: Callable[[int], object]) -> tuple[list[int], list[BaseException]]:
-    """Run ``attempt(i)`` in ``workers`` threads released at once; return who won and what losers raised."""
-    barrier = threading.Barrier(workers)
-    winners: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            attempt(i)
-        except BaseException as e:
-            with lock:
-                errors.append(e)
-        else:
-            with lock:
-                winners.append(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return winners, errors
 
 
 # --- reading and writing ------------------------------------------------------------------------------------

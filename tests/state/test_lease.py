@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +13,8 @@ from scalpbot.adapters.store import FolderStore, MemoryStore
 from scalpbot.errors import ConfigError, ScalpbotError, StoreError
 from scalpbot.ports import Store
 from scalpbot.state.lease import LeaseHeld, LeaseLost, RunLease
+
+from support.race import race
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
 TTL = timedelta(minutes=5)
@@ -35,32 +35,6 @@ def clock() -> FixedClock:
 
 def lease(store: Store, clock: FixedClock, owner: str) -> RunLease:
     return RunLease(store, "bot", clock, TTL, owner=owner)
-
-
-def race(workers: int, attempt: Callable[[int], object]) -> tuple[list[int], list[BaseException]]:
-    """Run ``attempt(i)`` in ``workers`` threads released at once; return who succeeded and what others raised."""
-    barrier = threading.Barrier(workers)
-    winners: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            attempt(i)
-        except BaseException as e:
-            with lock:
-                errors.append(e)
-        else:
-            with lock:
-                winners.append(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return winners, errors
 
 
 def holder(store: Store) -> str:
