@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scalpbot.cli.render import err, iso, out, print_json
-from scalpbot.cli.state import state_of
+from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.codec import encode_bars
 from scalpbot.data.dataset import DatasetSummary
@@ -63,15 +63,18 @@ def fetch(
     if start is not None:
         stop = end or services.clock.now()
         expected = max(int((pd.Timestamp(stop) - pd.Timestamp(start)) / timeframe_delta(series.timeframe)), 1)
-    with Progress(
-        TextColumn("[bold]fetch[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with (
+        reported(services, "retrieve") as notifier,
+        Progress(
+            TextColumn("[bold]fetch[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress,
+    ):
         task = progress.add_task(f"{series} from {choice.source.name}", total=expected)
 
         def advance(count: int, last: pd.Timestamp) -> None:
@@ -90,6 +93,9 @@ def fetch(
             on_progress=advance,
         )
     _print_retrieve(report, services.store.describe())
+    if report.added or report.gaps or report.conflicts:
+        gaps = f", {len(report.gaps)} gaps" if report.gaps else ""
+        notifier.notify(f"retrieve {series}", f"{report.added} new bars, newest {iso(report.last)}{gaps}")
 
 
 def _print_retrieve(report: RetrieveReport, where: str) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from scalpbot.cli.data_cmds import SymbolOpt, parse_time
 from scalpbot.cli.render import out, print_json
-from scalpbot.cli.state import state_of
+from scalpbot.cli.state import reported, state_of
 from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.services import build_notifier
 
@@ -45,15 +45,16 @@ def run_monitor(
         if improve
         else ()
     )
-    report = monitor(
-        services,
-        series,
-        bot=name,
-        days=days,
-        until=parse_time(until, "--until"),
-        notifier=build_notifier(services.settings, services.store, services.clock),
-        steps=steps,
-    )
+    with reported(services, "monitor") as notifier:
+        report = monitor(
+            services,
+            series,
+            bot=name,
+            days=days,
+            until=parse_time(until, "--until"),
+            notifier=notifier,
+            steps=steps,
+        )
     week = report.week
     if as_json:
         print_json(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import typer
 
 from scalpbot.config import Settings, load_settings
-from scalpbot.services import Services, build_services
+from scalpbot.ports import Notifier
+from scalpbot.services import Services, build_notifier, build_services
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +40,22 @@ def state_of(ctx: typer.Context) -> CliState:
     state = ctx.find_root().obj
     assert isinstance(state, CliState)
     return state
+
+
+@contextmanager
+def reported(services: Services, job: str) -> Iterator[Notifier]:
+    """Run a job's command: yield the notifier for its results; send any error with the job and symbol.
+
+    The error goes to every configured channel except the console, where the CLI prints it itself.
+    """
+    from scalpbot.adapters.notify.fanout import job_error
+
+    settings = services.settings
+    notifier = build_notifier(settings, services.store, services.clock)
+    try:
+        yield notifier
+    except Exception as e:
+        quiet = settings.model_copy(update={"notify": settings.notify.model_copy(update={"console": False})})
+        subject, message = job_error(job, settings.data.symbol, e)
+        build_notifier(quiet, services.store, services.clock).notify(subject, message, level="error")
+        raise

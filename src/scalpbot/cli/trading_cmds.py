@@ -15,7 +15,7 @@ from rich.table import Table
 from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, iso, out, print_json
-from scalpbot.cli.state import state_of
+from scalpbot.cli.state import reported, state_of
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, DataError
@@ -112,15 +112,16 @@ def run_replay(
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
     start, end = parse_time(since, "--from"), parse_time(until, "--to")
     assert start is not None and end is not None
-    report = replay(
-        services,
-        services.series(),
-        pd.Timestamp(start),
-        pd.Timestamp(end),
-        bot=services.settings.bot.name,
-        release_id=release,
-        on_cycle=_print_cycle if verbose_cycles else None,
-    )
+    with reported(services, "replay"):
+        report = replay(
+            services,
+            services.series(),
+            pd.Timestamp(start),
+            pd.Timestamp(end),
+            bot=services.settings.bot.name,
+            release_id=release,
+            on_cycle=_print_cycle if verbose_cycles else None,
+        )
     cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
     equity = "-" if report.equity is None else f"{report.equity:,.2f}"
     out.print(

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, out, print_json
-from scalpbot.cli.state import state_of
+from scalpbot.cli.state import reported, state_of
 
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "win_rate", "risk_reward", "trades", "fees_paid")
 
@@ -34,14 +34,17 @@ def run_train(
     services = state_of(ctx).services(
         {"exchange": {"id": exchange}, "data": {"symbol": symbol, "timeframe": timeframe}}
     )
-    report = train(
-        services,
-        services.series(),
-        until=parse_time(until, "--until"),
-        trials=trials,
-        show_progress=not as_json,
-        log=(lambda _: None) if as_json else (lambda line: err.print(line)),
-    )
+    with reported(services, "train") as notifier:
+        report = train(
+            services,
+            services.series(),
+            until=parse_time(until, "--until"),
+            trials=trials,
+            show_progress=not as_json,
+            log=(lambda _: None) if as_json else (lambda line: err.print(line)),
+        )
+        verdict = "promoted" if report.promoted else "not promoted"
+        notifier.notify(f"train {report.series}: release {report.release_id} {verdict}", report.reason)
     payload = asdict(report)
     payload["series"] = str(report.series)
     if as_json:
