@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/policy_search.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/execute.py
+	$(BIN)/python bench/rl.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache scalpbot-data
