@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections import deque
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -15,7 +16,7 @@ class ConsoleNotifier:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self.sent: list[tuple[str, str, str]] = []
+        self.sent: deque[tuple[str, str, str]] = deque(maxlen=100)  # the latest, for tests and diagnostics
 
     def notify(self, subject: str, message: str, *, level: str = "info") -> None:
         """Print ``[time] LEVEL subject: message``; never raises."""
