@@ -65,10 +65,22 @@ def release_signals(
 class ReleaseCache:
     """The current release of a symbol, loaded and verified once and re-read only when the pointer changes."""
 
-    def __init__(self, releases: ReleaseStore, symbol: str, release_id: str | None = None) -> None:
-        """``release_id``: trade that release instead of the current one; ``"latest"``: the newest written."""
+    def __init__(
+        self,
+        releases: ReleaseStore,
+        symbol: str,
+        release_id: str | None = None,
+        *,
+        fallback_latest: bool = False,
+    ) -> None:
+        """``release_id``: trade that release instead of the current one; ``"latest"``: the newest written.
+
+        ``fallback_latest``: while no release is current (none has passed the gate yet), trade the newest one -
+        for paper trading and replays, never for a live broker.
+        """
         self._releases = releases
         self._symbol = symbol
+        self._fallback = fallback_latest
         if release_id == "latest":
             written = releases.list(symbol)
             if not written:
@@ -85,6 +97,13 @@ class ReleaseCache:
                 self._model = TradingModel.from_release(self._releases.load(self._symbol, self._fixed))
             return self._model
         pointer = self._releases.pointer(self._symbol)
+        if pointer is None and self._fallback:
+            written = self._releases.list(self._symbol)
+            if written:
+                if self._model is None or self._etag != written[-1]:
+                    self._model = TradingModel.from_release(self._releases.load(self._symbol, written[-1]))
+                    self._etag = written[-1]
+                return self._model
         if pointer is None:
             raise ModelError(f"no release of {self._symbol} is current; run `scalpbot train` first")
         if self._model is None or pointer.etag != self._etag:

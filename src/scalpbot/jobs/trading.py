@@ -60,6 +60,7 @@ def build_executor(
     notifier: Notifier | None = None,
     broker: Broker | None = None,
     release_id: str | None = None,
+    fallback_latest: bool = False,
 ) -> Executor:
     """Return the executor of ``bot`` on ``series`` with the configured broker (paper by default)."""
     costs = services.settings.backtest
@@ -78,7 +79,10 @@ def build_executor(
             slippage=costs.slippage,
             initial_equity=costs.initial_equity,
         )
-    cache = ReleaseCache(ReleaseStore(services.store), series.symbol, release_id)
+    paper = isinstance(broker, PaperBroker)
+    cache = ReleaseCache(
+        ReleaseStore(services.store), series.symbol, release_id, fallback_latest=fallback_latest and paper
+    )
     return Executor(
         bot=bot,
         symbol=series.symbol,
