@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## demo: offline, on the bundled real BTC/USDT bars: import, train, paper-trade two days bar by bar, review
+## demo: offline, on the bundled real BTC/USDT bars: import, train, paper-trade a week bar by bar, review
 demo: $(STAMP)
 	$(BIN)/scalpbot fetch --source sample
 	$(BIN)/scalpbot data show
 	$(BIN)/scalpbot train --trials 40
-	$(BIN)/scalpbot replay --bot demo --release latest --from 2024-12-30T00:00:00Z --to 2025-01-01T00:00:00Z
+	$(BIN)/scalpbot replay --bot demo --release latest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
 	$(BIN)/scalpbot trades --bot demo --since 2024-12-31T20:00:00Z
-	$(BIN)/scalpbot monitor --bot demo --days 2
+	$(BIN)/scalpbot monitor --bot demo --days 7
 
 ## test: lint, type-check and run the test suite
 test: lint typecheck unit
