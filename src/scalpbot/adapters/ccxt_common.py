@@ -39,7 +39,15 @@ from scalpbot.errors import (
     ScalpbotError,
 )
 
-__all__ = ["SECRET_KEYS", "CcxtCalls", "ccxt_exchange", "is_temporary_status", "redact", "secret_values"]
+__all__ = [
+    "SECRET_KEYS",
+    "CcxtCalls",
+    "ccxt_exchange",
+    "connect",
+    "is_temporary_status",
+    "redact",
+    "secret_values",
+]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -239,3 +247,41 @@ class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         return msg, kwargs
+
+
+def connect(
+    exchange_id: str,
+    config: Mapping[str, Any] | None,
+    *,
+    api_urls: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    max_attempts: int,
+    base_delay: float,
+    max_delay: float,
+    sleep: Callable[[float], None],
+    rng: random.Random | None,
+    strict_json: bool,
+) -> tuple[Any, CcxtCalls]:
+    """Return a ccxt exchange and the call layer around it (retries, error mapping, redaction).
+
+    ``options`` are defaults under the caller's ``config["options"]``; ``api_urls`` replaces ``urls['api']``
+    (a proxy or a local test server).
+    """
+    settings = dict(config or {})
+    if options:
+        settings["options"] = {**dict(options), **dict(settings.get("options") or {})}
+    if api_urls is not None:
+        settings["urls"] = {**dict(settings.get("urls") or {}), "api": dict(api_urls)}
+    exchange = ccxt_exchange(exchange_id, settings)
+    calls = CcxtCalls(
+        exchange,
+        venue=exchange_id,
+        secrets=secret_values(settings),
+        max_attempts=max_attempts,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        sleep=sleep,
+        rng=rng,
+        strict_json=strict_json,
+    )
+    return exchange, calls

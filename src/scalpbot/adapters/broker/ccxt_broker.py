@@ -31,7 +31,7 @@ import pandas as pd
 
 from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._account import SpotAccount
-from scalpbot.adapters.ccxt_common import CcxtCalls, ccxt_exchange, secret_values
+from scalpbot.adapters.ccxt_common import connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
 from scalpbot.core.timeframes import timeframe_seconds
@@ -82,16 +82,12 @@ class CcxtBroker:
             raise ConfigError(
                 f"fee_rate must be a fraction of notional in [0, 0.1), e.g. 0.001; got {fee_rate}"
             )
-        settings = dict(config or {})
-        settings["options"] = {**_binance.OPTIONS, **dict(settings.get("options") or {})}
-        if api_urls is not None:
-            settings["urls"] = {**dict(settings.get("urls") or {}), "api": dict(api_urls)}
         self.name = f"ccxt:{exchange_id}"
-        exchange = ccxt_exchange(exchange_id, settings)
-        calls = CcxtCalls(
-            exchange,
-            venue=exchange_id,
-            secrets=secret_values(settings),
+        exchange, calls = connect(
+            exchange_id,
+            config,
+            api_urls=api_urls,
+            options=_binance.OPTIONS,
             max_attempts=max_attempts,
             base_delay=base_delay,
             max_delay=max_delay,

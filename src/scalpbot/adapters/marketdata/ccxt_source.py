@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.adapters.ccxt_common import CcxtCalls, ccxt_exchange, secret_values
+from scalpbot.adapters.ccxt_common import ccxt_exchange, connect
 from scalpbot.adapters.marketdata._bars import bars_frame, iso_ms, utc_ms
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError
@@ -59,17 +59,11 @@ class CcxtMarketData:
     ) -> None:
         if page_limit < 1:
             raise ConfigError(f"page_limit must be at least 1 bar, got {page_limit}")
-        settings = dict(config or {})
-        if api_urls is not None:
-            urls = dict(settings.get("urls") or {})
-            urls["api"] = dict(api_urls)
-            settings["urls"] = urls
         self.name = exchange_id
-        self._exchange = ccxt_exchange(exchange_id, settings)
-        self._calls = CcxtCalls(
-            self._exchange,
-            venue=exchange_id,
-            secrets=secret_values(settings),
+        self._exchange, self._calls = connect(
+            exchange_id,
+            config,
+            api_urls=api_urls,
             max_attempts=max_attempts,
             base_delay=base_delay,
             max_delay=max_delay,
