@@ -16,16 +16,12 @@ Usage: python bench/rl.py [--file PATH] [--timesteps N]
 
 from __future__ import annotations
 
-import os
+# isort: off
+import _single_core  # noqa: F401  (first: pins the process to one core before any import)
 
-os.environ["NUMBA_NUM_THREADS"] = "1"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-if hasattr(os, "sched_setaffinity"):
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
+# isort: on
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any

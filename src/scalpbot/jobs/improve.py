@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import backtest
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.gate import judge
 from scalpbot.core.labels import triple_barrier_labels
@@ -25,6 +24,7 @@ from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import PreconditionFailed
+from scalpbot.jobs.train import score_signals
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
 from scalpbot.services import Services
@@ -35,11 +35,7 @@ _MIN_ROWS = 1_000
 def _score(
     services: Services, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
 ) -> Metrics:
-    costs = services.settings.backtest
-    signals = signals_frame(bars.index, probs, vol, params)
-    return backtest(
-        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
-    ).metrics
+    return score_signals(bars, signals_frame(bars.index, probs, vol, params), services.settings.backtest)
 
 
 def _current(

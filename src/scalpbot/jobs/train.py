@@ -174,7 +174,7 @@ def train(
         )
     params = tuned.best_params
     with _timed(timings, "evaluation"):
-        validation = _score(
+        validation = score_signals(
             val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs
         )
         test_signals = signals_frame(test_bars.index, probs[test_slice], vol[test_slice], params)
@@ -306,7 +306,8 @@ def _apply(
     return True, verdict.reason
 
 
-def _score(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:
+def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:
+    """Return the metrics of ``signals`` on ``bars`` with the configured costs (``BacktestSettings``)."""
     return backtest(
         bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
     ).metrics
@@ -334,9 +335,9 @@ def _baselines(
             values[picks] = entries[column].median()
             random[column] = values
     return {
-        "not_trading": _score(bars, flat, costs),
-        "sma_cross": _score(bars, sma, costs),
-        "random": _score(bars, random, costs),
+        "not_trading": score_signals(bars, flat, costs),
+        "sma_cross": score_signals(bars, sma, costs),
+        "random": score_signals(bars, random, costs),
     }
 
 
@@ -355,7 +356,9 @@ def _incumbent(
         return {"release_id": pointer.release_id, "error": str(e)}
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
-    metrics = _score(window, signals_frame(window.index, probs[test], vol[test], trading.params), costs)
+    metrics = score_signals(
+        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs
+    )
     return {"release_id": pointer.release_id, "metrics": metrics}
 
 
