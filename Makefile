@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The AWS template checkers get their own venv: they pin pydantic and boto3 versions that conflict with ours.
+DEPLOY_VENV  ?= .venv-deploy
+DEPLOY_BIN   := $(DEPLOY_VENV)/bin
+DEPLOY_TOOLS := checkov==3.3.30 cfn-lint==1.58.0 aws-sam-translator==1.115.0
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-$(shell echo '$(DEPLOY_TOOLS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck template unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+$(DEPLOY_STAMP):
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	echo '*' > $(DEPLOY_VENV)/.gitignore
+	$(DEPLOY_BIN)/pip install --quiet --upgrade pip
+	$(DEPLOY_BIN)/pip install --quiet $(DEPLOY_TOOLS)
+	rm -f $(DEPLOY_VENV)/.installed-*
+	touch $@
+
 ## demo: offline, on the bundled real BTC/USDT bars: import, train, paper-trade a week bar by bar, review
 demo: $(STAMP)
 	$(BIN)/scalpbot fetch --source sample
@@ -26,15 +39,19 @@ demo: $(STAMP)
 	$(BIN)/scalpbot trades --bot demo --since 2024-12-31T20:00:00Z
 	$(BIN)/scalpbot monitor --bot demo --days 7
 
-## test: lint, type-check and run the test suite
-test: lint typecheck unit
+## test: lint, type-check, check the AWS template and run the test suite
+test: lint typecheck template unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## template: offline checks of deploy/aws/template.yaml (SAM translation, cfn-lint, checkov)
+template: $(DEPLOY_STAMP)
+	$(DEPLOY_BIN)/python deploy/aws/check_template.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
@@ -50,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/rl.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache scalpbot-data
+	rm -rf $(VENV) $(DEPLOY_VENV) build/aws .mypy_cache .pytest_cache .ruff_cache scalpbot-data

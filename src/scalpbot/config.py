@@ -14,8 +14,17 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -58,8 +67,33 @@ class ExchangeSettings(_Section):
     ssm_prefix: str | None = Field(
         default=None, description="SSM Parameter Store path holding api_key, secret (SecureString)"
     )
+    api_url: str | None = Field(
+        default=None,
+        description="scheme://host[:port] replacing the host of every REST endpoint of the exchange "
+        "(a proxy, a regional mirror or a local server speaking the venue's REST format); paths are kept",
+    )
     timeout_ms: int = Field(default=10_000, gt=0)
     max_retries: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(
+                f"must be http(s)://host[:port] without a path, e.g. https://proxy.example:8443; got {value!r}"
+            )
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @model_validator(mode="after")
+    def _check_sandbox(self) -> ExchangeSettings:
+        if self.sandbox and self.api_url:
+            raise ValueError(
+                "api_url and sandbox cannot be combined: the sandbox has its own hosts; set one of them"
+            )
+        return self
 
 
 class DataSettings(_Section):

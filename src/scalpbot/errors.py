@@ -57,6 +57,10 @@ class ExchangeError(ScalpbotError):
     """The exchange refused or failed a request."""
 
 
+class CycleFailed(ScalpbotError):
+    """An execute cycle failed closed: nothing was placed; the ledger has the reason and it was notified."""
+
+
 class ExchangeTemporaryError(ExchangeError):
     """A transient exchange failure (network, timeout, rate limit, 5xx): retry with backoff."""
 

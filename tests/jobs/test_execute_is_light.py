@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
+
+from scalpbot.adapters.clock import FixedClock
+
+from support.binance_server import BinanceServer
 
 HEAVY = ("keras", "torch", "optuna", "gymnasium", "stable_baselines3", "tensorflow", "jax", "backtesting")
 
@@ -37,3 +45,32 @@ def test_a_full_execute_cycle_in_a_fresh_interpreter_loads_no_heavy_library(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"status": "ok", "heavy": []}
+
+
+LAMBDA_SCRIPT = """
+import json, sys
+import scalpbot.aws as aws
+result = aws.execution_lambda_handler({"time": "2024-12-30T06:01:00Z"}, None)
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[1].split(",")))
+print(json.dumps({"status": result["status"], "bar": result["bar"], "heavy": heavy}))
+"""
+
+
+def test_the_execution_lambda_handler_loads_no_heavy_library(
+    active_release: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(active_release[0], store)
+    monkeypatch.setenv("SCALPBOT_STORE", str(store))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with BinanceServer(FixedClock(datetime(2024, 12, 31, tzinfo=UTC))) as exchange:
+        monkeypatch.setenv("SCALPBOT_EXCHANGE__API_URL", exchange.url)
+        done = subprocess.run(
+            [sys.executable, "-c", LAMBDA_SCRIPT, ",".join(HEAVY)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"status": "ok", "bar": "2024-12-30T06:00:00+00:00", "heavy": []}

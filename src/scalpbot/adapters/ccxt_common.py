@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 
@@ -110,6 +111,25 @@ def ccxt_exchange(exchange_id: str, config: Mapping[str, Any] | None = None) -> 
         message = redact(str(e), secret_values(settings))
         raise ConfigError(f"cannot configure exchange '{exchange_id}': {message}") from e
     return exchange
+
+
+def rebased_api_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
+    """Return the exchange's ``urls['api']`` with every endpoint's scheme and host replaced by ``base_url``.
+
+    Paths are kept, so a server speaking the venue's REST format (a proxy, a regional mirror, a local test
+    server) answers in its place.
+    """
+    base = base_url.rstrip("/")
+
+    def rebase(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {name: rebase(entry) for name, entry in value.items()}
+        return f"{base}{urlsplit(str(value)).path}"
+
+    api = ccxt_exchange(exchange_id).urls.get("api")
+    if not isinstance(api, Mapping):
+        raise ConfigError(f"exchange '{exchange_id}' publishes no REST endpoints that api_url could replace")
+    return {name: rebase(value) for name, value in api.items()}
 
 
 class CcxtCalls:

@@ -32,19 +32,12 @@ def run_monitor(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Measure the bot's week from its ledger, compare with the simulator, improve through the gate, report."""
-    from scalpbot.jobs.improve import online_learning, reinforcement_learning
-    from scalpbot.jobs.monitor import monitor
+    from scalpbot.jobs.improve import weekly_steps
+    from scalpbot.jobs.monitor import monitor, monitor_payload
 
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
     series, name = services.series(), services.settings.bot.name
-    steps = (
-        (
-            online_learning(services, series.symbol, series.timeframe),
-            reinforcement_learning(services, series.symbol),
-        )
-        if improve
-        else ()
-    )
+    steps = weekly_steps(services, series) if improve else ()
     with reported(services, "monitor") as notifier:
         report = monitor(
             services,
@@ -57,18 +50,7 @@ def run_monitor(
         )
     week = report.week
     if as_json:
-        print_json(
-            {
-                "bot": name,
-                "window": {"start": week.start.isoformat(), "end": week.end.isoformat()},
-                "metrics": week.metrics,
-                "previous_metrics": week.previous_metrics,
-                "drift": report.drift.get("totals", report.drift),
-                "changes": report.changes,
-                "notes": report.notes,
-                "report": report.report_key,
-            }
-        )
+        print_json(monitor_payload(report))
         return
     table = Table(title=f"bot {name}: {week.start:%Y-%m-%d %H:%M} .. {week.end:%Y-%m-%d %H:%M} UTC")
     for column in ("metric", "this week", "previous"):

@@ -34,7 +34,7 @@ def run_all(
     monitor_every_days: float = typer.Option(7.0, "--monitor-every", help="Days between monitor runs"),
 ) -> None:
     """Retrieve and execute on each bar close, train daily, monitor weekly; stop cleanly on SIGINT/SIGTERM."""
-    from scalpbot.jobs.improve import online_learning, reinforcement_learning
+    from scalpbot.jobs.improve import weekly_steps
     from scalpbot.jobs.monitor import monitor
     from scalpbot.jobs.train import train
 
@@ -77,14 +77,9 @@ def run_all(
 
     def train_job(tick: pd.Timestamp) -> None:
         report = train(services, series, until=tick.to_pydatetime())
-        verdict = "promoted" if report.promoted else "not promoted"
-        notifier.notify(f"train {series}: release {report.release_id} {verdict}", report.reason)
+        notifier.notify(*report.announcement())
 
     def monitor_job(tick: pd.Timestamp) -> None:
-        steps = (
-            online_learning(services, series.symbol, series.timeframe),
-            reinforcement_learning(services, series.symbol),
-        )
         report = monitor(
             services,
             series,
@@ -92,7 +87,7 @@ def run_all(
             days=monitor_every_days,
             until=tick.to_pydatetime(),
             notifier=notifier,
-            steps=steps,
+            steps=weekly_steps(services, series),
         )
         last_monitor.append(f"{report.report_key}")
 

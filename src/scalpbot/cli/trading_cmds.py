@@ -18,10 +18,9 @@ from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
-from scalpbot.errors import ConfigError, DataError
-from scalpbot.jobs.execute import CycleReport, run_cycle
-from scalpbot.jobs.retrieve import retrieve
-from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars
+from scalpbot.errors import ConfigError
+from scalpbot.jobs.execute import CycleReport
+from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars, trade_bar
 from scalpbot.services import Services, build_market_data
 from scalpbot.state.lease import RunLease
 from scalpbot.state.ledger import Ledger
@@ -78,21 +77,12 @@ def trade(
     )
     with lease:
         while True:
-            bar = last_closed_open(pd.Timestamp(services.clock.now()), series.timeframe)
-            retrieve(
-                services.dataset,
-                choice.source,
-                series,
-                until=(bar + step).to_pydatetime(),
-                resume=choice.resume,
-            )
-            stored = services.dataset.last_open_time(series)
-            if stored is None:
-                raise DataError(f"no bars of {series} stored; run `scalpbot fetch` first")
-            _print_cycle(run_cycle(executor, min(bar, stored)))
+            now = pd.Timestamp(services.clock.now())
+            _print_cycle(trade_bar(services, executor, choice, series, now))
             if once or stop.is_set():
                 return
             lease.renew()
+            bar = last_closed_open(now, series.timeframe)
             wait = (bar + 2 * step - pd.Timestamp(services.clock.now())).total_seconds() + 2.0
             if stop.wait(max(wait, 1.0)):
                 return

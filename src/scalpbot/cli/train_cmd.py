@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import typer
@@ -43,10 +42,8 @@ def run_train(
             show_progress=not as_json,
             log=(lambda _: None) if as_json else (lambda line: err.print(line)),
         )
-        verdict = "promoted" if report.promoted else "not promoted"
-        notifier.notify(f"train {report.series}: release {report.release_id} {verdict}", report.reason)
-    payload = asdict(report)
-    payload["series"] = str(report.series)
+        notifier.notify(*report.announcement())
+    payload = report.payload()
     if as_json:
         print_json(payload)
         return

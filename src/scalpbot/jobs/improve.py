@@ -23,6 +23,7 @@ from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import PreconditionFailed
 from scalpbot.jobs.train import score_signals
 from scalpbot.release_signals import TradingModel, predict_bars
@@ -238,3 +239,11 @@ def reinforcement_learning(
         return change
 
     return reinforcement_learning_step
+
+
+def weekly_steps(services: Services, series: SeriesId) -> tuple[Callable[[Any], dict[str, Any]], ...]:
+    """Return the weekly improvement steps of ``series``: online learning, then the RL parameter adjustment."""
+    return (
+        online_learning(services, series.symbol, series.timeframe),
+        reinforcement_learning(services, series.symbol),
+    )

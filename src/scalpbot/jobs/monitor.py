@@ -59,6 +59,21 @@ class MonitorReport:
     report_key: str | None = None
 
 
+def monitor_payload(report: MonitorReport) -> dict[str, Any]:
+    """Return the weekly run as one JSON-ready object: window, metrics, drift totals, changes, report key."""
+    week = report.week
+    return {
+        "bot": week.bot,
+        "window": {"start": week.start.isoformat(), "end": week.end.isoformat()},
+        "metrics": week.metrics,
+        "previous_metrics": week.previous_metrics,
+        "drift": report.drift.get("totals", report.drift),
+        "changes": report.changes,
+        "notes": report.notes,
+        "report": report.report_key,
+    }
+
+
 def week_window(
     services: Services, bot: str, series: SeriesId, days: float, until: datetime | None
 ) -> tuple[pd.Timestamp, pd.Timestamp]:

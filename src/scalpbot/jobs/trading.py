@@ -11,14 +11,15 @@ import pandas as pd
 from scalpbot.adapters.broker.paper import PaperBroker
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import MarketRules, RiskLimits, halt, initial_risk_state, resume
-from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.execute import BarWindow, CycleReport, Executor, run_cycle
+from scalpbot.jobs.retrieve import retrieve
 from scalpbot.ports import Broker, Notifier
 from scalpbot.release_signals import ReleaseCache
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services, build_notifier
+from scalpbot.services import Services, SourceChoice, build_notifier, exchange_api_urls
 from scalpbot.state.lease import RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
@@ -98,6 +99,29 @@ def build_executor(
     )
 
 
+def trade_bar(
+    services: Services, executor: Executor, source: SourceChoice, series: SeriesId, at: pd.Timestamp
+) -> CycleReport:
+    """Trade the bar that closed last at ``at`` (UTC): retrieve the bars up to its close, then run its cycle.
+
+    When the source has not published that bar yet, the newest stored bar is processed instead (a bar already
+    processed is skipped by the cycle), so a late bar is never traded on a stale window.
+    """
+    bar = last_closed_open(at, series.timeframe)
+    retrieve(
+        services.dataset,
+        source.source,
+        series,
+        until=(bar + timeframe_delta(series.timeframe)).to_pydatetime(),
+        default_since=(at - pd.Timedelta(days=services.settings.data.lookback_days)).to_pydatetime(),
+        resume=source.resume,
+    )
+    stored = services.dataset.last_open_time(series)
+    if stored is None:
+        raise DataError(f"no bars of {series} stored; run `scalpbot fetch` first")
+    return run_cycle(executor, min(bar, stored))
+
+
 def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
     from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
@@ -113,6 +137,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         symbol=series.symbol,
         timeframe=series.timeframe,
         config=config,
+        api_urls=exchange_api_urls(services.settings),
         fee_rate=services.settings.backtest.fee,
         max_attempts=exchange.max_retries,
     )

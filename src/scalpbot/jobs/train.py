@@ -9,6 +9,7 @@ release trading now. The new release becomes current only if the gate says so, b
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -67,6 +68,17 @@ class TrainReport:
     incumbent: dict[str, Any] | None
     tuning: dict[str, Any]
     model: dict[str, Any] = field(default_factory=dict)
+
+    def announcement(self) -> tuple[str, str]:
+        """Return the ``(subject, message)`` that announces the run's verdict."""
+        verdict = "promoted" if self.promoted else "not promoted"
+        return f"train {self.series}: release {self.release_id} {verdict}", self.reason
+
+    def payload(self) -> dict[str, Any]:
+        """Return the whole report as one JSON-ready object."""
+        payload = dataclasses.asdict(self)
+        payload["series"] = str(self.series)
+        return payload
 
 
 def split_windows(n_bars: int, *, horizon: int, validation_fraction: float, test_fraction: float) -> Windows:

@@ -1,0 +1,309 @@
+"""AWS Lambda entry points: the four jobs on S3 (the store) and SNS (notifications).
+
+A function is configured like the CLI, from its environment only: ``SCALPBOT_STORE=s3://BUCKET/PREFIX``,
+``SCALPBOT_NOTIFY__SNS_TOPIC_ARN``, and for live trading ``SCALPBOT_EXECUTE__BROKER=ccxt`` with
+``SCALPBOT_EXCHANGE__SECRET_ID`` (``deploy/aws/template.yaml`` sets them). The settings, the store's S3 client
+and the notifier's SNS client are built once per execution environment, when this module is imported, and
+reused by every warm invocation; the exchange client and the executor are built by the first invocation that
+needs them and kept.
+
+Each handler makes one call into its job and returns a JSON summary. Time alignment: a handler acts at the
+``time`` of the EventBridge scheduled event that invoked it (UTC, the start of the scheduled minute), or at
+the wall clock when the event has none, so a retried event redoes the same work: retrieve stores the bars
+that closed before that time, execute trades the bar that closed last at that time, train uses the bars up to
+it, and monitor reviews the days before it.
+
+A failing job is notified (job, symbol, cause), logged as one structured record and raised again, so that
+Lambda counts the error (the alarms) and hands the event to the function's on-failure destination. Imports
+stay light for retrieve and execute: the ML stack loads only in the train and monitor handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+# Lambda's file system is read-only but for /tmp: numba's kernel cache and Keras' config go there. Set before
+# anything imports numba or keras.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "numba-cache"))
+os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), ".keras"))
+
+import pandas as pd
+
+from scalpbot.adapters.notify.fanout import job_error
+from scalpbot.config import Settings, load_settings
+from scalpbot.core.timeframes import last_closed_open, timeframe_delta
+from scalpbot.errors import ConfigError, CycleFailed
+from scalpbot.jobs.execute import CycleReport, Executor
+from scalpbot.jobs.retrieve import RetrieveReport, retrieve
+from scalpbot.jobs.trading import build_executor, stored_bars, trade_bar
+from scalpbot.ports import Notifier
+from scalpbot.releases import ReleaseStore
+from scalpbot.services import Services, SourceChoice, build_market_data, build_notifier, build_services
+from scalpbot.state.lease import RunLease
+
+__all__ = [
+    "LambdaRuntime",
+    "data_retrieval_lambda_handler",
+    "event_time",
+    "execution_lambda_handler",
+    "monitoring_and_optimization_lambda_handler",
+    "training_and_deployment_lambda_handler",
+]
+
+_log = logging.getLogger("scalpbot.aws")
+_log.setLevel(logging.INFO)
+
+Event = Mapping[str, Any]
+"""The invoking event: an EventBridge scheduled event, or any JSON object (``time`` is the only field read)."""
+
+
+def event_time(event: object, wall_clock: Callable[[], pd.Timestamp]) -> pd.Timestamp:
+    """Return the UTC time a handler acts at: the event's ISO-8601 ``time``, else ``wall_clock()``.
+
+    A ``time`` that is present but not a parseable timestamp is refused (``ConfigError``) rather than
+    replaced by the wall clock, so a malformed event changes nothing.
+    """
+    raw = event.get("time") if isinstance(event, Mapping) else None
+    if raw is None:
+        return wall_clock()
+    try:
+        at = pd.Timestamp(str(raw))
+        valid = not pd.isna(at)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(f"event time {raw!r} is not an ISO-8601 timestamp, e.g. 2024-12-31T12:00:00Z")
+    return at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+
+
+class LambdaRuntime:
+    """The clients of one execution environment and the four jobs run against them.
+
+    ``source`` names where new bars come from (``ccxt`` on AWS; see ``services.build_market_data``).
+    """
+
+    def __init__(self, services: Services, notifier: Notifier, *, source: str = "ccxt") -> None:
+        self.services = services
+        self.notifier = notifier
+        self.series = services.series()
+        self._source_spec = source
+        self._source: SourceChoice | None = None
+        self._executor: Executor | None = None
+
+    @classmethod
+    def from_environment(cls, settings: Settings | None = None) -> LambdaRuntime:
+        """Return the runtime configured from the environment (``SCALPBOT_*`` variables, no config file)."""
+        settings = settings or load_settings(None, {})
+        services = build_services(settings)
+        return cls(services, build_notifier(settings, services.store, services.clock))
+
+    @property
+    def source(self) -> SourceChoice:
+        """The market data source, connected on first use."""
+        if self._source is None:
+            self._source = build_market_data(self._source_spec, self.services)
+        return self._source
+
+    @property
+    def executor(self) -> Executor:
+        """The bot's executor (broker, release cache, risk limits), built on first use."""
+        if self._executor is None:
+            services = self.services
+            self._executor = build_executor(
+                services,
+                self.series,
+                bot=services.settings.bot.name,
+                bars=stored_bars(services, self.series),
+                notifier=self.notifier,
+            )
+        return self._executor
+
+    def now(self) -> pd.Timestamp:
+        """Return the wall clock (UTC)."""
+        return pd.Timestamp(self.services.clock.now())
+
+    @contextmanager
+    def job(self, name: str, event: object, context: object) -> Iterator[pd.Timestamp]:
+        """Run one job: yield its time, log start and end as structured records, notify and re-raise errors."""
+        started = time.perf_counter()
+        fields = {
+            "job": name,
+            "symbol": self.series.symbol,
+            "bot": self.services.settings.bot.name,
+        }
+        try:
+            at = event_time(event, self.now)
+            _log.info("%s started", name, extra={**fields, "at": at.isoformat()})
+            yield at
+        except Exception as e:
+            _log.exception("%s failed", name, extra={**fields, "seconds": _elapsed(started)})
+            if not isinstance(e, CycleFailed):  # a failed cycle has notified its reason already
+                self.notifier.notify(*job_error(name, self.series.symbol, e), level="error")
+            raise
+        _log.info("%s finished", name, extra={**fields, "seconds": _elapsed(started)})
+
+    def retrieve(self, event: object, context: object) -> dict[str, Any]:
+        """Store the bars closed before the event's time; the first run fetches ``data.lookback_days``."""
+        data, step = self.services.settings.data, self.series.timeframe
+        with self.job("retrieve", event, context) as at:
+            report = retrieve(
+                self.services.dataset,
+                self.source.source,
+                self.series,
+                until=(last_closed_open(at, step) + timeframe_delta(step)).to_pydatetime(),
+                default_since=(at - pd.Timedelta(days=data.lookback_days)).to_pydatetime(),
+                resume=self.source.resume,
+                spike_sigmas=data.spike_sigmas,
+                spike_min_move=data.spike_min_move,
+            )
+            if report.gaps or report.conflicts:
+                self.notifier.notify(
+                    f"retrieve {self.series}: check the data", _data_warning(report), level="warning"
+                )
+            summary = _retrieve_summary(report)
+            _log.info(
+                "retrieve stored %d new bars", report.added, extra={"job": "retrieve", "result": summary}
+            )
+        return summary
+
+    def execute(self, event: object, context: object) -> dict[str, Any]:
+        """Trade the bar that closed last at the event's time, under the bot's run lease."""
+        settings = self.services.settings
+        with self.job("execute", event, context) as at:
+            if ReleaseStore(self.services.store).pointer(self.series.symbol) is None:
+                # Nothing was ever traded without a release: idle until the train job promotes one.
+                summary = {
+                    "status": "idle",
+                    "message": f"no release of {self.series.symbol} is current yet; the train job promotes one "
+                    "when it beats not trading (or run `scalpbot models promote`)",
+                }
+                _log.warning("execute idle: no current release", extra={"job": "execute", "result": summary})
+                return summary
+            lease = RunLease(
+                self.services.store,
+                settings.bot.name,
+                self.services.clock,
+                timedelta(seconds=settings.execute.lease_seconds),
+                owner=f"lambda:{getattr(context, 'aws_request_id', os.getpid())}",
+            )
+            with lease:
+                report = trade_bar(self.services, self.executor, self.source, self.series, at)
+            summary = _cycle_summary(report)
+            _log.info("execute cycle %s", report.status, extra={"job": "execute", "result": summary})
+            if report.status == "failed":
+                raise CycleFailed(report.message)
+        return summary
+
+    def train(self, event: object, context: object) -> dict[str, Any]:
+        """Train on the bars up to the event's time, tune the policy, promote only through the gate."""
+        from scalpbot.jobs.train import train
+
+        with self.job("train", event, context) as at:
+            report = train(self.services, self.series, until=at.to_pydatetime())
+            self.notifier.notify(*report.announcement())
+            summary = report.payload()
+            _log.info(
+                "train %s",
+                "promoted" if report.promoted else "kept the current release",
+                extra={
+                    "job": "train",
+                    "result": {k: summary[k] for k in ("release_id", "promoted", "reason", "timings")},
+                },
+            )
+        return summary
+
+    def monitor(self, event: object, context: object) -> dict[str, Any]:
+        """Review the week before the event's time, run online learning and the RL adjustment, report."""
+        from scalpbot.jobs.improve import weekly_steps
+        from scalpbot.jobs.monitor import monitor, monitor_payload
+
+        with self.job("monitor", event, context) as at:
+            report = monitor(
+                self.services,
+                self.series,
+                bot=self.services.settings.bot.name,
+                until=at.to_pydatetime(),
+                notifier=self.notifier,
+                steps=weekly_steps(self.services, self.series),
+            )
+            summary = monitor_payload(report)
+            _log.info("monitor wrote %s", report.report_key, extra={"job": "monitor", "result": summary})
+        return summary
+
+
+def _elapsed(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _data_warning(report: RetrieveReport) -> str:
+    parts = []
+    if report.gaps:
+        largest = max(report.gaps, key=lambda g: g.missing)
+        parts.append(
+            f"{len(report.gaps)} gaps (largest: {largest.missing} bars after {largest.after.isoformat()})"
+        )
+    if report.conflicts:
+        parts.append(f"{report.conflicts} bars differ from the stored copy (kept the stored one)")
+    return "; ".join(parts)
+
+
+def _retrieve_summary(report: RetrieveReport) -> dict[str, Any]:
+    return {
+        "series": str(report.series),
+        "source": report.source,
+        "received": report.received,
+        "added": report.added,
+        "already_stored": report.already_stored,
+        "conflicts": report.conflicts,
+        "gaps": len(report.gaps),
+        "spikes": len(report.spikes),
+        "last": None if report.last is None else report.last.isoformat(),
+    }
+
+
+def _cycle_summary(report: CycleReport) -> dict[str, Any]:
+    signal = report.signal
+    return {
+        "bar": report.bar.isoformat(),
+        "status": report.status,
+        "equity": report.equity,
+        "signal": None
+        if signal is None
+        else {"side": signal.side, "size": signal.size, "sl": signal.sl, "tp": signal.tp},
+        "denial": report.denial,
+        "orders": [{"intent": a.intent, "status": a.status, "client_id": a.client_id} for a in report.acks],
+        "fills": len(report.fills),
+        "message": report.message,
+    }
+
+
+# One runtime per execution environment, built at import (the init phase) and reused while warm. A bad
+# setting fails the init with the setting's name in the log; the on-failure destination reports it.
+_RUNTIME = LambdaRuntime.from_environment()
+
+
+def data_retrieval_lambda_handler(event: Event, context: object) -> dict[str, Any]:
+    """Every minute: store the newly closed bars (S3)."""
+    return _RUNTIME.retrieve(event, context)
+
+
+def execution_lambda_handler(event: Event, context: object) -> dict[str, Any]:
+    """Every minute: reconcile, decide and place the orders for the bar that just closed."""
+    return _RUNTIME.execute(event, context)
+
+
+def training_and_deployment_lambda_handler(event: Event, context: object) -> dict[str, Any]:
+    """Daily: train, tune, and promote the new release only if it beats the current one."""
+    return _RUNTIME.train(event, context)
+
+
+def monitoring_and_optimization_lambda_handler(event: Event, context: object) -> dict[str, Any]:
+    """Weekly: metrics, online learning, RL parameter adjustment, report and notifications."""
+    return _RUNTIME.monitor(event, context)

@@ -1,0 +1,199 @@
+"""The AWS template runs the four jobs on their cadences, with the right handlers and images.
+
+The template is read as YAML (CloudFormation short tags such as ``!Ref`` become plain mappings); the full
+translation and lint is ``make template``, in its own virtual environment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scalpbot.config import SECTIONS, STORE_URL_ENV
+
+from support.schedules import ScheduleError, schedule_period
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "template.yaml"
+
+# logical id -> (handler, schedule period, image build target)
+JOBS = {
+    "RetrieveFunction": ("scalpbot.aws.data_retrieval_lambda_handler", timedelta(minutes=1), "light"),
+    "ExecuteFunction": ("scalpbot.aws.execution_lambda_handler", timedelta(minutes=1), "light"),
+    "TrainFunction": ("scalpbot.aws.training_and_deployment_lambda_handler", timedelta(days=1), "full"),
+    "MonitorFunction": ("scalpbot.aws.monitoring_and_optimization_lambda_handler", timedelta(days=7), "full"),
+}
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """A safe loader that reads ``!Ref x`` as ``{"Ref": "x"}`` and ``!Sub s`` as ``{"Fn::Sub": "s"}``."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{suffix}", node.start_mark)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _short_tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)
+    assert loaded["Transform"] == "AWS::Serverless-2016-10-31"
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """Return the function's properties over the template's Globals (environment variables merged)."""
+    shared: dict[str, Any] = template.get("Globals", {}).get("Function", {})
+    own: dict[str, Any] = template["Resources"][name]["Properties"]
+    merged = {**shared, **own}
+    variables = {
+        **shared.get("Environment", {}).get("Variables", {}),
+        **own.get("Environment", {}).get("Variables", {}),
+    }
+    merged["Environment"] = {"Variables": variables}
+    return merged
+
+
+@pytest.mark.parametrize(
+    ("expression", "period"),
+    [
+        ("rate(1 minute)", timedelta(minutes=1)),
+        ("rate(5 minutes)", timedelta(minutes=5)),
+        ("rate(1 hour)", timedelta(hours=1)),
+        ("rate(12 hours)", timedelta(hours=12)),
+        ("rate(1 day)", timedelta(days=1)),
+        ("rate(7 days)", timedelta(days=7)),
+        ("cron(* * * * ? *)", timedelta(minutes=1)),
+        ("cron(0/15 * * * ? *)", timedelta(minutes=15)),
+        ("cron(*/5 * ? * * *)", timedelta(minutes=5)),
+        ("cron(5 * * * ? *)", timedelta(hours=1)),
+        ("cron(0 */6 * * ? *)", timedelta(hours=6)),
+        ("cron(15 0 * * ? *)", timedelta(days=1)),
+        ("cron(0 8 ? * MON *)", timedelta(days=7)),
+        ("cron(30 2 ? * 1 *)", timedelta(days=7)),
+        # Valid, but not evenly spaced: no single period.
+        ("cron(0 18 ? * MON-FRI *)", None),
+        ("cron(0 10 ? * 6L 2019-2022)", None),
+        ("cron(0 12 L * ? *)", None),
+        ("cron(0 9 15W JAN,JUL ? *)", None),
+        ("cron(0 9 ? * 2#1 *)", None),
+    ],
+)
+def test_valid_expressions_give_their_period(expression: str, period: timedelta | None) -> None:
+    assert schedule_period(expression) == period
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "rate(1 minutes)",  # plural for 1
+        "rate(5 minute)",  # singular for 5
+        "rate(0 minutes)",
+        "rate(-1 minutes)",
+        "rate(1.5 hours)",
+        "rate(01 minute)",
+        "rate(1 week)",
+        "rate(2 weeks)",
+        "rate(1  minute)",
+        "rate(1minute)",
+        "rate 1 minute",
+        "rate(1 Minute)",
+        "rate()",
+        "",
+        "every minute",
+        "at(2025-01-01T00:00:00)",
+        "cron(0 12 * * ?)",  # five fields
+        "cron(0 12 * * ? * *)",  # seven fields
+        "cron(0 12 * * * *)",  # neither day field is '?'
+        "cron(0 12 ? * ? *)",  # both are
+        "cron(0 12 * * MON *)",
+        "cron(60 * * * ? *)",
+        "cron(0 24 * * ? *)",
+        "cron(0 12 0 * ? *)",
+        "cron(0 12 32 * ? *)",
+        "cron(0 12 * 13 ? *)",
+        "cron(0 12 * FOO ? *)",
+        "cron(0 12 ? * 8 *)",
+        "cron(0 12 ? * 2#6 *)",
+        "cron(0 12 * * ? 1969)",
+        "cron(*/0 * * * ? *)",
+        "cron(? * * * ? *)",
+        "cron(a b c d e f)",
+        "cron(0 12 * * ? *",
+    ],
+)
+def test_invalid_expressions_are_rejected(expression: str) -> None:
+    with pytest.raises(ScheduleError):
+        schedule_period(expression)
+
+
+def test_exactly_the_four_jobs_are_functions(resources: dict[str, Any]) -> None:
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(JOBS)
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_each_job_runs_on_its_cadence(resources: dict[str, Any], name: str) -> None:
+    events = resources[name]["Properties"]["Events"].values()
+    schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] in ("Schedule", "ScheduleV2")]
+    assert len(schedules) == 1, f"{name} has {len(schedules)} schedules"
+    assert schedule_period(schedules[0]) == JOBS[name][1]
+
+
+@pytest.mark.parametrize("name", list(JOBS))
+def test_each_job_runs_its_handler_in_its_image(resources: dict[str, Any], name: str) -> None:
+    handler, _, target = JOBS[name]
+    function = resources[name]
+    assert function["Properties"]["PackageType"] == "Image"
+    assert function["Properties"]["ImageConfig"]["Command"] == [handler]
+    # The minute jobs run the image without ML libraries; train and monitor need them.
+    assert function["Metadata"]["DockerBuildTarget"] == target
+    assert function["Metadata"]["Dockerfile"] == "deploy/aws/Dockerfile"
+
+
+@pytest.mark.parametrize("name", [n for n, job in JOBS.items() if job[1] == timedelta(minutes=1)])
+def test_minute_jobs_end_within_their_minute_alone_and_are_not_retried(
+    template: dict[str, Any], name: str
+) -> None:
+    properties = function_properties(template, name)
+    assert properties["Timeout"] < 60
+    assert properties["ReservedConcurrentExecutions"] == 1
+    assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_scalpbot_variables_name_known_settings(template: dict[str, Any]) -> None:
+    # The settings reject an unknown SCALPBOT_* variable, so a typo here would stop every run.
+    names: set[str] = set()
+    for name in JOBS:
+        names |= set(function_properties(template, name)["Environment"]["Variables"])
+    scalpbot = {n for n in names if n.startswith("SCALPBOT_")}
+    assert STORE_URL_ENV in scalpbot
+    assert "SCALPBOT_EXCHANGE__SECRET_ID" in scalpbot
+    for variable in scalpbot - {STORE_URL_ENV}:
+        section, _, key = variable.removeprefix("SCALPBOT_").lower().partition("__")
+        assert section in SECTIONS, variable
+        assert key in SECTIONS[section].model_fields, variable

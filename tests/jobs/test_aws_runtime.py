@@ -1,0 +1,162 @@
+"""The Lambda runtime in process: event time, one job per handler, errors notified once and re-raised.
+
+The handlers through the real Lambda runtime client, on S3 and SNS, are in tests/aws/test_lambda_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.clock import FixedClock
+from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.aws import LambdaRuntime, event_time
+from scalpbot.config import load_settings
+from scalpbot.errors import ConfigError, CycleFailed, ExchangeError
+from scalpbot.services import build_services
+from scalpbot.state.ledger import Ledger
+
+from support.binance_server import BinanceServer
+from support.files import snapshot
+from support.trained import LOOSE_RISK
+
+# The exchange's clock: every bar the tests ask for has closed there.
+EXCHANGE_NOW = pd.Timestamp("2024-12-31T23:00:00Z")
+
+
+@pytest.fixture
+def exchange(monkeypatch: pytest.MonkeyPatch) -> Iterator[BinanceServer]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with BinanceServer(FixedClock(EXCHANGE_NOW.to_pydatetime())) as server:
+        yield server
+
+
+def _runtime(
+    store: Path, server: BinanceServer, **sections: dict[str, object]
+) -> tuple[LambdaRuntime, ConsoleNotifier]:
+    overrides: dict[str, dict[str, object]] = {
+        "store": {"url": str(store)},
+        "exchange": {"api_url": server.url, "max_retries": 1},
+        "data": {"lookback_days": 1},
+        "risk": dict(LOOSE_RISK),
+        **sections,
+    }
+    services = build_services(load_settings(None, overrides))
+    notifier = ConsoleNotifier(io.StringIO())
+    return LambdaRuntime(services, notifier), notifier
+
+
+def _objects_of(files: dict[str, str]) -> dict[str, str]:
+    """The stored objects of a folder store's snapshot, without its lock files."""
+    return {key: digest for key, digest in files.items() if not key.startswith(".locks/")}
+
+
+def _objects(root: Path) -> dict[str, str]:
+    return _objects_of(snapshot(root))
+
+
+def test_event_time_is_the_scheduled_events_time_else_the_wall_clock() -> None:
+    def wall() -> pd.Timestamp:
+        return pd.Timestamp("2030-01-01T00:00:00Z")
+
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events", "time": "2024-12-30T06:01:00Z"}
+    assert event_time(scheduled, wall) == pd.Timestamp("2024-12-30T06:01:00Z")
+    assert event_time({"time": "2024-12-30T06:01:00"}, wall) == pd.Timestamp("2024-12-30T06:01:00Z")
+    assert event_time({"time": "2024-12-30T07:01:00+01:00"}, wall) == pd.Timestamp("2024-12-30T06:01:00Z")
+    assert event_time({}, wall) == wall()
+    assert event_time(None, wall) == wall()
+    for bad in ("yesterday", "", "NaT", 12.5):
+        with pytest.raises(ConfigError, match="not an ISO-8601 timestamp"):
+            event_time({"time": bad}, wall)
+
+
+def test_retrieve_stores_the_bars_closed_before_the_event_time(
+    tmp_path: Path, exchange: BinanceServer
+) -> None:
+    runtime, notifier = _runtime(tmp_path / "store", exchange)
+    summary = runtime.retrieve({"time": "2024-12-30T06:00:00Z"}, None)
+    assert summary["added"] == 1440  # lookback_days 1: the day before the event
+    assert summary["last"] == "2024-12-30T05:59:00+00:00"
+    again = runtime.retrieve({"time": "2024-12-30T06:02:00Z"}, None)
+    assert again["added"] == 2 and again["already_stored"] == 0
+    assert runtime.services.dataset.last_open_time(runtime.series) == pd.Timestamp("2024-12-30T06:01:00Z")
+    assert [s for s in notifier.sent if s[0] == "error"] == []
+
+
+def test_a_failing_job_is_notified_once_re_raised_and_changes_nothing(
+    tmp_path: Path, exchange: BinanceServer
+) -> None:
+    runtime, notifier = _runtime(tmp_path / "store", exchange)
+    runtime.retrieve({"time": "2024-12-30T05:00:00Z"}, None)
+    before = snapshot(tmp_path / "store")
+    exchange.fail_next(5, 503)
+    with pytest.raises(ExchangeError):
+        runtime.retrieve({"time": "2024-12-30T06:00:00Z"}, None)
+    assert snapshot(tmp_path / "store") == before
+    errors = [s for s in notifier.sent if s[0] == "error"]
+    assert len(errors) == 1
+    assert errors[0][1].startswith("scalpbot retrieve failed for BTC/USDT")
+    with pytest.raises(ConfigError):
+        runtime.retrieve({"time": "soon"}, None)
+    assert snapshot(tmp_path / "store") == before
+
+
+def test_execute_trades_the_bar_that_closed_last_at_the_event_time(
+    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(active_release[0], store)
+    runtime, notifier = _runtime(store, exchange, bot={"name": "lambda"})
+    first = runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+    assert first["bar"] == "2024-12-30T05:59:00+00:00" and first["status"] == "ok"
+    # The same event again (a retry) processes nothing twice; the next minute trades the next bar, which the
+    # handler fetches from the exchange itself.
+    assert runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)["status"] == "skipped"
+    second = runtime.execute({"time": "2024-12-30T06:01:00Z"}, None)
+    assert second["bar"] == "2024-12-30T06:00:00+00:00" and second["status"] == "ok"
+    decisions = Ledger(runtime.services.store, "lambda").events(
+        pd.Timestamp("2024-12-30T05:00:00Z"), pd.Timestamp("2024-12-30T07:00:00Z"), kinds=("decision",)
+    )
+    assert len(decisions) == 2
+    assert not runtime.services.store.list("state/lambda/lease")  # the lease is released after each cycle
+    assert [s for s in notifier.sent if s[0] == "error"] == []
+
+
+def test_a_cycle_that_fails_closed_raises_without_a_second_notification(
+    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(active_release[0], store)
+    runtime, notifier = _runtime(store, exchange, bot={"name": "closed"})
+    runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+
+    def unreachable(*args: object) -> None:
+        raise ExchangeError("binance: connection reset")
+
+    monkeypatch.setattr(runtime.executor.broker, "snapshot", unreachable)
+    with pytest.raises(CycleFailed, match="cannot be reconciled"):
+        runtime.execute({"time": "2024-12-30T06:01:00Z"}, None)
+    errors = [s for s in notifier.sent if s[0] == "error"]
+    assert len(errors) == 1 and "failed closed" in errors[0][1]
+    assert not runtime.services.store.list("state/closed/lease")
+
+
+def test_an_exchange_outage_fails_the_execute_job_with_one_notification(
+    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(active_release[0], store)
+    runtime, notifier = _runtime(store, exchange, bot={"name": "outage"})
+    before = snapshot(store)
+    exchange.fail_next(5, 500)
+    with pytest.raises(ExchangeError):
+        runtime.execute({"time": "2025-01-01T00:05:00Z"}, None)
+    assert _objects(store) == _objects_of(before)
+    errors = [s for s in notifier.sent if s[0] == "error"]
+    assert len(errors) == 1 and errors[0][1].startswith("scalpbot execute failed for BTC/USDT")
