@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def exchange(monkeypatch: pytest.MonkeyPatch) -> Iterator[BinanceServer]:
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     with BinanceServer(FixedClock(EXCHANGE_NOW.to_pydatetime())) as server:
         yield server
+
+
+@pytest.fixture
+def store(active_release: tuple[Path, str], tmp_path: Path) -> Path:
+    """A folder store with the sample's bars and a current (eager) release."""
+    copy = tmp_path / "store"
+    shutil.copytree(active_release[0], copy)
+    return copy
 
 
 def _runtime(
@@ -107,11 +116,18 @@ def test_a_failing_job_is_notified_once_re_raised_and_changes_nothing(
     assert snapshot(tmp_path / "store") == before
 
 
+def test_execute_idles_until_a_release_is_current(tmp_path: Path, exchange: BinanceServer) -> None:
+    runtime, notifier = _runtime(tmp_path / "store", exchange)
+    runtime.retrieve({"time": "2024-12-30T06:00:00Z"}, None)
+    idle = runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+    assert idle["status"] == "idle" and "no release of BTC/USDT is current" in idle["message"]
+    assert not runtime.services.store.list("state/")  # no lease, ledger or portfolio written
+    assert notifier.sent == deque()
+
+
 def test_execute_trades_the_bar_that_closed_last_at_the_event_time(
-    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer
+    store: Path, exchange: BinanceServer
 ) -> None:
-    store = tmp_path / "store"
-    shutil.copytree(active_release[0], store)
     runtime, notifier = _runtime(store, exchange, bot={"name": "lambda"})
     first = runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
     assert first["bar"] == "2024-12-30T05:59:00+00:00" and first["status"] == "ok"
@@ -129,10 +145,8 @@ def test_execute_trades_the_bar_that_closed_last_at_the_event_time(
 
 
 def test_a_cycle_that_fails_closed_raises_without_a_second_notification(
-    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer, monkeypatch: pytest.MonkeyPatch
+    store: Path, exchange: BinanceServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = tmp_path / "store"
-    shutil.copytree(active_release[0], store)
     runtime, notifier = _runtime(store, exchange, bot={"name": "closed"})
     runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
 
@@ -148,10 +162,8 @@ def test_a_cycle_that_fails_closed_raises_without_a_second_notification(
 
 
 def test_an_exchange_outage_fails_the_execute_job_with_one_notification(
-    active_release: tuple[Path, str], tmp_path: Path, exchange: BinanceServer
+    store: Path, exchange: BinanceServer
 ) -> None:
-    store = tmp_path / "store"
-    shutil.copytree(active_release[0], store)
     runtime, notifier = _runtime(store, exchange, bot={"name": "outage"})
     before = snapshot(store)
     exchange.fail_next(5, 500)
