@@ -22,22 +22,24 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 # Lambda's file system is read-only but for /tmp: numba's kernel cache and Keras' config go there. Set before
-# anything imports numba or keras.
+# anything imports numba (which reads NUMBA_CACHE_DIR when it is imported) or keras.
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "numba-cache"))
 os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), ".keras"))
 
 import pandas as pd
 
 from scalpbot.adapters.notify.fanout import job_error
-from scalpbot.config import Settings, load_settings
+from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, CycleFailed
 from scalpbot.jobs.execute import CycleReport, Executor
@@ -54,6 +56,7 @@ __all__ = [
     "event_time",
     "execution_lambda_handler",
     "monitoring_and_optimization_lambda_handler",
+    "seed_numba_cache",
     "training_and_deployment_lambda_handler",
 ]
 
@@ -283,6 +286,28 @@ def _cycle_summary(report: CycleReport) -> dict[str, Any]:
         "message": report.message,
     }
 
+
+def seed_numba_cache(seed: str | None, cache_dir: str) -> int:
+    """Copy into ``cache_dir`` the files of the prebuilt kernel cache ``seed`` that it lacks; return how many.
+
+    The images carry the execute path's kernels compiled at build time (``python -m scalpbot.warmup``, with
+    ``NUMBA_CPU_NAME=generic`` so that they load on any x86-64 host) in ``SCALPBOT_NUMBA_CACHE_SEED``: a new
+    execution environment loads them instead of compiling for several seconds. Kernels compile on their
+    first call, not on import, so the copy only has to be in place before the first invocation.
+    """
+    if not seed or not os.path.isdir(seed):
+        return 0
+    copied = 0
+    for source in Path(seed).rglob("*"):
+        target = Path(cache_dir) / source.relative_to(seed)
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            copied += 1
+    return copied
+
+
+seed_numba_cache(os.environ.get(NUMBA_CACHE_SEED_ENV), os.environ["NUMBA_CACHE_DIR"])
 
 # One runtime per execution environment, built at import (the init phase) and reused while warm. A bad
 # setting fails the init with the setting's name in the log; the on-failure destination reports it.

@@ -39,6 +39,8 @@ from scalpbot.errors import ConfigError, ScalpbotError
 ENV_PREFIX = "SCALPBOT_"
 DEFAULT_CONFIG_FILE = "scalpbot.toml"
 STORE_URL_ENV = "SCALPBOT_STORE"
+NUMBA_CACHE_SEED_ENV = "SCALPBOT_NUMBA_CACHE_SEED"
+"""Not a setting: the folder of prebuilt numba kernels a Lambda environment starts from (``scalpbot.aws``)."""
 
 
 class _Section(BaseModel):
@@ -325,7 +327,7 @@ def _reject_unknown_keys(table: Mapping[str, Any], *, origin: str) -> None:
 def _reject_unknown_env(environ: Mapping[str, str]) -> None:
     for name in environ:
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == STORE_URL_ENV:
+        if not upper.startswith(ENV_PREFIX) or upper in (STORE_URL_ENV, NUMBA_CACHE_SEED_ENV):
             continue
         section, sep, key = upper[len(ENV_PREFIX) :].lower().partition("__")
         if section not in SECTIONS:
