@@ -95,3 +95,29 @@ def test_secrets_are_redacted_when_shown(monkeypatch: pytest.MonkeyPatch) -> Non
     shown = redacted(settings)
     assert shown["exchange"]["api_key"] == shown["exchange"]["secret"] == "********"
     assert "secret-456" not in repr(settings) and "key-123" not in str(shown)
+
+
+def test_exchange_api_url_keeps_scheme_and_host_only_and_excludes_the_sandbox() -> None:
+    settings = load_settings(None, {"exchange": {"api_url": " http://127.0.0.1:8080/ "}})
+    assert settings.exchange.api_url == "http://127.0.0.1:8080"
+    assert load_settings(None, {"exchange": {"api_url": ""}}).exchange.api_url is None
+    for bad in ("127.0.0.1:8080", "ftp://proxy", "https://proxy.example/api/v3"):
+        with pytest.raises(ConfigError, match="api_url"):
+            load_settings(None, {"exchange": {"api_url": bad}})
+    with pytest.raises(ConfigError, match="sandbox"):
+        load_settings(None, {"exchange": {"api_url": "https://proxy.example", "sandbox": True}})
+
+
+def test_the_kernel_cache_seed_variable_is_not_mistaken_for_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCALPBOT_NUMBA_CACHE_SEED", "/opt/scalpbot/numba-cache")
+    assert load_settings(None, {}).store.url == "./scalpbot-data"
+
+
+def test_rebased_api_urls_keep_every_path_of_the_venue() -> None:
+    from scalpbot.adapters.ccxt_common import rebased_api_urls
+
+    urls = rebased_api_urls("binance", "http://127.0.0.1:9")
+    assert urls["public"] == "http://127.0.0.1:9/api/v3"
+    assert all(str(u).startswith("http://127.0.0.1:9/") for u in urls.values() if isinstance(u, str))
