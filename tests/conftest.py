@@ -18,6 +18,9 @@ from scalpbot.adapters.store import S3Store
 from scalpbot.core.bars import validate_bars
 
 from support.moto_server import MotoServer, running_moto_server
+from support.trained import active_release
+
+__all__ = ["active_release"]  # a trained release on the sample, shared by the job, broker and Lambda tests
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
