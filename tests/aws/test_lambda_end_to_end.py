@@ -85,7 +85,7 @@ def deployment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iter
             "SCALPBOT_TRAIN__DAYS": "14",
             "SCALPBOT_TRAIN__TRIALS": "5",
             "SCALPBOT_TRAIN__MAX_EPOCHS": "2",
-            "SCALPBOT_TRAIN__MIN_TRADES": "5",
+            "SCALPBOT_TRAIN__MIN_TRADES": "40",
             "SCALPBOT_RISK__COOLDOWN_AFTER_LOSSES": "0",
             "SCALPBOT_RISK__MAX_DAILY_LOSS": "1.0",
             "SCALPBOT_RISK__MAX_DRAWDOWN": "1.0",
@@ -153,9 +153,13 @@ def test_the_four_handlers_in_order_through_the_lambda_runtime_client(
         # A malformed event fails the invocation (Lambda counts the error) and is notified; nothing is traded.
         bad = execute.invoke({"time": "next tuesday"})
         assert not bad.ok and bad.payload["errorType"] == "ConfigError"
+    # The ledger holds a decision for exactly the cycles that reported a signal, on the promoted release (how
+    # many depends on the model; tests/aws/test_lambda_live_trading.py trades a release that always enters).
     decisions = ledger.events(START, START + pd.Timedelta(hours=2), kinds=("decision",))
-    assert decisions
-    assert {d.payload["release_id"] for d in decisions} == {release_id}
+    signalled = [c.payload for c in cycles if c.payload["signal"] is not None]
+    assert [d.time.isoformat() for d in decisions] == [c["bar"] for c in signalled]
+    assert [d.payload["side"] for d in decisions] == [c["signal"]["side"] for c in signalled]
+    assert {d.payload["release_id"] for d in decisions} <= {release_id}
     stored = portfolio.load()
     assert stored is not None and stored.snapshot.last_bar_time == START + pd.Timedelta(minutes=90)
     assert dataset.last_open_time(SERIES) == START + pd.Timedelta(minutes=90)  # execute fetched its own bars
