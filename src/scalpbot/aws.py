@@ -40,6 +40,7 @@ import pandas as pd
 
 from scalpbot.adapters.notify.fanout import job_error
 from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
+from scalpbot.core.bars import Gap
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, CycleFailed
 from scalpbot.jobs.execute import CycleReport, Executor
@@ -166,9 +167,13 @@ class LambdaRuntime:
                 spike_sigmas=data.spike_sigmas,
                 spike_min_move=data.spike_min_move,
             )
-            if report.gaps or report.conflicts:
+            # A day's partition is checked whole on every append: warn about the holes this run found only.
+            fresh = [g for g in report.gaps if report.since is None or g.before >= report.since]
+            if fresh or report.conflicts:
                 self.notifier.notify(
-                    f"retrieve {self.series}: check the data", _data_warning(report), level="warning"
+                    f"retrieve {self.series}: check the data",
+                    _data_warning(fresh, report.conflicts),
+                    level="warning",
                 )
             summary = _retrieve_summary(report)
             _log.info(
@@ -245,15 +250,13 @@ def _elapsed(started: float) -> float:
     return round(time.perf_counter() - started, 3)
 
 
-def _data_warning(report: RetrieveReport) -> str:
+def _data_warning(gaps: list[Gap], conflicts: int) -> str:
     parts = []
-    if report.gaps:
-        largest = max(report.gaps, key=lambda g: g.missing)
-        parts.append(
-            f"{len(report.gaps)} gaps (largest: {largest.missing} bars after {largest.after.isoformat()})"
-        )
-    if report.conflicts:
-        parts.append(f"{report.conflicts} bars differ from the stored copy (kept the stored one)")
+    if gaps:
+        largest = max(gaps, key=lambda g: g.missing)
+        parts.append(f"{len(gaps)} gaps (largest: {largest.missing} bars after {largest.after.isoformat()})")
+    if conflicts:
+        parts.append(f"{conflicts} bars differ from the stored copy (kept the stored one)")
     return "; ".join(parts)
 
 

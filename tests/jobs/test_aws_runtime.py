@@ -22,7 +22,7 @@ from scalpbot.errors import ConfigError, CycleFailed, ExchangeError
 from scalpbot.services import build_services
 from scalpbot.state.ledger import Ledger
 
-from support.binance_server import BinanceServer
+from support.binance_server import BinanceServer, Series, sample_series
 from support.files import snapshot
 from support.trained import LOOSE_RISK
 
@@ -96,6 +96,27 @@ def test_retrieve_stores_the_bars_closed_before_the_event_time(
     assert again["added"] == 2 and again["already_stored"] == 0
     assert runtime.services.dataset.last_open_time(runtime.series) == pd.Timestamp("2024-12-30T06:01:00Z")
     assert [s for s in notifier.sent if s[0] == "error"] == []
+
+
+def test_a_hole_in_the_exchanges_bars_is_warned_about_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    btc = sample_series()["BTCUSDT"]
+    hole = pd.Timestamp("2024-12-30T05:30:00Z").value // 1_000_000
+    keep = (btc.open_ms < hole) | (btc.open_ms >= hole + 3 * 60_000)  # 05:30, 05:31, 05:32 never published
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with BinanceServer(
+        FixedClock(EXCHANGE_NOW.to_pydatetime()), {"BTCUSDT": Series(btc.open_ms[keep], btc.ohlcv[keep])}
+    ) as server:
+        runtime, notifier = _runtime(tmp_path / "store", server)
+        assert runtime.retrieve({"time": "2024-12-30T06:00:00Z"}, None)["gaps"] == 1
+        # The next minutes append to the same day, which still has the hole: no new warning.
+        for minute in ("06:01", "06:02"):
+            assert runtime.retrieve({"time": f"2024-12-30T{minute}:00Z"}, None)["added"] == 1
+    warnings = [s for s in notifier.sent if s[0] == "warning"]
+    assert len(warnings) == 1
+    assert warnings[0][1] == "retrieve binance BTC/USDT 1m: check the data"
+    assert warnings[0][2] == "1 gaps (largest: 3 bars after 2024-12-30T05:29:00+00:00)"
 
 
 def test_a_failing_job_is_notified_once_re_raised_and_changes_nothing(
