@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from scalpbot.errors import CycleFailed
 from scalpbot.ports import Notifier
 
 JobRun = Callable[[pd.Timestamp], object]
@@ -78,8 +79,8 @@ class Scheduler:
                     job.run(tick)
                 except Exception as e:  # one job's failure must not stop the others
                     report.failures[job.name] = report.failures.get(job.name, 0) + 1
-                    subject, message = job_error(job.name, self._symbol, e)
-                    self._notifier.notify(subject, message, level="error")
+                    if not isinstance(e, CycleFailed):  # a cycle that failed closed has notified already
+                        self._notifier.notify(*job_error(job.name, self._symbol, e), level="error")
         return report
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.errors import CycleFailed
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks
 
 STEP = pd.Timedelta("1min")
@@ -39,6 +40,18 @@ def test_a_failing_job_is_notified_and_the_other_jobs_keep_running() -> None:
     assert len(errors) == 3
     assert errors[0][1] == "scalpbot train failed for BTC/USDT: ConnectionError"
     assert "exchange unreachable" in errors[0][2]
+
+
+def test_a_cycle_that_failed_closed_counts_as_a_failure_without_a_second_notification() -> None:
+    def closed(tick: pd.Timestamp) -> None:
+        raise CycleFailed("broker paper cannot be reconciled")  # the executor notified its reason already
+
+    notifier = ConsoleNotifier()
+    ticks = replay_ticks(pd.Timestamp("2024-12-30T00:00Z"), pd.Timestamp("2024-12-30T00:05Z"), STEP)
+    job = ScheduledJob("execute", closed)
+    report = Scheduler([job], notifier=notifier, symbol="BTC/USDT", stop=threading.Event()).run(ticks)
+    assert report.failures == {"execute": 5}
+    assert list(notifier.sent) == []
 
 
 def test_a_job_that_waits_first_runs_only_after_its_period() -> None:

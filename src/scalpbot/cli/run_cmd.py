@@ -14,11 +14,12 @@ from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.errors import CycleFailed
 from scalpbot.jobs.execute import run_cycle
 from scalpbot.jobs.retrieve import retrieve
-from scalpbot.jobs.trading import build_executor, memory_bars, stored_bars
+from scalpbot.jobs.trading import build_executor, memory_bars, stored_bars, trade_bar
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
-from scalpbot.services import build_market_data, build_notifier
+from scalpbot.services import SourceChoice, build_market_data, build_notifier
 
 
 def run_all(
@@ -51,9 +52,10 @@ def run_all(
     signals.signal(signals.SIGINT, request_stop)
     signals.signal(signals.SIGTERM, request_stop)
     jobs: list[ScheduledJob] = []
+    live: SourceChoice | None = None
     if replay is None:
         bars = stored_bars(services, series)
-        choice = build_market_data(source, services)
+        choice = live = build_market_data(source, services)
         jobs.append(
             ScheduledJob(
                 "retrieve",
@@ -71,9 +73,15 @@ def run_all(
     last_monitor: list[str] = []
 
     def execute(tick: pd.Timestamp) -> None:
-        report = run_cycle(executor, tick - step)
+        # On the wall clock a bar the exchange has not published yet is fetched again, else the newest
+        # stored bar is traded (as on Lambda); a replay has every bar in memory.
+        report = (
+            run_cycle(executor, tick - step)
+            if live is None
+            else trade_bar(services, executor, live, series, tick)
+        )
         if report.status == "failed":
-            raise RuntimeError(report.message)
+            raise CycleFailed(report.message)
 
     def train_job(tick: pd.Timestamp) -> None:
         report = train(services, series, until=tick.to_pydatetime())
