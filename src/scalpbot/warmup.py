@@ -80,6 +80,11 @@ def compile_execute_kernels() -> int:
     )
     for bar in bars.index[-_CYCLES:]:
         run_cycle(executor, pd.Timestamp(bar))
+    fills = executor.ledger.events(kinds=("fill",))
+    if not any(f.payload.get("reason") == "entry" for f in fills) or len(fills) < 2:
+        raise RuntimeError(
+            "the warm-up cycles did not enter and exit a position; the kernel cache would be partial"
+        )
     return _CYCLES
 
 
