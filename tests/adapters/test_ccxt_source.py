@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scalpbot.adapters.ccxt_common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData, ccxt_exchange
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
@@ -64,7 +65,7 @@ def source(
         "binance",
         clock,
         config=settings,
-        api_urls=server.api_urls(ccxt_exchange("binance").urls["api"]),
+        api_urls=rebased_api_urls("binance", server.url),
         sleep=sleeps.append,
         rng=random.Random(0),
         **options,

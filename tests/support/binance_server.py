@@ -13,7 +13,8 @@ the last one can still be forming (its close is interpolated and its volume part
 Faults can be injected for the next N matching requests: an HTTP status with Binance's JSON error body
 (429, 418, 500, 503...) or a slow reply (for client timeouts). Every request is recorded.
 
-Point ccxt at it by replacing the host of every ``exchange.urls['api']`` entry (``api_urls``).
+Point ccxt at it with ``scalpbot.adapters.ccxt_common.rebased_api_urls("binance", server.url)`` (the
+``exchange.api_url`` setting does the same).
 """
 
 from __future__ import annotations
@@ -124,16 +125,6 @@ class BinanceServer:
         """Return the base URL, e.g. ``http://127.0.0.1:54321``."""
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
-
-    def api_urls(self, api: Mapping[str, Any]) -> dict[str, Any]:
-        """Return ccxt's ``urls['api']`` with every host replaced by this server, keeping each path."""
-        return {name: self._rebase(value) for name, value in api.items()}
-
-    def _rebase(self, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return self.api_urls(value)
-        parts = urlsplit(str(value))
-        return f"{self.url}{parts.path}"
 
     def start(self) -> BinanceServer:
         """Start serving in a background thread."""

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-from scalpbot.adapters.ccxt_common import ccxt_exchange
+from scalpbot.adapters.ccxt_common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 
@@ -49,7 +49,7 @@ class Venue:
             symbol=SYMBOL,
             timeframe="1m",
             config=settings,
-            api_urls=self.server.api_urls(ccxt_exchange("binance").urls["api"]),
+            api_urls=rebased_api_urls("binance", self.server.url),
             fee_rate=0.001,
             max_attempts=3,
             base_delay=0.01,
