@@ -157,6 +157,11 @@ class TrainSettings(_Section):
     min_trades: int = Field(default=20, ge=1, description="fewest test-window trades a release needs")
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
+    model_trials: int = Field(
+        default=0,
+        ge=0,
+        description="Bayesian trials over the model's widths, dropout and learning rate; 0: use widths",
+    )
     seed: int = 7
 
 

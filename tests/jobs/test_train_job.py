@@ -78,6 +78,27 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert report.promoted == manifest["gate"]["promote"]
 
 
+def test_the_model_search_chooses_the_hyper_parameters_the_release_is_fitted_with(
+    tmp_path: Path, sample_bars: pd.DataFrame
+) -> None:
+    services = _services(tmp_path / "store", model_trials=2, trials=2, days=21)
+    retrieve(
+        services.dataset,
+        FileMarketData(write_csv(sample_bars, tmp_path / "s.csv")),
+        services.series(),
+        resume=False,
+    )
+    report = train(services, services.series())
+    search = report.model["search"]
+    assert search["trials"] == 2 and len(search["history"]) == 2
+    best = min(search["history"], key=lambda t: t["val_loss"])
+    assert search["best"] == {k: best[k] for k in ("widths", "dropout", "learning_rate")}
+    manifest = ReleaseStore(services.store).load("BTC/USDT", report.release_id).manifest
+    assert {k: manifest["hyperparams"][k] for k in ("widths", "dropout", "learning_rate")} == search["best"]
+    assert manifest["model"] == report.model
+    assert "model_search" in report.timings
+
+
 def test_models_list_shows_the_release_and_its_metrics(
     trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,30 +22,14 @@ from scalpbot.ml.model import (
     train_model,
 )
 
+from support.model_data import N_FEATURES, Data, synthetic
+
 # torch tensors' __array__ lacks numpy 2's copy keyword; Keras converts weights through it (harmless).
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
 )
 
-N_FEATURES = 12
 HP = ModelHyperParams(widths=(32, 32), dropout=0.1, batch_size=256, max_epochs=20, patience=3, seed=7)
-
-Data = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def synthetic(n: int, seed: int, *, signal: bool = True) -> Data:
-    """Return features on wildly different scales, classes driven by two of them, and log-normal volatility."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n, N_FEATURES))
-    x = (z * np.logspace(-3, 3, N_FEATURES) + np.linspace(-50, 50, N_FEATURES)).astype(np.float32)
-    if signal:
-        score = z[:, 0] - 0.7 * z[:, 5] + 0.3 * rng.normal(size=n)
-        y_class = np.where(score > 0.6, 2, np.where(score < -0.6, 0, 1))
-        y_vol = 2e-3 * np.exp(0.5 * z[:, 2] + 0.1 * rng.normal(size=n))
-    else:
-        y_class = rng.integers(0, 3, size=n)
-        y_vol = 2e-3 * np.exp(0.3 * rng.normal(size=n))
-    return x, y_class, y_vol
 
 
 def weights_of(model: Any) -> list[np.ndarray]:

@@ -147,18 +147,31 @@ def train(
     train_rows = usable & (rows >= windows.train[0]) & (rows < windows.train[1] - cfg.horizon)
     val_rows = usable & (rows >= windows.validation[0]) & (rows < windows.validation[1] - cfg.horizon)
     hp = ml_model.ModelHyperParams(widths=tuple(cfg.widths), max_epochs=cfg.max_epochs, seed=cfg.seed)
-    with _timed(timings, "fit"):
-        ml_model.configure_threads(1)
-        fitted = ml_model.train_model(
-            features[train_rows].astype(np.float32),
-            label[train_rows],
-            fwd_vol[train_rows],
-            features[val_rows].astype(np.float32),
-            label[val_rows],
-            fwd_vol[val_rows],
-            hp,
+    fit_data = (
+        features[train_rows].astype(np.float32),
+        label[train_rows],
+        fwd_vol[train_rows],
+        features[val_rows].astype(np.float32),
+        label[val_rows],
+        fwd_vol[val_rows],
+    )
+    ml_model.configure_threads(1)
+    model_record: dict[str, Any] = {}
+    if cfg.model_trials:
+        from scalpbot.ml.model_search import search_model
+
+        with _timed(timings, "model_search"):
+            search = search_model(*fit_data, hp, trials=cfg.model_trials)
+        hp = search.best
+        model_record["search"] = search.summary()
+        log(
+            f"model search: {cfg.model_trials} trials, chosen widths {list(hp.widths)}, dropout {hp.dropout:.3f}, "
+            f"learning rate {hp.learning_rate:.2e} (validation loss {search.best_val_loss:.4f})"
         )
+    with _timed(timings, "fit"):
+        fitted = ml_model.train_model(*fit_data, hp)
     log(f"model fitted: {fitted.epochs_run} epochs, best validation loss {fitted.best_val_loss}")
+    model_record.update(epochs_run=fitted.epochs_run, best_val_loss=fitted.best_val_loss)
     with _timed(timings, "export"):
         keras_bytes = ml_model.save_keras(fitted.model)
         onnx_bytes = ml_model.export_onnx(fitted.model)
@@ -218,12 +231,18 @@ def train(
         "feature_names": list(FEATURE_NAMES),
         "labels": {"horizon": cfg.horizon, "k_sl": cfg.k_sl, "k_tp": cfg.k_tp, "fee": costs.fee},
         "costs": {"fee": costs.fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
-        "hyperparams": {"widths": list(hp.widths), "max_epochs": hp.max_epochs, "seed": hp.seed},
+        "hyperparams": {
+            "widths": list(hp.widths),
+            "dropout": hp.dropout,
+            "learning_rate": hp.learning_rate,
+            "max_epochs": hp.max_epochs,
+            "seed": hp.seed,
+        },
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test},
         "baselines": baselines,
         "tuning": overfitting,
-        "model": {"epochs_run": fitted.epochs_run, "best_val_loss": fitted.best_val_loss},
+        "model": model_record,
         "gate": {"promote": verdict.promote, "reason": verdict.reason, "incumbent": incumbent},
         "libraries": _library_versions(),
     }
@@ -245,7 +264,7 @@ def train(
         baselines=baselines,
         incumbent=incumbent,
         tuning=overfitting,
-        model={"epochs_run": fitted.epochs_run, "best_val_loss": fitted.best_val_loss},
+        model=model_record,
     )
 
 
