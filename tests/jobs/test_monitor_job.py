@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,10 +23,13 @@ END = pd.Timestamp("2024-12-29T12:00:00Z")
 
 
 @pytest.fixture(scope="module")
-def replayed(active_release: tuple[Path, str]) -> Path:
-    services = active_services(active_release[0])
+def replayed(active_release: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # A copy: the improvement steps may promote a release, and the session's release must stay current.
+    store = tmp_path_factory.mktemp("weekly") / "store"
+    shutil.copytree(active_release[0], store)
+    services = active_services(store)
     replay(services, services.series(), START, END, bot="weekly", notifier=ConsoleNotifier())
-    return active_release[0]
+    return store
 
 
 def test_weekly_metrics_equal_an_independent_recomputation_from_the_ledger(replayed: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,7 +66,10 @@ def test_a_job_that_waits_first_runs_only_after_its_period() -> None:
 def test_sigterm_lets_the_job_in_flight_finish_and_leaves_every_object_whole(
     active_release: tuple[Path, str], tmp_path: Path
 ) -> None:
-    store = active_release[0]
+    store = (
+        tmp_path / "store"
+    )  # a copy: the train job may promote, and the session's release must stay current
+    shutil.copytree(active_release[0], store)
     (tmp_path / "scalpbot.toml").write_text(
         f'[store]\nurl = "{store}"\n[risk]\ncooldown_after_losses = 0\nmax_daily_loss = 1.0\nmax_drawdown = 1.0\n'
         "[train]\ntrials = 3\nmax_epochs = 1\n"
