@@ -38,14 +38,13 @@ os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), ".keras"
 
 import pandas as pd
 
-from scalpbot.adapters.notify.fanout import job_error
+from scalpbot.adapters.notify.fanout import notify_job_error
 from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.bars import Gap
-from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, CycleFailed
 from scalpbot.jobs.execute import CycleReport, Executor
-from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.jobs.trading import build_executor, stored_bars, trade_bar
+from scalpbot.jobs.retrieve import RetrieveReport
+from scalpbot.jobs.trading import build_executor, retrieve_closed, stored_bars, trade_bar
 from scalpbot.ports import Notifier
 from scalpbot.releases import ReleaseStore
 from scalpbot.services import Services, SourceChoice, build_market_data, build_notifier, build_services
@@ -148,25 +147,14 @@ class LambdaRuntime:
             yield at
         except Exception as e:
             _log.exception("%s failed", name, extra={**fields, "seconds": _elapsed(started)})
-            if not isinstance(e, CycleFailed):  # a failed cycle has notified its reason already
-                self.notifier.notify(*job_error(name, self.series.symbol, e), level="error")
+            notify_job_error(self.notifier, name, self.series.symbol, e)
             raise
         _log.info("%s finished", name, extra={**fields, "seconds": _elapsed(started)})
 
     def retrieve(self, event: object, context: object) -> dict[str, Any]:
         """Store the bars closed before the event's time; the first run fetches ``data.lookback_days``."""
-        data, step = self.services.settings.data, self.series.timeframe
         with self.job("retrieve", event, context) as at:
-            report = retrieve(
-                self.services.dataset,
-                self.source.source,
-                self.series,
-                until=(last_closed_open(at, step) + timeframe_delta(step)).to_pydatetime(),
-                default_since=(at - pd.Timedelta(days=data.lookback_days)).to_pydatetime(),
-                resume=self.source.resume,
-                spike_sigmas=data.spike_sigmas,
-                spike_min_move=data.spike_min_move,
-            )
+            report = retrieve_closed(self.services, self.source, self.series, at)
             # A day's partition is checked whole on every append: warn about the holes this run found only.
             fresh = [g for g in report.gaps if report.since is None or g.before >= report.since]
             if fresh or report.conflicts:

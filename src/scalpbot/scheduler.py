@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from scalpbot.errors import CycleFailed
 from scalpbot.ports import Notifier
 
 JobRun = Callable[[pd.Timestamp], object]
@@ -55,7 +54,7 @@ class Scheduler:
 
     def run(self, ticks: Iterable[pd.Timestamp]) -> SchedulerReport:
         """Run every job due at each tick (a bar close time, UTC) until the ticks end or a stop is requested."""
-        from scalpbot.adapters.notify.fanout import job_error
+        from scalpbot.adapters.notify.fanout import notify_job_error
 
         report = SchedulerReport()
         for tick in ticks:
@@ -79,8 +78,7 @@ class Scheduler:
                     job.run(tick)
                 except Exception as e:  # one job's failure must not stop the others
                     report.failures[job.name] = report.failures.get(job.name, 0) + 1
-                    if not isinstance(e, CycleFailed):  # a cycle that failed closed has notified already
-                        self._notifier.notify(*job_error(job.name, self._symbol, e), level="error")
+                    notify_job_error(self._notifier, job.name, self._symbol, e)
         return report
 
 

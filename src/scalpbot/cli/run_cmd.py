@@ -16,8 +16,7 @@ from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CycleFailed
 from scalpbot.jobs.execute import run_cycle
-from scalpbot.jobs.retrieve import retrieve
-from scalpbot.jobs.trading import build_executor, memory_bars, stored_bars, trade_bar
+from scalpbot.jobs.trading import build_executor, memory_bars, retrieve_closed, stored_bars, trade_bar
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
 from scalpbot.services import SourceChoice, build_market_data, build_notifier
 
@@ -59,9 +58,7 @@ def run_all(
         jobs.append(
             ScheduledJob(
                 "retrieve",
-                lambda tick: retrieve(
-                    services.dataset, choice.source, series, until=tick.to_pydatetime(), resume=choice.resume
-                ),
+                lambda tick: retrieve_closed(services, choice, series, tick),
             )
         )
         ticks = wall_ticks(step, lambda: pd.Timestamp(services.clock.now()), stop)

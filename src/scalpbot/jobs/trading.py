@@ -15,7 +15,7 @@ from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.execute import BarWindow, CycleReport, Executor, run_cycle
-from scalpbot.jobs.retrieve import retrieve
+from scalpbot.jobs.retrieve import RetrieveReport, retrieve
 from scalpbot.ports import Broker, Notifier
 from scalpbot.release_signals import ReleaseCache
 from scalpbot.releases import ReleaseStore
@@ -99,6 +99,26 @@ def build_executor(
     )
 
 
+def retrieve_closed(
+    services: Services, source: SourceChoice, series: SeriesId, at: pd.Timestamp
+) -> RetrieveReport:
+    """Store the bars of ``series`` that closed by ``at`` (UTC), resuming after the newest stored bar.
+
+    An empty series starts ``data.lookback_days`` before ``at``; spikes are judged with the data settings.
+    """
+    data = services.settings.data
+    return retrieve(
+        services.dataset,
+        source.source,
+        series,
+        until=(last_closed_open(at, series.timeframe) + timeframe_delta(series.timeframe)).to_pydatetime(),
+        default_since=(at - pd.Timedelta(days=data.lookback_days)).to_pydatetime(),
+        resume=source.resume,
+        spike_sigmas=data.spike_sigmas,
+        spike_min_move=data.spike_min_move,
+    )
+
+
 def trade_bar(
     services: Services, executor: Executor, source: SourceChoice, series: SeriesId, at: pd.Timestamp
 ) -> CycleReport:
@@ -107,19 +127,11 @@ def trade_bar(
     When the source has not published that bar yet, the newest stored bar is processed instead (a bar already
     processed is skipped by the cycle), so a late bar is never traded on a stale window.
     """
-    bar = last_closed_open(at, series.timeframe)
-    retrieve(
-        services.dataset,
-        source.source,
-        series,
-        until=(bar + timeframe_delta(series.timeframe)).to_pydatetime(),
-        default_since=(at - pd.Timedelta(days=services.settings.data.lookback_days)).to_pydatetime(),
-        resume=source.resume,
-    )
+    retrieve_closed(services, source, series, at)
     stored = services.dataset.last_open_time(series)
     if stored is None:
         raise DataError(f"no bars of {series} stored; run `scalpbot fetch` first")
-    return run_cycle(executor, min(bar, stored))
+    return run_cycle(executor, min(last_closed_open(at, series.timeframe), stored))
 
 
 def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from scalpbot.errors import ConfigError, ScalpbotError
+from scalpbot.errors import ConfigError, CycleFailed, ScalpbotError
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.ledger import Ledger, event_id_for
 
@@ -32,6 +32,7 @@ __all__ = [
     "Notifications",
     "NotifierChannel",
     "job_error",
+    "notify_job_error",
     "short_cause",
 ]
 
@@ -97,6 +98,15 @@ def job_error(job: str, symbol: str | None, exc: BaseException) -> tuple[str, st
     subject = f"scalpbot {job} failed{where}: {type(exc).__name__}"
     message = f"job: {job}\nsymbol: {symbol or '-'}\ncause: {short_cause(exc)}"
     return subject, message
+
+
+def notify_job_error(notifier: Notifier, job: str, symbol: str | None, exc: BaseException) -> None:
+    """Send :func:`job_error` for ``exc`` at level error, unless its cause was notified already.
+
+    A :class:`~scalpbot.errors.CycleFailed` is raised after the execute cycle notified why it failed closed.
+    """
+    if not isinstance(exc, CycleFailed):
+        notifier.notify(*job_error(job, symbol, exc), level="error")
 
 
 class Notifications:
