@@ -34,12 +34,12 @@ def venue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Venue]:
 
 
 def _upload(folder: Path, endpoint: str) -> None:
-    """Copy a folder store's objects (bars, the current release) into the bucket under ``bot/``."""
+    """Copy a folder store's bars and releases into the bucket under ``bot/`` (no bot state: a fresh account)."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     for path in sorted(folder.rglob("*")):
         key = path.relative_to(folder).as_posix()
-        if path.is_file() and not key.startswith(".locks/"):
+        if path.is_file() and key.startswith(("data/", "models/")):
             s3.put_object(Bucket=BUCKET, Key=f"bot/{key}", Body=path.read_bytes())
 
 
@@ -61,7 +61,7 @@ def test_live_cycles_on_lambda_place_each_entry_and_its_protection_once(
         "SCALPBOT_EXECUTE__BROKER": "ccxt",
         "SCALPBOT_EXCHANGE__SECRET_ID": arn,
         "SCALPBOT_EXCHANGE__API_URL": venue.server.url,
-        "SCALPBOT_BOT__NAME": "live",
+        "SCALPBOT_BOT__NAME": "lambda-live",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_server.endpoint_url,
         "SCALPBOT_RISK__COOLDOWN_AFTER_LOSSES": "0",
         "SCALPBOT_RISK__MAX_DAILY_LOSS": "1.0",
@@ -93,10 +93,10 @@ def test_live_cycles_on_lambda_place_each_entry_and_its_protection_once(
         assert after.ok and after.payload["status"] == "ok", after.payload
         logs = fn.logs()
     assert KEY not in logs and SECRET not in logs  # the keys never reach the logs
-    stored = PortfolioStore(store, "live").load()
+    stored = PortfolioStore(store, "lambda-live").load()
     assert stored is not None and stored.snapshot.position is not None
     position = stored.snapshot.position
     assert position.sl_price < position.entry_price < position.tp_price
-    fills = [e for e in Ledger(store, "live").events() if e.kind == "fill"]
+    fills = [e for e in Ledger(store, "lambda-live").events() if e.kind == "fill"]
     assert [e.payload["reason"] for e in fills][:1] == ["entry"]
     assert not [m for m in inbox.read() if "failed" in str(m.get("Subject", ""))]
