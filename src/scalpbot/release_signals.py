@@ -107,6 +107,9 @@ class ReleaseCache:
         if pointer is None:
             raise ModelError(f"no release of {self._symbol} is current; run `scalpbot train` first")
         if self._model is None or pointer.etag != self._etag:
-            self._model = TradingModel.from_release(self._releases.load(self._symbol, pointer.release_id))
+            release = self._releases.load_current(self._symbol)
+            if release is None:
+                raise ModelError(f"no release of {self._symbol} is current; run `scalpbot train` first")
+            self._model = TradingModel.from_release(release)
             self._etag = pointer.etag
         return self._model

@@ -9,7 +9,12 @@ Layout (``BASE_QUOTE`` is the symbol with ``/`` and ``:`` replaced by ``_``)::
 
 A release is written artifacts first, manifest last, each create-only: a release whose manifest exists is
 complete, and nothing in it is ever replaced. The pointer changes only by compare-and-swap, so two concurrent
-promotions cannot both win. Loading verifies every artifact's sha256 and refuses a corrupted one.
+promotions cannot both win.
+
+**Integrity.** The manifest lists every artifact's sha256 and carries a ``seal``: the sha256 of its own
+canonical JSON without the seal. The pointer records the sha256 of the manifest file of the current release
+and of each earlier one it can roll back to. Loading verifies all of it, so an edited or corrupted file of a
+release - any artifact, or the manifest itself (its params, say) - is refused with the file named.
 
 This module is light (no keras/torch): the execute path uses it.
 """
@@ -31,6 +36,7 @@ MANIFEST = "manifest.json"
 ONNX_ARTIFACT = "model.onnx"
 KERAS_ARTIFACT = "model.keras"
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_SEAL = "seal"
 _HISTORY = 20
 
 
@@ -74,6 +80,8 @@ class Pointer:
     promoted_at: str
     reason: str
     etag: str
+    manifest_sha256: Mapping[str, str] = field(default_factory=dict)
+    """The sha256 of the manifest file of the current release and of each earlier one, by release id."""
 
 
 class ReleaseStore:
@@ -92,7 +100,13 @@ class ReleaseStore:
         checksums = {
             name: {"sha256": sha256_hex(data), "bytes": len(data)} for name, data in artifacts.items()
         }
-        full = {**manifest, "release_id": release_id, "symbol": symbol, "artifacts": checksums}
+        full = {
+            **{k: v for k, v in manifest.items() if k != _SEAL},
+            "release_id": release_id,
+            "symbol": symbol,
+            "artifacts": checksums,
+        }
+        full[_SEAL] = _seal_of(full)
         for name, data in artifacts.items():
             self._store.put_if_absent(prefix + name, data)
         self._store.put_if_absent(prefix + MANIFEST, _dump(full))
@@ -108,14 +122,24 @@ class ReleaseStore:
         }
         return sorted(ids)
 
-    def manifest(self, symbol: str, release_id: str) -> dict[str, Any]:
-        """Return the manifest of a release; ``ModelError`` when absent, ``CorruptArtifactError`` when unreadable."""
+    def manifest(self, symbol: str, release_id: str, *, expected_sha256: str | None = None) -> dict[str, Any]:
+        """Return the verified manifest of a release.
+
+        Raise ``ModelError`` when it is absent and ``CorruptArtifactError`` naming the file when it is not valid
+        JSON, describes another release, fails its seal (edited by hand) or, with ``expected_sha256`` (the
+        pointer's record), is not byte for byte the manifest that was promoted.
+        """
         key = self._release_prefix(symbol, release_id) + MANIFEST
         try:
             data = self._store.get(key).data
         except ObjectNotFound:
             known = ", ".join(self.list(symbol)[-5:]) or "none"
             raise ModelError(f"no release {release_id} for {symbol} (latest: {known})") from None
+        if expected_sha256 is not None and sha256_hex(data) != expected_sha256:
+            raise CorruptArtifactError(
+                f"{key} was changed after the release was promoted (its sha256 differs from the one "
+                f"current.json recorded); the release is refused"
+            )
         try:
             manifest = json.loads(data)
         except ValueError as e:
@@ -126,11 +150,35 @@ class ReleaseStore:
             raise CorruptArtifactError(
                 f"{key} does not describe release {release_id}; the release cannot be trusted"
             )
+        seal = manifest.get(_SEAL)
+        if seal != _seal_of({k: v for k, v in manifest.items() if k != _SEAL}):
+            why = "has no seal (written by an older scalpbot)" if seal is None else "does not match its seal"
+            raise CorruptArtifactError(
+                f"{key} {why}: it was edited or corrupted after it was written; the release is refused"
+            )
         return manifest
 
-    def load(self, symbol: str, release_id: str, names: tuple[str, ...] = (ONNX_ARTIFACT,)) -> Release:
-        """Return the release with the named artifacts, each verified against its manifest checksum."""
-        manifest = self.manifest(symbol, release_id)
+    def manifest_sha256(self, symbol: str, release_id: str) -> str:
+        """Return the sha256 of a release's manifest file as stored (the pointer records it at promotion)."""
+        key = self._release_prefix(symbol, release_id) + MANIFEST
+        try:
+            return sha256_hex(self._store.get(key).data)
+        except ObjectNotFound:
+            raise ModelError(f"no release {release_id} for {symbol}") from None
+
+    def load(
+        self,
+        symbol: str,
+        release_id: str,
+        names: tuple[str, ...] = (ONNX_ARTIFACT,),
+        *,
+        manifest_sha256: str | None = None,
+    ) -> Release:
+        """Return the release with the named artifacts, each verified against its manifest checksum.
+
+        ``manifest_sha256``: the manifest file's sha256 as the pointer recorded it (see :meth:`load_current`).
+        """
+        manifest = self.manifest(symbol, release_id, expected_sha256=manifest_sha256)
         prefix = self._release_prefix(symbol, release_id)
         artifacts: dict[str, bytes] = {}
         for name in names:
@@ -143,14 +191,35 @@ class ReleaseStore:
                 data = self._store.get(prefix + name).data
             except ObjectNotFound:
                 raise CorruptArtifactError(
-                    f"release {release_id} is missing {name}; it cannot be used"
+                    f"release {release_id} is missing {prefix + name}; it cannot be used"
                 ) from None
             if sha256_hex(data) != expected:
                 raise CorruptArtifactError(
-                    f"release {release_id}: {name} does not match its sha256 checksum (corrupted); it is refused"
+                    f"{prefix + name} does not match its sha256 checksum in the manifest (edited or corrupted); "
+                    "the release is refused"
                 )
             artifacts[name] = data
         return Release(release_id, symbol, manifest, artifacts)
+
+    def load_current(self, symbol: str, names: tuple[str, ...] = (ONNX_ARTIFACT,)) -> Release | None:
+        """Return the current release verified against the pointer's manifest record; ``None`` without a pointer.
+
+        A refused file raises ``CorruptArtifactError`` naming it, with the way back: ``scalpbot models rollback``.
+        """
+        pointer = self.pointer(symbol)
+        if pointer is None:
+            return None
+        try:
+            return self.load(
+                symbol, pointer.release_id, names, manifest_sha256=pointer.manifest_sha256[pointer.release_id]
+            )
+        except CorruptArtifactError as e:
+            back = (
+                f"run `scalpbot models rollback` to trade {pointer.previous[0]} again"
+                if pointer.previous
+                else "promote a sound release with `scalpbot models promote ID` or train a new one"
+            )
+            raise CorruptArtifactError(f"the current release of {symbol}: {e}; {back}") from None
 
     def pointer(self, symbol: str) -> Pointer | None:
         """Return the current pointer, or ``None`` when no release was ever promoted."""
@@ -161,16 +230,19 @@ class ReleaseStore:
             return None
         try:
             body = json.loads(stored.data)
+            previous = [(str(p["release_id"]), str(p["manifest_sha256"])) for p in body["previous"]]
+            release_id = str(body["release_id"])
             return Pointer(
-                release_id=str(body["release_id"]),
-                previous=tuple(str(r) for r in body.get("previous", [])),
+                release_id=release_id,
+                previous=tuple(r for r, _ in previous),
                 promoted_at=str(body.get("promoted_at", "")),
                 reason=str(body.get("reason", "")),
                 etag=stored.etag,
+                manifest_sha256={**dict(previous), release_id: str(body["manifest_sha256"])},
             )
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptArtifactError(
-                f"{key} cannot be read ({e}); run `scalpbot models promote ID`"
+                f"{key} cannot be read ({e!r}); run `scalpbot models promote ID` to rewrite it"
             ) from None
 
     def promote(
@@ -180,24 +252,21 @@ class ReleaseStore:
 
         ``expected`` is the pointer read before deciding (``None``: there was none). The release must be complete.
         """
-        self.manifest(symbol, release_id)
+        digest = self.manifest_sha256(symbol, release_id)
+        self.manifest(symbol, release_id, expected_sha256=digest)
         previous: tuple[str, ...] = ()
+        sealed = {release_id: digest}
         if expected is not None:
             previous = (expected.release_id, *expected.previous)[:_HISTORY]
+            sealed = {**{r: expected.manifest_sha256[r] for r in previous}, release_id: digest}
         promoted_at = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "release_id": release_id,
-            "previous": list(previous),
-            "promoted_at": promoted_at,
-            "reason": reason,
-        }
         key = models_prefix(symbol) + "current.json"
-        data = _dump(body)
+        data = _pointer_document(release_id, previous, sealed, promoted_at, reason)
         if expected is None:
             etag = self._store.put_if_absent(key, data)
         else:
             etag = self._store.put_if_match(key, data, expected.etag)
-        return Pointer(release_id, previous, promoted_at, reason, etag)
+        return Pointer(release_id, previous, promoted_at, reason, etag, sealed)
 
     def rollback(self, symbol: str, *, now: datetime) -> Pointer:
         """Point ``current.json`` back at the release that was current before; raise ``ModelError`` if none."""
@@ -207,10 +276,11 @@ class ReleaseStore:
         target, rest = current.previous[0], current.previous[1:]
         promoted_at = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         reason = f"rollback from {current.release_id}"
-        body = {"release_id": target, "previous": list(rest), "promoted_at": promoted_at, "reason": reason}
-        self.manifest(symbol, target)
-        etag = self._store.put_if_match(models_prefix(symbol) + "current.json", _dump(body), current.etag)
-        return Pointer(target, rest, promoted_at, reason, etag)
+        sealed = {r: current.manifest_sha256[r] for r in (target, *rest)}
+        self.load(symbol, target, (ONNX_ARTIFACT,), manifest_sha256=sealed[target])
+        data = _pointer_document(target, rest, sealed, promoted_at, reason)
+        etag = self._store.put_if_match(models_prefix(symbol) + "current.json", data, current.etag)
+        return Pointer(target, rest, promoted_at, reason, etag, sealed)
 
     def _release_prefix(self, symbol: str, release_id: str) -> str:
         if not _RELEASE_ID.match(release_id):
@@ -220,6 +290,30 @@ class ReleaseStore:
 
 def _dump(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, indent=2, sort_keys=True, allow_nan=False).encode()
+
+
+def _seal_of(manifest: Mapping[str, Any]) -> str:
+    """Return the sha256 of a manifest's canonical JSON (sorted keys, no spaces), its seal left out."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256_hex(canonical.encode())
+
+
+def _pointer_document(
+    release_id: str,
+    previous: tuple[str, ...],
+    sealed: Mapping[str, str],
+    promoted_at: str,
+    reason: str,
+) -> bytes:
+    return _dump(
+        {
+            "release_id": release_id,
+            "manifest_sha256": sealed[release_id],
+            "previous": [{"release_id": r, "manifest_sha256": sealed[r]} for r in previous],
+            "promoted_at": promoted_at,
+            "reason": reason,
+        }
+    )
 
 
 __all__ = [

@@ -63,7 +63,7 @@ def test_a_missing_artifact_or_manifest_is_a_clear_error(store: Store) -> None:
     releases = ReleaseStore(store)
     release_id = _release(releases, b"x")
     store.delete(f"models/BTC_USDT/releases/{release_id}/model.onnx")
-    with pytest.raises(CorruptArtifactError, match="is missing model.onnx"):
+    with pytest.raises(CorruptArtifactError, match="is missing models/BTC_USDT/releases/.*/model.onnx"):
         releases.load(SYMBOL, release_id)
     with pytest.raises(ModelError, match="no release 20250102T030405Z-00000000"):
         releases.load(SYMBOL, "20250102T030405Z-00000000")
@@ -132,3 +132,65 @@ def test_a_better_challenger_is_promoted_and_too_few_trades_never_are() -> None:
 def test_without_a_current_release_the_challenger_must_beat_not_trading() -> None:
     assert judge({"total_return": 0.001, "trades": 30}, None, min_trades=20).promote
     assert not judge({"total_return": -0.001, "trades": 30}, None, min_trades=20).promote
+
+
+def _edit_manifest(store: Store, release_id: str, edit: dict[str, object], *, reseal: bool = False) -> str:
+    """Rewrite a release's manifest by hand as an operator would; ``reseal`` also recomputes its seal."""
+    import hashlib
+    import json
+
+    key = f"models/BTC_USDT/releases/{release_id}/manifest.json"
+    manifest = json.loads(store.get(key).data)
+    manifest.update(edit)
+    if reseal:
+        body = {k: v for k, v in manifest.items() if k != "seal"}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        manifest["seal"] = hashlib.sha256(canonical.encode()).hexdigest()
+    store.put(key, json.dumps(manifest, indent=2).encode())
+    return key
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "model.onnx", "model.keras"])
+def test_editing_any_file_of_the_current_release_is_refused_with_the_file_named_and_the_way_back(
+    store: Store, name: str
+) -> None:
+    releases = ReleaseStore(store)
+    first = _release(releases, b"first")
+    releases.promote(SYMBOL, first, expected=None, reason="first", now=NOW)
+    second = _release(releases, b"second", NOW.replace(day=3))
+    releases.promote(SYMBOL, second, expected=releases.pointer(SYMBOL), reason="better", now=NOW)
+    key = f"models/BTC_USDT/releases/{second}/{name}"
+    if name == "manifest.json":
+        _edit_manifest(store, second, {"params": {"entry_threshold": 0.0}})
+    else:
+        store.put(key, store.get(key).data + b"!")
+    with pytest.raises(CorruptArtifactError) as refused:
+        releases.load_current(SYMBOL, ("model.onnx", "model.keras"))
+    message = str(refused.value)
+    assert key in message
+    assert f"run `scalpbot models rollback` to trade {first} again" in message
+    back = releases.rollback(SYMBOL, now=NOW)
+    current = releases.load_current(SYMBOL)
+    assert current is not None
+    assert (back.release_id, current.artifacts[ONNX_ARTIFACT]) == (first, b"first")
+
+
+def test_a_resealed_manifest_edit_is_still_refused_through_the_pointer(store: Store) -> None:
+    releases = ReleaseStore(store)
+    release_id = _release(releases, b"model")
+    releases.promote(SYMBOL, release_id, expected=None, reason="first", now=NOW)
+    key = _edit_manifest(store, release_id, {"params": {"tp_mult": 9.0}}, reseal=True)
+    assert releases.load(SYMBOL, release_id).manifest["params"] == {"tp_mult": 9.0}  # self-consistent
+    with pytest.raises(CorruptArtifactError, match=f"{key} was changed after the release was promoted"):
+        releases.load_current(SYMBOL)
+
+
+def test_an_edited_manifest_of_a_release_that_is_not_current_is_refused(store: Store) -> None:
+    releases = ReleaseStore(store)
+    release_id = _release(releases, b"model")
+    key = _edit_manifest(store, release_id, {"params": {"entry_threshold": 0.0}})
+    with pytest.raises(CorruptArtifactError, match=f"{key} does not match its seal"):
+        releases.load(SYMBOL, release_id)
+    with pytest.raises(CorruptArtifactError, match="does not match its seal"):
+        releases.promote(SYMBOL, release_id, expected=None, reason="by hand", now=NOW)
+    assert releases.pointer(SYMBOL) is None

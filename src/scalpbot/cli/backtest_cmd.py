@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from scalpbot.backtest import BacktestResult, backtest
-from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
+from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import iso, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.config import BacktestSettings
@@ -76,7 +77,7 @@ def run_backtest(
     }
     services = state_of(ctx).services(overrides)
     params = services.settings.backtest
-    start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    start, end = parse_range(since, until)
     first = None if start is None else pd.Timestamp(start)
     series = services.series()
     if params.strategy == "release":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
@@ -25,18 +25,6 @@ data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_he
 SymbolOpt = typer.Option(None, "--symbol", help="Unified symbol, e.g. BTC/USDT [config data.symbol]")
 TimeframeOpt = typer.Option(None, "--timeframe", help="Bar timeframe, e.g. 1m [config data.timeframe]")
 ExchangeOpt = typer.Option(None, "--exchange", help="ccxt exchange id [config exchange.id]")
-
-
-def parse_time(value: str | None, option: str) -> datetime | None:
-    """Return an aware UTC datetime from ISO-8601 (naive means UTC); raise ``ConfigError``."""
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except ValueError:
-        raise ConfigError(f"{option} {value!r} is not an ISO-8601 time, e.g. 2024-01-01T00:00:00Z") from None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
 
 
 def _overrides(exchange: str | None, symbol: str | None, timeframe: str | None) -> dict[str, dict[str, Any]]:
@@ -56,7 +44,7 @@ def fetch(
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings
     series = services.series()
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    start, end = parse_range(since, until, ("--since", "--until"))
     choice = build_market_data(source, services)
     default_since = services.clock.now() - pd.Timedelta(days=settings.data.lookback_days)
     expected = None
@@ -193,7 +181,7 @@ def export(
         raise ConfigError(f"--format {fmt!r} is not supported; use csv or parquet")
     file_format: Literal["csv", "parquet"] = "csv" if fmt == "csv" else "parquet"
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
-    start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    start, end = parse_range(since, until)
     bars = services.dataset.read(
         services.series(),
         None if start is None else pd.Timestamp(start),

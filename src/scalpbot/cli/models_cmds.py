@@ -11,6 +11,7 @@ from scalpbot.cli.data_cmds import SymbolOpt
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.core.metrics import Metrics
+from scalpbot.errors import CorruptArtifactError
 from scalpbot.releases import ReleaseStore
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model releases.", no_args_is_help=True)
@@ -36,9 +37,13 @@ def list_releases(
     releases, pair, _ = _context(ctx, symbol)
     pointer = releases.pointer(pair)
     current = None if pointer is None else pointer.release_id
-    rows = []
+    rows: list[dict[str, Any]] = []
     for release_id in releases.list(pair):
-        manifest = releases.manifest(pair, release_id)
+        try:
+            manifest = releases.manifest(pair, release_id)
+        except CorruptArtifactError as e:  # one bad release must not hide the others
+            rows.append({"release_id": release_id, "current": release_id == current, "refused": str(e)})
+            continue
         rows.append(
             {
                 "release_id": release_id,
@@ -57,6 +62,9 @@ def list_releases(
     for column in ("release", "current", "test return", "test trades", "test sharpe", "promotion"):
         table.add_column(column)
     for row in rows:
+        if "refused" in row:
+            table.add_row(row["release_id"], "*" if row["current"] else "", "-", "-", "-", row["refused"])
+            continue
         test = row["metrics"].get("test", {})
         promotion = row["promotion"] or {}
         table.add_row(

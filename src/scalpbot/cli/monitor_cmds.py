@@ -9,7 +9,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from scalpbot.cli.data_cmds import SymbolOpt, parse_time
+from scalpbot.cli.data_cmds import SymbolOpt
+from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.errors import ConfigError, ObjectNotFound

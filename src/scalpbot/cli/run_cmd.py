@@ -9,7 +9,7 @@ from types import FrameType
 import pandas as pd
 import typer
 
-from scalpbot.cli.data_cmds import parse_time
+from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
 from scalpbot.core.features import FEATURE_WINDOW
@@ -63,7 +63,9 @@ def run_all(
         )
         ticks = wall_ticks(step, lambda: pd.Timestamp(services.clock.now()), stop)
     else:
-        start, end = (pd.Timestamp(parse_time(v, "--replay") or v) for v in replay)
+        first, last = parse_range(*replay, ("--replay FROM", "--replay TO"))
+        assert first is not None and last is not None
+        start, end = pd.Timestamp(first), pd.Timestamp(last)
         bars = memory_bars(services.dataset.read(series, start - FEATURE_WINDOW * step, end))
         ticks = iter(replay_ticks(start, end, step))
     executor = build_executor(services, series, bot=name, bars=bars, notifier=notifier, fallback_latest=True)

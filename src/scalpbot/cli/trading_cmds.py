@@ -13,7 +13,8 @@ import typer
 from rich.table import Table
 
 from scalpbot.cli.backtest_cmd import trades_payload
-from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt
+from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
@@ -100,7 +101,7 @@ def run_replay(
 ) -> None:
     """Drive the execute job bar by bar through stored history with the paper broker."""
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
-    start, end = parse_time(since, "--from"), parse_time(until, "--to")
+    start, end = parse_range(since, until)
     assert start is not None and end is not None
     with reported(services, "replay"):
         report = replay(
@@ -140,9 +141,7 @@ def list_trades(
         bars = services.dataset.read(services.series(), stored.snapshot.last_bar_time, None)
         if len(bars):
             mark = {"mark_price": float(bars["close"].iloc[0]), "mark_time": stored.snapshot.last_bar_time}
-    trades = Ledger(services.store, name).trades(
-        parse_time(since, "--since"), parse_time(until, "--until"), **mark
-    )
+    trades = Ledger(services.store, name).trades(*parse_range(since, until, ("--since", "--until")), **mark)
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
         return

@@ -7,7 +7,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
+from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
+from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import reported, state_of
 
