@@ -29,7 +29,7 @@ from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
 from scalpbot.release_signals import ReleaseCache
 from scalpbot.releases import KERAS_ARTIFACT, ReleaseStore
-from scalpbot.services import build_services
+from scalpbot.wiring import build_services
 
 COLD = """
 import time, sys
@@ -39,7 +39,7 @@ from scalpbot.config import load_settings
 from scalpbot.jobs.execute import decide_on_bar
 from scalpbot.release_signals import ReleaseCache
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import build_services
+from scalpbot.wiring import build_services
 imported = time.perf_counter()
 services = build_services(load_settings(None, {"store": {"url": sys.argv[1]}}))
 trading = ReleaseCache(ReleaseStore(services.store), "BTC/USDT", sys.argv[2]).current()

@@ -38,7 +38,7 @@ from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import build_services
+from scalpbot.wiring import build_services
 
 from support.binance_server import BinanceServer
 from support.lambda_runtime import LocalLambda

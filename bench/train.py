@@ -19,7 +19,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
-from scalpbot.services import build_services
+from scalpbot.wiring import build_services
 
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 

@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,21 @@ import pandas as pd
 from scalpbot.adapters.notify.fanout import notify_job_error
 from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.bars import Gap
-from scalpbot.errors import ConfigError, CycleFailed
-from scalpbot.jobs.execute import CycleReport, Executor
+from scalpbot.errors import ConfigError
+from scalpbot.jobs.execute import CycleReport
 from scalpbot.jobs.retrieve import RetrieveReport
-from scalpbot.jobs.trading import build_executor, retrieve_closed, stored_bars, trade_bar
+from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
 from scalpbot.ports import Notifier
-from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services, SourceChoice, build_market_data, build_notifier, build_services
-from scalpbot.state.lease import RunLease
+from scalpbot.wiring import (
+    Services,
+    SourceChoice,
+    build_executor,
+    build_market_data,
+    build_notifier,
+    build_services,
+    run_lease,
+    stored_history,
+)
 
 __all__ = [
     "LambdaRuntime",
@@ -98,7 +104,7 @@ class LambdaRuntime:
         self.series = services.series()
         self._source_spec = source
         self._source: SourceChoice | None = None
-        self._executor: Executor | None = None
+        self._trader: BarTrader | None = None
 
     @classmethod
     def from_environment(cls, settings: Settings | None = None) -> LambdaRuntime:
@@ -114,19 +120,31 @@ class LambdaRuntime:
             self._source = build_market_data(self._source_spec, self.services)
         return self._source
 
-    @property
-    def executor(self) -> Executor:
-        """The bot's executor (broker, release cache, risk limits), built on first use."""
-        if self._executor is None:
-            services = self.services
-            self._executor = build_executor(
+    def trader(self, owner: str) -> BarTrader:
+        """The bot's execute use case (broker, release cache, risk limits), built on first use.
+
+        ``owner`` names this invocation in the run lease, which is taken and given back on every invocation.
+        """
+        services = self.services
+        if self._trader is None:
+            executor = build_executor(
                 services,
                 self.series,
                 bot=services.settings.bot.name,
-                bars=stored_bars(services, self.series),
+                bars=stored_history(services, self.series),
                 notifier=self.notifier,
             )
-        return self._executor
+            self._trader = BarTrader(
+                services,
+                executor,
+                self.series,
+                source=self.source,
+                lease=run_lease(services, services.settings.bot.name, owner=owner),
+                release_lease=True,
+            )
+        else:
+            self._trader.lease = run_lease(services, services.settings.bot.name, owner=owner)
+        return self._trader
 
     def now(self) -> pd.Timestamp:
         """Return the wall clock (UTC)."""
@@ -171,30 +189,16 @@ class LambdaRuntime:
 
     def execute(self, event: object, context: object) -> dict[str, Any]:
         """Trade the bar that closed last at the event's time, under the bot's run lease."""
-        settings = self.services.settings
         with self.job("execute", event, context) as at:
-            if ReleaseStore(self.services.store).pointer(self.series.symbol) is None:
+            owner = f"lambda:{getattr(context, 'aws_request_id', os.getpid())}"
+            report = self.trader(owner)(at)
+            summary = _cycle_summary(report)
+            if report.status == "idle":
                 # Nothing was ever traded without a release: idle until the train job promotes one.
-                summary = {
-                    "status": "idle",
-                    "message": f"no release of {self.series.symbol} is current yet; the train job promotes one "
-                    "when it beats not trading (or run `scalpbot models promote`)",
-                }
                 _log.warning("execute idle: no current release", extra={"job": "execute", "result": summary})
                 return summary
-            lease = RunLease(
-                self.services.store,
-                settings.bot.name,
-                self.services.clock,
-                timedelta(seconds=settings.execute.lease_seconds),
-                owner=f"lambda:{getattr(context, 'aws_request_id', os.getpid())}",
-            )
-            with lease:
-                report = trade_bar(self.services, self.executor, self.source, self.series, at)
-            summary = _cycle_summary(report)
             _log.info("execute cycle %s", report.status, extra={"job": "execute", "result": summary})
-            if report.status == "failed":
-                raise CycleFailed(report.message)
+            raise_if_failed(report)
         return summary
 
     def train(self, event: object, context: object) -> dict[str, Any]:

@@ -6,6 +6,7 @@
     ├── ConfigError                 fix the configuration (file, environment, options)
     ├── DataError                   the bars are malformed: fix or re-fetch the input
     │   └── CorruptArtifactError    a stored object failed its checksum or cannot be parsed
+    │       └── LedgerGap           an event is missing from a bot's ledger: restore it
     ├── StoreError                  the store cannot be reached or refused an operation
     │   ├── ObjectNotFound          the key does not exist
     │   └── PreconditionFailed      create-only or compare-and-swap lost: re-read and retry
@@ -35,6 +36,10 @@ class DataError(ScalpbotError):
 
 class CorruptArtifactError(DataError):
     """A stored object cannot be parsed or does not match its checksum."""
+
+
+class LedgerGap(CorruptArtifactError):
+    """A bot's ledger lacks an event it must hold (a fill's sequence number is missing): restore it."""
 
 
 class StoreError(ScalpbotError):

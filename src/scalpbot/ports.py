@@ -81,6 +81,22 @@ class MarketData(Protocol):
         ...
 
 
+class BarHistory(Protocol):
+    """Closed bars of one series for the execute path (open times, UTC); see ``scalpbot.data.history``."""
+
+    def between(self, start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
+        """Return the bars with open time in ``[start, last]`` (``start`` ``None``: from the first)."""
+        ...
+
+    def tail(self, last: pd.Timestamp, count: int) -> pd.DataFrame:
+        """Return the last ``count`` bars with open time ``<= last`` (fewer when less history exists)."""
+        ...
+
+    def newest(self) -> pd.Timestamp | None:
+        """Return the open time of the newest bar, or ``None`` when there is none."""
+        ...
+
+
 class Clock(Protocol):
     """The time source; injected so that replays and tests control it."""
 

@@ -90,6 +90,12 @@ class ReleaseCache:
         self._etag: str | None = None
         self._model: TradingModel | None = None
 
+    def available(self) -> bool:
+        """Return whether there is a release to trade: a fixed one, the current one, or (fallback) any."""
+        if self._fixed is not None or self._releases.pointer(self._symbol) is not None:
+            return True
+        return self._fallback and bool(self._releases.list(self._symbol))
+
     def current(self) -> TradingModel:
         """Return the trading model of the pointer's release (or the fixed one); ``ModelError`` if none."""
         if self._fixed is not None:

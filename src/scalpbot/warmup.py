@@ -10,7 +10,6 @@ both when warming and when running so that a cache built on one machine is valid
 
 from __future__ import annotations
 
-import io
 import time
 from datetime import UTC, datetime
 from typing import cast
@@ -18,19 +17,18 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from scalpbot.adapters.broker.paper import PaperBroker
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
-from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.adapters.store.memory import MemoryStore
+from scalpbot.config import load_settings
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.policy_params import StrategyParams
-from scalpbot.core.risk import MarketRules, RiskLimits
+from scalpbot.data.dataset import SeriesId
+from scalpbot.errors import ModelError
 from scalpbot.inference import OnnxModel
-from scalpbot.jobs.execute import Executor, run_cycle
-from scalpbot.jobs.trading import memory_bars
+from scalpbot.jobs.trading import BarTrader, raise_if_failed
 from scalpbot.release_signals import TradingModel
+from scalpbot.wiring import memory_paper_executor, run_lease
 
 _CYCLES = 6
 _START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -53,36 +51,22 @@ def compile_execute_kernels() -> int:
     source = SyntheticMarketData(FixedClock(end), seed=1)
     raw = pd.concat(list(source.fetch_bars("BTC/USDT", "1m", _START, end)))
     bars = validate_bars(raw, "1m", source=source.name)
-    store = MemoryStore()
-    window = memory_bars(bars)
     trading = TradingModel("warmup", cast(OnnxModel, _EdgeModel()), StrategyParams(max_hold=2))
-    executor = Executor(
-        bot="warmup",
-        symbol="BTC/USDT",
-        timeframe="1m",
-        store=store,
-        broker=PaperBroker(
-            store,
-            bot="warmup",
-            symbol="BTC/USDT",
-            timeframe="1m",
-            bars=window,
-            fee=0.0004,
-            slippage=0.0,
-            initial_equity=10_000.0,
-        ),
-        notifier=ConsoleNotifier(io.StringIO()),
-        model=lambda: trading,
-        bars=window,
-        limits=RiskLimits(timeframe="1m"),
-        market_rules=MarketRules(),
-        initial_equity=10_000.0,
+    settings = load_settings(None, {"bot": {"name": "warmup"}})
+    series = SeriesId("warmup", "BTC/USDT", "1m")
+    executor, services = memory_paper_executor(settings, series, bars, lambda: trading, bot="warmup")
+    trader = BarTrader(
+        services, executor, series, source=None, lease=run_lease(services, "warmup"), release_lease=False
     )
-    for bar in bars.index[-_CYCLES:]:
-        run_cycle(executor, pd.Timestamp(bar))
+    step = pd.Timedelta(minutes=1)
+    try:
+        for bar in bars.index[-_CYCLES:]:
+            raise_if_failed(trader(pd.Timestamp(bar) + step))
+    finally:
+        trader.close()
     fills = executor.ledger.events(kinds=("fill",))
     if not any(f.payload.get("reason") == "entry" for f in fills) or len(fills) < 2:
-        raise RuntimeError(
+        raise ModelError(
             "the warm-up cycles did not enter and exit a position; the kernel cache would be partial"
         )
     return _CYCLES

@@ -19,8 +19,8 @@ from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.aws import LambdaRuntime, event_time
 from scalpbot.config import load_settings
 from scalpbot.errors import ConfigError, CycleFailed, ExchangeError
-from scalpbot.services import build_services
 from scalpbot.state.ledger import Ledger
+from scalpbot.wiring import build_services
 
 from support.binance_server import BinanceServer, Series, sample_series
 from support.files import snapshot
@@ -174,7 +174,7 @@ def test_a_cycle_that_fails_closed_raises_without_a_second_notification(
     def unreachable(*args: object) -> None:
         raise ExchangeError("binance: connection reset")
 
-    monkeypatch.setattr(runtime.executor.broker, "snapshot", unreachable)
+    monkeypatch.setattr(runtime.trader("test").executor.broker, "snapshot", unreachable)
     with pytest.raises(CycleFailed, match="cannot be reconciled"):
         runtime.execute({"time": "2024-12-30T06:01:00Z"}, None)
     errors = [s for s in notifier.sent if s[0] == "error"]
@@ -188,8 +188,10 @@ def test_an_exchange_outage_fails_the_execute_job_with_one_notification(
     runtime, notifier = _runtime(store, exchange, bot={"name": "outage"})
     before = snapshot(store)
     exchange.fail_next(5, 500)
-    with pytest.raises(ExchangeError):
+    with pytest.raises(CycleFailed, match="bars cannot be retrieved"):
         runtime.execute({"time": "2025-01-01T00:05:00Z"}, None)
-    assert _objects(store) == _objects_of(before)
+    added = set(_objects(store)) - set(_objects_of(before))
+    assert [key.rsplit("/", 1)[1].split("-")[1] for key in added] == ["error"]  # the outage, recorded
+    assert {k: v for k, v in _objects(store).items() if k not in added} == _objects_of(before)
     errors = [s for s in notifier.sent if s[0] == "error"]
-    assert len(errors) == 1 and errors[0][1].startswith("scalpbot execute failed for BTC/USDT")
+    assert len(errors) == 1 and errors[0][1] == "outage: execute failed closed"

@@ -11,14 +11,15 @@ import pytest
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
+from scalpbot.data.history import MemoryHistory
 from scalpbot.errors import ExchangeTemporaryError
 from scalpbot.jobs.execute import Executor, run_cycle
-from scalpbot.jobs.trading import build_executor, memory_bars, replay, set_halt
+from scalpbot.jobs.trading import BarTrader, replay, set_halt
 from scalpbot.ports import Broker
-from scalpbot.services import Services
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.wiring import Services, build_executor, run_lease
 
 from support.trained import active_services
 
@@ -33,7 +34,7 @@ def _executor(services: Services, bot: str, broker: Broker | None = None) -> tup
     bars = services.dataset.read(services.series(), DAY - pd.Timedelta(days=1), DAY + pd.Timedelta(days=1))
     notifier = ConsoleNotifier()
     return build_executor(
-        services, services.series(), bot=bot, bars=memory_bars(bars), notifier=notifier, broker=broker
+        services, services.series(), bot=bot, bars=MemoryHistory(bars), notifier=notifier, broker=broker
     ), notifier
 
 
@@ -80,8 +81,16 @@ def test_an_unreachable_venue_places_nothing_records_an_error_and_notifies(
     services = active_services(active_release[0])
     down = _Down()
     executor, notifier = _executor(services, "down", down)
-    report = run_cycle(executor, DAY)
-    assert report.status == "failed"
+    trader = BarTrader(
+        services,
+        executor,
+        services.series(),
+        source=None,
+        lease=run_lease(services, "down"),
+        release_lease=True,
+    )
+    report = trader(DAY + pd.Timedelta("1min"))
+    assert (report.status, report.fault) == ("failed", "reconcile")
     assert down.submitted == []
     assert [e.kind for e in Ledger(services.store, "down").events()] == ["error"]
     assert notifier.sent[0][0] == "error"

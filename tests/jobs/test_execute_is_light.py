@@ -23,12 +23,11 @@ HEAVY = ("keras", "torch", "optuna", "gymnasium", "stable_baselines3", "tensorfl
 SCRIPT = """
 import json, sys, pandas as pd
 from scalpbot.config import load_settings
-from scalpbot.jobs.trading import build_executor, stored_bars
 from scalpbot.jobs.execute import run_cycle
-from scalpbot.services import build_services
+from scalpbot.wiring import build_executor, build_services, stored_history
 services = build_services(load_settings(None, {"store": {"url": sys.argv[1]}}))
 series = services.series()
-executor = build_executor(services, series, bot="light", bars=stored_bars(services, series))
+executor = build_executor(services, series, bot="light", bars=stored_history(services, series))
 report = run_cycle(executor, pd.Timestamp("2024-12-30T06:00:00Z"))
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2].split(",")))
 print(json.dumps({"status": report.status, "heavy": heavy}))

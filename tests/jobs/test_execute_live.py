@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.data.history import MemoryHistory
 from scalpbot.jobs.execute import run_cycle
-from scalpbot.jobs.trading import build_executor, memory_bars
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.wiring import build_executor
 
 from support.binance_trading import OCO, ORDER
 from support.broker_venue import running_venue
@@ -27,7 +28,7 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
             services.series(), pd.Timestamp("2024-11-30", tz="UTC"), pd.Timestamp("2024-12-02", tz="UTC")
         )
         executor = build_executor(
-            services, services.series(), bot="live", bars=memory_bars(bars), notifier=ConsoleNotifier(),
+            services, services.series(), bot="live", bars=MemoryHistory(bars), notifier=ConsoleNotifier(),
             broker=venue.broker(),
         )  # fmt: skip
         entered = None

@@ -12,7 +12,7 @@ from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
-from scalpbot.services import Services, build_services
+from scalpbot.wiring import Services, build_services
 
 from support.files import write_csv
 

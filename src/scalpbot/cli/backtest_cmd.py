@@ -25,7 +25,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError, DataError, ModelError
 from scalpbot.release_signals import ReleaseCache, TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services
+from scalpbot.wiring import Services
 
 SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
 

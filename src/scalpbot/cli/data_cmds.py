@@ -18,7 +18,7 @@ from scalpbot.data.codec import encode_bars
 from scalpbot.data.dataset import DatasetSummary
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.services import build_market_data
+from scalpbot.wiring import build_market_data
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)
 

@@ -14,7 +14,7 @@ from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.errors import ConfigError, ObjectNotFound
-from scalpbot.services import build_notifier
+from scalpbot.wiring import build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
 

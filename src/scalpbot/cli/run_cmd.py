@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal as signals
 import threading
+from collections.abc import Iterable
 from types import FrameType
 
 import pandas as pd
@@ -12,13 +13,19 @@ import typer
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
-from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.errors import CycleFailed
-from scalpbot.jobs.execute import run_cycle
-from scalpbot.jobs.trading import build_executor, memory_bars, retrieve_closed, stored_bars, trade_bar
+from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
+from scalpbot.ports import BarHistory
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
-from scalpbot.services import SourceChoice, build_market_data, build_notifier
+from scalpbot.wiring import (
+    SourceChoice,
+    build_executor,
+    build_market_data,
+    build_notifier,
+    replay_history,
+    run_lease,
+    stored_history,
+)
 
 
 def run_all(
@@ -51,36 +58,36 @@ def run_all(
     signals.signal(signals.SIGINT, request_stop)
     signals.signal(signals.SIGTERM, request_stop)
     jobs: list[ScheduledJob] = []
-    live: SourceChoice | None = None
     if replay is None:
-        bars = stored_bars(services, series)
-        choice = live = build_market_data(source, services)
-        jobs.append(
-            ScheduledJob(
-                "retrieve",
-                lambda tick: retrieve_closed(services, choice, series, tick),
-            )
-        )
-        ticks = wall_ticks(step, lambda: pd.Timestamp(services.clock.now()), stop)
+        choice = build_market_data(source, services)
+        bars: BarHistory = stored_history(services, series)
+        jobs.append(ScheduledJob("retrieve", lambda tick: retrieve_closed(services, choice, series, tick)))
+        ticks: Iterable[pd.Timestamp] = wall_ticks(step, lambda: pd.Timestamp(services.clock.now()), stop)
+        live: SourceChoice | None = choice
     else:
         first, last = parse_range(*replay, ("--replay FROM", "--replay TO"))
         assert first is not None and last is not None
         start, end = pd.Timestamp(first), pd.Timestamp(last)
-        bars = memory_bars(services.dataset.read(series, start - FEATURE_WINDOW * step, end))
-        ticks = iter(replay_ticks(start, end, step))
-    executor = build_executor(services, series, bot=name, bars=bars, notifier=notifier, fallback_latest=True)
+        bars = replay_history(services, series, start, end)
+        ticks, live = replay_ticks(start, end, step), None
+    executor = build_executor(
+        services,
+        series,
+        bot=name,
+        bars=bars,
+        mode="live" if replay is None else "replay",
+        notifier=notifier,
+        fallback_latest=True,
+    )
+    # On the wall clock a bar the exchange has not published yet is fetched again, else the newest stored
+    # bar is traded (as on Lambda); a replay has every bar in memory. The lease is held for the whole run.
+    trader = BarTrader(
+        services, executor, series, source=live, lease=run_lease(services, name), release_lease=False
+    )
     last_monitor: list[str] = []
 
     def execute(tick: pd.Timestamp) -> None:
-        # On the wall clock a bar the exchange has not published yet is fetched again, else the newest
-        # stored bar is traded (as on Lambda); a replay has every bar in memory.
-        report = (
-            run_cycle(executor, tick - step)
-            if live is None
-            else trade_bar(services, executor, live, series, tick)
-        )
-        if report.status == "failed":
-            raise CycleFailed(report.message)
+        raise_if_failed(trader(tick))
 
     def train_job(tick: pd.Timestamp) -> None:
         report = train(services, series, until=tick.to_pydatetime())
@@ -105,7 +112,10 @@ def run_all(
         ScheduledJob("monitor", monitor_job, pd.Timedelta(days=monitor_every_days), wait_first=True),
     ]
     scheduler = Scheduler(jobs, notifier=notifier, symbol=series.symbol, stop=stop)
-    report = scheduler.run(ticks)
+    try:
+        report = scheduler.run(ticks)
+    finally:
+        trader.close()
     runs = ", ".join(f"{job} {n}" for job, n in report.runs.items())
     failures = ", ".join(f"{job} {n}" for job, n in report.failures.items()) or "none"
     state = "stopped on request" if report.stopped else "done"

@@ -12,7 +12,7 @@ import typer
 
 from scalpbot.config import Settings, load_settings
 from scalpbot.ports import Notifier
-from scalpbot.services import Services, build_notifier, build_services
+from scalpbot.wiring import Services, build_notifier, build_services
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal as signals
 import threading
-from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -18,14 +17,12 @@ from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
-from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import CycleReport
-from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars, trade_bar
-from scalpbot.services import Services, build_market_data
-from scalpbot.state.lease import RunLease
+from scalpbot.jobs.trading import BarTrader, replay, set_halt, trade_loop
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.wiring import Services, build_executor, build_market_data, run_lease, stored_history
 
 BotOpt = typer.Option(None, "--bot", help="Bot name: its ledger and portfolio [config bot.name]")
 
@@ -58,35 +55,34 @@ def trade(
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
 ) -> None:
-    """Trade the current release on each bar close: fetch the bar, reconcile, decide, place orders."""
+    """Trade the current release on each bar close: fetch the bar, reconcile, decide, place orders.
+
+    The loop goes on through failures (an exchange outage is recorded and notified once, and the next bar
+    is traded when the exchange answers again) until SIGINT or SIGTERM.
+    """
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
     series, name = services.series(), services.settings.bot.name
-    executor = build_executor(services, series, bot=name, bars=stored_bars(services, series))
-    choice = build_market_data(source, services)
+    executor = build_executor(services, series, bot=name, bars=stored_history(services, series))
+    trader = BarTrader(
+        services,
+        executor,
+        series,
+        source=build_market_data(source, services),
+        lease=run_lease(services, name),
+        release_lease=once,
+    )
+    if once:
+        _print_cycle(trader(pd.Timestamp(services.clock.now())))
+        return
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         err.print("stopping after the cycle in flight")
         stop.set()
 
-    if not once:
-        signals.signal(signals.SIGINT, request_stop)
-        signals.signal(signals.SIGTERM, request_stop)
-    step = timeframe_delta(series.timeframe)
-    lease = RunLease(
-        services.store, name, services.clock, timedelta(seconds=services.settings.execute.lease_seconds)
-    )
-    with lease:
-        while True:
-            now = pd.Timestamp(services.clock.now())
-            _print_cycle(trade_bar(services, executor, choice, series, now))
-            if once or stop.is_set():
-                return
-            lease.renew()
-            bar = last_closed_open(now, series.timeframe)
-            wait = (bar + 2 * step - pd.Timestamp(services.clock.now())).total_seconds() + 2.0
-            if stop.wait(max(wait, 1.0)):
-                return
+    signals.signal(signals.SIGINT, request_stop)
+    signals.signal(signals.SIGTERM, request_stop)
+    trade_loop(trader, services.clock, stop.wait, on_cycle=_print_cycle)
 
 
 def run_replay(
@@ -141,7 +137,10 @@ def list_trades(
         bars = services.dataset.read(services.series(), stored.snapshot.last_bar_time, None)
         if len(bars):
             mark = {"mark_price": float(bars["close"].iloc[0]), "mark_time": stored.snapshot.last_bar_time}
-    trades = Ledger(services.store, name).trades(*parse_range(since, until, ("--since", "--until")), **mark)
+    first, last = parse_range(since, until, ("--since", "--until"))
+    # Up to the last cycle the ledger must hold as many fills as the portfolio counted: none lost.
+    count = None if stored is None or last is not None else stored.snapshot.fill_count
+    trades = Ledger(services.store, name).trades(first, last, fill_count=count, **mark)
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
         return

@@ -143,6 +143,43 @@ class BarDataset:
             inside &= bars.index < end
         return bars if inside.all() else bars.loc[inside]
 
+    def read_tail(self, series: SeriesId, last: pd.Timestamp, count: int) -> pd.DataFrame:
+        """Return the last ``count`` stored bars with open time ``<= last`` (fewer when less is stored).
+
+        Counted in bars, not time: across a hole in the data the window reaches further back, as a
+        computation over the stored series does. Reads the day partitions newest first, as few as needed.
+        """
+        if count <= 0:
+            return empty_bars()
+        keys = self.partitions(series)
+        last_day = last.strftime("%Y-%m-%d")
+        frames: list[pd.DataFrame] = []
+        held = 0
+        for day, key in reversed(keys.items()):
+            if day > last_day:
+                continue
+            bars = self._load(key)
+            if day == last_day:
+                bars = bars.loc[bars.index <= last]
+            frames.append(bars)
+            held += len(bars)
+            if held >= count:
+                break
+        if not frames:
+            return empty_bars()
+        bars = pd.concat(frames[::-1]) if len(frames) > 1 else frames[0]
+        return bars.iloc[-count:]
+
+    def read_with_warmup(
+        self, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp | None, warmup: int
+    ) -> pd.DataFrame:
+        """Return the bars in ``[start, end)`` preceded by the ``warmup`` stored bars before ``start``."""
+        before = self.read_tail(series, start - pd.Timedelta(1, "ns"), warmup)
+        inside = self.read(series, start, end)
+        if before.empty:
+            return inside
+        return pd.concat([before, inside]) if len(inside) else before
+
     def last_open_time(self, series: SeriesId) -> pd.Timestamp | None:
         """Return the open time of the newest stored bar, or ``None`` for an empty series."""
         keys = self.partitions(series)

@@ -3,8 +3,8 @@
 One cycle for the bar ``t`` that just closed, in this order:
 
 1. Skip if the portfolio snapshot says ``t`` was already processed (a retried or concurrent run).
-2. Reconcile with the broker. If it cannot be queried the cycle places nothing, records an ``error`` event
-   and notifies (fail closed).
+2. Reconcile with the broker. If it cannot be queried the cycle places nothing and reports why (fail
+   closed); the use case (``scalpbot.jobs.trading``) records the fault and notifies it.
 3. Record the fills reported since the last cycle (idempotent: each fill's event id comes from its client id).
 4. Update the risk state with the equity and the trades just closed; the kill switch flattens and blocks.
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
@@ -13,6 +13,17 @@ One cycle for the bar ``t`` that just closed, in this order:
 8. Save the portfolio snapshot by compare-and-swap.
 
 A run lease around the cycle keeps two runs from overlapping; the snapshot check makes a repeated cycle a no-op.
+
+**Retries converge.** Every write of a cycle is idempotent: events have deterministic ids and contents (an
+order the venue already holds is recorded as accepted, as it was the first time; fills carry a sequence
+number counted from the snapshot), the broker de-duplicates by client id, and the snapshot is written last
+by compare-and-swap. A cycle killed after any write redoes the same bar and ends where an uninterrupted run
+ends.
+
+**Bars and holes.** The feature window is the last ``FEATURE_WINDOW`` stored bars up to the decision bar,
+counted in bars: across a hole in the data it reaches further back, exactly as the backtest's features run
+over the stored series. The first cycle after bars without a cycle records why they had none (a ``skip``
+event: a hole in the data, or the bot not running); a cycle that cannot decide records why (``skip``).
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,13 +50,15 @@ from scalpbot.core.risk import (
 )
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ExchangeError
-from scalpbot.ports import Broker, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Notifier, Store
 from scalpbot.release_signals import TradingModel
-from scalpbot.state.ledger import Ledger
+from scalpbot.state.ledger import Ledger, event_id_for
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 
-BarWindow = Callable[[pd.Timestamp | None, pd.Timestamp], pd.DataFrame]
-"""``(start, last)`` -> closed bars with open time in ``[start, last]``."""
+CycleStatus = Literal["ok", "skipped", "failed", "halted", "idle", "busy"]
+"""ok: reconciled and decided (maybe nothing to do); skipped: the bar was already processed; failed: failed
+closed, nothing placed; halted: the kill switch is engaged; idle: no release to trade yet; busy: another run
+holds the bot's lease."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,12 @@ class Executor:
     broker: Broker
     notifier: Notifier
     model: Callable[[], TradingModel]
-    bars: BarWindow
+    bars: BarHistory
     limits: RiskLimits
     market_rules: MarketRules
     initial_equity: float
+    ready: Callable[[], bool] = lambda: True
+    """Whether a release can be traded now (``False``: the cycle idles; see ``ReleaseCache.available``)."""
 
     @property
     def ledger(self) -> Ledger:
@@ -72,16 +87,18 @@ class Executor:
 
 @dataclass(frozen=True, slots=True)
 class CycleReport:
-    """What one cycle did for bar ``bar`` (open time): ``status`` is ok, skipped, failed or halted."""
+    """What one cycle did for bar ``bar`` (open time); see :data:`CycleStatus`."""
 
     bar: pd.Timestamp
-    status: str
+    status: CycleStatus
     equity: float | None = None
     signal: Signal | None = None
     denial: str | None = None
     acks: tuple[OrderAck, ...] = ()
     fills: tuple[Fill, ...] = ()
     message: str = ""
+    fault: str = ""
+    """Where a failed cycle failed (reconcile, retrieve, data, release); the caller records and notifies it."""
 
 
 def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
@@ -92,20 +109,26 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
     if previous is not None and previous.last_bar_time is not None and previous.last_bar_time >= bar:
         return CycleReport(bar, "skipped", previous.equity, message=f"bar {bar} was already processed")
     ledger = executor.ledger
-    window = executor.bars(bar - (FEATURE_WINDOW - 1) * timeframe_delta(executor.timeframe), bar)
+    window = executor.bars.tail(bar, FEATURE_WINDOW)
     if window.empty or window.index[-1] != bar:
-        return _fail(executor, ledger, bar, f"bar {bar} is not stored yet; run the retrieve job first")
+        return _fail(bar, "data", f"bar {bar} is not stored yet; run the retrieve job first")
+    if previous is not None and previous.last_bar_time is not None:
+        _record_missed(executor, ledger, window, previous.last_bar_time, bar)
     since = None if previous is None else previous.last_fill_time
     try:
         snapshot = executor.broker.snapshot(window, since)
     except ExchangeError as e:
-        return _fail(executor, ledger, bar, f"broker {executor.broker.name} cannot be reconciled: {e}")
+        return _fail(bar, "reconcile", f"broker {executor.broker.name} cannot be reconciled: {e}")
     new_fills = tuple(
         f for f in snapshot.fills if since is None or f.time > since or _unrecorded(previous, f)
     )
-    # Fill events are idempotent (their ids come from the client ids): a re-reported fill is a no-op.
-    for fill in new_fills:
-        ledger.record_fill(fill, entry_client_id=fill.entry_client_id or fill.client_id)
+    # Fill events are idempotent (their ids come from the client ids, their sequence numbers from the
+    # snapshot): a fill recorded by a cycle that died before saving the snapshot is recorded again as a no-op.
+    recorded_before = 0 if previous is None else previous.fill_count
+    for k, fill in enumerate(new_fills, start=1):
+        ledger.record_fill(
+            fill, entry_client_id=fill.entry_client_id or fill.client_id, seq=recorded_before + k
+        )
     closed_pnl = [float(f.pnl) for f in new_fills if f.reason != "entry" and f.pnl is not None]
     risk = previous.risk if previous is not None else initial_risk_state(executor.initial_equity, bar)
     was_halted = risk.halted
@@ -134,6 +157,7 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
         position=snapshot.position,
         open_orders=snapshot.open_orders,
         last_fill_time=last_fill,
+        fill_count=recorded_before + len(new_fills),
         extra={
             "recorded_fills": sorted(
                 _fill_key(f) for f in snapshot.fills if last_fill is not None and f.time == last_fill
@@ -141,7 +165,7 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
         },
     )
     portfolio.save(recorded, None if stored is None else stored.etag)
-    status = "halted" if risk.halted else "ok"
+    status: CycleStatus = "halted" if risk.halted else "ok"
     return CycleReport(bar, status, snapshot.equity, signal, denial, tuple(acks), new_fills)
 
 
@@ -166,6 +190,10 @@ def _decide(
 ) -> tuple[Signal | None, str | None]:
     """Return the signal to submit (``None``: nothing to do) and the denial reason, if any."""
     trading = executor.model()
+    unready = feature_warmup(window)
+    if unready is not None:
+        ledger.append("skip", bar, {"reason": "warmup", "message": unready})
+        return None, None
     decided = decide_on_bar(window, trading)
     if decided is None:
         return None, None
@@ -195,6 +223,52 @@ def _decide(
     if position is not None:
         return dataclasses.replace(signal, size=0.0), denial.message  # still close the opposite position
     return None, denial.message
+
+
+def feature_warmup(window: pd.DataFrame) -> str | None:
+    """Return why the window's last bar has no complete feature row (too little history), or ``None``."""
+    if len(window) >= FEATURE_WINDOW:
+        return None
+    return (
+        f"no decision: {len(window)} bars are stored up to {window.index[-1].isoformat()} and the features "
+        f"need {FEATURE_WINDOW}; the bot decides once enough history is stored"
+    )
+
+
+def _record_missed(
+    executor: Executor, ledger: Ledger, window: pd.DataFrame, last_done: pd.Timestamp, bar: pd.Timestamp
+) -> None:
+    """Record, once, why no cycle ran for the bars between the last processed bar and ``bar``."""
+    step = timeframe_delta(executor.timeframe)
+    if bar - last_done <= step:
+        return
+    index = pd.DatetimeIndex(window.index)
+    stored = int(((index > last_done) & (index < bar)).sum())
+    first, last = last_done + step, bar - step
+    if stored == 0 and len(index) and index[0] <= last_done:
+        reason, message = (
+            "hole",
+            (
+                f"no bars are stored from {first.isoformat()} to {last.isoformat()} (a hole in the data): "
+                "no cycle for them; the features bridge the hole as the backtest does"
+            ),
+        )
+    else:
+        reason, message = (
+            "not_run",
+            (
+                f"no cycle ran for the bars from {first.isoformat()} to {last.isoformat()} "
+                "(the bot was stopped or could not run); their signals were not traded"
+            ),
+        )
+    payload = {
+        "reason": reason,
+        "message": message,
+        "first": first,
+        "last": last,
+        "bars": int((bar - last_done) / step) - 1,
+    }
+    ledger.append("skip", bar, payload, event_id=event_id_for("skip", bar, reason))
 
 
 def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, np.ndarray, float] | None:
@@ -229,11 +303,14 @@ def _send(
         executor.notifier.notify(f"{executor.bot}: order failed", str(e), level="error")
         return []
     for ack in acks:
+        # A duplicate means the venue already holds the order: it was accepted by an earlier try of this
+        # cycle (killed before it recorded the answer), so it is recorded as that try would have recorded it.
+        accepted = ack.status != "rejected"
         payload = {
             "client_id": ack.client_id,
             "intent": ack.intent,
-            "status": ack.status,
-            "message": ack.message,
+            "status": "accepted" if accepted else "rejected",
+            "message": "" if accepted else ack.message,
         }
         ledger.append("order_ack", bar, payload)
         if ack.status == "rejected":
@@ -241,10 +318,9 @@ def _send(
     return acks
 
 
-def _fail(executor: Executor, ledger: Ledger, bar: pd.Timestamp, message: str) -> CycleReport:
-    ledger.append("error", bar, {"where": "reconcile", "message": message})
-    executor.notifier.notify(f"{executor.bot}: execute failed closed", message, level="error")
-    return CycleReport(bar, "failed", message=message)
+def _fail(bar: pd.Timestamp, fault: str, message: str) -> CycleReport:
+    """Fail closed: nothing was placed; the use case records and notifies the fault (once per outage)."""
+    return CycleReport(bar, "failed", message=message, fault=fault)
 
 
-__all__ = ["BarWindow", "CycleReport", "Executor", "decide_on_bar", "run_cycle"]
+__all__ = ["CycleReport", "CycleStatus", "Executor", "decide_on_bar", "feature_warmup", "run_cycle"]

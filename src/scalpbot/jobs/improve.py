@@ -28,7 +28,7 @@ from scalpbot.errors import PreconditionFailed
 from scalpbot.jobs.train import score_signals
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
-from scalpbot.services import Services
+from scalpbot.wiring import Services
 
 _MIN_ROWS = 1_000
 

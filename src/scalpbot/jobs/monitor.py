@@ -25,9 +25,9 @@ from scalpbot.errors import DataError, ScalpbotError
 from scalpbot.ports import Notifier
 from scalpbot.release_signals import TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.wiring import Services
 
 Step = Callable[["WeekData"], dict[str, Any]]
 

@@ -1,102 +1,49 @@
-"""Assemble the execute job for a bot and drive it: one live cycle, a replay through history, halt and resume."""
+"""The one execute use case, and the drivers that call it: a live bar, the trade loop, a replay, halt/resume.
+
+Every entry point - the Lambda handler, ``scalpbot trade`` (once or in a loop), ``replay``, ``run`` (wall
+clock or ``--replay``) and the kernel warm-up - trades a bar through :class:`BarTrader`, which owns, in order:
+
+1. the **idle check**: without a release to trade the bot idles and writes nothing;
+2. the **run lease**: taken (or renewed when this process holds it) before any write; held by another run,
+   the cycle is ``busy`` and does nothing;
+3. **retrieve** (live only): the bars that closed by ``at`` are fetched and stored first;
+4. the **cycle** (:func:`scalpbot.jobs.execute.run_cycle`) for the newest stored bar at or before the bar
+   that closed last at ``at`` (a bar the exchange has not published yet is fetched again next time);
+5. a **failure** (exchange unreachable, release refused, data missing) fails the cycle closed: nothing is
+   placed, and the fault is recorded in the ledger and notified **once** - a fault that persists over
+   several cycles (an outage) is not repeated, and its end is announced;
+6. the **decision to raise**: :func:`raise_if_failed` for entry points that must report a failure upward
+   (Lambda counts it, the scheduler notes it); loops go on to the next bar.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
 import pandas as pd
 
-from scalpbot.adapters.broker.paper import PaperBroker
-from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.core.risk import MarketRules, RiskLimits, halt, initial_risk_state, resume
+from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.data.dataset import SeriesId
-from scalpbot.errors import ConfigError, DataError
-from scalpbot.jobs.execute import BarWindow, CycleReport, Executor, run_cycle
+from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError
+from scalpbot.jobs.execute import CycleReport, Executor, run_cycle
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.ports import Broker, Notifier
-from scalpbot.release_signals import ReleaseCache
-from scalpbot.releases import ReleaseStore
-from scalpbot.services import Services, SourceChoice, build_notifier, exchange_api_urls
-from scalpbot.state.lease import RunLease
+from scalpbot.ports import Clock, Notifier
+from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
+from scalpbot.wiring import Services, SourceChoice, build_executor, replay_history, run_lease
 
-
-def stored_bars(services: Services, series: SeriesId) -> BarWindow:
-    """Return a bar window that reads the dataset (live trading)."""
-    step = timeframe_delta(series.timeframe)
-
-    def window(start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
-        return services.dataset.read(series, start, last + step)
-
-    return window
-
-
-def memory_bars(bars: pd.DataFrame) -> BarWindow:
-    """Return a bar window over bars held in memory (replay)."""
-
-    def window(start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
-        index = pd.DatetimeIndex(bars.index)
-        lo = 0 if start is None else int(index.searchsorted(start, side="left"))
-        hi = int(index.searchsorted(last, side="right"))
-        return bars.iloc[lo:hi]
-
-    return window
-
-
-def risk_limits(services: Services, timeframe: str) -> RiskLimits:
-    """Return the configured risk limits for bars of ``timeframe``."""
-    return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
-
-
-def build_executor(
-    services: Services,
-    series: SeriesId,
-    *,
-    bot: str,
-    bars: BarWindow,
-    notifier: Notifier | None = None,
-    broker: Broker | None = None,
-    release_id: str | None = None,
-    fallback_latest: bool = False,
-) -> Executor:
-    """Return the executor of ``bot`` on ``series`` with the configured broker (paper by default)."""
-    costs = services.settings.backtest
-    kind = services.settings.execute.broker
-    market_rules = MarketRules()
-    if broker is None and kind == "ccxt":
-        broker = live_broker(services, series, bot=bot)
-    if broker is None:
-        broker = PaperBroker(
-            services.store,
-            bot=bot,
-            symbol=series.symbol,
-            timeframe=series.timeframe,
-            bars=bars,
-            fee=costs.fee,
-            slippage=costs.slippage,
-            initial_equity=costs.initial_equity,
-        )
-    paper = isinstance(broker, PaperBroker)
-    cache = ReleaseCache(
-        ReleaseStore(services.store), series.symbol, release_id, fallback_latest=fallback_latest and paper
-    )
-    return Executor(
-        bot=bot,
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        store=services.store,
-        broker=broker,
-        notifier=notifier or build_notifier(services.settings, services.store, services.clock),
-        model=cache.current,
-        bars=bars,
-        limits=risk_limits(services, series.timeframe),
-        market_rules=market_rules,
-        initial_equity=costs.initial_equity,
-    )
+__all__ = [
+    "BarTrader",
+    "ReplayReport",
+    "raise_if_failed",
+    "replay",
+    "retrieve_closed",
+    "set_halt",
+    "trade_loop",
+]
 
 
 def retrieve_closed(
@@ -119,40 +66,135 @@ def retrieve_closed(
     )
 
 
-def trade_bar(
-    services: Services, executor: Executor, source: SourceChoice, series: SeriesId, at: pd.Timestamp
-) -> CycleReport:
-    """Trade the bar that closed last at ``at`` (UTC): retrieve the bars up to its close, then run its cycle.
+class BarTrader:
+    """The execute use case of one bot; see the module docstring.
 
-    When the source has not published that bar yet, the newest stored bar is processed instead (a bar already
-    processed is skipped by the cycle), so a late bar is never traded on a stale window.
+    ``source``: where new bars come from (``None``: the executor's history already holds them - a replay).
+    ``release_lease``: give the lease back after each bar (Lambda, ``trade --once``); otherwise the lease is
+    kept and renewed bar after bar, and :meth:`close` gives it back.
     """
-    retrieve_closed(services, source, series, at)
-    stored = services.dataset.last_open_time(series)
-    if stored is None:
-        raise DataError(f"no bars of {series} stored; run `scalpbot fetch` first")
-    return run_cycle(executor, min(last_closed_open(at, series.timeframe), stored))
+
+    def __init__(
+        self,
+        services: Services,
+        executor: Executor,
+        series: SeriesId,
+        *,
+        source: SourceChoice | None,
+        lease: RunLease,
+        release_lease: bool,
+    ) -> None:
+        self.services = services
+        self.executor = executor
+        self.series = series
+        self.source = source
+        self.lease = lease
+        self._release_lease = release_lease
+        self._fault: str | None = None
+        self._fault_cycles = 0
+
+    def __call__(self, at: pd.Timestamp) -> CycleReport:
+        """Trade the bar that closed last at ``at`` (UTC): see the module docstring."""
+        last_closed = last_closed_open(at, self.series.timeframe)
+        if not self.executor.ready():
+            return CycleReport(
+                last_closed,
+                "idle",
+                message=f"no release of {self.series.symbol} is current yet; the train job promotes one when "
+                "it passes the gate (or run `scalpbot models promote ID`)",
+            )
+        try:
+            if self.lease.held:
+                self.lease.renew()
+            else:
+                self.lease.acquire()
+        except LeaseHeld as e:
+            return CycleReport(last_closed, "busy", message=str(e))
+        try:
+            report = self._trade(at, last_closed)
+            self._keep_track(report)
+        finally:
+            if self._release_lease:
+                self.lease.release()
+        return report
+
+    def close(self) -> None:
+        """Give the run lease back if this trader holds it."""
+        self.lease.release()
+
+    def _trade(self, at: pd.Timestamp, last_closed: pd.Timestamp) -> CycleReport:
+        if self.source is not None:
+            try:
+                retrieve_closed(self.services, self.source, self.series, at)
+            except (ExchangeError, DataError) as e:
+                return CycleReport(
+                    last_closed, "failed", message=f"bars cannot be retrieved: {e}", fault="retrieve"
+                )
+        stored = self.executor.bars.tail(last_closed, 1)
+        if stored.empty:
+            message = f"no bars of {self.series} are stored up to {last_closed.isoformat()}; run `scalpbot fetch` first"
+            return CycleReport(last_closed, "failed", message=message, fault="data")
+        try:
+            return run_cycle(self.executor, pd.Timestamp(stored.index[-1]))
+        except (ModelError, DataError) as e:
+            return CycleReport(last_closed, "failed", message=str(e), fault="release")
+
+    def _keep_track(self, report: CycleReport) -> None:
+        """Record and notify a fault when it first shows, not again while it lasts; announce its end."""
+        if report.status == "failed":
+            key = f"{report.fault}:{report.message.split(':', 1)[0]}"
+            if key != self._fault:
+                self.executor.ledger.append(
+                    "error", report.bar, {"where": report.fault, "message": report.message}
+                )
+                self.executor.notifier.notify(
+                    f"{self.executor.bot}: execute failed closed", report.message, level="error"
+                )
+            self._fault = key
+            self._fault_cycles += 1
+        elif self._fault is not None and report.status in ("ok", "halted", "skipped"):
+            cycles, self._fault, self._fault_cycles = self._fault_cycles, None, 0
+            self.executor.notifier.notify(
+                f"{self.executor.bot}: execute recovered",
+                f"trading again at {report.bar.isoformat()} after {cycles} failed cycle(s)",
+                level="info",
+            )
 
 
-def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
-    """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
-    from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-    from scalpbot.adapters.secrets import exchange_credentials
+def raise_if_failed(report: CycleReport) -> CycleReport:
+    """Return ``report``; raise ``CycleFailed`` (already recorded and notified) when it failed closed."""
+    if report.status == "failed":
+        raise CycleFailed(report.message)
+    return report
 
-    exchange = services.settings.exchange
-    config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
-    if exchange.sandbox:
-        config["sandbox"] = True
-    return CcxtBroker(
-        exchange.id,
-        bot=bot,
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        config=config,
-        api_urls=exchange_api_urls(services.settings),
-        fee_rate=services.settings.backtest.fee,
-        max_attempts=exchange.max_retries,
-    )
+
+def trade_loop(
+    trader: BarTrader,
+    clock: Clock,
+    wait: Callable[[float], bool],
+    *,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+    delay_s: float = 2.0,
+) -> int:
+    """Trade each bar as it closes until ``wait`` returns ``True`` (a stop request); return the cycles run.
+
+    ``wait(seconds)`` sleeps until ``delay_s`` after the next bar close, or returns ``True`` early to stop.
+    A failed cycle (an exchange outage, say) does not end the loop: the next bar is tried again.
+    """
+    step = timeframe_delta(trader.series.timeframe)
+    cycles = 0
+    try:
+        while True:
+            now = pd.Timestamp(clock.now())
+            report = trader(now)
+            cycles += 1
+            if on_cycle is not None:
+                on_cycle(report)
+            next_close = last_closed_open(now, trader.series.timeframe) + 2 * step
+            if wait(max((next_close - pd.Timestamp(clock.now())).total_seconds() + delay_s, 1.0)):
+                return cycles
+    finally:
+        trader.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,32 +220,38 @@ def replay(
     notifier: Notifier | None = None,
     on_cycle: Callable[[CycleReport], None] | None = None,
 ) -> ReplayReport:
-    """Drive the execute job bar by bar over stored bars ``[start, end)`` with the paper broker.
+    """Drive the execute use case bar by bar over stored bars ``[start, end)``, always with the paper broker.
 
     The clock is the replay's: each cycle sees only bars up to the one that just closed. Cycles already
     processed by this bot are skipped, so an interrupted replay continues where it stopped.
     """
-    step = timeframe_delta(series.timeframe)
-    history = services.dataset.read(series, start - FEATURE_WINDOW * step, end)
-    inside = history.loc[history.index >= start]
+    if start >= end:
+        raise ConfigError(f"the replay window [{start}, {end}) is empty: its start must be before its end")
+    history = replay_history(services, series, start, end)
+    inside = history.between(start, end - pd.Timedelta(1, "ns"))
     if inside.empty:
         raise DataError(f"no bars of {series} stored in [{start}, {end}); run `scalpbot fetch` first")
     executor = build_executor(
-        services, series, bot=bot, bars=memory_bars(history), notifier=notifier, release_id=release_id
+        services, series, bot=bot, bars=history, mode="replay", notifier=notifier, release_id=release_id
     )
+    if not executor.ready():
+        raise ModelError(f"no release of {series.symbol} is current; run `scalpbot train` first")
+    trader = BarTrader(
+        services, executor, series, source=None, lease=run_lease(services, bot), release_lease=False
+    )
+    step = timeframe_delta(series.timeframe)
     counts: dict[str, int] = {}
-    lease = RunLease(
-        services.store, bot, services.clock, timedelta(seconds=services.settings.execute.lease_seconds)
-    )
     report: CycleReport | None = None
-    with lease:
+    try:
         for bar in pd.DatetimeIndex(inside.index):
-            report = run_cycle(executor, bar)
+            report = trader(bar + step)
             counts[report.status] = counts.get(report.status, 0) + 1
             if on_cycle is not None:
                 on_cycle(report)
-            if counts[report.status] % 500 == 0:
-                lease.renew()
+            if report.status == "busy":
+                raise ConfigError(f"replay of bot {bot} stopped: {report.message}")
+    finally:
+        trader.close()
     trades = Ledger(services.store, bot).trades(start, end)
     return ReplayReport(
         bot,

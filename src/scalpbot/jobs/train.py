@@ -36,7 +36,7 @@ from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
-from scalpbot.services import Services
+from scalpbot.wiring import Services
 
 _LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
 _MIN_WINDOW_BARS = 2 * 1440

@@ -32,7 +32,7 @@ import pandas as pd
 
 from scalpbot.core.backtest.enums import TRADE_COLUMNS, ExitReasonT
 from scalpbot.core.execution import Fill
-from scalpbot.errors import CorruptArtifactError, PreconditionFailed, ScalpbotError
+from scalpbot.errors import CorruptArtifactError, LedgerGap, PreconditionFailed, ScalpbotError
 from scalpbot.ports import Store
 from scalpbot.state._json import check_bot, dump, format_time, load, parse_time, to_json_value, utc_time
 
@@ -229,8 +229,15 @@ class Ledger:
         *,
         mark_price: float | None = None,
         mark_time: datetime | pd.Timestamp | None = None,
+        fill_count: int | None = None,
     ) -> pd.DataFrame:
         """Rebuild trades from the fill events in ``[since, until)``, with the backtest's trade columns.
+
+        **Nothing silently missing.** Fill events carry sequence numbers 1, 2, 3, ... (the execute cycle
+        counts them in the portfolio snapshot). The numbers read must follow each other, start at 1 when
+        ``since`` is open, and end at ``fill_count`` when it is given (the snapshot's count: pass it when the
+        range reaches the bot's last cycle); otherwise :class:`~scalpbot.errors.LedgerGap` names the first
+        missing fill. Fill events without a number (written before numbering) are not checked.
 
         Fills are grouped by ``entry_client_id``: a trade is in range when its entry fill is, and closed when
         its exit fills (any reason but ``entry``) add up to the entry quantity. ``pnl`` is after the fees of
@@ -250,10 +257,47 @@ class Ledger:
             except ValueError as e:
                 raise LedgerError(str(e)) from None
         groups: dict[str, list[LedgerEvent]] = defaultdict(list)
-        for event in self.events(since, until, kinds=("fill",)):
+        fills = self.events(since, until, kinds=("fill",))
+        self._check_sequence(fills, from_first=since is None, last=fill_count)
+        for event in fills:
             groups[_text(event, "entry_client_id")].append(event)
         rows = [row for fills in groups.values() if (row := _trade_row(fills, mark)) is not None]
         return _trades_frame(sorted(rows, key=lambda row: row[0]))
+
+    def _check_sequence(self, fills: list[LedgerEvent], *, from_first: bool, last: int | None) -> None:
+        """Raise :class:`LedgerGap` for the first fill sequence number missing among ``fills``."""
+        numbered = sorted(
+            (int(seq), event)
+            for event in fills
+            if isinstance(seq := event.payload.get("seq"), int) and not isinstance(seq, bool)
+        )
+        if not numbered:
+            if last:
+                self._gap(1, None, None)
+            return
+        expected = 1 if from_first else numbered[0][0]
+        before: LedgerEvent | None = None
+        for seq, event in numbered:
+            if seq != expected:
+                self._gap(expected, before, event)
+            before, expected = event, seq + 1
+        if last is not None and expected <= last:
+            self._gap(expected, before, None)
+
+    def _gap(self, missing: int, before: LedgerEvent | None, after: LedgerEvent | None) -> None:
+        where = " and ".join(
+            part
+            for part in (
+                None if before is None else f"after the fill at {before.time.isoformat()}",
+                None if after is None else f"before the fill at {after.time.isoformat()}",
+            )
+            if part
+        )
+        raise LedgerGap(
+            f"the ledger of bot {self.bot} is missing fill #{missing}{' ' + where if where else ''}: its trades "
+            "and metrics would be wrong, so none are reported. Restore the event from the store's earlier "
+            "versions (S3 versioning keeps them 30 days) or its copy, then run the command again"
+        )
 
     def _keys(
         self,

@@ -42,9 +42,10 @@ _INFINITIES = {"inf": math.inf, "-inf": -math.inf}
 class PortfolioSnapshot:
     """What the execute job needs to resume after bar ``last_bar_time`` (its open time, UTC) was processed.
 
-    ``equity``: the last known equity (quote currency); ``risk``: the risk bookkeeping; ``position``: the open
-    position, if any; ``open_orders``: client ids still working; ``release_id``: the model release that traded;
-    ``last_fill_time``: the newest fill already recorded in the ledger; ``extra``: other JSON-native values.
+        ``equity``: the last known equity (quote currency); ``risk``: the risk bookkeeping; ``position``: the open
+        position, if any; ``open_orders``: client ids still working; ``release_id``: the model release that traded;
+        ``last_fill_time``: the newest fill already recorded in the ledger; ``fill_count``: how many fill events
+    the ledger holds (the sequence number of the newest); ``extra``: other JSON-native values.
     """
 
     last_bar_time: pd.Timestamp | None
@@ -54,6 +55,7 @@ class PortfolioSnapshot:
     open_orders: tuple[str, ...] = ()
     release_id: str | None = None
     last_fill_time: pd.Timestamp | None = None
+    fill_count: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -172,6 +174,7 @@ def _document(snapshot: PortfolioSnapshot) -> dict[str, Any]:
         "open_orders": [str(client_id) for client_id in snapshot.open_orders],
         "release_id": snapshot.release_id,
         "last_fill_time": _time_out(snapshot.last_fill_time, "last_fill_time"),
+        "fill_count": int(snapshot.fill_count),
         "extra": extra,
     }
 
@@ -186,6 +189,7 @@ def _snapshot(data: Mapping[str, Any]) -> PortfolioSnapshot:
         open_orders=tuple(str(client_id) for client_id in data["open_orders"]),
         release_id=None if data["release_id"] is None else str(data["release_id"]),
         last_fill_time=_time_in(data["last_fill_time"]),
+        fill_count=int(data.get("fill_count", 0)),
         extra=MappingProxyType(dict(data["extra"])),
     )
 

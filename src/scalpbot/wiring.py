@@ -1,0 +1,284 @@
+"""Assemble the adapters a job needs from settings: the one place where an adapter is chosen.
+
+Jobs receive what they use (store, dataset, clock, market data source, broker, notifier) and import no
+adapter. The execute path has two modes: ``live`` trades through the configured broker (paper or ccxt), and
+``replay`` - any drive through stored history - always trades the paper broker, whatever the configuration,
+so a replay can never send an order to an exchange.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from scalpbot.adapters.broker.paper import PaperBroker
+from scalpbot.adapters.clock import SystemClock
+from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
+from scalpbot.adapters.store.factory import open_store
+from scalpbot.config import Settings
+from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.risk import MarketRules, RiskLimits
+from scalpbot.data.dataset import BarDataset, SeriesId
+from scalpbot.data.history import MemoryHistory, StoredHistory
+from scalpbot.errors import ConfigError
+from scalpbot.jobs.execute import Executor
+from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
+from scalpbot.release_signals import ReleaseCache, TradingModel
+from scalpbot.releases import ReleaseStore
+from scalpbot.state.lease import RunLease
+
+ExecuteMode = Literal["live", "replay"]
+
+SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The collaborators shared by the jobs of one process."""
+
+    settings: Settings
+    store: Store
+    dataset: BarDataset
+    clock: Clock
+
+    def series(self, symbol: str | None = None, timeframe: str | None = None) -> SeriesId:
+        """Return the configured series, or another symbol/timeframe on the configured exchange."""
+        data = self.settings.data
+        return SeriesId(self.settings.exchange.id, symbol or data.symbol, timeframe or data.timeframe)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    """Return the services for ``settings`` (store from ``store.url``, wall clock by default)."""
+    store = open_store(settings.store.url, settings.store.endpoint_url, settings.store.region)
+    return Services(settings, store, BarDataset(store, settings.data.format), clock or SystemClock())
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChoice:
+    """A market data source and whether a run resumes after the newest stored bar."""
+
+    source: MarketData
+    resume: bool
+
+
+def build_market_data(spec: str, services: Services) -> SourceChoice:
+    """Return the source named by ``spec``: ``ccxt``, ``file:PATH``, ``sample``, ``synthetic[:SEED]``."""
+    kind, _, arg = spec.partition(":")
+    if kind == "file":
+        if not arg:
+            raise ConfigError("--source file needs a path: --source file:path/to/bars.csv.gz")
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--source {spec}: no such file {path}")
+        return SourceChoice(FileMarketData(path), resume=False)
+    if kind == "sample" and not arg:
+        return SourceChoice(FileMarketData(sample_path(), name="sample"), resume=False)
+    if kind == "synthetic":
+        from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
+
+        try:
+            seed = int(arg) if arg else 7
+        except ValueError:
+            raise ConfigError(f"--source {spec}: the seed must be an integer, e.g. synthetic:42") from None
+        return SourceChoice(SyntheticMarketData(seed=seed, clock=services.clock), resume=True)
+    if kind == "ccxt" and not arg:
+        from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData
+
+        exchange = services.settings.exchange
+        return SourceChoice(
+            CcxtMarketData(
+                exchange.id,
+                clock=services.clock,
+                config=_ccxt_config(services.settings),
+                api_urls=exchange_api_urls(services.settings),
+                max_attempts=exchange.max_retries,
+            ),
+            resume=True,
+        )
+    match = difflib.get_close_matches(kind, ["ccxt", "file", "sample", "synthetic"], n=1)
+    hint = f" (did you mean '{match[0]}'?)" if match else ""
+    raise ConfigError(f"unknown source '{spec}'{hint}; use one of {', '.join(SOURCE_KINDS)}")
+
+
+def _ccxt_config(settings: Settings) -> dict[str, object]:
+    """Return the ccxt options for public market data: no API keys, so a restricted key cannot block bars.
+
+    On Binance a spot symbol (no ``:settle``) loads the spot markets only: one request instead of four at
+    every cold start, and no dependence on the futures hosts.
+    """
+    exchange = settings.exchange
+    config: dict[str, object] = {"timeout": exchange.timeout_ms}
+    if exchange.sandbox:
+        config["sandbox"] = True
+    if exchange.id == "binance" and ":" not in settings.data.symbol:
+        from scalpbot.adapters.broker._binance import OPTIONS
+
+        config["options"] = dict(OPTIONS)
+    return config
+
+
+def exchange_api_urls(settings: Settings) -> dict[str, object] | None:
+    """Return the exchange's REST endpoints rebased on ``exchange.api_url``, or ``None`` for the venue's own."""
+    exchange = settings.exchange
+    if exchange.api_url is None:
+        return None
+    from scalpbot.adapters.ccxt_common import rebased_api_urls
+
+    return rebased_api_urls(exchange.id, exchange.api_url)
+
+
+def build_notifier(settings: Settings, store: Store | None = None, clock: Clock | None = None) -> Notifier:
+    """Return the configured channels as one notifier; failures are recorded in ``store``'s bot ledger."""
+    from scalpbot.adapters.notify.factory import build_notifier as build_channels
+    from scalpbot.state.ledger import Ledger
+
+    notify = settings.notify
+    return build_channels(
+        notify.console,
+        notify.sns_topic_arn or None,
+        [url.get_secret_value() for url in notify.apprise_urls],
+        endpoint_url=notify.sns_endpoint_url,
+        region=notify.sns_region,
+        ledger=None if store is None else Ledger(store, settings.bot.name),
+        clock=clock or SystemClock(),
+        attempts=notify.attempts,
+        base_delay=notify.retry_base_delay,
+    )
+
+
+def stored_history(services: Services, series: SeriesId) -> StoredHistory:
+    """Return the bars of ``series`` as stored (live trading reads new bars as they are retrieved)."""
+    return StoredHistory(services.dataset, series)
+
+
+def replay_history(
+    services: Services, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp
+) -> MemoryHistory:
+    """Return the stored bars in ``[start, end)`` with the feature window's bars before ``start``, in memory."""
+    return MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
+
+
+def risk_limits(services: Services, timeframe: str) -> RiskLimits:
+    """Return the configured risk limits for bars of ``timeframe``."""
+    return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
+
+
+def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunLease:
+    """Return the run lease of ``bot`` with the configured time to live."""
+    ttl = timedelta(seconds=services.settings.execute.lease_seconds)
+    return RunLease(services.store, bot, services.clock, ttl, owner=owner)
+
+
+def paper_broker(
+    store: Store, settings: Settings, *, bot: str, series: SeriesId, bars: BarHistory
+) -> PaperBroker:
+    """Return the paper broker of ``bot``: the backtest's fill model at the configured costs."""
+    costs = settings.backtest
+    return PaperBroker(
+        store,
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        bars=bars.between,
+        fee=costs.fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
+    )
+
+
+def build_executor(
+    services: Services,
+    series: SeriesId,
+    *,
+    bot: str,
+    bars: BarHistory,
+    mode: ExecuteMode = "live",
+    notifier: Notifier | None = None,
+    broker: Broker | None = None,
+    release_id: str | None = None,
+    fallback_latest: bool = False,
+) -> Executor:
+    """Return the executor of ``bot`` on ``series``.
+
+    ``mode`` ``live``: the configured broker (``execute.broker``: paper or ccxt); ``replay``: the paper broker
+    always. ``broker`` replaces the choice (tests). ``fallback_latest``: while no release is current, a paper
+    broker trades the newest release written; a live broker never does.
+    """
+    settings = services.settings
+    if broker is None:
+        if mode == "live" and settings.execute.broker == "ccxt":
+            broker = live_broker(services, series, bot=bot)
+        else:
+            broker = paper_broker(services.store, settings, bot=bot, series=series, bars=bars)
+    paper = isinstance(broker, PaperBroker)
+    cache = ReleaseCache(
+        ReleaseStore(services.store), series.symbol, release_id, fallback_latest=fallback_latest and paper
+    )
+    return Executor(
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        store=services.store,
+        broker=broker,
+        notifier=notifier or build_notifier(settings, services.store, services.clock),
+        model=cache.current,
+        bars=bars,
+        limits=risk_limits(services, series.timeframe),
+        market_rules=MarketRules(),
+        initial_equity=settings.backtest.initial_equity,
+        ready=cache.available,
+    )
+
+
+def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
+    """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
+    from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+    from scalpbot.adapters.secrets import exchange_credentials
+
+    exchange = services.settings.exchange
+    config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
+    if exchange.sandbox:
+        config["sandbox"] = True
+    return CcxtBroker(
+        exchange.id,
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        config=config,
+        api_urls=exchange_api_urls(services.settings),
+        fee_rate=services.settings.backtest.fee,
+        max_attempts=exchange.max_retries,
+    )
+
+
+def memory_paper_executor(
+    settings: Settings, series: SeriesId, bars: pd.DataFrame, model: Callable[[], TradingModel], *, bot: str
+) -> tuple[Executor, Services]:
+    """Return a paper executor over ``bars`` in a fresh memory store, and its services (kernel warm-up)."""
+    from scalpbot.adapters.notify.console import ConsoleNotifier
+    from scalpbot.adapters.store.memory import MemoryStore
+
+    store = MemoryStore()
+    services = Services(settings, store, BarDataset(store, settings.data.format), SystemClock())
+    history = MemoryHistory(bars)
+    executor = Executor(
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        store=store,
+        broker=paper_broker(store, settings, bot=bot, series=series, bars=history),
+        notifier=ConsoleNotifier(io.StringIO()),
+        model=model,
+        bars=history,
+        limits=risk_limits(services, series.timeframe),
+        market_rules=MarketRules(),
+        initial_equity=settings.backtest.initial_equity,
+    )
+    return executor, services
