@@ -60,7 +60,7 @@ def test_the_table_lists_every_metric(capsys: pytest.CaptureFixture[str]) -> Non
         (["--strategy", "sma-cros"], "unknown strategy 'sma-cros' (did you mean 'sma-cross'?)"),
         (["--sl", "-0.1"], "invalid setting backtest.sl"),
         (["--from", "2030-01-01"], "0 bars of binance BTC/USDT 1m stored in that window"),
-        (["--from", "yesterday-ish"], "--from 'yesterday-ish' is not an ISO-8601 time"),
+        (["--from", "yesterday-ish"], "--from 'yesterday-ish' is not an ISO-8601 date or time"),
     ],
 )
 def test_bad_options_end_with_one_clear_line(

@@ -113,6 +113,7 @@ class BinanceServer:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
+        self._outages: list[tuple[datetime, datetime, str]] = []
         self._stopping = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -152,6 +153,12 @@ class BinanceServer:
         with self._lock:
             self._faults.append(_Fault(path, count, status, body or default, 0.0))
 
+    def unavailable(self, start: datetime, end: datetime) -> None:
+        """Answer every request with 503 while the server's clock is in ``[start, end)`` (an outage)."""
+        body = json.dumps(ERROR_BODIES.get(503, {"code": -1000, "msg": "An unknown error occurred."}))
+        with self._lock:
+            self._outages.append((start, end, body))
+
     def delay_next(self, count: int, seconds: float, *, path: str = "/api/v3/klines") -> None:
         """Hold the next ``count`` requests to ``path`` for ``seconds`` before answering normally."""
         with self._lock:
@@ -170,6 +177,10 @@ class BinanceServer:
     def _record(self, request: RecordedRequest) -> _Fault | None:
         with self._lock:
             self._requests.append(request)
+            now = self.clock.now()
+            for start, end, body in self._outages:
+                if start <= now < end:
+                    return _Fault(request.path, 1, 503, body, 0.0)
             for fault in self._faults:
                 if fault.path == request.path and fault.remaining > 0:
                     fault.remaining -= 1

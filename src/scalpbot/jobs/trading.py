@@ -104,10 +104,7 @@ class BarTrader:
                 "it passes the gate (or run `scalpbot models promote ID`)",
             )
         try:
-            if self.lease.held:
-                self.lease.renew()
-            else:
-                self.lease.acquire()
+            self._hold_lease()
         except LeaseHeld as e:
             return CycleReport(last_closed, "busy", message=str(e))
         try:
@@ -121,6 +118,16 @@ class BarTrader:
     def close(self) -> None:
         """Give the run lease back if this trader holds it."""
         self.lease.release()
+
+    def _hold_lease(self) -> None:
+        """Take the lease, or renew it once half its time to live has passed (one write per half-life)."""
+        info = self.lease.info
+        if info is None:
+            self.lease.acquire()
+            return
+        now = pd.Timestamp(self.services.clock.now())
+        if info.expires_at - now < self.lease.ttl / 2:
+            self.lease.renew()
 
     def _trade(self, at: pd.Timestamp, last_closed: pd.Timestamp) -> CycleReport:
         if self.source is not None:
