@@ -69,7 +69,7 @@ def test_iso_dates_and_zoned_times_are_read_as_utc(text: str, expected: datetime
 def test_each_command_refuses_a_non_iso_date_with_one_line_and_changes_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: tuple[str, ...], text: str, why: str
 ) -> None:
-    code, out, err = _run(capsys, "--store", str(tmp_path / "store"), *command, text)
+    code, _, err = _run(capsys, "--store", str(tmp_path / "store"), *command, text)
     assert code == 1
     line = err.strip()
     assert "\n" not in line
