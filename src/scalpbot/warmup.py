@@ -17,10 +17,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from scalpbot.adapters.clock import FixedClock
-from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
 from scalpbot.config import load_settings
-from scalpbot.core.bars import validate_bars
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.policy_params import StrategyParams
 from scalpbot.data.dataset import SeriesId
@@ -28,7 +25,7 @@ from scalpbot.errors import ModelError
 from scalpbot.inference import OnnxModel
 from scalpbot.jobs.trading import BarTrader, raise_if_failed
 from scalpbot.release_signals import TradingModel
-from scalpbot.wiring import memory_paper_executor, run_lease
+from scalpbot.wiring import memory_paper_executor, run_lease, synthetic_bars
 
 _CYCLES = 6
 _START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -48,12 +45,10 @@ def compile_execute_kernels() -> int:
     """Run paper execute cycles until a position has been opened and closed; return the cycles run."""
     bars_needed = FEATURE_WINDOW + _CYCLES
     end = _START + pd.Timedelta(minutes=bars_needed).to_pytimedelta()
-    source = SyntheticMarketData(FixedClock(end), seed=1)
-    raw = pd.concat(list(source.fetch_bars("BTC/USDT", "1m", _START, end)))
-    bars = validate_bars(raw, "1m", source=source.name)
+    series = SeriesId("warmup", "BTC/USDT", "1m")
+    bars = synthetic_bars(1, series, _START, end)
     trading = TradingModel("warmup", cast(OnnxModel, _EdgeModel()), StrategyParams(max_hold=2))
     settings = load_settings(None, {"bot": {"name": "warmup"}})
-    series = SeriesId("warmup", "BTC/USDT", "1m")
     executor, services = memory_paper_executor(settings, series, bars, lambda: trading, bot="warmup")
     trader = BarTrader(
         services, executor, series, source=None, lease=run_lease(services, "warmup"), release_lease=False

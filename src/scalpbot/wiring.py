@@ -12,7 +12,7 @@ import difflib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -256,6 +256,17 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         fee_rate=services.settings.backtest.fee,
         max_attempts=exchange.max_retries,
     )
+
+
+def synthetic_bars(seed: int, series: SeriesId, start: datetime, end: datetime) -> pd.DataFrame:
+    """Return validated seeded synthetic bars of ``series`` with open times in ``[start, end)`` (warm-ups, demos)."""
+    from scalpbot.adapters.clock import FixedClock
+    from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
+    from scalpbot.core.bars import validate_bars
+
+    source = SyntheticMarketData(FixedClock(end), seed=seed)
+    raw = pd.concat(list(source.fetch_bars(series.symbol, series.timeframe, start, end)))
+    return validate_bars(raw, series.timeframe, source=source.name)
 
 
 def memory_paper_executor(

@@ -19,6 +19,7 @@ from scalpbot.cli.app import main
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.errors import LedgerGap
+from scalpbot.jobs.monitor import measure_week
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import BarTrader, replay, trade_loop
 from scalpbot.release_signals import ReleaseCache, release_signals
@@ -267,5 +268,7 @@ def test_a_deleted_fill_event_is_reported_not_silently_dropped(
             ledger.trades(fill_count=count.snapshot.fill_count)
         code, _, err = _cli(capsys, "--store", str(store), "trades", "--bot", "lossy")
         assert code == 1 and f"missing fill #{lost.payload['seq']}" in err
+        with pytest.raises(LedgerGap, match=f"missing fill #{lost.payload['seq']}"):
+            measure_week(services, "lossy", services.series(), start, end)  # the weekly metrics
         services.store.put(lost.key, data)
     assert len(ledger.trades()) == len(all_trades)

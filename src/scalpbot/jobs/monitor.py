@@ -97,8 +97,18 @@ def measure_week(
     if bars.empty:
         raise DataError(f"no bars of {series} stored between {start} and {end}; nothing to measure")
     last_close, last_time = float(bars["close"].iloc[-1]), pd.Timestamp(bars.index[-1])
-    trades = ledger.trades(None, end, mark_price=last_close, mark_time=last_time)
     stored = PortfolioStore(services.store, bot).load()
+    # When the week reaches the bot's last cycle, every fill it counted must be in the ledger.
+    reaches_end = stored is not None and (
+        stored.snapshot.last_bar_time is None or stored.snapshot.last_bar_time < end
+    )
+    trades = ledger.trades(
+        None,
+        end,
+        mark_price=last_close,
+        mark_time=last_time,
+        fill_count=stored.snapshot.fill_count if stored is not None and reaches_end else None,
+    )
     if (
         stored is not None
         and stored.snapshot.last_bar_time is not None
