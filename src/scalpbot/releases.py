@@ -158,6 +158,21 @@ class ReleaseStore:
             )
         return manifest
 
+    def find(self, symbol: str, *, training_key: str, newest: int = 20) -> tuple[str, dict[str, Any]] | None:
+        """Return the id and manifest of a release written by the train run ``training_key``, or ``None``.
+
+        Only the ``newest`` releases are read (a repeated or interrupted run is among the latest); a release
+        that cannot be read is passed over.
+        """
+        for release_id in reversed(self.list(symbol)[-newest:]):
+            try:
+                manifest = self.manifest(symbol, release_id)
+            except CorruptArtifactError:
+                continue
+            if manifest.get("training_key") == training_key:
+                return release_id, manifest
+        return None
+
     def manifest_sha256(self, symbol: str, release_id: str) -> str:
         """Return the sha256 of a release's manifest file as stored (the pointer records it at promotion)."""
         key = self._release_prefix(symbol, release_id) + MANIFEST

@@ -169,3 +169,84 @@ def test_a_fetch_killed_right_after_a_day_is_written_converges_when_run_again(
     services = build_services(load_settings(None, {"store": {"url": str(stores["killed"])}}))
     retrieve(services.dataset, FileMarketData(source), services.series())
     assert snapshot(stores["killed"]) == expected
+
+
+TRAIN_CONFIG = """
+[train]
+trials = 5
+max_epochs = 2
+min_trades = 5
+days = 14
+"""
+TRAIN_WRITES = [
+    ("tuning study saved", r"/studies/.*\.db$", 1),
+    ("onnx model written", r"/model\.onnx$", 1),
+    ("keras model written", r"/model\.keras$", 1),
+    ("manifest written", r"/manifest\.json$", 1),
+]
+
+
+def _train(store: Path) -> None:
+    from scalpbot.jobs.train import train
+
+    services = build_services(load_settings(Path("scalpbot.toml"), {"store": {"url": str(store)}}))
+    train(services, services.series())
+
+
+def _releases(store: Path) -> dict[str, dict[str, object]]:
+    """Return each complete release's manifest, by content hash, without what records when it was written."""
+    import json
+
+    root = store / "models" / "BTC_USDT" / "releases"
+    found = {}
+    for manifest in sorted(root.glob("*/manifest.json")):
+        body = json.loads(manifest.read_text())
+        # A .keras file is a zip that records when it was saved; the model itself is compared in onnx bytes.
+        body["artifacts"].pop("model.keras")
+        body["tuning"] = {k: v for k, v in body["tuning"].items() if not k.endswith("_s")}  # seconds taken
+        found[manifest.parent.name.split("-")[1]] = {
+            k: v for k, v in body.items() if k not in ("created_at", "release_id", "seal")
+        }
+    return found
+
+
+@pytest.fixture(scope="module")
+def trained_once(
+    uninterrupted: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, dict[str, object]]]:
+    """Return a store holding only bars, and the releases one uninterrupted train run leaves in a copy of it."""
+    root = tmp_path_factory.mktemp("trained-once")
+    bars_only = root / "bars"
+    shutil.copytree(uninterrupted[0] / "data", bars_only / "data")
+    store = root / "store"
+    shutil.copytree(bars_only, store)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        (root / "scalpbot.toml").write_text(TRAIN_CONFIG)
+        _train(store)
+    finally:
+        os.chdir(cwd)
+    releases = _releases(store)
+    assert len(releases) == 1
+    return bars_only, releases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("written", "pattern", "nth"), TRAIN_WRITES, ids=[w[0] for w in TRAIN_WRITES])
+def test_a_train_run_killed_right_after_a_write_converges_when_run_again(
+    trained_once: tuple[Path, dict[str, dict[str, object]]],
+    tmp_path: Path,
+    written: str,
+    pattern: str,
+    nth: int,
+) -> None:
+    bars_only, expected = trained_once
+    store = tmp_path / "store"
+    shutil.copytree(bars_only, store)
+    (tmp_path / "scalpbot.toml").write_text(TRAIN_CONFIG)
+    _run_killed(tmp_path, store, pattern, nth, "train")
+    _train(store)
+    assert _releases(store) == expected  # one release, the same one: nothing lost, nothing doubled
+    _train(store)  # and once more: still that one release
+    assert _releases(store) == expected

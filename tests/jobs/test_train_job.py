@@ -137,7 +137,7 @@ def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
     releases = ReleaseStore(services.store)
     _cli_ok(capsys, store, "models", "promote", report.release_id)
     before = releases.pointer("BTC/USDT")
-    again = train(services, services.series())
+    again = train(services, services.series(), trials=FAST["trials"] + 1)  # a new run
     assert again.incumbent is not None and again.incumbent["metrics"] == report.test
     assert not again.promoted
     assert "not better than current release" in again.reason
@@ -145,13 +145,16 @@ def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
     assert after == before
 
 
-def test_training_the_same_data_again_resumes_the_stored_study(trained: tuple[Path, TrainReport]) -> None:
+def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_study(trained: tuple[Path, TrainReport]) -> None:
     store, report = trained
     services = _services(store)
     assert services.store.list("models/BTC_USDT/studies/") == [
         "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359.db"
     ]
-    again = train(services, services.series())
+    same = train(services, services.series())
+    assert same.release_id == report.release_id  # the same run again: its release, not a second one
+    assert same.tuning["n_trials"] == FAST["trials"]
+    again = train(services, services.series(), trials=2 * FAST["trials"])
     assert (report.tuning["n_trials"], again.tuning["n_trials"]) == (FAST["trials"], 2 * FAST["trials"])
 
 
@@ -166,7 +169,7 @@ def test_a_corrupted_current_release_is_reported_and_never_loaded(
     original = services.store.get(key).data
     services.store.put(key, original[:-10])
     try:
-        again = train(services, services.series())
+        again = train(services, services.series(), trials=FAST["trials"] + 2)  # a run of its own
         assert again.incumbent is not None and "checksum" in again.incumbent["error"]
         code = _cli_code(capsys, store, "backtest", "--strategy", "release")
         assert code == 1

@@ -5,11 +5,19 @@ Bars ``[until - days, until)`` are split by time into train / validation / test 
 one. The model is fitted on train (early stopping on validation), the policy is tuned on validation with the
 model's ONNX predictions, and the test window - seen by neither - scores the release, the baselines and the
 release trading now. The new release becomes current only if the gate says so, by compare-and-swap.
+
+**A rerun converges.** A run is identified by its training key (the sha256 of the series, the bars' content
+and the train and cost settings). The tuning study kept in the store is topped up to ``train.trials``, not
+extended, and the model fit is seeded, so the same key trains the same release. A run killed after it
+wrote its release finds that release when run again and only finishes its promotion; a run killed before
+leaves no complete release (a release is visible once its manifest exists) and trains it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -134,6 +142,11 @@ def train(
         test_fraction=cfg.test_fraction,
     )
     log(f"{len(bars):,} bars of {series}: train/validation/test split at {windows}")
+    key = training_key(series, bars, settings, trials or cfg.trials)
+    trained = ReleaseStore(services.store).find(series.symbol, training_key=key)
+    if trained is not None:
+        log(f"these bars were trained with these settings already: release {trained[0]}")
+        return _resumed(services, series, *trained, timings)
     with _timed(timings, "features"):
         features = build_features(bars).to_numpy(dtype=np.float64)
     with _timed(timings, "labels"):
@@ -224,6 +237,7 @@ def train(
     release_id = new_release_id(now, onnx_bytes)
     manifest = {
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training_key": key,
         "exchange": series.exchange,
         "timeframe": series.timeframe,
         "data_window": {name: _iso_window(bars, span) for name, span in _spans(windows).items()},
@@ -281,8 +295,9 @@ def _tune(
 ) -> Any:
     """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
 
-    The stored study is resumed when the same data is trained again (more trials, same study); a study that no
-    longer matches the window (other costs or bounds) is started afresh.
+    The stored study is resumed when the same data is trained again and topped up to ``n_trials`` trials (so
+    a rerun reproduces the run it repeats; ask for more trials to extend it); a study that no longer matches
+    the window (other costs or bounds) is started afresh.
     """
     from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
 
@@ -305,6 +320,7 @@ def _tune(
             storage=storage,
             study_name=study_name,
             show_progress=show_progress,
+            top_up=True,
         )
 
     try:
@@ -320,6 +336,60 @@ def _tune(
     return tuned
 
 
+def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, trials: int) -> str:
+    """Return the sha256 that identifies a train run: series, bars (times and values), train and cost settings."""
+    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
+    identity = {
+        "series": str(series),
+        "trials": trials,
+        "train": train_settings,
+        "costs": settings.backtest.model_dump(mode="json"),
+        "features": FEATURE_SPEC_VERSION,
+        "scalpbot": _library_versions()["scalpbot"],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    digest.update(pd.DatetimeIndex(bars.index).asi8.tobytes())
+    digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def _resumed(
+    services: Services,
+    series: SeriesId,
+    release_id: str,
+    manifest: Mapping[str, Any],
+    timings: dict[str, float],
+) -> TrainReport:
+    """Finish the run that wrote ``release_id`` (killed before, or repeated): promote it if its verdict said so."""
+    releases = ReleaseStore(services.store)
+    gate = manifest.get("gate", {})
+    pointer = releases.pointer(series.symbol)
+    judged_against = (gate.get("incumbent") or {}).get("release_id")
+    if pointer is not None and pointer.release_id == release_id:
+        promoted, reason = True, f"already current: {gate.get('reason', '')}"
+    elif gate.get("promote") and judged_against == (None if pointer is None else pointer.release_id):
+        reason = str(gate.get("reason", ""))
+        promoted, reason = _promote(releases, series, release_id, reason, pointer, services.clock.now())
+    else:
+        promoted, reason = False, f"these bars were trained already as {release_id}: {gate.get('reason', '')}"
+    metrics = manifest.get("metrics", {})
+    return TrainReport(
+        series=series,
+        release_id=release_id,
+        promoted=promoted,
+        reason=reason,
+        timings=timings,
+        windows={k: (str(v[0]), str(v[1])) for k, v in manifest.get("data_window", {}).items()},
+        params=dict(manifest.get("params", {})),
+        validation=metrics.get("validation", {}),
+        test=metrics.get("test", {}),
+        baselines=dict(manifest.get("baselines", {})),
+        incumbent=gate.get("incumbent"),
+        tuning=dict(manifest.get("tuning", {})),
+        model=dict(manifest.get("model", {})),
+    )
+
+
 def _apply(
     releases: ReleaseStore,
     series: SeriesId,
@@ -330,11 +400,18 @@ def _apply(
 ) -> tuple[bool, str]:
     if not verdict.promote:
         return False, verdict.reason
+    return _promote(releases, series, release_id, verdict.reason, pointer, now)
+
+
+def _promote(
+    releases: ReleaseStore, series: SeriesId, release_id: str, reason: str, pointer: Any, now: datetime
+) -> tuple[bool, str]:
+    """Point ``current.json`` at ``release_id`` unless another release was promoted since ``pointer`` was read."""
     try:
-        releases.promote(series.symbol, release_id, expected=pointer, reason=verdict.reason, now=now)
+        releases.promote(series.symbol, release_id, expected=pointer, reason=reason, now=now)
     except PreconditionFailed:
         return False, "another release was promoted while this one was scored; the pointer was left as it is"
-    return True, verdict.reason
+    return True, reason
 
 
 def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:

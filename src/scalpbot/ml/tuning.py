@@ -243,8 +243,12 @@ def tune_policy(
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     show_progress: bool = True,
+    top_up: bool = False,
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
+
+    ``top_up``: ``n_trials`` is the number of complete trials the study should hold; only the missing ones run
+    (a stored study that already holds them runs none, so a repeated run reproduces its result).
 
     ``sampler``: "tpe" (multivariate TPE, the default), "gp" (Gaussian process; needs torch and scipy, costs
     far more per trial) or "random"; seeded with ``seed`` plus the number of trials already in the study, so a
@@ -288,8 +292,11 @@ def tune_policy(
             )
         study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
         study.sampler = _make_sampler(sampler, seed + existing, n_startup_trials)
-        with progress:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        to_run = max(n_trials - complete, 0) if top_up else n_trials
+        if to_run:
+            with progress:
+                study.optimize(objective, n_trials=to_run, timeout=timeout_s)
         trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not trials:
         raise ConfigError(f"no trial completed within timeout_s={timeout_s}; raise timeout_s")
