@@ -145,7 +145,9 @@ def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
     assert after == before
 
 
-def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_study(trained: tuple[Path, TrainReport]) -> None:
+def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_study(
+    trained: tuple[Path, TrainReport],
+) -> None:
     store, report = trained
     services = _services(store)
     assert services.store.list("models/BTC_USDT/studies/") == [
