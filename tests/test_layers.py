@@ -44,3 +44,24 @@ def test_brokers_stores_and_sources_are_constructed_only_in_the_wiring_module_an
         if "adapters" not in path.parts and path.name != "wiring.py"
     }
     assert {name: classes for name, classes in outside.items() if classes} == {}
+
+
+def test_every_error_class_lives_in_the_one_error_module() -> None:
+    import importlib
+    import pkgutil
+
+    import scalpbot
+    from scalpbot.errors import ScalpbotError
+
+    skipped = {"scalpbot.aws", "scalpbot.__main__", "scalpbot.warmup"}  # entry points with import-time effects
+    for module in pkgutil.walk_packages(scalpbot.__path__, "scalpbot."):
+        if module.name not in skipped:
+            importlib.import_module(module.name)
+    elsewhere: list[str] = []
+    pending = [ScalpbotError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__ != "scalpbot.errors":
+            elsewhere.append(f"{cls.__module__}.{cls.__qualname__}")
+    assert elsewhere == []

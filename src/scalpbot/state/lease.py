@@ -25,7 +25,15 @@ from typing import Self
 
 import pandas as pd
 
-from scalpbot.errors import ConfigError, CorruptArtifactError, ObjectNotFound, PreconditionFailed, StoreError
+from scalpbot.errors import (
+    ConfigError,
+    CorruptArtifactError,
+    LeaseHeld,
+    LeaseLost,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoreError,
+)
 from scalpbot.ports import Clock, Store
 from scalpbot.state._json import check_bot, dump, format_time, load, parse_time
 
@@ -42,22 +50,6 @@ class LeaseInfo:
     owner: str
     acquired_at: pd.Timestamp
     expires_at: pd.Timestamp
-
-
-class LeaseHeld(StoreError):
-    """Another run holds the lease: skip this run; ``owner`` and ``expires_at`` say who and until when."""
-
-    def __init__(self, key: str, owner: str, expires_at: pd.Timestamp) -> None:
-        self.owner = owner
-        self.expires_at = expires_at
-        super().__init__(
-            f"run lease {key} is held by {owner!r} until {expires_at.isoformat()}: another run is in progress, "
-            "so this one does nothing; the lease frees when that run ends or expires"
-        )
-
-
-class LeaseLost(StoreError):
-    """Our lease expired and was taken over, or removed: stop before writing more state."""
 
 
 def _parse(data: bytes, key: str) -> LeaseInfo | None:

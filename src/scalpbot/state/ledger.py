@@ -32,7 +32,13 @@ import pandas as pd
 
 from scalpbot.core.backtest.enums import TRADE_COLUMNS, ExitReasonT
 from scalpbot.core.execution import Fill
-from scalpbot.errors import CorruptArtifactError, LedgerGap, PreconditionFailed, ScalpbotError
+from scalpbot.errors import (
+    CorruptArtifactError,
+    LedgerConflict,
+    LedgerError,
+    LedgerGap,
+    PreconditionFailed,
+)
 from scalpbot.ports import Store
 from scalpbot.state._json import check_bot, dump, format_time, load, parse_time, to_json_value, utc_time
 
@@ -59,14 +65,6 @@ _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _TS_LENGTH = 22
 _DAILY_LISTING_MAX_DAYS = 62  # longer ranges list whole months (fewer requests, a few keys too many)
 _ONE_MICROSECOND = pd.Timedelta(microseconds=1)
-
-
-class LedgerError(ScalpbotError):
-    """An event cannot be recorded: bad kind, time or payload; the message says how to fix it."""
-
-
-class LedgerConflict(LedgerError):
-    """An event with the same id exists with different content: a retried run recorded something else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,7 @@ from typing import Any
 
 import apprise
 
-from scalpbot.adapters.notify.fanout import ChannelError
-from scalpbot.errors import ConfigError
+from scalpbot.errors import ChannelError, ConfigError
 
 __all__ = ["AppriseNotifier", "url_scheme"]
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from scalpbot.errors import ConfigError, CycleFailed, ScalpbotError
+from scalpbot.errors import ChannelError, ConfigError, CycleFailed
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.ledger import Ledger, event_id_for
 
@@ -45,18 +45,6 @@ NOTIFY_ERROR = "notify_error"
 """The ledger kind of a notification that no retry could deliver."""
 
 _CAUSE_CHARS = 300
-
-
-class ChannelError(ScalpbotError):
-    """A channel could not deliver a message; the text is safe to log (no credentials).
-
-    ``temporary`` is false for a failure that a retry cannot fix (topic deleted, access denied, bad parameter),
-    so that the fan-out records it at once instead of waiting.
-    """
-
-    def __init__(self, message: str, *, temporary: bool = True) -> None:
-        super().__init__(message)
-        self.temporary = temporary
 
 
 class Channel(Protocol):

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from scalpbot.adapters.notify.fanout import ChannelError, short_cause
-from scalpbot.errors import ConfigError
+from scalpbot.adapters.notify.fanout import short_cause
+from scalpbot.errors import ChannelError, ConfigError
 
 __all__ = [
     "MESSAGE_MAX_BYTES",
