@@ -53,7 +53,11 @@ def test_every_error_class_lives_in_the_one_error_module() -> None:
     import scalpbot
     from scalpbot.errors import ScalpbotError
 
-    skipped = {"scalpbot.aws", "scalpbot.__main__", "scalpbot.warmup"}  # entry points with import-time effects
+    skipped = {
+        "scalpbot.aws",
+        "scalpbot.__main__",
+        "scalpbot.warmup",
+    }  # entry points with import-time effects
     for module in pkgutil.walk_packages(scalpbot.__path__, "scalpbot."):
         if module.name not in skipped:
             importlib.import_module(module.name)
