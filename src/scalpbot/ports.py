@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
@@ -94,6 +95,24 @@ class BarHistory(Protocol):
 
     def newest(self) -> pd.Timestamp | None:
         """Return the open time of the newest bar, or ``None`` when there is none."""
+        ...
+
+
+class Predictor(Protocol):
+    """A release's model as the trading path uses it (``scalpbot.inference.OnnxModel`` in production).
+
+    ``predict(features)`` takes float32 rows ``(n, n_features)`` of the feature matrix and returns the class
+    probabilities ``(n, 3)`` of {short wins, neither, long wins} and the predicted forward volatility ``(n,)``
+    (a fraction of price over the label horizon).
+    """
+
+    @property
+    def n_features(self) -> int:
+        """The number of feature columns the model reads."""
+        ...
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(probs, vol)`` for each row of ``features``."""
         ...
 
 

@@ -15,6 +15,7 @@ from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_fe
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.errors import ModelError
 from scalpbot.inference import OnnxModel
+from scalpbot.ports import Predictor
 from scalpbot.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 
@@ -23,7 +24,7 @@ class TradingModel:
     """A release ready to trade: its ONNX model, its tuned params and its identity."""
 
     release_id: str
-    model: OnnxModel
+    model: Predictor
     params: StrategyParams
 
     @classmethod
@@ -43,7 +44,7 @@ class TradingModel:
         return cls(release.release_id, model, StrategyParams.from_dict(release.manifest["params"]))
 
 
-def predict_bars(bars: pd.DataFrame, model: OnnxModel) -> tuple[np.ndarray, np.ndarray]:
+def predict_bars(bars: pd.DataFrame, model: Predictor) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up."""
     features = build_features(bars).to_numpy(dtype=np.float64)
     ready = np.isfinite(features).all(axis=1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,6 @@ from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.policy_params import StrategyParams
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ModelError
-from scalpbot.inference import OnnxModel
 from scalpbot.jobs.trading import BarTrader, raise_if_failed
 from scalpbot.release_signals import TradingModel
 from scalpbot.wiring import memory_paper_executor, run_lease, synthetic_bars
@@ -47,7 +45,7 @@ def compile_execute_kernels() -> int:
     end = _START + pd.Timedelta(minutes=bars_needed).to_pytimedelta()
     series = SeriesId("warmup", "BTC/USDT", "1m")
     bars = synthetic_bars(1, series, _START, end)
-    trading = TradingModel("warmup", cast(OnnxModel, _EdgeModel()), StrategyParams(max_hold=2))
+    trading = TradingModel("warmup", _EdgeModel(), StrategyParams(max_hold=2))
     settings = load_settings(None, {"bot": {"name": "warmup"}})
     executor, services = memory_paper_executor(settings, series, bars, lambda: trading, bot="warmup")
     trader = BarTrader(
