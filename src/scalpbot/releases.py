@@ -7,8 +7,9 @@ Layout (``BASE_QUOTE`` is the symbol with ``/`` and ``:`` replaced by ``_``)::
     models/{BASE_QUOTE}/releases/{release_id}/manifest.json everything needed to trust and reproduce it
     models/{BASE_QUOTE}/current.json                        pointer to the release that trades
 
-A release is written artifacts first, manifest last, each create-only: a release whose manifest exists is
-complete, and nothing in it is ever replaced. The pointer changes only by compare-and-swap, so two concurrent
+A release is written artifacts first, manifest last (create-only): a release whose manifest exists is
+complete, and nothing in it is ever replaced; the files of a release without a manifest (its writer died)
+are invisible and replaced by the next writer. The pointer changes only by compare-and-swap, so two concurrent
 promotions cannot both win.
 
 **Integrity.** The manifest lists every artifact's sha256 and carries a ``seal``: the sha256 of its own
@@ -107,8 +108,12 @@ class ReleaseStore:
             "artifacts": checksums,
         }
         full[_SEAL] = _seal_of(full)
+        if self._store.head(prefix + MANIFEST) is not None:
+            raise ModelError(f"release {release_id} of {symbol} exists already; a release is never rewritten")
+        # Until its manifest exists a release is invisible and nothing trusts its files: an artifact left by
+        # a run that died before writing the manifest is replaced.
         for name, data in artifacts.items():
-            self._store.put_if_absent(prefix + name, data)
+            self._store.put(prefix + name, data)
         self._store.put_if_absent(prefix + MANIFEST, _dump(full))
         return release_id
 
