@@ -29,11 +29,11 @@ import pandas as pd
 
 from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.backtest import backtest
+from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.costs import TradingCosts
 from scalpbot.core.evaluation import daily_returns_nb, day_end_positions
 from scalpbot.core.gate import GateRules, GateVerdict, judge
-from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.ml.evidence import TrialSelection, gate_statistics, period_returns, window_days
 
 REAL_BARS = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"

@@ -116,6 +116,20 @@ class GateVerdict:
             "statistics": asdict(self.statistics),
         }
 
+    def summary(self) -> dict[str, float | int | str | None]:
+        """Return the headline statistics in a flat mapping (a report's table row)."""
+        s = self.statistics
+        return {
+            "trades": s.trades,
+            "days": round(s.days, 2),
+            "deflated_sharpe": s.deflated_sharpe,
+            "n_trials": s.n_trials,
+            "bootstrap_p": s.p_value,
+            "pbo": s.pbo,
+            "fee": s.fee,
+            "slippage": s.slippage,
+        }
+
 
 def _pct(value: float) -> str:
     return f"{value:+.2%}".replace("%", " %")

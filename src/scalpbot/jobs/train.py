@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import backtest
+from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
 from scalpbot.core.gate import GateVerdict, judge
@@ -67,6 +67,7 @@ class TrainReport:
     baselines: dict[str, Metrics]
     incumbent: dict[str, Any] | None
     tuning: dict[str, Any]
+    gate: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
 
     def announcement(self) -> tuple[str, str]:
@@ -213,13 +214,16 @@ def train(
         test = test_result.metrics
         baselines = _baselines(test_bars, test_signals, test_result.trades, settings.backtest, cfg.seed)
         overfitting = tuned.summary()
-        overfitting["probability_of_backtest_overfitting"] = _pbo(tuned)
     releases = ReleaseStore(services.store)
     with _timed(timings, "gate"):
+        from scalpbot.ml.evidence import TrialSelection
+
+        selection = TrialSelection.from_tuning(tuned, cfg.model_trials)
+        overfitting["probability_of_backtest_overfitting"] = selection.pbo
+        overfitting["trials_run"] = selection.n_trials
         pointer = releases.pointer(series.symbol)
-        incumbent = _incumbent(releases, series, pointer, bars, test_slice, costs)
-        rival = None if incumbent is None or "metrics" not in incumbent else incumbent["metrics"]
-        verdict = judge(test, rival, min_trades=cfg.min_trades)
+        incumbent, incumbent_equity = _incumbent(releases, series, pointer, bars, test_slice, costs)
+        verdict = _judge(services, test_result, incumbent, incumbent_equity, selection)
     now = services.clock.now()
     release_id = new_release_id(now, onnx_bytes)
     manifest = {
@@ -243,7 +247,7 @@ def train(
         "baselines": baselines,
         "tuning": overfitting,
         "model": model_record,
-        "gate": {"promote": verdict.promote, "reason": verdict.reason, "incumbent": incumbent},
+        "gate": {**verdict.to_dict(), "incumbent": incumbent},
         "libraries": _library_versions(),
     }
     with _timed(timings, "release"):
@@ -264,6 +268,7 @@ def train(
         baselines=baselines,
         incumbent=incumbent,
         tuning=overfitting,
+        gate=verdict.to_dict(),
         model=model_record,
     )
 
@@ -374,33 +379,59 @@ def _baselines(
 
 def _incumbent(
     releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, test: slice, costs: Any
-) -> dict[str, Any] | None:
-    """Return the current release's score on the same test window, or why it could not be scored.
+) -> tuple[dict[str, Any] | None, pd.Series | None]:
+    """Return the current release's score on the same test window (or why it could not be scored) and its equity.
 
     Its predictions come from the same full history as the challenger's, so both start the window warmed up.
     """
     if pointer is None:
-        return None
+        return None, None
     try:
         trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id))
     except ScalpbotError as e:
-        return {"release_id": pointer.release_id, "error": str(e)}
+        return {"release_id": pointer.release_id, "error": str(e)}, None
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
-    metrics = score_signals(
-        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs
+    result = backtest(
+        window,
+        signals_frame(window.index, probs[test], vol[test], trading.params),
+        fee=costs.fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
     )
-    return {"release_id": pointer.release_id, "metrics": metrics}
+    return {"release_id": pointer.release_id, "metrics": result.metrics}, result.equity
 
 
-def _pbo(tuned: Any) -> float | None:
-    """Return the probability of backtest overfitting (CSCV), or ``None`` when the study is too small."""
-    days = int(tuned.trial_returns.shape[1])
-    splits = min(16, days // 2) // 2 * 2  # CSCV: an even number of blocks of at least 2 days
-    if splits < 4 or tuned.trial_returns.shape[0] < 2:
-        return None
-    value = float(tuned.backtest_overfitting(n_splits=splits).probability)
-    return value if np.isfinite(value) else None
+def _judge(
+    services: Services,
+    test: BacktestResult,
+    incumbent: dict[str, Any] | None,
+    incumbent_equity: pd.Series | None,
+    selection: Any,
+) -> GateVerdict:
+    """Weigh the challenger's test window against the current release (or not trading) with the gate.
+
+    A current release that cannot be loaded is no rival: the challenger must then beat not trading.
+    """
+    from scalpbot.ml.evidence import gate_statistics, period_returns, window_days
+
+    settings = services.settings
+    rival = None if incumbent_equity is None else incumbent
+    statistics = gate_statistics(
+        window="test window",
+        rival="not trading" if rival is None else f"current release {rival['release_id']}",
+        challenger_returns=period_returns(test.equity),
+        rival_returns=None if incumbent_equity is None else period_returns(incumbent_equity),
+        total_return=float(test.metrics["total_return"] or 0.0),
+        rival_return=0.0 if rival is None else rival["metrics"]["total_return"],
+        trades=int(test.metrics["trades"] or 0),
+        days=window_days(pd.DatetimeIndex(test.equity.index)),
+        selection=selection,
+        costs=settings.backtest.costs,
+        resamples=settings.gate.bootstrap_resamples,
+        seed=settings.train.seed,
+    )
+    return judge(statistics, settings.gate.rules(settings.train.min_trades))
 
 
 def _spans(windows: Windows) -> dict[str, tuple[int, int]]:

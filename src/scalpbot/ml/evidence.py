@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,8 @@ def edge_p_value(excess: np.ndarray, *, resamples: int = 2000, seed: int = 0) ->
         return EdgeTest(p_value, mean, 1.0, int(x.size), resamples)
     block = float(optimal_block_length(centred)["stationary"].iloc[0])
     block = min(max(block, 1.0), float(x.size))
-    bootstrap = StationaryBootstrap(block, centred, seed=np.random.default_rng(seed))
+    # arch annotates the block size as int but takes the stationary bootstrap's mean block length as a float.
+    bootstrap = StationaryBootstrap(cast(int, block), centred, seed=np.random.default_rng(seed))
     means = bootstrap.apply(np.mean, resamples)[:, 0]
     p_value = (1.0 + float(np.sum(means >= mean))) / (resamples + 1.0)
     return EdgeTest(p_value, mean, block, int(x.size), resamples)

@@ -36,8 +36,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
-from scalpbot.core.policy_params import ParamBounds, StrategyParams
-from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.core.overfitting import (
     BacktestOverfitting,
     ReturnMoments,
@@ -45,6 +43,8 @@ from scalpbot.core.overfitting import (
     probability_of_backtest_overfitting,
     return_moments,
 )
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.ports import Store
 
 __all__ = ["SAMPLERS", "TuningResult", "load_study_db", "save_study_db", "tune_policy"]
