@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.planted_edge import CASES, load_real_bars, run_case  # noqa: E402
+from support.planted_edge import CASES, load_real_bars, run_case
 
 
 def _spread(values: list[float | None]) -> str:

@@ -36,8 +36,8 @@ from policy_search import fake_predictions
 from scalpbot.adapters.marketdata.files import read_bar_file, sample_path
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.evaluation import PolicyWindow
-from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.gate import GateRules
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.ml.rl_agent import compare_on_holdout, judge_on_holdout, train_agent
 from scalpbot.ml.rl_env import ParamAdjustEnv
 
