@@ -185,10 +185,16 @@ class GateSettings(_Section):
         description="stationary-bootstrap p-value of the edge over the rival must be below",
     )
     min_deflated_sharpe: float = Field(
-        default=0.95, gt=0, le=1, description="deflated Sharpe ratio over the trials run must be above"
+        default=0.95,
+        ge=0,
+        le=1,
+        description="deflated Sharpe ratio over the trials run must be above (0: off)",
     )
     max_pbo: float = Field(
-        default=0.2, gt=0, le=1, description="probability of backtest overfitting must be below (with folds)"
+        default=0.2,
+        gt=0,
+        le=1,
+        description="probability of backtest overfitting must be below (with folds; 1: off)",
     )
     bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000, description="bootstrap resamples")
 

@@ -115,9 +115,19 @@ def test_the_verdict_is_plain_json_with_every_statistic() -> None:
         {"min_days": 0.0},
         {"max_p_value": 0.0},
         {"min_deflated_sharpe": 1.5},
+        {"min_deflated_sharpe": -0.1},
         {"max_pbo": -1},
     ],
 )
 def test_rules_out_of_range_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         GateRules(**bad)  # type: ignore[arg-type]
+
+
+def test_a_zero_deflated_sharpe_threshold_and_a_pbo_threshold_of_one_switch_those_criteria_off() -> None:
+    rules = GateRules(min_deflated_sharpe=0.0, max_pbo=1.0)
+    verdict = judge(replace(NOISE, p_value=0.01, deflated_sharpe=0.0, pbo=1.0), rules)
+    assert verdict.promote
+    assert [c.passed for c in verdict.criteria] == [True, True, None, True, None]
+    assert "deflated Sharpe 0.00 over 100 trials (not required)" in verdict.reason
+    assert "PBO 1.00 (not required)" in verdict.reason

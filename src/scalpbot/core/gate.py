@@ -15,6 +15,8 @@ every criterion holds, checked in this order:
 5. ``pbo``: the probability of backtest overfitting of the selection, where validation folds exist, is below
    ``max_pbo`` (not applicable otherwise).
 
+``min_deflated_sharpe = 0`` and ``max_pbo = 1`` switch those two criteria off (shown as "not required").
+
 A refusal is one line naming the first failing criterion with its numbers; a promotion lists every criterion.
 The statistics themselves are computed elsewhere (:mod:`scalpbot.ml.evidence`); this module only weighs them.
 """
@@ -45,13 +47,13 @@ class GateRules:
             raise ConfigError(f"min_trades must be a whole number >= 1, e.g. 20; got {self.min_trades!r}")
         if not (math.isfinite(self.min_days) and self.min_days > 0.0):
             raise ConfigError(f"min_days must be > 0 days, e.g. 7; got {self.min_days}")
-        for name, value in (
-            ("max_p_value", self.max_p_value),
-            ("min_deflated_sharpe", self.min_deflated_sharpe),
-            ("max_pbo", self.max_pbo),
-        ):
+        for name, value in (("max_p_value", self.max_p_value), ("max_pbo", self.max_pbo)):
             if not (math.isfinite(value) and 0.0 < value <= 1.0):
                 raise ConfigError(f"{name} must be a probability in (0, 1]; got {value}")
+        if not (math.isfinite(self.min_deflated_sharpe) and 0.0 <= self.min_deflated_sharpe <= 1.0):
+            raise ConfigError(
+                f"min_deflated_sharpe must be a probability in [0, 1] (0: off); got {self.min_deflated_sharpe}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +163,10 @@ def _trials(s: GateStatistics) -> str:
 def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
     trades_ok = s.trades >= rules.min_trades
     days_ok = s.days >= rules.min_days
+    dsr_required = rules.min_deflated_sharpe > 0.0
     dsr_ok = s.deflated_sharpe is not None and s.deflated_sharpe > rules.min_deflated_sharpe
     p_ok = s.p_value is not None and s.p_value < rules.max_p_value
-    pbo_ok = None if s.pbo is None else s.pbo < rules.max_pbo
+    pbo_ok = None if s.pbo is None or rules.max_pbo >= 1.0 else s.pbo < rules.max_pbo
     rival = f"against {s.rival}"
     return (
         Criterion(
@@ -182,11 +185,13 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
         ),
         Criterion(
             "deflated_sharpe",
-            dsr_ok,
+            dsr_ok if dsr_required else None,
             s.deflated_sharpe,
             rules.min_deflated_sharpe,
             f"{_dsr(s)} {'>' if dsr_ok else _below(s.deflated_sharpe or 0.0, rules.min_deflated_sharpe)} "
-            f"{rules.min_deflated_sharpe:g} {_trials(s)}",
+            f"{rules.min_deflated_sharpe:g} {_trials(s)}"
+            if dsr_required
+            else f"{_dsr(s)} {_trials(s)} (not required)",
         ),
         Criterion(
             "bootstrap",
@@ -204,6 +209,8 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
             rules.max_pbo,
             "PBO n/a (no validation folds)"
             if s.pbo is None
+            else f"PBO {s.pbo:.2f} (not required)"
+            if pbo_ok is None
             else f"PBO {s.pbo:.2f} {'<' if pbo_ok else '>='} {rules.max_pbo:g}",
         ),
     )
