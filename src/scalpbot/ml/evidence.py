@@ -116,7 +116,7 @@ def window_days(index: pd.DatetimeIndex) -> float:
     """Return the days a window of bars spans: from the first bar's open to the last bar's close."""
     if len(index) < 2:
         return 0.0
-    step = pd.TimedeltaIndex(index[1:] - index[:-1]).median()
+    step = pd.Series(index[1:] - index[:-1]).median()
     return float((index[-1] - index[0] + step) / _DAY)
 
 
