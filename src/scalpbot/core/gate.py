@@ -24,12 +24,13 @@ The statistics themselves are computed elsewhere (:mod:`scalpbot.ml.evidence`); 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from scalpbot.errors import ConfigError
 
-__all__ = ["Criterion", "GateRules", "GateStatistics", "GateVerdict", "judge"]
+__all__ = ["Criterion", "GateRules", "GateStatistics", "GateVerdict", "judge", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,19 +119,19 @@ class GateVerdict:
             "statistics": asdict(self.statistics),
         }
 
-    def summary(self) -> dict[str, float | int | str | None]:
+    def summary(self) -> dict[str, Any]:
         """Return the headline statistics in a flat mapping (a report's table row)."""
-        s = self.statistics
-        return {
-            "trades": s.trades,
-            "days": round(s.days, 2),
-            "deflated_sharpe": s.deflated_sharpe,
-            "n_trials": s.n_trials,
-            "bootstrap_p": s.p_value,
-            "pbo": s.pbo,
-            "fee": s.fee,
-            "slippage": s.slippage,
-        }
+        return summarize(asdict(self.statistics))
+
+
+_SUMMARY = ("trades", "days", "deflated_sharpe", "n_trials", "p_value", "pbo", "fee", "slippage")
+
+
+def summarize(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the headline numbers of stored :class:`GateStatistics` data (missing ones as ``None``)."""
+    summary = {name: statistics.get(name) for name in _SUMMARY}
+    summary["bootstrap_p"] = summary.pop("p_value")
+    return summary
 
 
 def _pct(value: float) -> str:
