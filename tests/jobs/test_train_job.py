@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +185,28 @@ def test_a_challenger_no_better_than_the_current_release_is_refused_on_its_boots
     assert after == before
     listed = _cli(capsys, store, "models", "list", "--json")
     again = listed["releases"][-1]
-    assert again["gate"]["incumbent"]["metrics"] == report.test
-    assert again["gate"]["statistics"]["rival_return"] == report.test["total_return"]
     assert again["gate"]["reason"].startswith(expected)
+    assert again["gate"]["incumbent"]["metrics"] == report.test == again["metrics"]["test"]
+    assert again["gate"]["statistics"]["rival_return"] == report.test["total_return"]
+
+
+def test_the_gate_scores_at_the_configured_venue_fee(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(trained[0], store)
+    # Binance spot's 0.1 % per side, not the default 0.04 %: the test window, the gate and a later backtest of
+    # the release all pay it.
+    Path("scalpbot.toml").write_text(
+        "[backtest]\nfee = 0.001\nslippage = 0.0001\n[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n"
+    )
+    report = _cli(capsys, store, "train", "--json")
+    statistics = report["gate"]["statistics"]
+    assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0001)
+    assert statistics["total_return"] == report["test"]["total_return"]
+    first, _ = report["windows"]["test"]
+    args = ("backtest", "--strategy", "release", "--release", report["release_id"], "--from", first, "--json")
+    assert _cli(capsys, store, *args)["metrics"] == report["test"]
 
 
 def test_training_the_same_data_again_resumes_the_stored_study(trained: tuple[Path, TrainReport]) -> None:
