@@ -19,7 +19,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,21 @@ from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
 from scalpbot.services import Services
 
-_LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
+if TYPE_CHECKING:
+    from scalpbot.ml.evidence import TrialSelection
+
+_LIBRARIES = (
+    "scalpbot",
+    "numpy",
+    "pandas",
+    "numba",
+    "keras",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "optuna",
+    "arch",
+)
 _MIN_WINDOW_BARS = 2 * 1440
 
 
@@ -407,7 +421,7 @@ def _judge(
     test: BacktestResult,
     incumbent: dict[str, Any] | None,
     incumbent_equity: pd.Series | None,
-    selection: Any,
+    selection: TrialSelection,
 ) -> GateVerdict:
     """Weigh the challenger's test window against the current release (or not trading) with the gate.
 
