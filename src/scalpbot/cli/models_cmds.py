@@ -75,7 +75,7 @@ def list_releases(
     if not rows:
         out.print("no releases yet: run `scalpbot train`")
     for row in rows:  # one verdict a line, never wrapped
-        out.print(f"{row['release_id']}: {(row['gate'] or {}).get('reason', 'no verdict')}", markup=False)
+        out.print(f"{row['release_id']}: {(row.get('gate') or {}).get('reason', 'no verdict')}", markup=False)
 
 
 @models_app.command("show")
