@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/rl.py
+	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/lambda_cold_start.py
 
 clean:

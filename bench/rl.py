@@ -36,8 +36,9 @@ from policy_search import fake_predictions
 from scalpbot.adapters.marketdata.files import read_bar_file, sample_path
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.evaluation import PolicyWindow
+from scalpbot.core.gate import GateRules
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
-from scalpbot.ml.rl_agent import compare_on_holdout, should_promote, train_agent
+from scalpbot.ml.rl_agent import compare_on_holdout, judge_on_holdout, train_agent
 from scalpbot.ml.rl_env import ParamAdjustEnv
 
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
@@ -147,7 +148,7 @@ def main() -> None:
         f"static {static['total_return']:+.2%} (Sharpe {static['sharpe'] or float('nan'):.2f}, "
         f"{static['trades']:,} trades)"
     )
-    print("gate:", should_promote(rl, static, min_trades=30))
+    print("gate:", judge_on_holdout(result, GateRules(min_trades=30)).reason)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from scalpbot.core.costs import TradingCosts
+from scalpbot.core.gate import GateRules
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError, ScalpbotError
 
@@ -139,6 +141,11 @@ class BacktestSettings(_Section):
     tp: float = Field(default=0.006, gt=0, description="take profit, fraction of the fill price")
     max_hold: int = Field(default=0, ge=0, description="bars; 0 = no time stop")
 
+    @property
+    def costs(self) -> TradingCosts:
+        """Return the venue's costs every simulation and the promotion gate are scored at."""
+        return TradingCosts(fee=self.fee, slippage=self.slippage)
+
 
 class TrainSettings(_Section):
     """The daily train job: history window, labels, model, tuning and the promotion gate."""
@@ -154,7 +161,9 @@ class TrainSettings(_Section):
     study_storage: str | None = Field(
         default=None, description="Optuna RDB URL; default: a study kept in the store"
     )
-    min_trades: int = Field(default=20, ge=1, description="fewest test-window trades a release needs")
+    min_trades: int = Field(
+        default=20, ge=1, description="fewest trades a tuning trial and a promoted challenger need"
+    )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
     model_trials: int = Field(
@@ -163,6 +172,41 @@ class TrainSettings(_Section):
         description="Bayesian trials over the model's widths, dropout and learning rate; 0: use widths",
     )
     seed: int = 7
+
+
+class GateSettings(_Section):
+    """The promotion gate's evidence thresholds (with ``train.min_trades``), for training, online learning and RL."""
+
+    min_days: float = Field(default=7.0, gt=0, description="fewest days the scored window must span")
+    max_p_value: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="stationary-bootstrap p-value of the edge over the rival must be below",
+    )
+    min_deflated_sharpe: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="deflated Sharpe ratio over the trials run must be above (0: off)",
+    )
+    max_pbo: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="probability of backtest overfitting must be below (with folds; 1: off)",
+    )
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000, description="bootstrap resamples")
+
+    def rules(self, min_trades: int) -> GateRules:
+        """Return the gate's rules with the fewest trades a challenger needs (``train.min_trades``)."""
+        return GateRules(
+            min_trades=min_trades,
+            min_days=self.min_days,
+            max_p_value=self.max_p_value,
+            min_deflated_sharpe=self.min_deflated_sharpe,
+            max_pbo=self.max_pbo,
+        )
 
 
 class RiskSettings(_Section):
@@ -227,6 +271,7 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     backtest: BacktestSettings = BacktestSettings()
     train: TrainSettings = TrainSettings()
+    gate: GateSettings = GateSettings()
     risk: RiskSettings = RiskSettings()
     execute: ExecuteSettings = ExecuteSettings()
     notify: NotifySettings = NotifySettings()
@@ -250,6 +295,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "data": DataSettings,
     "backtest": BacktestSettings,
     "train": TrainSettings,
+    "gate": GateSettings,
     "risk": RiskSettings,
     "execute": ExecuteSettings,
     "notify": NotifySettings,
@@ -385,6 +431,7 @@ __all__ = [
     "ConfigError",
     "DataSettings",
     "ExchangeSettings",
+    "GateSettings",
     "ScalpbotError",
     "Settings",
     "StoreSettings",

@@ -86,19 +86,62 @@ def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(
     assert kinds == ["online_learning", "reinforcement_learning"]
     after = releases.pointer("BTC/USDT")
     assert after is not None and before is not None
-    current = before.release_id  # each step improves the release current when it runs
+    # Half a day of evidence is not enough for the gate (gate.min_days = 7): both challengers are refused, each
+    # with the first criterion it fails, and the release trading before the week still trades.
     for change in report.changes:
         manifest = releases.manifest("BTC/USDT", change["release_id"])
-        assert manifest["parent_release"] == current
-        better = change["challenger"]["total_return"] > change["incumbent"]["total_return"]
-        enough = change["challenger"]["trades"] >= services.settings.train.min_trades
-        assert manifest["gate"]["promote"] == change["promoted"] == (better and enough)
-        if change["promoted"]:
-            current = change["release_id"]
-    assert after.release_id == current
+        assert manifest["parent_release"] == before.release_id
+        gate = manifest["gate"]
+        assert gate["promote"] is change["promoted"] is False
+        failing = next(c for c in gate["criteria"] if c["passed"] is False)
+        assert change["reason"] == gate["reason"]
+        assert gate["reason"].startswith(f"refused: {failing['text']} (")
+        assert change["gate"]["fee"] == gate["statistics"]["fee"] == services.settings.backtest.fee
+        assert change["gate"]["days"] < services.settings.gate.min_days
+        assert gate["statistics"]["trades"] == change["challenger"]["trades"]
+    assert after.release_id == before.release_id
     rl = report.changes[1]
     assert set(rl["proposed_params"]) == set(rl["static_params"])
     assert "rl_agent.zip" in releases.manifest("BTC/USDT", rl["release_id"])["artifacts"]
     assert report.report_key is not None
     html = services.store.get(report.report_key).data.decode()
     assert "reinforcement_learning" in html and "online_learning" in html
+    assert html.count("refused: ") >= 2  # each verdict line, with its statistics beside it
+    assert "deflated_sharpe" in html and "bootstrap_p" in html
+
+
+def test_the_week_lists_the_gates_verdict_on_each_release_trained_in_it(tmp_path: Path) -> None:
+    from scalpbot.core.gate import GateRules, GateStatistics, judge
+    from scalpbot.jobs.monitor import WeekData, trained_in_week
+    from scalpbot.releases import ReleaseStore, new_release_id
+
+    from support.planted_edge import COSTS
+
+    services = active_services(tmp_path / "store")
+    releases = ReleaseStore(services.store)
+    statistics = GateStatistics(
+        "test window", "not trading", 0.0059, 0.0, 34, 18.0, 0.31, 432, "hour", 2.0, 2000, 0.02, 100, 0.04,
+        0.2, "validation day", 0.4, COSTS.fee, COSTS.slippage,
+    )  # fmt: skip
+    verdict = judge(statistics, GateRules())
+    written = {}
+    for moment, origin in ((START, None), (START + pd.Timedelta(hours=3), "online_learning"), (END, None)):
+        release_id = new_release_id(moment.to_pydatetime(), str(moment).encode())
+        manifest = {"gate": verdict.to_dict(), **({"origin": origin} if origin else {})}
+        releases.write("BTC/USDT", release_id, manifest, {"model.onnx": b"x"})
+        written[moment] = release_id
+    week = WeekData(
+        "weekly", services.series(), START, END, pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=float), {},
+        None, (),
+    )  # fmt: skip
+    changes = trained_in_week(services, week)
+    assert changes == [
+        {
+            "kind": "train",
+            "release_id": written[START],
+            "promoted": False,
+            "reason": "refused: deflated Sharpe 0.02 < 0.95 over 100 trials (test +0.59 %, 34 trades, "
+            "bootstrap p = 0.31)",
+            "gate": verdict.summary(),
+        }
+    ]

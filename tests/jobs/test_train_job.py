@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,18 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert manifest["baselines"]["not_trading"]["trades"] == 0
     assert {"keras", "torch", "onnxruntime", "optuna"} <= set(manifest["libraries"])
     assert manifest["tuning"]["n_trials"] == FAST["trials"]
-    assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export"}
-    assert report.promoted == manifest["gate"]["promote"]
+    assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export", "gate"}
+    gate = manifest["gate"]
+    assert report.promoted == gate["promote"] and report.gate == {
+        k: v for k, v in gate.items() if k != "incumbent"
+    }
+    assert [c["name"] for c in gate["criteria"]] == ["trades", "days", "deflated_sharpe", "bootstrap", "pbo"]
+    statistics = gate["statistics"]
+    assert (statistics["fee"], statistics["slippage"]) == (0.0004, 0.0)  # the configured costs
+    assert statistics["n_trials"] == FAST["trials"] == manifest["tuning"]["trials_run"]
+    assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"
+    assert statistics["total_return"] == report.test["total_return"]
+    assert statistics["pbo"] == manifest["tuning"]["probability_of_backtest_overfitting"]
 
 
 def test_the_model_search_chooses_the_hyper_parameters_the_release_is_fitted_with(
@@ -99,13 +110,36 @@ def test_the_model_search_chooses_the_hyper_parameters_the_release_is_fitted_wit
     assert "model_search" in report.timings
 
 
-def test_models_list_shows_the_release_and_its_metrics(
+def test_models_list_shows_the_release_its_metrics_and_the_gates_refusal_with_its_statistics(
     trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, report = trained
     listed = _cli(capsys, store, "models", "list", "--json")
     assert [r["release_id"] for r in listed["releases"]] == [report.release_id]
-    assert listed["releases"][0]["metrics"]["test"] == report.test
+    row = listed["releases"][0]
+    assert row["metrics"]["test"] == report.test
+    assert not report.promoted  # noise on six weeks of real bars, tuned over 8 trials: refused
+    assert row["gate"]["reason"] == report.reason
+    assert report.reason.startswith("refused: ")
+    assert (
+        f"over {FAST['trials']} trials" in report.reason
+        and f"{report.test['trades']} trades" in report.reason
+    )
+    statistics = row["gate"]["statistics"]
+    for name in (
+        "p_value",
+        "deflated_sharpe",
+        "n_trials",
+        "sharpe_variance",
+        "pbo",
+        "fee",
+        "slippage",
+        "days",
+    ):
+        assert name in statistics
+    assert _cli_code(capsys, store, "models", "list") == 0
+    table = capsys.readouterr().out
+    assert f"{report.release_id}: {report.reason}\n" in table
 
 
 def test_a_release_backtested_on_its_test_window_reproduces_its_test_metrics(
@@ -128,21 +162,51 @@ def test_a_release_backtested_on_its_test_window_reproduces_its_test_metrics(
     assert result["metrics"] == report.test
 
 
-def test_a_challenger_no_better_than_the_current_release_leaves_the_pointer(
+def test_a_challenger_no_better_than_the_current_release_is_refused_on_its_bootstrap_p_value(
     trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     store, report = trained
-    # A fresh study with the same data and seed gives an identical challenger: not better, so not promoted.
-    services = _services(store, study_storage=f"sqlite:///{tmp_path / 'fresh.db'}")
+    # A fresh study with the same data and seed gives an identical challenger. The deflated Sharpe and PBO are
+    # switched off here so that the comparison with the current release decides: zero excess return, p = 1.
+    Path("scalpbot.toml").write_text(
+        "[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n"
+        f"study_storage = 'sqlite:///{tmp_path / 'fresh.db'}'\n"
+        "[gate]\nmin_deflated_sharpe = 0.0\nmax_pbo = 1.0\n"
+    )
+    services = _services(store)
     releases = ReleaseStore(services.store)
     _cli_ok(capsys, store, "models", "promote", report.release_id)
     before = releases.pointer("BTC/USDT")
-    again = train(services, services.series(), trials=FAST["trials"] + 1)  # a new run
-    assert again.incumbent is not None and again.incumbent["metrics"] == report.test
-    assert not again.promoted
-    assert "not better than current release" in again.reason
+    assert _cli_code(capsys, store, "train", "--trials", str(FAST["trials"] + 1)) == 0  # a new run
+    printed = capsys.readouterr().out
+    expected = f"refused: bootstrap p = 1.00 >= 0.05 against current release {report.release_id} (test "
+    assert f"\n{expected}" in printed
     after = releases.pointer("BTC/USDT")
     assert after == before
+    listed = _cli(capsys, store, "models", "list", "--json")
+    again = listed["releases"][-1]
+    assert again["gate"]["reason"].startswith(expected)
+    assert again["gate"]["incumbent"]["metrics"] == report.test == again["metrics"]["test"]
+    assert again["gate"]["statistics"]["rival_return"] == report.test["total_return"]
+
+
+def test_the_gate_scores_at_the_configured_venue_fee(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(trained[0], store)
+    # Binance spot's 0.1 % per side, not the default 0.04 %: the test window, the gate and a later backtest of
+    # the release all pay it.
+    Path("scalpbot.toml").write_text(
+        "[backtest]\nfee = 0.001\nslippage = 0.0001\n[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n"
+    )
+    report = _cli(capsys, store, "train", "--json")
+    statistics = report["gate"]["statistics"]
+    assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0001)
+    assert statistics["total_return"] == report["test"]["total_return"]
+    first, _ = report["windows"]["test"]
+    args = ("backtest", "--strategy", "release", "--release", report["release_id"], "--from", first, "--json")
+    assert _cli(capsys, store, *args)["metrics"] == report["test"]
 
 
 def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_study(

@@ -10,7 +10,6 @@ import pytest
 
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.adapters.store.memory import MemoryStore
-from scalpbot.core.gate import judge
 from scalpbot.errors import CorruptArtifactError, ModelError, PreconditionFailed
 from scalpbot.ports import Store
 from scalpbot.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id
@@ -114,24 +113,6 @@ def test_rollback_returns_to_the_previous_release(store: Store) -> None:
     assert (back.release_id, back.previous) == (first, ())
     with pytest.raises(ModelError, match="no earlier release"):
         releases.rollback(SYMBOL, now=NOW)
-
-
-def test_a_worse_challenger_is_not_promoted() -> None:
-    verdict = judge({"total_return": 0.01, "trades": 50}, {"total_return": 0.02, "trades": 40}, min_trades=20)
-    assert not verdict.promote
-    assert "not better than current release" in verdict.reason
-
-
-def test_a_better_challenger_is_promoted_and_too_few_trades_never_are() -> None:
-    assert judge({"total_return": 0.03, "trades": 50}, {"total_return": 0.02}, min_trades=20).promote
-    few = judge({"total_return": 0.5, "trades": 3}, None, min_trades=20)
-    assert not few.promote
-    assert "fewer than the minimum 20" in few.reason
-
-
-def test_without_a_current_release_the_challenger_must_beat_not_trading() -> None:
-    assert judge({"total_return": 0.001, "trades": 30}, None, min_trades=20).promote
-    assert not judge({"total_return": -0.001, "trades": 30}, None, min_trades=20).promote
 
 
 def _edit_manifest(store: Store, release_id: str, edit: dict[str, object], *, reseal: bool = False) -> str:

@@ -33,7 +33,10 @@ def list_releases(
     symbol: str | None = SymbolOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
-    """List the releases of a symbol with their test-window metrics; mark the current one."""
+    """List the releases of a symbol with their test-window metrics and gate verdicts; mark the current one.
+
+    ``--json`` adds each release's whole verdict: every criterion and the statistics behind it.
+    """
     releases, pair, _ = _context(ctx, symbol)
     pointer = releases.pointer(pair)
     current = None if pointer is None else pointer.release_id
@@ -52,32 +55,36 @@ def list_releases(
                 "timeframe": manifest.get("timeframe"),
                 "data_window": manifest.get("data_window"),
                 "metrics": manifest.get("metrics", {}),
-                "promotion": manifest.get("promotion"),
+                "origin": manifest.get("origin", "train"),
+                "gate": manifest.get("gate"),
             }
         )
     if as_json:
         print_json({"symbol": pair, "current": current, "releases": rows})
         return
     table = Table(title=f"releases of {pair}")
-    for column in ("release", "current", "test return", "test trades", "test sharpe", "promotion"):
+    for column in ("release", "current", "origin", "scored return", "trades", "gate"):
         table.add_column(column)
     for row in rows:
         if "refused" in row:
             table.add_row(row["release_id"], "*" if row["current"] else "", "-", "-", "-", row["refused"])
             continue
-        test = row["metrics"].get("test", {})
-        promotion = row["promotion"] or {}
+        scored = row["metrics"].get("test") or row["metrics"].get("recent") or {}
+        gate = row["gate"] or {}
         table.add_row(
             row["release_id"],
             "*" if row["current"] else "",
-            _pct(test.get("total_return")),
-            str(test.get("trades", "-")),
-            _num(test.get("sharpe")),
-            str(promotion.get("reason", "-")),
+            row["origin"],
+            _pct(scored.get("total_return")),
+            str(scored.get("trades", "-")),
+            _decision(gate.get("promote")),
         )
     out.print(table)
     if not rows:
         out.print("no releases yet: run `scalpbot train`")
+    for row in rows:  # one verdict a line, never wrapped
+        line = row.get("refused") or (row.get("gate") or {}).get("reason", "no verdict")
+        out.print(f"{row['release_id']}: {line}", markup=False)
 
 
 @models_app.command("show")
@@ -120,5 +127,5 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value:+.2%}"
 
 
-def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _decision(promote: Any) -> str:
+    return "-" if promote is None else "promoted" if promote else "refused"

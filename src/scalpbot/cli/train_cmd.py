@@ -69,8 +69,7 @@ def run_train(
         f"tuning: {report.tuning.get('n_trials')} trials, best validation Sharpe {report.tuning.get('best_value'):.2f}, "
         f"deflated Sharpe ratio {'-' if dsr is None else f'{dsr:.3f}'}"
     )
-    verdict = "PROMOTED" if report.promoted else "not promoted"
-    out.print(f"{verdict}: {report.reason}")
+    out.print(report.reason, markup=False, highlight=False)
 
 
 def _fmt(metric: str, value: Any) -> str:

@@ -1,61 +1,241 @@
-"""The promotion gate (pure): does a challenger release deserve to replace the one trading now?
+"""The promotion gate (pure): does a challenger release earn the pointer, on evidence rather than luck?
 
-Both are scored on the same out-of-sample test window, which neither training nor tuning saw, with the same
-fill model and costs. The score is the window's total return net of fees. The challenger must trade at least
-``min_trades`` times (fewer trades prove nothing) and then beat the incumbent's score, or, when no release is
-current yet, beat not trading (a score of 0).
+One gate decides for the daily train job, online learning and the RL parameter suggestions. A challenger is
+scored on a window that neither its fitting nor its tuning saw, at the configured costs, beside the rival it
+would replace (the current release, the static params, or not trading). :func:`judge` promotes it only if
+every criterion holds, checked in this order:
+
+1. ``trades``: at least ``min_trades`` closed trades on the window;
+2. ``days``: the window spans at least ``min_days`` days;
+3. ``deflated_sharpe``: the deflated Sharpe ratio of the selected trial, deflated by the number of trials
+   actually run (policy trials times model trials) and the variance of their Sharpe ratios, is above
+   ``min_deflated_sharpe`` (Bailey & López de Prado 2014; see :mod:`scalpbot.core.overfitting`);
+4. ``bootstrap``: the stationary-bootstrap p-value of the challenger's period returns in excess of the
+   rival's (H0: mean excess <= 0) is below ``max_p_value``;
+5. ``pbo``: the probability of backtest overfitting of the selection, where validation folds exist, is below
+   ``max_pbo`` (not applicable otherwise).
+
+``min_deflated_sharpe = 0`` and ``max_pbo = 1`` switch those two criteria off (shown as "not required").
+
+A refusal is one line naming the first failing criterion with its numbers; a promotion lists every criterion.
+The statistics themselves are computed elsewhere (:mod:`scalpbot.ml.evidence`); this module only weighs them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from scalpbot.errors import ConfigError
+
+__all__ = ["Criterion", "GateRules", "GateStatistics", "GateVerdict", "judge", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class GateRules:
+    """Thresholds of the gate: trades and days of evidence, p-value, deflated Sharpe and PBO bounds."""
+
+    min_trades: int = 20
+    min_days: float = 7.0
+    max_p_value: float = 0.05
+    min_deflated_sharpe: float = 0.95
+    max_pbo: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min_trades, int) and self.min_trades >= 1):
+            raise ConfigError(f"min_trades must be a whole number >= 1, e.g. 20; got {self.min_trades!r}")
+        if not (math.isfinite(self.min_days) and self.min_days > 0.0):
+            raise ConfigError(f"min_days must be > 0 days, e.g. 7; got {self.min_days}")
+        for name, value in (("max_p_value", self.max_p_value), ("max_pbo", self.max_pbo)):
+            if not (math.isfinite(value) and 0.0 < value <= 1.0):
+                raise ConfigError(f"{name} must be a probability in (0, 1]; got {value}")
+        if not (math.isfinite(self.min_deflated_sharpe) and 0.0 <= self.min_deflated_sharpe <= 1.0):
+            raise ConfigError(
+                f"min_deflated_sharpe must be a probability in [0, 1] (0: off); got {self.min_deflated_sharpe}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class GateStatistics:
+    """What the gate weighs: the challenger on the scored window, at ``fee``/``slippage``, beside its rival.
+
+    Returns are fractions of equity. ``days``: the window's length in days (bar open of the first bar to the
+    close of the last). ``p_value``: one-sided stationary-bootstrap p-value of the mean of ``bootstrap_obs``
+    excess returns per ``bootstrap_period`` (``None`` when too few to test); ``mean_block``: the bootstrap's
+    expected block length in periods. ``deflated_sharpe``: DSR of ``selected_sharpe`` (per ``selection_period``,
+    not annualized) over ``n_trials`` trials whose per-period Sharpes have variance ``sharpe_variance``
+    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist.
+    """
+
+    window: str
+    rival: str
+    total_return: float
+    rival_return: float
+    trades: int
+    days: float
+    p_value: float | None
+    bootstrap_obs: int
+    bootstrap_period: str
+    mean_block: float
+    resamples: int
+    deflated_sharpe: float | None
+    n_trials: int
+    sharpe_variance: float
+    selected_sharpe: float | None
+    selection_period: str
+    pbo: float | None
+    fee: float
+    slippage: float
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One criterion's outcome: ``passed`` is ``None`` when it does not apply (no validation folds)."""
+
+    name: str
+    passed: bool | None
+    value: float | None
+    threshold: float
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
 class GateVerdict:
-    """Whether to promote, and why, with the two scores compared (fractions of starting equity)."""
+    """Whether to promote, the one-line ``reason``, every criterion in order and the statistics behind them."""
 
     promote: bool
     reason: str
-    challenger_score: float
-    incumbent_score: float | None
+    criteria: tuple[Criterion, ...]
+    statistics: GateStatistics
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the verdict as JSON-ready data (the manifest's ``gate`` entry)."""
+        return {
+            "promote": self.promote,
+            "reason": self.reason,
+            "criteria": [asdict(c) for c in self.criteria],
+            "statistics": asdict(self.statistics),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Return the headline statistics in a flat mapping (a report's table row)."""
+        return summarize(asdict(self.statistics))
 
 
-def judge(
-    challenger: Mapping[str, float | int | None],
-    incumbent: Mapping[str, float | int | None] | None,
-    *,
-    min_trades: int,
-    min_improvement: float = 0.0,
-    window: str = "test window",
-) -> GateVerdict:
-    """Return the verdict for ``challenger`` against ``incumbent`` metrics (``None``: nothing trades now).
+_SUMMARY = ("trades", "days", "deflated_sharpe", "n_trials", "p_value", "pbo", "fee", "slippage")
 
-    Metrics are those of :func:`scalpbot.core.metrics.compute_metrics` on the test window.
-    """
-    score = float(challenger.get("total_return") or 0.0)
-    trades = int(challenger.get("trades") or 0)
-    if trades < min_trades:
-        return GateVerdict(
-            False,
-            f"challenger made {trades} trades on the {window}, fewer than the minimum {min_trades}",
-            score,
-            None if incumbent is None else float(incumbent.get("total_return") or 0.0),
-        )
-    if incumbent is None:
-        if score > min_improvement:
-            return GateVerdict(
-                True, f"no current release; challenger returns {score:+.4%} > not trading", score, None
-            )
-        return GateVerdict(
-            False, f"challenger returns {score:+.4%}, not better than not trading", score, None
-        )
-    rival = float(incumbent.get("total_return") or 0.0)
-    if score > rival + min_improvement:
-        return GateVerdict(
-            True, f"challenger returns {score:+.4%} > current release {rival:+.4%}", score, rival
-        )
-    return GateVerdict(
-        False, f"challenger returns {score:+.4%}, not better than current release {rival:+.4%}", score, rival
+
+def summarize(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the headline numbers of stored :class:`GateStatistics` data (missing ones as ``None``)."""
+    summary = {name: statistics.get(name) for name in _SUMMARY}
+    summary["bootstrap_p"] = summary.pop("p_value")
+    return summary
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.2%}".replace("%", " %")
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1e}"
+
+
+def _below(value: float, threshold: float) -> str:
+    return "<" if value < threshold else "="
+
+
+def _label(s: GateStatistics) -> str:
+    return s.window.removesuffix(" window")
+
+
+def _dsr(s: GateStatistics) -> str:
+    value = "n/a" if s.deflated_sharpe is None else f"{s.deflated_sharpe:.2f}"
+    return f"deflated Sharpe {value}"
+
+
+def _trials(s: GateStatistics) -> str:
+    return f"over {s.n_trials} trial{'s' if s.n_trials != 1 else ''}"
+
+
+def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
+    trades_ok = s.trades >= rules.min_trades
+    days_ok = s.days >= rules.min_days
+    dsr_required = rules.min_deflated_sharpe > 0.0
+    dsr_ok = s.deflated_sharpe is not None and s.deflated_sharpe > rules.min_deflated_sharpe
+    p_ok = s.p_value is not None and s.p_value < rules.max_p_value
+    pbo_ok = None if s.pbo is None or rules.max_pbo >= 1.0 else s.pbo < rules.max_pbo
+    rival = f"against {s.rival}"
+    return (
+        Criterion(
+            "trades",
+            trades_ok,
+            float(s.trades),
+            float(rules.min_trades),
+            f"{s.trades} trades {'>=' if trades_ok else '<'} {rules.min_trades} on the {s.window}",
+        ),
+        Criterion(
+            "days",
+            days_ok,
+            s.days,
+            rules.min_days,
+            f"{s.days:.1f} days {'>=' if days_ok else '<'} {rules.min_days:g} on the {s.window}",
+        ),
+        Criterion(
+            "deflated_sharpe",
+            dsr_ok if dsr_required else None,
+            s.deflated_sharpe,
+            rules.min_deflated_sharpe,
+            f"{_dsr(s)} {'>' if dsr_ok else _below(s.deflated_sharpe or 0.0, rules.min_deflated_sharpe)} "
+            f"{rules.min_deflated_sharpe:g} {_trials(s)}"
+            if dsr_required
+            else f"{_dsr(s)} {_trials(s)} (not required)",
+        ),
+        Criterion(
+            "bootstrap",
+            p_ok,
+            s.p_value,
+            rules.max_p_value,
+            f"bootstrap p = {_p(s.p_value)} {'<' if p_ok else '>='} {rules.max_p_value:g} {rival}"
+            if s.p_value is not None
+            else f"bootstrap p = n/a ({s.bootstrap_obs} {s.bootstrap_period} returns) {rival}",
+        ),
+        Criterion(
+            "pbo",
+            pbo_ok,
+            s.pbo,
+            rules.max_pbo,
+            "PBO n/a (no validation folds)"
+            if s.pbo is None
+            else f"PBO {s.pbo:.2f} (not required)"
+            if pbo_ok is None
+            else f"PBO {s.pbo:.2f} {'<' if pbo_ok else '>='} {rules.max_pbo:g}",
+        ),
     )
+
+
+def _context(s: GateStatistics, failed: str) -> str:
+    parts = [f"{_label(s)} {_pct(s.total_return)}"]
+    if failed != "trades":
+        parts.append(f"{s.trades} trades")
+    if failed != "bootstrap":
+        parts.append(f"bootstrap p = {_p(s.p_value)}")
+    if failed != "deflated_sharpe":
+        parts.append(f"{_dsr(s)} {_trials(s)}")
+    return ", ".join(parts)
+
+
+def judge(statistics: GateStatistics, rules: GateRules) -> GateVerdict:
+    """Return the verdict on ``statistics`` under ``rules``: promote only if every applicable criterion holds."""
+    criteria = _criteria(statistics, rules)
+    failed = next((c for c in criteria if c.passed is False), None)
+    if failed is not None:
+        reason = f"refused: {failed.text} ({_context(statistics, failed.name)})"
+        return GateVerdict(False, reason, criteria, statistics)
+    listed = ", ".join(c.text for c in criteria)
+    rival = f"{statistics.rival} {_pct(statistics.rival_return)}"
+    reason = f"promoted: {listed} ({_label(statistics)} {_pct(statistics.total_return)} vs {rival})"
+    return GateVerdict(True, reason, criteria, statistics)

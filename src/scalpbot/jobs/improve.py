@@ -1,11 +1,14 @@
 """Weekly improvements of the current release, each promoted only through the gate.
 
 * Online learning: fine-tune the current Keras model (restored optimizer state, small learning rate, few
-  epochs) on the bars since its training cut-off, up to the most recent window, and score it on that window.
+  epochs) on the bars since its training cut-off, up to the most recent window (``recent_days``, 7 by default),
+  and score it beside its parent on that window.
 * Reinforcement learning: a PPO agent trained on history before the most recent window proposes adjusted
   ``StrategyParams``; they are scored against the static tuned params on that window.
 
-Both write a new immutable release and move ``current.json`` by compare-and-swap only when the gate says so.
+Both write a new immutable release and move ``current.json`` by compare-and-swap only when the gate
+(:mod:`scalpbot.core.gate`, the train job's rules and thresholds) says so: the challenger is scored at the
+configured costs and must trade enough, over enough days, and beat its parent by more than noise.
 """
 
 from __future__ import annotations
@@ -17,15 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.core.features import FEATURE_WINDOW, build_features
-from scalpbot.core.gate import judge
+from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import PreconditionFailed
-from scalpbot.jobs.train import score_signals
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
 from scalpbot.wiring import Services
@@ -35,8 +38,37 @@ _MIN_ROWS = 1_000
 
 def _score(
     services: Services, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
-) -> Metrics:
-    return score_signals(bars, signals_frame(bars.index, probs, vol, params), services.settings.backtest)
+) -> BacktestResult:
+    costs = services.settings.backtest
+    signals = signals_frame(bars.index, probs, vol, params)
+    return backtest(
+        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
+    )
+
+
+def _online_verdict(
+    services: Services, challenger: BacktestResult, incumbent: BacktestResult, parent: str
+) -> GateVerdict:
+    """Weigh the fine-tuned model against its parent on the most recent window (one candidate: no trials)."""
+    from scalpbot.ml.evidence import TrialSelection, gate_statistics, period_returns, window_days
+
+    settings = services.settings
+    returns = period_returns(challenger.equity)
+    statistics = gate_statistics(
+        window="most recent window",
+        rival=f"parent release {parent}",
+        challenger_returns=returns,
+        rival_returns=period_returns(incumbent.equity),
+        total_return=float(challenger.metrics["total_return"] or 0.0),
+        rival_return=float(incumbent.metrics["total_return"] or 0.0),
+        trades=int(challenger.metrics["trades"] or 0),
+        days=window_days(pd.DatetimeIndex(challenger.equity.index)),
+        selection=TrialSelection.single(returns, "hour"),
+        costs=settings.backtest.costs,
+        resamples=settings.gate.bootstrap_resamples,
+        seed=settings.train.seed,
+    )
+    return judge(statistics, settings.gate.rules(settings.train.min_trades))
 
 
 def _current(
@@ -63,13 +95,12 @@ def _publish(
     params: StrategyParams,
     challenger: Metrics,
     incumbent: Metrics,
+    verdict: GateVerdict,
     extra: dict[str, Any],
     now: datetime,
     artifacts: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Write the challenger as a release; promote it if the gate says so. Return the change record."""
-    window = "held-out week" if kind == "reinforcement_learning" else "most recent window"
-    verdict = judge(challenger, incumbent, min_trades=services.settings.train.min_trades, window=window)
+    """Write the challenger as a release; promote it if the gate's ``verdict`` says so. Return the change record."""
     manifest = {
         k: v
         for k, v in parent.manifest.items()
@@ -82,7 +113,7 @@ def _publish(
             "origin": kind,
             "params": params.to_dict(),
             "metrics": {"recent": challenger, "parent_recent": incumbent},
-            "gate": {"promote": verdict.promote, "reason": verdict.reason},
+            "gate": verdict.to_dict(),
             **extra,
         }
     )
@@ -107,11 +138,12 @@ def _publish(
         "reason": reason,
         "challenger": challenger,
         "incumbent": incumbent,
+        "gate": verdict.summary(),
     }
 
 
 def online_learning(
-    services: Services, symbol: str, timeframe: str, *, recent_days: float = 1.0
+    services: Services, symbol: str, timeframe: str, *, recent_days: float = 7.0
 ) -> Callable[[Any], dict[str, Any]]:
     """Return the monitor step that fine-tunes the current model and promotes it only through the gate."""
 
@@ -161,9 +193,10 @@ def online_learning(
         window = bars.loc[recent]
         incumbent = _score(services, window, old_probs[recent], old_vol[recent], trading.params)
         challenger = _score(services, window, new_probs[recent], new_vol[recent], trading.params)
+        verdict = _online_verdict(services, challenger, incumbent, parent.release_id)
         return _publish(
             services, releases, pointer, parent, kind="online_learning", onnx=onnx, keras=save_keras(tuned.model),
-            params=trading.params, challenger=challenger, incumbent=incumbent,
+            params=trading.params, challenger=challenger.metrics, incumbent=incumbent.metrics, verdict=verdict,
             extra={"fine_tune": {"from": cutoff.isoformat(), "to": recent_start.isoformat(), "rows": int(rows.sum())}},
             now=services.clock.now(),
         )  # fmt: skip
@@ -182,7 +215,7 @@ def reinforcement_learning(
     def reinforcement_learning_step(week: Any) -> dict[str, Any]:
         from scalpbot.core.evaluation import PolicyWindow
         from scalpbot.core.policy import ParamBounds
-        from scalpbot.ml.rl_agent import compare_on_holdout, propose, train_agent
+        from scalpbot.ml.rl_agent import compare_on_holdout, judge_on_holdout, propose, train_agent
         from scalpbot.ml.rl_env import RlSettings
 
         found = _current(services, symbol, week.releases)
@@ -230,7 +263,10 @@ def reinforcement_learning(
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",
             onnx=parent.artifacts[ONNX_ARTIFACT], keras=keras, params=proposal,
-            challenger=result["rl"], incumbent=result["static"],
+            challenger=result["rl"], incumbent=result["static"], verdict=judge_on_holdout(
+                result, services.settings.gate.rules(services.settings.train.min_trades),
+                resamples=services.settings.gate.bootstrap_resamples, seed=services.settings.train.seed,
+            ),
             extra={"rl": {"train_days": train_days, "timesteps": timesteps, "holdout": result}},
             now=services.clock.now(), artifacts={RL_AGENT_ARTIFACT: agent.save()},
         )  # fmt: skip

@@ -212,6 +212,36 @@ def _trade_keys(trades: pd.DataFrame) -> list[str]:
     return [f"{t.isoformat()}|{int(s)}" for t, s in zip(times, trades["side"], strict=True)]
 
 
+def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
+    """Return the gate's verdict on each release the train job created in ``[week.start, week.end)``.
+
+    The creation time is the release id's (the train job's clock); online-learning and RL releases are left to
+    their own steps' records.
+    """
+    from scalpbot.core.gate import summarize
+
+    releases = ReleaseStore(services.store)
+    changes: list[dict[str, Any]] = []
+    for release_id in releases.list(week.series.symbol):
+        created = pd.Timestamp(datetime.strptime(release_id[:16], "%Y%m%dT%H%M%SZ"), tz="UTC")
+        if not week.start <= created < week.end:
+            continue
+        manifest = releases.manifest(week.series.symbol, release_id)
+        if "origin" in manifest:
+            continue
+        gate = manifest.get("gate") or {}
+        changes.append(
+            {
+                "kind": "train",
+                "release_id": release_id,
+                "promoted": gate.get("promote"),
+                "reason": gate.get("reason"),
+                "gate": summarize(gate.get("statistics") or {}),
+            }
+        )
+    return changes
+
+
 def monitor(
     services: Services,
     series: SeriesId,
@@ -225,8 +255,9 @@ def monitor(
 ) -> MonitorReport:
     """Measure the week, compare it with the simulator, run the improvement ``steps``, report and notify.
 
-    Each step (online learning, reinforcement learning) returns a change record; a failing step is recorded in
-    the notes and notified, and the others still run.
+    The changes start with the gate's verdict on each release trained in the week (:func:`trained_in_week`);
+    each step (online learning, reinforcement learning) adds a change record with its verdict; a failing step is
+    recorded in the notes and notified, and the others still run.
     """
     start, end = week_window(services, bot, series, days, until)
     week = measure_week(services, bot, series, start, end)
@@ -235,7 +266,7 @@ def monitor(
         drift = simulate_drift(services, week)
     except ScalpbotError as e:
         drift, notes = {"error": str(e)}, [*notes, f"drift: {e}"]
-    changes: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = trained_in_week(services, week)
     for step in steps:
         try:
             changes.append(step(week))

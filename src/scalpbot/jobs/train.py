@@ -7,7 +7,7 @@ model's ONNX predictions, and the test window - seen by neither - scores the rel
 release trading now. The new release becomes current only if the gate says so, by compare-and-swap.
 
 **A rerun converges.** A run is identified by its training key (the sha256 of the series, the bars' content
-and the train and cost settings). The tuning study kept in the store is topped up to ``train.trials``, not
+and the train, cost and gate settings). The tuning study kept in the store is topped up to ``train.trials``, not
 extended, and the model fit is seeded, so the same key trains the same release. A run killed after it
 wrote its release finds that release when run again and only finishes its promotion; a run killed before
 leaves no complete release (a release is visible once its manifest exists) and trains it again.
@@ -27,12 +27,12 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import backtest
+from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
 from scalpbot.core.gate import GateVerdict, judge
@@ -46,7 +46,21 @@ from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
 from scalpbot.wiring import Services
 
-_LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
+if TYPE_CHECKING:
+    from scalpbot.ml.evidence import TrialSelection
+
+_LIBRARIES = (
+    "scalpbot",
+    "numpy",
+    "pandas",
+    "numba",
+    "keras",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "optuna",
+    "arch",
+)
 _MIN_WINDOW_BARS = 2 * 1440
 
 
@@ -75,6 +89,7 @@ class TrainReport:
     baselines: dict[str, Metrics]
     incumbent: dict[str, Any] | None
     tuning: dict[str, Any]
+    gate: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
 
     def announcement(self) -> tuple[str, str]:
@@ -226,13 +241,16 @@ def train(
         test = test_result.metrics
         baselines = _baselines(test_bars, test_signals, test_result.trades, settings.backtest, cfg.seed)
         overfitting = tuned.summary()
-        overfitting["probability_of_backtest_overfitting"] = _pbo(tuned)
     releases = ReleaseStore(services.store)
     with _timed(timings, "gate"):
+        from scalpbot.ml.evidence import TrialSelection
+
+        selection = TrialSelection.from_tuning(tuned, cfg.model_trials)
+        overfitting["probability_of_backtest_overfitting"] = selection.pbo
+        overfitting["trials_run"] = selection.n_trials
         pointer = releases.pointer(series.symbol)
-        incumbent = _incumbent(releases, series, pointer, bars, test_slice, costs)
-        rival = None if incumbent is None or "metrics" not in incumbent else incumbent["metrics"]
-        verdict = judge(test, rival, min_trades=cfg.min_trades)
+        incumbent, incumbent_equity = _incumbent(releases, series, pointer, bars, test_slice, costs)
+        verdict = _judge(services, test_result, incumbent, incumbent_equity, selection)
     now = services.clock.now()
     release_id = new_release_id(now, onnx_bytes)
     manifest = {
@@ -257,7 +275,7 @@ def train(
         "baselines": baselines,
         "tuning": overfitting,
         "model": model_record,
-        "gate": {"promote": verdict.promote, "reason": verdict.reason, "incumbent": incumbent},
+        "gate": {**verdict.to_dict(), "incumbent": incumbent},
         "libraries": _library_versions(),
     }
     with _timed(timings, "release"):
@@ -278,6 +296,7 @@ def train(
         baselines=baselines,
         incumbent=incumbent,
         tuning=overfitting,
+        gate=verdict.to_dict(),
         model=model_record,
     )
 
@@ -337,13 +356,14 @@ def _tune(
 
 
 def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, trials: int) -> str:
-    """Return the sha256 that identifies a train run: series, bars (times and values), train and cost settings."""
+    """Return the sha256 that identifies a train run: series, bars (times and values), train, cost and gate settings."""
     train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
     identity = {
         "series": str(series),
         "trials": trials,
         "train": train_settings,
         "costs": settings.backtest.model_dump(mode="json"),
+        "gate": settings.gate.model_dump(mode="json"),
         "features": FEATURE_SPEC_VERSION,
         "scalpbot": _library_versions()["scalpbot"],
     }
@@ -451,33 +471,59 @@ def _baselines(
 
 def _incumbent(
     releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, test: slice, costs: Any
-) -> dict[str, Any] | None:
-    """Return the current release's score on the same test window, or why it could not be scored.
+) -> tuple[dict[str, Any] | None, pd.Series | None]:
+    """Return the current release's score on the same test window (or why it could not be scored) and its equity.
 
     Its predictions come from the same full history as the challenger's, so both start the window warmed up.
     """
     if pointer is None:
-        return None
+        return None, None
     try:
         trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id))
     except ScalpbotError as e:
-        return {"release_id": pointer.release_id, "error": str(e)}
+        return {"release_id": pointer.release_id, "error": str(e)}, None
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
-    metrics = score_signals(
-        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs
+    result = backtest(
+        window,
+        signals_frame(window.index, probs[test], vol[test], trading.params),
+        fee=costs.fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
     )
-    return {"release_id": pointer.release_id, "metrics": metrics}
+    return {"release_id": pointer.release_id, "metrics": result.metrics}, result.equity
 
 
-def _pbo(tuned: Any) -> float | None:
-    """Return the probability of backtest overfitting (CSCV), or ``None`` when the study is too small."""
-    days = int(tuned.trial_returns.shape[1])
-    splits = min(16, days // 2) // 2 * 2  # CSCV: an even number of blocks of at least 2 days
-    if splits < 4 or tuned.trial_returns.shape[0] < 2:
-        return None
-    value = float(tuned.backtest_overfitting(n_splits=splits).probability)
-    return value if np.isfinite(value) else None
+def _judge(
+    services: Services,
+    test: BacktestResult,
+    incumbent: dict[str, Any] | None,
+    incumbent_equity: pd.Series | None,
+    selection: TrialSelection,
+) -> GateVerdict:
+    """Weigh the challenger's test window against the current release (or not trading) with the gate.
+
+    A current release that cannot be loaded is no rival: the challenger must then beat not trading.
+    """
+    from scalpbot.ml.evidence import gate_statistics, period_returns, window_days
+
+    settings = services.settings
+    rival = None if incumbent_equity is None else incumbent
+    statistics = gate_statistics(
+        window="test window",
+        rival="not trading" if rival is None else f"current release {rival['release_id']}",
+        challenger_returns=period_returns(test.equity),
+        rival_returns=None if incumbent_equity is None else period_returns(incumbent_equity),
+        total_return=float(test.metrics["total_return"] or 0.0),
+        rival_return=0.0 if rival is None else rival["metrics"]["total_return"],
+        trades=int(test.metrics["trades"] or 0),
+        days=window_days(pd.DatetimeIndex(test.equity.index)),
+        selection=selection,
+        costs=settings.backtest.costs,
+        resamples=settings.gate.bootstrap_resamples,
+        seed=settings.train.seed,
+    )
+    return judge(statistics, settings.gate.rules(settings.train.min_trades))
 
 
 def _spans(windows: Windows) -> dict[str, tuple[int, int]]:

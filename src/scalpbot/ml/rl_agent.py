@@ -4,8 +4,9 @@ The agent (stable-baselines3 PPO, ``MlpPolicy`` with two hidden layers of 32 for
 update, ``gamma`` 0.9 and ``gae_lambda`` 0.9: a window's params barely affect later windows) learns in
 :class:`~scalpbot.ml.rl_env.ParamAdjustEnv` (observation, action and reward defined there) on a training window.
 Its proposals go live only through the promotion gate: :func:`compare_on_holdout` replays it step by step, as
-live, on held-out windows beside the static base params, and :func:`should_promote` applies
-:func:`scalpbot.core.gate.judge` (RL must trade at least ``min_trades`` times and beat static's total return).
+live, on held-out windows beside the static base params, and :func:`judge_on_holdout` weighs the result with
+:func:`scalpbot.core.gate.judge`: RL must trade enough, over enough days, and beat static by more than noise
+(stationary-bootstrap p-value of the per-window excess returns; its DSR is the PSR of one candidate).
 
 Torch runs on one thread while training and predicting (faster on this project's small, shared machines); the
 previous thread count is restored afterwards. Seeding PPO also seeds Python's, numpy's and torch's global
@@ -32,14 +33,16 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from scalpbot.core.costs import TradingCosts
 from scalpbot.core.evaluation import PolicyWindow
-from scalpbot.core.gate import judge
+from scalpbot.core.gate import GateRules, GateVerdict, judge
 from scalpbot.core.metrics import sharpe_ratio
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.errors import ConfigError, CorruptArtifactError, ModelError
+from scalpbot.ml.evidence import TrialSelection, gate_statistics
 from scalpbot.ml.rl_env import ParamAdjustEnv, RlSettings
 
-__all__ = ["TrainedAgent", "compare_on_holdout", "propose", "should_promote", "train_agent"]
+__all__ = ["TrainedAgent", "compare_on_holdout", "judge_on_holdout", "propose", "train_agent"]
 
 _FORMAT = 1
 _META, _POLICY = "agent.json", "ppo.zip"
@@ -285,23 +288,31 @@ def compare_on_holdout(
     }
 
 
-def should_promote(
-    rl_result: Mapping[str, Any], static_result: Mapping[str, Any], min_trades: int
-) -> tuple[bool, str]:
-    """Return whether the RL-adjusted params may go live instead of the static ones, and why.
+def judge_on_holdout(
+    result: Mapping[str, Any], rules: GateRules, *, resamples: int = 2000, seed: int = 0
+) -> GateVerdict:
+    """Return the gate's verdict on the RL-adjusted params against the static ones on the held-out windows.
 
-    ``rl_result``/``static_result`` are :func:`compare_on_holdout`'s ``"rl"``/``"static"``: the gate's rule
-    (:func:`scalpbot.core.gate.judge`) with RL as challenger and static as incumbent.
+    ``result`` is :func:`compare_on_holdout`'s: each scored window's return (fraction, compounded within the
+    window) of RL and static is one paired observation; the days are the windows' count times the days of one
+    window (``365 / periods_per_year``). Scored at the costs ``result`` was computed with.
     """
-    if not (isinstance(min_trades, int) and min_trades >= 0):
-        raise ConfigError(f"min_trades must be a whole number >= 0, e.g. 30; got {min_trades!r}")
-    rl = {"total_return": float(rl_result["total_return"]), "trades": int(rl_result["trades"])}
-    static = {"total_return": float(static_result["total_return"]), "trades": int(static_result["trades"])}
-    verdict = judge(rl, static, min_trades=min_trades)
-    if rl["trades"] < min_trades:
-        reason = f"RL-adjusted params made {rl['trades']} trades on the held-out windows, fewer than the minimum {min_trades}"
-    elif verdict.promote:
-        reason = f"RL-adjusted params return {rl['total_return']:+.4%} > static params {static['total_return']:+.4%} on the held-out windows"
-    else:
-        reason = f"RL-adjusted params return {rl['total_return']:+.4%}, not better than static params {static['total_return']:+.4%} on the held-out windows"
-    return verdict.promote, reason
+    rl, static = result["rl"], result["static"]
+    rl_returns = np.asarray(rl["window_returns"], dtype=np.float64)
+    days = len(result["windows"]) * 365.0 / float(result["periods_per_year"])
+    statistics = gate_statistics(
+        window="held-out windows",
+        rival="static params",
+        challenger_returns=rl_returns,
+        rival_returns=np.asarray(static["window_returns"], dtype=np.float64),
+        total_return=float(rl["total_return"]),
+        rival_return=float(static["total_return"]),
+        trades=int(rl["trades"]),
+        days=float(days),
+        selection=TrialSelection.single(rl_returns, "held-out window"),
+        costs=TradingCosts(float(result["fee"]), float(result["slippage"])),
+        period="window",
+        resamples=resamples,
+        seed=seed,
+    )
+    return judge(statistics, rules)

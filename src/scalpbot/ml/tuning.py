@@ -12,7 +12,7 @@ Each trial runs the numba kernels on precomputed predictions through a :class:`P
 copies). Studies resume from an Optuna RDB ``storage`` (e.g. ``sqlite:///study.db``): trial numbers continue, and
 resuming on another window, other bounds or other settings raises ``ConfigError``. A sqlite study can travel in
 the project's ``Store`` with :func:`save_study_db` / :func:`load_study_db`. The result keeps every trial's
-daily returns for the overfitting measures of :mod:`scalpbot.ml.overfitting`.
+daily returns for the overfitting measures of :mod:`scalpbot.core.overfitting`.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
-from scalpbot.core.policy_params import ParamBounds, StrategyParams
-from scalpbot.errors import ConfigError, ObjectNotFound
-from scalpbot.ml.overfitting import (
+from scalpbot.core.overfitting import (
     BacktestOverfitting,
     ReturnMoments,
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
     return_moments,
 )
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.ports import Store
 
 __all__ = ["SAMPLERS", "TuningResult", "load_study_db", "save_study_db", "tune_policy"]

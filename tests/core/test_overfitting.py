@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from scalpbot.ml.overfitting import (
+from scalpbot.core.overfitting import (
     EULER_GAMMA,
     deflated_sharpe_ratio,
     expected_max_sharpe,

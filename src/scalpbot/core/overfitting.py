@@ -1,4 +1,4 @@
-"""Overfitting measures for a tuned strategy: probabilistic and deflated Sharpe ratios, and the PBO. Pure.
+"""Overfitting measures for a tuned strategy: probabilistic and deflated Sharpe ratios, and the PBO. Pure (numpy).
 
 Units. Every Sharpe ratio here is **per period** and not annualized: ``mean / std`` of the returns the
 statistics are computed on (daily returns in tuning). An annualized Sharpe ``SR_a`` over ``P`` periods a year is

@@ -1,0 +1,241 @@
+"""The statistics behind a gate verdict: bootstrap p-value, deflated Sharpe ratio and PBO of a challenger.
+
+:func:`gate_statistics` turns a challenger's returns on its scored window (and its rival's on the same
+periods), the way it was selected (:class:`TrialSelection`) and the costs it was scored at into the
+:class:`~scalpbot.core.gate.GateStatistics` that :func:`scalpbot.core.gate.judge` weighs.
+
+* **Bootstrap** (:func:`edge_p_value`): the one-sided p-value of H0 "mean excess return <= 0" by the stationary
+  bootstrap of Politis & Romano (1994), arch's ``StationaryBootstrap``, with the expected block length of
+  Politis & White (2004, corrected by Patton, Politis & White 2009), arch's ``optimal_block_length``, so that
+  autocorrelated returns are resampled in blocks. The null is imposed by centring the series; ``p = (1 +
+  #{b: mean*_b >= mean}) / (B + 1)``. The excess returns are per UTC hour (:func:`period_returns`): the
+  challenger's equity return minus its rival's (zero for not trading) on the same hours.
+* **Deflated Sharpe ratio**: of the selected trial's returns on the window where it was selected (the
+  validation window for tuning), with ``n_trials`` the trials actually run and the variance of their Sharpes
+  (:mod:`scalpbot.core.overfitting`). A challenger that was not chosen among many (online learning, RL) is one
+  trial: its DSR is its probabilistic Sharpe ratio against zero on the scored window.
+* **PBO**: CSCV over the trials' validation daily returns (:func:`tuning_pbo`), when there are enough days.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+import pandas as pd
+from arch.bootstrap import StationaryBootstrap, optimal_block_length
+
+from scalpbot.core.costs import TradingCosts
+from scalpbot.core.gate import GateStatistics
+from scalpbot.core.overfitting import (
+    ReturnMoments,
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    return_moments,
+)
+from scalpbot.errors import DataError
+
+if TYPE_CHECKING:
+    from scalpbot.ml.tuning import TuningResult
+
+__all__ = [
+    "BOOTSTRAP_PERIOD",
+    "MIN_BOOTSTRAP_OBS",
+    "EdgeTest",
+    "TrialSelection",
+    "edge_p_value",
+    "gate_statistics",
+    "period_returns",
+    "tuning_pbo",
+    "window_days",
+]
+
+BOOTSTRAP_PERIOD = "1h"
+MIN_BOOTSTRAP_OBS = 8
+"""Fewer excess returns than this give no p-value (the gate refuses)."""
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeTest:
+    """Outcome of :func:`edge_p_value`: ``p_value`` (``None`` below ``MIN_BOOTSTRAP_OBS``), the mean excess per
+    period, the expected block length in periods, the number of observations and of resamples."""
+
+    p_value: float | None
+    mean: float
+    mean_block: float
+    n_obs: int
+    resamples: int
+
+
+def edge_p_value(excess: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> EdgeTest:
+    """Return the stationary-bootstrap p-value of H0 "mean of ``excess`` <= 0" (one-sided, against an edge).
+
+    ``excess``: per-period returns in excess of the rival, in time order. Deterministic for a given ``seed``.
+    """
+    x = np.asarray(excess, dtype=np.float64)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise DataError(f"excess returns must be a 1-d array of finite values; got shape {x.shape}")
+    if resamples < 1:
+        raise DataError(f"resamples must be >= 1; got {resamples}")
+    mean = float(x.mean()) if x.size else 0.0
+    if x.size < MIN_BOOTSTRAP_OBS:
+        return EdgeTest(None, mean, math.nan, int(x.size), resamples)
+    centred = x - mean
+    if not np.ptp(centred) > 0.0:  # a constant series: no variation to resample
+        p_value = 1.0 if mean <= 0.0 else 1.0 / (resamples + 1)
+        return EdgeTest(p_value, mean, 1.0, int(x.size), resamples)
+    block = float(optimal_block_length(centred)["stationary"].iloc[0])
+    block = min(max(block, 1.0), float(x.size))
+    # arch annotates the block size as int but takes the stationary bootstrap's mean block length as a float.
+    bootstrap = StationaryBootstrap(cast(int, block), centred, seed=np.random.default_rng(seed))
+    means = bootstrap.apply(np.mean, resamples)[:, 0]
+    p_value = (1.0 + float(np.sum(means >= mean))) / (resamples + 1.0)
+    return EdgeTest(p_value, mean, block, int(x.size), resamples)
+
+
+def period_returns(equity: pd.Series, period: str = BOOTSTRAP_PERIOD) -> np.ndarray:
+    """Return the simple return of each UTC ``period``'s last equity over the previous period's.
+
+    ``equity``: account value at each bar close on a UTC index of bar open times. The first period's return is
+    over ``equity.iloc[0]``, the value before any fill (a decision on a bar's close fills at the next open).
+    Periods without bars are skipped.
+    """
+    if len(equity) == 0:
+        return np.empty(0)
+    index = pd.DatetimeIndex(equity.index)
+    last = equity.groupby(index.floor(period)).last().to_numpy(dtype=np.float64)
+    values = np.concatenate(([float(equity.iloc[0])], last))
+    returns: np.ndarray = values[1:] / values[:-1] - 1.0
+    return returns
+
+
+def window_days(index: pd.DatetimeIndex) -> float:
+    """Return the days a window of bars spans: from the first bar's open to the last bar's close."""
+    if len(index) < 2:
+        return 0.0
+    step = pd.Series(index[1:] - index[:-1]).median()
+    return float((index[-1] - index[0] + step) / _DAY)
+
+
+@dataclass(frozen=True, slots=True)
+class TrialSelection:
+    """How the challenger was chosen: among ``n_trials`` trials whose per-period Sharpes have variance
+    ``sharpe_variance``; ``moments`` are the selected trial's returns per ``period`` where it was selected;
+    ``pbo`` the selection's probability of backtest overfitting (``None``: no validation folds)."""
+
+    n_trials: int
+    sharpe_variance: float
+    moments: ReturnMoments | None
+    period: str
+    pbo: float | None
+
+    @classmethod
+    def single(cls, returns: np.ndarray, period: str) -> TrialSelection:
+        """Return the selection of a challenger that was the only candidate (DSR = PSR against zero)."""
+        r = np.asarray(returns, dtype=np.float64)
+        moments = return_moments(r) if r.size >= 2 else None
+        return cls(1, 0.0, moments, period, None)
+
+    @classmethod
+    def from_returns(
+        cls, trial_returns: np.ndarray, chosen: int, period: str, *, trials_run: int | None = None
+    ) -> TrialSelection:
+        """Return the selection of row ``chosen`` of ``(n_trials, n_periods)`` trial returns.
+
+        ``trials_run``: the trials actually run when more were tried than have returns here (e.g. policy trials
+        times model trials); the Sharpe variance is over the rows whose Sharpe is defined (ddof 1).
+        """
+        r = np.asarray(trial_returns, dtype=np.float64)
+        if r.ndim != 2 or not 0 <= chosen < r.shape[0]:
+            raise DataError(f"trial returns must be (n_trials, n_periods) with row {chosen}; got {r.shape}")
+        std = r.std(axis=1, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sharpes = np.where(std > 0.0, r.mean(axis=1) / std, np.nan)
+        finite = sharpes[np.isfinite(sharpes)]
+        variance = float(np.var(finite, ddof=1)) if finite.size >= 2 else 0.0
+        n = r.shape[0] if trials_run is None else max(trials_run, r.shape[0])
+        return cls(n, variance, return_moments(r[chosen]), period, tuning_pbo(r))
+
+    @classmethod
+    def from_tuning(cls, tuned: TuningResult, model_trials: int = 0) -> TrialSelection:
+        """Return the selection of a tuned policy: policy trials times model trials, validation daily returns."""
+        return cls.from_returns(
+            tuned.trial_returns,
+            tuned.best_index,
+            "validation day",
+            trials_run=tuned.n_trials * max(1, model_trials),
+        )
+
+    def deflated_sharpe(self) -> float | None:
+        """Return the deflated Sharpe ratio of the selected trial, ``None`` when its Sharpe is undefined."""
+        m = self.moments
+        if m is None or not math.isfinite(m.sharpe):
+            return None
+        return deflated_sharpe_ratio(
+            m.sharpe, m.n, self.n_trials, self.sharpe_variance, skew=m.skew, kurtosis=m.kurtosis
+        )
+
+
+def tuning_pbo(trial_returns: np.ndarray) -> float | None:
+    """Return the PBO of picking the best of ``(n_trials, n_days)`` daily returns, ``None`` if too few.
+
+    CSCV with an even number of blocks of at least 2 days, at most 16, and at least 4.
+    """
+    n_trials, days = trial_returns.shape
+    splits = min(16, days // 2) // 2 * 2
+    if splits < 4 or n_trials < 2:
+        return None
+    value = probability_of_backtest_overfitting(trial_returns.T, n_splits=splits).probability
+    return value if math.isfinite(value) else None
+
+
+def gate_statistics(
+    *,
+    window: str,
+    rival: str,
+    challenger_returns: np.ndarray,
+    rival_returns: np.ndarray | None,
+    total_return: float,
+    rival_return: float,
+    trades: int,
+    days: float,
+    selection: TrialSelection,
+    costs: TradingCosts,
+    period: str = "hour",
+    resamples: int = 2000,
+    seed: int = 0,
+) -> GateStatistics:
+    """Return the statistics the gate weighs for a challenger scored at ``costs`` on ``window``.
+
+    ``challenger_returns``/``rival_returns``: per-``period`` returns on the same periods (``None``: the rival is
+    not trading); ``total_return``/``rival_return``: over the window, fractions of equity.
+    """
+    challenger = np.asarray(challenger_returns, dtype=np.float64)
+    excess = challenger if rival_returns is None else challenger - np.asarray(rival_returns, np.float64)
+    edge = edge_p_value(excess, resamples=resamples, seed=seed)
+    dsr = selection.deflated_sharpe()
+    sharpe = None if selection.moments is None else selection.moments.sharpe
+    return GateStatistics(
+        window=window,
+        rival=rival,
+        total_return=float(total_return),
+        rival_return=float(rival_return),
+        trades=int(trades),
+        days=float(days),
+        p_value=edge.p_value,
+        bootstrap_obs=edge.n_obs,
+        bootstrap_period=period,
+        mean_block=edge.mean_block if math.isfinite(edge.mean_block) else 0.0,
+        resamples=resamples,
+        deflated_sharpe=dsr,
+        n_trials=selection.n_trials,
+        sharpe_variance=selection.sharpe_variance,
+        selected_sharpe=sharpe if sharpe is not None and math.isfinite(sharpe) else None,
+        selection_period=selection.period,
+        pbo=selection.pbo,
+        fee=costs.fee,
+        slippage=costs.slippage,
+    )
