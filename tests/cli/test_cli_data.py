@@ -9,24 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scalpbot.cli.app import main
-
+from support.cli import run_cli
 from support.files import snapshot, write_csv
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``scalpbot ARGS``; return exit status, stdout and stderr."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def show_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
-    code, out, err = run(capsys, *args, "data", "show", "--json")
+    code, out, err = run_cli(capsys, *args, "data", "show", "--json")
     assert code == 0, err
     payload = json.loads(out)
     assert isinstance(payload, dict)
@@ -37,7 +25,7 @@ def test_fetching_a_file_reports_exactly_its_bars_and_again_changes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_bars: pd.DataFrame
 ) -> None:
     source = write_csv(sample_bars, tmp_path / "btc.csv.gz")
-    assert run(capsys, "fetch", "--source", f"file:{source}")[0] == 0
+    assert run_cli(capsys, "fetch", "--source", f"file:{source}")[0] == 0
     summary = show_json(capsys)
     assert (summary["bars"], summary["first"], summary["last"], summary["gaps"]) == (
         60_480,
@@ -46,7 +34,7 @@ def test_fetching_a_file_reports_exactly_its_bars_and_again_changes_nothing(
         0,
     )
     before = snapshot(tmp_path / "scalpbot-data")
-    code, out, _ = run(capsys, "fetch", "--source", f"file:{source}")
+    code, out, _ = run_cli(capsys, "fetch", "--source", f"file:{source}")
     assert code == 0 and "0 new bars stored, 60480 already stored" in out
     assert snapshot(tmp_path / "scalpbot-data") == before
 
@@ -56,15 +44,15 @@ def test_an_overlapping_later_window_adds_only_the_new_bars(
 ) -> None:
     first = write_csv(sample_bars.iloc[:20_000], tmp_path / "a.csv")
     later = write_csv(sample_bars.iloc[15_000:30_000], tmp_path / "b.csv")
-    assert run(capsys, "fetch", "--source", f"file:{first}")[0] == 0
-    code, out, _ = run(capsys, "fetch", "--source", f"file:{later}")
+    assert run_cli(capsys, "fetch", "--source", f"file:{first}")[0] == 0
+    code, out, _ = run_cli(capsys, "fetch", "--source", f"file:{later}")
     assert code == 0 and "10000 new bars stored, 5000 already stored" in out
     assert show_json(capsys)["bars"] == 30_000
 
 
 def test_the_bundled_sample_imports_offline(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "fetch", "--source", "sample")[0] == 0
-    code, out, _ = run(capsys, "data", "show")
+    assert run_cli(capsys, "fetch", "--source", "sample")[0] == 0
+    code, out, _ = run_cli(capsys, "data", "show")
     assert code == 0 and "60,480" in out and "2024-12-31T23:59:00Z" in out
 
 
@@ -102,10 +90,10 @@ def _corrupt(kind: str, bars: pd.DataFrame, path: Path) -> Path:
 def test_bad_input_ends_non_zero_with_one_line_and_leaves_the_store_unchanged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_bars: pd.DataFrame, kind: str, message: str
 ) -> None:
-    assert run(capsys, "fetch", "--source", "sample")[0] == 0
+    assert run_cli(capsys, "fetch", "--source", "sample")[0] == 0
     before = snapshot(tmp_path / "scalpbot-data")
     bad = _corrupt(kind, sample_bars.iloc[43_200:46_000], tmp_path / "bad.csv")
-    code, _out, err = run(capsys, "fetch", "--source", f"file:{bad}")
+    code, _out, err = run_cli(capsys, "fetch", "--source", f"file:{bad}")
     assert code == 1
     assert err.strip().startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -113,20 +101,20 @@ def test_bad_input_ends_non_zero_with_one_line_and_leaves_the_store_unchanged(
 
 
 def test_verbose_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "fetch", "--source", f"file:{tmp_path / 'empty.csv'}")
+    code, _, err = run_cli(capsys, "fetch", "--source", f"file:{tmp_path / 'empty.csv'}")
     assert code == 1 and "Traceback" not in err and "no such file" in err
     (tmp_path / "empty.csv").write_text("timestamp,open\n2024-01-01T00:00:00Z,1\n")
-    code, _, err = run(capsys, "--verbose", "fetch", "--source", f"file:{tmp_path / 'empty.csv'}")
+    code, _, err = run_cli(capsys, "--verbose", "fetch", "--source", f"file:{tmp_path / 'empty.csv'}")
     assert code == 1 and "Traceback" in err and "missing column(s) high, low, close, volume" in err
 
 
 def test_export_writes_the_import_schema_that_fetch_reads_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_bars: pd.DataFrame
 ) -> None:
-    assert run(capsys, "fetch", "--source", "sample")[0] == 0
+    assert run_cli(capsys, "fetch", "--source", "sample")[0] == 0
     for fmt in ("csv", "parquet"):
         out_file = tmp_path / f"out.{fmt}"
-        code, _, err = run(
+        code, _, err = run_cli(
             capsys,
             "data",
             "export",
@@ -140,7 +128,9 @@ def test_export_writes_the_import_schema_that_fetch_reads_back(
             "2024-12-02T00:00:00Z",
         )
         assert code == 0, err
-        assert run(capsys, "--store", str(tmp_path / fmt), "fetch", "--source", f"file:{out_file}")[0] == 0
+        assert (
+            run_cli(capsys, "--store", str(tmp_path / fmt), "fetch", "--source", f"file:{out_file}")[0] == 0
+        )
         assert show_json(capsys, "--store", str(tmp_path / fmt))["bars"] == 1440
 
 
@@ -148,7 +138,7 @@ def test_config_show_prints_json_with_secrets_redacted(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SCALPBOT_EXCHANGE__SECRET", "hunter2")
-    code, out, _ = run(capsys, "--store", "s3://bucket/p", "config", "show")
+    code, out, _ = run_cli(capsys, "--store", "s3://bucket/p", "config", "show")
     shown = json.loads(out)
     assert (
         code == 0 and shown["store"]["url"] == "s3://bucket/p" and shown["exchange"]["secret"] == "********"
@@ -157,5 +147,5 @@ def test_config_show_prints_json_with_secrets_redacted(
 
 
 def test_a_bad_option_value_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "data", "show", "--timeframe", "1min")
+    code, _, err = run_cli(capsys, "data", "show", "--timeframe", "1min")
     assert code == 1 and "timeframe '1min' is not supported (did you mean '1m'?)" in err

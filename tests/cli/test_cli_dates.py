@@ -8,21 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scalpbot.cli.app import main
 from scalpbot.cli.dates import parse_range, parse_time
 from scalpbot.errors import ConfigError
 
+from support.cli import run_cli
 from support.files import snapshot
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(
@@ -69,7 +59,7 @@ def test_iso_dates_and_zoned_times_are_read_as_utc(text: str, expected: datetime
 def test_each_command_refuses_a_non_iso_date_with_one_line_and_changes_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: tuple[str, ...], text: str, why: str
 ) -> None:
-    code, _, err = _run(capsys, "--store", str(tmp_path / "store"), *command, text)
+    code, _, err = run_cli(capsys, "--store", str(tmp_path / "store"), *command, text)
     assert code == 1
     line = err.strip()
     assert "\n" not in line
@@ -92,7 +82,7 @@ def test_each_command_refuses_a_non_iso_date_with_one_line_and_changes_nothing(
 def test_a_range_that_ends_before_it_starts_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: tuple[str, ...]
 ) -> None:
-    code, _, err = _run(capsys, "--store", str(tmp_path / "store"), *command)
+    code, _, err = run_cli(capsys, "--store", str(tmp_path / "store"), *command)
     assert code == 1
     assert "is not before" in err and "swap them" in err and err.count("\n") == 1
     assert snapshot(tmp_path / "store") == {}
@@ -115,10 +105,10 @@ def test_models_list_shows_a_release_with_an_unreadable_manifest_and_the_others(
     releases = sorted((store / "models/BTC_USDT/releases").iterdir())
     assert len(releases) >= 2
     (releases[0] / "manifest.json").write_text("{not json")
-    code, out, err = _run(capsys, "--store", str(store), "models", "list", "--json")
+    code, out, err = run_cli(capsys, "--store", str(store), "models", "list", "--json")
     assert code == 0, err
     rows = {row["release_id"]: row for row in json.loads(out)["releases"]}
     assert "is not valid JSON" in rows[releases[0].name]["refused"]
     assert "metrics" in rows[releases[-1].name]
-    code, out, err = _run(capsys, "--store", str(store), "models", "list")
+    code, out, err = run_cli(capsys, "--store", str(store), "models", "list")
     assert code == 0, err  # the table still renders

@@ -15,7 +15,6 @@ import pytest
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.backtest import backtest
-from scalpbot.cli.app import main
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.errors import LedgerGap
@@ -37,6 +36,7 @@ from scalpbot.wiring import (
 
 from support.binance_server import BinanceServer
 from support.binance_trading import BinanceTradingServer
+from support.cli import run_cli
 from support.trained import LOOSE_RISK, active_services
 
 pytestmark = pytest.mark.filterwarnings(
@@ -44,16 +44,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 KEY, SECRET = "K3yAbCdEfGhIjKlMnOp", "S3cretQrStUvWxYz0123"
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -90,7 +80,7 @@ max_drawdown = 1.0
 def test_a_replay_with_the_live_broker_configured_sends_nothing_to_the_exchange(
     live_config: BinanceTradingServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _cli(
+    code, out, err = run_cli(
         capsys, "replay", "--bot", "hist", "--from", "2024-12-30T00:00:00Z", "--to", "2024-12-30T00:30:00Z"
     )
     assert code == 0, err
@@ -102,7 +92,7 @@ def test_a_replay_with_the_live_broker_configured_sends_nothing_to_the_exchange(
 def test_run_replay_with_the_live_broker_configured_sends_nothing_to_the_exchange(
     live_config: BinanceTradingServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _cli(
+    code, out, err = run_cli(
         capsys, "run", "--bot", "hist", "--replay", "2024-12-30T00:00:00Z", "2024-12-30T00:30:00Z"
     )
     assert code == 0, err
@@ -266,7 +256,7 @@ def test_a_deleted_fill_event_is_reported_not_silently_dropped(
         assert count is not None
         with pytest.raises(LedgerGap, match=f"missing fill #{lost.payload['seq']}"):
             ledger.trades(fill_count=count.snapshot.fill_count)
-        code, _, err = _cli(capsys, "--store", str(store), "trades", "--bot", "lossy")
+        code, _, err = run_cli(capsys, "--store", str(store), "trades", "--bot", "lossy")
         assert code == 1 and f"missing fill #{lost.payload['seq']}" in err
         with pytest.raises(LedgerGap, match=f"missing fill #{lost.payload['seq']}"):
             measure_week(services, "lossy", services.series(), start, end)  # the weekly metrics

@@ -283,21 +283,34 @@ def train(
             series.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx_bytes, KERAS_ARTIFACT: keras_bytes}
         )
         promoted, reason = _apply(releases, series, release_id, verdict, pointer, now)
+    return report_of(series, release_id, manifest, promoted, reason, timings)
+
+
+def report_of(
+    series: SeriesId,
+    release_id: str,
+    manifest: Mapping[str, Any],
+    promoted: bool,
+    reason: str,
+    timings: dict[str, float],
+) -> TrainReport:
+    """Return the report of the train run that wrote ``manifest`` (this run, or an earlier one it repeats)."""
+    metrics, gate = manifest.get("metrics", {}), dict(manifest.get("gate", {}))
     return TrainReport(
         series=series,
         release_id=release_id,
         promoted=promoted,
         reason=reason,
         timings=timings,
-        windows={name: _iso_window(bars, span) for name, span in _spans(windows).items()},
-        params=params.to_dict(),
-        validation=validation,
-        test=test,
-        baselines=baselines,
-        incumbent=incumbent,
-        tuning=overfitting,
-        gate=verdict.to_dict(),
-        model=model_record,
+        windows={k: (str(v[0]), str(v[1])) for k, v in manifest.get("data_window", {}).items()},
+        params=dict(manifest.get("params", {})),
+        validation=metrics.get("validation", {}),
+        test=metrics.get("test", {}),
+        baselines=dict(manifest.get("baselines", {})),
+        incumbent=gate.pop("incumbent", None),
+        tuning=dict(manifest.get("tuning", {})),
+        gate=gate,
+        model=dict(manifest.get("model", {})),
     )
 
 
@@ -392,22 +405,7 @@ def _resumed(
         promoted, reason = _promote(releases, series, release_id, reason, pointer, services.clock.now())
     else:
         promoted, reason = False, f"these bars were trained already as {release_id}: {gate.get('reason', '')}"
-    metrics = manifest.get("metrics", {})
-    return TrainReport(
-        series=series,
-        release_id=release_id,
-        promoted=promoted,
-        reason=reason,
-        timings=timings,
-        windows={k: (str(v[0]), str(v[1])) for k, v in manifest.get("data_window", {}).items()},
-        params=dict(manifest.get("params", {})),
-        validation=metrics.get("validation", {}),
-        test=metrics.get("test", {}),
-        baselines=dict(manifest.get("baselines", {})),
-        incumbent=gate.get("incumbent"),
-        tuning=dict(manifest.get("tuning", {})),
-        model=dict(manifest.get("model", {})),
-    )
+    return report_of(series, release_id, manifest, promoted, reason, timings)
 
 
 def _apply(
