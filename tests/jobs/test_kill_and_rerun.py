@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,6 +95,20 @@ def _replay(store: Path, clock_offset: timedelta = timedelta(0)) -> None:
     )
 
 
+def _uninterrupted_run(source: Path, root: Path, config: str, run: Callable[[Path], None]) -> Path:
+    """Run ``run`` once on a copy of the store ``source``, in ``root`` with its config file; return the copy."""
+    store = root / "store"
+    shutil.copytree(source, store)
+    (root / "scalpbot.toml").write_text(config)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        run(store)
+    finally:
+        os.chdir(cwd)
+    return store
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(
     active_release: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
@@ -102,15 +117,7 @@ def uninterrupted(
     root = tmp_path_factory.mktemp("uninterrupted")
     pristine = root / "pristine"
     shutil.copytree(active_release[0], pristine)
-    store = root / "store"
-    shutil.copytree(pristine, store)
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        (root / "scalpbot.toml").write_text(CONFIG)
-        _replay(store)
-    finally:
-        os.chdir(cwd)
+    store = _uninterrupted_run(pristine, root, CONFIG, _replay)
     return pristine, snapshot(store / "state" / BOT)
 
 
@@ -218,16 +225,7 @@ def trained_once(
     root = tmp_path_factory.mktemp("trained-once")
     bars_only = root / "bars"
     shutil.copytree(uninterrupted[0] / "data", bars_only / "data")
-    store = root / "store"
-    shutil.copytree(bars_only, store)
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        (root / "scalpbot.toml").write_text(TRAIN_CONFIG)
-        _train(store)
-    finally:
-        os.chdir(cwd)
-    releases = _releases(store)
+    releases = _releases(_uninterrupted_run(bars_only, root, TRAIN_CONFIG, _train))
     assert len(releases) == 1
     return bars_only, releases
 
