@@ -211,6 +211,17 @@ class BotSettings(_Section):
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+class ServeSettings(_Section):
+    """``scalpbot serve``: the dashboard and JSON API over the store."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        default=None, description="bearer token the halt and resume actions require; unset: actions refused"
+    )
+    refresh_seconds: float = Field(default=15.0, ge=1.0, description="how often the page reloads its data")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one scalpbot process."""
 
@@ -231,6 +242,7 @@ class Settings(BaseSettings):
     execute: ExecuteSettings = ExecuteSettings()
     notify: NotifySettings = NotifySettings()
     bot: BotSettings = BotSettings()
+    serve: ServeSettings = ServeSettings()
 
 
 class _ScalpbotEnvSource(EnvSettingsSource):
@@ -254,6 +266,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "execute": ExecuteSettings,
     "notify": NotifySettings,
     "bot": BotSettings,
+    "serve": ServeSettings,
 }
 
 
@@ -356,7 +369,7 @@ def _describe_validation_error(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     hidden = isinstance(value, Mapping) or any(
-        word in where for word in ("secret", "key", "apprise", "password")
+        word in where for word in ("secret", "key", "apprise", "password", "token")
     )
     shown = "" if hidden else f" (got {value!r})"
     return f"invalid setting {where}: {message}{shown}"
@@ -386,6 +399,7 @@ __all__ = [
     "DataSettings",
     "ExchangeSettings",
     "ScalpbotError",
+    "ServeSettings",
     "Settings",
     "StoreSettings",
     "TrainSettings",

@@ -14,6 +14,7 @@ from scalpbot.cli.models_cmds import models_app
 from scalpbot.cli.monitor_cmds import notify_test, run_monitor, run_report
 from scalpbot.cli.render import err, print_json
 from scalpbot.cli.run_cmd import run_all
+from scalpbot.cli.serve_cmd import list_bots, serve
 from scalpbot.cli.state import CliState, state_of
 from scalpbot.cli.trading_cmds import halt_bot, list_trades, positions, resume_bot, run_replay, trade
 from scalpbot.cli.train_cmd import run_train
@@ -43,6 +44,8 @@ app.command("monitor")(run_monitor)
 app.command("report")(run_report)
 app.command("notify-test")(notify_test)
 app.command("run")(run_all)
+app.command("serve")(serve)
+app.command("bots")(list_bots)
 
 
 @app.callback()
