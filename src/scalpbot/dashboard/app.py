@@ -82,6 +82,7 @@ def _bot_status(services: Services, bot: str, now: pd.Timestamp) -> dict[str, An
     cycle = queries.last_cycle(services, bot, now)
     return {
         **held,
+        "release_id": held["release_id"] or cycle["release_id"],
         "halted": state["halted"],
         "halt_reason": state["halt_reason"],
         "drawdown": state.get("drawdown"),

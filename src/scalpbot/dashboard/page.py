@@ -39,7 +39,7 @@ const cfg = JSON.parse(document.getElementById('config').textContent);
 let selected = null;
 const $ = (id) => document.getElementById(id);
 const pct = (v) => v == null ? '-' : (v * 100).toFixed(2) + ' %';
-const money = (v) => v == null ? '-' : v.toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
+const money = (v) => v == null ? '-' : (Math.abs(v) < 0.005 ? 0 : v).toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
 const price = (v) => v == null ? '-' : v.toLocaleString('en-US', {maximumSignificantDigits: 8});
 const when = (t) => t == null ? '-' : t.replace('T', ' ').replace(/:00Z$/, '').replace('Z', '');
 const age = (s) => s == null ? '-' : s < 120 ? Math.round(s) + ' s' : s < 7200 ? Math.round(s / 60) + ' min'
@@ -108,7 +108,7 @@ async function drawBots() {
 }
 const layout = (extra) => Object.assign({margin: {l: 56, r: 12, t: 8, b: 32}, height: 240, showlegend: false,
   xaxis: {type: 'date'}, font: {size: 11}}, extra);
-const plotConfig = {displaylogo: false, responsive: true};
+const plotConfig = {displaylogo: false, responsive: true, displayModeBar: false};
 async function drawCharts(bot) {
   const [eq, px] = await Promise.all([api(`/api/bots/${bot}/equity?days=2`), api(`/api/bots/${bot}/price?days=1`)]);
   Plotly.react('equity-chart', [{x: eq.time, y: eq.equity, mode: 'lines', line: {color: '#2c7fb8', width: 1.5},
@@ -119,20 +119,21 @@ async function drawCharts(bot) {
   const m = eq.metrics || {};
   $('equity-note').textContent = `last 2 days · return ${pct(m.total_return)} · max drawdown ${pct(m.max_drawdown)} · ${m.trades ?? 0} closed trades`;
   const t = px.trades;
-  const marks = (name, pick, xs, ys, symbol, color) => {
+  const marks = (name, pick, xs, ys, symbol, color, size) => {
     const chosen = t.filter(pick);
     return {name, x: chosen.map(xs), y: chosen.map(ys), mode: 'markers', type: 'scatter',
       text: chosen.map((x) => `${x.side} · ${x.exit_reason} · pnl ${money(x.pnl)}`),
       hovertemplate: '%{text}<br>%{x} UTC @ %{y:,.8~g}<extra></extra>',
-      marker: {symbol, color, size: 9, line: {width: 1, color: '#333'}}};
+      marker: {symbol, color, size, line: {width: 1, color: '#333'}}};
   };
   Plotly.react('price-chart', [
     {type: 'candlestick', x: px.time, open: px.open, high: px.high, low: px.low, close: px.close,
      name: px.timeframe + ' candles', increasing: {line: {color: '#7fbf7b', width: 1}},
      decreasing: {line: {color: '#e7959b', width: 1}}},
-    marks('long entry', (x) => x.side === 'long', (x) => x.entry_time, (x) => x.entry_price, 'triangle-up', '#1a9850'),
-    marks('short entry', (x) => x.side === 'short', (x) => x.entry_time, (x) => x.entry_price, 'triangle-down', '#d73027'),
-    marks('exit', (x) => x.exit_reason !== 'open', (x) => x.exit_time, (x) => x.exit_price, 'x', '#374151'),
+    marks('long entry', (x) => x.side === 'long', (x) => x.entry_time, (x) => x.entry_price, 'triangle-up', '#1a9850', 9),
+    marks('short entry', (x) => x.side === 'short', (x) => x.entry_time, (x) => x.entry_price, 'triangle-down', '#d73027', 9),
+    marks('exit in profit', (x) => x.exit_reason !== 'open' && x.pnl > 0, (x) => x.exit_time, (x) => x.exit_price, 'x-thin-open', '#1a9850', 7),
+    marks('exit at a loss', (x) => x.exit_reason !== 'open' && x.pnl <= 0, (x) => x.exit_time, (x) => x.exit_price, 'x-thin-open', '#b91c1c', 7),
   ], layout({height: 340, showlegend: true, legend: {orientation: 'h', y: 1.12},
     xaxis: {type: 'date', rangeslider: {visible: false}}, yaxis: {tickformat: ',~g'}}), plotConfig);
 }
@@ -206,7 +207,7 @@ def render_page(*, refresh_seconds: float, store: str) -> str:
     config = json.dumps({"refresh_seconds": refresh_seconds, "store": store}).replace("</", "<\\/")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         f"<title>scalpbot · {html.escape(store)}</title><style>{_STYLE}</style>"
         '<script src="/assets/plotly.min.js"></script></head><body>'
         f'{_BODY}<script type="application/json" id="config">{config}</script>'

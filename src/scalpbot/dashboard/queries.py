@@ -31,6 +31,7 @@ __all__ = [
     "drift",
     "equity_curve",
     "events",
+    "first_event_time",
     "last_cycle",
     "notifications",
     "position",
@@ -133,11 +134,20 @@ def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any
     """
     snap = _snapshot(services, bot)
     if snap is None or snap.last_bar_time is None:
-        return {"bot": bot, "bar": None, "status": None, "age_seconds": None, "events": []}
+        return {
+            "bot": bot,
+            "bar": None,
+            "status": None,
+            "age_seconds": None,
+            "events": [],
+            "release_id": None,
+        }
     bar = pd.Timestamp(snap.last_bar_time)
     close = bar + timeframe_delta(services.settings.data.timeframe)
     recorded = Ledger(services.store, bot).events(bar, close)
+    decided = [e.payload.get("release_id") for e in recorded if e.kind == "decision"]
     return {
+        "release_id": snap.release_id or (str(decided[-1]) if decided and decided[-1] else None),
         "bot": bot,
         "bar": _iso(bar),
         "status": "halted" if snap.risk.halted else "ok",
@@ -168,12 +178,24 @@ def notifications(services: Services, bot: str, limit: int = 50) -> list[dict[st
     return events(services, bot, kinds=NOTIFICATION_KINDS, limit=limit)
 
 
+def first_event_time(services: Services, bot: str) -> pd.Timestamp | None:
+    """Return the time of the bot's first ledger event (from the key names alone), or ``None``."""
+    keys = services.store.list(Ledger(services.store, bot).prefix)
+    if not keys:
+        return None
+    stamp = keys[0].rpartition("/")[2][:22]
+    return pd.Timestamp(pd.to_datetime(stamp, format="%Y%m%dT%H%M%S%fZ", utc=True))
+
+
 def _window(services: Services, bot: str, days: float) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Return the bot's last ``days`` up to its last bar's close, starting no earlier than its first event."""
     snap = _snapshot(services, bot)
     if snap is None or snap.last_bar_time is None:
         return None
     end = pd.Timestamp(snap.last_bar_time) + timeframe_delta(services.settings.data.timeframe)
-    return end - pd.Timedelta(days=days), end
+    start = end - pd.Timedelta(days=days)
+    first = first_event_time(services, bot)
+    return (start if first is None else max(start, first.floor("min")), end)
 
 
 def trades(
