@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_of
 from scalpbot.config import load_settings
 from scalpbot.dashboard import build_app
 from scalpbot.services import build_services
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 
+from support.operated import copy_of
 from support.web import call, running_app
 
 TOKEN = "s3cret-operator-token"

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import copy_of
 from scalpbot.config import load_settings
 from scalpbot.dashboard import build_app
 from scalpbot.services import build_services
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 
-from support.web import console_errors, headless_chromium, running_app
+from support.operated import copy_of
+from support.web import console_errors, running_app, screenshot_path
+from support.web import wait_for as _wait
 
 TOKEN = "page-token-1234"
-
-
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    """Return where to save a screenshot: ``$SCREENSHOT_DIR`` when set (to look at), else the test's folder."""
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = headless_chromium(tmp_path / "profile")
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _wait(driver: Any, condition: Any, seconds: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, seconds).until(condition)
 
 
 def test_the_page_draws_every_chart_and_halts_a_bot_with_the_token(

@@ -101,4 +101,4 @@ def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(
     assert "rl_agent.zip" in releases.manifest("BTC/USDT", rl["release_id"])["artifacts"]
     assert report.report_key is not None
     html = services.store.get(report.report_key).data.decode()
-    assert "reinforcement_learning" in html and "online_learning" in html
+    assert "<td>Reinforcement learning</td>" in html and "<td>Online learning</td>" in html

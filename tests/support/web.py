@@ -7,6 +7,7 @@ Without them the browser tests skip and say why.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -108,3 +109,27 @@ def headless_chromium(profile: Path) -> Any:
 def console_errors(driver: Any) -> list[str]:
     """Return the browser console's messages of level SEVERE since the last call."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Return where to save a screenshot: ``$SCREENSHOT_DIR`` when set (to look at), else the test's folder."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def wait_for(driver: Any, condition: Any, seconds: float = 20) -> Any:
+    """Return ``condition(driver)`` once it is truthy; fail after ``seconds``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, seconds).until(condition)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Yield a headless Chromium driver with its own empty profile; quit it afterwards (skip without one)."""
+    driver = headless_chromium(tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -79,7 +79,7 @@ def run_report(
     bot: str | None = BotOpt,
     out_path: Path | None = typer.Option(None, "--out", help="Copy the latest report to this file"),
 ) -> None:
-    """Print (or copy out) the bot's latest weekly report from the store."""
+    """Print (or copy out) the bot's latest weekly report from the store; a copy stands alone (plotly.js inlined)."""
     services = state_of(ctx).services({"bot": {"name": bot}})
     name = services.settings.bot.name
     keys = [k for k in services.store.list(f"reports/{name}/") if k.endswith("/report.html")]
@@ -95,8 +95,10 @@ def run_report(
         data = services.store.get(latest).data
     except ObjectNotFound:
         raise ConfigError(f"{latest} vanished; run `scalpbot monitor` again") from None
+    from scalpbot.reporting.html_report import plotly_asset, standalone
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(data)
+    out_path.write_text(standalone(data.decode(), f"../../assets/{plotly_asset()[0]}"), encoding="utf-8")
     out.print(f"wrote {latest} to {out_path}")
 
 
