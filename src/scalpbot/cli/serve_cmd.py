@@ -39,7 +39,7 @@ def list_bots(
     """List the bots that have state in the store: status, last bar, equity and position."""
     services = state_of(ctx).services()
     rows = []
-    for name in queries.bot_names(services):
+    for name in queries.bot_names(services.store):
         held, risk = queries.position(services, name), queries.risk(services, name)
         rows.append({**held, "halted": risk["halted"], "halt_reason": risk["halt_reason"]})
     if as_json:

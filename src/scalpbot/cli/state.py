@@ -46,7 +46,8 @@ def state_of(ctx: typer.Context) -> CliState:
 def reported(services: Services, job: str) -> Iterator[Notifier]:
     """Run a job's command: yield the notifier for its results; send any error with the job and symbol.
 
-    The error goes to every configured channel except the console, where the CLI prints it itself.
+    The error goes to every configured channel except the console, where the CLI prints it itself (with the
+    console the only channel, nothing more is sent and nothing is said about missing channels).
     """
     from scalpbot.adapters.notify.fanout import job_error
 
@@ -55,6 +56,8 @@ def reported(services: Services, job: str) -> Iterator[Notifier]:
     try:
         yield notifier
     except Exception as e:
+        if not (settings.notify.sns_topic_arn.strip() or settings.notify.apprise_urls):
+            raise
         quiet = settings.model_copy(update={"notify": settings.notify.model_copy(update={"console": False})})
         subject, message = job_error(job, settings.data.symbol, e)
         build_notifier(quiet, services.store, services.clock).notify(subject, message, level="error")

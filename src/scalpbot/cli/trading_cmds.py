@@ -10,18 +10,20 @@ from typing import Any
 
 import pandas as pd
 import typer
-from rich.table import Table
 
 from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
-from scalpbot.core.backtest.enums import TRADE_COLUMNS
+from scalpbot.cli.tables import trades_table
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import CycleReport
 from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars, trade_bar
+from scalpbot.release_choice import choose_release
+from scalpbot.releases import ReleaseStore
 from scalpbot.services import Services, build_market_data
+from scalpbot.state.bots import check_bot_exists
 from scalpbot.state.lease import RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
@@ -95,13 +97,17 @@ def run_replay(
     bot: str | None = BotOpt,
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
-    release: str | None = typer.Option(None, "--release", help="Release id to trade, or 'latest' [current]"),
+    release: str | None = typer.Option(
+        None, "--release", help="current | latest (passed the gate) | newest | an id prefix [current]"
+    ),
     verbose_cycles: bool = typer.Option(False, "--cycles", help="Print every cycle"),
 ) -> None:
     """Drive the execute job bar by bar through stored history with the paper broker."""
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
     start, end = parse_time(since, "--from"), parse_time(until, "--to")
     assert start is not None and end is not None
+    choice = choose_release(ReleaseStore(services.store), services.settings.data.symbol, release)
+    err.print(f"replaying {choice.describe()}")
     with reported(services, "replay"):
         report = replay(
             services,
@@ -109,7 +115,7 @@ def run_replay(
             pd.Timestamp(start),
             pd.Timestamp(end),
             bot=services.settings.bot.name,
-            release_id=release,
+            release_id=choice.release_id,
             on_cycle=_print_cycle if verbose_cycles else None,
         )
     cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
@@ -123,13 +129,15 @@ def run_replay(
 def list_trades(
     ctx: typer.Context,
     bot: str | None = BotOpt,
-    since: str | None = typer.Option(None, "--since", help="Trades entered from this time, ISO-8601 UTC"),
-    until: str | None = typer.Option(None, "--until", help="Trades entered before this time"),
+    since: str | None = typer.Option(
+        None, "--from", "--since", help="Trades entered from this time, ISO-8601 UTC"
+    ),
+    until: str | None = typer.Option(None, "--to", "--until", help="Trades entered before this time"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """List the bot's closed and open trades from its ledger (the backtest's trade columns)."""
     services = _services(ctx, bot)
-    name = services.settings.bot.name
+    name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     mark: dict[str, Any] = {}
     if (
@@ -146,18 +154,7 @@ def list_trades(
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
         return
-    table = Table(title=f"trades of bot {name}")
-    for column in TRADE_COLUMNS:
-        table.add_column(column)
-    for row in trades_payload(trades):
-        table.add_row(*(_cell(row[c]) for c in TRADE_COLUMNS))
-    out.print(table)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    return str(value)
+    out.print(trades_table(trades, f"trades of bot {name}"))
 
 
 def positions(
@@ -165,7 +162,7 @@ def positions(
 ) -> None:
     """Show the bot's open position, equity and risk state as of its last cycle."""
     services = _services(ctx, bot)
-    name = services.settings.bot.name
+    name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     if stored is None:
         raise ConfigError(f"bot {name} has not traded yet; run `scalpbot trade` or `scalpbot replay`")
@@ -207,6 +204,7 @@ def halt_bot(
 ) -> None:
     """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`."""
     services = _services(ctx, bot)
+    check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=True, reason=reason)
     out.print(f"bot {services.settings.bot.name} halted: {reason}")
 
@@ -214,6 +212,7 @@ def halt_bot(
 def resume_bot(ctx: typer.Context, bot: str | None = BotOpt) -> None:
     """Release the kill switch; losses so far are accepted as the new baseline."""
     services = _services(ctx, bot)
+    check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=False, reason="resumed by the operator")
     out.print(f"bot {services.settings.bot.name} resumed")
 

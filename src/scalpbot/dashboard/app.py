@@ -102,7 +102,7 @@ def build_app(services: Services) -> Starlette:
         return pd.Timestamp(services.clock.now()).tz_convert("UTC")
 
     def bot_of(request: Request) -> str:
-        return queries.check_bot_exists(services, str(request.path_params["bot"]))
+        return queries.check_bot_exists(services.store, str(request.path_params["bot"]))
 
     def guarded(work: Callable[[Request], Any]) -> _Handler:
         """Run ``work`` in a thread (the store is blocking I/O); map our errors to 4xx JSON."""
@@ -167,7 +167,7 @@ def build_app(services: Services) -> Starlette:
 
     def bots(request: Request) -> dict[str, Any]:
         moment = now()
-        names = queries.bot_names(services)
+        names = queries.bot_names(services.store)
         return {
             "symbol": services.settings.data.symbol,
             "timeframe": services.settings.data.timeframe,

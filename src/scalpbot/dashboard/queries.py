@@ -8,9 +8,7 @@ equity points are at bar **closes**. One symbol and timeframe per server: the co
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.errors import ConfigError, ObjectNotFound, ScalpbotError
+from scalpbot.errors import ObjectNotFound, ScalpbotError
 from scalpbot.reporting.tables import jsonable
 from scalpbot.services import Services
+from scalpbot.state.bots import bot_names, check_bot_exists
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 
@@ -45,29 +44,11 @@ __all__ = [
 NOTIFICATION_KINDS = ("halt", "resume", "error", "notify_error")
 """Ledger kinds shown as the bot's notifications: kill switch, errors, failed notifications."""
 
-_BOT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_CHART_POINTS = 2_000
 
 
 def _iso(time: pd.Timestamp | None) -> str | None:
     return None if time is None else pd.Timestamp(time).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def bot_names(services: Services) -> list[str]:
-    """Return the names of the bots that have state (a portfolio or a ledger) in the store, sorted."""
-    names = {key.split("/", 2)[1] for key in services.store.list("state/") if key.count("/") >= 2}
-    return sorted(name for name in names if _BOT.match(name))
-
-
-def check_bot_exists(services: Services, bot: str) -> str:
-    """Return ``bot`` if it has state in the store; raise ``ConfigError`` with a did-you-mean otherwise."""
-    known = bot_names(services)
-    if bot in known:
-        return bot
-    close = difflib.get_close_matches(bot, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    listing = ", ".join(known) if known else "none yet"
-    raise ConfigError(f"no bot named '{bot}' in {services.store.describe()}{hint}; bots: {listing}")
 
 
 def _snapshot(services: Services, bot: str) -> PortfolioSnapshot | None:

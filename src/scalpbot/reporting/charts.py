@@ -137,9 +137,12 @@ def _layout(
 
 
 def equity_figure(
-    points: ChartPoints, window_ms: tuple[float, float], simulated: ChartPoints | None = None
+    points: ChartPoints,
+    window_ms: tuple[float, float],
+    simulated: ChartPoints | None = None,
+    other_name: str = "simulated",
 ) -> go.Figure:
-    """Return the equity curve (quote currency) at bar closes, and the simulator's dashed beside it if given."""
+    """Return the equity curve (quote currency) at bar closes, and another (``other_name``) dashed beside it."""
     traces = []
     if simulated is not None:
         traces.append(
@@ -148,8 +151,8 @@ def equity_figure(
                 y=simulated.values[0],
                 mode="lines",
                 line={"color": "#888888", "width": 1.2, "dash": "dash"},
-                name="simulated",
-                hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>simulated %{y:,.2f}<extra></extra>",
+                name=other_name,
+                hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>" + other_name + " %{y:,.2f}<extra></extra>",
             )
         )
     trace = go.Scatter(
