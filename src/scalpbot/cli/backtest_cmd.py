@@ -123,7 +123,7 @@ def run_backtest(
         return
     _print_result(result, f"{run.label} on {series}, {iso(bars.index[0])} .. {iso(bars.index[-1])}")
     if show_trades:
-        out.print(trades_table(result.trades, f"trades of {run.label}"))
+        out.print(trades_table(result.trades, f"trades of {run.label}", out.width))
     if html_path is not None:
         out.print(f"wrote {html_path}")
 

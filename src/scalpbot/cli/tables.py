@@ -1,8 +1,8 @@
 """Terminal tables that read at 80 columns and at 200: compact UTC times, long/short, one percent format.
 
 Times are UTC: ``MM-DD HH:MM`` when every row is in one year (the year is in the title), else
-``YYYY-MM-DD HH:MM``. Percentages are ``+1.23%`` everywhere; money has thousands separators and two decimals;
-prices keep up to 8 significant digits.
+``YYYY-MM-DD HH:MM``. Percentages are ``+1.23%`` everywhere; money has thousands separators and two decimals; prices
+have 2 decimals from 1,000 up, 4 from 1, else 6 significant digits.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 
-__all__ = ["money", "percent", "price", "trades_table", "utc_times"]
+__all__ = ["WIDE", "money", "percent", "price", "trades_table", "utc_times"]
 
 
 def percent(value: object, *, signed: bool = True) -> str:
@@ -45,8 +46,12 @@ def money(value: object) -> str:
 
 
 def price(value: float) -> str:
-    """Return a price or quantity with up to 8 significant digits and thousands separators."""
-    return f"{value:,.8g}" if math.isfinite(value) else "-"
+    """Return a price: 2 decimals from 1,000 up, 4 from 1, else 6 significant digits (one format per size)."""
+    if not math.isfinite(value):
+        return "-"
+    if abs(value) >= 1_000:
+        return f"{value:,.2f}"
+    return f"{value:,.4f}" if abs(value) >= 1 else f"{value:.6g}"
 
 
 def utc_times(times: pd.DatetimeIndex) -> tuple[list[str], str]:
@@ -61,30 +66,46 @@ def utc_times(times: pd.DatetimeIndex) -> tuple[list[str], str]:
     return [t.strftime("%Y-%m-%d %H:%M") for t in index], ""
 
 
-def trades_table(trades: pd.DataFrame, title: str) -> Table:
-    """Return the trades (backtest trade columns) with one row each and a totals row (count, wins, PnL, fees)."""
+WIDE = 110
+"""From this many terminal columns on, tables show every column (quantity and fees too)."""
+
+
+def trades_table(trades: pd.DataFrame, title: str, width: int = 200) -> Table:
+    """Return the trades (backtest trade columns), one row each, and a totals row (count, PnL, fees, wins).
+
+    Below :data:`WIDE` columns (``width``: the terminal's) quantity and fees are left out so a row fits 80.
+    """
     entries, year_in = utc_times(pd.DatetimeIndex(trades["entry_time"]))
     exits, year_out = utc_times(pd.DatetimeIndex(trades["exit_time"]))
     year = year_in if year_in == year_out else ""
-    table = Table(title=f"{title} (times UTC{', ' + year if year else ''})", show_footer=len(trades) > 0)
+    wide = width >= WIDE
+    table = Table(
+        title=f"{title} (times UTC{', ' + year if year else ''})",
+        show_footer=len(trades) > 0,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
     side = trades["side"].to_numpy(dtype=np.int64)
     pnl = trades["pnl"].to_numpy(dtype=np.float64)
     fees = trades["fees"].to_numpy(dtype=np.float64)
     wins = int((pnl > 0).sum())
-    columns: list[tuple[str, str, str]] = [
-        ("#", "right", "total"),
-        ("entry", "left", ""),
-        ("side", "left", ""),
-        ("entry price", "right", ""),
-        ("exit", "left", ""),
-        ("exit price", "right", ""),
-        ("qty", "right", ""),
-        ("pnl", "right", money(float(pnl.sum()))),
-        ("fees", "right", money(float(fees.sum()))),
-        ("reason", "left", f"{wins}/{len(trades)} won"),
+    columns: list[tuple[str, str, str, bool]] = [
+        ("#", "right", f"{len(trades)}", True),
+        ("entry", "left", "trades", True),
+        ("side", "left", "", True),
+        ("entry price", "right", "", True),
+        ("exit", "left", "", True),
+        ("exit price", "right", "", True),
+        ("qty", "right", "", wide),
+        ("pnl", "right", money(float(pnl.sum())), True),
+        ("fees", "right", money(float(fees.sum())), wide),
+        ("reason", "left", f"{wins} won", True),
     ]
-    for name, justify, footer in columns:
-        table.add_column(name, justify=justify, footer=footer, no_wrap=name in ("entry", "exit"))  # type: ignore[arg-type]
+    shown = [c for c in columns if c[3]]
+    for name, justify, footer, _ in shown:
+        table.add_column(name, justify=justify, footer=footer, no_wrap=True)  # type: ignore[arg-type]
     rows: Iterator[Any] = zip(
         entries,
         side,
@@ -98,16 +119,17 @@ def trades_table(trades: pd.DataFrame, title: str) -> Table:
         strict=True,
     )
     for number, (entry, s, entry_price, exit_, exit_price, qty, p, f, reason) in enumerate(rows, start=1):
-        table.add_row(
-            str(number),
-            entry,
-            "long" if s > 0 else "short",
-            price(entry_price),
-            exit_,
-            price(exit_price),
-            f"{qty:.6g}",
-            money(p),
-            money(f),
-            reason,
-        )
+        cells = {
+            "#": str(number),
+            "entry": entry,
+            "side": "long" if s > 0 else "short",
+            "entry price": price(entry_price),
+            "exit": exit_,
+            "exit price": price(exit_price),
+            "qty": f"{qty:.6g}",
+            "pnl": money(p),
+            "fees": money(f),
+            "reason": reason,
+        }
+        table.add_row(*(cells[name] for name, *_ in shown))
     return table

@@ -154,7 +154,7 @@ def list_trades(
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
         return
-    out.print(trades_table(trades, f"trades of bot {name}"))
+    out.print(trades_table(trades, f"trades of bot {name}", out.width))
 
 
 def positions(
