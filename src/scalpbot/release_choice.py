@@ -12,12 +12,14 @@ path may use it.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from scalpbot.errors import ModelError
 from scalpbot.releases import ReleaseStore
 
-__all__ = ["ALIASES", "ReleaseChoice", "choose_release"]
+__all__ = ["ALIASES", "ReleaseChoice", "choose_release", "release_origin"]
 
 ALIASES = ("current", "latest", "newest")
 """The names :func:`choose_release` accepts besides ids and prefixes."""
@@ -80,3 +82,9 @@ def choose_release(releases: ReleaseStore, symbol: str, selector: str | None) ->
         f"no release of {symbol} matches '{wanted}'{hint}; use current, latest, newest or an id "
         f"(newest: {written[-1]}); `scalpbot models list` shows them all"
     )
+
+
+def release_origin(manifest: Mapping[str, Any]) -> str:
+    """Return where a release came from: ``train``, ``online`` (online learning) or ``rl`` (reinforcement)."""
+    origin = str(manifest.get("origin") or "train")
+    return {"online_learning": "online", "reinforcement_learning": "rl"}.get(origin, origin)

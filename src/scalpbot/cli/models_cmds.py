@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from scalpbot.cli.data_cmds import SymbolOpt
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import state_of
+from scalpbot.cli.tables import WIDE, percent
 from scalpbot.core.metrics import Metrics
+from scalpbot.release_choice import release_origin
 from scalpbot.releases import ReleaseStore
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model releases.", no_args_is_help=True)
@@ -32,7 +35,7 @@ def list_releases(
     symbol: str | None = SymbolOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
-    """List the releases of a symbol with their test-window metrics; mark the current one."""
+    """List the releases of a symbol: full id, origin (train, online, rl), the gate's verdict and reason."""
     releases, pair, _ = _context(ctx, symbol)
     pointer = releases.pointer(pair)
     current = None if pointer is None else pointer.release_id
@@ -48,25 +51,40 @@ def list_releases(
                 "data_window": manifest.get("data_window"),
                 "metrics": manifest.get("metrics", {}),
                 "promotion": manifest.get("promotion"),
+                "origin": release_origin(manifest),
+                "passed_gate": (manifest.get("gate") or {}).get("promote"),
+                "reason": (manifest.get("gate") or {}).get("reason"),
             }
         )
     if as_json:
         print_json({"symbol": pair, "current": current, "releases": rows})
         return
-    table = Table(title=f"releases of {pair}")
-    for column in ("release", "current", "test return", "test trades", "test sharpe", "promotion"):
-        table.add_column(column)
+    wide = out.width >= WIDE
+    table = Table(
+        title=f"releases of {pair} (* current)", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True
+    )
+    table.add_column("release", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("origin", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("return", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("trades", justify="right", no_wrap=True)
+        table.add_column("sharpe", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for row in rows:
-        test = row["metrics"].get("test", {})
-        promotion = row["promotion"] or {}
-        table.add_row(
+        judged = row["metrics"].get("test") or row["metrics"].get("recent") or {}
+        gate = row["passed_gate"]
+        cells = [
             row["release_id"],
             "*" if row["current"] else "",
-            _pct(test.get("total_return")),
-            str(test.get("trades", "-")),
-            _num(test.get("sharpe")),
-            str(promotion.get("reason", "-")),
-        )
+            row["origin"],
+            "-" if gate is None else ("passed" if gate else "failed"),
+            percent(judged.get("total_return")),
+        ]
+        if wide:
+            cells += [str(judged.get("trades", "-")), _num(judged.get("sharpe"))]
+        table.add_row(*cells, str(row["reason"] or "-"))
     out.print(table)
     if not rows:
         out.print("no releases yet: run `scalpbot train`")
@@ -106,10 +124,6 @@ def rollback_release(ctx: typer.Context, symbol: str | None = SymbolOpt) -> None
     releases, pair, services = _context(ctx, symbol)
     pointer = releases.rollback(pair, now=services.clock.now())
     out.print(f"{pair}: rolled back, {pointer.release_id} is current")
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{value:+.2%}"
 
 
 def _num(value: Any) -> str:

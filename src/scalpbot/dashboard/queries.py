@@ -17,6 +17,7 @@ import pandas as pd
 
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ObjectNotFound, ScalpbotError
+from scalpbot.release_choice import release_origin
 from scalpbot.reporting.tables import jsonable
 from scalpbot.services import Services
 from scalpbot.state.bots import bot_names, check_bot_exists
@@ -300,12 +301,6 @@ def releases(services: Services) -> dict[str, Any]:
         "promotion_reason": None if pointer is None else pointer.reason,
         "releases": jsonable(rows),
     }
-
-
-def release_origin(manifest: dict[str, Any]) -> str:
-    """Return where a release came from: ``train``, ``online`` (online learning) or ``rl`` (reinforcement)."""
-    origin = str(manifest.get("origin") or "train")
-    return {"online_learning": "online", "reinforcement_learning": "rl"}.get(origin, origin)
 
 
 def drift(services: Services, bot: str) -> dict[str, Any]:
