@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from scalpbot.cli.data_cmds import SymbolOpt, parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.errors import ConfigError, ObjectNotFound
+from scalpbot.progress import progress_bar
 from scalpbot.services import build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
@@ -38,7 +40,10 @@ def run_monitor(
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
     series, name = services.series(), services.settings.bot.name
     steps = weekly_steps(services, series) if improve else ()
-    with reported(services, "monitor") as notifier:
+    with (
+        reported(services, "monitor") as notifier,
+        progress_bar(len(steps) + 1, "monitor: measure") as advance,
+    ):
         report = monitor(
             services,
             series,
@@ -46,7 +51,7 @@ def run_monitor(
             days=days,
             until=parse_time(until, "--until"),
             notifier=notifier,
-            steps=steps,
+            steps=tuple(_advancing(step, advance) for step in steps),
         )
     week = report.week
     if as_json:
@@ -64,6 +69,17 @@ def run_monitor(
     for note in report.notes:
         out.print(f"note: {note}")
     out.print(f"report: {report.report_key} in {services.store.describe()}")
+
+
+def _advancing(step: Any, advance: Any) -> Any:
+    """Return ``step`` advancing the progress bar (and naming the step) when it starts."""
+
+    @functools.wraps(step)
+    def run(week: Any) -> Any:
+        advance(1, f"monitor: {getattr(step, '__name__', 'step').replace('_', ' ')}")
+        return step(week)
+
+    return run
 
 
 def _fmt(value: Any) -> str:

@@ -12,11 +12,13 @@ import typer
 from scalpbot.cli.data_cmds import parse_time
 from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
+from scalpbot.cli.summary import replay_summary
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CycleFailed
 from scalpbot.jobs.execute import run_cycle
 from scalpbot.jobs.trading import build_executor, memory_bars, retrieve_closed, stored_bars, trade_bar
+from scalpbot.progress import tracked
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
 from scalpbot.services import SourceChoice, build_market_data, build_notifier
 
@@ -65,7 +67,7 @@ def run_all(
     else:
         start, end = (pd.Timestamp(parse_time(v, "--replay") or v) for v in replay)
         bars = memory_bars(services.dataset.read(series, start - FEATURE_WINDOW * step, end))
-        ticks = iter(replay_ticks(start, end, step))
+        ticks = tracked(replay_ticks(start, end, step), int((end - start) / step), "run --replay")
     executor = build_executor(services, series, bot=name, bars=bars, notifier=notifier, fallback_latest=True)
     last_monitor: list[str] = []
 
@@ -110,3 +112,5 @@ def run_all(
     out.print(f"{state} after {report.ticks} bar closes: runs {runs}; failures {failures}")
     if last_monitor:
         out.print(f"latest report: {last_monitor[-1]} in {services.store.describe()}")
+    if replay is not None:
+        out.print(replay_summary(services, name, start, end))

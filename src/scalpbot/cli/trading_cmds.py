@@ -20,6 +20,7 @@ from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import CycleReport
 from scalpbot.jobs.trading import build_executor, replay, set_halt, stored_bars, trade_bar
+from scalpbot.progress import progress_bar
 from scalpbot.release_choice import choose_release
 from scalpbot.releases import ReleaseStore
 from scalpbot.services import Services, build_market_data
@@ -108,7 +109,8 @@ def run_replay(
     assert start is not None and end is not None
     choice = choose_release(ReleaseStore(services.store), services.settings.data.symbol, release)
     err.print(f"replaying {choice.describe()}")
-    with reported(services, "replay"):
+    bars = int((pd.Timestamp(end) - pd.Timestamp(start)) / timeframe_delta(services.settings.data.timeframe))
+    with reported(services, "replay"), progress_bar(bars, "replay") as advance:
         report = replay(
             services,
             services.series(),
@@ -116,7 +118,7 @@ def run_replay(
             pd.Timestamp(end),
             bot=services.settings.bot.name,
             release_id=choice.release_id,
-            on_cycle=_print_cycle if verbose_cycles else None,
+            on_cycle=_print_cycle if verbose_cycles else lambda _: advance(),
         )
     cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
     equity = "-" if report.equity is None else f"{report.equity:,.2f}"
