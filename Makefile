@@ -35,8 +35,8 @@ demo: $(STAMP)
 	$(BIN)/scalpbot fetch --source sample
 	$(BIN)/scalpbot data show
 	$(BIN)/scalpbot train --trials 40
-	$(BIN)/scalpbot replay --bot demo --release latest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
-	$(BIN)/scalpbot trades --bot demo --since 2024-12-31T20:00:00Z
+	$(BIN)/scalpbot replay --bot demo --release newest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
+	$(BIN)/scalpbot trades --bot demo --from 2024-12-31T20:00:00Z
 	$(BIN)/scalpbot monitor --bot demo --days 7
 
 ## test: lint, type-check, check the AWS template and run the test suite

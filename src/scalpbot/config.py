@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,9 @@ DEFAULT_CONFIG_FILE = "scalpbot.toml"
 STORE_URL_ENV = "SCALPBOT_STORE"
 NUMBA_CACHE_SEED_ENV = "SCALPBOT_NUMBA_CACHE_SEED"
 """Not a setting: the folder of prebuilt numba kernels a Lambda environment starts from (``scalpbot.aws``)."""
+
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._-]*/[A-Z0-9][A-Z0-9._-]*(:[A-Z0-9][A-Z0-9._-]*)?")
 
 
 class _Section(BaseModel):
@@ -111,10 +115,13 @@ class DataSettings(_Section):
     @field_validator("symbol")
     @classmethod
     def _symbol_is_base_quote(cls, value: str) -> str:
-        base, sep, quote = value.partition("/")
-        if not sep or not base or not quote.split(":")[0]:
+        if "," in value or any(ch.isspace() for ch in value.strip()):
+            raise ValueError(
+                f"one symbol at a time: '{value}' names several; run the command once per symbol"
+            )
+        if not _SYMBOL.fullmatch(value.strip().upper()):
             raise ValueError(f"symbol '{value}' must look like BASE/QUOTE, e.g. BTC/USDT")
-        return value.upper()
+        return value.strip().upper()
 
     @field_validator("timeframe")
     @classmethod

@@ -12,7 +12,7 @@ from scalpbot.cli.backtest_cmd import run_backtest
 from scalpbot.cli.data_cmds import data_app, fetch
 from scalpbot.cli.models_cmds import models_app
 from scalpbot.cli.monitor_cmds import notify_test, run_monitor, run_report
-from scalpbot.cli.render import err, print_json
+from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.run_cmd import run_all
 from scalpbot.cli.serve_cmd import list_bots, serve
 from scalpbot.cli.state import CliState, state_of
@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -48,6 +49,14 @@ app.command("serve")(serve)
 app.command("bots")(list_bots)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"scalpbot {version('scalpbot')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -56,6 +65,9 @@ def root(
         None, "--store", help="Folder path or s3://bucket/prefix [SCALPBOT_STORE, store.url]"
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of errors"),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit"
+    ),
 ) -> None:
     """Retrieve, train, execute and monitor: locally or on AWS Lambda."""
     ctx.obj = CliState(config=config, store=store, verbose=verbose)

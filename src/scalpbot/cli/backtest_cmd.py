@@ -25,6 +25,7 @@ from scalpbot.core.benchmark import buy_and_hold_equity, buy_and_hold_metrics
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.data.stored import unknown_series_hint
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.release_choice import ReleaseChoice, choose_release
 from scalpbot.release_signals import TradingModel, release_signals
@@ -192,6 +193,9 @@ def _run(
         signals = _strategy(str(strategy_name))(bars, params)
         label = str(strategy_name)
     if len(bars) < 2:
+        if services.dataset.last_open_time(series) is None:
+            hint = unknown_series_hint(services.store, series)
+            raise DataError(f"no bars of {series} are stored{hint}; fetch them with `scalpbot fetch`")
         raise DataError(
             f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
         )

@@ -50,6 +50,17 @@ def _overrides(exchange: str | None, symbol: str | None, timeframe: str | None) 
     return {"exchange": {"id": exchange}, "data": {"symbol": symbol, "timeframe": timeframe}}
 
 
+def synthetic_exchange(source: str, exchange: str | None) -> str | None:
+    """Return the exchange id to store under: ``synthetic`` for synthetic bars (refusing a real one)."""
+    if source.partition(":")[0] != "synthetic":
+        return exchange
+    if exchange not in (None, "synthetic"):
+        raise ConfigError(
+            f"synthetic bars are stored under the exchange id 'synthetic', not '{exchange}': drop --exchange"
+        )
+    return "synthetic"
+
+
 def fetch(
     ctx: typer.Context,
     source: str = typer.Option("ccxt", "--source", help="ccxt | file:PATH | sample | synthetic[:SEED]"),
@@ -59,7 +70,11 @@ def fetch(
     since: str | None = typer.Option(None, "--since", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--until", help="Stop before this open time [now]"),
 ) -> None:
-    """Retrieve closed bars into the store: validated, deduplicated, append-only."""
+    """Retrieve closed bars into the store: validated, deduplicated, append-only.
+
+    Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
+    """
+    exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings
     series = services.series()

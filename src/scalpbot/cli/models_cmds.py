@@ -9,11 +9,11 @@ from rich import box
 from rich.table import Table
 
 from scalpbot.cli.data_cmds import SymbolOpt
-from scalpbot.cli.render import out, print_json
+from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.cli.tables import WIDE, percent
 from scalpbot.core.metrics import Metrics
-from scalpbot.release_choice import release_origin
+from scalpbot.release_choice import choose_release, release_origin
 from scalpbot.releases import ReleaseStore
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model releases.", no_args_is_help=True)
@@ -93,22 +93,29 @@ def list_releases(
 @models_app.command("show")
 def show_release(
     ctx: typer.Context,
-    release_id: str = typer.Argument(..., help="Release id"),
+    release_id: str = typer.Argument(
+        ..., help="current | latest | newest | an id (a unique prefix is enough)"
+    ),
     symbol: str | None = SymbolOpt,
 ) -> None:
     """Print a release's manifest as JSON (checksums, data window, params, metrics, versions)."""
     releases, pair, _ = _context(ctx, symbol)
-    print_json(releases.manifest(pair, release_id))
+    choice = choose_release(releases, pair, release_id)
+    err.print(choice.describe())
+    print_json(releases.manifest(pair, choice.release_id))
 
 
 @models_app.command("promote")
 def promote_release(
     ctx: typer.Context,
-    release_id: str = typer.Argument(..., help="Release id"),
+    release_id: str = typer.Argument(
+        ..., help="current | latest | newest | an id (a unique prefix is enough)"
+    ),
     symbol: str | None = SymbolOpt,
 ) -> None:
     """Make a release current by hand (its artifacts are verified first); the gate is bypassed."""
     releases, pair, services = _context(ctx, symbol)
+    release_id = choose_release(releases, pair, release_id).release_id
     releases.load(pair, release_id, names=("model.onnx", "model.keras"))
     pointer = releases.promote(
         pair, release_id, expected=releases.pointer(pair), reason="promoted by hand", now=services.clock.now()
