@@ -174,3 +174,17 @@ def test_bots_lists_every_bot_and_json_too(capsys: pytest.CaptureFixture[str], o
     assert code == 0 and "alpha" in out and "beta" in out and "2024-12-29 11:59" in out
     code, out, _ = cli(capsys, operated_store, "bots", "--json")
     assert [b["bot"] for b in json.loads(out)["bots"]] == ["alpha", "beta"]
+
+
+def test_replay_and_fetch_report_as_json(capsys: pytest.CaptureFixture[str], store: Path) -> None:
+    code, out, err = cli(
+        capsys, store, "replay", "--bot", "delta", "--release", "newest", "--json",
+        "--from", "2024-12-29T00:00:00Z", "--to", "2024-12-29T00:30:00Z",
+    )  # fmt: skip
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["cycles"] == {"ok": 30} and payload["release"].startswith("20")
+    assert payload["first"] == "2024-12-29T00:00:00Z" and payload["last"] == "2024-12-29T00:29:00Z"
+    code, out, err = cli(capsys, store, "fetch", "--source", "sample", "--json")
+    assert code == 0, err
+    assert json.loads(out)["added"] == 0 and json.loads(out)["last"] == "2024-12-31T23:59:00Z"

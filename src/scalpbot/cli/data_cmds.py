@@ -69,6 +69,7 @@ def fetch(
     timeframe: str | None = TimeframeOpt,
     since: str | None = typer.Option(None, "--since", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--until", help="Stop before this open time [now]"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
 
@@ -116,7 +117,23 @@ def fetch(
             spike_min_move=settings.data.spike_min_move,
             on_progress=advance,
         )
-    _print_retrieve(report, services.store.describe())
+    if as_json:
+        print_json(
+            {
+                "series": str(report.series),
+                "source": report.source,
+                "received": report.received,
+                "added": report.added,
+                "already_stored": report.already_stored,
+                "conflicts": report.conflicts,
+                "partitions_written": report.partitions_written,
+                "gaps": len(report.gaps),
+                "spikes": len(report.spikes),
+                "last": iso(report.last),
+            }
+        )
+    else:
+        _print_retrieve(report, services.store.describe())
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""
         notifier.notify(f"retrieve {series}", f"{report.added} new bars, newest {iso(report.last)}{gaps}")

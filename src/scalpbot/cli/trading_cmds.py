@@ -102,6 +102,7 @@ def run_replay(
         None, "--release", help="current | latest (passed the gate) | newest | an id prefix [current]"
     ),
     verbose_cycles: bool = typer.Option(False, "--cycles", help="Print every cycle"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Drive the execute job bar by bar through stored history with the paper broker."""
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
@@ -120,6 +121,19 @@ def run_replay(
             release_id=choice.release_id,
             on_cycle=_print_cycle if verbose_cycles else lambda _: advance(),
         )
+    if as_json:
+        print_json(
+            {
+                "bot": report.bot,
+                "release": choice.release_id,
+                "first": iso(report.first),
+                "last": iso(report.last),
+                "cycles": report.cycles,
+                "trades": report.trades,
+                "equity": report.equity,
+            }
+        )
+        return
     cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
     equity = "-" if report.equity is None else f"{report.equity:,.2f}"
     out.print(
