@@ -76,7 +76,7 @@ def test_synthetic_bars_are_stored_under_their_own_exchange_id(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, out, err = run(
-        capsys, "fetch", "--source", "synthetic:3", "--since", "2024-01-01", "--until", "2024-01-01T06:00:00Z"
+        capsys, "fetch", "--source", "synthetic:3", "--from", "2024-01-01", "--to", "2024-01-01T06:00:00Z"
     )
     assert code == 0, err
     assert "synthetic BTC/USDT 1m: 360 new bars" in out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scalpbot.config import load_settings
-from scalpbot.dashboard import build_app
+from scalpbot.dashboard.app import build_app
 from scalpbot.services import build_services
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore

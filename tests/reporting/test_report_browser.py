@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scalpbot.cli.app import main
 
 from support.web import console_errors, screenshot_path, wait_for

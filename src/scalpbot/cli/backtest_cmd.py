@@ -18,7 +18,7 @@ from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import state_of
-from scalpbot.cli.tables import money, percent, trades_table
+from scalpbot.cli.tables import metric_text, trades_table
 from scalpbot.config import BacktestSettings
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.benchmark import buy_and_hold_equity, buy_and_hold_metrics
@@ -223,19 +223,6 @@ def _write_html(path: Path, run: _Run, series: object, initial_equity: float, fe
     path.write_text(page, encoding="utf-8")
 
 
-_PERCENT = {"total_return", "win_rate", "max_drawdown", "return_on_capital", "exposure"}
-
-
-def _metric_cell(name: str, value: Any) -> str:
-    if name in _PERCENT:
-        return percent(value, signed=name in ("total_return", "return_on_capital"))
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return money(value)
-
-
 def _print_comparison(runs: list[_Run], series: object, params: BacktestSettings, as_json: bool) -> None:
     bars = runs[0].bars
     hold = buy_and_hold_equity(bars, params.initial_equity, params.fee)
@@ -257,8 +244,8 @@ def _print_comparison(runs: list[_Run], series: object, params: BacktestSettings
     for name in runs[0].result.metrics:
         table.add_row(
             name,
-            *(_metric_cell(name, r.result.metrics.get(name)) for r in runs),
-            _metric_cell(name, benchmark[name]) if name in benchmark else "",
+            *(metric_text(name, r.result.metrics.get(name)) for r in runs),
+            metric_text(name, benchmark[name]) if name in benchmark else "",
         )
     out.print(table)
 
@@ -305,5 +292,5 @@ def _print_result(result: BacktestResult, title: str) -> None:
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
-        table.add_row(name, _metric_cell(name, value))
+        table.add_row(name, metric_text(name, value))
     out.print(table)

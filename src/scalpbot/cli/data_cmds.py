@@ -67,8 +67,8 @@ def fetch(
     exchange: str | None = ExchangeOpt,
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
-    since: str | None = typer.Option(None, "--since", help="First bar open time, ISO-8601 UTC"),
-    until: str | None = typer.Option(None, "--until", help="Stop before this open time [now]"),
+    since: str | None = typer.Option(None, "--from", "--since", help="First bar open time, ISO-8601 UTC"),
+    until: str | None = typer.Option(None, "--to", "--until", help="Stop before this open time [now]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
@@ -79,7 +79,7 @@ def fetch(
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings
     series = services.series()
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    start, end = parse_time(since, "--from"), parse_time(until, "--to")
     choice = build_market_data(source, services)
     default_since = services.clock.now() - pd.Timedelta(days=settings.data.lookback_days)
     expected = None

@@ -13,8 +13,10 @@ from rich.table import Table
 from scalpbot.cli.data_cmds import SymbolOpt, parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
+from scalpbot.cli.tables import metric_text
 from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.progress import progress_bar
+from scalpbot.reporting.changes import change_row
 from scalpbot.services import build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
@@ -26,7 +28,7 @@ def run_monitor(
     symbol: str | None = SymbolOpt,
     days: float = typer.Option(7.0, "--days", help="Length of the window in days"),
     until: str | None = typer.Option(
-        None, "--until", help="End of the window [the bot's last bar, else now]"
+        None, "--to", "--until", help="End of the window [the bot's last bar, else now]"
     ),
     improve: bool = typer.Option(
         True, "--improve/--no-improve", help="Run online learning and RL adjustment"
@@ -49,7 +51,7 @@ def run_monitor(
             series,
             bot=name,
             days=days,
-            until=parse_time(until, "--until"),
+            until=parse_time(until, "--to"),
             notifier=notifier,
             steps=tuple(_advancing(step, advance) for step in steps),
         )
@@ -60,12 +62,16 @@ def run_monitor(
     table = Table(title=f"bot {name}: {week.start:%Y-%m-%d %H:%M} .. {week.end:%Y-%m-%d %H:%M} UTC")
     for column in ("metric", "this week", "previous"):
         table.add_column(column, justify="right" if column != "metric" else "left")
-    previous = week.previous_metrics or {}
+    previous = week.previous_metrics
     for metric, value in week.metrics.items():
-        table.add_row(metric, _fmt(value), _fmt(previous.get(metric)))
+        before = "" if previous is None else metric_text(metric, previous.get(metric))
+        table.add_row(metric, metric_text(metric, value), before)
     out.print(table)
+    if previous is None:
+        out.print("no previous week: the bot was not trading yet")
     for change in report.changes:
-        out.print(f"{change.get('kind')}: {change.get('reason') or change.get('skipped')}")
+        name, outcome, release, why, *_ = change_row(change)
+        out.print(f"{name}: {outcome}{'' if release == '-' else ' ' + release} - {why}")
     for note in report.notes:
         out.print(f"note: {note}")
     out.print(f"report: {report.report_key} in {services.store.describe()}")
@@ -80,14 +86,6 @@ def _advancing(step: Any, advance: Any) -> Any:
         return step(week)
 
     return run
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.4f}"
 
 
 def run_report(

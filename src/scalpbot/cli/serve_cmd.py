@@ -21,7 +21,7 @@ def serve(
     """
     import uvicorn
 
-    from scalpbot.dashboard import build_app
+    from scalpbot.dashboard.app import build_app
 
     services = state_of(ctx).services({"serve": {"host": host, "port": port}})
     settings = services.settings.serve

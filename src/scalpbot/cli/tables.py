@@ -16,7 +16,7 @@ import pandas as pd
 from rich import box
 from rich.table import Table
 
-__all__ = ["WIDE", "money", "percent", "price", "trades_table", "utc_times"]
+__all__ = ["PERCENT_METRICS", "WIDE", "metric_text", "money", "percent", "price", "trades_table", "utc_times"]
 
 
 def percent(value: object, *, signed: bool = True) -> str:
@@ -68,6 +68,21 @@ def utc_times(times: pd.DatetimeIndex) -> tuple[list[str], str]:
 
 WIDE = 110
 """From this many terminal columns on, tables show every column (quantity and fees too)."""
+
+
+PERCENT_METRICS = frozenset({"total_return", "win_rate", "max_drawdown", "return_on_capital", "exposure"})
+_SIGNED = frozenset({"total_return", "return_on_capital"})
+
+
+def metric_text(name: str, value: object) -> str:
+    """Return a metric as the CLI shows it: fractions as percentages, counts whole, the rest with 2 decimals."""
+    if name in PERCENT_METRICS:
+        return percent(value, signed=name in _SIGNED)
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return money(value)
 
 
 def trades_table(trades: pd.DataFrame, title: str, width: int = 200) -> Table:

@@ -165,7 +165,7 @@ def list_trades(
         if len(bars):
             mark = {"mark_price": float(bars["close"].iloc[0]), "mark_time": stored.snapshot.last_bar_time}
     trades = Ledger(services.store, name).trades(
-        parse_time(since, "--since"), parse_time(until, "--until"), **mark
+        parse_time(since, "--from"), parse_time(until, "--to"), **mark
     )
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
