@@ -36,9 +36,9 @@ def test_a_copied_out_report_stands_alone(operated_store: Path, tmp_path: Path, 
     from selenium.webdriver.common.by import By
 
     copy = tmp_path / "out" / "week.html"
-    main(
-        ["--store", str(operated_store), "report", "--bot", "alpha", "--out", str(copy)]
-    )  # exits only on error
+    with pytest.raises(SystemExit) as ended:
+        main(["--store", str(operated_store), "report", "--bot", "alpha", "--out", str(copy)])
+    assert ended.value.code == 0
     assert copy.stat().st_size > 4_000_000  # plotly.js inlined: nothing else to carry along
     browser.get(copy.as_uri())
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#price-chart svg.main-svg"))
