@@ -176,8 +176,8 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
     reasons_sim = both["exit_reason_sim"].astype(str).tolist()
     matched = [
         {
-            "entry_time": str(both["key"].iloc[i]).split("|")[0],
-            "side": int(side[i]),
+            "entry_time": pd.Timestamp(str(both["key"].iloc[i]).split("|")[0]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "side": "long" if side[i] > 0 else "short",
             "entry_slippage": float(entry_slippage[i]),
             "exit_slippage": float(exit_slippage[i]),
             "pnl_difference": float(pnl_difference[i]),

@@ -23,6 +23,8 @@ _KINDS = {
     "release": "Release",
     "train": "Training",
 }
+_PARAM_PAIRS = (("params_before", "params_after"), ("static_params", "proposed_params"))
+"""Parameter sets before and after a change, shown as ``name old → new`` for what changed."""
 _SHOWN = {"kind", "step", "skipped", "promoted", "verdict", "release_id", "reason", "challenger", "incumbent"}
 
 
@@ -95,13 +97,12 @@ def change_row(change: Mapping[str, Any]) -> tuple[str, ...]:
         why = _value_text(change.get("reason") or change.get("reasons"))
     release = change.get("release_id") or change.get("after")
     details: list[str] = []
-    if "params_before" in change or "params_after" in change:
-        details.append(_params_delta(change.get("params_before"), change.get("params_after")))
-    rest = {
-        k: v
-        for k, v in change.items()
-        if k not in _SHOWN and k not in ("params_before", "params_after", "after", "reasons")
-    }
+    paired: set[str] = set()
+    for before, after in _PARAM_PAIRS:
+        if before in change or after in change:
+            details.append(_params_delta(change.get(before), change.get(after)))
+            paired |= {before, after}
+    rest = {k: v for k, v in change.items() if k not in _SHOWN | paired | {"after", "reasons"}}
     details.extend(f"{k.replace('_', ' ')}: {_value_text(v)}" for k, v in rest.items())
     if "reasons" in change and change.get("reason"):
         details.append(_value_text(change["reasons"]))
