@@ -188,3 +188,21 @@ def test_replay_and_fetch_report_as_json(capsys: pytest.CaptureFixture[str], sto
     code, out, err = cli(capsys, store, "fetch", "--source", "sample", "--json")
     assert code == 0, err
     assert json.loads(out)["added"] == 0 and json.loads(out)["last"] == "2024-12-31T23:59:00Z"
+
+
+def test_a_replayed_run_ends_with_equity_return_and_trades(operated_store: Path) -> None:
+    import pandas as pd
+
+    from scalpbot.cli.summary import replay_summary
+
+    services = build_services(load_settings(None, {"store": {"url": str(operated_store)}}))
+    start, end = pd.Timestamp("2024-12-29T00:00:00Z"), pd.Timestamp("2024-12-29T12:00:00Z")
+    trades = Ledger(services.store, "alpha").trades(start, end)
+    loaded = PortfolioStore(services.store, "alpha").load()
+    assert loaded is not None
+    equity = loaded.snapshot.equity
+    change = equity / (equity - float(trades["pnl"].sum())) - 1
+    line = replay_summary(services, "alpha", start, end)
+    won = int((trades["pnl"] > 0).sum())
+    assert line == f"bot alpha: equity {equity:,.2f} ({change * 100:+.2f}%), {len(trades)} trades ({won} won)"
+    assert replay_summary(services, "nobody", start, end) == "bot nobody: no cycle ran"

@@ -12,7 +12,7 @@ import typer
 from scalpbot.cli.data_cmds import parse_time
 from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
-from scalpbot.cli.summary import replay_summary
+from scalpbot.cli.summary import release_line, replay_summary
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CycleFailed
@@ -104,6 +104,7 @@ def run_all(
         # The first review comes after a full period of trading, not on the first bar.
         ScheduledJob("monitor", monitor_job, pd.Timedelta(days=monitor_every_days), wait_first=True),
     ]
+    err.print(release_line(services, fallback_newest=services.settings.execute.broker == "paper"))
     scheduler = Scheduler(jobs, notifier=notifier, symbol=series.symbol, stop=stop)
     report = scheduler.run(ticks)
     runs = ", ".join(f"{job} {n}" for job, n in report.runs.items())

@@ -1,9 +1,12 @@
-"""The closing line of a replay: the bot's equity, its trades and its return over the replayed window."""
+"""Lines the trading commands print: which release trades, and how a replayed run ended."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from scalpbot.errors import ModelError
+from scalpbot.release_choice import choose_release
+from scalpbot.releases import ReleaseStore
 from scalpbot.services import Services
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
@@ -27,3 +30,20 @@ def replay_summary(services: Services, bot: str, start: pd.Timestamp, end: pd.Ti
     sign = "+" if change >= 0 else ""
     text = f"{sign}{change * 100:.2f}%".replace("-0.00%", "0.00%").replace("+0.00%", "0.00%")
     return f"bot {bot}: equity {equity:,.2f} ({text}), {len(trades)} trades ({won} won)"
+
+
+def release_line(services: Services, *, fallback_newest: bool = False) -> str:
+    """Return which release the bot trades now (the pointer is followed: a promotion takes over next cycle).
+
+    ``fallback_newest``: a paper run that trades the newest release while none is current.
+    """
+    symbol = services.settings.data.symbol
+    releases = ReleaseStore(services.store)
+    try:
+        choice = choose_release(releases, symbol, "current")
+    except ModelError as e:
+        if fallback_newest and releases.list(symbol):
+            newest = choose_release(releases, symbol, "newest")
+            return f"trading {newest.describe()} until a release passes the gate (paper)"
+        return f"warning: {e}"
+    return f"trading {choice.describe()}; a newer promotion takes over at the next cycle"

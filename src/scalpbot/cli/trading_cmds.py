@@ -15,6 +15,7 @@ from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt, parse_time
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
+from scalpbot.cli.summary import release_line
 from scalpbot.cli.tables import trades_table
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError
@@ -65,6 +66,7 @@ def trade(
     series, name = services.series(), services.settings.bot.name
     executor = build_executor(services, series, bot=name, bars=stored_bars(services, series))
     choice = build_market_data(source, services)
+    err.print(release_line(services))
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
