@@ -38,7 +38,7 @@ _SCRIPT = r"""
 const cfg = JSON.parse(document.getElementById('config').textContent);
 let selected = null;
 const $ = (id) => document.getElementById(id);
-const pct = (v) => v == null ? '-' : (v * 100).toFixed(2) + ' %';
+const pct = (v) => v == null ? '-' : (Math.abs(v) < 0.00005 ? 0 : v * 100).toFixed(2) + '%';
 const money = (v) => v == null ? '-' : (Math.abs(v) < 0.005 ? 0 : v).toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
 const price = (v) => v == null ? '-' : v.toLocaleString('en-US', {maximumSignificantDigits: 8});
 const when = (t) => t == null ? '-' : t.replace('T', ' ').replace(/:00Z$/, '').replace('Z', '');
@@ -115,7 +115,7 @@ async function drawCharts(bot) {
     hovertemplate: '%{x} UTC<br>equity %{y:,.2f}<extra></extra>'}], layout({yaxis: {tickformat: ',.0f'}}), plotConfig);
   Plotly.react('drawdown-chart', [{x: eq.time, y: eq.drawdown, mode: 'lines', fill: 'tozeroy',
     line: {color: '#d73027', width: 1}, hovertemplate: '%{x} UTC<br>drawdown %{y:.2%}<extra></extra>'}],
-    layout({height: 160, yaxis: {tickformat: '.1%'}}), plotConfig);
+    layout({height: 160, yaxis: {tickformat: '.2%'}}), plotConfig);
   const m = eq.metrics || {};
   $('equity-note').textContent = `last 2 days · return ${pct(m.total_return)} · max drawdown ${pct(m.max_drawdown)} · ${m.trades ?? 0} closed trades`;
   const t = px.trades;
