@@ -41,7 +41,7 @@ def test_models_list_shows_full_ids_origin_and_the_gates_reason_at_any_width(
     ids = _releases(operated_store).list("BTC/USDT")
     for release_id in ids:
         row = next(line for line in lines if release_id in line)  # the whole id, never cut
-        assert " train " in row and ("passed" in row or "failed" in row)
+        assert " train " in row and ("promoted" in row or "refused" in row)
     current = next(line for line in lines if "*" in line and "20" in line)
     assert _releases(operated_store).pointer("BTC/USDT").release_id in current  # type: ignore[union-attr]
     assert "not better than not trading" in out.replace("\n", " ").replace("  ", " ") or "challenger" in out

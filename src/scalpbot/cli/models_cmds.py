@@ -79,7 +79,7 @@ def list_releases(
             row["release_id"],
             "*" if row["current"] else "",
             row["origin"],
-            "-" if gate is None else ("passed" if gate else "failed"),
+            "-" if gate is None else ("promoted" if gate else "refused"),
             percent(judged.get("total_return")),
         ]
         if wide:

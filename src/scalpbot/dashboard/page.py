@@ -149,7 +149,7 @@ async function drawTables(bot) {
     return row([when(e.time), e.kind, side, what], [null, e.kind === 'denial' ? 'neg' : null, null, 'reason']);
   }), 'no decision recorded yet');
   fill('releases', rel.releases.map((r) => row([r.release_id, r.current ? 'current' : '', r.origin,
-    r.passed_gate == null ? '-' : r.passed_gate ? 'passed' : 'failed', pct(r.total_return),
+    r.passed_gate == null ? '-' : r.passed_gate ? 'promoted' : 'refused', pct(r.total_return),
     r.sharpe == null ? '-' : r.sharpe.toFixed(2), r.trades, r.reason],
     [null, null, null, null, 'num', 'num', 'num', 'reason'])), 'no release yet: run `scalpbot train`');
   const tot = drift.totals;
