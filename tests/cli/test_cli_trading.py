@@ -86,11 +86,22 @@ def test_an_unknown_bot_is_an_error_with_a_did_you_mean_and_no_new_bot(
     assert not (store / "state" / "alhpa").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["positions", "--bot", "alpha"], ["trades"], ["bots"], ["data", "show"], ["models", "list"], ["report"]],
+)
 def test_a_missing_store_is_an_error_for_reading_commands(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
 ) -> None:
-    code, _, err = cli(capsys, tmp_path / "nowhere", "positions", "--bot", "alpha")
-    assert code == 1 and "holds no bot at all" in err and "--store" in err
+    code, out, err = cli(capsys, tmp_path / "nowhere", *command)
+    assert code == 1 and f"no store at {tmp_path / 'nowhere'}" in err and "--store" in err
+    assert not (tmp_path / "nowhere").exists() and out == ""
+
+
+def test_an_empty_store_says_it_holds_no_bot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(capsys, tmp_path / "empty", "halt", "--bot", "alpha")
+    assert code == 1 and "holds no bot at all" in err
 
 
 def test_positions_show_the_side_in_words_and_json_the_snapshot(

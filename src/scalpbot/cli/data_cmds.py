@@ -166,7 +166,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Summarise a stored series: bar count, first and last bar, gaps and spikes."""
-    services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
+    services = state_of(ctx).read_services(_overrides(exchange, symbol, timeframe))
     data = services.settings.data
     summary = services.dataset.summary(
         services.series(), spike_sigmas=data.spike_sigmas, spike_min_move=data.spike_min_move
@@ -233,7 +233,7 @@ def export(
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format {fmt!r} is not supported; use csv or parquet")
     file_format: Literal["csv", "parquet"] = "csv" if fmt == "csv" else "parquet"
-    services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
+    services = state_of(ctx).read_services(_overrides(exchange, symbol, timeframe))
     start, end = parse_time(since, "--from"), parse_time(until, "--to")
     bars = services.dataset.read(
         services.series(),

@@ -20,7 +20,7 @@ models_app = typer.Typer(help="List, inspect, promote and roll back model releas
 
 
 def _context(ctx: typer.Context, symbol: str | None) -> tuple[ReleaseStore, str, Any]:
-    services = state_of(ctx).services({"data": {"symbol": symbol}})
+    services = state_of(ctx).read_services({"data": {"symbol": symbol}})
     return ReleaseStore(services.store), services.settings.data.symbol, services
 
 

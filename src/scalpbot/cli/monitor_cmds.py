@@ -94,7 +94,7 @@ def run_report(
     out_path: Path | None = typer.Option(None, "--out", help="Copy the latest report to this file"),
 ) -> None:
     """Print (or copy out) the bot's latest weekly report from the store; a copy stands alone (plotly.js inlined)."""
-    services = state_of(ctx).services({"bot": {"name": bot}})
+    services = state_of(ctx).read_services({"bot": {"name": bot}})
     name = services.settings.bot.name
     keys = [k for k in services.store.list(f"reports/{name}/") if k.endswith("/report.html")]
     if not keys:

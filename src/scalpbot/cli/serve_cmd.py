@@ -23,7 +23,7 @@ def serve(
 
     from scalpbot.dashboard.app import build_app
 
-    services = state_of(ctx).services({"serve": {"host": host, "port": port}})
+    services = state_of(ctx).read_services({"serve": {"host": host, "port": port}})
     settings = services.settings.serve
     actions = "enabled (token set)" if settings.token is not None else "disabled (no serve.token)"
     out.print(
@@ -37,7 +37,7 @@ def list_bots(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object")
 ) -> None:
     """List the bots that have state in the store: status, last bar, equity and position."""
-    services = state_of(ctx).services()
+    services = state_of(ctx).read_services()
     rows = []
     for name in queries.bot_names(services.store):
         held, risk = queries.position(services, name), queries.risk(services, name)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from scalpbot.config import Settings, load_settings
+from scalpbot.errors import ConfigError
 from scalpbot.ports import Notifier
 from scalpbot.services import Services, build_notifier, build_services
 
@@ -33,6 +34,20 @@ class CliState:
     def services(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Services:
         """Return the services built from :meth:`settings`."""
         return build_services(self.settings(overrides))
+
+    def read_services(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Services:
+        """Return the services of a command that only reads: a store folder that does not exist is an error.
+
+        (An S3 store is not checked here: its first read says whether the bucket can be reached.)
+        """
+        settings = self.settings(overrides)
+        url = settings.store.url
+        if "://" not in url and not Path(url).expanduser().is_dir():
+            raise ConfigError(
+                f"no store at {url}: pass --store (or set SCALPBOT_STORE) to an existing store, "
+                "or create one with `scalpbot fetch`"
+            )
+        return build_services(settings)
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -37,6 +37,10 @@ def _services(ctx: typer.Context, bot: str | None, **data: str | None) -> Servic
     return state_of(ctx).services({"bot": {"name": bot}, "data": dict(data)})
 
 
+def _read_services(ctx: typer.Context, bot: str | None) -> Services:
+    return state_of(ctx).read_services({"bot": {"name": bot}})
+
+
 def _print_cycle(report: CycleReport) -> None:
     signal = report.signal
     action = (
@@ -154,7 +158,7 @@ def list_trades(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """List the bot's closed and open trades from its ledger (the backtest's trade columns)."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
     name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     mark: dict[str, Any] = {}
@@ -179,7 +183,7 @@ def positions(
     ctx: typer.Context, bot: str | None = BotOpt, as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Show the bot's open position, equity and risk state as of its last cycle."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
     name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     if stored is None:
@@ -221,7 +225,7 @@ def halt_bot(
     reason: str = typer.Option("manual halt", "--reason", help="Why; recorded in the ledger"),
 ) -> None:
     """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
     check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=True, reason=reason)
     out.print(f"bot {services.settings.bot.name} halted: {reason}")
@@ -229,7 +233,7 @@ def halt_bot(
 
 def resume_bot(ctx: typer.Context, bot: str | None = BotOpt) -> None:
     """Release the kill switch; losses so far are accepted as the new baseline."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
     check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=False, reason="resumed by the operator")
     out.print(f"bot {services.settings.bot.name} resumed")
