@@ -9,7 +9,7 @@ DEPLOY_BIN   := $(DEPLOY_VENV)/bin
 DEPLOY_TOOLS := checkov==3.3.30 cfn-lint==1.58.0 aws-sam-translator==1.115.0
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-$(shell echo '$(DEPLOY_TOOLS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck template unit bench clean
+.PHONY: demo test lint typecheck template unit browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,8 @@ demo: $(STAMP)
 	$(BIN)/scalpbot fetch --source sample
 	$(BIN)/scalpbot data show
 	$(BIN)/scalpbot train --trials 40
-	$(BIN)/scalpbot replay --bot demo --release latest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
-	$(BIN)/scalpbot trades --bot demo --since 2024-12-31T20:00:00Z
+	$(BIN)/scalpbot replay --bot demo --release newest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
+	$(BIN)/scalpbot trades --bot demo --from 2024-12-31T20:00:00Z
 	$(BIN)/scalpbot monitor --bot demo --days 7
 
 ## test: lint, type-check, check the AWS template and run the test suite
@@ -53,8 +53,17 @@ typecheck: $(STAMP)
 template: $(DEPLOY_STAMP)
 	$(DEPLOY_BIN)/python deploy/aws/check_template.py
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest -q
+
+## browser: Debian's headless Chromium and ChromeDriver for the page tests; installed when missing and allowed
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium and chromium-driver are missing and cannot be installed here (not root, no sudo): the browser tests will skip"; fi
 
 ## bench: performance comparisons against peers (not tests)
 bench: $(STAMP)

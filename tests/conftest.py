@@ -18,9 +18,12 @@ from scalpbot.adapters.store import S3Store
 from scalpbot.core.bars import validate_bars
 
 from support.moto_server import MotoServer, running_moto_server
+from support.operated import operated_store
 from support.trained import active_release
+from support.web import browser
 
-__all__ = ["active_release"]  # a trained release on the sample, shared by the job, broker and Lambda tests
+# A trained release on the sample, shared by the job, broker and Lambda tests; a store with replayed bots.
+__all__ = ["active_release", "browser", "operated_store"]
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,9 @@ DEFAULT_CONFIG_FILE = "scalpbot.toml"
 STORE_URL_ENV = "SCALPBOT_STORE"
 NUMBA_CACHE_SEED_ENV = "SCALPBOT_NUMBA_CACHE_SEED"
 """Not a setting: the folder of prebuilt numba kernels a Lambda environment starts from (``scalpbot.aws``)."""
+
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._-]*/[A-Z0-9][A-Z0-9._-]*(:[A-Z0-9][A-Z0-9._-]*)?")
 
 
 class _Section(BaseModel):
@@ -113,10 +117,13 @@ class DataSettings(_Section):
     @field_validator("symbol")
     @classmethod
     def _symbol_is_base_quote(cls, value: str) -> str:
-        base, sep, quote = value.partition("/")
-        if not sep or not base or not quote.split(":")[0]:
+        if "," in value or any(ch.isspace() for ch in value.strip()):
+            raise ValueError(
+                f"one symbol at a time: '{value}' names several; run the command once per symbol"
+            )
+        if not _SYMBOL.fullmatch(value.strip().upper()):
             raise ValueError(f"symbol '{value}' must look like BASE/QUOTE, e.g. BTC/USDT")
-        return value.upper()
+        return value.strip().upper()
 
     @field_validator("timeframe")
     @classmethod
@@ -255,6 +262,17 @@ class BotSettings(_Section):
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+class ServeSettings(_Section):
+    """``scalpbot serve``: the dashboard and JSON API over the store."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        default=None, description="bearer token the halt and resume actions require; unset: actions refused"
+    )
+    refresh_seconds: float = Field(default=15.0, ge=1.0, description="how often the page reloads its data")
+
+
 class Settings(BaseSettings):
     """The effective configuration of one scalpbot process."""
 
@@ -276,6 +294,7 @@ class Settings(BaseSettings):
     execute: ExecuteSettings = ExecuteSettings()
     notify: NotifySettings = NotifySettings()
     bot: BotSettings = BotSettings()
+    serve: ServeSettings = ServeSettings()
 
 
 class _ScalpbotEnvSource(EnvSettingsSource):
@@ -300,6 +319,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "execute": ExecuteSettings,
     "notify": NotifySettings,
     "bot": BotSettings,
+    "serve": ServeSettings,
 }
 
 
@@ -402,7 +422,7 @@ def _describe_validation_error(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     hidden = isinstance(value, Mapping) or any(
-        word in where for word in ("secret", "key", "apprise", "password")
+        word in where for word in ("secret", "key", "apprise", "password", "token")
     )
     shown = "" if hidden else f" (got {value!r})"
     return f"invalid setting {where}: {message}{shown}"
@@ -433,6 +453,7 @@ __all__ = [
     "ExchangeSettings",
     "GateSettings",
     "ScalpbotError",
+    "ServeSettings",
     "Settings",
     "StoreSettings",
     "TrainSettings",

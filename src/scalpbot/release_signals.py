@@ -112,7 +112,11 @@ class ReleaseCache:
                     self._etag = written[-1]
                 return self._model
         if pointer is None:
-            raise ModelError(f"no release of {self._symbol} is current; run `scalpbot train` first")
+            raise ModelError(
+                f"no release of {self._symbol} is current: none has passed the promotion gate yet. Run "
+                "`scalpbot train` again, or make the newest candidate current by hand for paper trading: "
+                "`scalpbot models promote newest`"
+            )
         if self._model is None or pointer.etag != self._etag:
             release = self._releases.load_current(self._symbol)
             if release is None:

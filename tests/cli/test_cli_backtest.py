@@ -6,10 +6,11 @@ import json
 
 import pandas as pd
 import pytest
-from test_cli_data import run
 
 from scalpbot.backtest import backtest
 from scalpbot.core.strategies import sma_cross_signals
+
+from support.cli import run_cli as run
 
 METRIC_NAMES = {
     "total_return", "win_rate", "risk_reward", "max_drawdown", "return_on_capital", "sharpe", "sortino",

@@ -47,13 +47,13 @@ def test_iso_dates_and_zoned_times_are_read_as_utc(text: str, expected: datetime
 @pytest.mark.parametrize(
     "command",
     [
-        ("fetch", "--source", "sample", "--since"),
-        ("trades", "--since"),
+        ("fetch", "--source", "sample", "--from"),
+        ("trades", "--from"),
         ("backtest", "--from"),
         ("replay", "--to", "2025-01-01", "--from"),
         ("data", "export", "--out", "x.csv", "--from"),
-        ("train", "--until"),
-        ("monitor", "--until"),
+        ("train", "--to"),
+        ("monitor", "--to"),
     ],
 )
 def test_each_command_refuses_a_non_iso_date_with_one_line_and_changes_nothing(
@@ -74,7 +74,7 @@ def test_each_command_refuses_a_non_iso_date_with_one_line_and_changes_nothing(
         ("replay", "--from", "2024-12-31", "--to", "2024-12-30"),
         ("backtest", "--from", "2024-12-31", "--to", "2024-12-31"),
         ("trades", "--since", "2024-12-31", "--until", "2024-12-30"),
-        ("fetch", "--source", "sample", "--since", "2024-12-31", "--until", "2024-12-30"),
+        ("fetch", "--source", "sample", "--from", "2024-12-31", "--to", "2024-12-30"),
         ("data", "export", "--out", "x.csv", "--from", "2024-12-31", "--to", "2024-12-30"),
         ("run", "--replay", "2024-12-31", "2024-12-30"),
     ],

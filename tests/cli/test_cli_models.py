@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_cli_data import run
 
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.gate import GateVerdict
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
 
+from support.cli import run_cli as run
 from support.planted_edge import CASES, load_real_bars, run_case
 
 _, ABOVE_COSTS, BELOW_COSTS = CASES
@@ -53,9 +53,9 @@ def test_models_list_prints_the_promotion_and_the_refusal_lines(
     ids = _publish(tmp_path / "store", verdicts)
     code, out, err = run(capsys, "--store", str(tmp_path / "store"), "models", "list")
     assert code == 0, err
-    lines = out.splitlines()
-    assert f"{ids[0]}: {promoted.reason}" in lines
-    assert f"{ids[1]}: {refused.reason}" in lines
+    text = " ".join(out.split())  # each verdict is one paragraph, folded to the terminal's width
+    assert f"{ids[0]}: {promoted.reason}" in text
+    assert f"{ids[1]}: {refused.reason}" in text
     assert promoted.reason.startswith(
         "promoted: 1439 trades >= 20 on the test window, 30.0 days >= 7 on the test"
     )

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_cli_data import run
+
+from support.cli import run_cli as run
 
 
 @pytest.fixture

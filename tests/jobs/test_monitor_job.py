@@ -105,9 +105,9 @@ def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(
     assert "rl_agent.zip" in releases.manifest("BTC/USDT", rl["release_id"])["artifacts"]
     assert report.report_key is not None
     html = services.store.get(report.report_key).data.decode()
-    assert "reinforcement_learning" in html and "online_learning" in html
+    assert "<td>Reinforcement learning</td>" in html and "<td>Online learning</td>" in html
     assert html.count("refused: ") >= 2  # each verdict line, with its statistics beside it
-    assert "deflated_sharpe" in html and "bootstrap_p" in html
+    assert "deflated Sharpe" in html and "bootstrap p = " in html  # the statistics behind each verdict
 
 
 def test_the_week_lists_the_gates_verdict_on_each_release_trained_in_it(tmp_path: Path) -> None:

@@ -160,12 +160,29 @@ def test_a_better_or_worse_change_is_marked(page: str) -> None:
     assert re.search(r'<tr data-metric="trades">.*?class="delta ">', page)  # no direction for a count
 
 
-def test_missing_values_and_a_missing_previous_week_show_dashes(week: WeeklyReport) -> None:
+def test_missing_values_show_dashes_and_a_missing_previous_week_blank_cells(week: WeeklyReport) -> None:
     metrics = {**week.metrics, "sharpe": None, "profit_factor": math.nan}
-    rows = metric_rows(render_html(replace(week, metrics=metrics, previous_metrics=None)))
-    assert rows["sharpe"] == ["-", "-", "-"]
+    page = render_html(replace(week, metrics=metrics, previous_metrics=None))
+    rows = metric_rows(page)
+    assert rows["sharpe"] == ["-", "", ""]
     assert rows["profit_factor"][0] == "-"
-    assert rows["total_return"][1:] == ["-", "-"]
+    assert rows["total_return"][1:] == ["", ""]
+    assert "the bot was not trading yet" in page
+
+
+def test_rounding_noise_never_shows_as_an_exponent_or_a_negative_zero(week: WeeklyReport) -> None:
+    noise = -3.552713678800501e-15
+    metrics = {**week.metrics, "expectancy": noise, "total_return": -0.00001}
+    previous = {**(week.previous_metrics or {}), "expectancy": 0.0, "total_return": 0.0}
+    page = render_html(
+        replace(
+            week, metrics=metrics, previous_metrics=previous, drift={**DRIFT, "totals": {"live_pnl": noise}}
+        )
+    ).replace(get_plotlyjs(), "")
+    rows = metric_rows(page)
+    assert rows["expectancy"] == ["0.00", "0.00", "0.00"]
+    assert rows["total_return"] == ["0.00%", "0.00%", "0.00 pp"]
+    assert "e-15" not in page and "-0.00" not in page
 
 
 def test_page_has_equity_drawdown_and_price_charts_with_plotly_inlined_once(page: str) -> None:
@@ -258,15 +275,57 @@ def test_text_from_the_report_is_escaped(week: WeeklyReport) -> None:
     assert page.count("&lt;script&gt;") >= 5
 
 
-def test_changes_render_as_one_table_with_the_union_of_keys(page: str) -> None:
+def test_changes_read_as_words_and_numbers_not_json(page: str) -> None:
     section = re.search(r'<section id="changes">(.*?)</section>', page)
     assert section is not None
     changes = section.group(1)
-    for header in ("kind", "before", "after", "verdict", "params before", "params after", "reasons"):
+    for header in ("Change", "Outcome", "Release", "Why", "Details"):
         assert f"<th>{header}</th>" in changes
     assert changes.count("<tr>") == 1 + len(CHANGES)
-    assert "<code>{&quot;sl&quot;: 0.004, &quot;tp&quot;: 0.006}</code>" in changes
+    assert "<code>" not in changes and "{" not in changes
+    assert "<td>Online learning</td><td>rejected</td>" in changes
+    assert "sl 0.0030 → 0.0040" in changes
+    assert "sharpe fell from 1.20 to 0.90; max drawdown above 5 %" in changes
     assert "btc-2024-11-25" in changes
+
+
+def test_a_gate_verdict_shows_the_outcome_the_reason_and_both_sides_metrics() -> None:
+    from scalpbot.reporting.changes import change_row
+
+    row = change_row(
+        {
+            "kind": "reinforcement_learning",
+            "release_id": "20250101T000000Z-abcdef12",
+            "promoted": False,
+            "reason": "challenger sharpe 0.40 below the incumbent's 0.90",
+            "challenger": {"total_return": 0.0123, "sharpe": 0.4, "trades": 31},
+            "incumbent": {"total_return": -0.0021, "sharpe": 0.9, "trades": 12},
+        }
+    )
+    assert row == (
+        "Reinforcement learning",
+        "not promoted",
+        "20250101T000000Z-abcdef12",
+        "challenger sharpe 0.40 below the incumbent's 0.90",
+        "return 1.23 %, Sharpe 0.40, 31 trades",
+        "return -0.21 %, Sharpe 0.90, 12 trades",
+        "-",
+    )
+    assert change_row({"kind": "online_learning", "skipped": "12 new labelled bars"})[:4] == (
+        "Online learning", "skipped", "-", "12 new labelled bars",
+    )  # fmt: skip
+
+
+def test_a_page_can_reference_one_shared_plotly_and_be_made_standalone_again(
+    week: WeeklyReport, page: str
+) -> None:
+    from scalpbot.reporting.html_report import plotly_asset, standalone
+
+    name, script = plotly_asset()
+    small = render_html(week, plotly_src=f"../../assets/{name}")
+    assert get_plotlyjs() not in small and f'src="../../assets/{name}"' in small
+    assert len(small.encode()) < 500_000 and script == get_plotlyjs().encode()
+    assert standalone(small, f"../../assets/{name}") == page
 
 
 def test_drift_shows_totals_and_one_row_per_trade_difference(page: str) -> None:

@@ -12,8 +12,9 @@ from scalpbot.cli.backtest_cmd import run_backtest
 from scalpbot.cli.data_cmds import data_app, fetch
 from scalpbot.cli.models_cmds import models_app
 from scalpbot.cli.monitor_cmds import notify_test, run_monitor, run_report
-from scalpbot.cli.render import err, print_json
+from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.run_cmd import run_all
+from scalpbot.cli.serve_cmd import list_bots, serve
 from scalpbot.cli.state import CliState, state_of
 from scalpbot.cli.trading_cmds import halt_bot, list_trades, positions, resume_bot, run_replay, trade
 from scalpbot.cli.train_cmd import run_train
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -43,6 +45,16 @@ app.command("monitor")(run_monitor)
 app.command("report")(run_report)
 app.command("notify-test")(notify_test)
 app.command("run")(run_all)
+app.command("serve")(serve)
+app.command("bots")(list_bots)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"scalpbot {version('scalpbot')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -53,6 +65,9 @@ def root(
         None, "--store", help="Folder path or s3://bucket/prefix [SCALPBOT_STORE, store.url]"
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks of errors"),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit"
+    ),
 ) -> None:
     """Retrieve, train, execute and monitor: locally or on AWS Lambda."""
     ctx.obj = CliState(config=config, store=store, verbose=verbose)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,15 +17,19 @@ from rich.table import Table
 from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
-from scalpbot.cli.render import iso, out, print_json
+from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import state_of
+from scalpbot.cli.tables import metric_text, trades_table
 from scalpbot.config import BacktestSettings
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
+from scalpbot.core.benchmark import buy_and_hold_equity, buy_and_hold_metrics
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.errors import ConfigError, DataError, ModelError
-from scalpbot.release_signals import ReleaseCache, TradingModel, release_signals
+from scalpbot.data.stored import unknown_series_hint
+from scalpbot.errors import ConfigError, DataError
+from scalpbot.release_choice import ReleaseChoice, choose_release
+from scalpbot.release_signals import TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
 from scalpbot.wiring import Services
 
@@ -38,11 +44,15 @@ STRATEGIES: dict[str, SignalBuilder] = {
 
 def run_backtest(
     ctx: typer.Context,
+    compared: list[str] | None = typer.Argument(
+        None, help="With --compare: strategies and releases (current, latest, newest, an id prefix)"
+    ),
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
     exchange: str | None = ExchangeOpt,
     since: str | None = typer.Option(None, "--from", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--to", help="Stop before this open time"),
+    days: float | None = typer.Option(None, "--days", help="The last DAYS before --to (or the newest bar)"),
     strategy: str | None = typer.Option(
         None, "--strategy", help="sma-cross | release [config backtest.strategy]"
     ),
@@ -55,11 +65,25 @@ def run_backtest(
     slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
     initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
     release: str | None = typer.Option(
-        None, "--release", help="Release id for --strategy release, or 'latest' [current]"
+        None, "--release", help="For --strategy release: current | latest | newest | an id prefix [current]"
     ),
+    compare: bool = typer.Option(
+        False,
+        "--compare",
+        help="Backtest each strategy or release given as arguments; one table side by side",
+    ),
+    html_path: Path | None = typer.Option(
+        None,
+        "--html",
+        help="Write a page: equity beside buy and hold, drawdown, price with trades, exit reasons",
+    ),
+    show_trades: bool = typer.Option(False, "--trades", help="Print the trade list with a totals row"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
 ) -> None:
-    """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first)."""
+    """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first).
+
+    `scalpbot backtest --compare current newest sma-cross` runs each on the same bars and prints one table.
+    """
     overrides: dict[str, dict[str, Any]] = {
         "exchange": {"id": exchange},
         "data": {"symbol": symbol, "timeframe": timeframe},
@@ -77,31 +101,154 @@ def run_backtest(
     }
     services = state_of(ctx).services(overrides)
     params = services.settings.backtest
-    start, end = parse_range(since, until)
-    first = None if start is None else pd.Timestamp(start)
     series = services.series()
-    if params.strategy == "release":
-        trading = load_trading_model(services, series.symbol, release)
+    first, end = _window(services, *parse_range(since, until), days)
+    if compared and not compare:
+        raise ConfigError(
+            f"unexpected argument '{compared[0]}'; to compare, use --compare {' '.join(compared)}"
+        )
+    if compare:
+        if not compared or len(compared) < 2:
+            raise ConfigError(
+                "--compare needs two or more strategies or releases, e.g. --compare current sma-cross"
+            )
+        runs = [_run(services, params, item, first, end) for item in compared]
+        _print_comparison(runs, series, params, as_json)
+        return
+    label = params.strategy if params.strategy != "release" else (release or "current")
+    run = _run(services, params, label, first, end, strategy_name=params.strategy)
+    result, bars = run.result, run.bars
+    if html_path is not None:
+        _write_html(html_path, run, series, params.initial_equity, params.fee)
+    if as_json:
+        print_json({"metrics": result.metrics, "trades": trades_payload(result.trades), **run.release_json()})
+        return
+    _print_result(result, f"{run.label} on {series}, {iso(bars.index[0])} .. {iso(bars.index[-1])}")
+    if show_trades:
+        out.print(trades_table(result.trades, f"trades of {run.label}", out.width))
+    if html_path is not None:
+        out.print(f"wrote {html_path}")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One backtest of the command: what ran (strategy or release), on which bars, and its result."""
+
+    label: str
+    bars: pd.DataFrame
+    result: BacktestResult
+    release: ReleaseChoice | None
+
+    def release_json(self) -> dict[str, Any]:
+        return {} if self.release is None else {"release": self.release.release_id}
+
+
+def _window(
+    services: Services, start: datetime | None, end: datetime | None, days: float | None
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Return ``[first, end)`` from --from/--to, or --days before --to (before the newest stored bar)."""
+    first, last = _ts(start), _ts(end)
+    if days is None:
+        return first, last
+    if first is not None:
+        raise ConfigError("give --from or --days, not both")
+    if days <= 0:
+        raise ConfigError(f"--days must be > 0; got {days:g}")
+    if last is None:
+        newest = services.dataset.last_open_time(services.series())
+        if newest is None:
+            raise DataError(f"no bars of {services.series()} stored; run `scalpbot fetch` first")
+        last = newest + timeframe_delta(services.series().timeframe)
+    return last - pd.Timedelta(days=days), last
+
+
+def _run(
+    services: Services,
+    params: BacktestSettings,
+    item: str,
+    first: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    *,
+    strategy_name: str | None = None,
+) -> _Run:
+    """Backtest ``item``: a strategy name, or a release selector (with ``strategy_name`` ``release``)."""
+    series = services.series()
+    choice: ReleaseChoice | None = None
+    if strategy_name is None and item in STRATEGIES:
+        strategy_name = item
+    if strategy_name in (None, "release"):
+        choice = choose_release(ReleaseStore(services.store), series.symbol, item)
+        err.print(f"{item}: {choice.describe()}")
+        trading = TradingModel.from_release(
+            ReleaseStore(services.store).load(series.symbol, choice.release_id)
+        )
         # Read the feature warm-up before --from so the first bar of the window can already trade.
         warmup = FEATURE_WINDOW * timeframe_delta(series.timeframe)
-        history = services.dataset.read(series, None if first is None else first - warmup, _ts(end))
+        history = services.dataset.read(series, None if first is None else first - warmup, end)
         signals = release_signals(history, trading)
         inside = np.ones(len(history), dtype=bool) if first is None else np.asarray(history.index >= first)
         bars, signals = history.loc[inside], signals.loc[inside]
+        label = f"release {choice.release_id}"
     else:
-        bars = services.dataset.read(series, first, _ts(end))
-        signals = _strategy(params.strategy)(bars, params)
+        bars = services.dataset.read(series, first, end)
+        signals = _strategy(str(strategy_name))(bars, params)
+        label = str(strategy_name)
     if len(bars) < 2:
+        if services.dataset.last_open_time(series) is None:
+            hint = unknown_series_hint(services.store, series)
+            raise DataError(f"no bars of {series} are stored{hint}; fetch them with `scalpbot fetch`")
         raise DataError(
             f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
         )
     result = backtest(
         bars, signals, fee=params.fee, slippage=params.slippage, initial_equity=params.initial_equity
     )
+    return _Run(label, bars, result, choice)
+
+
+def _write_html(path: Path, run: _Run, series: object, initial_equity: float, fee: float) -> None:
+    from scalpbot.reporting.backtest_report import render_backtest_html
+
+    hold = buy_and_hold_equity(run.bars, initial_equity, fee)
+    page = render_backtest_html(
+        f"{run.label} on {series}",
+        bars=run.bars,
+        timeframe=str(getattr(series, "timeframe", "1m")),
+        trades=run.result.trades,
+        equity=run.result.equity,
+        metrics=run.result.metrics,
+        benchmark_equity=hold,
+        benchmark_metrics=buy_and_hold_metrics(hold),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+
+
+def _print_comparison(runs: list[_Run], series: object, params: BacktestSettings, as_json: bool) -> None:
+    bars = runs[0].bars
+    hold = buy_and_hold_equity(bars, params.initial_equity, params.fee)
+    benchmark = buy_and_hold_metrics(hold)
     if as_json:
-        print_json({"metrics": result.metrics, "trades": trades_payload(result.trades)})
+        print_json(
+            {
+                "runs": [{"label": r.label, **r.release_json(), "metrics": r.result.metrics} for r in runs],
+                "buy_and_hold": benchmark,
+            }
+        )
         return
-    _print_result(result, f"{params.strategy} on {series}, {iso(bars.index[0])} .. {iso(bars.index[-1])}")
+    title = f"{series}, {iso(bars.index[0])} .. {iso(bars.index[-1])}"
+    table = Table(title=title)
+    table.add_column("metric")
+    for run in runs:
+        table.add_column(run.label.removeprefix("release "), justify="right")
+    table.add_column("buy and hold", justify="right")
+    for name in runs[0].result.metrics:
+        table.add_row(
+            name,
+            *(metric_text(name, r.result.metrics.get(name)) for r in runs),
+            metric_text(name, benchmark[name]) if name in benchmark else "",
+        )
+    out.print(table)
 
 
 def _strategy(name: str) -> SignalBuilder:
@@ -119,16 +266,11 @@ def _ts(value: datetime | None) -> pd.Timestamp | None:
 
 
 def load_trading_model(services: Services, symbol: str, release_id: str | None) -> TradingModel:
-    """Return the named release, or the current one, verified and ready to trade."""
+    """Return the release ``release_id`` selects (see :mod:`scalpbot.release_choice`), verified; say which."""
     releases = ReleaseStore(services.store)
-    if release_id == "latest":
-        return ReleaseCache(releases, symbol, "latest").current()
-    if release_id is None:
-        pointer = releases.pointer(symbol)
-        if pointer is None:
-            raise ModelError(f"no release of {symbol} is current; run `scalpbot train` or pass --release ID")
-        release_id = pointer.release_id
-    return TradingModel.from_release(releases.load(symbol, release_id))
+    choice = choose_release(releases, symbol, release_id)
+    err.print(choice.describe())
+    return TradingModel.from_release(releases.load(symbol, choice.release_id))
 
 
 def trades_payload(trades: pd.DataFrame) -> list[dict[str, Any]]:
@@ -150,15 +292,6 @@ def _print_result(result: BacktestResult, title: str) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    percent = {"total_return", "win_rate", "max_drawdown", "return_on_capital", "exposure"}
     for name, value in result.metrics.items():
-        if value is None:
-            shown = "-"
-        elif name in percent:
-            shown = f"{value:.2%}"
-        elif isinstance(value, int):
-            shown = f"{value:,}"
-        else:
-            shown = f"{value:,.4f}"
-        table.add_row(name, shown)
+        table.add_row(name, metric_text(name, value))
     out.print(table)

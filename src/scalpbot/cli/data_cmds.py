@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 import pandas as pd
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from scalpbot.cli.dates import parse_range
@@ -31,20 +38,36 @@ def _overrides(exchange: str | None, symbol: str | None, timeframe: str | None) 
     return {"exchange": {"id": exchange}, "data": {"symbol": symbol, "timeframe": timeframe}}
 
 
+def synthetic_exchange(source: str, exchange: str | None) -> str | None:
+    """Return the exchange id to store under: ``synthetic`` for synthetic bars (refusing a real one)."""
+    if source.partition(":")[0] != "synthetic":
+        return exchange
+    if exchange not in (None, "synthetic"):
+        raise ConfigError(
+            f"synthetic bars are stored under the exchange id 'synthetic', not '{exchange}': drop --exchange"
+        )
+    return "synthetic"
+
+
 def fetch(
     ctx: typer.Context,
     source: str = typer.Option("ccxt", "--source", help="ccxt | file:PATH | sample | synthetic[:SEED]"),
     exchange: str | None = ExchangeOpt,
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
-    since: str | None = typer.Option(None, "--since", help="First bar open time, ISO-8601 UTC"),
-    until: str | None = typer.Option(None, "--until", help="Stop before this open time [now]"),
+    since: str | None = typer.Option(None, "--from", "--since", help="First bar open time, ISO-8601 UTC"),
+    until: str | None = typer.Option(None, "--to", "--until", help="Stop before this open time [now]"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
-    """Retrieve closed bars into the store: validated, deduplicated, append-only."""
+    """Retrieve closed bars into the store: validated, deduplicated, append-only.
+
+    Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
+    """
+    exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings
     series = services.series()
-    start, end = parse_range(since, until, ("--since", "--until"))
+    start, end = parse_range(since, until)
     choice = build_market_data(source, services)
     default_since = services.clock.now() - pd.Timedelta(days=settings.data.lookback_days)
     expected = None
@@ -58,6 +81,8 @@ def fetch(
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=err,
             transient=True,
             disable=not err.is_terminal,
@@ -80,7 +105,23 @@ def fetch(
             spike_min_move=settings.data.spike_min_move,
             on_progress=advance,
         )
-    _print_retrieve(report, services.store.describe())
+    if as_json:
+        print_json(
+            {
+                "series": str(report.series),
+                "source": report.source,
+                "received": report.received,
+                "added": report.added,
+                "already_stored": report.already_stored,
+                "conflicts": report.conflicts,
+                "partitions_written": report.partitions_written,
+                "gaps": len(report.gaps),
+                "spikes": len(report.spikes),
+                "last": iso(report.last),
+            }
+        )
+    else:
+        _print_retrieve(report, services.store.describe())
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""
         notifier.notify(f"retrieve {series}", f"{report.added} new bars, newest {iso(report.last)}{gaps}")
@@ -113,7 +154,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Summarise a stored series: bar count, first and last bar, gaps and spikes."""
-    services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
+    services = state_of(ctx).read_services(_overrides(exchange, symbol, timeframe))
     data = services.settings.data
     summary = services.dataset.summary(
         services.series(), spike_sigmas=data.spike_sigmas, spike_min_move=data.spike_min_move
@@ -180,8 +221,8 @@ def export(
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format {fmt!r} is not supported; use csv or parquet")
     file_format: Literal["csv", "parquet"] = "csv" if fmt == "csv" else "parquet"
-    services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
-    start, end = parse_range(since, until)
+    start, end = parse_range(since, until)  # a bad date is refused before the store is read
+    services = state_of(ctx).read_services(_overrides(exchange, symbol, timeframe))
     bars = services.dataset.read(
         services.series(),
         None if start is None else pd.Timestamp(start),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from scalpbot.cli.data_cmds import SymbolOpt
 from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
+from scalpbot.cli.tables import metric_text
 from scalpbot.errors import ConfigError, ObjectNotFound
+from scalpbot.progress import progress_bar
+from scalpbot.reporting.changes import change_row
 from scalpbot.wiring import build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
@@ -25,7 +29,7 @@ def run_monitor(
     symbol: str | None = SymbolOpt,
     days: float = typer.Option(7.0, "--days", help="Length of the window in days"),
     until: str | None = typer.Option(
-        None, "--until", help="End of the window [the bot's last bar, else now]"
+        None, "--to", "--until", help="End of the window [the bot's last bar, else now]"
     ),
     improve: bool = typer.Option(
         True, "--improve/--no-improve", help="Run online learning and RL adjustment"
@@ -39,15 +43,18 @@ def run_monitor(
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
     series, name = services.series(), services.settings.bot.name
     steps = weekly_steps(services, series) if improve else ()
-    with reported(services, "monitor") as notifier:
+    with (
+        reported(services, "monitor") as notifier,
+        progress_bar(len(steps) + 1, "monitor: measure") as advance,
+    ):
         report = monitor(
             services,
             series,
             bot=name,
             days=days,
-            until=parse_time(until, "--until"),
+            until=parse_time(until, "--to"),
             notifier=notifier,
-            steps=steps,
+            steps=tuple(_advancing(step, advance) for step in steps),
         )
     week = report.week
     if as_json:
@@ -56,23 +63,30 @@ def run_monitor(
     table = Table(title=f"bot {name}: {week.start:%Y-%m-%d %H:%M} .. {week.end:%Y-%m-%d %H:%M} UTC")
     for column in ("metric", "this week", "previous"):
         table.add_column(column, justify="right" if column != "metric" else "left")
-    previous = week.previous_metrics or {}
+    previous = week.previous_metrics
     for metric, value in week.metrics.items():
-        table.add_row(metric, _fmt(value), _fmt(previous.get(metric)))
+        before = "" if previous is None else metric_text(metric, previous.get(metric))
+        table.add_row(metric, metric_text(metric, value), before)
     out.print(table)
+    if previous is None:
+        out.print("no previous week: the bot was not trading yet")
     for change in report.changes:
-        out.print(f"{change.get('kind')}: {change.get('reason') or change.get('skipped')}")
+        name, outcome, release, why, *_ = change_row(change)
+        out.print(f"{name}: {outcome}{'' if release == '-' else ' ' + release} - {why}")
     for note in report.notes:
         out.print(f"note: {note}")
     out.print(f"report: {report.report_key} in {services.store.describe()}")
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.4f}"
+def _advancing(step: Any, advance: Any) -> Any:
+    """Return ``step`` advancing the progress bar (and naming the step) when it starts."""
+
+    @functools.wraps(step)
+    def run(week: Any) -> Any:
+        advance(1, f"monitor: {getattr(step, '__name__', 'step').replace('_', ' ')}")
+        return step(week)
+
+    return run
 
 
 def run_report(
@@ -80,8 +94,8 @@ def run_report(
     bot: str | None = BotOpt,
     out_path: Path | None = typer.Option(None, "--out", help="Copy the latest report to this file"),
 ) -> None:
-    """Print (or copy out) the bot's latest weekly report from the store."""
-    services = state_of(ctx).services({"bot": {"name": bot}})
+    """Print (or copy out) the bot's latest weekly report from the store; a copy stands alone (plotly.js inlined)."""
+    services = state_of(ctx).read_services({"bot": {"name": bot}})
     name = services.settings.bot.name
     keys = [k for k in services.store.list(f"reports/{name}/") if k.endswith("/report.html")]
     if not keys:
@@ -96,8 +110,10 @@ def run_report(
         data = services.store.get(latest).data
     except ObjectNotFound:
         raise ConfigError(f"{latest} vanished; run `scalpbot monitor` again") from None
+    from scalpbot.reporting.html_report import plotly_asset, standalone
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(data)
+    out_path.write_text(standalone(data.decode(), f"../../assets/{plotly_asset()[0]}"), encoding="utf-8")
     out.print(f"wrote {latest} to {out_path}")
 
 

@@ -13,9 +13,11 @@ import typer
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, out
 from scalpbot.cli.state import state_of
+from scalpbot.cli.summary import release_line, replay_summary
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
 from scalpbot.ports import BarHistory
+from scalpbot.progress import tracked
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
 from scalpbot.wiring import (
     SourceChoice,
@@ -69,7 +71,8 @@ def run_all(
         assert first is not None and last is not None
         start, end = pd.Timestamp(first), pd.Timestamp(last)
         bars = replay_history(services, series, start, end)
-        ticks, live = replay_ticks(start, end, step), None
+        ticks = tracked(replay_ticks(start, end, step), int((end - start) / step), "run --replay")
+        live = None
     executor = build_executor(
         services,
         series,
@@ -111,6 +114,8 @@ def run_all(
         # The first review comes after a full period of trading, not on the first bar.
         ScheduledJob("monitor", monitor_job, pd.Timedelta(days=monitor_every_days), wait_first=True),
     ]
+    paper = replay is not None or services.settings.execute.broker == "paper"
+    err.print(release_line(services, fallback_newest=paper))
     scheduler = Scheduler(jobs, notifier=notifier, symbol=series.symbol, stop=stop)
     try:
         report = scheduler.run(ticks)
@@ -122,3 +127,5 @@ def run_all(
     out.print(f"{state} after {report.ticks} bar closes: runs {runs}; failures {failures}")
     if last_monitor:
         out.print(f"latest report: {last_monitor[-1]} in {services.store.describe()}")
+    if replay is not None:
+        out.print(replay_summary(services, name, start, end))

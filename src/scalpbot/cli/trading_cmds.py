@@ -9,17 +9,22 @@ from typing import Any
 
 import pandas as pd
 import typer
-from rich.table import Table
 
 from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
-from scalpbot.core.backtest.enums import TRADE_COLUMNS
+from scalpbot.cli.summary import release_line
+from scalpbot.cli.tables import trades_table
+from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import CycleReport
 from scalpbot.jobs.trading import BarTrader, replay, set_halt, trade_loop
+from scalpbot.progress import progress_bar
+from scalpbot.release_choice import choose_release
+from scalpbot.releases import ReleaseStore
+from scalpbot.state.bots import check_bot_exists
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import Services, build_executor, build_market_data, run_lease, stored_history
@@ -29,6 +34,10 @@ BotOpt = typer.Option(None, "--bot", help="Bot name: its ledger and portfolio [c
 
 def _services(ctx: typer.Context, bot: str | None, **data: str | None) -> Services:
     return state_of(ctx).services({"bot": {"name": bot}, "data": dict(data)})
+
+
+def _read_services(ctx: typer.Context, bot: str | None) -> Services:
+    return state_of(ctx).read_services({"bot": {"name": bot}})
 
 
 def _print_cycle(report: CycleReport) -> None:
@@ -71,6 +80,7 @@ def trade(
         lease=run_lease(services, name),
         release_lease=once,
     )
+    err.print(release_line(services))
     if once:
         _print_cycle(trader(pd.Timestamp(services.clock.now())))
         return
@@ -92,23 +102,42 @@ def run_replay(
     bot: str | None = BotOpt,
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
-    release: str | None = typer.Option(None, "--release", help="Release id to trade, or 'latest' [current]"),
+    release: str | None = typer.Option(
+        None, "--release", help="current | latest (passed the gate) | newest | an id prefix [current]"
+    ),
     verbose_cycles: bool = typer.Option(False, "--cycles", help="Print every cycle"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Drive the execute job bar by bar through stored history with the paper broker."""
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
     start, end = parse_range(since, until)
     assert start is not None and end is not None
-    with reported(services, "replay"):
+    choice = choose_release(ReleaseStore(services.store), services.settings.data.symbol, release)
+    err.print(f"replaying {choice.describe()}")
+    bars = int((pd.Timestamp(end) - pd.Timestamp(start)) / timeframe_delta(services.settings.data.timeframe))
+    with reported(services, "replay"), progress_bar(bars, "replay") as advance:
         report = replay(
             services,
             services.series(),
             pd.Timestamp(start),
             pd.Timestamp(end),
             bot=services.settings.bot.name,
-            release_id=release,
-            on_cycle=_print_cycle if verbose_cycles else None,
+            release_id=choice.release_id,
+            on_cycle=_print_cycle if verbose_cycles else lambda _: advance(),
         )
+    if as_json:
+        print_json(
+            {
+                "bot": report.bot,
+                "release": choice.release_id,
+                "first": iso(report.first),
+                "last": iso(report.last),
+                "cycles": report.cycles,
+                "trades": report.trades,
+                "equity": report.equity,
+            }
+        )
+        return
     cycles = ", ".join(f"{n} {status}" for status, n in sorted(report.cycles.items()))
     equity = "-" if report.equity is None else f"{report.equity:,.2f}"
     out.print(
@@ -120,13 +149,16 @@ def run_replay(
 def list_trades(
     ctx: typer.Context,
     bot: str | None = BotOpt,
-    since: str | None = typer.Option(None, "--since", help="Trades entered from this time, ISO-8601 UTC"),
-    until: str | None = typer.Option(None, "--until", help="Trades entered before this time"),
+    since: str | None = typer.Option(
+        None, "--from", "--since", help="Trades entered from this time, ISO-8601 UTC"
+    ),
+    until: str | None = typer.Option(None, "--to", "--until", help="Trades entered before this time"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """List the bot's closed and open trades from its ledger (the backtest's trade columns)."""
-    services = _services(ctx, bot)
-    name = services.settings.bot.name
+    first, last = parse_range(since, until)  # a bad date is refused before the store is read
+    services = _read_services(ctx, bot)
+    name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     mark: dict[str, Any] = {}
     if (
@@ -137,33 +169,21 @@ def list_trades(
         bars = services.dataset.read(services.series(), stored.snapshot.last_bar_time, None)
         if len(bars):
             mark = {"mark_price": float(bars["close"].iloc[0]), "mark_time": stored.snapshot.last_bar_time}
-    first, last = parse_range(since, until, ("--since", "--until"))
     # Up to the last cycle the ledger must hold as many fills as the portfolio counted: none lost.
     count = None if stored is None or last is not None else stored.snapshot.fill_count
     trades = Ledger(services.store, name).trades(first, last, fill_count=count, **mark)
     if as_json:
         print_json({"bot": name, "trades": trades_payload(trades)})
         return
-    table = Table(title=f"trades of bot {name}")
-    for column in TRADE_COLUMNS:
-        table.add_column(column)
-    for row in trades_payload(trades):
-        table.add_row(*(_cell(row[c]) for c in TRADE_COLUMNS))
-    out.print(table)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    return str(value)
+    out.print(trades_table(trades, f"trades of bot {name}", out.width))
 
 
 def positions(
     ctx: typer.Context, bot: str | None = BotOpt, as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Show the bot's open position, equity and risk state as of its last cycle."""
-    services = _services(ctx, bot)
-    name = services.settings.bot.name
+    services = _read_services(ctx, bot)
+    name = check_bot_exists(services.store, services.settings.bot.name)
     stored = PortfolioStore(services.store, name).load()
     if stored is None:
         raise ConfigError(f"bot {name} has not traded yet; run `scalpbot trade` or `scalpbot replay`")
@@ -204,14 +224,16 @@ def halt_bot(
     reason: str = typer.Option("manual halt", "--reason", help="Why; recorded in the ledger"),
 ) -> None:
     """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
+    check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=True, reason=reason)
     out.print(f"bot {services.settings.bot.name} halted: {reason}")
 
 
 def resume_bot(ctx: typer.Context, bot: str | None = BotOpt) -> None:
     """Release the kill switch; losses so far are accepted as the new baseline."""
-    services = _services(ctx, bot)
+    services = _read_services(ctx, bot)
+    check_bot_exists(services.store, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=False, reason="resumed by the operator")
     out.print(f"bot {services.settings.bot.name} resumed")
 

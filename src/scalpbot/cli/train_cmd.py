@@ -21,7 +21,7 @@ def run_train(
     timeframe: str | None = TimeframeOpt,
     exchange: str | None = ExchangeOpt,
     until: str | None = typer.Option(
-        None, "--until", help="Train on bars before this time [newest stored bar]"
+        None, "--to", "--until", help="Train on bars before this time [newest stored bar]"
     ),
     trials: int | None = typer.Option(
         None, "--trials", help="Bayesian optimization trials [config train.trials]"
@@ -38,7 +38,7 @@ def run_train(
         report = train(
             services,
             services.series(),
-            until=parse_time(until, "--until"),
+            until=parse_time(until, "--to"),
             trials=trials,
             show_progress=not as_json,
             log=(lambda _: None) if as_json else (lambda line: err.print(line)),

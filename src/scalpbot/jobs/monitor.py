@@ -7,6 +7,7 @@ trades rebuilt from the ledger and the equity rebuilt from those trades and the 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,7 +91,10 @@ def week_window(
 def measure_week(
     services: Services, bot: str, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp
 ) -> WeekData:
-    """Return the week's bars, trades (entered in the week), equity curve and metrics, and the previous week's."""
+    """Return the week's bars, trades (entered in the week), equity curve and metrics, and the previous week's.
+
+    The previous week's metrics are ``None`` when the bot decided nothing in it (it was not trading yet).
+    """
     ledger = Ledger(services.store, bot)
     history_start = start - (end - start)
     bars = services.dataset.read(series, history_start, end)
@@ -123,7 +127,10 @@ def measure_week(
     week_trades = trades.loc[(entries >= start) & (entries < end)].reset_index(drop=True)
     prev_trades = trades.loc[(entries >= history_start) & (entries < start)].reset_index(drop=True)
     metrics = compute_metrics(week_trades, equity_all.loc[this])
-    previous_metrics = compute_metrics(prev_trades, equity_all.loc[previous]) if previous.any() else None
+    traded_before = bool(ledger.keys(history_start, start, kinds=("decision",)))
+    previous_metrics = (
+        compute_metrics(prev_trades, equity_all.loc[previous]) if previous.any() and traded_before else None
+    )
     decisions = ledger.events(start, end, kinds=("decision",))
     releases = tuple(
         sorted({str(e.payload.get("release_id")) for e in decisions if e.payload.get("release_id")})
@@ -147,15 +154,17 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
 
     A live trade and a simulated one match when they enter at the same bar on the same side. Reported: the
     simulated metrics, matched trades with their entry/exit price differences (live minus simulated, quote
-    currency, signed so that positive is worse for the bot), missed (simulated only) and extra (live only).
+    currency, signed so that positive is worse for the bot), missed (simulated only, each with the reason the
+    ledger gives: a denial, another decision, an error or no cycle) and extra (live only). The simulated equity
+    curve is under ``simulated_equity`` (a Series on the week's bars; not JSON: take it out before saving).
     """
     if not week.releases:
         return {"release_id": None, "note": "no decision was recorded this week; nothing to compare"}
     release_id = week.releases[-1]
     releases = ReleaseStore(services.store)
     trading = TradingModel.from_release(releases.load(week.series.symbol, release_id))
-    step = timeframe_delta(week.series.timeframe)
-    history = services.dataset.read(week.series, week.start - FEATURE_WINDOW * step, week.end)
+    # The feature window is counted in stored bars, as the execute cycle counts it (across holes too).
+    history = services.dataset.read_with_warmup(week.series, week.start, week.end, FEATURE_WINDOW)
     signals = release_signals(history, trading)
     inside = np.asarray(history.index >= week.start)
     bars, signals = history.loc[inside], signals.loc[inside]
@@ -177,8 +186,8 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
     reasons_sim = both["exit_reason_sim"].astype(str).tolist()
     matched = [
         {
-            "entry_time": str(both["key"].iloc[i]).split("|")[0],
-            "side": int(side[i]),
+            "entry_time": pd.Timestamp(str(both["key"].iloc[i]).split("|")[0]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "side": "long" if side[i] > 0 else "short",
             "entry_slippage": float(entry_slippage[i]),
             "exit_slippage": float(exit_slippage[i]),
             "pnl_difference": float(pnl_difference[i]),
@@ -187,10 +196,12 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
         }
         for i in range(len(both))
     ]
-    missed = sorted(set(simulated["key"]) - set(live["key"]))
+    missed_keys = sorted(set(simulated["key"]) - set(live["key"]))
+    missed = [_missed_trade(services, week, key) for key in missed_keys]
     extra = sorted(set(live["key"]) - set(simulated["key"]))
     return {
         "release_id": release_id,
+        "simulated_equity": sim.equity,
         "simulated_metrics": sim.metrics,
         "matched": matched,
         "missed": missed,
@@ -204,12 +215,6 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
             "mean_entry_slippage": float(np.mean([m["entry_slippage"] for m in matched])) if matched else 0.0,
         },
     }
-
-
-def _trade_keys(trades: pd.DataFrame) -> list[str]:
-    """Return ``entry time|side`` per trade: a live and a simulated trade match when their keys are equal."""
-    times = pd.DatetimeIndex(trades["entry_time"])
-    return [f"{t.isoformat()}|{int(s)}" for t, s in zip(times, trades["side"], strict=True)]
 
 
 def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
@@ -242,6 +247,41 @@ def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
     return changes
 
 
+def _missed_trade(services: Services, week: WeekData, key: str) -> dict[str, Any]:
+    """Return a simulated trade the bot did not make, with why: what the ledger holds at its decision bar.
+
+    The simulator enters at the open of the bar after the decision, so the decision bar is one bar earlier.
+    """
+    stamp, _, side_text = key.partition("|")
+    entry, side = pd.Timestamp(stamp), int(side_text)
+    bar = entry - timeframe_delta(week.series.timeframe)
+    found = Ledger(services.store, week.bot).events(bar, entry, kinds=("decision", "denial", "error", "halt"))
+    words = {1: "long", -1: "short", 0: "flat"}
+    by_kind = {event.kind: event.payload for event in found}
+    if "denial" in by_kind:
+        reason = f"denied: {by_kind['denial'].get('message') or by_kind['denial'].get('code')}"
+    elif "error" in by_kind:
+        reason = f"cycle error: {by_kind['error'].get('message')}"
+    elif "halt" in by_kind:
+        reason = f"kill switch: {by_kind['halt'].get('reason')}"
+    elif "decision" in by_kind:
+        decided = int(by_kind["decision"].get("side") or 0)
+        reason = (
+            f"the bot decided {words.get(decided, decided)}"
+            if decided != side
+            else "decided the same, but no entry was filled (a position was open or the order failed)"
+        )
+    else:
+        reason = "no cycle recorded at that bar (the bot was not running)"
+    return {"entry_time": entry.strftime("%Y-%m-%dT%H:%M:%SZ"), "side": words[side], "reason": reason}
+
+
+def _trade_keys(trades: pd.DataFrame) -> list[str]:
+    """Return ``entry time|side`` per trade: a live and a simulated trade match when their keys are equal."""
+    times = pd.DatetimeIndex(trades["entry_time"])
+    return [f"{t.isoformat()}|{int(s)}" for t, s in zip(times, trades["side"], strict=True)]
+
+
 def monitor(
     services: Services,
     series: SeriesId,
@@ -266,6 +306,7 @@ def monitor(
         drift = simulate_drift(services, week)
     except ScalpbotError as e:
         drift, notes = {"error": str(e)}, [*notes, f"drift: {e}"]
+    simulated_equity = drift.pop("simulated_equity", None)
     changes: list[dict[str, Any]] = trained_in_week(services, week)
     for step in steps:
         try:
@@ -275,7 +316,7 @@ def monitor(
             notifier.notify(f"{bot}: monitor step failed", f"{series.symbol}: {e}", level="error")
     report = MonitorReport(week, drift, changes, notes)
     if write_report:
-        report = _write_report(services, report)
+        report = _write_report(services, report, simulated_equity)
     m = week.metrics
     summary = (
         f"{series.symbol} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'), '+')}, "
@@ -290,8 +331,16 @@ def _pct(value: Any, sign: str = "") -> str:
     return "-" if value is None else f"{value:{sign}.2%}"
 
 
-def _write_report(services: Services, report: MonitorReport) -> MonitorReport:
-    from scalpbot.reporting.html_report import WeeklyReport, render_html, report_json
+REPORT_ASSETS = "reports/assets/"
+"""Where the one shared copy of plotly.js that every report page references is kept."""
+
+
+def _write_report(
+    services: Services, report: MonitorReport, simulated_equity: pd.Series | None = None
+) -> MonitorReport:
+    """Write ``report.html`` and ``metrics.json``; the page references one shared plotly.js in the store."""
+    from scalpbot.errors import PreconditionFailed
+    from scalpbot.reporting.html_report import WeeklyReport, plotly_asset, render_html, report_json
 
     week = report.week
     weekly = WeeklyReport(
@@ -308,11 +357,17 @@ def _write_report(services: Services, report: MonitorReport) -> MonitorReport:
         changes=report.changes,
         drift=report.drift,
         notes=report.notes,
+        simulated_equity=simulated_equity,
     )
     import json
 
+    name, script = plotly_asset()
+    if services.store.head(REPORT_ASSETS + name) is None:
+        with contextlib.suppress(PreconditionFailed):  # another run wrote the same file first
+            services.store.put_if_absent(REPORT_ASSETS + name, script)
     prefix = f"reports/{week.bot}/{week.end:%Y-%m-%d}/"
-    services.store.put(prefix + "report.html", render_html(weekly).encode())
+    page = render_html(weekly, plotly_src=f"../../assets/{name}")
+    services.store.put(prefix + "report.html", page.encode())
     services.store.put(
         prefix + "metrics.json", json.dumps(report_json(weekly), indent=2, allow_nan=False).encode()
     )

@@ -197,7 +197,7 @@ def train(
             f"learning rate {hp.learning_rate:.2e} (validation loss {search.best_val_loss:.4f})"
         )
     with _timed(timings, "fit"):
-        fitted = ml_model.train_model(*fit_data, hp)
+        fitted = ml_model.train_model(*fit_data, hp, show_progress=show_progress)
     log(f"model fitted: {fitted.epochs_run} epochs, best validation loss {fitted.best_val_loss}")
     model_record.update(epochs_run=fitted.epochs_run, best_val_loss=fitted.best_val_loss)
     with _timed(timings, "export"):

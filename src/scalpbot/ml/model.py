@@ -25,6 +25,8 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,12 +148,15 @@ def train_model(
     y_class_val: np.ndarray,
     y_vol_val: np.ndarray,
     hp: ModelHyperParams | None = None,
+    *,
+    show_progress: bool = False,
 ) -> TrainedModel:
     """Build and train a model with early stopping on the validation loss; restore the best epoch's weights.
 
     ``x_*``: [n, n_features] features (cast to float32); ``y_class_*``: [n] labels in {0, 1, 2};
     ``y_vol_*``: [n] forward volatility >= 0. With class weighting on, the validation loss is weighted by the
-    training class frequencies too, so early stopping watches the objective being trained.
+    training class frequencies too, so early stopping watches the objective being trained. ``show_progress``:
+    a bar over the epochs with an ETA on stderr (a terminal only; early stopping may end it sooner).
     """
     hp = hp or ModelHyperParams()
     x_tr, yc_tr, yv_tr = _checked(x_train, y_class_train, y_vol_train, "training", None)
@@ -164,7 +169,43 @@ def train_model(
         monitor="val_loss", patience=hp.patience, restore_best_weights=True
     )
     start = time.perf_counter()
-    history = model.fit(
+    with _epoch_progress(hp.max_epochs, show_progress) as epochs:
+        history = _fit(model, x_tr, yc_tr, yv_tr, x_va, yc_va, yv_va, weights, hp, [stopper, *epochs])
+    seconds = time.perf_counter() - start
+    return _trained(model, history, seconds)
+
+
+@contextmanager
+def _epoch_progress(max_epochs: int, show: bool) -> Iterator[list[Any]]:
+    """Yield the keras callbacks that advance a progress bar per epoch (none when not shown)."""
+    if not show:
+        yield []
+        return
+    from scalpbot.progress import progress_bar
+
+    with progress_bar(max_epochs, "model fit") as advance:
+
+        class _Epochs(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                loss = (logs or {}).get("val_loss")
+                advance(1, "model fit" if loss is None else f"model fit, val loss {loss:.4f}")
+
+        yield [_Epochs()]
+
+
+def _fit(
+    model: Any,
+    x_tr: np.ndarray,
+    yc_tr: np.ndarray,
+    yv_tr: np.ndarray,
+    x_va: np.ndarray,
+    yc_va: np.ndarray,
+    yv_va: np.ndarray,
+    weights: np.ndarray | None,
+    hp: ModelHyperParams,
+    callbacks: list[Any],
+) -> Any:
+    return model.fit(
         x_tr,
         [yc_tr, yv_tr[:, None]],
         sample_weight=_sample_weights(yc_tr, weights),
@@ -172,10 +213,12 @@ def train_model(
         batch_size=hp.batch_size,
         epochs=hp.max_epochs,
         shuffle=True,
-        callbacks=[keras.callbacks.TerminateOnNaN(), stopper],
+        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=0,
     )
-    seconds = time.perf_counter() - start
+
+
+def _trained(model: Any, history: Any, seconds: float) -> TrainedModel:
     val_loss = np.asarray(history.history["val_loss"], dtype=np.float64)
     if not np.isfinite(val_loss).any():
         raise ModelError(

@@ -136,8 +136,25 @@ def _layout(
     }
 
 
-def equity_figure(points: ChartPoints, window_ms: tuple[float, float]) -> go.Figure:
-    """Return the equity curve (quote currency) at bar closes."""
+def equity_figure(
+    points: ChartPoints,
+    window_ms: tuple[float, float],
+    simulated: ChartPoints | None = None,
+    other_name: str = "simulated",
+) -> go.Figure:
+    """Return the equity curve (quote currency) at bar closes, and another (``other_name``) dashed beside it."""
+    traces = []
+    if simulated is not None:
+        traces.append(
+            go.Scatter(
+                x=simulated.x,
+                y=simulated.values[0],
+                mode="lines",
+                line={"color": "#888888", "width": 1.2, "dash": "dash"},
+                name=other_name,
+                hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>" + other_name + " %{y:,.2f}<extra></extra>",
+            )
+        )
     trace = go.Scatter(
         x=points.x,
         y=points.values[0],
@@ -146,7 +163,10 @@ def equity_figure(points: ChartPoints, window_ms: tuple[float, float]) -> go.Fig
         name="equity",
         hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>equity %{y:,.2f}<extra></extra>",
     )
-    return go.Figure(trace, layout=_layout(window_ms, 320, yaxis={"tickformat": ",.0f"}))
+    layout = _layout(window_ms, 320, yaxis={"tickformat": ",.0f"})
+    if traces:
+        layout.update(showlegend=True, legend={"orientation": "h", "y": 1.1, "x": 0})
+    return go.Figure([*traces, trace], layout=layout)
 
 
 def drawdown_figure(points: ChartPoints, window_ms: tuple[float, float]) -> go.Figure:

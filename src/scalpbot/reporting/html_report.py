@@ -1,7 +1,9 @@
-"""The weekly report of one bot: a self-contained HTML page and its JSON companion. Pure: values in, text out.
+"""The weekly report of one bot: an HTML page and its JSON companion. Pure: values in, text out.
 
-The page embeds plotly.js (no network needed to open it) only when it has a chart; every text that comes from
-the report (names, notes, changes, drift) is HTML-escaped.
+The page needs plotly.js only when it has a chart: either inlined (about 4.8 MB, the page stands alone) or
+referenced by ``plotly_src`` (one shared copy beside the reports, see :func:`plotly_asset`); :func:`standalone`
+turns a page with a reference into one that stands alone. No network is needed to open either. Every text that
+comes from the report (names, notes, changes, drift) is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+from plotly.offline import get_plotlyjs
 
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import DataError
 from scalpbot.reporting import charts
-from scalpbot.reporting.tables import cell, iso_utc, jsonable, key_values, records_table
+from scalpbot.reporting.changes import CHANGE_COLUMNS, change_rows, number_text
+from scalpbot.reporting.tables import cell, iso_utc, jsonable, key_values, records_table, table
 
-__all__ = ["METRIC_FORMATS", "WeeklyReport", "render_html", "report_json"]
+__all__ = ["METRIC_FORMATS", "WeeklyReport", "plotly_asset", "render_html", "report_json", "standalone"]
 
 METRIC_FORMATS: dict[str, tuple[str, str, str | None]] = {
     "total_return": ("Total return", "percent", "higher"),
@@ -71,6 +75,7 @@ class WeeklyReport:
     changes: Sequence[Mapping[str, Any]] = ()
     drift: Mapping[str, Any] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    simulated_equity: pd.Series | None = None
 
     def __post_init__(self) -> None:
         timeframe_seconds(self.timeframe)  # ConfigError naming the supported ones
@@ -84,6 +89,8 @@ class WeeklyReport:
             _check_index(self.bars.index, "bars")
         if len(self.equity):
             _check_index(self.equity.index, "equity")
+        if self.simulated_equity is not None and len(self.simulated_equity):
+            _check_index(self.simulated_equity.index, "simulated_equity")
         if len(self.trades):
             missing = [c for c in TRADE_COLUMNS if c not in self.trades.columns]
             if missing:
@@ -145,11 +152,13 @@ def report_json(report: WeeklyReport) -> dict[str, Any]:
 def _metric(value: object, kind: str) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return cell(value)
+    if not math.isfinite(value):
+        return "-"
     if kind == "percent":
-        return f"{value:.2%}" if math.isfinite(value) else "-"
+        return number_text(value * 100) + "%"
     if kind == "count":
         return f"{int(value):,}"
-    return f"{value:,.2f}" if math.isfinite(value) else "-"
+    return number_text(value)
 
 
 def _delta(now: object, before: object, kind: str, better: str | None) -> tuple[str, str]:
@@ -158,13 +167,14 @@ def _delta(now: object, before: object, kind: str, better: str | None) -> tuple[
     if len(numbers) < 2 or not all(math.isfinite(v) for v in numbers):
         return "-", ""
     change = numbers[0] - numbers[1]
-    if kind == "percent":
-        text = f"{change * 100:+.2f} pp"
-    elif kind == "count":
+    shown = change * 100 if kind == "percent" else change
+    if kind == "count":
         text = f"{int(change):+,}"
     else:
-        text = f"{change:+,.2f}"
-    if better is None or change == 0:
+        text = number_text(shown)
+        text = text if text.startswith("-") or text == number_text(0.0) else "+" + text
+        text += " pp" if kind == "percent" else ""
+    if better is None or text.lstrip("+-").strip(" p") in ("0", number_text(0.0)):
         return text, ""
     return text, "better" if (change > 0) == (better == "higher") else "worse"
 
@@ -177,7 +187,9 @@ def _is_rows(value: object) -> bool:
 
 
 def _metrics_section(report: WeeklyReport) -> str:
+    """Return the metrics table; the previous week's column is blank when there was no previous week."""
     previous = report.previous_metrics or {}
+    blank = report.previous_metrics is None
     names = [*METRIC_FORMATS, *(k for k in (*report.metrics, *previous) if k not in METRIC_FORMATS)]
     rows = []
     for name in dict.fromkeys(names):
@@ -187,10 +199,10 @@ def _metrics_section(report: WeeklyReport) -> str:
         rows.append(
             f'<tr data-metric="{html.escape(name)}"><th scope="row">{html.escape(label)}</th>'
             f'<td class="this-week">{_metric(now, kind)}</td>'
-            f'<td class="previous-week">{_metric(before, kind)}</td>'
-            f'<td class="delta {css}">{delta}</td></tr>'
+            f'<td class="previous-week">{"" if blank else _metric(before, kind)}</td>'
+            f'<td class="delta {css}">{"" if blank else delta}</td></tr>'
         )
-    missing = "" if report.previous_metrics is not None else "<p>No previous week to compare with.</p>"
+    missing = "" if not blank else "<p>No previous week to compare with: the bot was not trading yet.</p>"
     head = "<tr><th>Metric</th><th>This week</th><th>Previous week</th><th>Change</th></tr>"
     return (
         f'<section id="metrics"><h2>Metrics</h2><table class="metrics"><thead>{head}</thead>'
@@ -211,7 +223,15 @@ def _charts_sections(report: WeeklyReport) -> tuple[str, bool]:
             if points.merged
             else ""
         )
-        equity = caption + charts.figure_div(charts.equity_figure(points, window_ms), "equity-chart")
+        simulated = None
+        if report.simulated_equity is not None and len(report.simulated_equity):
+            simulated = charts.downsample_equity(report.simulated_equity, report.timeframe, bar_seconds)
+            caption += (
+                "<p class=caption>Live equity (solid) beside the simulator's with the release that traded "
+                "(dashed): where they part, the venue filled differently or trades were missed.</p>"
+            )
+        figure = charts.equity_figure(points, window_ms, simulated)
+        equity = caption + charts.figure_div(figure, "equity-chart")
         drawdown = charts.figure_div(charts.drawdown_figure(points, window_ms), "drawdown-chart")
     else:
         equity = drawdown = "<p>No equity data in this window.</p>"
@@ -246,14 +266,27 @@ def _charts_sections(report: WeeklyReport) -> tuple[str, bool]:
 
 
 def _changes_section(report: WeeklyReport) -> str:
-    body = (
-        records_table(
-            report.changes, first=[k for k in ("kind", "step") if any(k in c for c in report.changes)]
-        )
-        if report.changes
-        else "<p>Nothing changed this week.</p>"
-    )
+    rows = [[html.escape(text) for text in row] for row in change_rows(report.changes)]
+    body = table(CHANGE_COLUMNS, rows, "changes") if rows else "<p>Nothing changed this week.</p>"
     return f'<section id="changes"><h2>Changes</h2>{body}</section>'
+
+
+def _same_as_simulated(status: str, item: object) -> bool:
+    """Return whether a matched trade equals its simulated twin (no slippage, PnL difference or other exit)."""
+    if status != "matched" or not isinstance(item, Mapping):
+        return False
+    numbers = [item.get(k) for k in ("entry_slippage", "exit_slippage", "pnl_difference")]
+    if not all(isinstance(v, int | float) and abs(v) < 1e-9 for v in numbers):
+        return False
+    return bool(item.get("exit_reason_live", "") == item.get("exit_reason_sim", ""))
+
+
+def _metrics_table(metrics: Mapping[str, Any]) -> str:
+    rows = []
+    for name, value in metrics.items():
+        label, kind, _ = METRIC_FORMATS.get(name, (name.replace("_", " "), "ratio", None))
+        rows.append([html.escape(label), _metric(value, kind)])
+    return table(["", "value"], rows, "key-values")
 
 
 def _drift_section(report: WeeklyReport) -> str:
@@ -266,16 +299,24 @@ def _drift_section(report: WeeklyReport) -> str:
         ((k, v) for k, v in drift.items() if isinstance(v, Mapping)), key=lambda item: item[0] != "totals"
     )
     for name, mapping in tables:
-        parts.append(f"<h3>{html.escape(str(name).replace('_', ' ').capitalize())}</h3>{key_values(mapping)}")
+        body = _metrics_table(mapping) if name.endswith("metrics") else key_values(mapping)
+        parts.append(f"<h3>{html.escape(str(name).replace('_', ' ').capitalize())}</h3>{body}")
     rows: list[Mapping[str, Any]] = []
+    same = 0
     for status, items in drift.items():
         if _is_rows(items):
-            rows.extend(
-                {"status": status, **item} if isinstance(item, Mapping) else {"status": status, "trade": item}
-                for item in items
-            )
+            for item in items:
+                if _same_as_simulated(status, item):
+                    same += 1
+                elif isinstance(item, Mapping):
+                    rows.append({"status": status, **item})
+                else:
+                    rows.append({"status": status, "trade": item})
+    identical = f"<p>{same:,} matched trades equal the simulator's exactly.</p>" if same else ""
     parts.append(
-        f"<h3>Per trade</h3>{records_table(rows, first=['status'])}" if rows else "<p>No per-trade drift.</p>"
+        f"<h3>Per trade</h3>{identical}{records_table(rows, first=['status'])}"
+        if rows
+        else f"<h3>Per trade</h3>{identical or '<p>No per-trade drift.</p>'}"
     )
     return f'<section id="drift"><h2>Drift against the simulator</h2>{"".join(parts)}</section>'
 
@@ -301,8 +342,24 @@ td code{white-space:pre-wrap;word-break:break-word;font-size:.8rem}
 """
 
 
-def render_html(report: WeeklyReport) -> str:
-    """Return the report as one self-contained HTML page (plotly.js inlined, about 5 MB for a week of 1m bars).
+def plotly_asset() -> tuple[str, bytes]:
+    """Return the file name (with plotly's version) and content of the plotly.js that report pages reference."""
+    import plotly
+
+    return f"plotly-{plotly.__version__}.min.js", get_plotlyjs().encode()
+
+
+def _script_tag(src: str) -> str:
+    return f'<script type="text/javascript" src="{html.escape(src)}"></script>'
+
+
+def standalone(page: str, plotly_src: str) -> str:
+    """Return ``page`` with its reference to plotly.js at ``plotly_src`` replaced by plotly.js itself."""
+    return page.replace(_script_tag(plotly_src), charts.plotly_script(), 1)
+
+
+def render_html(report: WeeklyReport, *, plotly_src: str | None = None) -> str:
+    """Return the report as one HTML page: plotly.js inlined (about 5 MB), or referenced at ``plotly_src``.
 
     Sections: title and window, metrics of this week beside the previous week and the change, equity and
     drawdown curves, candles with the trades as markers (downsampled past ``charts.MAX_POINTS`` bars), changes,
@@ -314,7 +371,7 @@ def render_html(report: WeeklyReport) -> str:
     head = (
         f'<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        + (charts.plotly_script() if has_charts else "")
+        + ((charts.plotly_script() if plotly_src is None else _script_tag(plotly_src)) if has_charts else "")
     )
     header = (
         f"<header><h1>{html.escape(title)}</h1><p class=window>{start:%Y-%m-%d %H:%M} to "

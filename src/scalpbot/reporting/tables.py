@@ -44,9 +44,12 @@ def jsonable(value: object) -> Any:
 
 
 def _number(value: float) -> str:
+    """Return 2 decimals from 1 up, 4 significant digits below; rounding noise (below 1e-9) is ``0.00``."""
     if not math.isfinite(value):
         return "-"
-    return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4g}"
+    if abs(value) < 1e-9:
+        return "0.00"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
 def cell(value: object) -> str:

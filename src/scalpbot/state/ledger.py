@@ -220,6 +220,15 @@ class Ledger:
         """
         return [self._read(key) for key in self._keys(since, until, kinds)]
 
+    def keys(
+        self,
+        since: datetime | pd.Timestamp | None = None,
+        until: datetime | pd.Timestamp | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[str]:
+        """Return the store keys of the events :meth:`events` would return, without reading them (a listing)."""
+        return self._keys(since, until, kinds)
+
     def trades(
         self,
         since: datetime | pd.Timestamp | None = None,

@@ -1,0 +1,85 @@
+"""The dashboard in headless Chromium: charts drawn, no console error, a bot halted through the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from scalpbot.config import load_settings
+from scalpbot.dashboard.app import build_app
+from scalpbot.state.ledger import Ledger
+from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.wiring import build_services
+
+from support.operated import copy_of
+from support.web import call, console_errors, running_app, screenshot_path
+from support.web import wait_for as _wait
+
+TOKEN = "page-token-1234"
+
+
+def test_the_page_draws_every_chart_and_halts_a_bot_with_the_token(
+    operated_store: Path, tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    store = copy_of(operated_store, tmp_path)
+    settings = load_settings(None, {"store": {"url": str(store)}, "serve": {"token": TOKEN}})
+    services = build_services(settings)
+    with running_app(build_app(services)) as url:
+        browser.get(url)
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bots tr[data-bot]")) == 2)
+        for chart in ("equity-chart", "drawdown-chart", "price-chart"):
+            _wait(browser, lambda d, c=chart: d.find_elements(By.CSS_SELECTOR, f"#{c} svg.main-svg"))
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#price-chart .point")) > 0)
+        assert browser.find_elements(By.CSS_SELECTOR, "#price-chart g.cartesianlayer .trace")
+        assert browser.find_elements(By.CSS_SELECTOR, "#decisions tr")
+        releases = browser.find_elements(By.CSS_SELECTOR, "#releases tr")
+        assert len(releases) == 2 and "current" in " ".join(r.text for r in releases)
+        assert "live PnL" in browser.find_element(By.ID, "drift").text
+        browser.save_screenshot(str(screenshot_path(tmp_path, "dashboard.png")))
+        assert console_errors(browser) == []
+
+        halt = browser.find_element(By.CSS_SELECTOR, 'button[data-bot="beta"][data-action="halt"]')
+        halt.click()  # no token typed: refused, nothing changes
+        _wait(browser, lambda d: "refused" in d.find_element(By.ID, "status").text)
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, 'button[data-bot="beta"][data-action="halt"]').click()
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-bot="beta"] .badge.halted'))
+        assert browser.find_elements(By.CSS_SELECTOR, 'button[data-bot="beta"][data-action="resume"]')
+        browser.save_screenshot(str(screenshot_path(tmp_path, "dashboard-halted.png")))
+        errors = console_errors(browser)
+
+    loaded = PortfolioStore(services.store, "beta").load()
+    assert loaded is not None and loaded.snapshot.risk.halted
+    assert loaded.snapshot.risk.halt_reason == "halted from the dashboard"
+    assert [e.kind for e in Ledger(services.store, "beta").events(kinds=("halt",))] == ["halt"]
+    assert [e for e in errors if "401" not in e] == []  # the refused attempt is the only one logged
+
+
+def test_the_page_refreshes_by_itself_and_shows_a_bots_denials(
+    operated_store: Path, tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    store = copy_of(operated_store, tmp_path)
+    settings = load_settings(
+        None, {"store": {"url": str(store)}, "serve": {"token": TOKEN, "refresh_seconds": 1}}
+    )
+    services = build_services(settings)
+    with running_app(build_app(services)) as url:
+        browser.get(url)
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-bot="beta"]'))
+        browser.find_element(By.CSS_SELECTOR, 'tr[data-bot="beta"]').click()
+        _wait(browser, lambda d: d.find_element(By.ID, "bot-name").text == "beta")
+        denied = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions td.neg"))
+        assert all(cell.text == "denial" for cell in denied)
+        assert "cool-down" in browser.find_element(By.ID, "decisions").text
+        status, _, _ = call(
+            f"{url}/api/bots/alpha/halt", method="POST", body={"reason": "elsewhere"}, token=TOKEN
+        )
+        assert status == 200  # halted by another client: the page shows it without a reload
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-bot="alpha"] .badge.halted'), 10)
+        assert browser.find_element(By.ID, "bot-name").text == "beta"  # the selection survives a refresh
+        browser.save_screenshot(str(screenshot_path(tmp_path, "dashboard-denials.png")))
+        assert console_errors(browser) == []
