@@ -25,7 +25,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError, DataError, ModelError
 from scalpbot.release_signals import ReleaseCache, TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
 
@@ -51,7 +51,9 @@ def run_backtest(
     size: float | None = typer.Option(None, "--size", help="Fraction of equity committed per entry"),
     max_hold: int | None = typer.Option(None, "--max-hold", help="Time stop in bars (0 = none)"),
     sma_length: int | None = typer.Option(None, "--sma-length", help="SMA length in bars for sma-cross"),
-    fee: float | None = typer.Option(None, "--fee", help="Fee per side, fraction of notional"),
+    fee: float | None = typer.Option(
+        None, "--fee", help="Fee per fill, fraction of notional [the venue's taker fee, venue.taker_fee]"
+    ),
     slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
     initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
     release: str | None = typer.Option(
@@ -59,10 +61,11 @@ def run_backtest(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
 ) -> None:
-    """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first)."""
+    """Backtest a strategy on stored bars with the one fill model on the venue's fee, step, minimums, shorts."""
     overrides: dict[str, dict[str, Any]] = {
         "exchange": {"id": exchange},
         "data": {"symbol": symbol, "timeframe": timeframe},
+        "venue": {"taker_fee": fee},
         "backtest": {
             "strategy": strategy,
             "sl": sl,
@@ -70,7 +73,6 @@ def run_backtest(
             "size": size,
             "max_hold": max_hold,
             "sma_length": sma_length,
-            "fee": fee,
             "slippage": slippage,
             "initial_equity": initial_equity,
         },
@@ -80,8 +82,9 @@ def run_backtest(
     start, end = parse_range(since, until)
     first = None if start is None else pd.Timestamp(start)
     series = services.series()
+    venue = venue_profile(services.store, services.settings, series)
     if params.strategy == "release":
-        trading = load_trading_model(services, series.symbol, release)
+        trading = load_trading_model(services, series.symbol, release).for_venue(venue)
         # Read the feature warm-up before --from so the first bar of the window can already trade.
         warmup = FEATURE_WINDOW * timeframe_delta(series.timeframe)
         history = services.dataset.read(series, None if first is None else first - warmup, _ts(end))
@@ -96,7 +99,12 @@ def run_backtest(
             f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
         )
     result = backtest(
-        bars, signals, fee=params.fee, slippage=params.slippage, initial_equity=params.initial_equity
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=params.slippage,
+        initial_equity=params.initial_equity,
+        rules=venue.order_rules(),
     )
     if as_json:
         print_json({"metrics": result.metrics, "trades": trades_payload(result.trades)})

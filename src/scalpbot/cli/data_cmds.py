@@ -16,9 +16,10 @@ from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.codec import encode_bars
 from scalpbot.data.dataset import DatasetSummary
+from scalpbot.data.venues import load_venue, save_venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.wiring import build_market_data
+from scalpbot.wiring import build_market_data, fetch_venue_profile
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)
 
@@ -40,7 +41,10 @@ def fetch(
     since: str | None = typer.Option(None, "--since", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--until", help="Stop before this open time [now]"),
 ) -> None:
-    """Retrieve closed bars into the store: validated, deduplicated, append-only."""
+    """Retrieve closed bars into the store: validated, deduplicated, append-only.
+
+    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet.
+    """
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings
     series = services.series()
@@ -81,6 +85,11 @@ def fetch(
             on_progress=advance,
         )
     _print_retrieve(report, services.store.describe())
+    if source == "ccxt" and load_venue(services.store, series.exchange, series.symbol) is None:
+        key = save_venue(services.store, fetch_venue_profile(services, series))
+        out.print(
+            f"venue profile of {series.exchange} {series.symbol} stored at {key} (`scalpbot venue show`)"
+        )
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""
         notifier.notify(f"retrieve {series}", f"{report.added} new bars, newest {iso(report.last)}{gaps}")

@@ -28,15 +28,22 @@ from scalpbot.errors import PreconditionFailed
 from scalpbot.jobs.train import score_signals
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 _MIN_ROWS = 1_000
 
 
 def _score(
-    services: Services, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
+    services: Services,
+    series: SeriesId,
+    bars: pd.DataFrame,
+    probs: np.ndarray,
+    vol: np.ndarray,
+    params: StrategyParams,
 ) -> Metrics:
-    return score_signals(bars, signals_frame(bars.index, probs, vol, params), services.settings.backtest)
+    venue = venue_profile(services.store, services.settings, series)
+    signals = signals_frame(bars.index, probs, vol, params)
+    return score_signals(bars, signals, services.settings.backtest, venue)
 
 
 def _current(
@@ -136,6 +143,7 @@ def online_learning(
             k_sl=float(labels_cfg["k_sl"]),
             k_tp=float(labels_cfg["k_tp"]),
             fee=float(labels_cfg["fee"]),
+            shorts=bool(labels_cfg.get("shorts", True)),
         )
         label, fwd = labels["label"].to_numpy(), labels["fwd_vol"].to_numpy()
         times = pd.DatetimeIndex(bars.index)
@@ -159,8 +167,8 @@ def online_learning(
         old_probs, old_vol = predict_bars(bars, trading.model)
         new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx))
         window = bars.loc[recent]
-        incumbent = _score(services, window, old_probs[recent], old_vol[recent], trading.params)
-        challenger = _score(services, window, new_probs[recent], new_vol[recent], trading.params)
+        incumbent = _score(services, week.series, window, old_probs[recent], old_vol[recent], trading.params)
+        challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
         return _publish(
             services, releases, pointer, parent, kind="online_learning", onnx=onnx, keras=save_keras(tuned.model),
             params=trading.params, challenger=challenger, incumbent=incumbent,
@@ -208,6 +216,7 @@ def reinforcement_learning(
                 "skipped": f"{days_before} days of history before the week; the agent needs more than {settings.warmup + 1}",
             }
         costs = services.settings.backtest
+        fee = venue_profile(services.store, services.settings, week.series).taker_fee
         base = trading.params
         default = ParamBounds.default()
         bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
@@ -215,16 +224,14 @@ def reinforcement_learning(
         window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
         agent = train_agent(
             window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
-            fee=costs.fee, slippage=costs.slippage, volume=volume[before], settings=settings,
+            fee=fee, slippage=costs.slippage, volume=volume[before], settings=settings,
         )  # fmt: skip
         # Held out: the week itself; the warm-up days before it only feed the first observation.
         held = np.asarray(bars.index >= week.start - pd.Timedelta(days=settings.warmup))
         holdout = PolicyWindow.from_frame(bars.loc[held], probs[held], vol[held])
-        result = compare_on_holdout(
-            agent, holdout, base, bounds, costs.fee, costs.slippage, volume=volume[held]
-        )
+        result = compare_on_holdout(agent, holdout, base, bounds, fee, costs.slippage, volume=volume[held])
         proposal = propose(
-            agent, holdout, base, bounds, fee=costs.fee, slippage=costs.slippage, volume=volume[held]
+            agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, volume=volume[held]
         )
         keras = parent.artifacts[KERAS_ARTIFACT]
         change = _publish(

@@ -5,6 +5,10 @@ Bars ``[until - days, until)`` are split by time into train / validation / test 
 one. The model is fitted on train (early stopping on validation), the policy is tuned on validation with the
 model's ONNX predictions, and the test window - seen by neither - scores the release, the baselines and the
 release trading now. The new release becomes current only if the gate says so, by compare-and-swap.
+
+Everything is simulated on the market's venue profile (:func:`scalpbot.wiring.venue_profile`): labels, tuning,
+scores and the gate pay its taker fee, round to its amount step, skip orders under its minimums, and neither
+label nor trade a short where it cannot short. The manifest keeps the profile the release was made with.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.core.venue import Venue
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 _LIBRARIES = ("scalpbot", "numpy", "pandas", "numba", "keras", "torch", "onnx", "onnxruntime", "optuna")
 _MIN_WINDOW_BARS = 2 * 1440
@@ -119,6 +125,7 @@ def train(
     from scalpbot.ml import model as ml_model
 
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
+    venue = venue_profile(services.store, settings, series)
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
         end = None if until is None else pd.Timestamp(until)
@@ -138,7 +145,13 @@ def train(
         features = build_features(bars).to_numpy(dtype=np.float64)
     with _timed(timings, "labels"):
         labels = triple_barrier_labels(
-            bars, horizon=cfg.horizon, k_sl=cfg.k_sl, k_tp=cfg.k_tp, fee=costs.fee, slippage=costs.slippage
+            bars,
+            horizon=cfg.horizon,
+            k_sl=cfg.k_sl,
+            k_tp=cfg.k_tp,
+            fee=venue.taker_fee,
+            slippage=costs.slippage,
+            shorts=venue.shorts,
         )
     label = labels["label"].to_numpy()
     fwd_vol = labels["fwd_vol"].to_numpy()
@@ -191,6 +204,7 @@ def train(
             services,
             series,
             window,
+            venue,
             study_name=study_name,
             study_db=Path(tmp) / "study.db",
             n_trials=trials or cfg.trials,
@@ -200,24 +214,18 @@ def train(
     params = tuned.best_params
     with _timed(timings, "evaluation"):
         validation = score_signals(
-            val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs
+            val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs, venue
         )
         test_signals = signals_frame(test_bars.index, probs[test_slice], vol[test_slice], params)
-        test_result = backtest(
-            test_bars,
-            test_signals,
-            fee=costs.fee,
-            slippage=costs.slippage,
-            initial_equity=costs.initial_equity,
-        )
+        test_result = simulate(test_bars, test_signals, costs, venue)
         test = test_result.metrics
-        baselines = _baselines(test_bars, test_signals, test_result.trades, settings.backtest, cfg.seed)
+        baselines = _baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed)
         overfitting = tuned.summary()
         overfitting["probability_of_backtest_overfitting"] = _pbo(tuned)
     releases = ReleaseStore(services.store)
     with _timed(timings, "gate"):
         pointer = releases.pointer(series.symbol)
-        incumbent = _incumbent(releases, series, pointer, bars, test_slice, costs)
+        incumbent = _incumbent(releases, series, pointer, bars, test_slice, costs, venue)
         rival = None if incumbent is None or "metrics" not in incumbent else incumbent["metrics"]
         verdict = judge(test, rival, min_trades=cfg.min_trades)
     now = services.clock.now()
@@ -229,8 +237,15 @@ def train(
         "data_window": {name: _iso_window(bars, span) for name, span in _spans(windows).items()},
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
-        "labels": {"horizon": cfg.horizon, "k_sl": cfg.k_sl, "k_tp": cfg.k_tp, "fee": costs.fee},
-        "costs": {"fee": costs.fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
+        "labels": {
+            "horizon": cfg.horizon,
+            "k_sl": cfg.k_sl,
+            "k_tp": cfg.k_tp,
+            "fee": venue.taker_fee,
+            "shorts": venue.shorts,
+        },
+        "costs": {"fee": venue.taker_fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
+        "venue": venue.to_dict(),
         "hyperparams": {
             "widths": list(hp.widths),
             "dropout": hp.dropout,
@@ -272,6 +287,7 @@ def _tune(
     services: Services,
     series: SeriesId,
     window: PolicyWindow,
+    venue: Venue,
     *,
     study_name: str,
     study_db: Path,
@@ -282,7 +298,8 @@ def _tune(
     """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
 
     The stored study is resumed when the same data is trained again (more trials, same study); a study that no
-    longer matches the window (other costs or bounds) is started afresh.
+    longer matches the window (other costs or bounds) is started afresh. Trials pay the venue's taker fee and
+    follow its order rules; where it cannot short, no trial shorts (``allow_short`` off in the base params).
     """
     from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
 
@@ -296,11 +313,14 @@ def _tune(
     def run() -> Any:
         return tune_policy(
             window,
+            ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
             n_trials=n_trials,
             seed=cfg.seed,
             sampler=cfg.sampler,
-            fee=costs.fee,
+            fee=venue.taker_fee,
             slippage=costs.slippage,
+            rules=venue.order_rules(),
+            initial_equity=costs.initial_equity,
             min_trades=cfg.min_trades,
             storage=storage,
             study_name=study_name,
@@ -337,15 +357,26 @@ def _apply(
     return True, verdict.reason
 
 
-def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:
-    """Return the metrics of ``signals`` on ``bars`` with the configured costs (``BacktestSettings``)."""
+def simulate(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> Any:
+    """Return the backtest of ``signals`` on ``bars`` on ``venue`` (``costs``: ``BacktestSettings``)."""
     return backtest(
-        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
-    ).metrics
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
+        rules=venue.order_rules(),
+    )
+
+
+def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> Metrics:
+    """Return the metrics of ``signals`` on ``bars`` on ``venue`` with the configured slippage and equity."""
+    metrics: Metrics = simulate(bars, signals, costs, venue).metrics
+    return metrics
 
 
 def _baselines(
-    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, seed: int
+    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, venue: Venue, seed: int
 ) -> dict[str, Metrics]:
     """Return not trading, ``sma-cross`` and random entries with the release's SL/TP, size and trade count."""
     flat = signals.assign(side=0)
@@ -359,21 +390,28 @@ def _baselines(
         rng = np.random.default_rng(seed)
         picks = np.sort(rng.choice(len(bars) - 1, size=count, replace=False))
         side = np.zeros(len(bars), dtype=np.int8)
-        side[picks] = rng.choice(np.array([-1, 1], dtype=np.int8), size=count)
+        sides = np.array([-1, 1] if venue.shorts else [1], dtype=np.int8)
+        side[picks] = rng.choice(sides, size=count)
         random["side"] = side
         for column in ("size", "sl", "tp", "max_hold"):
             values = random[column].to_numpy(copy=True)
             values[picks] = entries[column].median()
             random[column] = values
     return {
-        "not_trading": score_signals(bars, flat, costs),
-        "sma_cross": score_signals(bars, sma, costs),
-        "random": score_signals(bars, random, costs),
+        "not_trading": score_signals(bars, flat, costs, venue),
+        "sma_cross": score_signals(bars, sma, costs, venue),
+        "random": score_signals(bars, random, costs, venue),
     }
 
 
 def _incumbent(
-    releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, test: slice, costs: Any
+    releases: ReleaseStore,
+    series: SeriesId,
+    pointer: Any,
+    bars: pd.DataFrame,
+    test: slice,
+    costs: Any,
+    venue: Venue,
 ) -> dict[str, Any] | None:
     """Return the current release's score on the same test window, or why it could not be scored.
 
@@ -382,13 +420,13 @@ def _incumbent(
     if pointer is None:
         return None
     try:
-        trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id))
+        trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id)).for_venue(venue)
     except ScalpbotError as e:
         return {"release_id": pointer.release_id, "error": str(e)}
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
     metrics = score_signals(
-        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs
+        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs, venue
     )
     return {"release_id": pointer.release_id, "metrics": metrics}
 
