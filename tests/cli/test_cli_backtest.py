@@ -10,6 +10,7 @@ from test_cli_data import run
 
 from scalpbot.backtest import backtest
 from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.core.venue import default_venue
 
 METRIC_NAMES = {
     "total_return", "win_rate", "risk_reward", "max_drawdown", "return_on_capital", "sharpe", "sortino",
@@ -34,7 +35,9 @@ def test_json_holds_the_metrics_and_the_same_trades_as_the_library(
     payload = json.loads(out)
     assert set(payload["metrics"]) == METRIC_NAMES
     window = sample_bars.loc["2024-12-02":"2024-12-04"]
-    expected = backtest(window, sma_cross_signals(window, length=30, sl=0.002, tp=0.004, max_hold=30))
+    spot = default_venue("binance", "BTC/USDT")  # nothing fetched: the offline Binance spot profile
+    signals = sma_cross_signals(window, length=30, sl=0.002, tp=0.004, max_hold=30)
+    expected = backtest(window, signals, fee=spot.taker_fee, rules=spot.order_rules())
     assert len(payload["trades"]) == len(expected.trades) > 10
     first = payload["trades"][0]
     assert set(first) == {
