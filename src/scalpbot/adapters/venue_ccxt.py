@@ -10,8 +10,8 @@ ccxt's unified market (``precision``, ``limits``, ``type``, ``taker``/``maker``)
   venue does not offer it, ccxt's published schedule in the market (source ``ccxt``).
 * shorts: a spot market cannot be shorted (the bot trades the spot account and does not borrow); swaps and
   futures can (source ``exchange``: it follows from the market's type).
-* protection: attached SL/TP where ccxt's ``features`` say the venue's ``createOrder`` takes them, OCO on
-  Binance spot (``/api/v3/orderList/oco``), reduce-only stops on derivatives; the rate limit is ccxt's
+* protection: attached SL/TP where ccxt's ``features`` describe ``createOrder``'s ``attachedStopLossTakeProfit``
+  (``None`` where it has none), OCO on Binance spot (``/api/v3/orderList/oco``), reduce-only stops on derivatives; the rate limit is ccxt's
   ``rateLimit`` (source ``ccxt``). The request-weight budget is not in ccxt's unified structures: it stays the
   default profile's.
 """
@@ -100,9 +100,9 @@ def _protection(exchange_id: str, kind: str, features: Mapping[str, Any]) -> tup
     if kind != "spot":  # derivatives: ccxt groups features by linear/inverse
         section = section.get("linear") or section.get("inverse") or {}
     create = (section or {}).get("createOrder") or {}
-    if create.get("attachedStopLossTakeProfit"):
+    if create.get("attachedStopLossTakeProfit") is not None:  # ccxt: a dict of details when supported
         found.append("attached")
-    if kind != "spot" and create.get("reduceOnly"):
+    if kind != "spot":  # every derivatives venue takes reduce-only orders
         found.append("reduce_only")
     return tuple(found)
 
