@@ -216,7 +216,8 @@ def reinforcement_learning(
                 "skipped": f"{days_before} days of history before the week; the agent needs more than {settings.warmup + 1}",
             }
         costs = services.settings.backtest
-        fee = venue_profile(services.store, services.settings, week.series).taker_fee
+        venue = venue_profile(services.store, services.settings, week.series)
+        fee, rules, equity = venue.taker_fee, venue.order_rules(), costs.initial_equity
         base = trading.params
         default = ParamBounds.default()
         bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
@@ -224,15 +225,19 @@ def reinforcement_learning(
         window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
         agent = train_agent(
             window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
-            fee=fee, slippage=costs.slippage, volume=volume[before], settings=settings,
+            fee=fee, slippage=costs.slippage, rules=rules, equity=equity, volume=volume[before],
+            settings=settings,
         )  # fmt: skip
         # Held out: the week itself; the warm-up days before it only feed the first observation.
         held = np.asarray(bars.index >= week.start - pd.Timedelta(days=settings.warmup))
         holdout = PolicyWindow.from_frame(bars.loc[held], probs[held], vol[held])
-        result = compare_on_holdout(agent, holdout, base, bounds, fee, costs.slippage, volume=volume[held])
-        proposal = propose(
-            agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, volume=volume[held]
+        result = compare_on_holdout(
+            agent, holdout, base, bounds, fee, costs.slippage, rules=rules, equity=equity, volume=volume[held]
         )
+        proposal = propose(
+            agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, rules=rules, equity=equity,
+            volume=volume[held],
+        )  # fmt: skip
         keras = parent.artifacts[KERAS_ARTIFACT]
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",
