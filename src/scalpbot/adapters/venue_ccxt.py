@@ -19,6 +19,7 @@ ccxt's unified market (``precision``, ``limits``, ``type``, ``taker``/``maker``)
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -121,8 +122,6 @@ def fetch_venue(
     ``config`` is ccxt's constructor dict (``timeout``, ``options``, ``sandbox``, credentials); ``api_urls``
     replaces ``urls['api']``. Raise ``ConfigError`` for an unknown symbol, ``ExchangeError`` if the venue fails.
     """
-    import time
-
     exchange, calls = connect(
         exchange_id,
         config,
