@@ -101,3 +101,23 @@ def test_an_offline_backtest_pays_the_stored_fee_and_rounds_to_the_stored_step(
         paid = fee * closed["qty"] * (closed["entry_price"] + closed["exit_price"])
         assert closed["fees"].to_numpy() == pytest.approx(paid.to_numpy(), rel=1e-12)
     assert trades["qty"].iloc[0] < default_trades["qty"].iloc[0]
+
+
+def test_the_first_fetch_from_an_exchange_stores_its_venue_profile_and_later_ones_do_not_read_it_again(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    window = ("--since", "2024-12-31T22:00:00Z", "--until", "2024-12-31T22:10:00Z")
+    with BinanceServer(FixedClock(datetime(2024, 12, 31, 23, tzinfo=UTC))) as server:
+        monkeypatch.setenv("SCALPBOT_EXCHANGE__API_URL", server.url)
+        code, out, err = run(capsys, "fetch", *window)
+        assert code == 0, err
+        assert "10 new bars stored" in out
+        assert "venue profile of binance BTC/USDT stored at data/binance/BTC_USDT/venue.json" in out
+        assert [r.path for r in server.requests].count("/api/v3/exchangeInfo") == 2  # bars' markets, venue
+        code, out, err = run(capsys, "fetch", *window)
+        assert code == 0, err
+        assert "venue profile" not in out
+        assert [r.path for r in server.requests].count("/api/v3/exchangeInfo") == 3  # the bars' markets only
+    stored = json.loads((tmp_path / "scalpbot-data/data/binance/BTC_USDT/venue.json").read_text())
+    assert stored["sources"]["amount_step"] == "exchange" and stored["shorts"] is False
