@@ -18,7 +18,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.backtest.enums import TRADE_VALUE_FIELDS, ExitReasonT, InputProblem, SimulationStatusT
+from scalpbot.core.backtest.enums import (
+    NO_ORDER_RULES,
+    TRADE_VALUE_FIELDS,
+    ExitReasonT,
+    InputProblem,
+    OrderRules,
+    SimulationStatusT,
+)
 from scalpbot.core.backtest.nb import find_bad_bar_nb, find_bad_signal_nb, simulate_nb, unpack_trades_nb
 from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.errors import ConfigError, DataError
@@ -88,6 +95,20 @@ def _check_options(fee: float, slippage: float, initial_equity: float, size_in: 
             f"size_in '{size_in}' is not supported{_did_you_mean(size_in, SIZE_UNITS)}; use 'equity' "
             "(fraction of equity as notional) or 'qty' (base-asset quantity)"
         )
+
+
+def _checked_rules(rules: OrderRules) -> OrderRules:
+    if not isinstance(rules, OrderRules):
+        raise ConfigError(
+            f"rules must be an OrderRules (e.g. venue.order_rules()); got {type(rules).__name__}"
+        )
+    for name in ("amount_step", "min_qty", "min_notional"):
+        value = getattr(rules, name)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ConfigError(f"rules.{name} must be a finite number >= 0 (0 = no rule); got {value}")
+    return OrderRules(
+        float(rules.amount_step), float(rules.min_qty), float(rules.min_notional), bool(rules.shorts)
+    )
 
 
 def _bar_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -212,6 +233,7 @@ def backtest(
     slippage: float = 0.0,
     initial_equity: float = 10_000.0,
     size_in: Literal["equity", "qty"] = "equity",
+    rules: OrderRules = NO_ORDER_RULES,
 ) -> BacktestResult:
     """Simulate ``signals`` on ``bars`` and return trades, equity at each close and metrics.
 
@@ -221,13 +243,28 @@ def backtest(
     ``size_in="qty"``: base-asset quantity); ``sl``/``tp`` (fractional distances from the fill price, > 0,
     ``np.inf`` for none); optional ``max_hold`` (bars, 0 = no time stop). Values on rows with side 0 are ignored.
     ``fee``: fraction of notional per fill; ``slippage``: fraction by which every fill price is worsened.
+    ``rules``: the venue's amount step, minimums and whether it can short (default: none of them, shorts
+    allowed); :meth:`scalpbot.core.venue.Venue.order_rules` gives a venue's, ``Venue.taker_fee`` its fee.
     """
     _check_options(fee, slippage, initial_equity, size_in)
     open_, high, low, close = _bar_arrays(bars)
     index = pd.DatetimeIndex(bars.index)
     side, size, sl, tp, max_hold = _signal_arrays(signals, index)
     records, equity_values, status = simulate_nb(
-        open_, high, low, close, side, size, sl, tp, max_hold, fee, slippage, initial_equity, size_in == "qty"
+        open_,
+        high,
+        low,
+        close,
+        side,
+        size,
+        sl,
+        tp,
+        max_hold,
+        fee,
+        slippage,
+        initial_equity,
+        size_in == "qty",
+        _checked_rules(rules),
     )
     entry_bars, exit_bars, trade_side, values, exit_reason = unpack_trades_nb(records)
     trades = _trades_frame(trade_side, values, exit_reason, index[entry_bars], index[exit_bars])

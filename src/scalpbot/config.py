@@ -34,7 +34,6 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from scalpbot.core.costs import TradingCosts
 from scalpbot.core.gate import GateRules
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError, ScalpbotError
@@ -135,10 +134,21 @@ class DataSettings(_Section):
         return value
 
 
-class BacktestSettings(_Section):
-    """Costs and the baseline strategy used by ``scalpbot backtest``."""
+class VenueSettings(_Section):
+    """Overrides of the venue profile (``scalpbot venue show``); unset keys keep the exchange's or default value."""
 
-    fee: float = Field(default=0.0004, ge=0, lt=0.1, description="fee per side, fraction of notional")
+    taker_fee: float | None = Field(default=None, ge=0, lt=0.1, description="fraction of notional per fill")
+    maker_fee: float | None = Field(default=None, gt=-0.1, lt=0.1, description="fraction of notional")
+    amount_step: float | None = Field(default=None, ge=0, description="quantity increment, base units")
+    price_tick: float | None = Field(default=None, ge=0, description="price increment, quote currency")
+    min_amount: float | None = Field(default=None, ge=0, description="smallest quantity, base units")
+    min_notional: float | None = Field(default=None, ge=0, description="smallest order value, quote")
+    shorts: bool | None = Field(default=None, description="whether the bot may open short positions")
+
+
+class BacktestSettings(_Section):
+    """Slippage, starting equity and the baseline strategy used by ``scalpbot backtest`` (fees: ``[venue]``)."""
+
     slippage: float = Field(default=0.0, ge=0, lt=0.1, description="adverse fill move, fraction of price")
     initial_equity: float = Field(default=10_000.0, gt=0, description="quote currency")
     strategy: str = "sma-cross"
@@ -147,11 +157,6 @@ class BacktestSettings(_Section):
     sl: float = Field(default=0.003, gt=0, description="stop loss, fraction of the fill price")
     tp: float = Field(default=0.006, gt=0, description="take profit, fraction of the fill price")
     max_hold: int = Field(default=0, ge=0, description="bars; 0 = no time stop")
-
-    @property
-    def costs(self) -> TradingCosts:
-        """Return the venue's costs every simulation and the promotion gate are scored at."""
-        return TradingCosts(fee=self.fee, slippage=self.slippage)
 
 
 class TrainSettings(_Section):
@@ -287,6 +292,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     data: DataSettings = DataSettings()
+    venue: VenueSettings = VenueSettings()
     backtest: BacktestSettings = BacktestSettings()
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
@@ -312,6 +318,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "store": StoreSettings,
     "exchange": ExchangeSettings,
     "data": DataSettings,
+    "venue": VenueSettings,
     "backtest": BacktestSettings,
     "train": TrainSettings,
     "gate": GateSettings,
@@ -376,6 +383,10 @@ def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
 
 
+_MOVED = {"backtest.fee": "venue.taker_fee"}
+"""Keys that moved, with their new place: an old file gets told where the key went."""
+
+
 def _did_you_mean(name: str, choices: list[str]) -> str:
     match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -391,7 +402,8 @@ def _reject_unknown_keys(table: Mapping[str, Any], *, origin: str) -> None:
         fields = list(SECTIONS[section].model_fields)
         for key in values:
             if key not in fields:
-                hint = _did_you_mean(key, fields)
+                moved = _MOVED.get(f"{section}.{key}")
+                hint = f" (it moved to '{moved}')" if moved else _did_you_mean(key, fields)
                 raise ConfigError(f"unknown key '{section}.{key}' in {origin}{hint}")
 
 
@@ -457,6 +469,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TrainSettings",
+    "VenueSettings",
     "load_settings",
     "redacted",
 ]

@@ -6,6 +6,7 @@ release trades in paper and live exactly as it was scored.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_features
 from scalpbot.core.policy import StrategyParams, signals_frame
+from scalpbot.core.venue import Venue
 from scalpbot.errors import ModelError
 from scalpbot.inference import OnnxModel
 from scalpbot.ports import Predictor
@@ -42,6 +44,15 @@ class TradingModel:
                 f"release {release.release_id} expects {model.n_features} features, not {len(FEATURE_NAMES)}"
             )
         return cls(release.release_id, model, StrategyParams.from_dict(release.manifest["params"]))
+
+    def for_venue(self, venue: Venue) -> TradingModel:
+        """Return the model trading on ``venue``: no short decision where the venue cannot short.
+
+        A release tuned for a venue that shorts keeps its other params; its short signals are simply not taken.
+        """
+        if venue.shorts or not self.params.allow_short:
+            return self
+        return dataclasses.replace(self, params=self.params.replace(allow_short=False))
 
 
 def predict_bars(bars: pd.DataFrame, model: Predictor) -> tuple[np.ndarray, np.ndarray]:

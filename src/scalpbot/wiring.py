@@ -24,9 +24,11 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
 from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.core.risk import MarketRules, RiskLimits
+from scalpbot.core.risk import RiskLimits
+from scalpbot.core.venue import Venue
 from scalpbot.data.dataset import BarDataset, SeriesId
 from scalpbot.data.history import MemoryHistory, StoredHistory
+from scalpbot.data.venues import resolve_venue
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import Executor
 from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
@@ -165,6 +167,34 @@ def replay_history(
     return MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
 
 
+def venue_profile(store: Store, settings: Settings, series: SeriesId) -> Venue:
+    """Return the venue profile of ``series``: stored beside its bars (else the offline default), then ``[venue]``."""
+    return resolve_venue(store, series.exchange, series.symbol, settings.venue.model_dump())
+
+
+def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
+    """Return the profile of ``series`` read from its exchange (ccxt), before any ``[venue]`` override.
+
+    Public market data only, unless exchange keys are configured: then the account's own fees are read too.
+    """
+    from scalpbot.adapters.secrets import exchange_credentials
+    from scalpbot.adapters.venue_ccxt import fetch_venue
+
+    settings = services.settings
+    exchange = settings.exchange
+    config: dict[str, object] = _ccxt_config(settings)
+    if exchange.api_key is not None or exchange.secret_id or exchange.ssm_prefix:
+        config.update(exchange_credentials(exchange))
+    return fetch_venue(
+        series.exchange,
+        series.symbol,
+        config=config,
+        api_urls=exchange_api_urls(settings),
+        now=services.clock.now(),
+        max_attempts=exchange.max_retries,
+    )
+
+
 def risk_limits(services: Services, timeframe: str) -> RiskLimits:
     """Return the configured risk limits for bars of ``timeframe``."""
     return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
@@ -179,17 +209,19 @@ def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunL
 def paper_broker(
     store: Store, settings: Settings, *, bot: str, series: SeriesId, bars: BarHistory
 ) -> PaperBroker:
-    """Return the paper broker of ``bot``: the backtest's fill model at the configured costs."""
+    """Return the paper broker of ``bot``: the backtest's fill model with the venue's fee, step and minimums."""
     costs = settings.backtest
+    venue = venue_profile(store, settings, series)
     return PaperBroker(
         store,
         bot=bot,
         symbol=series.symbol,
         timeframe=series.timeframe,
         bars=bars.between,
-        fee=costs.fee,
+        fee=venue.taker_fee,
         slippage=costs.slippage,
         initial_equity=costs.initial_equity,
+        rules=venue.order_rules(),
     )
 
 
@@ -212,6 +244,7 @@ def build_executor(
     broker trades the newest release written; a live broker never does.
     """
     settings = services.settings
+    venue = venue_profile(services.store, settings, series)
     if broker is None:
         if mode == "live" and settings.execute.broker == "ccxt":
             broker = live_broker(services, series, bot=bot)
@@ -228,10 +261,10 @@ def build_executor(
         store=services.store,
         broker=broker,
         notifier=notifier or build_notifier(settings, services.store, services.clock),
-        model=cache.current,
+        model=lambda: cache.current().for_venue(venue),
         bars=bars,
         limits=risk_limits(services, series.timeframe),
-        market_rules=MarketRules(),
+        market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
     )
@@ -246,6 +279,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
     if exchange.sandbox:
         config["sandbox"] = True
+    venue = venue_profile(services.store, services.settings, series)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -253,7 +287,8 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         timeframe=series.timeframe,
         config=config,
         api_urls=exchange_api_urls(services.settings),
-        fee_rate=services.settings.backtest.fee,
+        fee_rate=venue.taker_fee,
+        venue=venue,
         max_attempts=exchange.max_retries,
     )
 
@@ -279,6 +314,7 @@ def memory_paper_executor(
     store = MemoryStore()
     services = Services(settings, store, BarDataset(store, settings.data.format), SystemClock())
     history = MemoryHistory(bars)
+    venue = venue_profile(store, settings, series)
     executor = Executor(
         bot=bot,
         symbol=series.symbol,
@@ -286,10 +322,10 @@ def memory_paper_executor(
         store=store,
         broker=paper_broker(store, settings, bot=bot, series=series, bars=history),
         notifier=ConsoleNotifier(io.StringIO()),
-        model=model,
+        model=lambda: model().for_venue(venue),
         bars=history,
         limits=risk_limits(services, series.timeframe),
-        market_rules=MarketRules(),
+        market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
     )
     return executor, services

@@ -1,4 +1,4 @@
-"""The paper broker, driven bar by bar, makes exactly the trades of a backtest on the same signals."""
+"""The paper broker, driven bar by bar, makes exactly the trades of a backtest on the same signals and venue."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from hypothesis import strategies as st
 from scalpbot.adapters.broker.paper import PaperBroker
 from scalpbot.adapters.store.memory import MemoryStore
 from scalpbot.backtest import backtest
+from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
 from scalpbot.core.execution import Fill, Signal
 from scalpbot.core.strategies import sma_cross_signals
 
 FEE, SLIPPAGE, EQUITY = 0.0004, 0.0001, 10_000.0
+STRICT_SPOT = OrderRules(amount_step=0.001, min_qty=0.002, min_notional=3_000.0, shorts=False)
+"""A spot venue with a coarse step and a minimum notional that about a third of the entries below fall under."""
 
 
-def _broker(store: MemoryStore, bars: pd.DataFrame) -> PaperBroker:
+def _broker(store: MemoryStore, bars: pd.DataFrame, rules: OrderRules = NO_ORDER_RULES) -> PaperBroker:
     def source(start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
         return bars.loc[(start or bars.index[0]) : last]
 
@@ -30,13 +33,16 @@ def _broker(store: MemoryStore, bars: pd.DataFrame) -> PaperBroker:
         fee=FEE,
         slippage=SLIPPAGE,
         initial_equity=EQUITY,
+        rules=rules,
     )
 
 
-def _drive(bars: pd.DataFrame, signals: pd.DataFrame) -> tuple[list[Fill], float]:
+def _drive(
+    bars: pd.DataFrame, signals: pd.DataFrame, rules: OrderRules = NO_ORDER_RULES
+) -> tuple[list[Fill], float]:
     """Run the broker bar by bar as the execute job does: snapshot after each close, then submit."""
     store = MemoryStore()
-    broker = _broker(store, bars)
+    broker = _broker(store, bars, rules)
     fills: dict[tuple[str, str], Fill] = {}
     snapshot = None
     for t in range(len(bars)):
@@ -80,8 +86,10 @@ def _as_trades(
     return rows
 
 
-def _expected(bars: pd.DataFrame, signals: pd.DataFrame) -> tuple[list[tuple[object, ...]], float]:
-    result = backtest(bars, signals, fee=FEE, slippage=SLIPPAGE, initial_equity=EQUITY)
+def _expected(
+    bars: pd.DataFrame, signals: pd.DataFrame, rules: OrderRules = NO_ORDER_RULES
+) -> tuple[list[tuple[object, ...]], float]:
+    result = backtest(bars, signals, fee=FEE, slippage=SLIPPAGE, initial_equity=EQUITY, rules=rules)
     rows = []
     for trade in result.trades.itertuples():
         is_open = trade.exit_reason == "open"
@@ -110,10 +118,34 @@ def test_paper_trading_an_sma_cross_equals_its_backtest(sample_bars: pd.DataFram
     assert {row[-1] for row in expected} >= {"sl", "tp", "time", "signal"}
 
 
+def test_paper_trading_on_a_spot_venue_rounds_skips_and_never_shorts_as_its_backtest(
+    sample_bars: pd.DataFrame,
+) -> None:
+    bars = sample_bars.iloc[:1500]
+    signals = sma_cross_signals(bars, length=20, sl=0.0015, tp=0.002, size=0.5, max_hold=6)
+    rng = np.random.default_rng(3)
+    signals["size"] = rng.uniform(0.1, 0.6, len(bars))  # about a third under the 3,000 minimum notional
+    fills, equity = _drive(bars, signals, STRICT_SPOT)
+    expected, expected_equity = _expected(bars, signals, STRICT_SPOT)
+    assert _as_trades(fills) == expected
+    assert equity == pytest.approx(expected_equity, rel=1e-12)
+    entries = [f for f in fills if f.reason == "entry"]
+    assert len(entries) > 20
+    assert {f.side for f in entries} == {1}
+    assert all(f.qty * 1000 == pytest.approx(round(f.qty * 1000), abs=1e-9) for f in entries)
+    assert min(f.qty * f.price for f in entries) >= 3_000.0
+    wanted = backtest(bars, signals.assign(side=signals["side"].clip(lower=0)), fee=FEE, slippage=SLIPPAGE)
+    assert len(wanted.trades) > len(entries)  # entries under the minimum were skipped
+
+
 @settings(max_examples=15, deadline=None)
-@given(st.integers(min_value=0, max_value=50_000), st.integers(min_value=1, max_value=10**6))
+@given(
+    st.integers(min_value=0, max_value=50_000),
+    st.integers(min_value=1, max_value=10**6),
+    st.sampled_from([NO_ORDER_RULES, STRICT_SPOT]),
+)
 def test_paper_trading_random_signals_equals_their_backtest(
-    sample_bars: pd.DataFrame, start: int, seed: int
+    sample_bars: pd.DataFrame, start: int, seed: int, rules: OrderRules
 ) -> None:
     bars = sample_bars.iloc[start : start + 300]
     rng = np.random.default_rng(seed)
@@ -128,8 +160,8 @@ def test_paper_trading_random_signals_equals_their_backtest(
         },
         index=bars.index,
     )
-    fills, equity = _drive(bars, signals)
-    expected, expected_equity = _expected(bars, signals)
+    fills, equity = _drive(bars, signals, rules)
+    expected, expected_equity = _expected(bars, signals, rules)
     assert _as_trades(fills) == expected
     assert equity == pytest.approx(expected_equity, rel=1e-12)
 

@@ -9,6 +9,7 @@ import pytest
 
 from scalpbot.backtest import backtest
 from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.core.venue import default_venue
 
 from support.cli import run_cli as run
 
@@ -35,7 +36,9 @@ def test_json_holds_the_metrics_and_the_same_trades_as_the_library(
     payload = json.loads(out)
     assert set(payload["metrics"]) == METRIC_NAMES
     window = sample_bars.loc["2024-12-02":"2024-12-04"]
-    expected = backtest(window, sma_cross_signals(window, length=30, sl=0.002, tp=0.004, max_hold=30))
+    spot = default_venue("binance", "BTC/USDT")  # nothing fetched: the offline Binance spot profile
+    signals = sma_cross_signals(window, length=30, sl=0.002, tp=0.004, max_hold=30)
+    expected = backtest(window, signals, fee=spot.taker_fee, rules=spot.order_rules())
     assert len(payload["trades"]) == len(expected.trades) > 10
     first = payload["trades"][0]
     assert set(first) == {

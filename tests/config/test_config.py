@@ -59,7 +59,15 @@ def test_an_explicit_config_file_that_is_missing_is_an_error(tmp_path: Path) -> 
         ),
         ('[stor]\nurl = "x"\n', "unknown section 'stor' in scalpbot.toml (did you mean 'store'?)"),
         ('[data]\ntimeframe = "1min"\n', "timeframe '1min' is not supported (did you mean '1m'?)"),
-        ("[backtest]\nfee = -0.1\n", "invalid setting backtest.fee"),
+        ("[venue]\ntaker_fee = -0.1\n", "invalid setting venue.taker_fee"),
+        (
+            "[venue]\ntaker_fe = 0.001\n",
+            "unknown key 'venue.taker_fe' in scalpbot.toml (did you mean 'taker_fee'?)",
+        ),
+        (
+            "[backtest]\nfee = 0.001\n",
+            "unknown key 'backtest.fee' in scalpbot.toml (it moved to 'venue.taker_fee')",
+        ),
         ("[data\n", "is not valid TOML"),
     ],
 )

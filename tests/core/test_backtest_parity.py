@@ -3,7 +3,9 @@
 The replay and how it maps the rules are in ``support/backtest_oracle.py``. Times, sides, prices, quantities and
 exit reasons must be identical; PnL and fees equal to 1e-9 relative (of the trade notional); equity likewise.
 Each scenario also asserts that it exercised what it claims (stop kinds, gaps, reversals, ties), so a change that
-silently stops producing those cases fails instead of passing vacuously.
+silently stops producing those cases fails instead of passing vacuously. The venue is the oracle's: shorts allowed,
+any quantity, no minimum (``backtest``'s default ``NO_ORDER_RULES``); venue rules are checked against the paper and
+live brokers in ``tests/adapters/test_order_quantities.py`` and ``tests/broker/test_paper_broker.py``.
 """
 
 from __future__ import annotations

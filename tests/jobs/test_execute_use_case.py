@@ -32,6 +32,7 @@ from scalpbot.wiring import (
     build_services,
     run_lease,
     stored_history,
+    venue_profile,
 )
 
 from support.binance_server import BinanceServer
@@ -197,14 +198,15 @@ def test_a_replay_across_a_three_hour_hole_equals_the_backtest_and_says_why_cycl
     report = replay(services, services.series(), start, end, bot="holes", notifier=ConsoleNotifier())
     trades = Ledger(services.store, "holes").trades(start, end)
     # The backtest of the same release on the same stored bars (its features run across the hole).
-    trading = ReleaseCache(ReleaseStore(services.store), "BTC/USDT").current()
+    venue = venue_profile(services.store, services.settings, services.series())
+    trading = ReleaseCache(ReleaseStore(services.store), "BTC/USDT").current().for_venue(venue)
     history = services.dataset.read_with_warmup(services.series(), start, end, FEATURE_WINDOW)
     signals = release_signals(history, trading)
     inside = history.index >= start
     costs = services.settings.backtest
     expected = backtest(
-        history.loc[inside], signals.loc[inside], fee=costs.fee, slippage=costs.slippage,
-        initial_equity=costs.initial_equity,
+        history.loc[inside], signals.loc[inside], fee=venue.taker_fee, slippage=costs.slippage,
+        initial_equity=costs.initial_equity, rules=venue.order_rules(),
     ).trades  # fmt: skip
     closed = trades.loc[trades["exit_reason"] != "open"].reset_index(drop=True)
     expected = expected.loc[expected["exit_reason"] != "open"].reset_index(drop=True)

@@ -1,4 +1,8 @@
-"""`scalpbot replay` trades exactly what `scalpbot backtest --strategy release` trades on the same bars."""
+"""`scalpbot replay` trades exactly what `scalpbot backtest --strategy release` trades on the same bars.
+
+The bot runs with default settings on Binance BTC/USDT spot: the venue profile's 0.1 % taker fee, 0.00001 BTC
+amount step and 5 USDT minimum notional, and no shorts - in the backtest and in the replay alike.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.cli.app import main
+from scalpbot.core.venue import default_venue
 from scalpbot.jobs.trading import replay
 from scalpbot.state.ledger import Ledger
+from scalpbot.wiring import venue_profile
 
 from support.trained import active_services as _services
 
@@ -20,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 START, END = "2024-12-30T00:00:00Z", "2024-12-30T12:00:00Z"
-COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "exit_reason"]
+COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
 
 
 def test_replay_makes_exactly_the_trades_of_the_backtest(
@@ -28,6 +34,8 @@ def test_replay_makes_exactly_the_trades_of_the_backtest(
 ) -> None:
     store, _ = active_release
     services = _services(store)
+    venue = venue_profile(services.store, services.settings, services.series())
+    assert venue == default_venue("binance", "BTC/USDT")
     report = replay(
         services,
         services.series(),
@@ -67,6 +75,12 @@ def test_replay_makes_exactly_the_trades_of_the_backtest(
     )
     assert len(expected) > 20
     assert len(set(expected["exit_reason"]) & {"sl", "tp", "time", "signal"}) >= 3
+    assert set(expected["side"]) == {1}  # spot: no short
+    units = expected["qty"] / venue.amount_step
+    assert (units - units.round()).abs().max() < 1e-9  # whole steps of 0.00001 BTC
+    closed = expected.loc[expected["exit_reason"] != "open"]
+    paid = venue.taker_fee * closed["qty"] * (closed["entry_price"] + closed["exit_price"])
+    assert closed["fees"].to_numpy() == pytest.approx(paid.to_numpy(), rel=1e-12)
     got = paper.assign(
         entry_time=paper["entry_time"].map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")),
         exit_time=paper["exit_time"].map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")),

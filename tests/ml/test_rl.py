@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from scalpbot.core.backtest.enums import OrderRules
 from scalpbot.core.evaluation import PolicyEvaluator, PolicyWindow
 from scalpbot.core.gate import GateRules
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
@@ -301,3 +302,20 @@ def test_rl_params_are_promoted_only_when_they_beat_static_by_more_than_noise() 
     assert few.reason.startswith("refused: 10 trades < 50 on the held-out windows")
     short = judge_on_holdout(_holdout_result([r + 0.004 for r in static[:5]], static[:5], 300), rules)
     assert short.reason.startswith("refused: 5.0 days < 7 on the held-out windows")
+
+
+def test_each_window_is_scored_with_the_venues_fee_step_minimums_and_shorts(
+    market: tuple[PolicyWindow, np.ndarray],
+) -> None:
+    window, volume = market
+    spot = OrderRules(amount_step=0.001, min_qty=0.001, min_notional=5.0, shorts=False)
+    env = ParamAdjustEnv(window, BASE, BOUNDS, fee=0.001, rules=spot, equity=10_000.0, volume=volume)
+    start, stop = (int(x) for x in env.steps[3])
+    params = BASE.replace(entry_threshold=0.05)
+    direct = PolicyEvaluator(window.slice(start, stop), fee=0.001, rules=spot, initial_equity=10_000.0)(
+        params
+    )
+    scored = env.evaluate(3, params)
+    assert (scored.trades, scored.total_return) == (direct.trades, direct.total_return)
+    frictionless = ParamAdjustEnv(window, BASE, BOUNDS, fee=0.001, volume=volume).evaluate(3, params)
+    assert frictionless.trades > scored.trades > 0  # the fake model's short signals only close longs on spot

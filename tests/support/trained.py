@@ -19,11 +19,13 @@ from support.files import write_csv
 LOOSE_RISK: dict[str, float] = {"cooldown_after_losses": 0, "max_daily_loss": 1.0, "max_drawdown": 1.0}
 
 
-def active_services(store: Path, **risk: float) -> Services:
+def active_services(store: Path, venue: dict[str, float] | None = None, **risk: float) -> Services:
+    """Return services on ``store`` with loose risk limits; ``venue`` overrides the venue profile (``[venue]``)."""
     overrides = {
         "store": {"url": str(store)},
         "train": {"trials": 5, "max_epochs": 2, "min_trades": 5},
         "risk": {**LOOSE_RISK, **risk},
+        "venue": venue or {},
     }
     return build_services(load_settings(None, overrides))
 

@@ -18,6 +18,7 @@ from scalpbot.cli.serve_cmd import list_bots, serve
 from scalpbot.cli.state import CliState, state_of
 from scalpbot.cli.trading_cmds import halt_bot, list_trades, positions, resume_bot, run_replay, trade
 from scalpbot.cli.train_cmd import run_train
+from scalpbot.cli.venue_cmds import venue_app
 from scalpbot.config import redacted
 from scalpbot.errors import ScalpbotError
 
@@ -32,6 +33,7 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(venue_app, name="venue")
 app.command("fetch")(fetch)
 app.command("backtest")(run_backtest)
 app.command("train")(run_train)

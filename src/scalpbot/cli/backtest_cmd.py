@@ -26,12 +26,13 @@ from scalpbot.core.benchmark import buy_and_hold_equity, buy_and_hold_metrics
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.venue import Venue
 from scalpbot.data.stored import unknown_series_hint
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.release_choice import ReleaseChoice, choose_release
 from scalpbot.release_signals import TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
 
@@ -61,7 +62,9 @@ def run_backtest(
     size: float | None = typer.Option(None, "--size", help="Fraction of equity committed per entry"),
     max_hold: int | None = typer.Option(None, "--max-hold", help="Time stop in bars (0 = none)"),
     sma_length: int | None = typer.Option(None, "--sma-length", help="SMA length in bars for sma-cross"),
-    fee: float | None = typer.Option(None, "--fee", help="Fee per side, fraction of notional"),
+    fee: float | None = typer.Option(
+        None, "--fee", help="Fee per fill, fraction of notional [the venue's taker fee, venue.taker_fee]"
+    ),
     slippage: float | None = typer.Option(None, "--slippage", help="Adverse fill move, fraction of price"),
     initial_equity: float | None = typer.Option(None, "--equity", help="Starting equity, quote currency"),
     release: str | None = typer.Option(
@@ -80,13 +83,14 @@ def run_backtest(
     show_trades: bool = typer.Option(False, "--trades", help="Print the trade list with a totals row"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
 ) -> None:
-    """Backtest a strategy on stored bars with the one fill model (next-open fills, SL first).
+    """Backtest a strategy on stored bars with the one fill model on the venue's fee, step, minimums, shorts.
 
     `scalpbot backtest --compare current newest sma-cross` runs each on the same bars and prints one table.
     """
     overrides: dict[str, dict[str, Any]] = {
         "exchange": {"id": exchange},
         "data": {"symbol": symbol, "timeframe": timeframe},
+        "venue": {"taker_fee": fee},
         "backtest": {
             "strategy": strategy,
             "sl": sl,
@@ -94,7 +98,6 @@ def run_backtest(
             "size": size,
             "max_hold": max_hold,
             "sma_length": sma_length,
-            "fee": fee,
             "slippage": slippage,
             "initial_equity": initial_equity,
         },
@@ -112,14 +115,16 @@ def run_backtest(
             raise ConfigError(
                 "--compare needs two or more strategies or releases, e.g. --compare current sma-cross"
             )
-        runs = [_run(services, params, item, first, end) for item in compared]
-        _print_comparison(runs, series, params, as_json)
+        venue = venue_profile(services.store, services.settings, series)
+        runs = [_run(services, params, venue, item, first, end) for item in compared]
+        _print_comparison(runs, series, params, venue.taker_fee, as_json)
         return
+    venue = venue_profile(services.store, services.settings, series)
     label = params.strategy if params.strategy != "release" else (release or "current")
-    run = _run(services, params, label, first, end, strategy_name=params.strategy)
+    run = _run(services, params, venue, label, first, end, strategy_name=params.strategy)
     result, bars = run.result, run.bars
     if html_path is not None:
-        _write_html(html_path, run, series, params.initial_equity, params.fee)
+        _write_html(html_path, run, series, params.initial_equity, venue.taker_fee)
     if as_json:
         print_json({"metrics": result.metrics, "trades": trades_payload(result.trades), **run.release_json()})
         return
@@ -165,6 +170,7 @@ def _window(
 def _run(
     services: Services,
     params: BacktestSettings,
+    venue: Venue,
     item: str,
     first: pd.Timestamp | None,
     end: pd.Timestamp | None,
@@ -181,10 +187,14 @@ def _run(
         err.print(f"{item}: {choice.describe()}")
         trading = TradingModel.from_release(
             ReleaseStore(services.store).load(series.symbol, choice.release_id)
+        ).for_venue(venue)
+        # The feature window's bars before --from (counted in stored bars, as the execute cycle counts them),
+        # so the first bar of the window can already trade.
+        history = (
+            services.dataset.read(series, None, end)
+            if first is None
+            else services.dataset.read_with_warmup(series, first, end, FEATURE_WINDOW)
         )
-        # Read the feature warm-up before --from so the first bar of the window can already trade.
-        warmup = FEATURE_WINDOW * timeframe_delta(series.timeframe)
-        history = services.dataset.read(series, None if first is None else first - warmup, end)
         signals = release_signals(history, trading)
         inside = np.ones(len(history), dtype=bool) if first is None else np.asarray(history.index >= first)
         bars, signals = history.loc[inside], signals.loc[inside]
@@ -201,7 +211,12 @@ def _run(
             f"{len(bars)} bars of {series} stored in that window; fetch more with `scalpbot fetch`"
         )
     result = backtest(
-        bars, signals, fee=params.fee, slippage=params.slippage, initial_equity=params.initial_equity
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=params.slippage,
+        initial_equity=params.initial_equity,
+        rules=venue.order_rules(),
     )
     return _Run(label, bars, result, choice)
 
@@ -224,9 +239,11 @@ def _write_html(path: Path, run: _Run, series: object, initial_equity: float, fe
     path.write_text(page, encoding="utf-8")
 
 
-def _print_comparison(runs: list[_Run], series: object, params: BacktestSettings, as_json: bool) -> None:
+def _print_comparison(
+    runs: list[_Run], series: object, params: BacktestSettings, fee: float, as_json: bool
+) -> None:
     bars = runs[0].bars
-    hold = buy_and_hold_equity(bars, params.initial_equity, params.fee)
+    hold = buy_and_hold_equity(bars, params.initial_equity, fee)
     benchmark = buy_and_hold_metrics(hold)
     if as_json:
         print_json(

@@ -23,9 +23,10 @@ from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.codec import encode_bars
 from scalpbot.data.dataset import DatasetSummary
+from scalpbot.data.venues import load_venue, save_venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.wiring import build_market_data
+from scalpbot.wiring import build_market_data, fetch_venue_profile
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)
 
@@ -62,6 +63,7 @@ def fetch(
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
 
     Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
+    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet.
     """
     exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
@@ -122,6 +124,12 @@ def fetch(
         )
     else:
         _print_retrieve(report, services.store.describe())
+    if source == "ccxt" and load_venue(services.store, series.exchange, series.symbol) is None:
+        key = save_venue(services.store, fetch_venue_profile(services, series))
+        if not as_json:
+            out.print(
+                f"venue profile of {series.exchange} {series.symbol} stored at {key} (`scalpbot venue show`)"
+            )
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""
         notifier.notify(f"retrieve {series}", f"{report.added} new bars, newest {iso(report.last)}{gaps}")

@@ -2,9 +2,9 @@
 
 A fill pays ``fee`` (a fraction of its notional) and is worsened by ``slippage`` (a fraction of its price), on
 each side of a trade: a round trip costs about ``2 * (fee + slippage)`` of the notional. The train job, the
-online-learning and RL steps and the promotion gate take one :class:`TradingCosts` built from the configuration
-(``backtest.fee`` and ``backtest.slippage``), so no path scores a challenger at a lower default; a venue
-profile can replace it in one place.
+online-learning and RL steps and the promotion gate take one :class:`TradingCosts` built from the venue profile
+(its taker fee, ``Venue.trading_costs``) and ``backtest.slippage``, so no path scores a challenger at a lower
+default.
 """
 
 from __future__ import annotations

@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from scalpbot.core.backtest.enums import ExitReason, InputProblem, SimulationStatusT
+from scalpbot.core.backtest.enums import (
+    NO_ORDER_RULES,
+    ExitReason,
+    InputProblem,
+    OrderRules,
+    SimulationStatusT,
+)
 from scalpbot.core.backtest.nb import find_bad_bar_nb, simulate_nb
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7, sharpe_ratio
 from scalpbot.core.policy import fill_signals_nb, prediction_arrays
@@ -159,7 +165,14 @@ class PolicyEvaluator:
         fee: float = 0.0004,
         slippage: float = 0.0,
         periods_per_year: float = PERIODS_PER_YEAR_24_7,
+        rules: OrderRules = NO_ORDER_RULES,
+        initial_equity: float = 1.0,
     ) -> None:
+        """``fee``/``slippage`` as in ``backtest``; ``rules``: the venue's step, minimums and shorts.
+
+        ``initial_equity`` (quote currency) matters only with ``rules``: steps and minimums are absolute, so
+        a window is scored with the equity the bot starts with.
+        """
         if not (math.isfinite(fee) and 0.0 <= fee < 0.1):
             raise ConfigError(f"fee must be a fraction of notional in [0, 0.1), e.g. 0.0004; got {fee}")
         if not (math.isfinite(slippage) and 0.0 <= slippage < 0.1):
@@ -172,6 +185,10 @@ class PolicyEvaluator:
         self.fee = fee
         self.slippage = slippage
         self.periods_per_year = periods_per_year
+        self.rules = rules
+        if not (math.isfinite(initial_equity) and initial_equity > 0.0):
+            raise ConfigError(f"initial_equity must be > 0 (quote currency); got {initial_equity}")
+        self.initial_equity = initial_equity
         n = len(window)
         self._side = np.zeros(n, dtype=np.int8)
         self._size = np.zeros(n)
@@ -199,8 +216,9 @@ class PolicyEvaluator:
             self._hold,
             self.fee,
             self.slippage,
-            1.0,
+            self.initial_equity,
             False,
+            self.rules,
         )
         returns = np.empty(w.day_ends.shape[0]) if out is None else out
         daily_returns_nb(equity, w.day_ends, returns)
@@ -210,7 +228,7 @@ class PolicyEvaluator:
         return Evaluation(
             trades=closed,
             daily_returns=returns,
-            total_return=float(equity[-1] - 1.0),
+            total_return=float(equity[-1] / self.initial_equity - 1.0),
             sharpe=sharpe_ratio(returns, self.periods_per_year),
             status=SimulationStatusT._fields[status],
         )

@@ -8,7 +8,8 @@ a bar opening beyond a barrier fills at that open. This is exactly what ``backte
 
 A side **wins** when it exits at its TP within ``H`` bars with a positive PnL after ``fee`` on both fills (a TP
 too close to cover the round-trip fees is no win). Classes: ``2`` long wins, ``0`` short wins, ``1`` neither.
-Both sides can win only when ``k_tp < k_sl`` (up to the long TP, then down to the short TP): the side whose TP
+Where the venue cannot short (``shorts=False``, a spot market) a short never wins: no row is labelled ``0``, so
+the model learns only what the venue lets the bot do. Both sides can win only when ``k_tp < k_sl`` (up to the long TP, then down to the short TP): the side whose TP
 fills first takes the label; both in the same bar gives ``1``.
 
 A row is valid when bars ``t + 1 .. t + H`` exist and ``sigma[t]`` is finite and positive; invalid rows have
@@ -78,8 +79,12 @@ def triple_barrier_nb(
     k_tp: float,
     fee: float,
     slippage: float,
+    shorts: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(label, long reason, long bars, short reason, short bars)`` per decision bar (int8/int16 arrays)."""
+    """Return ``(label, long reason, long bars, short reason, short bars)`` per decision bar (int8/int16 arrays).
+
+    ``shorts`` false: a short never wins (its exit columns are still filled).
+    """
     n = open_.shape[0]
     label = np.full(n, _INVALID, dtype=np.int8)
     reasons = np.full((2, n), _INVALID, dtype=np.int8)
@@ -99,7 +104,7 @@ def triple_barrier_nb(
         bars[0, t] = long_after
         bars[1, t] = short_after
         long_won = long_reason == ExitReason.tp and long_pnl > 0.0
-        short_won = short_reason == ExitReason.tp and short_pnl > 0.0
+        short_won = shorts and short_reason == ExitReason.tp and short_pnl > 0.0
         if long_won and short_won and long_after != short_after:
             label[t] = LABEL_LONG if long_after < short_after else LABEL_SHORT
         elif long_won and not short_won:
@@ -177,12 +182,14 @@ def triple_barrier_labels(
     vol: np.ndarray | None = None,
     fee: float = 0.0,
     slippage: float = 0.0,
+    shorts: bool = True,
 ) -> pd.DataFrame:
     """Return the triple-barrier label and the forward volatility of each decision bar (index ``bars.index``).
 
     ``vol``: sigma per bar, known at bar ``t``'s close, as a fraction of price (default
     :func:`barrier_volatility` with this ``horizon``); SL/TP distances are ``k_sl * vol[t]`` and ``k_tp * vol[t]``.
     ``fee``/``slippage``: fractions as in ``backtest`` (fee on each fill's notional; 0 = gross labels).
+    ``shorts``: whether the venue can short; false (spot) labels no row ``0`` (short wins).
 
     Columns: ``label`` (int8: 0 short wins, 1 neither, 2 long wins, -1 invalid); ``fwd_vol`` (float64,
     ``sqrt(sum of squared 1-bar close log returns over bars t+1 .. t+H)``, the realized volatility over the
@@ -207,7 +214,16 @@ def triple_barrier_labels(
         if sigma.shape != open_.shape:
             raise ConfigError(f"vol must hold one value per bar: shape {open_.shape}, got {sigma.shape}")
     label, long_exit, long_bars, short_exit, short_bars = triple_barrier_nb(
-        open_, high, low, sigma, int(horizon), float(k_sl), float(k_tp), float(fee), float(slippage)
+        open_,
+        high,
+        low,
+        sigma,
+        int(horizon),
+        float(k_sl),
+        float(k_tp),
+        float(fee),
+        float(slippage),
+        bool(shorts),
     )
     ret = bar_series_nb(open_, high, low, close)[0]
     return pd.DataFrame(

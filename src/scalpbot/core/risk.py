@@ -20,12 +20,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 import pandas as pd
 
 from scalpbot.core.execution import Position, Signal
+from scalpbot.core.lots import floor_to_step_nb, order_qty_nb
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError, DataError
 
@@ -55,8 +56,6 @@ DenialCode = Literal[
 
 _LIMIT_TOLERANCE = 1e-9
 """Slack on fraction comparisons, so that a loss of exactly the limit engages it despite float rounding."""
-_FLOOR_NUDGE = Decimal("1.000000000001")
-"""Rounding a quantity down first scales it up by 1e-12, so a quantity one float ulp below a step keeps it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +91,6 @@ def _steps(value: float, step: float) -> Decimal:
     return Decimal(repr(value)) / Decimal(repr(step))
 
 
-def _floor_to_step(value: float, step: float) -> float:
-    if step <= 0.0 or not math.isfinite(value):
-        return value
-    units = (_steps(value, step) * _FLOOR_NUDGE).to_integral_value(ROUND_FLOOR)  # float noise: 0.003 - 1 ulp
-    return float(units * Decimal(repr(step)))
-
-
 @dataclass(frozen=True, slots=True)
 class MarketRules:
     """The venue's order rules for one symbol (from its market info); 0 means no rule.
@@ -123,8 +115,14 @@ class MarketRules:
             object.__setattr__(self, name, value)
 
     def round_qty(self, qty: float) -> float:
-        """Return ``qty`` rounded **down** to a whole number of ``amount_step`` (never more than asked)."""
-        return _floor_to_step(qty, self.amount_step)
+        """Return ``qty`` rounded **down** to a whole number of ``amount_step``, as the backtest kernel does."""
+        return float(floor_to_step_nb(float(qty), self.amount_step))
+
+    def order_qty(self, qty: float, price: float) -> float:
+        """Return ``qty`` rounded down to the step, or 0.0 when under the minimums at ``price`` (kernel's rule)."""
+        return float(
+            order_qty_nb(float(qty), float(price), self.amount_step, self.min_qty, self.min_notional)
+        )
 
     def round_price(self, price: float) -> float:
         """Return ``price`` rounded to the nearest ``price_tick``."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.backtest import BacktestResult
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.labels import triple_barrier_labels
@@ -29,30 +29,39 @@ from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import PreconditionFailed
+from scalpbot.jobs.train import simulate
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 _MIN_ROWS = 1_000
 
 
 def _score(
-    services: Services, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
+    services: Services,
+    series: SeriesId,
+    bars: pd.DataFrame,
+    probs: np.ndarray,
+    vol: np.ndarray,
+    params: StrategyParams,
 ) -> BacktestResult:
-    costs = services.settings.backtest
-    signals = signals_frame(bars.index, probs, vol, params)
-    return backtest(
-        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
-    )
+    """Return the backtest of ``params`` on ``bars`` with the model outputs ``probs``/``vol``, on the venue."""
+    venue = venue_profile(services.store, services.settings, series)
+    return simulate(bars, signals_frame(bars.index, probs, vol, params), services.settings.backtest, venue)
 
 
 def _online_verdict(
-    services: Services, challenger: BacktestResult, incumbent: BacktestResult, parent: str
+    services: Services,
+    series: SeriesId,
+    challenger: BacktestResult,
+    incumbent: BacktestResult,
+    parent: str,
 ) -> GateVerdict:
     """Weigh the fine-tuned model against its parent on the most recent window (one candidate: no trials)."""
     from scalpbot.ml.evidence import TrialSelection, gate_statistics, period_returns, window_days
 
     settings = services.settings
+    venue = venue_profile(services.store, settings, series)
     returns = period_returns(challenger.equity)
     statistics = gate_statistics(
         window="most recent window",
@@ -64,7 +73,7 @@ def _online_verdict(
         trades=int(challenger.metrics["trades"] or 0),
         days=window_days(pd.DatetimeIndex(challenger.equity.index)),
         selection=TrialSelection.single(returns, "hour"),
-        costs=settings.backtest.costs,
+        costs=venue.trading_costs(settings.backtest.slippage),
         resamples=settings.gate.bootstrap_resamples,
         seed=settings.train.seed,
     )
@@ -168,6 +177,7 @@ def online_learning(
             k_sl=float(labels_cfg["k_sl"]),
             k_tp=float(labels_cfg["k_tp"]),
             fee=float(labels_cfg["fee"]),
+            shorts=bool(labels_cfg.get("shorts", True)),
         )
         label, fwd = labels["label"].to_numpy(), labels["fwd_vol"].to_numpy()
         times = pd.DatetimeIndex(bars.index)
@@ -191,9 +201,9 @@ def online_learning(
         old_probs, old_vol = predict_bars(bars, trading.model)
         new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx))
         window = bars.loc[recent]
-        incumbent = _score(services, window, old_probs[recent], old_vol[recent], trading.params)
-        challenger = _score(services, window, new_probs[recent], new_vol[recent], trading.params)
-        verdict = _online_verdict(services, challenger, incumbent, parent.release_id)
+        incumbent = _score(services, week.series, window, old_probs[recent], old_vol[recent], trading.params)
+        challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
+        verdict = _online_verdict(services, week.series, challenger, incumbent, parent.release_id)
         return _publish(
             services, releases, pointer, parent, kind="online_learning", onnx=onnx, keras=save_keras(tuned.model),
             params=trading.params, challenger=challenger.metrics, incumbent=incumbent.metrics, verdict=verdict,
@@ -241,6 +251,8 @@ def reinforcement_learning(
                 "skipped": f"{days_before} days of history before the week; the agent needs more than {settings.warmup + 1}",
             }
         costs = services.settings.backtest
+        venue = venue_profile(services.store, services.settings, week.series)
+        fee, rules, equity = venue.taker_fee, venue.order_rules(), costs.initial_equity
         base = trading.params
         default = ParamBounds.default()
         bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
@@ -248,17 +260,19 @@ def reinforcement_learning(
         window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
         agent = train_agent(
             window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
-            fee=costs.fee, slippage=costs.slippage, volume=volume[before], settings=settings,
+            fee=fee, slippage=costs.slippage, rules=rules, equity=equity, volume=volume[before],
+            settings=settings,
         )  # fmt: skip
         # Held out: the week itself; the warm-up days before it only feed the first observation.
         held = np.asarray(bars.index >= week.start - pd.Timedelta(days=settings.warmup))
         holdout = PolicyWindow.from_frame(bars.loc[held], probs[held], vol[held])
         result = compare_on_holdout(
-            agent, holdout, base, bounds, costs.fee, costs.slippage, volume=volume[held]
+            agent, holdout, base, bounds, fee, costs.slippage, rules=rules, equity=equity, volume=volume[held]
         )
         proposal = propose(
-            agent, holdout, base, bounds, fee=costs.fee, slippage=costs.slippage, volume=volume[held]
-        )
+            agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, rules=rules, equity=equity,
+            volume=volume[held],
+        )  # fmt: skip
         keras = parent.artifacts[KERAS_ARTIFACT]
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",

@@ -28,7 +28,7 @@ from scalpbot.release_signals import TradingModel, release_signals
 from scalpbot.releases import ReleaseStore
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 Step = Callable[["WeekData"], dict[str, Any]]
 
@@ -162,7 +162,8 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
         return {"release_id": None, "note": "no decision was recorded this week; nothing to compare"}
     release_id = week.releases[-1]
     releases = ReleaseStore(services.store)
-    trading = TradingModel.from_release(releases.load(week.series.symbol, release_id))
+    venue = venue_profile(services.store, services.settings, week.series)
+    trading = TradingModel.from_release(releases.load(week.series.symbol, release_id)).for_venue(venue)
     # The feature window is counted in stored bars, as the execute cycle counts it (across holes too).
     history = services.dataset.read_with_warmup(week.series, week.start, week.end, FEATURE_WINDOW)
     signals = release_signals(history, trading)
@@ -170,7 +171,14 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
     bars, signals = history.loc[inside], signals.loc[inside]
     costs = services.settings.backtest
     start_equity = float(week.equity.iloc[0]) if len(week.equity) else costs.initial_equity
-    sim = backtest(bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=start_equity)
+    sim = backtest(
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=costs.slippage,
+        initial_equity=start_equity,
+        rules=venue.order_rules(),
+    )
     live = week.trades.assign(key=_trade_keys(week.trades))
     simulated = sim.trades.assign(key=_trade_keys(sim.trades))
     both = live.merge(simulated, on="key", suffixes=("_live", "_sim"))

@@ -7,10 +7,14 @@ model's ONNX predictions, and the test window - seen by neither - scores the rel
 release trading now. The new release becomes current only if the gate says so, by compare-and-swap.
 
 **A rerun converges.** A run is identified by its training key (the sha256 of the series, the bars' content
-and the train, cost and gate settings). The tuning study kept in the store is topped up to ``train.trials``, not
+and the venue, train, cost and gate settings). The tuning study kept in the store is topped up to ``train.trials``, not
 extended, and the model fit is seeded, so the same key trains the same release. A run killed after it
 wrote its release finds that release when run again and only finishes its promotion; a run killed before
 leaves no complete release (a release is visible once its manifest exists) and trains it again.
+
+Everything is simulated on the market's venue profile (:func:`scalpbot.wiring.venue_profile`): labels, tuning,
+scores and the gate pay its taker fee, round to its amount step, skip orders under its minimums, and neither
+label nor trade a short where it cannot short. The manifest keeps the profile the release was made with.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.strategies import sma_cross_signals
+from scalpbot.core.venue import Venue
 from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
-from scalpbot.wiring import Services
+from scalpbot.wiring import Services, venue_profile
 
 if TYPE_CHECKING:
     from scalpbot.ml.evidence import TrialSelection
@@ -142,6 +148,7 @@ def train(
     from scalpbot.ml import model as ml_model
 
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
+    venue = venue_profile(services.store, settings, series)
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
         end = None if until is None else pd.Timestamp(until)
@@ -157,7 +164,7 @@ def train(
         test_fraction=cfg.test_fraction,
     )
     log(f"{len(bars):,} bars of {series}: train/validation/test split at {windows}")
-    key = training_key(series, bars, settings, trials or cfg.trials)
+    key = training_key(series, bars, settings, venue, trials or cfg.trials)
     trained = ReleaseStore(services.store).find(series.symbol, training_key=key)
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
@@ -166,7 +173,13 @@ def train(
         features = build_features(bars).to_numpy(dtype=np.float64)
     with _timed(timings, "labels"):
         labels = triple_barrier_labels(
-            bars, horizon=cfg.horizon, k_sl=cfg.k_sl, k_tp=cfg.k_tp, fee=costs.fee, slippage=costs.slippage
+            bars,
+            horizon=cfg.horizon,
+            k_sl=cfg.k_sl,
+            k_tp=cfg.k_tp,
+            fee=venue.taker_fee,
+            slippage=costs.slippage,
+            shorts=venue.shorts,
         )
     label = labels["label"].to_numpy()
     fwd_vol = labels["fwd_vol"].to_numpy()
@@ -219,6 +232,7 @@ def train(
             services,
             series,
             window,
+            venue,
             study_name=study_name,
             study_db=Path(tmp) / "study.db",
             n_trials=trials or cfg.trials,
@@ -228,18 +242,12 @@ def train(
     params = tuned.best_params
     with _timed(timings, "evaluation"):
         validation = score_signals(
-            val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs
+            val_bars, signals_frame(val_bars.index, probs[val_slice], vol[val_slice], params), costs, venue
         )
         test_signals = signals_frame(test_bars.index, probs[test_slice], vol[test_slice], params)
-        test_result = backtest(
-            test_bars,
-            test_signals,
-            fee=costs.fee,
-            slippage=costs.slippage,
-            initial_equity=costs.initial_equity,
-        )
+        test_result = simulate(test_bars, test_signals, costs, venue)
         test = test_result.metrics
-        baselines = _baselines(test_bars, test_signals, test_result.trades, settings.backtest, cfg.seed)
+        baselines = _baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed)
         overfitting = tuned.summary()
     releases = ReleaseStore(services.store)
     with _timed(timings, "gate"):
@@ -249,8 +257,8 @@ def train(
         overfitting["probability_of_backtest_overfitting"] = selection.pbo
         overfitting["trials_run"] = selection.n_trials
         pointer = releases.pointer(series.symbol)
-        incumbent, incumbent_equity = _incumbent(releases, series, pointer, bars, test_slice, costs)
-        verdict = _judge(services, test_result, incumbent, incumbent_equity, selection)
+        incumbent, incumbent_equity = _incumbent(releases, series, pointer, bars, test_slice, costs, venue)
+        verdict = _judge(services, venue, test_result, incumbent, incumbent_equity, selection)
     now = services.clock.now()
     release_id = new_release_id(now, onnx_bytes)
     manifest = {
@@ -261,8 +269,15 @@ def train(
         "data_window": {name: _iso_window(bars, span) for name, span in _spans(windows).items()},
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(FEATURE_NAMES),
-        "labels": {"horizon": cfg.horizon, "k_sl": cfg.k_sl, "k_tp": cfg.k_tp, "fee": costs.fee},
-        "costs": {"fee": costs.fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
+        "labels": {
+            "horizon": cfg.horizon,
+            "k_sl": cfg.k_sl,
+            "k_tp": cfg.k_tp,
+            "fee": venue.taker_fee,
+            "shorts": venue.shorts,
+        },
+        "costs": {"fee": venue.taker_fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
+        "venue": venue.to_dict(),
         "hyperparams": {
             "widths": list(hp.widths),
             "dropout": hp.dropout,
@@ -318,6 +333,7 @@ def _tune(
     services: Services,
     series: SeriesId,
     window: PolicyWindow,
+    venue: Venue,
     *,
     study_name: str,
     study_db: Path,
@@ -329,7 +345,8 @@ def _tune(
 
     The stored study is resumed when the same data is trained again and topped up to ``n_trials`` trials (so
     a rerun reproduces the run it repeats; ask for more trials to extend it); a study that no longer matches
-    the window (other costs or bounds) is started afresh.
+    the window (other costs or bounds) is started afresh. Trials pay the venue's taker fee and
+    follow its order rules; where it cannot short, no trial shorts (``allow_short`` off in the base params).
     """
     from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
 
@@ -343,11 +360,14 @@ def _tune(
     def run() -> Any:
         return tune_policy(
             window,
+            ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
             n_trials=n_trials,
             seed=cfg.seed,
             sampler=cfg.sampler,
-            fee=costs.fee,
+            fee=venue.taker_fee,
             slippage=costs.slippage,
+            rules=venue.order_rules(),
+            initial_equity=costs.initial_equity,
             min_trades=cfg.min_trades,
             storage=storage,
             study_name=study_name,
@@ -368,8 +388,8 @@ def _tune(
     return tuned
 
 
-def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, trials: int) -> str:
-    """Return the sha256 that identifies a train run: series, bars (times and values), train, cost and gate settings."""
+def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, venue: Venue, trials: int) -> str:
+    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings."""
     train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
     identity = {
         "series": str(series),
@@ -377,6 +397,7 @@ def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, trials: in
         "train": train_settings,
         "costs": settings.backtest.model_dump(mode="json"),
         "gate": settings.gate.model_dump(mode="json"),
+        "venue": venue.to_dict(),
         "features": FEATURE_SPEC_VERSION,
         "scalpbot": _library_versions()["scalpbot"],
     }
@@ -432,15 +453,26 @@ def _promote(
     return True, reason
 
 
-def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any) -> Metrics:
-    """Return the metrics of ``signals`` on ``bars`` with the configured costs (``BacktestSettings``)."""
+def simulate(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> BacktestResult:
+    """Return the backtest of ``signals`` on ``bars`` on ``venue`` (``costs``: ``BacktestSettings``)."""
     return backtest(
-        bars, signals, fee=costs.fee, slippage=costs.slippage, initial_equity=costs.initial_equity
-    ).metrics
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
+        rules=venue.order_rules(),
+    )
+
+
+def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> Metrics:
+    """Return the metrics of ``signals`` on ``bars`` on ``venue`` with the configured slippage and equity."""
+    metrics: Metrics = simulate(bars, signals, costs, venue).metrics
+    return metrics
 
 
 def _baselines(
-    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, seed: int
+    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, venue: Venue, seed: int
 ) -> dict[str, Metrics]:
     """Return not trading, ``sma-cross`` and random entries with the release's SL/TP, size and trade count."""
     flat = signals.assign(side=0)
@@ -454,21 +486,28 @@ def _baselines(
         rng = np.random.default_rng(seed)
         picks = np.sort(rng.choice(len(bars) - 1, size=count, replace=False))
         side = np.zeros(len(bars), dtype=np.int8)
-        side[picks] = rng.choice(np.array([-1, 1], dtype=np.int8), size=count)
+        sides = np.array([-1, 1] if venue.shorts else [1], dtype=np.int8)
+        side[picks] = rng.choice(sides, size=count)
         random["side"] = side
         for column in ("size", "sl", "tp", "max_hold"):
             values = random[column].to_numpy(copy=True)
             values[picks] = entries[column].median()
             random[column] = values
     return {
-        "not_trading": score_signals(bars, flat, costs),
-        "sma_cross": score_signals(bars, sma, costs),
-        "random": score_signals(bars, random, costs),
+        "not_trading": score_signals(bars, flat, costs, venue),
+        "sma_cross": score_signals(bars, sma, costs, venue),
+        "random": score_signals(bars, random, costs, venue),
     }
 
 
 def _incumbent(
-    releases: ReleaseStore, series: SeriesId, pointer: Any, bars: pd.DataFrame, test: slice, costs: Any
+    releases: ReleaseStore,
+    series: SeriesId,
+    pointer: Any,
+    bars: pd.DataFrame,
+    test: slice,
+    costs: Any,
+    venue: Venue,
 ) -> tuple[dict[str, Any] | None, pd.Series | None]:
     """Return the current release's score on the same test window (or why it could not be scored) and its equity.
 
@@ -477,23 +516,20 @@ def _incumbent(
     if pointer is None:
         return None, None
     try:
-        trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id))
+        trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id)).for_venue(venue)
     except ScalpbotError as e:
         return {"release_id": pointer.release_id, "error": str(e)}, None
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
-    result = backtest(
-        window,
-        signals_frame(window.index, probs[test], vol[test], trading.params),
-        fee=costs.fee,
-        slippage=costs.slippage,
-        initial_equity=costs.initial_equity,
+    result = simulate(
+        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs, venue
     )
     return {"release_id": pointer.release_id, "metrics": result.metrics}, result.equity
 
 
 def _judge(
     services: Services,
+    venue: Venue,
     test: BacktestResult,
     incumbent: dict[str, Any] | None,
     incumbent_equity: pd.Series | None,
@@ -517,7 +553,7 @@ def _judge(
         trades=int(test.metrics["trades"] or 0),
         days=window_days(pd.DatetimeIndex(test.equity.index)),
         selection=selection,
-        costs=settings.backtest.costs,
+        costs=venue.trading_costs(settings.backtest.slippage),
         resamples=settings.gate.bootstrap_resamples,
         seed=settings.train.seed,
     )

@@ -33,6 +33,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
 from scalpbot.core.costs import TradingCosts
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.gate import GateRules, GateVerdict, judge
@@ -138,6 +139,8 @@ def train_agent(
     seed: int = 0,
     fee: float = 0.0004,
     slippage: float = 0.0,
+    rules: OrderRules = NO_ORDER_RULES,
+    equity: float = 1.0,
     volume: np.ndarray | None = None,
     settings: RlSettings | None = None,
     n_steps: int = 64,
@@ -147,7 +150,8 @@ def train_agent(
 
     ``n_envs`` copies of the env run in a ``DummyVecEnv``, each seeded from ``seed``; PPO collects ``n_steps``
     steps per env per update (so ``timesteps`` rounds up to a multiple of ``n_steps * n_envs``). ``fee`` is a
-    fraction of notional per fill, ``slippage`` a fraction of price; ``volume`` one value per bar of ``window``.
+    fraction of notional per fill, ``slippage`` a fraction of price, ``rules`` the venue's order rules applied
+    at ``equity`` (quote currency); ``volume`` one value per bar of ``window``.
     """
     if not (isinstance(timesteps, int) and timesteps >= 1):
         raise ConfigError(
@@ -161,7 +165,17 @@ def train_agent(
         raise ConfigError(f"learning_rate must be > 0, e.g. 3e-4; got {learning_rate!r}")
     settings = settings or RlSettings()
     envs = [
-        ParamAdjustEnv(window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=settings)
+        ParamAdjustEnv(
+            window,
+            base,
+            bounds,
+            fee=fee,
+            slippage=slippage,
+            rules=rules,
+            equity=equity,
+            volume=volume,
+            settings=settings,
+        )
         for _ in range(n_envs)
     ]
     with _one_torch_thread():
@@ -199,6 +213,8 @@ def propose(
     *,
     fee: float = 0.0004,
     slippage: float = 0.0,
+    rules: OrderRules = NO_ORDER_RULES,
+    equity: float = 1.0,
     volume: np.ndarray | None = None,
 ) -> StrategyParams:
     """Return the params the agent chooses for the step window that follows ``recent_window``.
@@ -209,7 +225,15 @@ def propose(
     """
     _check_agent(agent, bounds)
     env = ParamAdjustEnv(
-        recent_window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=agent.settings
+        recent_window,
+        base,
+        bounds,
+        fee=fee,
+        slippage=slippage,
+        rules=rules,
+        equity=equity,
+        volume=volume,
+        settings=agent.settings,
     )
     k = env.n_windows
     return env.params_for(agent.act(env.observe(k, *env.base_results(k))))
@@ -236,6 +260,8 @@ def compare_on_holdout(
     fee: float = 0.0004,
     slippage: float = 0.0,
     *,
+    rules: OrderRules = NO_ORDER_RULES,
+    equity: float = 1.0,
     volume: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Replay the agent as live and the static base params on held-out windows; return both results.
@@ -250,7 +276,15 @@ def compare_on_holdout(
     _check_agent(agent, bounds)
     settings = replace(agent.settings, episode_steps=None)
     env = ParamAdjustEnv(
-        holdout_window, base, bounds, fee=fee, slippage=slippage, volume=volume, settings=settings
+        holdout_window,
+        base,
+        bounds,
+        fee=fee,
+        slippage=slippage,
+        rules=rules,
+        equity=equity,
+        volume=volume,
+        settings=settings,
     )
     observation, _ = env.reset(options={"start": settings.warmup})
     rl_returns: list[float] = []

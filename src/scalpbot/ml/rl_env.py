@@ -49,6 +49,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
@@ -175,6 +176,8 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
     ``volume``: traded volume per bar of ``window`` (the :class:`PolicyWindow` carries none), for ``volume_z``.
     ``base`` is clipped into ``bounds``. ``steps``: the ``(n_windows, 2)`` bar positions ``[start, stop)``.
     ``info`` of each step: ``window`` (its index), ``window_return`` (fraction) and ``trades`` (closed trades).
+    ``fee``/``slippage``/``rules``: the venue's costs and order rules, applied to windows that each start flat
+    with ``equity`` (quote currency; steps and minimums are absolute), as :class:`PolicyEvaluator` does.
     """
 
     def __init__(
@@ -185,6 +188,8 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         *,
         fee: float = 0.0004,
         slippage: float = 0.0,
+        rules: OrderRules = NO_ORDER_RULES,
+        equity: float = 1.0,
         volume: np.ndarray | None = None,
         settings: RlSettings | None = None,
     ) -> None:
@@ -203,7 +208,7 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         self.window = window
         self.bounds = bounds
         self.base = bounds.clip(base)
-        self.fee, self.slippage = fee, slippage
+        self.fee, self.slippage, self.rules, self.equity = fee, slippage, rules, equity
         self.steps = step_windows(window, self.settings.bars_per_step)
         if self.steps.shape[0] <= self.settings.warmup:
             raise ConfigError(
@@ -213,7 +218,7 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         self._regime = _regime_table(window, self.steps, volume, self.settings.lookback)
         self._low, self._high = bounds.low, bounds.high
         self._center = np.array([getattr(self.base, name) for name in bounds.names], dtype=np.float64)
-        first = PolicyEvaluator(window.slice(*(int(x) for x in self.steps[0])), fee=fee, slippage=slippage)
+        first = self._evaluator(0)
         self._evaluators: dict[int, PolicyEvaluator] = {0: first}  # built now: validates fee and slippage
         self._base_results: dict[int, tuple[float, int]] = {}
         self._n_obs = len(self.settings.observation_names())
@@ -264,10 +269,19 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         """Return ``params`` scored on step window ``k`` alone (flat start, equity 1)."""
         evaluator = self._evaluators.get(k)
         if evaluator is None:
-            start, stop = (int(x) for x in self.steps[k])
-            evaluator = PolicyEvaluator(self.window.slice(start, stop), fee=self.fee, slippage=self.slippage)
+            evaluator = self._evaluator(k)
             self._evaluators[k] = evaluator
         return evaluator(params)
+
+    def _evaluator(self, k: int) -> PolicyEvaluator:
+        start, stop = (int(x) for x in self.steps[k])
+        return PolicyEvaluator(
+            self.window.slice(start, stop),
+            fee=self.fee,
+            slippage=self.slippage,
+            rules=self.rules,
+            initial_equity=self.equity,
+        )
 
     def base_results(self, k: int) -> tuple[list[float], list[int]]:
         """Return the base params' returns and trades on the ``history`` windows before ``k``, oldest first."""

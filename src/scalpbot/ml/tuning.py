@@ -34,6 +34,7 @@ import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.overfitting import (
@@ -244,6 +245,8 @@ def tune_policy(
     study_name: str | None = None,
     show_progress: bool = True,
     top_up: bool = False,
+    rules: OrderRules = NO_ORDER_RULES,
+    initial_equity: float = 1.0,
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
 
@@ -253,15 +256,25 @@ def tune_policy(
     ``sampler``: "tpe" (multivariate TPE, the default), "gp" (Gaussian process; needs torch and scipy, costs
     far more per trial) or "random"; seeded with ``seed`` plus the number of trials already in the study, so a
     resumed study does not replay its first proposals. ``fee`` is a fraction of notional per fill, ``slippage``
-    a fraction of price. ``storage``: an Optuna RDB URL such as ``sqlite:///study.db`` (in memory when ``None``);
+    a fraction of price; ``rules`` the venue's amount step, minimums and shorts, applied at ``initial_equity``
+    (quote currency; see :class:`PolicyEvaluator`). ``storage``: an Optuna RDB URL such as ``sqlite:///study.db`` (in memory when ``None``);
     ``study_name`` defaults to ``"policy"``. The progress bar shows only when ``show_progress`` and stderr is a
     terminal.
     """
     bounds = ParamBounds.default() if bounds is None else bounds
     _check(n_trials, timeout_s, sampler, min_trades, penalty, window)
-    evaluator = PolicyEvaluator(window, fee=fee, slippage=slippage, periods_per_year=periods_per_year)
+    evaluator = PolicyEvaluator(
+        window,
+        fee=fee,
+        slippage=slippage,
+        periods_per_year=periods_per_year,
+        rules=rules,
+        initial_equity=initial_equity,
+    )
     name = study_name or "policy"
     settings = {"fee": fee, "slippage": slippage, "min_trades": min_trades, "penalty": penalty}
+    if rules != NO_ORDER_RULES or initial_equity != 1.0:  # studies tuned before venues keep their fingerprint
+        settings.update(rules._asdict(), initial_equity=initial_equity)
     fingerprint = _fingerprint(window, bounds, {**settings, "periods_per_year": periods_per_year})
     started = time.perf_counter()
     cache: dict[int, tuple[int, np.ndarray]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -18,7 +19,10 @@ import pandas as pd
 from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills
 from scalpbot.adapters.ccxt_common import CcxtCalls
+from scalpbot.adapters.venue_ccxt import venue_from_market
 from scalpbot.core.execution import BrokerSnapshot, Position
+from scalpbot.core.lots import floor_to_step_nb
+from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, ExchangeError
 
 _DAY_MS = 86_400_000
@@ -39,6 +43,7 @@ class SpotAccount:
         timeframe: str,
         bar: pd.Timedelta,
         fee_rate: float,
+        venue: Venue | None = None,
     ) -> None:
         self.exchange = exchange
         self.calls = calls
@@ -48,6 +53,7 @@ class SpotAccount:
         self.decoder = IdDecoder(bot, symbol, int(bar.total_seconds()))
         self._fee_rate = fee_rate
         self._market: dict[str, Any] | None = None
+        self._venue = venue
         self._final_orders: dict[str, dict[str, Any]] = {}
         self._last_close: tuple[pd.Timestamp, float] | None = None
 
@@ -69,12 +75,27 @@ class SpotAccount:
             self._market = market
         return self._market
 
+    def venue(self) -> Venue:
+        """Return the venue profile the broker was given, else the one the loaded market describes."""
+        if self._venue is None:
+            self._venue = venue_from_market(
+                self.exchange.id,
+                self.market(),
+                fees=None,
+                precision_mode=int(self.exchange.precisionMode),
+                rate_limit_ms=float(self.exchange.rateLimit),
+                features=self.exchange.features,
+                fetched_at=datetime.now(UTC),
+            )
+        return self._venue
+
     def amount(self, qty: float) -> float:
-        """Return ``qty`` (base units) rounded down to the market's amount precision (0 below one step)."""
-        try:
-            return float(self.exchange.amount_to_precision(self.symbol, qty))
-        except ccxt.InvalidOrder:
-            return 0.0
+        """Return ``qty`` (base units) rounded down to the venue's amount step as the backtest kernel rounds it."""
+        return float(floor_to_step_nb(float(qty), self.venue().amount_step))
+
+    def amount_text(self, qty: float) -> str:
+        """Return ``qty`` as the venue wants it written (``0.00008``, never ``8e-05``): ccxt's precision."""
+        return str(self.exchange.amount_to_precision(self.symbol, self.amount(qty)))
 
     def price(self, price: float) -> str:
         """Return ``price`` rounded to the market's tick, as the venue wants it."""
@@ -82,10 +103,8 @@ class SpotAccount:
 
     def below_minimum(self, qty: float, price: float) -> str:
         """Return why ``qty`` at ``price`` is below the market's minimum amount or notional, else ``""``."""
-        market = self.market()
-        limits = market.get("limits") or {}
-        min_qty = float((limits.get("amount") or {}).get("min") or 0.0)
-        min_cost = float((limits.get("cost") or {}).get("min") or 0.0)
+        market, venue = self.market(), self.venue()
+        min_qty, min_cost = venue.min_amount, venue.min_notional
         base, quote = market["base"], market["quote"]
         if qty <= 0 or qty < min_qty:
             return f"{qty:g} {base} is below the market minimum of {min_qty:g} {base}"

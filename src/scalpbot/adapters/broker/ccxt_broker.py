@@ -35,6 +35,7 @@ from scalpbot.adapters.ccxt_common import connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
 from scalpbot.core.timeframes import timeframe_seconds
+from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, ExchangeError, InsufficientFunds, OrderRejected
 
 __all__ = ["CcxtBroker"]
@@ -51,7 +52,8 @@ class CcxtBroker:
 
     ``config`` is ccxt's constructor dict (``apiKey``, ``secret``, ``timeout`` ms, ``options``, ...; see
     ``ccxt_exchange``); ``api_urls`` replaces ``urls['api']`` (a proxy or a local test server). ``fee_rate``
-    (fraction of notional) prices fees paid in a third asset such as BNB. Retries: up to ``max_attempts`` calls,
+    (fraction of notional) prices fees paid in a third asset such as BNB. ``venue`` gives the amount step and
+    minimums orders are rounded to and checked against (default: the loaded market's). Retries: up to ``max_attempts`` calls,
     backoff ``min(max_delay, base_delay * 2**(n-1))`` seconds with jitter, through ``sleep``.
     """
 
@@ -65,6 +67,7 @@ class CcxtBroker:
         config: Mapping[str, Any] | None = None,
         api_urls: Mapping[str, Any] | None = None,
         fee_rate: float = 0.001,
+        venue: Venue | None = None,
         max_attempts: int = 5,
         base_delay: float = 1.0,
         max_delay: float = 30.0,
@@ -100,7 +103,14 @@ class CcxtBroker:
         self._bar_seconds = timeframe_seconds(timeframe)
         bar = pd.Timedelta(seconds=self._bar_seconds)
         self._account = SpotAccount(
-            exchange, calls, bot=bot, symbol=self._symbol, timeframe=timeframe, bar=bar, fee_rate=fee_rate
+            exchange,
+            calls,
+            bot=bot,
+            symbol=self._symbol,
+            timeframe=timeframe,
+            bar=bar,
+            fee_rate=fee_rate,
+            venue=venue,
         )
         self._exchange = exchange
         self._calls = calls
@@ -240,7 +250,7 @@ class CcxtBroker:
                     return _binance.place_oco(
                         self._exchange,
                         market,
-                        qty=str(qty),
+                        qty=self._account.amount_text(qty),
                         sl_price=sl_price,
                         tp_price=tp_price,
                         ids=(oco_id, sl_id, tp_id),

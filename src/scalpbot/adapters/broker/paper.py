@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.backtest.enums import ExitReasonT
+from scalpbot.core.backtest.enums import ExitReasonT, OrderRules
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.timeframes import timeframe_delta
@@ -43,7 +43,11 @@ class _Segment:
 
 
 class PaperBroker:
-    """A broker that simulates fills on stored bars with the one fill model."""
+    """A broker that simulates fills on stored bars with the one fill model and the venue's order rules.
+
+    ``fee`` is the venue's taker fee (every simulated fill is a market fill), ``rules`` its amount step,
+    minimums and whether it can short (see :meth:`scalpbot.core.venue.Venue.order_rules`).
+    """
 
     name = "paper"
 
@@ -58,6 +62,7 @@ class PaperBroker:
         fee: float,
         slippage: float,
         initial_equity: float,
+        rules: OrderRules,
     ) -> None:
         self._store = store
         self._bot = bot
@@ -67,6 +72,7 @@ class PaperBroker:
         self._fee = fee
         self._slippage = slippage
         self._initial_equity = initial_equity
+        self._rules = rules
         self._key = f"state/{bot}/paper.json"
 
     def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
@@ -143,7 +149,20 @@ class PaperBroker:
             np.ascontiguousarray(bars[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")
         )
         records, equity, _ = simulate_nb(
-            o, h, lo, c, side, size, sl, tp, max_hold, self._fee, self._slippage, segment.cash, False
+            o,
+            h,
+            lo,
+            c,
+            side,
+            size,
+            sl,
+            tp,
+            max_hold,
+            self._fee,
+            self._slippage,
+            segment.cash,
+            False,
+            self._rules,
         )
         fills, position = self._fills(records, index, positions, segment.signals)
         all_fills = _merge_fills(segment.recent_fills, fills)

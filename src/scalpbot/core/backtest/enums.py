@@ -56,6 +56,24 @@ class InputProblemT(NamedTuple):
 
 InputProblem = InputProblemT(*range(len(InputProblemT._fields)))
 
+
+class OrderRules(NamedTuple):
+    """A venue's order rules as the kernel takes them (see :mod:`scalpbot.core.lots`); 0 means no rule.
+
+    ``amount_step``: quantities are rounded down to whole multiples of it (base units); ``min_qty``: smallest
+    quantity (base units); ``min_notional``: smallest ``qty * fill price`` (quote currency); ``shorts``: whether
+    a short position may be opened (on a spot market it may not: a sell signal only closes a long).
+    """
+
+    amount_step: float
+    min_qty: float
+    min_notional: float
+    shorts: bool
+
+
+NO_ORDER_RULES = OrderRules(0.0, 0.0, 0.0, True)
+"""Any quantity, no minimum, shorts allowed: the frictionless venue of library calls and oracle tests."""
+
 trade_dt = np.dtype(
     [
         ("entry_idx", np.int64),

@@ -15,6 +15,10 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
    open); the new position, if any, opens at the same open. A same-direction signal is ignored while in a
    position that stays open. After a time exit the position is flat, so a signal of either side re-enters.
 6. A position open at the end is marked at the last close and recorded with exit reason ``open``.
+7. The venue's order rules (:class:`~scalpbot.core.backtest.enums.OrderRules`) apply to every entry: its
+   quantity is rounded **down** to the amount step, and an entry under the minimum quantity or notional (at
+   the fill price) is skipped, as a broker skips it (:func:`scalpbot.core.lots.order_qty_nb`). Where the venue
+   cannot short, a short signal opens nothing: it only closes a long (rule 5), as on a spot market.
 
 These rules and their tie orders are backtesting.py 0.6.6's with ``exclusive_orders=True`` (its order queue
 processes ``Trade.close()`` orders first, then SL, then TP, then new entries, then the new trade's SL/TP on the
@@ -26,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scalpbot.core.backtest.enums import ExitReason, InputProblem, SimulationStatus, trade_dt
+from scalpbot.core.backtest.enums import ExitReason, InputProblem, OrderRules, SimulationStatus, trade_dt
+from scalpbot.core.lots import order_qty_nb
 
 
 @njit(cache=True)
@@ -135,12 +140,14 @@ def simulate_nb(
     slippage: float,
     initial_equity: float,
     size_is_qty: bool,
+    rules: OrderRules,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Simulate one instrument bar by bar; return ``(trade records (trade_dt), equity per close, status)``.
 
     ``side``/``size``/``sl``/``tp``/``max_hold`` are decided on each bar's close and act on the next open.
     ``size`` is a fraction of equity committed as notional at the fill, or a base-asset quantity when
-    ``size_is_qty``; ``size`` 0 opens nothing (an opposite signal with size 0 only closes). ``equity[t]`` is cash
+    ``size_is_qty``, rounded down to ``rules.amount_step``; ``size`` 0, a quantity under the venue's minimums or a
+    short where ``rules.shorts`` is false opens nothing (an opposite signal then only closes). ``equity[t]`` is cash
     plus the open position marked at ``close[t]`` (entry fee paid, exit fee not yet). Entries are skipped while
     equity is <= 0 (status ``equity_depleted``). Inputs are assumed valid (see ``find_bad_bar_nb``).
     """
@@ -201,20 +208,24 @@ def simulate_nb(
                     )
                     n_trades += 1
                     direction = 0
-            if direction == 0 and signal != 0 and size[t - 1] > 0.0:
+            if direction == 0 and signal != 0 and size[t - 1] > 0.0 and (signal > 0 or rules.shorts):
                 if cash <= 0.0:
                     status = SimulationStatus.equity_depleted
                 else:
-                    direction = 1 if signal > 0 else -1
-                    entry_price = fill_price_nb(bar_open, direction, slippage)
-                    qty = size[t - 1] if size_is_qty else size[t - 1] * cash / entry_price
-                    signed_qty = direction * qty
-                    entry_fee = qty * entry_price * fee
-                    cash -= entry_fee
-                    entry_idx = t
-                    sl_price = entry_price * (1.0 - direction * sl[t - 1])
-                    tp_price = entry_price * (1.0 + direction * tp[t - 1])
-                    hold = max_hold[t - 1]
+                    wanted = 1 if signal > 0 else -1
+                    price = fill_price_nb(bar_open, wanted, slippage)
+                    raw_qty = size[t - 1] if size_is_qty else size[t - 1] * cash / price
+                    qty = order_qty_nb(raw_qty, price, rules.amount_step, rules.min_qty, rules.min_notional)
+                    if qty > 0.0:
+                        direction = wanted
+                        entry_price = price
+                        signed_qty = direction * qty
+                        entry_fee = qty * entry_price * fee
+                        cash -= entry_fee
+                        entry_idx = t
+                        sl_price = entry_price * (1.0 - direction * sl[t - 1])
+                        tp_price = entry_price * (1.0 + direction * tp[t - 1])
+                        hold = max_hold[t - 1]
             if direction != 0:
                 raw_price, reason = stop_exit_nb(direction, bar_open, high[t], low[t], sl_price, tp_price)
                 if reason >= 0:
