@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_cli_data import run
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.store.folder import FolderStore
@@ -16,6 +15,7 @@ from scalpbot.core.venue import VALUE_FIELDS, default_venue
 from scalpbot.data.venues import save_venue
 
 from support.binance_server import BinanceServer
+from support.cli import run_cli as run
 
 
 def test_show_prints_every_value_with_where_it_came_from(
