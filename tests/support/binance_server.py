@@ -390,14 +390,17 @@ def _handler_for(server: BinanceServer) -> type[BaseHTTPRequestHandler]:
             status, payload = server._respond(parts.path, params)
             self._send(status, json.dumps(payload))
 
-        def _send(self, status: int, body: str) -> None:
+        def _send(self, status: int, body: str, headers: Mapping[str, str] | None = None) -> None:
             data = body.encode()
+            extra = dict(headers or {})
+            if status in (418, 429):
+                extra.setdefault("Retry-After", "1")
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json;charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
-                if status in (418, 429):
-                    self.send_header("Retry-After", "1")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
             except OSError:  # the client gave up (timeout) and closed the connection

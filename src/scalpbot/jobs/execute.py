@@ -9,7 +9,10 @@ One cycle for the bar ``t`` that just closed, in this order:
 4. Update the risk state with the equity and the trades just closed; the kill switch flattens and blocks.
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
 6. Risk checks on an entry: a denial is recorded, not raised (a denied reversal still closes the position).
-7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered.
+7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered. With
+   a position open the broker is called on every cycle, whatever the model decides (a zero-side signal when it
+   wants nothing), so the time stop and the broker's protection check run on every bar; refused protection is
+   recorded as an ``error`` event and notified.
 8. Save the portfolio snapshot by compare-and-swap.
 
 A run lease around the cycle keeps two runs from overlapping; the snapshot check makes a repeated cycle a no-op.
@@ -144,8 +147,8 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
     signal, denial = None, None
     if not risk.halted:
         signal, denial = _decide(executor, ledger, window, bar, snapshot, risk)
-        if signal is not None:
-            chosen = signal
+        if signal is not None or snapshot.position is not None:
+            chosen = signal if signal is not None else _hold(bar)
             acks += _send(executor, ledger, bar, lambda: executor.broker.submit(chosen, snapshot))
     last_fill = max(
         (f.time for f in snapshot.fills), default=None if previous is None else previous.last_fill_time
@@ -167,6 +170,11 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
     portfolio.save(recorded, None if stored is None else stored.etag)
     status: CycleStatus = "halted" if risk.halted else "ok"
     return CycleReport(bar, status, snapshot.equity, signal, denial, tuple(acks), new_fills)
+
+
+def _hold(bar: pd.Timestamp) -> Signal:
+    """Return the signal of a cycle whose model wants nothing: no entry, no reversal, the position kept."""
+    return Signal(bar, 0, 0.0, float("inf"), float("inf"), 0)
 
 
 def _fill_key(fill: Fill) -> str:
@@ -302,6 +310,7 @@ def _send(
         ledger.append("error", bar, {"where": "submit", "message": str(e)})
         executor.notifier.notify(f"{executor.bot}: order failed", str(e), level="error")
         return []
+    protection_refused = False
     for ack in acks:
         # A duplicate means the venue already holds the order: it was accepted by an earlier try of this
         # cycle (killed before it recorded the answer), so it is recorded as that try would have recorded it.
@@ -313,7 +322,12 @@ def _send(
             "message": "" if accepted else ack.message,
         }
         ledger.append("order_ack", bar, payload)
-        if ack.status == "rejected":
+        if ack.status == "rejected" and ack.intent in ("sl", "tp"):
+            if not protection_refused:  # one error and one notification for the OCO's legs
+                ledger.append("error", bar, {"where": "protection", "message": ack.message})
+                executor.notifier.notify(f"{executor.bot}: protection refused", ack.message, level="error")
+            protection_refused = True
+        elif ack.status == "rejected":
             executor.notifier.notify(f"{executor.bot}: order rejected", ack.message, level="warning")
     return acks
 
