@@ -254,6 +254,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         config=config,
         api_urls=exchange_api_urls(services.settings),
         fee_rate=services.settings.backtest.fee,
+        adopt=services.settings.execute.adopt,
         max_attempts=exchange.max_retries,
     )
 

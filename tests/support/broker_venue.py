@@ -44,8 +44,9 @@ class Venue:
         self.sleeps.append(seconds)
         self.server.wait(seconds)
 
-    def broker(self, **config: Any) -> CcxtBroker:
-        """Return a new broker on the server (3 attempts, tiny recorded backoff); ``config`` adds ccxt settings."""
+    def broker(self, *, adopt: bool = False, max_wait: float = 60.0, **config: Any) -> CcxtBroker:
+        """Return a new broker on the server (3 attempts, tiny backoff through :meth:`sleep`); ``config`` adds
+        ccxt settings."""
         settings = {"apiKey": KEY, "secret": SECRET, "rateLimit": 1, "timeout": 2000, **config}
         return CcxtBroker(
             "binance",
@@ -55,9 +56,11 @@ class Venue:
             config=settings,
             api_urls=rebased_api_urls("binance", self.server.url),
             fee_rate=0.001,
+            adopt=adopt,
             max_attempts=3,
             base_delay=0.01,
             max_delay=0.04,
+            max_wait=max_wait,
             sleep=self.sleep,
         )
 
