@@ -14,8 +14,9 @@ Each rule follows Binance's spot API documentation ("General API Information", "
   reply is 429 with ``Retry-After`` (seconds to the end of the minute); a client that asks again before then
   is banned: 418 with ``Retry-After`` (2 minutes for a first ban, doubled for each repeat).
 
-The limiter's clock is the wall clock plus ``waited`` seconds, which a test's ``sleep`` advances, so a broker
-that honours ``Retry-After`` sees the limit lifted without the test waiting in real time.
+The limiter's clock is the venue's market clock (the simulated minute the bars are in) plus ``waited`` seconds,
+which a test's ``sleep`` advances: a bar lasts a minute of weight, as it does live, and a broker that honours
+``Retry-After`` sees the limit lifted without the test waiting in real time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import hmac
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from support.binance_orders import BinanceError
@@ -115,6 +116,7 @@ class WeightLimiter:
     """Request weight per minute with Binance's 429-then-418 escalation; see the module docstring."""
 
     limit: int = 6000
+    clock: Callable[[], float] = time.time
     waited: float = 0.0
     used: int = 0
     minute: int = -1
@@ -125,7 +127,7 @@ class WeightLimiter:
     """Every ``(status, Retry-After)`` the limiter answered, in order."""
 
     def now(self) -> float:
-        return time.time() + self.waited
+        return self.clock() + self.waited
 
     def admit(self, method: str, path: str) -> tuple[int, int, int]:
         """Count one request; return ``(status, used weight, Retry-After)``: status 200 when admitted."""

@@ -87,7 +87,7 @@ class BinanceTradingServer(BinanceServer):
         self.book = Book(self._series, start, Decimal(fee_rate), commission)
         self.keys = dict(keys if keys is not None else {KEY: SECRET})
         self.skew_ms = skew_ms
-        self.limiter = WeightLimiter(limit=weight_limit)
+        self.limiter = WeightLimiter(limit=weight_limit, clock=lambda: self.clock.now().timestamp())
         self.check_auth = check_auth
         self.down = False
         self._lost: dict[str, int] = {}

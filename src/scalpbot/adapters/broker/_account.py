@@ -204,7 +204,11 @@ class SpotAccount:
             as_of=as_of,
             equity=quote_total + base_total * last_close,
             position=self._position(ours, last_close, as_of, open_orders, entry),
-            fills=tuple(f for f in fills(done, entry_before, self.bar) if since is None or f.time >= since),
+            fills=tuple(
+                f
+                for f in fills(done, entry_before, self.bar, self.amount)
+                if since is None or f.time >= since
+            ),
             open_orders=tuple(str(o.get("clientOrderId")) for o in open_orders),
         )
 

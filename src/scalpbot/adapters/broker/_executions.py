@@ -108,38 +108,54 @@ def executions(
 
 
 def fills(
-    done: list[Execution], entry_before: Callable[[Execution], Execution | None], bar: pd.Timedelta
+    done: list[Execution],
+    entry_before: Callable[[Execution], Execution | None],
+    bar: pd.Timedelta,
+    sellable: Callable[[float], float] = lambda qty: qty,
 ) -> list[Fill]:
     """Return one ``Fill`` per execution: reason from its tag (``external`` if none), PnL on exits.
 
     ``entry_before(exit)`` returns the entry an exit closed (or ``None`` when it cannot be found): it gives the
     exit's ``entry_client_id`` and PnL, ``qty x (exit - entry) x position side`` less the fees of both.
-    ``time`` is the open of the bar the first trade was in.
+    ``time`` is the open of the bar the first trade was in. An entry's ``qty`` is what the bot can sell of it:
+    the quantity received net of commission taken in base, rounded down by ``sellable`` (the venue's step);
+    what is left below one step is charged to the entry's ``fee`` at its price, so the exit that sells the
+    position closes the trade and ``qty x price + fee`` is still what the entry cost.
     """
     result = []
     for execution in done:
         reason = execution.tag if execution.tag in ("entry", *EXIT_TAGS) else "external"
         pnl, entry_id = None, execution.client_id if reason == "entry" else None
-        if reason not in ("entry", "external"):
+        qty, fee = execution.qty, execution.fee
+        if reason == "entry" and execution.side > 0:
+            qty, fee = _held(execution, sellable)
+        elif reason not in ("entry", "external"):
             entry = entry_before(execution)
             if entry is not None:
                 gross = -execution.side * execution.qty * (execution.price - entry.price)
-                pnl, entry_id = gross - execution.fee - entry.fee, entry.client_id
+                pnl, entry_id = gross - execution.fee - _held(entry, sellable)[1], entry.client_id
         time = pd.Timestamp(execution.time_ms, unit="ms", tz="UTC").floor(bar)
         result.append(
             Fill(
                 execution.client_id,
                 time,
                 execution.side,
-                execution.qty,
+                qty,
                 execution.price,
-                execution.fee,
+                fee,
                 str(reason),
                 pnl,
                 entry_id,
             )
         )
     return result
+
+
+def _held(entry: Execution, sellable: Callable[[float], float]) -> tuple[float, float]:
+    """Return an entry's sellable quantity and its fee in quote, the sub-step dust included."""
+    received = entry.qty - entry.base_fee
+    qty = sellable(received)
+    return qty, entry.fee + (received - qty) * entry.price
 
 
 def own_quantity(done: list[Execution]) -> tuple[float, Execution | None]:
