@@ -66,7 +66,9 @@ def test_the_snapshot_shows_the_position_with_its_protection_and_equity_at_the_l
     (entry,) = after.fills
     assert (entry.reason, entry.side, entry.entry_client_id) == ("entry", 1, position.entry_client_id)
     bought = float(venue.server.orders()[0].executed)
-    assert entry.qty == pytest.approx(math.floor(bought * 0.999 * 1e5) / 1e5)  # net of commission, to the step
+    assert entry.qty == pytest.approx(
+        math.floor(bought * 0.999 * 1e5) / 1e5
+    )  # net of commission, to the step
     assert entry.qty * entry.price + entry.fee == pytest.approx(bought * OPEN_1200)  # fee: commission + dust
     assert set(after.open_orders) == ids(sig.decided_at, "sl", "tp")
 
