@@ -234,6 +234,7 @@ def build_executor(
         market_rules=MarketRules(),
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
+        clock=None if paper else services.clock,
     )
 
 

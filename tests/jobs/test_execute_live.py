@@ -36,6 +36,7 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
             services, services.series(), bot="live", bars=MemoryHistory(bars), notifier=ConsoleNotifier(),
             broker=venue.broker(),
         )  # fmt: skip
+        executor = dataclasses.replace(executor, clock=venue.clock)  # the venue's time: 5 s after each close
         entered = None
         for _ in range(30):
             bar = venue.decided()
@@ -60,6 +61,9 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
         assert position.sl_price < position.entry_price < position.tp_price
         fills = [e for e in Ledger(services.store, "live").events() if e.kind == "fill"]
         assert [e.payload["reason"] for e in fills][:1] == ["entry"]
+        latency = [e for e in Ledger(services.store, "live").events() if e.kind == "latency"][0]
+        assert latency.time == entered and latency.payload["ack_seconds"] == 5.0
+        assert len(latency.payload["client_ids"]) == 3  # the entry and its OCO's two legs
 
 
 class RecordingNotifier:

@@ -53,7 +53,7 @@ from scalpbot.core.risk import (
 )
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ExchangeError
-from scalpbot.ports import BarHistory, Broker, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
 from scalpbot.release_signals import TradingModel
 from scalpbot.state.ledger import Ledger, event_id_for
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
@@ -81,6 +81,9 @@ class Executor:
     initial_equity: float
     ready: Callable[[], bool] = lambda: True
     """Whether a release can be traded now (``False``: the cycle idles; see ``ReleaseCache.available``)."""
+    clock: Clock | None = None
+    """The wall clock of a live bot: each decision's latency from bar close to order acknowledgement is recorded
+    (a ``latency`` event); ``None`` (replays) records none."""
 
     @property
     def ledger(self) -> Ledger:
@@ -311,6 +314,7 @@ def _send(
         executor.notifier.notify(f"{executor.bot}: order failed", str(e), level="error")
         return []
     protection_refused = False
+    _record_latency(executor, ledger, bar, acks)
     for ack in acks:
         # A duplicate means the venue already holds the order: it was accepted by an earlier try of this
         # cycle (killed before it recorded the answer), so it is recorded as that try would have recorded it.
@@ -330,6 +334,20 @@ def _send(
         elif ack.status == "rejected":
             executor.notifier.notify(f"{executor.bot}: order rejected", ack.message, level="warning")
     return acks
+
+
+def _record_latency(executor: Executor, ledger: Ledger, bar: pd.Timestamp, acks: list[OrderAck]) -> None:
+    """Record how long after the close of ``bar`` the venue acknowledged the orders sent for it (live only).
+
+    One ``latency`` event per acknowledged submission; a retried cycle records its own attempt beside it.
+    """
+    sent = [a.client_id for a in acks if a.status == "accepted"]
+    if executor.clock is None or not sent:
+        return
+    close = bar + timeframe_delta(executor.timeframe)
+    seconds = (pd.Timestamp(executor.clock.now()).tz_convert("UTC") - close).total_seconds()
+    payload = {"bar_close": close, "ack_seconds": round(seconds, 3), "client_ids": sent}
+    ledger.append("latency", bar, payload, event_id=event_id_for("latency", bar, *sent, f"{seconds:.3f}"))
 
 
 def _fail(bar: pd.Timestamp, fault: str, message: str) -> CycleReport:
