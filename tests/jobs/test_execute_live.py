@@ -61,7 +61,7 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
         assert position.sl_price < position.entry_price < position.tp_price
         fills = [e for e in Ledger(services.store, "live").events() if e.kind == "fill"]
         assert [e.payload["reason"] for e in fills][:1] == ["entry"]
-        latency = [e for e in Ledger(services.store, "live").events() if e.kind == "latency"][0]
+        latency = next(e for e in Ledger(services.store, "live").events() if e.kind == "latency")
         assert latency.time == entered and latency.payload["ack_seconds"] == 5.0
         assert len(latency.payload["client_ids"]) == 3  # the entry and its OCO's two legs
 
