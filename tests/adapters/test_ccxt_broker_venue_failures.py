@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from scalpbot.core.execution import Signal
 from scalpbot.errors import ConfigError, ExchangeTemporaryError
 
 from support.binance_trading import OCO, ORDER, BinanceTradingServer
@@ -182,3 +183,25 @@ def test_a_skewed_clock_is_resynchronised_and_no_order_is_lost_or_doubled(venue)
     position = venue.snapshot(trader).position
     assert position is not None and not math.isnan(position.sl_price)
     assert position.entry_price == pytest.approx(OPEN_1200)
+
+
+def test_a_stop_that_fills_partly_and_expires_leaves_a_remainder_closed_at_the_next_cycle(venue):
+    trader, _, sig = venue.enter(sl=0.0003, tp=0.05)
+    venue.server.book.liquidity.append((Decimal("0.5"), "EXPIRED"))  # the triggered stop finds half the book
+    for _ in range(30):
+        venue.server.advance_bar()
+        if not venue.server.orders("NEW"):
+            break
+    stop = next(o for o in venue.server.orders() if o.type == "STOP_LOSS")
+    assert stop.status == "EXPIRED" and 0 < stop.executed < stop.qty
+
+    left = venue.snapshot(trader, since=sig.decided_at)
+    assert left.position is not None and math.isnan(left.position.sl_price)
+    assert left.position.qty == float(stop.qty - stop.executed)
+    acks = trader.submit(Signal(venue.decided(), 0, 0.0, 0.0, 0.0, 0), left)
+
+    assert statuses(acks) == [("exit", "accepted")]
+    venue.server.advance_bar()
+    after = venue.snapshot(trader, since=sig.decided_at)
+    assert after.position is None
+    assert [f.reason for f in after.fills] == ["entry", "sl", "unprotected"]
