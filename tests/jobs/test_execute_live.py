@@ -14,13 +14,14 @@ from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.execution import Signal
 from scalpbot.data.history import MemoryHistory
 from scalpbot.jobs.execute import run_cycle
+from scalpbot.jobs.monitor import latency_summary, measure_week
 from scalpbot.release_signals import TradingModel
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import build_executor
 
 from support.binance_trading import OCO, ORDER
-from support.broker_venue import OPEN_1200, running_venue
+from support.broker_venue import MINUTE, OPEN_1200, running_venue
 from support.trained import active_services
 
 
@@ -64,6 +65,8 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
         latency = next(e for e in Ledger(services.store, "live").events() if e.kind == "latency")
         assert latency.time == entered and latency.payload["ack_seconds"] == 5.0
         assert len(latency.payload["client_ids"]) == 3  # the entry and its OCO's two legs
+        week = measure_week(services, "live", services.series(), entered, venue.decided() + MINUTE)
+        assert week.latency["count"] >= 1 and week.latency["p50"] == 5.0  # the weekly report's distribution
 
 
 class RecordingNotifier:
@@ -135,3 +138,9 @@ def _never(trading: TradingModel) -> TradingModel:
     """The same release with an entry threshold no probability reaches: it never trades."""
     params = dataclasses.replace(trading.params, entry_threshold=1.0, min_confidence=1.0)
     return dataclasses.replace(trading, params=params)
+
+
+def test_the_latency_summary_gives_the_distribution_of_acknowledgement_times() -> None:
+    assert latency_summary([]) == {}
+    summary = latency_summary([1.0, 2.0, 3.0, 4.0, 10.0])
+    assert summary == {"count": 5.0, "p50": 3.0, "p95": pytest.approx(8.8), "max": 10.0}
