@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 import ccxt
 import pandas as pd
@@ -42,6 +42,7 @@ import pandas as pd
 from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._account import SpotAccount
 from scalpbot.adapters.broker._executions import base_commission
+from scalpbot.adapters.broker._sending import OrderSender, ack
 from scalpbot.adapters.ccxt_common import connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
@@ -57,7 +58,6 @@ from scalpbot.errors import (
 __all__ = ["CcxtBroker"]
 
 _SUPPORTED = ("binance",)
-_Status = Literal["accepted", "duplicate", "rejected"]
 
 
 class CcxtBroker:
@@ -135,8 +135,13 @@ class CcxtBroker:
         self._exchange = exchange
         self._calls = calls
         self._fee_rate = fee_rate
-        self._resolve_delays = [min(max_delay, base_delay * 2.0**k) for k in range(resolve_attempts)]
-        self._sleep = sleep
+        self._sender = OrderSender(
+            calls,
+            self._account.lookup,
+            delays=[min(max_delay, base_delay * 2.0**k) for k in range(resolve_attempts)],
+            sleep=sleep,
+            is_duplicate=_binance.is_duplicate_message,
+        )
 
     def __repr__(self) -> str:
         return f"CcxtBroker(exchange={self._exchange.id!r}, bot={self._bot!r}, symbol={self._symbol!r})"
@@ -210,7 +215,7 @@ class CcxtBroker:
             )
             return placed
 
-        return self._place("placing the entry", order.client_id, "entry", send)
+        return self._sender.place("placing the entry", order.client_id, "entry", send)
 
     def _protect_entry(
         self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float
@@ -240,9 +245,9 @@ class CcxtBroker:
 
     def _exit(self, order: PlannedOrder, held: float) -> list[OrderAck]:
         """Cancel the protection, then sell ``held`` (the bot's own quantity) at market."""
-        known = self._calls.call("looking up the exit", self._account.lookup, order.client_id)
+        known = self._sender.known("looking up the exit", order.client_id)
         if known is not None:
-            return [_ack(order.client_id, "exit", "duplicate", known)]
+            return [ack(order.client_id, "exit", "duplicate", known)]
         try:
             self._cancel_protection()
         except (OrderRejected, InsufficientFunds) as e:
@@ -261,8 +266,8 @@ class CcxtBroker:
             )
             return placed
 
-        ack, _ = self._place(f"closing the position ({order.reason})", order.client_id, "exit", send)
-        return [ack]
+        sold, _ = self._sender.place(f"closing the position ({order.reason})", order.client_id, "exit", send)
+        return [sold]
 
     def _close_unprotected(self, decided_at: pd.Timestamp, held: float, why: str) -> list[OrderAck]:
         """Close a position that has no protection on the venue, at market, now (tag ``unprotected``)."""
@@ -318,16 +323,14 @@ class CcxtBroker:
             return [(leg_id, str(placed.get("id")))]
 
         try:
-            known = self._calls.call("looking up the protection", self._account.lookup, legs[0][0])
+            known = self._sender.known("looking up the protection", legs[0][0])
             if known is not None:
                 return [OrderAck(i, intent, "duplicate", "already on the venue") for i, intent in legs]
             try:
                 placed = self._calls.place("placing the SL/TP", send)
             except OrderOutcomeUnknown as e:
-                if self._resolve(legs[0][0]) is None:
-                    raise OrderRejected(
-                        f"{e}; not found on the venue after {len(self._resolve_delays)} look-ups"
-                    ) from e
+                if self._sender.resolve(legs[0][0]) is None:
+                    raise OrderRejected(self._sender.unresolved(e)) from e
                 return [
                     OrderAck(i, intent, "accepted", "found after an unknown outcome") for i, intent in legs
                 ]
@@ -356,46 +359,6 @@ class CcxtBroker:
             cancel = _binance.cancel_list
             self._calls.call("cancelling the OCO", cancel, self._exchange, market, order_list, placing=True)
 
-    def _place(
-        self, what: str, client_id: str, intent: str, send: Callable[[], dict[str, Any]]
-    ) -> tuple[OrderAck, dict[str, Any] | None]:
-        """Send one order unless its id is known; return the ack and the venue's order (``None`` if not placed).
-
-        An unknown outcome is resolved by look-ups, never by sending again.
-        """
-        known = self._calls.call(f"looking up the order before {what}", self._account.lookup, client_id)
-        if known is not None:
-            return _ack(client_id, intent, "duplicate", known), known
-        try:
-            order = self._calls.place(what, send)
-        except OrderOutcomeUnknown as e:
-            found = self._resolve(client_id)
-            if found is None:
-                looks = len(self._resolve_delays)
-                message = (
-                    f"{e}; not found on the venue after {looks} look-ups over {sum(self._resolve_delays):.0f} s "
-                    "and not sent again: the next cycle reconciles what the venue did"
-                )
-                return OrderAck(client_id, intent, "rejected", message), None
-            return OrderAck(
-                client_id, intent, "accepted", "found after an unknown outcome", str(found.get("id"))
-            ), found
-        except (OrderRejected, InsufficientFunds) as e:
-            if _binance.is_duplicate_message(str(e)):
-                known = self._calls.call("looking up a duplicate", self._account.lookup, client_id)
-                return _ack(client_id, intent, "duplicate", known), known
-            return OrderAck(client_id, intent, "rejected", str(e)), None
-        return _ack(client_id, intent, "accepted", order), order
-
-    def _resolve(self, client_id: str) -> dict[str, Any] | None:
-        """Look an order of unknown outcome up with backoff; return it, or ``None`` when never found."""
-        for pause in self._resolve_delays:
-            self._sleep(pause)
-            found = self._calls.call("resolving an order of unknown outcome", self._account.lookup, client_id)
-            if found is not None:
-                return found
-        return None
-
     def _cancel_order(self, order_id: str) -> None:
         try:
             self._exchange.cancel_order(order_id, self._symbol)
@@ -413,9 +376,3 @@ def _fill_price(order: Mapping[str, Any]) -> float:
         return float(average)
     filled, cost = float(order.get("filled") or 0.0), float(order.get("cost") or 0.0)
     return cost / filled if filled > 0 else math.nan
-
-
-def _ack(client_id: str, intent: str, status: _Status, order: Mapping[str, Any] | None) -> OrderAck:
-    message = "already on the venue" if status == "duplicate" else ""
-    venue_id = None if order is None else str(order.get("id"))
-    return OrderAck(client_id, intent, status, message, venue_id)
