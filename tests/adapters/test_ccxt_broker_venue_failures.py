@@ -205,3 +205,17 @@ def test_a_stop_that_fills_partly_and_expires_leaves_a_remainder_closed_at_the_n
     after = venue.snapshot(trader, since=sig.decided_at)
     assert after.position is None
     assert [f.reason for f in after.fills] == ["entry", "sl", "unprotected"]
+
+
+def test_a_lost_reply_to_the_oco_is_resolved_by_looking_its_legs_up_not_by_sending_it_again(venue):
+    trader = venue.broker()
+    before = venue.snapshot(trader)
+    venue.server.lose_reply_next(1, OCO)  # placed, answered 503 -1007 "execution status unknown"
+
+    acks = trader.submit(venue.signal(1), before)
+
+    assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
+    assert "found after an unknown outcome" in acks[1].message
+    assert len(venue.server.posts(OCO)) == 1 and len(venue.server.book.lists) == 1
+    position = venue.snapshot(trader).position
+    assert position is not None and not math.isnan(position.sl_price)
