@@ -219,3 +219,15 @@ def test_a_lost_reply_to_the_oco_is_resolved_by_looking_its_legs_up_not_by_sendi
     assert len(venue.server.posts(OCO)) == 1 and len(venue.server.book.lists) == 1
     position = venue.snapshot(trader).position
     assert position is not None and not math.isnan(position.sl_price)
+
+
+def test_a_garbled_reply_to_an_entry_is_an_unknown_outcome_resolved_by_look_up(venue):
+    trader = venue.broker()
+    before = venue.snapshot(trader)
+    venue.server.garble_next(1, ORDER, "POST")  # answered 200 with a truncated body, the order not placed
+
+    acks = trader.submit(venue.signal(1), before)
+
+    assert statuses(acks) == [("entry", "rejected")]
+    assert "not found on the venue after 4 look-ups" in acks[0].message
+    assert len(venue.server.posts(ORDER)) == 1 and market_orders(venue.server) == []

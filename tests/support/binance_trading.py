@@ -121,9 +121,10 @@ class BinanceTradingServer(BinanceServer):
                 self.book.settle_bar(symbol, self._now_ms())
             self.clock.advance(timedelta(minutes=1))
 
-    def garble_next(self, count: int, path: str) -> None:
-        """Answer the next ``count`` requests to ``path`` with HTTP 200 and truncated JSON."""
-        self.fail_next(count, 200, path=path, body=GARBLED)
+    def garble_next(self, count: int, path: str, method: str | None = None) -> None:
+        """Answer the next ``count`` requests to ``path`` (of ``method``, any if ``None``) with HTTP 200 and
+        truncated JSON, without acting on them."""
+        self.fail_next(count, 200, path=path, body=GARBLED, method=method)
 
     def lose_reply_next(self, count: int, path: str) -> None:
         """Execute the next ``count`` requests to ``path`` but answer 503 ``-1007`` (status unknown)."""

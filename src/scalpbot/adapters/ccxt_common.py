@@ -216,7 +216,8 @@ class CcxtCalls:
         """Send one new order: return the venue's answer, or raise.
 
         Sent again only after a refusal that proves the venue did not process it (-1021 after a resync,
-        418/429 after ``Retry-After``); any other temporary failure raises ``OrderOutcomeUnknown``.
+        418/429 after ``Retry-After``); any other temporary failure, or a reply that cannot be read, raises
+        ``OrderOutcomeUnknown``.
         """
         for attempt in range(1, self._max_attempts + 1):
             self._last_status, self._retry_after = None, None
@@ -230,7 +231,9 @@ class CcxtCalls:
                 if refused_unprocessed and error is None:
                     self._pause_before_retry(e, what, attempt)
                     continue
-                if error is None or (isinstance(error, ExchangeTemporaryError) and not refused_unprocessed):
+                garbled = isinstance(e, ccxt.BadResponse)  # an answer nobody can read says nothing either
+                temporary = isinstance(error, ExchangeTemporaryError) and not refused_unprocessed
+                if error is None or temporary or garbled:
                     raise OrderOutcomeUnknown(
                         f"{self._venue}: {what}: no answer says whether the venue took the order "
                         f"({type(e).__name__}: {self.redact(str(e))})"

@@ -243,8 +243,9 @@ class CcxtBroker:
         base = self._account.market()["base"]
         return filled - sum(base_commission(t, base) for t in trades)
 
-    def _exit(self, order: PlannedOrder, held: float) -> list[OrderAck]:
-        """Cancel the protection, then sell ``held`` (the bot's own quantity) at market."""
+    def _exit(self, order: PlannedOrder, held: float, reason: str = "") -> list[OrderAck]:
+        """Cancel the protection, then sell ``held`` (the bot's own quantity) at market; ``reason`` names the
+        exit in messages (default: the planned order's)."""
         known = self._sender.known("looking up the exit", order.client_id)
         if known is not None:
             return [ack(order.client_id, "exit", "duplicate", known)]
@@ -266,14 +267,15 @@ class CcxtBroker:
             )
             return placed
 
-        sold, _ = self._sender.place(f"closing the position ({order.reason})", order.client_id, "exit", send)
+        what = f"closing the position ({reason or order.reason})"
+        sold, _ = self._sender.place(what, order.client_id, "exit", send)
         return [sold]
 
     def _close_unprotected(self, decided_at: pd.Timestamp, held: float, why: str) -> list[OrderAck]:
         """Close a position that has no protection on the venue, at market, now (tag ``unprotected``)."""
         client_id = client_order_id(self._bot, self._symbol, decided_at, "unprotected")
         exit_ = PlannedOrder("exit", -1, "kill", client_id, decided_at, qty=held)
-        acks = self._exit(exit_, held)
+        acks = self._exit(exit_, held, "unprotected")
         return [
             replace(
                 a, message=f"closed at market: {why}" if a.status != "rejected" else f"{a.message}; {why}"
