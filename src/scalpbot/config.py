@@ -245,6 +245,10 @@ class ExecuteSettings(_Section):
     history_days: int = Field(
         default=2, ge=1, description="bars read per cycle for features and reconciliation"
     )
+    adopt: bool = Field(
+        default=False,
+        description="live: take base coins already on the account as the bot's position (else refused)",
+    )
 
 
 class NotifySettings(_Section):

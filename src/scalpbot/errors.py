@@ -19,6 +19,7 @@
     ├── ModelError                  a model or release cannot be used
     └── ExchangeError               the exchange refused or failed
         ├── ExchangeTemporaryError  retry with backoff (network, rate limit, 5xx)
+        │   └── OrderOutcomeUnknown an order may or may not have reached the venue: look it up, never re-send
         ├── OrderRejected           skip this order and record why
         └── InsufficientFunds       skip, and tell the operator
 
@@ -112,6 +113,13 @@ class CycleFailed(ScalpbotError):
 
 class ExchangeTemporaryError(ExchangeError):
     """A transient exchange failure (network, timeout, rate limit, 5xx): retry with backoff."""
+
+
+class OrderOutcomeUnknown(ExchangeTemporaryError):
+    """An order was sent and no answer says whether the venue took it (timeout, 5xx, lost reply).
+
+    Resolve its fate by looking its client id up before anything is sent again.
+    """
 
 
 class OrderRejected(ExchangeError):

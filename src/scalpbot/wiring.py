@@ -267,6 +267,7 @@ def build_executor(
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
+        clock=None if paper else services.clock,
     )
 
 
@@ -289,6 +290,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         api_urls=exchange_api_urls(services.settings),
         fee_rate=venue.taker_fee,
         venue=venue,
+        adopt=services.settings.execute.adopt,
         max_attempts=exchange.max_retries,
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import urllib.error
@@ -101,22 +103,34 @@ def test_an_unsupported_exchange_is_a_config_error_before_any_request():
         CcxtBroker("kraken", bot=BOT, symbol=SYMBOL, timeframe="1m")
 
 
-def test_the_venue_refuses_unsigned_requests_and_reused_client_ids(venue):
-    def post(headers: dict[str, str], form: str) -> dict[str, object]:
-        request = urllib.request.Request(f"{venue.server.url}{ORDER}", form.encode(), headers, method="POST")
+def test_the_venue_checks_keys_signatures_timestamps_and_decimals_and_refuses_only_open_ids(venue):
+    def post(form: str, *, key: str = KEY, secret: str = SECRET, sign: bool = True) -> dict[str, object]:
+        stamp = venue.server.server_ms()
+        body = f"{form}&timestamp={stamp}" if "timestamp=" not in form else form
+        if sign:
+            body += "&signature=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+        headers = {"X-MBX-APIKEY": key, "Content-Type": "application/x-www-form-urlencoded"} if key else {}
+        request = urllib.request.Request(f"{venue.server.url}{ORDER}", body.encode(), headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=5) as reply:
+                assert int(reply.headers["X-MBX-USED-WEIGHT-1M"]) > 0
                 return dict(json.load(reply))
         except urllib.error.HTTPError as e:
             return dict(json.load(e))
 
-    order = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&newClientOrderId=x1&timestamp=1&signature=s"
-    signed = {"X-MBX-APIKEY": "k", "Content-Type": "application/x-www-form-urlencoded"}
+    market = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&newClientOrderId=x1"
+    stop = "symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=0.0005&stopPrice=90000&newClientOrderId=x2"
 
-    assert post({}, order)["code"] == -2014
-    assert post(signed, order.replace("&signature=s", ""))["code"] == -1102
-    assert post(signed, order)["status"] == "FILLED"
-    assert post(signed, order) == {"code": -2010, "msg": "Duplicate order sent."}
+    assert post(market, key="")["code"] == -2014
+    assert post(market, key="unknown")["code"] == -2015
+    assert post(market, sign=False)["code"] == -1102
+    assert post(market, secret="wrong")["code"] == -1022
+    assert post(f"{market}&timestamp={venue.server.server_ms() - 6000}")["code"] == -1021
+    assert post(market.replace("0.001", "1e-03"))["code"] == -1100
+    assert post(market)["status"] == "FILLED"
+    assert post(market)["status"] == "FILLED"  # a filled market order's id can be sent again
+    assert post(stop)["status"] == "NEW"
+    assert post(stop) == {"code": -2010, "msg": "Duplicate order sent."}  # refused while it is open
 
 
 # --- secrets --------------------------------------------------------------------------------------------

@@ -2,11 +2,20 @@
 
 Prices come from 1-minute bars: a MARKET order fills at the open of the bar holding the server clock (the
 kernel's "next open"); resting orders are matched by :meth:`Book.settle_bar` against a bar's open/high/low with
-the kernel's rules (stop legs before the others, so SL wins inside a bar; gaps fill at the open). Commission
-(``fee_rate`` of the notional) is paid in the asset received: base on a buy, quote on a sell.
+the kernel's rules (stop legs before the others, so SL wins inside a bar; gaps fill at the open).
 
-Stricter than Binance on purpose: every client order id and list client id may be used once ever (Binance only
-refuses one that is still open), so any re-sent order is refused with ``-2010 Duplicate order sent.``.
+As on Binance spot:
+
+* a client order id (or list client id) is refused with ``-2010 Duplicate order sent.`` only while an order
+  (or list) carrying it is open: the id of a filled market order can be sent again, and trades again;
+* commission (``fee_rate`` of the notional) is paid in the asset received (base on a buy, quote on a sell),
+  or in the quote asset, or in BNB at ``BNB_PRICE`` while the account holds enough BNB (``commission``);
+* a stop that would trigger at once is refused (``-2010 Stop price would trigger immediately.``).
+
+Faults a test arms: ``liquidity`` (the next market fills - MARKET orders and triggered stops - fill only a
+fraction and end ``EXPIRED`` or ``EXPIRED_IN_MATCH``), ``shift_after_fill`` (the price moves within the bar
+right after the next MARKET fill, before a protection order can be placed), and ``lag_reads`` (orders, trades
+and balance changes are seen only after that many further reads: Binance reads "memory, then database").
 """
 
 from __future__ import annotations
@@ -31,20 +40,39 @@ from support.binance_orders import (
     trigger,
     triggered,
 )
+from support.binance_reads import OPEN, AccountReads
 from support.binance_server import MARKETS, MINUTE_MS, Series
 
+BNB_PRICE = Decimal("600")
 
-class Book:
+
+class Book(AccountReads):
     """Balances, orders and trades of one spot account; not thread-safe (the server holds a lock)."""
 
-    def __init__(self, series: dict[str, Series], balances: dict[str, Decimal], fee_rate: Decimal) -> None:
+    def __init__(
+        self,
+        series: dict[str, Series],
+        balances: dict[str, Decimal],
+        fee_rate: Decimal,
+        commission: str = "received",
+    ) -> None:
+        if commission not in ("received", "quote", "BNB"):
+            raise ValueError(f"commission must be received, quote or BNB; got {commission!r}")
         self._series = series
         self.balances = {asset: [amount, Decimal(0)] for asset, amount in balances.items()}  # free, locked
         self.fee_rate = fee_rate
+        self.commission = commission
         self.orders: list[Order] = []
         self.lists: list[OrderList] = []
         self.trades: list[dict[str, Any]] = []
-        self._used_ids: set[str] = set()
+        self.liquidity: list[tuple[Decimal, str]] = []
+        self.shift_after_fill: Decimal | None = None
+        self.lag_reads = 0
+        self._shift: tuple[int, Decimal] | None = None
+        self._reads = 0
+        self._seen_from: dict[tuple[str, int], int] = {}
+        self._shown_balances: dict[str, list[Decimal]] | None = None
+        self._balances_seen_from = 0
         self._ids = itertools.count(1)
 
     # --- prices -------------------------------------------------------------------------------------------
@@ -58,6 +86,13 @@ class Book:
         o, h, lo = (Decimal(f"{v:.8f}") for v in series.ohlcv[i, :3])
         return int(series.open_ms[i]), o, h, lo
 
+    def price_now(self, symbol: str, now_ms: int) -> Decimal:
+        """Return the price a market order gets now: the bar's open, moved if ``shift_after_fill`` fired."""
+        open_ms, o, _, _ = self.bar(symbol, now_ms)
+        if self._shift is not None and self._shift[0] == open_ms:
+            return (o * self._shift[1]).quantize(Decimal("0.01"))
+        return o
+
     # --- orders -------------------------------------------------------------------------------------------
 
     def new_order(self, p: dict[str, str], now_ms: int) -> dict[str, Any]:
@@ -67,7 +102,7 @@ class Book:
             raise BinanceError(400, -1116, "Invalid orderType.")
         client_id = p.get("newClientOrderId") or f"web_{next(self._ids)}"
         self._claim(client_id)
-        _, price_now, _, _ = self.bar(symbol, now_ms)
+        price_now = self.price_now(symbol, now_ms)
         if kind == "MARKET" and "quantity" not in p and "quoteOrderQty" in p:
             qty = self._step_down(symbol, _dec(p, "quoteOrderQty") / price_now)
         else:
@@ -82,11 +117,15 @@ class Book:
         self._check_filters(order, price_now)
         if kind != "MARKET":
             self._refuse_marketable(order, price_now)
+        self._before_change()
         self._lock(order, price_now)
-        self._used_ids.add(client_id)
         self.orders.append(order)
+        self._created("order", order.order_id)
         if kind == "MARKET":
             self._fill(order, price_now, now_ms, split=True)
+            if self.shift_after_fill is not None:
+                self._shift = (self.bar(symbol, now_ms)[0], self.shift_after_fill)
+                self.shift_after_fill = None
         reply = {**order.report(), "transactTime": now_ms}
         reply["fills"] = [
             {
@@ -122,42 +161,29 @@ class Book:
         above, below = legs
         if trigger(above) <= trigger(below):
             raise BinanceError(400, -1013, "The relationship of the prices for the orders is not correct.")
-        _, price_now, _, _ = self.bar(symbol, now_ms)
+        price_now = self.price_now(symbol, now_ms)
         for leg in legs:
             self._check_filters(leg, price_now)
             self._refuse_marketable(leg, price_now)
+        self._before_change()
         self._lock(above, price_now)
         order_list = OrderList(next(self._ids), list_client_id, symbol, legs, now_ms)
         for leg in legs:
             leg.order_id, leg.list_id = next(self._ids), order_list.list_id
-            self._used_ids.add(leg.client_id)
-        self._used_ids.add(list_client_id)
+            self._created("order", leg.order_id)
         self.orders.extend(legs)
         self.lists.append(order_list)
         return order_list.report(reports=True)
 
-    def find(self, p: dict[str, str]) -> Order:
-        """Return the order named by ``orderId`` or ``origClientOrderId``; raise -2013 when unknown."""
-        symbol = self._symbol(p)
-        for order in self.orders:
-            if order.symbol == symbol and (
-                str(order.order_id) == p.get("orderId") or order.client_id == p.get("origClientOrderId")
-            ):
-                return order
-        if "orderId" not in p and "origClientOrderId" not in p:
-            raise BinanceError(
-                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
-            )
-        raise BinanceError(400, -2013, "Order does not exist.")
-
     def cancel_order(self, p: dict[str, str], now_ms: int) -> dict[str, Any]:
         """Handle ``DELETE /api/v3/order``; cancelling one OCO leg cancels the whole list, as on Binance."""
         try:
-            order = self.find(p)
+            order = self.find(p, reading=False)
         except BinanceError as e:
             raise BinanceError(400, -2011, "Unknown order sent.") if e.code == -2013 else e from None
-        if order.status != "NEW":
+        if order.status not in OPEN:
             raise BinanceError(400, -2011, "Unknown order sent.")
+        self._before_change()
         self._cancel(order, now_ms)
         return {**order.report(), "origClientOrderId": order.client_id, "transactTime": now_ms}
 
@@ -171,74 +197,10 @@ class Book:
             ):
                 if order_list.status != "EXECUTING":
                     break
+                self._before_change()
                 self._cancel(order_list.legs[0], now_ms)
                 return order_list.report(reports=True)
         raise BinanceError(400, -2011, "Unknown order sent.")
-
-    def open_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
-        """Handle ``GET /api/v3/openOrders`` (all symbols when ``symbol`` is absent)."""
-        symbol = self._symbol(p) if "symbol" in p else None
-        return [o.report() for o in self.orders if o.status == "NEW" and symbol in (None, o.symbol)]
-
-    def all_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
-        """Handle ``GET /api/v3/allOrders``: from ``orderId`` on, or the most recent ``limit`` orders."""
-        symbol = self._symbol(p)
-        limit = int(p.get("limit", "500"))
-        if not 1 <= limit <= 1000:
-            raise BinanceError(400, -1130, "Invalid data sent for a parameter.")
-        rows = [o.report() for o in self.orders if o.symbol == symbol]
-        if "orderId" in p:
-            return [r for r in rows if r["orderId"] >= int(p["orderId"])][:limit]
-        return rows[-limit:]
-
-    def my_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
-        """Handle ``GET /api/v3/myTrades``: by ``orderId``, ``fromId`` or a window of at most 24 hours."""
-        symbol = self._symbol(p)
-        limit = int(p.get("limit", "500"))
-        if not 1 <= limit <= 1000:
-            raise BinanceError(400, -1130, "Invalid data sent for a parameter.")
-        rows = [t for t in self.trades if t["symbol"] == symbol]
-        if "orderId" in p:
-            rows = [t for t in rows if str(t["orderId"]) == p["orderId"]]
-        if "fromId" in p:
-            return [t for t in rows if t["id"] >= int(p["fromId"])][:limit]
-        start, end = (int(p[k]) if k in p else None for k in ("startTime", "endTime"))
-        day = 24 * 60 * MINUTE_MS
-        if start is not None and end is not None and end - start > day:
-            raise BinanceError(400, -1127, "More than 24 hours between startTime and endTime.")
-        if start is None and end is None:
-            return rows[-limit:]
-        start = end - day if start is None else start
-        end = start + day if end is None else end
-        return [t for t in rows if start <= t["time"] <= end][:limit]
-
-    def account(self, now_ms: int, omit_zero: bool) -> dict[str, Any]:
-        """Handle ``GET /api/v3/account``."""
-        rate = fmt(self.fee_rate)
-        balances = [
-            {"asset": asset, "free": fmt(free), "locked": fmt(locked)}
-            for asset, (free, locked) in sorted(self.balances.items())
-            if not omit_zero or free or locked
-        ]
-        bps = int(self.fee_rate * 10_000)
-        return {
-            "makerCommission": bps,
-            "takerCommission": bps,
-            "buyerCommission": 0,
-            "sellerCommission": 0,
-            "commissionRates": {"maker": rate, "taker": rate, "buyer": "0.00000000", "seller": "0.00000000"},
-            "canTrade": True,
-            "canWithdraw": True,
-            "canDeposit": True,
-            "brokered": False,
-            "requireSelfTradePrevention": False,
-            "preventSor": False,
-            "updateTime": now_ms,
-            "accountType": "SPOT",
-            "balances": balances,
-            "permissions": ["SPOT"],
-            "uid": 354937868,
-        }
 
     # --- matching ------------------------------------------------------------------------------------------
 
@@ -254,6 +216,7 @@ class Book:
             price = triggered(order, o, h, lo)
             if price is None:
                 continue
+            self._before_change()
             self._fill(order, price, fill_ms, split=False)
             if order.list_id >= 0:
                 order_list = next(lst for lst in self.lists if lst.list_id == order.list_id)
@@ -263,42 +226,59 @@ class Book:
                         leg.status, leg.updated_ms = "EXPIRED", fill_ms
 
     def _fill(self, order: Order, price: Decimal, at_ms: int, *, split: bool) -> None:
+        """Fill ``order`` at ``price`` (in two trades when ``split``), or the part ``liquidity`` allows."""
         self._release(self._family(order))
-        base, quote = MARKETS[order.symbol][:2]
-        parts = [order.qty]
-        first = self._step_down(order.symbol, order.qty * Decimal("0.6"))
-        if split and Decimal(0) < first < order.qty:
-            parts = [first, order.qty - first]
+        final, total = "FILLED", order.qty
+        if order.type not in LIMIT_TYPES and self.liquidity:
+            fraction, final = self.liquidity.pop(0)
+            total = self._step_down(order.symbol, order.qty * fraction)
+        parts = [total] if total > 0 else []
+        first = self._step_down(order.symbol, total * Decimal("0.6"))
+        if split and Decimal(0) < first < total:
+            parts = [first, total - first]
         for qty in parts:
-            notional = (qty * price).quantize(E8)
-            if order.side == "BUY":
-                commission, asset = (qty * self.fee_rate).quantize(E8), base
-                self._credit(quote, -notional)
-                self._credit(base, qty - commission)
-            else:
-                commission, asset = (notional * self.fee_rate).quantize(E8), quote
-                self._credit(base, -qty)
-                self._credit(quote, notional - commission)
-            self.trades.append(
-                {
-                    "symbol": order.symbol,
-                    "id": len(self.trades) + 1,
-                    "orderId": order.order_id,
-                    "orderListId": order.list_id,
-                    "price": fmt(price),
-                    "qty": fmt(qty),
-                    "quoteQty": fmt(notional),
-                    "commission": fmt(commission),
-                    "commissionAsset": asset,
-                    "time": at_ms,
-                    "isBuyer": order.side == "BUY",
-                    "isMaker": order.type in LIMIT_TYPES,
-                    "isBestMatch": True,
-                }
-            )
-            order.executed += qty
-            order.quote += notional
-        order.status, order.updated_ms = "FILLED", at_ms
+            self._trade(order, qty, price, at_ms)
+        order.status, order.updated_ms = final, at_ms
+
+    def _trade(self, order: Order, qty: Decimal, price: Decimal, at_ms: int) -> None:
+        base, quote = MARKETS[order.symbol][:2]
+        notional = (qty * price).quantize(E8)
+        received = base if order.side == "BUY" else quote
+        asset = {"received": received, "quote": quote, "BNB": "BNB"}[self.commission]
+        commission = ((qty if asset == base else notional) * self.fee_rate).quantize(E8)
+        if asset == "BNB":
+            commission = (notional * self.fee_rate / BNB_PRICE).quantize(E8)
+            if self.balances.get("BNB", [Decimal(0)])[0] < commission:  # no BNB left: the asset received
+                asset = received
+                commission = ((qty if asset == base else notional) * self.fee_rate).quantize(E8)
+        if order.side == "BUY":
+            self._credit(quote, -notional)
+            self._credit(base, qty)
+        else:
+            self._credit(base, -qty)
+            self._credit(quote, notional)
+        self._credit(asset, -commission)
+        trade_id = len(self.trades) + 1
+        self.trades.append(
+            {
+                "symbol": order.symbol,
+                "id": trade_id,
+                "orderId": order.order_id,
+                "orderListId": order.list_id,
+                "price": fmt(price),
+                "qty": fmt(qty),
+                "quoteQty": fmt(notional),
+                "commission": fmt(commission),
+                "commissionAsset": asset,
+                "time": at_ms,
+                "isBuyer": order.side == "BUY",
+                "isMaker": order.type in LIMIT_TYPES,
+                "isBestMatch": True,
+            }
+        )
+        self._created("trade", trade_id)
+        order.executed += qty
+        order.quote += notional
 
     # --- balances ------------------------------------------------------------------------------------------
 
@@ -353,16 +333,11 @@ class Book:
             raise missing("type")
         return symbol, side, kind
 
-    def _symbol(self, p: dict[str, str]) -> str:
-        symbol = p.get("symbol", "")
-        if not symbol:
-            raise missing("symbol")
-        if symbol not in self._series or symbol not in MARKETS:
-            raise BinanceError(400, -1121, "Invalid symbol.")
-        return symbol
-
     def _claim(self, client_id: str) -> None:
-        if client_id in self._used_ids:
+        held = any(o.client_id == client_id and o.status in OPEN for o in self.orders) or any(
+            lst.client_id == client_id and lst.status == "EXECUTING" for lst in self.lists
+        )
+        if held:
             raise BinanceError(400, -2010, "Duplicate order sent.")
 
     def _step_down(self, symbol: str, qty: Decimal) -> Decimal:

@@ -83,6 +83,7 @@ class _Fault:
     status: int | None
     body: str | None
     delay_s: float
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +147,19 @@ class BinanceServer:
         self.stop()
 
     def fail_next(
-        self, count: int, status: int, *, path: str = "/api/v3/klines", body: str | None = None
+        self,
+        count: int,
+        status: int,
+        *,
+        path: str = "/api/v3/klines",
+        body: str | None = None,
+        method: str | None = None,
     ) -> None:
-        """Answer the next ``count`` requests to ``path`` with ``status`` and Binance's error body."""
+        """Answer the next ``count`` requests to ``path`` (of ``method``, any if ``None``) with ``status`` and
+        Binance's error body."""
         default = json.dumps(ERROR_BODIES.get(status, {"code": -1000, "msg": "An unknown error occurred."}))
         with self._lock:
-            self._faults.append(_Fault(path, count, status, body or default, 0.0))
+            self._faults.append(_Fault(path, count, status, body or default, 0.0, method))
 
     def unavailable(self, start: datetime, end: datetime) -> None:
         """Answer every request with 503 while the server's clock is in ``[start, end)`` (an outage)."""
@@ -182,7 +190,11 @@ class BinanceServer:
                 if start <= now < end:
                     return _Fault(request.path, 1, 503, body, 0.0)
             for fault in self._faults:
-                if fault.path == request.path and fault.remaining > 0:
+                if (
+                    fault.path == request.path
+                    and fault.remaining > 0
+                    and fault.method in (None, request.method)
+                ):
                     fault.remaining -= 1
                     return fault
         return None
@@ -390,14 +402,17 @@ def _handler_for(server: BinanceServer) -> type[BaseHTTPRequestHandler]:
             status, payload = server._respond(parts.path, params)
             self._send(status, json.dumps(payload))
 
-        def _send(self, status: int, body: str) -> None:
+        def _send(self, status: int, body: str, headers: Mapping[str, str] | None = None) -> None:
             data = body.encode()
+            extra = dict(headers or {})
+            if status in (418, 429):
+                extra.setdefault("Retry-After", "1")
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json;charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
-                if status in (418, 429):
-                    self.send_header("Retry-After", "1")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
             except OSError:  # the client gave up (timeout) and closed the connection

@@ -18,11 +18,10 @@ from scalpbot.adapters.clock import FixedClock
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 
 from support.binance_server import Series, sample_series
-from support.binance_trading import BinanceTradingServer
+from support.binance_trading import KEY, SECRET, BinanceTradingServer
 
 NOW = datetime(2024, 12, 1, 12, 0, 5, tzinfo=UTC)  # 5 s into the 12:00 bar: 11:59 has just closed
 OPEN_1200 = 97108.89  # the open of the 12:00 bar: where an entry decided on 11:59 fills
-KEY, SECRET = "K3yAbCdEfGhIjKlMnOp", "S3cretQrStUvWxYz0123"
 BOT, SYMBOL = "bot-1", "BTC/USDT"
 MINUTE = pd.Timedelta(minutes=1)
 
@@ -40,8 +39,14 @@ class Venue:
         self.clock = clock
         self.sleeps: list[float] = []
 
-    def broker(self, **config: Any) -> CcxtBroker:
-        """Return a new broker on the server (3 attempts, tiny recorded backoff); ``config`` adds ccxt settings."""
+    def sleep(self, seconds: float) -> None:
+        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
+        self.sleeps.append(seconds)
+        self.server.wait(seconds)
+
+    def broker(self, *, adopt: bool = False, max_wait: float = 60.0, **config: Any) -> CcxtBroker:
+        """Return a new broker on the server (3 attempts, tiny backoff through :meth:`sleep`); ``config`` adds
+        ccxt settings."""
         settings = {"apiKey": KEY, "secret": SECRET, "rateLimit": 1, "timeout": 2000, **config}
         return CcxtBroker(
             "binance",
@@ -51,10 +56,12 @@ class Venue:
             config=settings,
             api_urls=rebased_api_urls("binance", self.server.url),
             fee_rate=0.001,
+            adopt=adopt,
             max_attempts=3,
             base_delay=0.01,
             max_delay=0.04,
-            sleep=self.sleeps.append,
+            max_wait=max_wait,
+            sleep=self.sleep,
         )
 
     def bars(self, n: int = 30) -> pd.DataFrame:

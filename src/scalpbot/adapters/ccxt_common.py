@@ -14,6 +14,15 @@ credentials kept out of text.
       ccxt.InvalidOrder, BadRequest, OperationRejected    -> OrderRejected
     any other ccxt.BaseError                              -> ExchangeError
 
+Politeness: a 418/429 reply's ``Retry-After`` is honoured (the pause before the next try is at least that
+long; a wait beyond ``max_wait`` fails the call at once instead of sleeping through a ban), and
+``ccxt.InvalidNonce`` (Binance ``-1021``: the timestamp is outside ``recvWindow``) re-measures the time
+difference to the venue (``resync``) before the one retry it earns.
+
+Placing an order is different (:meth:`CcxtCalls.place`): it is sent once. Only refusals that prove the venue
+did not process it (-1021, 418/429) are sent again; a timeout, a 5xx or a lost reply raises
+``OrderOutcomeUnknown``, and the caller must look the order up before anything is sent again.
+
 Credentials never reach a message or a log line: messages are redacted, and ccxt's own debug log (which
 prints request headers, API key included) goes through a redacting logger.
 """
@@ -36,6 +45,7 @@ from scalpbot.errors import (
     ExchangeError,
     ExchangeTemporaryError,
     InsufficientFunds,
+    OrderOutcomeUnknown,
     OrderRejected,
     ScalpbotError,
 )
@@ -154,6 +164,8 @@ class CcxtCalls:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         strict_json: bool = False,
+        max_wait: float = 60.0,
+        resync: Callable[[], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -169,7 +181,12 @@ class CcxtCalls:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._strict_json = strict_json
+        self._max_wait = max_wait
+        self._resync = resync
         self._last_status: int | None = None
+        self._retry_after: float | None = None
+        self.waits: list[float] = []
+        """Every pause taken before a retry, in seconds (what a test or a report can inspect)."""
         exchange.on_rest_response = self._inspect(exchange.on_rest_response)
         exchange.logger = _RedactingLogger(logging.getLogger("ccxt.base.exchange"), self._secrets)
 
@@ -180,28 +197,73 @@ class CcxtCalls:
     def call(self, what: str, fn: Callable[..., _T], *args: Any, placing: bool = False, **kwargs: Any) -> _T:
         """Return ``fn(*args, **kwargs)``, retrying temporary failures; ``what`` names the action in messages.
 
-        ``placing`` marks a call that places or cancels an order: the venue's refusals then become
-        ``OrderRejected`` or ``InsufficientFunds`` instead of ``ExchangeError``.
+        ``placing`` marks a call that cancels an order (or another write safe to repeat): the venue's refusals
+        then become ``OrderRejected`` or ``InsufficientFunds`` instead of ``ExchangeError``. A new order goes
+        through :meth:`place` instead.
         """
         for attempt in range(1, self._max_attempts + 1):
-            self._last_status = None
+            self._last_status, self._retry_after = None, None
             try:
                 return fn(*args, **kwargs)
             except ccxt.BaseError as e:
                 error = self._translate(e, what, attempt, placing)
                 if error is not None:
                     raise error from e
-                pause = self._backoff(attempt)
-                _log.warning(
-                    "%s: %s failed (%s); retry %d in %.2fs",
-                    self._venue,
-                    what,
-                    type(e).__name__,
-                    attempt,
-                    pause,
-                )
-                self._sleep(pause)
+                self._pause_before_retry(e, what, attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def place(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Send one new order: return the venue's answer, or raise.
+
+        Sent again only after a refusal that proves the venue did not process it (-1021 after a resync,
+        418/429 after ``Retry-After``); any other temporary failure, or a reply that cannot be read, raises
+        ``OrderOutcomeUnknown``.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            self._last_status, self._retry_after = None, None
+            try:
+                return fn(*args, **kwargs)
+            except ccxt.BaseError as e:
+                refused_unprocessed = isinstance(e, ccxt.InvalidNonce | ccxt.DDoSProtection) or (
+                    self._last_status in (418, 429)
+                )
+                error = self._translate(e, what, attempt, True)
+                if refused_unprocessed and error is None:
+                    self._pause_before_retry(e, what, attempt)
+                    continue
+                garbled = isinstance(e, ccxt.BadResponse)  # an answer nobody can read says nothing either
+                temporary = isinstance(error, ExchangeTemporaryError) and not refused_unprocessed
+                if error is None or temporary or garbled:
+                    raise OrderOutcomeUnknown(
+                        f"{self._venue}: {what}: no answer says whether the venue took the order "
+                        f"({type(e).__name__}: {self.redact(str(e))})"
+                    ) from e
+                raise error from e
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _pause_before_retry(self, e: Exception, what: str, attempt: int) -> None:
+        """Sleep before retry ``attempt``: the backoff, at least the venue's ``Retry-After``; resync on -1021."""
+        if isinstance(e, ccxt.InvalidNonce) and self._resync is not None:
+            _log.warning(
+                "%s: %s: the venue refused the request's timestamp; resynchronising", self._venue, what
+            )
+            try:
+                self._resync()
+            except ccxt.BaseError as failed:  # the retry meets the same refusal and is translated then
+                _log.warning("%s: resynchronising the clock failed (%s)", self._venue, type(failed).__name__)
+        pause = self._backoff(attempt)
+        if self._retry_after is not None:
+            if self._retry_after > self._max_wait:
+                raise ExchangeTemporaryError(
+                    f"{self._venue}: {what}: the venue asks to wait {self._retry_after:.0f} s before the next "
+                    f"request (HTTP {self._last_status}); nothing more is sent until then - retry later"
+                ) from e
+            pause = max(pause, self._retry_after)
+        _log.warning(
+            "%s: %s failed (%s); retry %d in %.2fs", self._venue, what, type(e).__name__, attempt, pause
+        )
+        self.waits.append(pause)
+        self._sleep(pause)
 
     def _translate(self, e: Exception, what: str, attempt: int, placing: bool) -> ScalpbotError | None:
         """Return the error to raise for ``e``, or ``None`` when the call should be retried."""
@@ -237,6 +299,7 @@ class CcxtCalls:
             code: int, reason: str, url: str, method: str, headers: Any, body: Any, *rest: Any
         ) -> Any:
             self._last_status = int(code)
+            self._retry_after = _retry_after(headers) if int(code) in (418, 429) else None
             if self._strict_json and 200 <= int(code) < 300 and isinstance(body, str):
                 try:
                     json.loads(body)
@@ -251,6 +314,19 @@ class CcxtCalls:
     def _backoff(self, retry: int) -> float:
         full = min(self._max_delay, self._base_delay * 2.0 ** (retry - 1))
         return full * (1.0 - 0.5 * self._rng.random())
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Return the ``Retry-After`` header in seconds (its delta-seconds form), or ``None``."""
+    if not headers:
+        return None
+    for name, value in dict(headers).items():
+        if str(name).lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
@@ -281,6 +357,7 @@ def connect(
     sleep: Callable[[float], None],
     rng: random.Random | None,
     strict_json: bool,
+    max_wait: float = 60.0,
 ) -> tuple[Any, CcxtCalls]:
     """Return a ccxt exchange and the call layer around it (retries, error mapping, redaction).
 
@@ -303,5 +380,19 @@ def connect(
         sleep=sleep,
         rng=rng,
         strict_json=strict_json,
+        max_wait=max_wait,
+        resync=_resync_for(exchange),
     )
     return exchange, calls
+
+
+def _resync_for(exchange: Any) -> Callable[[], None] | None:
+    """Return how to re-measure the clock difference to the venue, when ccxt can (``load_time_difference``)."""
+    load = getattr(exchange, "load_time_difference", None)
+    if load is None or not exchange.has.get("fetchTime"):
+        return None
+
+    def resync() -> None:
+        load()
+
+    return resync

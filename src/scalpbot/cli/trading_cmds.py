@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal as signals
 import threading
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -63,6 +64,11 @@ def trade(
     ),
     symbol: str | None = SymbolOpt,
     timeframe: str | None = TimeframeOpt,
+    adopt: bool = typer.Option(
+        False,
+        "--adopt",
+        help="Live: take base coins already on the account as the bot's position (otherwise refused at start)",
+    ),
 ) -> None:
     """Trade the current release on each bar close: fetch the bar, reconcile, decide, place orders.
 
@@ -70,6 +76,9 @@ def trade(
     is traded when the exchange answers again) until SIGINT or SIGTERM.
     """
     services = _services(ctx, bot, symbol=symbol, timeframe=timeframe)
+    if adopt:
+        execute = services.settings.execute.model_copy(update={"adopt": True})
+        services = replace(services, settings=services.settings.model_copy(update={"execute": execute}))
     series, name = services.series(), services.settings.bot.name
     executor = build_executor(services, series, bot=name, bars=stored_history(services, series))
     trader = BarTrader(

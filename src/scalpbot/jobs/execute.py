@@ -9,7 +9,10 @@ One cycle for the bar ``t`` that just closed, in this order:
 4. Update the risk state with the equity and the trades just closed; the kill switch flattens and blocks.
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
 6. Risk checks on an entry: a denial is recorded, not raised (a denied reversal still closes the position).
-7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered.
+7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered. With
+   a position open the broker is called on every cycle, whatever the model decides (a zero-side signal when it
+   wants nothing), so the time stop and the broker's protection check run on every bar; refused protection is
+   recorded as an ``error`` event and notified.
 8. Save the portfolio snapshot by compare-and-swap.
 
 A run lease around the cycle keeps two runs from overlapping; the snapshot check makes a repeated cycle a no-op.
@@ -50,7 +53,7 @@ from scalpbot.core.risk import (
 )
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ExchangeError
-from scalpbot.ports import BarHistory, Broker, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
 from scalpbot.release_signals import TradingModel
 from scalpbot.state.ledger import Ledger, event_id_for
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
@@ -78,6 +81,9 @@ class Executor:
     initial_equity: float
     ready: Callable[[], bool] = lambda: True
     """Whether a release can be traded now (``False``: the cycle idles; see ``ReleaseCache.available``)."""
+    clock: Clock | None = None
+    """The wall clock of a live bot: each decision's latency from bar close to order acknowledgement is recorded
+    (a ``latency`` event); ``None`` (replays) records none."""
 
     @property
     def ledger(self) -> Ledger:
@@ -144,8 +150,8 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
     signal, denial = None, None
     if not risk.halted:
         signal, denial = _decide(executor, ledger, window, bar, snapshot, risk)
-        if signal is not None:
-            chosen = signal
+        if signal is not None or snapshot.position is not None:
+            chosen = signal if signal is not None else _hold(bar)
             acks += _send(executor, ledger, bar, lambda: executor.broker.submit(chosen, snapshot))
     last_fill = max(
         (f.time for f in snapshot.fills), default=None if previous is None else previous.last_fill_time
@@ -167,6 +173,11 @@ def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
     portfolio.save(recorded, None if stored is None else stored.etag)
     status: CycleStatus = "halted" if risk.halted else "ok"
     return CycleReport(bar, status, snapshot.equity, signal, denial, tuple(acks), new_fills)
+
+
+def _hold(bar: pd.Timestamp) -> Signal:
+    """Return the signal of a cycle whose model wants nothing: no entry, no reversal, the position kept."""
+    return Signal(bar, 0, 0.0, float("inf"), float("inf"), 0)
 
 
 def _fill_key(fill: Fill) -> str:
@@ -302,6 +313,8 @@ def _send(
         ledger.append("error", bar, {"where": "submit", "message": str(e)})
         executor.notifier.notify(f"{executor.bot}: order failed", str(e), level="error")
         return []
+    protection_refused = False
+    _record_latency(executor, ledger, bar, acks)
     for ack in acks:
         # A duplicate means the venue already holds the order: it was accepted by an earlier try of this
         # cycle (killed before it recorded the answer), so it is recorded as that try would have recorded it.
@@ -313,9 +326,28 @@ def _send(
             "message": "" if accepted else ack.message,
         }
         ledger.append("order_ack", bar, payload)
-        if ack.status == "rejected":
+        if ack.status == "rejected" and ack.intent in ("sl", "tp"):
+            if not protection_refused:  # one error and one notification for the OCO's legs
+                ledger.append("error", bar, {"where": "protection", "message": ack.message})
+                executor.notifier.notify(f"{executor.bot}: protection refused", ack.message, level="error")
+            protection_refused = True
+        elif ack.status == "rejected":
             executor.notifier.notify(f"{executor.bot}: order rejected", ack.message, level="warning")
     return acks
+
+
+def _record_latency(executor: Executor, ledger: Ledger, bar: pd.Timestamp, acks: list[OrderAck]) -> None:
+    """Record how long after the close of ``bar`` the venue acknowledged the orders sent for it (live only).
+
+    One ``latency`` event per acknowledged submission; a retried cycle records its own attempt beside it.
+    """
+    sent = [a.client_id for a in acks if a.status == "accepted"]
+    if executor.clock is None or not sent:
+        return
+    close = bar + timeframe_delta(executor.timeframe)
+    seconds = (pd.Timestamp(executor.clock.now()).tz_convert("UTC") - close).total_seconds()
+    payload = {"bar_close": close, "ack_seconds": round(seconds, 3), "client_ids": sent}
+    ledger.append("latency", bar, payload, event_id=event_id_for("latency", bar, *sent, f"{seconds:.3f}"))
 
 
 def _fail(bar: pd.Timestamp, fault: str, message: str) -> CycleReport:

@@ -47,6 +47,9 @@ class WeekData:
     metrics: Metrics
     previous_metrics: Metrics | None
     releases: tuple[str, ...]
+    latency: dict[str, float] = field(default_factory=dict)
+    """Seconds from bar close to the venue's acknowledgement of the week's orders (live bots): count, p50,
+    p95, max; empty when nothing was sent live."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def monitor_payload(report: MonitorReport) -> dict[str, Any]:
         "metrics": week.metrics,
         "previous_metrics": week.previous_metrics,
         "drift": report.drift.get("totals", report.drift),
+        "latency": week.latency,
         "changes": report.changes,
         "notes": report.notes,
         "report": report.report_key,
@@ -135,6 +139,7 @@ def measure_week(
     releases = tuple(
         sorted({str(e.payload.get("release_id")) for e in decisions if e.payload.get("release_id")})
     )
+    acks = [float(e.payload["ack_seconds"]) for e in ledger.events(start, end, kinds=("latency",))]
     return WeekData(
         bot,
         series,
@@ -146,7 +151,21 @@ def measure_week(
         metrics,
         previous_metrics,
         releases,
+        latency_summary(acks),
     )
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    """Return the distribution of order latencies (seconds): count, p50, p95, max; empty for none."""
+    if not seconds:
+        return {}
+    values = np.asarray(seconds, dtype=np.float64)
+    return {
+        "count": float(len(values)),
+        "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)),
+        "max": float(values.max()),
+    }
 
 
 def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
@@ -315,6 +334,12 @@ def monitor(
     except ScalpbotError as e:
         drift, notes = {"error": str(e)}, [*notes, f"drift: {e}"]
     simulated_equity = drift.pop("simulated_equity", None)
+    if week.latency:
+        lat = week.latency
+        notes.append(
+            f"order latency from bar close to acknowledgement over {lat['count']:.0f} submissions: "
+            f"p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s"
+        )
     changes: list[dict[str, Any]] = trained_in_week(services, week)
     for step in steps:
         try:

@@ -126,14 +126,15 @@ def risk_state_from_dict(data: Mapping[str, Any]) -> RiskState:
 
 
 def position_to_dict(position: Position) -> dict[str, Any]:
-    """Return ``position`` as JSON-native data; an infinite ``sl_price``/``tp_price`` is ``"inf"``/``"-inf"``."""
+    """Return ``position`` as JSON-native data; an infinite ``sl_price``/``tp_price`` is ``"inf"``/``"-inf"``, a
+    missing one (NaN: no such order on the venue) ``null``."""
     return {
         "side": int(position.side),
         "qty": _float_out(position.qty),
         "entry_price": _float_out(position.entry_price),
         "entry_time": _time_out(position.entry_time, "entry_time"),
-        "sl_price": _float_out(position.sl_price),
-        "tp_price": _float_out(position.tp_price),
+        "sl_price": None if math.isnan(position.sl_price) else _float_out(position.sl_price),
+        "tp_price": None if math.isnan(position.tp_price) else _float_out(position.tp_price),
         "max_hold": int(position.max_hold),
         "entry_client_id": position.entry_client_id,
     }
@@ -149,8 +150,8 @@ def position_from_dict(data: Mapping[str, Any]) -> Position:
         qty=_float_in(data["qty"]),
         entry_price=_float_in(data["entry_price"]),
         entry_time=entry_time,
-        sl_price=_float_in(data["sl_price"]),
-        tp_price=_float_in(data["tp_price"]),
+        sl_price=math.nan if data["sl_price"] is None else _float_in(data["sl_price"]),
+        tp_price=math.nan if data["tp_price"] is None else _float_in(data["tp_price"]),
         max_hold=int(data["max_hold"]),
         entry_client_id=str(data["entry_client_id"]),
     )

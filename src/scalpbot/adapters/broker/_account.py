@@ -2,8 +2,14 @@
 
 Everything here goes through :class:`~scalpbot.adapters.ccxt_common.CcxtCalls` (retries, error mapping). The
 snapshot is rebuilt from the venue alone, so a restarted broker knows what an earlier one did: the position is
-the base balance above the market minimum (spot holds longs only), its entry is the last buy, its SL/TP are the
-open protection orders, its ``max_hold`` rides on the orders (see :mod:`._binance`).
+the base quantity the bot's own executions leave it (entries net of the commission taken in base, less its
+exits), above the market minimum; its entry is the bot's last entry, its SL/TP are the open protection orders,
+its ``max_hold`` rides on the orders (see :mod:`._binance`). Base coins the bot did not buy are refused at the
+first snapshot unless ``adopt`` is set, in which case the whole base balance is the position.
+
+**Bounded reads.** A snapshot reads the balances, the open orders, the most recent page of the account's trades
+on the symbol and (when some of those trades' orders are not cached yet) the most recent page of its orders:
+at most four reads however long the bot has been idle, plus one per order older than that page.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import ccxt
 import pandas as pd
 
 from scalpbot.adapters.broker import _binance
-from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills
+from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills, own_quantity
 from scalpbot.adapters.ccxt_common import CcxtCalls
 from scalpbot.adapters.venue_ccxt import venue_from_market
 from scalpbot.core.execution import BrokerSnapshot, Position
@@ -25,8 +31,7 @@ from scalpbot.core.lots import floor_to_step_nb
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, ExchangeError
 
-_DAY_MS = 86_400_000
-_TRADES_PAGE = 1000
+_PAGE = 1000
 _FINAL = ("closed", "canceled", "expired", "rejected")
 
 
@@ -44,6 +49,7 @@ class SpotAccount:
         bar: pd.Timedelta,
         fee_rate: float,
         venue: Venue | None = None,
+        adopt: bool = False,
     ) -> None:
         self.exchange = exchange
         self.calls = calls
@@ -56,6 +62,8 @@ class SpotAccount:
         self._venue = venue
         self._final_orders: dict[str, dict[str, Any]] = {}
         self._last_close: tuple[pd.Timestamp, float] | None = None
+        self._adopt = adopt
+        self._checked_foreign = False
 
     # --- the market ------------------------------------------------------------------------------------------
 
@@ -147,25 +155,19 @@ class SpotAccount:
             )
         return float(rows[0][4])
 
-    def trades_since(self, since: pd.Timestamp | None, as_of: pd.Timestamp) -> list[dict[str, Any]]:
-        """Return my trades from the bar of ``since`` on (windows of 24 hours, Binance's limit), or the 1000
-        most recent when ``since`` is ``None``."""
+    def recent_trades(self) -> list[dict[str, Any]]:
+        """Return the account's most recent trades on the symbol (one page, oldest first)."""
         fetch = self.exchange.fetch_my_trades
-        if since is None:
-            return list(self.calls.call("reading recent trades", fetch, self.symbol, None, _TRADES_PAGE))
-        cursor = _ms(since.floor(self.bar))
-        horizon = _ms(as_of + self.bar) + 3_600_000  # a run may already have traded in the current bar
-        seen: dict[str, dict[str, Any]] = {}
-        while True:
-            end = cursor + _DAY_MS - 1
-            page = self.calls.call("reading trades", fetch, self.symbol, cursor, _TRADES_PAGE, {"until": end})
-            seen.update((str(t["id"]), t) for t in page)
-            if len(page) >= _TRADES_PAGE:
-                cursor = max(cursor + 1, max(int(t["timestamp"]) for t in page))
-            elif end >= horizon:
-                return list(seen.values())
-            else:
-                cursor = end + 1
+        return list(self.calls.call("reading recent trades", fetch, self.symbol, None, _PAGE))
+
+    def order_trades(self, order_id: str) -> list[dict[str, Any]]:
+        """Return the trades of one order."""
+        fetch = self.exchange.fetch_my_trades
+        return list(
+            self.calls.call(
+                "reading an order's trades", fetch, self.symbol, None, None, {"orderId": order_id}
+            )
+        )
 
     def executions(self, trades: list[dict[str, Any]]) -> list[Execution]:
         """Return ``trades`` aggregated per order with the order's client id and decoded tag."""
@@ -176,13 +178,12 @@ class SpotAccount:
         )
 
     def _orders(self, order_ids: set[str]) -> dict[str, dict[str, Any]]:
-        """Return ccxt orders by venue id: finished ones from the cache (they never change), several missing
-        ones with one ``fetch_orders`` from the oldest id on, any left one by one."""
+        """Return ccxt orders by venue id: finished ones from the cache (they never change), the others from
+        one read of the most recent orders, any still missing one by one."""
         found = {i: self._final_orders[i] for i in order_ids if i in self._final_orders}
-        missing = sorted(order_ids - set(found), key=lambda i: (len(i), i))
-        if len(missing) > 1:
+        if set(found) != order_ids:
             fetch = self.exchange.fetch_orders
-            page = self.calls.call("reading orders", fetch, self.symbol, None, 1000, {"orderId": missing[0]})
+            page = self.calls.call("reading recent orders", fetch, self.symbol, None, _PAGE)
             found.update((str(o["id"]), o) for o in page if str(o["id"]) in order_ids)
         for order_id in order_ids - set(found):
             found[order_id] = self.calls.call(
@@ -204,28 +205,52 @@ class SpotAccount:
             float((balance.get(market[k]) or {}).get("total") or 0.0) for k in ("base", "quote")
         )
         open_orders = self.open_orders()
-        done = self.executions(self.trades_since(since, as_of))
-        earlier = _Earlier(self, done)
+        done = self.executions(self.recent_trades())
+        held, entry = own_quantity(done)
+        self._refuse_foreign(base_total - held, last_close)
         self._last_close = (as_of, last_close)
+        ours = base_total if self._adopt else min(held, base_total)
+
+        def entry_before(exit_: Execution) -> Execution | None:
+            entries = [e for e in done if e.tag == "entry" and e.side > 0 and e.time_ms <= exit_.time_ms]
+            return entries[-1] if entries else None
+
         return BrokerSnapshot(
             as_of=as_of,
             equity=quote_total + base_total * last_close,
-            position=self._position(base_total, last_close, as_of, open_orders, earlier),
+            position=self._position(ours, last_close, as_of, open_orders, entry),
             fills=tuple(
-                f for f in fills(done, earlier.entry_before, self.bar) if since is None or f.time >= since
+                f
+                for f in fills(done, entry_before, self.bar, self.amount)
+                if since is None or f.time >= since
             ),
             open_orders=tuple(str(o.get("clientOrderId")) for o in open_orders),
         )
 
+    def _refuse_foreign(self, foreign: float, last_close: float) -> None:
+        """At the first snapshot, refuse base coins above dust that the bot did not buy (unless adopted)."""
+        if self._checked_foreign:
+            return
+        self._checked_foreign = True
+        qty = self.amount(foreign)
+        if self._adopt or self.below_minimum(qty, last_close):
+            return
+        base = self.market()["base"]
+        raise ConfigError(
+            f"the {self.exchange.id} account holds {qty:g} {base} that this bot did not buy; it trades only "
+            f"its own inventory. Trade from a dedicated (sub-)account, move the {base} away, or adopt it "
+            "explicitly (--adopt, or execute.adopt = true) to let the bot protect and sell it as its position"
+        )
+
     def _position(
         self,
-        base_total: float,
+        held: float,
         last_close: float,
         as_of: pd.Timestamp,
         open_orders: list[dict[str, Any]],
-        earlier: _Earlier,
+        entry: Execution | None,
     ) -> Position | None:
-        qty = self.amount(base_total)
+        qty = self.amount(held)
         if self.below_minimum(qty, last_close):
             return None  # dust: too small to sell, nothing to manage
         guards: dict[str, float] = {}
@@ -235,7 +260,6 @@ class SpotAccount:
             if tag in ("sl", "tp"):
                 guards[tag] = _binance.trigger_price(order)
                 max_hold = _binance.max_hold_of(order)
-        entry = earlier.last_buy(_ms(as_of) + _DAY_MS)
         if entry is not None:
             max_hold = _binance.max_hold_of(dict(entry.order)) if max_hold is None else max_hold
             entry_price, entry_time, entry_id = (
@@ -243,41 +267,12 @@ class SpotAccount:
                 pd.Timestamp(entry.time_ms, unit="ms", tz="UTC"),
                 entry.client_id,
             )
-        else:  # bought outside the bot's reach: hold it at the last close
+        else:  # adopted: bought outside the bot's reach, held at the last close
             entry_price, entry_time, entry_id = last_close, as_of + self.bar, ""
         sl_price, tp_price = guards.get("sl", math.nan), guards.get("tp", math.nan)
         return Position(
             1, qty, entry_price, entry_time.floor(self.bar), sl_price, tp_price, max_hold or 0, entry_id
         )
-
-
-class _Earlier:
-    """Finds the last buy before a moment: the entry an exit closed, or the open position's entry.
-
-    Looks among the executions read for the snapshot, then (once per snapshot) among the venue's most recent
-    trades, reading only the one order it needs.
-    """
-
-    def __init__(self, account: SpotAccount, done: list[Execution]) -> None:
-        self._account = account
-        self._done = done
-        self._recent: list[dict[str, Any]] | None = None
-
-    def entry_before(self, exit_: Execution) -> Execution | None:
-        return self.last_buy(exit_.time_ms)
-
-    def last_buy(self, until_ms: int) -> Execution | None:
-        buys = [e for e in self._done if e.side > 0 and e.time_ms <= until_ms]
-        if buys:
-            return buys[-1]
-        if self._recent is None:
-            self._recent = self._account.trades_since(None, pd.Timestamp(0, tz="UTC"))
-        bought = [t for t in self._recent if t["side"] == "buy" and int(t["timestamp"]) <= until_ms]
-        if not bought:
-            return None
-        last = max(bought, key=lambda t: (int(t["timestamp"]), str(t["id"])))
-        (entry,) = self._account.executions([t for t in self._recent if t["order"] == last["order"]])
-        return entry
 
 
 def _last_bar(bars: pd.DataFrame) -> tuple[pd.Timestamp, float]:

@@ -12,7 +12,9 @@
 * ``strategyType`` (an integer >= 1,000,000 echoed on every order report) carries the position's
   ``max_hold``, so a restarted broker knows the time stop of a position it did not open.
 * ``load_markets`` with API keys set would also call the ``sapi`` currency and margin endpoints:
-  ``OPTIONS`` turns them off.
+  ``OPTIONS`` turns them off. They also turn on ccxt's time-difference adjustment: ``load_markets`` measures
+  the offset to the venue's clock (``GET /api/v3/time``) and every signed request's ``timestamp`` uses it; a
+  ``-1021`` refusal re-measures it (see :mod:`scalpbot.adapters.ccxt_common`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ OPTIONS: dict[str, Any] = {
     "fetchMargins": False,
     "fetchMarkets": {"types": ["spot"]},
     "defaultType": "spot",
+    "adjustForTimeDifference": True,
 }
 """ccxt options for a spot broker: no ``sapi`` calls in ``load_markets``, spot markets only."""
 
@@ -37,6 +40,11 @@ def is_duplicate(error: Exception) -> bool:
     return isinstance(error, ccxt.DuplicateOrderId) or (
         isinstance(error, ccxt.InvalidOrder) and "duplicate order" in str(error).lower()
     )
+
+
+def is_duplicate_message(message: str) -> bool:
+    """Return whether a translated refusal's message is the venue refusing a client id it holds open."""
+    return "duplicate order" in message.lower()
 
 
 def order_params(client_id: str, max_hold: int) -> dict[str, Any]:

@@ -17,8 +17,10 @@ import pandas as pd
 
 from scalpbot.core.execution import Fill, client_order_id
 
-TAGS = ("entry", "sl", "tp", "oco", "signal", "time", "kill")
-"""Tags hashed into client ids: intents for entries and protection (``oco`` names the list), reasons for exits."""
+TAGS = ("entry", "sl", "tp", "oco", "signal", "time", "kill", "unprotected")
+"""Tags hashed into client ids: intents for entries and protection (``oco`` names the list), reasons for exits
+(``unprotected``: closed at market because its protection was refused or is gone)."""
+EXIT_TAGS = ("sl", "tp", "signal", "time", "kill", "unprotected")
 LOOKBACK_BARS = 16
 
 
@@ -52,7 +54,9 @@ class IdDecoder:
 @dataclass(frozen=True, slots=True)
 class Execution:
     """The trades of one order, aggregated: ``side`` +1 buy / -1 sell, ``price`` volume-weighted,
-    ``fee`` in quote currency, ``time_ms`` the first trade (epoch ms), ``tag`` its decoded client-id tag."""
+    ``fee`` in quote currency, ``time_ms`` the first trade (epoch ms), ``tag`` its decoded client-id tag,
+    ``base_fee`` the commission taken in the base asset (base units: a buy's quantity received is
+    ``qty - base_fee``)."""
 
     order_id: str
     client_id: str
@@ -63,6 +67,7 @@ class Execution:
     time_ms: int
     tag: str | None
     order: Mapping[str, Any]
+    base_fee: float = 0.0
 
 
 def executions(
@@ -96,46 +101,86 @@ def executions(
                 int(rows[0]["timestamp"]),
                 decoder.tag(client_id, _created_ms(order, rows[0])),
                 order,
+                sum(base_commission(t, base) for t in rows),
             )
         )
     return result
 
 
 def fills(
-    done: list[Execution], entry_before: Callable[[Execution], Execution | None], bar: pd.Timedelta
+    done: list[Execution],
+    entry_before: Callable[[Execution], Execution | None],
+    bar: pd.Timedelta,
+    sellable: Callable[[float], float] = lambda qty: qty,
 ) -> list[Fill]:
     """Return one ``Fill`` per execution: reason from its tag (``external`` if none), PnL on exits.
 
     ``entry_before(exit)`` returns the entry an exit closed (or ``None`` when it cannot be found): it gives the
     exit's ``entry_client_id`` and PnL, ``qty x (exit - entry) x position side`` less the fees of both.
-    ``time`` is the open of the bar the first trade was in.
+    ``time`` is the open of the bar the first trade was in. An entry's ``qty`` is what the bot can sell of it:
+    the quantity received net of commission taken in base, rounded down by ``sellable`` (the venue's step);
+    what is left below one step is charged to the entry's ``fee`` at its price, so the exit that sells the
+    position closes the trade and ``qty x price + fee`` is still what the entry cost.
     """
     result = []
     for execution in done:
-        reason = (
-            execution.tag if execution.tag in ("entry", "sl", "tp", "signal", "time", "kill") else "external"
-        )
+        reason = execution.tag if execution.tag in ("entry", *EXIT_TAGS) else "external"
         pnl, entry_id = None, execution.client_id if reason == "entry" else None
-        if reason not in ("entry", "external"):
+        qty, fee = execution.qty, execution.fee
+        if reason == "entry" and execution.side > 0:
+            qty, fee = _held(execution, sellable)
+        elif reason not in ("entry", "external"):
             entry = entry_before(execution)
             if entry is not None:
                 gross = -execution.side * execution.qty * (execution.price - entry.price)
-                pnl, entry_id = gross - execution.fee - entry.fee, entry.client_id
+                pnl, entry_id = gross - execution.fee - _held(entry, sellable)[1], entry.client_id
         time = pd.Timestamp(execution.time_ms, unit="ms", tz="UTC").floor(bar)
         result.append(
             Fill(
                 execution.client_id,
                 time,
                 execution.side,
-                execution.qty,
+                qty,
                 execution.price,
-                execution.fee,
+                fee,
                 str(reason),
                 pnl,
                 entry_id,
             )
         )
     return result
+
+
+def _held(entry: Execution, sellable: Callable[[float], float]) -> tuple[float, float]:
+    """Return an entry's sellable quantity and its fee in quote, the sub-step dust included."""
+    received = entry.qty - entry.base_fee
+    qty = sellable(received)
+    return qty, entry.fee + (received - qty) * entry.price
+
+
+def own_quantity(done: list[Execution]) -> tuple[float, Execution | None]:
+    """Return the base quantity the bot holds by its own executions, and the entry it belongs to.
+
+    Walks the bot's executions oldest first: an entry (a buy) adds its quantity net of the commission taken
+    in base, an exit of any reason removes what it sold; orders the bot did not make are ignored. What an exit
+    leaves (less than one amount step) stays as dust and is carried into the next entry.
+    """
+    held, entry = 0.0, None
+    for execution in done:
+        if execution.tag == "entry" and execution.side > 0:  # the bot enters only when flat (dust aside)
+            entry = execution
+            held = max(held, 0.0) + execution.qty - execution.base_fee
+        elif execution.tag in EXIT_TAGS and execution.side < 0:
+            held -= execution.qty
+            if held <= 1e-12:
+                held, entry = 0.0, None
+    return held, entry
+
+
+def base_commission(trade: Mapping[str, Any], base: str) -> float:
+    """Return the commission a ccxt trade took in the base asset (0 when paid in quote or a third asset)."""
+    fee = trade.get("fee") or {}
+    return float(fee.get("cost") or 0.0) if fee.get("currency") == base else 0.0
 
 
 def _created_ms(order: Mapping[str, Any], first_trade: Mapping[str, Any]) -> int:

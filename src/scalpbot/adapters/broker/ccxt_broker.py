@@ -6,16 +6,25 @@ are fractions of the entry **fill** price and rest on the venue as one OCO place
 signal exits (and the kill switch) cancel that OCO, then sell at market. Spot cannot be shorted: a short entry is
 answered with a ``rejected`` ack, so a short signal while long only closes the long.
 
-Reliability:
+Its rules, under the failures real venues produce:
 
-* every order carries its deterministic client id, and the broker looks the id up on the venue before sending
-  (also before each retry), so a retried, concurrent or restarted run answers ``duplicate`` instead of trading
-  twice; a venue refusing a known id is ``duplicate`` too.
-* ``snapshot`` rebuilds the account from the venue alone (balances, open orders, trades): a restarted broker
-  sees the position, its protection and its fills; ``submit`` re-protects a position whose OCO is missing.
-* temporary failures are retried with backoff, then raised (``ExchangeTemporaryError``): callers fail closed.
-  Refusals of an order come back as ``rejected`` acks with the venue's reason. See
-  :mod:`scalpbot.adapters.ccxt_common` for the mapping of ccxt errors; credentials never appear in messages.
+* **Never unprotected.** Protection refused (a stop that would trigger at once, a price that moved between the
+  fill and the OCO, any refusal) closes the position at market at once (client id tag ``unprotected``), with
+  ``rejected`` acks saying why; a position found without SL/TP on the venue at any later ``submit`` (expired,
+  cancelled, a run killed between fill and OCO) is closed the same way. The execute job calls ``submit`` on
+  every cycle, whatever the model decides, so this check and the time stop run every bar.
+* **Never twice.** Every order carries its deterministic client id and is looked up before it is sent. It is
+  sent once: after an unknown outcome (timeout, 5xx, ``-1007``, a dropped connection) the broker looks the id up
+  with backoff (``resolve_attempts`` look-ups) and never sends it again on a guess; an order still not found
+  comes back ``rejected`` with the reason, and the next cycle's reconciliation sees what really happened.
+* **Only its own inventory.** The position is what the bot's own executions left it (entries net of the
+  commission taken in base, less its exits); protection and exits are sized to it, not to the free balance.
+  An account holding other base coins above dust is refused at the first snapshot unless ``adopt`` is set.
+* **Cheap when idle and polite**: bounded reads per snapshot (see :mod:`._account`); ``Retry-After`` honoured,
+  the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt_common`).
+
+Refusals of an order come back as ``rejected`` acks with the venue's reason; a venue that cannot be read raises
+``ExchangeTemporaryError`` after retries (callers fail closed). Credentials never appear in messages.
 """
 
 from __future__ import annotations
@@ -24,37 +33,45 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import ccxt
 import pandas as pd
 
 from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._account import SpotAccount
+from scalpbot.adapters.broker._executions import base_commission
+from scalpbot.adapters.broker._sending import OrderSender, ack
 from scalpbot.adapters.ccxt_common import connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.core.venue import Venue
-from scalpbot.errors import ConfigError, ExchangeError, InsufficientFunds, OrderRejected
+from scalpbot.errors import (
+    ConfigError,
+    ExchangeError,
+    InsufficientFunds,
+    OrderOutcomeUnknown,
+    OrderRejected,
+)
 
 __all__ = ["CcxtBroker"]
 
 _SUPPORTED = ("binance",)
-_Status = Literal["accepted", "duplicate", "rejected"]
 
 
 class CcxtBroker:
     """A ``Broker`` on a ccxt spot market, one bot and one symbol per instance (not shared between threads).
 
-    The account should be the bot's alone on that market: the base balance is the position, and orders whose
-    client ids the bot did not derive are reported as ``external`` fills and never cancelled.
-
     ``config`` is ccxt's constructor dict (``apiKey``, ``secret``, ``timeout`` ms, ``options``, ...; see
     ``ccxt_exchange``); ``api_urls`` replaces ``urls['api']`` (a proxy or a local test server). ``fee_rate``
     (fraction of notional) prices fees paid in a third asset such as BNB. ``venue`` gives the amount step and
-    minimums orders are rounded to and checked against (default: the loaded market's). Retries: up to ``max_attempts`` calls,
-    backoff ``min(max_delay, base_delay * 2**(n-1))`` seconds with jitter, through ``sleep``.
+    minimums orders are rounded to and checked against (default: the loaded market's). ``adopt`` takes base
+    coins already on the account as the bot's position. Retries: up to ``max_attempts`` calls, backoff
+    ``min(max_delay, base_delay * 2**(n-1))`` seconds with jitter, at least the venue's ``Retry-After`` (a wait
+    beyond ``max_wait`` fails the call instead); an order of unknown outcome is looked up ``resolve_attempts``
+    times with the same backoff. Pauses go through ``sleep``.
     """
 
     def __init__(
@@ -68,9 +85,12 @@ class CcxtBroker:
         api_urls: Mapping[str, Any] | None = None,
         fee_rate: float = 0.001,
         venue: Venue | None = None,
+        adopt: bool = False,
         max_attempts: int = 5,
         base_delay: float = 1.0,
         max_delay: float = 30.0,
+        max_wait: float = 60.0,
+        resolve_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -85,6 +105,8 @@ class CcxtBroker:
             raise ConfigError(
                 f"fee_rate must be a fraction of notional in [0, 0.1), e.g. 0.001; got {fee_rate}"
             )
+        if resolve_attempts < 1:
+            raise ConfigError(f"resolve_attempts must be at least 1, got {resolve_attempts}")
         self.name = f"ccxt:{exchange_id}"
         exchange, calls = connect(
             exchange_id,
@@ -97,6 +119,7 @@ class CcxtBroker:
             sleep=sleep,
             rng=rng,
             strict_json=True,
+            max_wait=max_wait,
         )
         self._bot = bot
         self._symbol = symbol.replace("_", "/") if "/" not in symbol else symbol
@@ -111,9 +134,18 @@ class CcxtBroker:
             bar=bar,
             fee_rate=fee_rate,
             venue=venue,
+            adopt=adopt,
         )
         self._exchange = exchange
         self._calls = calls
+        self._fee_rate = fee_rate
+        self._sender = OrderSender(
+            calls,
+            self._account.lookup,
+            delays=[min(max_delay, base_delay * 2.0**k) for k in range(resolve_attempts)],
+            sleep=sleep,
+            is_duplicate=_binance.is_duplicate_message,
+        )
 
     def __repr__(self) -> str:
         return f"CcxtBroker(exchange={self._exchange.id!r}, bot={self._bot!r}, symbol={self._symbol!r})"
@@ -123,37 +155,40 @@ class CcxtBroker:
     def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
         """Rebuild the account from the venue after the last bar of ``bars`` closed; raise ``ExchangeError`` if not.
 
-        Position: the base balance above the market minimum (spot: long only) at its entry order's average
-        price, entered in the bar of that order's first trade, with SL/TP from the open protection orders.
-        Fills: one per order with a trade in a bar at or after ``since`` (the 1000 most recent trades when
-        ``None``), ``time`` that bar's open, fees in quote. Equity: quote + base x the last close of ``bars``.
+        Position: the bot's own base quantity above the market minimum (spot: long only) at its entry's average
+        price, entered in the bar of that entry's first trade, with SL/TP from the open protection orders.
+        Fills: one per order with a trade in a bar at or after ``since`` (among the most recent page of trades),
+        ``time`` that bar's open, fees in quote. Equity: quote + base x the last close of ``bars``. Raise
+        ``ConfigError`` at the first snapshot when the account holds base coins the bot did not buy (above dust)
+        and ``adopt`` is off.
         """
         return self._account.snapshot(bars, since)
 
     def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
-        """Send what ``signal`` asks at the next open: exit, entry, then the entry's OCO; re-protect if needed.
+        """Send what ``signal`` asks at the next open: exit, entry, then the entry's OCO.
 
-        A position without SL/TP on the venue (its OCO was never placed, or was cancelled) gets them at the
-        signal's distances from its entry price, unless the signal closes it.
+        Called on every cycle (a zero-side signal when the model wants nothing): the time stop exits, and a
+        position without SL/TP on the venue is closed at market.
         """
         self._account.market()
-        plan = plan_orders(
-            signal, snapshot.position, bot=self._bot, symbol=self._symbol, bar_seconds=self._bar_seconds
-        )
-        acks: list[OrderAck] = []
         position = snapshot.position
+        plan = plan_orders(
+            signal, position, bot=self._bot, symbol=self._symbol, bar_seconds=self._bar_seconds
+        )
         if position is not None and not any(o.intent == "exit" for o in plan) and _unprotected(position):
-            acks += self._protect_again(position, signal)
+            why = "the position has no SL/TP on the venue (refused, expired or cancelled)"
+            return self._close_unprotected(signal.decided_at, position.qty, why)
+        acks: list[OrderAck] = []
         distances = {o.intent: o.distance for o in plan if o.intent in ("sl", "tp")}
         for order in plan:
             if order.intent == "exit":
-                acks += self._exit(order)
+                acks += self._exit(order, order.qty)
             elif order.intent == "entry":
                 ack, placed = self._enter(order, snapshot)
                 acks.append(ack)
                 if placed is not None:
                     sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
-                    acks += self._protect(order.decided_at, _fill_price(placed), sl, tp, order.max_hold)
+                    acks += self._protect_entry(order, placed, sl, tp)
         return acks
 
     def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
@@ -161,7 +196,7 @@ class CcxtBroker:
         self._account.market()
         acks: list[OrderAck] = []
         for order in plan_flatten(snapshot.position, decided_at, bot=self._bot, symbol=self._symbol):
-            acks += self._exit(order)
+            acks += self._exit(order, order.qty)
         return acks
 
     # --- orders ----------------------------------------------------------------------------------------------
@@ -176,55 +211,89 @@ class CcxtBroker:
         if too_small:
             return OrderAck(order.client_id, "entry", "rejected", f"entry not sent: {too_small}"), None
         params = _binance.order_params(order.client_id, order.max_hold)
+        amount = self._account.amount_text(qty)
 
         def send() -> dict[str, Any]:
             placed: dict[str, Any] = self._exchange.create_order(
-                self._symbol, "market", "buy", qty, None, params
+                self._symbol, "market", "buy", amount, None, params
             )
             return placed
 
-        return self._place("placing the entry", order.client_id, "entry", send)
+        return self._sender.place("placing the entry", order.client_id, "entry", send)
 
-    def _exit(self, order: PlannedOrder) -> list[OrderAck]:
-        known = self._calls.call("looking up the exit", self._account.lookup, order.client_id)
+    def _protect_entry(
+        self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float
+    ) -> list[OrderAck]:
+        """Protect what the entry bought (its fill net of base commission); close it at once if refused."""
+        bought = self._net_bought(placed)
+        if bought <= 0:
+            return []  # expired without a fill: nothing to protect
+        acks = self._protect(order.decided_at, _fill_price(placed), sl, tp, order.max_hold, bought)
+        refused = [a for a in acks if a.status == "rejected"]
+        if refused:
+            acks += self._close_unprotected(order.decided_at, bought, refused[0].message)
+        return acks
+
+    def _net_bought(self, placed: Mapping[str, Any]) -> float:
+        """Return the base quantity an entry left on the account: its fill less commission taken in base."""
+        filled = float(placed.get("filled") or 0.0)
+        if filled <= 0:
+            return 0.0
+        trades = list(placed.get("trades") or [])
+        if not trades:
+            trades = self._account.order_trades(str(placed.get("id")))
+        if not trades:  # not visible yet: assume the commission was taken in base
+            return filled * (1.0 - self._fee_rate)
+        base = self._account.market()["base"]
+        return filled - sum(base_commission(t, base) for t in trades)
+
+    def _exit(self, order: PlannedOrder, held: float, reason: str = "") -> list[OrderAck]:
+        """Cancel the protection, then sell ``held`` (the bot's own quantity) at market; ``reason`` names the
+        exit in messages (default: the planned order's)."""
+        known = self._sender.known("looking up the exit", order.client_id)
         if known is not None:
-            return [_ack(order.client_id, "exit", "duplicate", known)]
+            return [ack(order.client_id, "exit", "duplicate", known)]
         try:
             self._cancel_protection()
         except (OrderRejected, InsufficientFunds) as e:
             return [OrderAck(order.client_id, "exit", "rejected", f"exit not sent: SL/TP not cancelled: {e}")]
-        qty = self._account.amount(self._account.free_base())
+        qty = self._account.amount(min(held, self._account.free_base()))
         if qty <= 0:
             return [
                 OrderAck(order.client_id, "exit", "rejected", "exit not sent: no base balance left to sell")
             ]
         params = _binance.order_params(order.client_id, 0)
+        amount = self._account.amount_text(qty)
 
         def send() -> dict[str, Any]:
             placed: dict[str, Any] = self._exchange.create_order(
-                self._symbol, "market", "sell", qty, None, params
+                self._symbol, "market", "sell", amount, None, params
             )
             return placed
 
-        ack, _ = self._place(f"closing the position ({order.reason})", order.client_id, "exit", send)
-        return [ack]
+        what = f"closing the position ({reason or order.reason})"
+        sold, _ = self._sender.place(what, order.client_id, "exit", send)
+        return [sold]
 
-    def _protect_again(self, position: Position, signal: Signal) -> list[OrderAck]:
-        if not (signal.sl > 0 and signal.tp > 0):
-            sl_id = client_order_id(self._bot, self._symbol, signal.decided_at, "sl")
-            message = (
-                "the position has no SL/TP on the venue and the signal has no sl/tp distances to place them"
+    def _close_unprotected(self, decided_at: pd.Timestamp, held: float, why: str) -> list[OrderAck]:
+        """Close a position that has no protection on the venue, at market, now (tag ``unprotected``)."""
+        client_id = client_order_id(self._bot, self._symbol, decided_at, "unprotected")
+        exit_ = PlannedOrder("exit", -1, "kill", client_id, decided_at, qty=held)
+        acks = self._exit(exit_, held, "unprotected")
+        return [
+            replace(
+                a, message=f"closed at market: {why}" if a.status != "rejected" else f"{a.message}; {why}"
             )
-            return [OrderAck(sl_id, "sl", "rejected", message)]
-        return self._protect(signal.decided_at, position.entry_price, signal.sl, signal.tp, position.max_hold)
+            for a in acks
+        ]
 
     def _protect(
-        self, decided_at: pd.Timestamp, entry_price: float, sl: float, tp: float, max_hold: int
+        self, decided_at: pd.Timestamp, entry_price: float, sl: float, tp: float, max_hold: int, held: float
     ) -> list[OrderAck]:
-        """Protect the long held now with an OCO (or the one finite barrier); client ids from ``decided_at``.
+        """Protect ``held`` (base units) with an OCO (or the one finite barrier); client ids from ``decided_at``.
 
-        A venue refusal or failure comes back as ``rejected`` acks (the entry is already done): the next
-        ``submit`` sees the position unprotected and places the protection again.
+        Any refusal, or an outcome still unknown after the look-ups, comes back as ``rejected`` acks: the caller
+        closes the position.
         """
         oco_id, sl_id, tp_id = (
             client_order_id(self._bot, self._symbol, decided_at, t) for t in ("oco", "sl", "tp")
@@ -235,40 +304,47 @@ class CcxtBroker:
         if not (math.isfinite(entry_price) and entry_price > 0):
             message = f"protection not placed: the entry fill price is unknown ({entry_price})"
             return [OrderAck(i, intent, "rejected", message) for i, intent in legs]
+        qty = self._account.amount(held)
+        if self._account.below_minimum(qty, entry_price):
+            return []  # dust: nothing the venue would take as an order
+        sl_price, tp_price = (self._account.price(p) for p in protection_prices(entry_price, 1, sl, tp))
+        amount = self._account.amount_text(qty)
+
+        def send() -> list[tuple[str, str]]:
+            if len(legs) == 2:
+                market = self._account.market()
+                return _binance.place_oco(
+                    self._exchange,
+                    market,
+                    qty=amount,
+                    sl_price=sl_price,
+                    tp_price=tp_price,
+                    ids=(oco_id, sl_id, tp_id),
+                    max_hold=max_hold,
+                )
+            ((leg_id, intent),) = legs
+            trigger = {"stopLossPrice": sl_price} if intent == "sl" else {"takeProfitPrice": tp_price}
+            params = {**_binance.order_params(leg_id, max_hold), **trigger}
+            placed = self._exchange.create_order(self._symbol, "market", "sell", amount, None, params)
+            return [(leg_id, str(placed.get("id")))]
+
         try:
-            qty = self._account.amount(self._account.free_base())
-            if self._account.below_minimum(qty, entry_price):
-                known = self._calls.call("looking up the protection", self._account.lookup, legs[0][0])
-                if known is None:
-                    return []  # nothing free to protect: the position is gone or other orders hold it
+            known = self._sender.known("looking up the protection", legs[0][0])
+            if known is not None:
                 return [OrderAck(i, intent, "duplicate", "already on the venue") for i, intent in legs]
-            sl_price, tp_price = (self._account.price(p) for p in protection_prices(entry_price, 1, sl, tp))
-
-            def send() -> list[tuple[str, str]]:
-                if len(legs) == 2:
-                    market = self._account.market()
-                    return _binance.place_oco(
-                        self._exchange,
-                        market,
-                        qty=self._account.amount_text(qty),
-                        sl_price=sl_price,
-                        tp_price=tp_price,
-                        ids=(oco_id, sl_id, tp_id),
-                        max_hold=max_hold,
-                    )
-                ((leg_id, intent),) = legs
-                trigger = {"stopLossPrice": sl_price} if intent == "sl" else {"takeProfitPrice": tp_price}
-                params = {**_binance.order_params(leg_id, max_hold), **trigger}
-                placed = self._exchange.create_order(self._symbol, "market", "sell", qty, None, params)
-                return [(leg_id, str(placed.get("id")))]
-
-            status, placed = self._calls.call("placing the SL/TP", self._once, legs[0][0], send, placing=True)
+            try:
+                placed = self._calls.place("placing the SL/TP", send)
+            except OrderOutcomeUnknown as e:
+                if self._sender.resolve(legs[0][0]) is None:
+                    raise OrderRejected(self._sender.unresolved(e)) from e
+                return [
+                    OrderAck(i, intent, "accepted", "found after an unknown outcome") for i, intent in legs
+                ]
         except ExchangeError as e:
-            message = f"protection not placed: {e}; the next submit places it again"
+            message = f"protection not placed: {e}"
             return [OrderAck(i, intent, "rejected", message) for i, intent in legs]
-        venue_ids = dict(placed) if isinstance(placed, list) else {}
-        message = "already on the venue" if status == "duplicate" else ""
-        return [OrderAck(i, intent, status, message, venue_ids.get(i)) for i, intent in legs]
+        venue_ids = dict(placed)
+        return [OrderAck(i, intent, "accepted", "", venue_ids.get(i)) for i, intent in legs]
 
     def _cancel_protection(self) -> None:
         """Cancel the bot's open SL/TP orders on the symbol (an OCO as a whole list)."""
@@ -289,30 +365,6 @@ class CcxtBroker:
             cancel = _binance.cancel_list
             self._calls.call("cancelling the OCO", cancel, self._exchange, market, order_list, placing=True)
 
-    def _place(
-        self, what: str, client_id: str, intent: str, send: Callable[[], dict[str, Any]]
-    ) -> tuple[OrderAck, dict[str, Any] | None]:
-        """Send one order unless its id is known; return the ack and the venue's order (``None`` if rejected)."""
-        try:
-            status, order = self._calls.call(what, self._once, client_id, send, placing=True)
-        except (OrderRejected, InsufficientFunds) as e:
-            return OrderAck(client_id, intent, "rejected", str(e)), None
-        if order is None:  # refused as a duplicate before we could see it
-            order = self._calls.call("looking up a duplicate", self._account.lookup, client_id)
-        return _ack(client_id, intent, status, order), order
-
-    def _once(self, client_id: str, send: Callable[[], Any]) -> tuple[_Status, Any]:
-        """One attempt: send only if the venue does not know ``client_id``; a duplicate refusal is no error."""
-        known = self._account.lookup(client_id)
-        if known is not None:
-            return "duplicate", known
-        try:
-            return "accepted", send()
-        except ccxt.InvalidOrder as e:
-            if _binance.is_duplicate(e):
-                return "duplicate", None
-            raise
-
     def _cancel_order(self, order_id: str) -> None:
         try:
             self._exchange.cancel_order(order_id, self._symbol)
@@ -330,9 +382,3 @@ def _fill_price(order: Mapping[str, Any]) -> float:
         return float(average)
     filled, cost = float(order.get("filled") or 0.0), float(order.get("cost") or 0.0)
     return cost / filled if filled > 0 else math.nan
-
-
-def _ack(client_id: str, intent: str, status: _Status, order: Mapping[str, Any] | None) -> OrderAck:
-    message = "already on the venue" if status == "duplicate" else ""
-    venue_id = None if order is None else str(order.get("id"))
-    return OrderAck(client_id, intent, status, message, venue_id)
