@@ -55,7 +55,8 @@ def test_trade_cycles_through_the_live_broker_on_the_strict_double_make_the_pape
     overrides = {
         "store": {"url": str(active_release[0])},
         "risk": LOOSE_RISK,
-        "backtest": {"fee": BINANCE_SPOT_FEE, "slippage": 0.0},
+        "venue": {"taker_fee": BINANCE_SPOT_FEE},
+        "backtest": {"slippage": 0.0},
     }
     services = build_services(load_settings(None, overrides))
     series = services.series()

@@ -212,7 +212,10 @@ class SpotAccount:
         ours = base_total if self._adopt else min(held, base_total)
 
         def entry_before(exit_: Execution) -> Execution | None:
-            entries = [e for e in done if e.tag == "entry" and e.side > 0 and e.time_ms <= exit_.time_ms]
+            # Executions are in the venue's execution order (trade ids): an exit closes the entry before it, even
+            # when a new entry fills in the same millisecond right after it (a time stop and a re-entry at one open).
+            earlier = done[: next(k for k, e in enumerate(done) if e.order_id == exit_.order_id)]
+            entries = [e for e in earlier if e.tag == "entry" and e.side > 0]
             return entries[-1] if entries else None
 
         return BrokerSnapshot(
