@@ -37,7 +37,7 @@ def test_the_command_list_is_the_documented_one() -> None:
     top = {c[0] for c in COMMANDS}
     assert top == {
         "backtest", "bots", "config", "data", "fetch", "halt", "models", "monitor", "notify-test", "positions",
-        "replay", "report", "resume", "run", "serve", "trade", "trades", "train",
+        "replay", "report", "resume", "run", "serve", "trade", "trades", "train", "venue",
     }  # fmt: skip
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for command in COMMANDS:

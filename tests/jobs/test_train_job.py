@@ -82,7 +82,7 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     }
     assert [c["name"] for c in gate["criteria"]] == ["trades", "days", "deflated_sharpe", "bootstrap", "pbo"]
     statistics = gate["statistics"]
-    assert (statistics["fee"], statistics["slippage"]) == (0.0004, 0.0)  # the configured costs
+    assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
     assert statistics["n_trials"] == FAST["trials"] == manifest["tuning"]["trials_run"]
     assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"
     assert statistics["total_return"] == report.test["total_return"]
@@ -198,7 +198,7 @@ def test_the_gate_scores_at_the_configured_venue_fee(
     # Binance spot's 0.1 % per side, not the default 0.04 %: the test window, the gate and a later backtest of
     # the release all pay it.
     Path("scalpbot.toml").write_text(
-        "[backtest]\nfee = 0.001\nslippage = 0.0001\n[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n"
+        "[venue]\ntaker_fee = 0.001\n[backtest]\nslippage = 0.0001\n[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n"
     )
     report = _cli(capsys, store, "train", "--json")
     statistics = report["gate"]["statistics"]
