@@ -50,3 +50,18 @@ def test_a_failing_job_is_notified_with_job_symbol_and_cause_and_results_too(
     assert "inconsistent bar" in str(received[-1]["message"])
     assert run(capsys, "fetch", "--source", "sample")[0] == 0
     assert str(received[-1]["title"]).startswith("retrieve binance BTC/USDT 1m")
+
+
+def test_notify_test_reports_the_channels_as_json_without_their_urls(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    webhook: tuple[str, list[dict[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, received = webhook
+    monkeypatch.setenv("SCALPBOT_NOTIFY__APPRISE_URLS", json.dumps([url]))
+    code, out, err = run(capsys, "--store", str(tmp_path / "store"), "notify-test", "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["channels"] == {"console": True, "sns": False, "apprise_urls": 1}
+    assert url not in out and len(received) == 1

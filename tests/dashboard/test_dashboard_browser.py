@@ -70,11 +70,17 @@ def test_the_page_refreshes_by_itself_and_shows_a_bots_denials(
     with running_app(build_app(services)) as url:
         browser.get(url)
         _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-bot="beta"]'))
-        browser.find_element(By.CSS_SELECTOR, 'tr[data-bot="beta"]').click()
-        _wait(browser, lambda d: d.find_element(By.ID, "bot-name").text == "beta")
-        denied = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions td.neg"))
-        assert all(cell.text == "denial" for cell in denied)
-        assert "cool-down" in browser.find_element(By.ID, "decisions").text
+
+        def select_beta(d: Any) -> bool:
+            d.find_element(By.CSS_SELECTOR, 'tr[data-bot="beta"]').click()  # again if a refresh replaced it
+            return bool(d.find_element(By.ID, "bot-name").text == "beta")
+
+        _wait(browser, select_beta)
+        denied = _wait(
+            browser, lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, "#decisions td.neg")]
+        )
+        assert all(text == "denial" for text in denied)
+        assert _wait(browser, lambda d: "cool-down" in d.find_element(By.ID, "decisions").text)
         status, _, _ = call(
             f"{url}/api/bots/alpha/halt", method="POST", body={"reason": "elsewhere"}, token=TOKEN
         )

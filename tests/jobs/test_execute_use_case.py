@@ -3,6 +3,7 @@ in the trade loop, a hole in the bars, a lost ledger event."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import BarTrader, replay, trade_loop
 from scalpbot.release_signals import ReleaseCache, release_signals
 from scalpbot.releases import ReleaseStore
+from scalpbot.state.cycle_timing import load_cycle_timing
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import (
@@ -101,6 +103,13 @@ def test_run_replay_with_the_live_broker_configured_sends_nothing_to_the_exchang
     assert live_config.requests == []
     stored = PortfolioStore(_store_services().store, "hist").load()
     assert stored is not None and stored.snapshot.last_bar_time == pd.Timestamp("2024-12-30T00:29:00Z")
+    again = run_cli(
+        capsys, "run", "--bot", "hist", "--replay", "2024-12-30T00:00:00Z", "2024-12-30T00:30:00Z", "--json"
+    )
+    assert again[0] == 0, again[2]
+    summary = json.loads(again[1])  # the same run again: every bar already processed, nothing sent
+    assert (summary["runs"]["execute"], summary["failures"], summary["ticks"]) == (30, {}, 30)
+    assert live_config.requests == []
 
 
 def _store_services() -> Services:
@@ -181,6 +190,9 @@ def test_the_trade_loop_keeps_running_through_a_two_minute_outage_notifies_it_on
     assert stored is not None and stored.snapshot.last_bar_time == pd.Timestamp("2024-12-30T12:04:00Z")
     assert services.dataset.last_open_time(series) == pd.Timestamp("2024-12-30T12:04:00Z")  # nothing lost
     assert not run_lease(services, "loop").held and not (tmp_path / "store/state/loop/lease.json").exists()
+    timing = load_cycle_timing(services.store, "loop")  # the dashboard's latency: bar close to cycle done
+    assert timing is not None and timing.bar == pd.Timestamp("2024-12-30T12:04:00Z")
+    assert timing.latency_seconds == pytest.approx(2.0, abs=1.0) and timing.cycle_seconds >= 0
 
 
 def test_a_replay_across_a_three_hour_hole_equals_the_backtest_and_says_why_cycles_were_skipped(

@@ -119,10 +119,16 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 
 
 def wait_for(driver: Any, condition: Any, seconds: float = 20) -> Any:
-    """Return ``condition(driver)`` once it is truthy; fail after ``seconds``."""
+    """Return ``condition(driver)`` once it is truthy; fail after ``seconds``.
+
+    The page redraws itself on every refresh, so an element read by ``condition`` may be replaced while it is
+    read: that try is repeated, as a missing element is.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds).until(condition)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, seconds, ignored_exceptions=ignored).until(condition)
 
 
 @pytest.fixture

@@ -117,11 +117,22 @@ def run_report(
     out.print(f"wrote {latest} to {out_path}")
 
 
-def notify_test(ctx: typer.Context) -> None:
+def notify_test(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object")
+) -> None:
     """Send a test message to every configured channel (console, SNS, apprise URLs)."""
     services = state_of(ctx).services()
+    notify = services.settings.notify
     notifier = build_notifier(services.settings, services.store, services.clock)
     notifier.notify(
         "scalpbot notification test", f"bot {services.settings.bot.name}: channels are configured"
     )
+    if as_json:
+        channels = {
+            "console": notify.console,
+            "sns": bool(notify.sns_topic_arn),
+            "apprise_urls": len(notify.apprise_urls),  # how many, never the URLs (they hold credentials)
+        }
+        print_json({"sent": True, "bot": services.settings.bot.name, "channels": channels})
+        return
     out.print("sent; failures (if any) are in the bot's ledger as notify_error events")

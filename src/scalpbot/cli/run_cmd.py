@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 
 from scalpbot.cli.dates import parse_range
-from scalpbot.cli.render import err, out
+from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.cli.summary import release_line, replay_summary
 from scalpbot.core.timeframes import timeframe_delta
@@ -41,6 +41,9 @@ def run_all(
     ),
     train_every_hours: float = typer.Option(24.0, "--train-every", help="Hours between train runs"),
     monitor_every_days: float = typer.Option(7.0, "--monitor-every", help="Days between monitor runs"),
+    as_json: bool = typer.Option(
+        False, "--json", help="End with one JSON object instead of the summary lines"
+    ),
 ) -> None:
     """Retrieve and execute on each bar close, train daily, monitor weekly; stop cleanly on SIGINT/SIGTERM."""
     from scalpbot.jobs.improve import weekly_steps
@@ -121,6 +124,19 @@ def run_all(
         report = scheduler.run(ticks)
     finally:
         trader.close()
+    if as_json:
+        print_json(
+            {
+                "bot": name,
+                "ticks": report.ticks,
+                "runs": report.runs,
+                "failures": report.failures,
+                "stopped": report.stopped,
+                "latest_report": last_monitor[-1] if last_monitor else None,
+                "summary": None if replay is None else replay_summary(services, name, start, end),
+            }
+        )
+        return
     runs = ", ".join(f"{job} {n}" for job, n in report.runs.items())
     failures = ", ".join(f"{job} {n}" for job, n in report.failures.items()) or "none"
     state = "stopped on request" if report.stopped else "done"

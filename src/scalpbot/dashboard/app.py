@@ -88,6 +88,7 @@ def _bot_status(services: Services, bot: str, now: pd.Timestamp) -> dict[str, An
         "drawdown": state.get("drawdown"),
         "status": "halted" if state["halted"] else ("idle" if cycle["bar"] is None else "trading"),
         "age_seconds": cycle["age_seconds"],
+        "latency_seconds": cycle["latency_seconds"],
     }
 
 

@@ -97,9 +97,9 @@ async function drawBots() {
   $('series').textContent = `${data.symbol} ${data.timeframe} · ${cfg.store} · ${when(data.now)} UTC`;
   if (!selected || !data.bots.some((b) => b.bot === selected)) selected = data.bots.length ? data.bots[0].bot : null;
   fill('bots', data.bots.map((b) => {
-    const tr = row([b.bot, badge(b.status), when(b.last_bar), age(b.age_seconds), money(b.equity),
-      signed(b.drawdown, pct), held(b.position), b.release_id, actionButton(b.bot, b.halted)],
-      [null, null, null, 'num', 'num', 'num', null, null, null]);
+    const tr = row([b.bot, badge(b.status), when(b.last_bar), age(b.age_seconds), age(b.latency_seconds),
+      money(b.equity), signed(b.drawdown, pct), held(b.position), b.release_id, actionButton(b.bot, b.halted)],
+      [null, null, null, 'num', 'num', 'num', 'num', null, null, null]);
     tr.dataset.bot = b.bot;
     if (b.bot === selected) tr.className = 'selected';
     tr.addEventListener('click', () => { selected = b.bot; refresh(); });
@@ -185,7 +185,7 @@ _BODY = """
 <span id="updated" class="meta"></span></div></header>
 <main>
 <section class="wide"><h2>Bots</h2><div id="status"></div><table><thead><tr><th>bot</th><th>status</th>
-<th>last bar (UTC)</th><th class="num">age</th><th class="num">equity</th><th class="num">drawdown</th>
+<th>last bar (UTC)</th><th class="num">age</th><th class="num" title="from the bar's close to the end of its live cycle">latency</th><th class="num">equity</th><th class="num">drawdown</th>
 <th>position</th><th>release</th><th></th></tr></thead><tbody id="bots"></tbody></table></section>
 <section><h2>Equity and drawdown · <span id="bot-name"></span></h2><div class="muted" id="equity-note"></div>
 <div id="equity-chart" class="chart"></div><div id="drawdown-chart" class="chart"></div></section>

@@ -20,6 +20,7 @@ from scalpbot.errors import ObjectNotFound, ScalpbotError
 from scalpbot.release_choice import release_origin
 from scalpbot.reporting.tables import jsonable
 from scalpbot.state.bots import bot_names, check_bot_exists
+from scalpbot.state.cycle_timing import load_cycle_timing
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 from scalpbot.wiring import Services
@@ -112,8 +113,14 @@ def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any
     """Return the last processed bar, its status and events, and its age: ``now`` (UTC) minus the bar's close.
 
     The age is how late the bot is: about one bar for a bot trading live, more when a cycle is stuck or the
-    bot stopped. The ledger records bar times only, so the time a cycle took is not known here.
+    bot stopped. A live cycle also records its wall-clock timing: ``latency_seconds`` from the bar's close to
+    the end of its cycle, and ``cycle_seconds`` (``None`` for a bot that only replayed).
     """
+    timing = load_cycle_timing(services.store, bot)
+    timed = {
+        "latency_seconds": None if timing is None else round(timing.latency_seconds, 3),
+        "cycle_seconds": None if timing is None else round(timing.cycle_seconds, 3),
+    }
     snap = _snapshot(services, bot)
     if snap is None or snap.last_bar_time is None:
         return {
@@ -123,6 +130,7 @@ def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any
             "age_seconds": None,
             "events": [],
             "release_id": None,
+            **timed,
         }
     bar = pd.Timestamp(snap.last_bar_time)
     close = bar + timeframe_delta(services.settings.data.timeframe)
@@ -135,6 +143,7 @@ def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any
         "status": "halted" if snap.risk.halted else "ok",
         "age_seconds": max((now - close).total_seconds(), 0.0),
         "events": [event.kind for event in recorded],
+        **timed,
     }
 
 

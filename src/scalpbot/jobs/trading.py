@@ -18,6 +18,7 @@ clock or ``--replay``) and the kernel warm-up - trades a bar through :class:`Bar
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -26,14 +27,17 @@ import pandas as pd
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.data.dataset import SeriesId
-from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError
+from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
 from scalpbot.jobs.execute import CycleReport, Executor, run_cycle
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
 from scalpbot.ports import Clock, Notifier
+from scalpbot.state.cycle_timing import CycleTiming, save_cycle_timing
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 from scalpbot.wiring import Services, SourceChoice, build_executor, replay_history, run_lease
+
+_log = logging.getLogger("scalpbot.trading")
 
 __all__ = [
     "BarTrader",
@@ -107,9 +111,12 @@ class BarTrader:
             self._hold_lease()
         except LeaseHeld as e:
             return CycleReport(last_closed, "busy", message=str(e))
+        started = pd.Timestamp(self.services.clock.now())
         try:
             report = self._trade(at, last_closed)
             self._keep_track(report)
+            if self.source is not None:  # live: keep how late after the bar's close the cycle finished
+                self._record_timing(report, started)
         finally:
             if self._release_lease:
                 self.lease.release()
@@ -118,6 +125,17 @@ class BarTrader:
     def close(self) -> None:
         """Give the run lease back if this trader holds it."""
         self.lease.release()
+
+    def _record_timing(self, report: CycleReport, started: pd.Timestamp) -> None:
+        """Write the cycle's wall-clock timing for the operator; a failed write is logged, never fatal."""
+        step = timeframe_delta(self.series.timeframe)
+        timing = CycleTiming(
+            report.bar, report.status, started, pd.Timestamp(self.services.clock.now()), report.bar + step
+        )
+        try:
+            save_cycle_timing(self.services.store, self.executor.bot, timing)
+        except StoreError as e:
+            _log.warning("the cycle's timing was not recorded: %s", e)
 
     def _hold_lease(self) -> None:
         """Take the lease, or renew it once half its time to live has passed (one write per half-life)."""
