@@ -42,7 +42,6 @@ from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.bars import Gap
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import CycleReport
-from scalpbot.jobs.retrieve import RetrieveReport
 from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
 from scalpbot.ports import Notifier
 from scalpbot.wiring import (
@@ -181,7 +180,7 @@ class LambdaRuntime:
                     _data_warning(fresh, report.conflicts),
                     level="warning",
                 )
-            summary = _retrieve_summary(report)
+            summary = report.payload()
             _log.info(
                 "retrieve stored %d new bars", report.added, extra={"job": "retrieve", "result": summary}
             )
@@ -250,20 +249,6 @@ def _data_warning(gaps: list[Gap], conflicts: int) -> str:
     if conflicts:
         parts.append(f"{conflicts} bars differ from the stored copy (kept the stored one)")
     return "; ".join(parts)
-
-
-def _retrieve_summary(report: RetrieveReport) -> dict[str, Any]:
-    return {
-        "series": str(report.series),
-        "source": report.source,
-        "received": report.received,
-        "added": report.added,
-        "already_stored": report.already_stored,
-        "conflicts": report.conflicts,
-        "gaps": len(report.gaps),
-        "spikes": len(report.spikes),
-        "last": None if report.last is None else report.last.isoformat(),
-    }
 
 
 def _cycle_summary(report: CycleReport) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_retrieve_stores_the_bars_closed_before_the_event_time(
     runtime, notifier = _runtime(tmp_path / "store", exchange)
     summary = runtime.retrieve({"time": "2024-12-30T06:00:00Z"}, None)
     assert summary["added"] == 1440  # lookback_days 1: the day before the event
-    assert summary["last"] == "2024-12-30T05:59:00+00:00"
+    assert summary["last"] == "2024-12-30T05:59:00Z"
     again = runtime.retrieve({"time": "2024-12-30T06:02:00Z"}, None)
     assert again["added"] == 2 and again["already_stored"] == 0
     assert runtime.services.dataset.last_open_time(runtime.series) == pd.Timestamp("2024-12-30T06:01:00Z")

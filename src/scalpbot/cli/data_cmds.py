@@ -108,20 +108,7 @@ def fetch(
             on_progress=advance,
         )
     if as_json:
-        print_json(
-            {
-                "series": str(report.series),
-                "source": report.source,
-                "received": report.received,
-                "added": report.added,
-                "already_stored": report.already_stored,
-                "conflicts": report.conflicts,
-                "partitions_written": report.partitions_written,
-                "gaps": len(report.gaps),
-                "spikes": len(report.spikes),
-                "last": iso(report.last),
-            }
-        )
+        print_json(report.payload())
     else:
         _print_retrieve(report, services.store.describe())
     if source == "ccxt" and load_venue(services.store, series.exchange, series.symbol) is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -19,14 +19,14 @@ from rich.table import Table
 __all__ = ["PERCENT_METRICS", "WIDE", "metric_text", "money", "percent", "price", "trades_table", "utc_times"]
 
 
+def _finite(value: object) -> TypeGuard[int | float]:
+    """Return whether ``value`` is a finite number (not a bool, not missing)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def percent(value: object, *, signed: bool = True) -> str:
     """Return a fraction as ``+1.23%`` (``-`` when missing); rounding noise never shows as ``-0.00%``."""
-    if (
-        value is None
-        or isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-    ):
+    if not _finite(value):
         return "-"
     text = f"{value * 100:{'+' if signed else ''}.2f}%"
     return text[1:] if text in ("-0.00%", "+0.00%") else text
@@ -34,12 +34,7 @@ def percent(value: object, *, signed: bool = True) -> str:
 
 def money(value: object) -> str:
     """Return quote-currency money as ``-1,234.56``; never ``-0.00``."""
-    if (
-        value is None
-        or isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-    ):
+    if not _finite(value):
         return "-"
     text = f"{value:,.2f}"
     return "0.00" if text == "-0.00" else text

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -39,6 +40,21 @@ class RetrieveReport:
     gaps: tuple[Gap, ...]
     spikes: tuple[Spike, ...]
     last: pd.Timestamp | None
+
+    def payload(self) -> dict[str, Any]:
+        """Return the run's counts as one JSON-ready object (gaps and spikes counted; times ISO-8601 UTC)."""
+        return {
+            "series": str(self.series),
+            "source": self.source,
+            "received": self.received,
+            "added": self.added,
+            "already_stored": self.already_stored,
+            "conflicts": self.conflicts,
+            "partitions_written": self.partitions_written,
+            "gaps": len(self.gaps),
+            "spikes": len(self.spikes),
+            "last": None if self.last is None else self.last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
 
 def retrieve(
