@@ -22,7 +22,8 @@ Rules, after OKX's API v5 documentation:
   algo's size (``source=7``, ``algoId``/``algoClOrdId`` set, no ``clOrdId``); when the account does not
   hold that size the algo ends ``order_failed`` and nothing is sold. ``actualSide`` says which barrier fired.
 * ``shift_after_fill`` moves the last price right after the next entry fills (the price moves before the
-  broker amends its protection).
+  broker amends its protection); :meth:`Book.move_price` moves it now. A moved price is what market orders
+  fill at and what stops are checked against, for the rest of that bar.
 """
 
 from __future__ import annotations
@@ -265,6 +266,10 @@ class Book:
         if self._shift is not None and self._shift[0] == open_ms:
             return (o * self._shift[1]).quantize(Decimal("0.01"))
         return o
+
+    def move_price(self, inst_id: str, now_ms: int, factor: Decimal) -> None:
+        """Move the last price of the bar holding ``now_ms`` by ``factor`` (a gap before the next order)."""
+        self._shift = (self.bar(inst_id, now_ms)[0], factor)
 
     # --- orders ----------------------------------------------------------------------------------------------
 
