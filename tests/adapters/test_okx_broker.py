@@ -88,7 +88,12 @@ def test_a_refused_amendment_closes_the_position_at_market_within_the_submit(okx
 
     acks = trader.submit(okx.signal(1, sl=0.005, tp=0.01), before)
 
-    assert statuses(acks) == [("entry", "accepted"), ("sl", "rejected"), ("tp", "rejected"), ("exit", "accepted")]
+    assert statuses(acks) == [
+        ("entry", "accepted"),
+        ("sl", "rejected"),
+        ("tp", "rejected"),
+        ("exit", "accepted"),
+    ]
     assert "51280" in acks[1].message and "closed at market" in acks[3].message
     assert [a.state for a in okx.server.book.algos] == ["canceled"]
     sold = okx.server.orders()[-1]
@@ -122,7 +127,12 @@ def test_protection_missing_after_the_fill_closes_the_position_at_market(okx):
 
     acks = trader.submit(okx.signal(1), before)
 
-    assert statuses(acks) == [("entry", "accepted"), ("sl", "rejected"), ("tp", "rejected"), ("exit", "accepted")]
+    assert statuses(acks) == [
+        ("entry", "accepted"),
+        ("sl", "rejected"),
+        ("tp", "rejected"),
+        ("exit", "accepted"),
+    ]
     assert "not found on the venue after the fill" in acks[1].message
     assert okx.snapshot(trader).position is None
 
@@ -149,7 +159,7 @@ def test_a_retried_cycle_finds_its_entry_and_sends_nothing_twice(okx):
 
     again = okx.broker().submit(signal, before)
 
-    assert [a.status for a in again][0] == "duplicate"
+    assert again[0].status == "duplicate"
     assert len(okx.server.posts(ORDER)) == 1 and len(okx.server.book.algos) == 1
 
 

@@ -304,9 +304,7 @@ class Book:
             raise refuse("51008", "Order failed. Insufficient USDT balance in account.")
         if p["side"] == "sell" and self.balances.get(base, [Decimal(0)])[0] < sz:
             raise refuse("51008", f"Order failed. Insufficient {base} balance in account.")
-        order = Order(
-            self._next_id(), cl_ord_id, row["tag"], inst_id, p["side"], sz, now_ms, attach=attach
-        )
+        order = Order(self._next_id(), cl_ord_id, row["tag"], inst_id, p["side"], sz, now_ms, attach=attach)
         order.hidden_reads = self.lag_reads
         self.orders.append(order)
         self._fill_market(order, price, now_ms)
@@ -342,7 +340,7 @@ class Book:
         }
 
     def _fill_market(self, order: Order, price: Decimal, now_ms: int) -> None:
-        base, quote, _, lot, _, _ = INSTRUMENTS[order.inst_id]
+        lot = INSTRUMENTS[order.inst_id][3]
         qty, state = order.sz, "filled"
         if self.liquidity:
             qty = (order.sz * self.liquidity.pop(0)).quantize(Decimal(lot), rounding=ROUND_DOWN)
@@ -519,7 +517,10 @@ class Book:
         algo = self._algo(p)
         if algo is None or algo.state != "live":
             raise OkxError(
-                200, "1", "", {"algoId": str(p.get("algoId")), "sCode": "51603", "sMsg": "Order does not exist"}
+                200,
+                "1",
+                "",
+                {"algoId": str(p.get("algoId")), "sCode": "51603", "sMsg": "Order does not exist"},
             )
         algo.state, algo.u_time = "canceled", now_ms
         return {"algoClOrdId": algo.algo_cl_ord_id, "algoId": algo.algo_id, "sCode": "0", "sMsg": ""}

@@ -39,9 +39,13 @@ import numpy as np
 from scalpbot.adapters.clock import FixedClock
 
 from support.binance_server import Series
-from support.okx_book import INSTRUMENTS, Book, Order, OkxError
+from support.okx_book import INSTRUMENTS, Book, OkxError, Order
 
-KEY, SECRET, PASSPHRASE = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", "9F8E7D6C5B4A39281706F5E4D3C2B1A0", "Pass-phrase1"
+KEY, SECRET, PASSPHRASE = (
+    "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+    "9F8E7D6C5B4A39281706F5E4D3C2B1A0",
+    "Pass-phrase1",
+)
 V5 = "/api/v5"
 ORDER = f"{V5}/trade/order"
 AMEND_ALGOS = f"{V5}/trade/amend-algos"
@@ -306,14 +310,15 @@ def _currencies() -> list[dict[str, Any]]:
 def _handler_for(server: OkxServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once, no delayed-ACK stall
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server names)
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
         def _serve(self, method: str) -> None:
