@@ -225,3 +225,20 @@ def test_the_venue_checks_keys_passphrases_signatures_timestamps_and_client_ids(
     with pytest.raises(ccxt.BaseError, match="51000"):
         client().private_post_trade_order({**body, "clOrdId": "not-alphanumeric", "tgtCcy": "base_ccy"})
     assert okx.server.orders() == []
+
+
+def test_a_cycle_retried_after_its_protection_fired_sells_nothing_more(okx):
+    trader = okx.broker()
+    before = okx.snapshot(trader)
+    signal = okx.signal(1, sl=0.0005, tp=0.05)
+    trader.submit(signal, before)
+    for _ in range(60):
+        okx.server.advance_bar()
+        if okx.server.book.algos[0].state != "live":
+            break
+    orders = len(okx.server.orders())
+
+    again = okx.broker().submit(signal, before)  # the same decision, replayed on its stale snapshot
+
+    assert [(a.intent, a.status) for a in again] == [("entry", "duplicate")]
+    assert len(okx.server.orders()) == orders and len(okx.server.posts(ORDER)) == 1

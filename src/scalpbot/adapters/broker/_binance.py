@@ -197,6 +197,8 @@ class BinanceSpot:
         distances: tuple[float, float],
         max_hold: int,
         held: float,
+        *,
+        again: bool = False,
     ) -> list[OrderAck]:
         """Protect ``held`` with an OCO (or the one finite barrier); client ids from ``decided_at``.
 

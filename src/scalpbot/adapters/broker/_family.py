@@ -94,8 +94,14 @@ class Family(Protocol):
         distances: tuple[float, float],
         max_hold: int,
         held: float,
+        *,
+        again: bool = False,
     ) -> list[OrderAck]:
-        """Protect ``held`` base units at ``distances`` (sl, tp) from ``entry_price``; refusals as ``rejected``."""
+        """Protect ``held`` base units at ``distances`` (sl, tp) from ``entry_price``; refusals as ``rejected``.
+
+        ``again``: the entry was already on the venue (a retried cycle), so its protection may have been placed,
+        amended or even have fired since.
+        """
         ...
 
     def guards(

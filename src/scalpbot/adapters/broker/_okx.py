@@ -135,8 +135,14 @@ class OkxSpot:
         distances: tuple[float, float],
         max_hold: int,
         held: float,
+        *,
+        again: bool = False,
     ) -> list[OrderAck]:
-        """Amend the attached algo order to fill-price distances and to ``held``; refusals as ``rejected``."""
+        """Amend the attached algo order to fill-price distances and to ``held``; refusals as ``rejected``.
+
+        On a retried cycle (``again``) an algo order no longer pending has finished (fired or cancelled) since
+        an earlier run: nothing is amended, and the every-cycle check closes whatever is left unprotected.
+        """
         sl, tp = distances
         legs = [
             (desk.client_id(decided_at, intent), intent)
@@ -155,6 +161,8 @@ class OkxSpot:
         algo_id = desk.client_id(decided_at, "oco")
         try:
             algo = self._pending(account, algo_id)
+            if algo is None and again:
+                return []  # placed by an earlier run and finished since; the next snapshot reads what is held
             if algo is None:
                 return refused(
                     "protection not found on the venue after the fill: the attached SL/TP was refused or "
@@ -221,9 +229,9 @@ class OkxSpot:
         algo_id, algo_client_id = str(info.get("algoId") or ""), str(info.get("algoClOrdId") or "")
         if order.get("clientOrderId") or not algo_id or not algo_client_id:
             return order
-        if algo_id not in self._fired:
-            self._fired[algo_id] = self._fired_side(account, algo_id)
-        side, created_ms = self._fired[algo_id]
+        side, created_ms = self._fired.get(algo_id) or self._fired_side(account, algo_id)
+        if side in ("sl", "tp"):
+            self._fired[algo_id] = (side, created_ms)  # final: read once; unknown yet: read again next time
         decision = account.decoder.decision(algo_client_id, created_ms)
         if decision is None or decision[0] != "oco" or side not in ("sl", "tp"):
             return order

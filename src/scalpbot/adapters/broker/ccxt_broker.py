@@ -179,7 +179,7 @@ class CcxtBroker:
                 ack, placed = self._enter(order, snapshot, sl, tp)
                 acks.append(ack)
                 if placed is not None:
-                    acks += self._protect_entry(order, placed, sl, tp)
+                    acks += self._protect_entry(order, placed, sl, tp, again=ack.status == "duplicate")
         return acks
 
     def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
@@ -220,14 +220,16 @@ class CcxtBroker:
         return ack, placed
 
     def _protect_entry(
-        self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float
+        self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float, *, again: bool
     ) -> list[OrderAck]:
         """Protect what the entry bought (its fill net of base commission); close it at once if refused."""
         bought = self._net_bought(placed)
         if bought <= 0:
             return []  # expired without a fill: nothing to protect
         price = _fill_price(placed)
-        acks = self._family.protect(self._desk, order.decided_at, price, (sl, tp), order.max_hold, bought)
+        acks = self._family.protect(
+            self._desk, order.decided_at, price, (sl, tp), order.max_hold, bought, again=again
+        )
         refused = [a for a in acks if a.status == "rejected"]
         if refused:
             acks += self._close_unprotected(order.decided_at, bought, refused[0].message)
