@@ -15,12 +15,15 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.config import load_settings
 from scalpbot.data.history import MemoryHistory
+from scalpbot.errors import ConfigError
 from scalpbot.jobs.execute import run_cycle
 from scalpbot.state.ledger import Ledger
-from scalpbot.wiring import build_executor, paper_broker
+from scalpbot.wiring import build_executor, build_services, live_broker, paper_broker
 
 from support.live_helpers import RecordingNotifier, SpotPaper
+from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import running_okx
 from support.trained import active_services
 
@@ -114,3 +117,41 @@ def test_trade_cycles_through_the_live_broker_on_the_okx_double_make_the_paper_b
     step = OKX_SPOT["amount_step"]
     assert got["qty"].to_numpy() == pytest.approx(want["qty"].to_numpy(), rel=2e-3, abs=2 * step)
     assert got["fees"].to_numpy() == pytest.approx(want["fees"].to_numpy(), rel=2e-3, abs=0.01)
+
+
+def test_the_configured_okx_broker_trades_through_the_api_url_with_key_secret_and_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_okx(monkeypatch) as okx:
+        exchange = {
+            "id": "okx",
+            "api_url": okx.server.url,
+            "api_key": KEY,
+            "secret": SECRET,
+            "timeout_ms": 2000,
+        }
+        unsigned = build_services(
+            load_settings(None, {"store": {"url": str(tmp_path)}, "exchange": exchange})
+        )
+        broker = live_broker(unsigned, unsigned.series(), bot="wired")
+        with pytest.raises(ConfigError, match="rejected the API credentials"):
+            broker.snapshot(okx.bars(), None)  # no passphrase: refused before any private request is signed
+
+        settings = load_settings(
+            None,
+            {
+                "store": {"url": str(tmp_path)},
+                "exchange": {**exchange, "password": PASSPHRASE},
+                "venue": OKX_SPOT,
+            },
+        )
+        services = build_services(settings)
+        broker = live_broker(services, services.series(), bot="wired")
+        acks = broker.submit(okx.signal(1), broker.snapshot(okx.bars(), None))
+
+    assert [(a.intent, a.status) for a in acks] == [
+        ("entry", "accepted"),
+        ("sl", "accepted"),
+        ("tp", "accepted"),
+    ]
+    assert services.series().exchange == "okx" and len(okx.server.book.algos) == 1
