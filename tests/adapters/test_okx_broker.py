@@ -242,3 +242,27 @@ def test_a_cycle_retried_after_its_protection_fired_sells_nothing_more(okx):
 
     assert [(a.intent, a.status) for a in again] == [("entry", "duplicate")]
     assert len(okx.server.orders()) == orders and len(okx.server.posts(ORDER)) == 1
+
+
+def test_a_lost_reply_never_found_is_not_sent_again(okx):
+    trader = okx.broker()
+    before = okx.snapshot(trader)
+    okx.server.book.lag_reads = 50  # longer than the broker looks
+    okx.server.lose_reply_next(1, ORDER)  # executed, answered 503 50001
+
+    acks = trader.submit(okx.signal(1), before)
+
+    assert statuses(acks) == [("entry", "rejected")]
+    assert "not sent again" in acks[0].message
+    assert len(okx.server.posts(ORDER)) == 1 and len(okx.server.orders()) == 1
+
+
+def test_a_skewed_clock_is_measured_and_no_order_is_lost_or_doubled(monkeypatch):
+    with running_okx(monkeypatch, skew_ms=45_000) as okx:  # beyond OKX's 30 s window
+        trader = okx.broker()
+
+        acks = trader.submit(okx.signal(1), okx.snapshot(trader))
+
+        assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
+        assert len(okx.server.posts(ORDER)) == 1 and len(okx.server.orders()) == 1
+        assert [r.path for r in okx.server.requests].count("/api/v5/public/time") >= 1
