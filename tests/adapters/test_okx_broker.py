@@ -8,7 +8,7 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from support.okx_server import AMEND_ALGOS, ORDER
+from support.okx_server import AMEND_ALGOS, ORDER, ORDER_ALGO
 from support.okx_venue import OkxVenue, running_okx
 
 TICK, LOT = Decimal("0.1"), Decimal("0.00000001")
@@ -75,10 +75,13 @@ def test_a_partial_fill_is_protected_for_the_filled_quantity_net_of_commission(o
     assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
     (entry,) = okx.server.orders()
     assert entry.state == "canceled" and 0 < entry.filled < entry.sz
+    (standalone,) = okx.server.posts(ORDER_ALGO)  # OKX attaches only to an order filled completely
+    assert standalone["ordType"] == "oco" and "placed after the fill" in acks[1].message
     (algo,) = okx.server.book.algos
     assert algo.sz == (entry.filled - entry.fee).quantize(LOT, rounding=ROUND_DOWN)
     position = okx.snapshot(trader).position
     assert position is not None and position.qty == float(algo.sz)
+    assert (position.sl_price, position.tp_price) == (float(algo.sl), float(algo.tp))
 
 
 def test_a_refused_amendment_closes_the_position_at_market_within_the_submit(okx):
@@ -114,18 +117,13 @@ def test_an_attached_stop_that_would_trigger_at_once_is_refused_with_the_entry_a
     assert okx.server.orders() == [] and okx.server.book.algos == []
 
 
-def test_protection_missing_after_the_fill_closes_the_position_at_market(okx):
+def test_protection_missing_after_a_partial_fill_and_refused_standalone_closes_the_position_at_market(okx):
     trader = okx.broker()
     before = okx.snapshot(trader)
-    original = okx.server.book._fill_market
+    okx.server.book.liquidity.append(Decimal("0.4"))  # no attachment: the buy is not filled completely
+    okx.server.book.shift_after_fill = Decimal("0.98")  # and the price falls through the stop
 
-    def fill_without_attachment(order, price, now_ms):
-        order.attach = []  # the venue dropped the attachment
-        original(order, price, now_ms)
-
-    okx.server.book._fill_market = fill_without_attachment
-
-    acks = trader.submit(okx.signal(1), before)
+    acks = trader.submit(okx.signal(1, sl=0.005, tp=0.01), before)
 
     assert statuses(acks) == [
         ("entry", "accepted"),
@@ -133,7 +131,8 @@ def test_protection_missing_after_the_fill_closes_the_position_at_market(okx):
         ("tp", "rejected"),
         ("exit", "accepted"),
     ]
-    assert "not found on the venue after the fill" in acks[1].message
+    assert "protection not placed" in acks[1].message and "51280" in acks[1].message
+    assert len(okx.server.posts(ORDER_ALGO)) == 1 and okx.server.book.algos == []
     assert okx.snapshot(trader).position is None
 
 

@@ -20,6 +20,7 @@ from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import OkxVenue, running_okx
 
 CCXT_CREATE_ORDER_FIELDS = {"clOrdId", "ordId", "sCode", "sMsg", "tag", "ts"}
+CCXT_CREATE_ALGO_ORDER_FIELDS = {"algoClOrdId", "algoId", "clOrdId", "sCode", "sMsg", "tag"}
 ORDER_FIELDS = {
     "accFillSz", "algoClOrdId", "algoId", "avgPx", "cTime", "cancelSource", "cancelSourceReason", "category",
     "ccy", "clOrdId", "fee", "feeCcy", "fillPx", "fillSz", "fillTime", "instId", "instType", "lever", "ordId",
@@ -110,3 +111,17 @@ def test_an_attached_protection_becomes_an_algo_order_ccxt_reads_as_an_open_stop
     assert algo["info"]["state"] in ALGO_STATES and algo["info"]["ordType"] == "oco"
     assert (algo["status"], algo["stopLossPrice"], algo["takeProfitPrice"]) == ("open", 90000.0, 99000.0)
     assert algo["info"]["algoClOrdId"] == "prot1" and algo["amount"] == pytest.approx(0.001)
+
+
+def test_a_standalone_algo_order_reply_has_the_fields_of_ccxts_fixture(client):
+    buy(client, clOrdId="abc125")
+
+    reply = client.private_post_trade_order_algo(
+        {"instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "ordType": "oco", "sz": "0.000999",
+         "algoClOrdId": "prot2", "slTriggerPx": "90000", "slOrdPx": "-1", "tpTriggerPx": "99000", "tpOrdPx": "-1"}
+    )  # fmt: skip
+
+    (row,) = reply["data"]
+    assert set(row) == CCXT_CREATE_ALGO_ORDER_FIELDS and row["sCode"] == "0"
+    order = client.parse_order(row, client.market("BTC/USDT"))
+    assert order["id"] == row["algoId"]

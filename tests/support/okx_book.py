@@ -10,11 +10,14 @@ Rules, after OKX's API v5 documentation:
   unfilled rest of a market order). Commission is ``fee_rate`` of the fill, taken in the coin received
   (base on a buy, quote on a sell) and reported as a negative ``fee`` with its ``feeCcy``.
 * ``attachAlgoOrds`` (SL/TP on the entry): the stop must be below and the take profit above the price at
-  placement (``51047`` / ``51046``), else the whole order is refused. Once the buy is done with a fill, the
-  attachment becomes an algo order (``oco`` with both barriers, ``conditional`` with one) with
+  placement (``51047`` / ``51046``), else the whole order is refused. Once the buy is filled completely (the
+  documented condition: a market buy cancelled after a partial fill gets no protection), the attachment
+  becomes an algo order (``oco`` with both barriers, ``conditional`` with one) with
   ``algoClOrdId = attachAlgoClOrdId``, sized ``attached_size``: ``filled`` (default: the filled size, gross
   of the commission taken in base) or ``ordered`` (the order's ``sz``). OKX does not document which; the
   broker must verify and amend the size either way.
+* ``order-algo``: a standalone spot sell ``oco`` (both barriers) or ``conditional`` (one), market orders once
+  triggered, checked like an amendment against the last price.
 * ``amend-algos``: ``newSz``, ``newSlTriggerPx``, ``newTpTriggerPx`` on a live algo order; a stop at or above
   the last price is refused with ``51280``, a take profit at or below it with ``51279``.
 * Resting algo orders are matched by :meth:`Book.settle_bar`: a stop fires when the bar's low reaches it, a
@@ -300,7 +303,7 @@ class Book:
             raise refuse("51000", "Parameter sz error")
         price = self.last(inst_id, now_ms)
         attach = [self._attachment(a, price, refuse) for a in p.get("attachAlgoOrds") or []]
-        if p["side"] == "buy" and self.balances.get(quote, [Decimal(0)])[0] < sz * price * Decimal("1.01"):
+        if p["side"] == "buy" and self.balances.get(quote, [Decimal(0)])[0] < sz * price * Decimal("1.05"):
             raise refuse("51008", "Order failed. Insufficient USDT balance in account.")
         if p["side"] == "sell" and self.balances.get(base, [Decimal(0)])[0] < sz:
             raise refuse("51008", f"Order failed. Insufficient {base} balance in account.")
@@ -348,10 +351,10 @@ class Book:
         if qty > 0:
             self._trade(order, qty, price, now_ms)
         order.state, order.u_time = state, now_ms
-        if order.side == "buy" and qty > 0:
-            if self.shift_after_fill is not None:
-                self._shift = (self.bar(order.inst_id, now_ms)[0], self.shift_after_fill)
-                self.shift_after_fill = None
+        if order.side == "buy" and qty > 0 and self.shift_after_fill is not None:
+            self._shift = (self.bar(order.inst_id, now_ms)[0], self.shift_after_fill)
+            self.shift_after_fill = None
+        if order.side == "buy" and state == "filled":  # placed "once the general order is filled completely"
             for a in order.attach:
                 size = order.filled if self.attached_size == "filled" else order.sz
                 self.algos.append(
@@ -486,6 +489,45 @@ class Book:
         if p.get("algoId"):
             rows = [a for a in rows if a.algo_id == p["algoId"]]
         return [a.row() for a in reversed(rows)]
+
+    def place_algo(self, p: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+        """``POST /api/v5/trade/order-algo``: a spot sell ``oco`` or ``conditional`` at market once triggered."""
+        algo_cl_ord_id = str(p.get("algoClOrdId") or "")
+        row = {"algoClOrdId": algo_cl_ord_id, "algoId": "", "clOrdId": str(p.get("clOrdId") or ""),
+               "tag": str(p.get("tag") or "")}  # fmt: skip
+
+        def refuse(code: str, msg: str) -> OkxError:
+            return OkxError(200, "1", "", {**row, "sCode": code, "sMsg": msg})
+
+        inst_id = str(p.get("instId") or "")
+        if inst_id not in INSTRUMENTS:
+            raise refuse("51001", "Instrument ID does not exist.")
+        if (
+            p.get("tdMode") != "cash"
+            or p.get("side") != "sell"
+            or p.get("ordType") not in ("oco", "conditional")
+        ):
+            raise refuse("51000", "Parameter tdMode, side or ordType error")
+        if algo_cl_ord_id and not _CL_ORD_ID.match(algo_cl_ord_id):
+            raise refuse("51000", "Parameter algoClOrdId error")
+        if any(a.algo_cl_ord_id == algo_cl_ord_id and a.state == "live" for a in self.algos):
+            raise refuse("51016", "Duplicated client order ID")
+        sz, sl, tp = (_decimal(p.get(k)) for k in ("sz", "slTriggerPx", "tpTriggerPx"))
+        lot = Decimal(INSTRUMENTS[inst_id][3])
+        if sz is None or sz <= 0 or sz % lot != 0:
+            raise refuse("51000", "Parameter sz error")
+        if (sl is not None and tp is not None) != (p["ordType"] == "oco") or (sl is None and tp is None):
+            raise refuse("51000", "Parameter ordType error")
+        if any(p.get(k) not in (None, "-1") for k in ("slOrdPx", "tpOrdPx") if p.get(k[:2] + "TriggerPx")):
+            raise refuse("51000", "Parameter slOrdPx or tpOrdPx error: this double takes market orders (-1)")
+        last = self.last(inst_id, now_ms)
+        if sl is not None and sl >= last:
+            raise refuse("51280", "SL trigger price can not be higher than the last price")
+        if tp is not None and tp <= last:
+            raise refuse("51279", "TP trigger price can not be lower than the last price")
+        algo = Algo(self._next_id(), algo_cl_ord_id, inst_id, sz, sl, tp, now_ms, "")
+        self.algos.append(algo)
+        return {**row, "algoId": algo.algo_id, "sCode": "0", "sMsg": ""}
 
     def amend(self, p: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         """``POST /api/v5/trade/amend-algos``."""

@@ -3,8 +3,8 @@
 Public: ``GET /api/v5/public/time``, ``/public/instruments`` (BTC-USDT with OKX's fields), ``/market/candles``
 and ``/market/history-candles`` (rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``, newest first,
 ``after``/``before``/``limit`` as OKX pages them) over the bundled real sample. Private, signed: account
-balance, currencies, orders (place, look up, pending, history), fills, and algo orders (pending, history,
-amend, cancel). The account and its matching live in :mod:`support.okx_book`.
+balance, currencies, orders (place, look up, pending, history), fills, and algo orders (place, pending,
+history, amend, cancel). The account and its matching live in :mod:`support.okx_book`.
 
 Strict as the venue: every private request must carry ``OK-ACCESS-KEY``, ``OK-ACCESS-PASSPHRASE``,
 ``OK-ACCESS-TIMESTAMP`` (ISO 8601 with milliseconds, within 30 s of the server's clock: the wall clock plus
@@ -48,6 +48,7 @@ KEY, SECRET, PASSPHRASE = (
 )
 V5 = "/api/v5"
 ORDER = f"{V5}/trade/order"
+ORDER_ALGO = f"{V5}/trade/order-algo"
 AMEND_ALGOS = f"{V5}/trade/amend-algos"
 CANCEL_ALGOS = f"{V5}/trade/cancel-algos"
 ALGOS_PENDING = f"{V5}/trade/orders-algo-pending"
@@ -106,6 +107,7 @@ class OkxServer:
             ("GET", ALGOS_PENDING): lambda p, now: self.book.algos_pending(p),
             ("GET", f"{V5}/trade/orders-algo-history"): lambda p, now: self.book.algos_history(p),
             ("POST", ORDER): lambda p, now: [self.book.place(p, now)],
+            ("POST", ORDER_ALGO): lambda p, now: [self.book.place_algo(p, now)],
             ("POST", AMEND_ALGOS): lambda p, now: [self.book.amend(p, now)],
             ("POST", CANCEL_ALGOS): lambda p, now: [self.book.cancel(x, now) for x in p],
         }

@@ -10,10 +10,14 @@
 * The barriers are priced before the fill (at the decision bar's close). After the fill the broker finds the
   algo order and amends it (``POST /api/v5/trade/amend-algos``: ``newSlTriggerPx``, ``newTpTriggerPx``,
   ``newSz``) to the fill-price distances and to the quantity the bot holds, net of the commission OKX takes
-  in the base coin on a spot buy. Fail-safe: an algo order that is missing after the fill, or an amendment
-  the venue refuses (``51280`` "SL trigger price can not be higher than the last price" when the price has
-  moved through the stop, ``51279`` for the take profit), comes back as a refused protection: the broker
-  cancels whatever is left and closes the position at market.
+  in the base coin on a spot buy. OKX documents that the attachment is placed "once the general order is
+  filled completely", not how it is sized: a market buy cancelled after a partial fill leaves no algo order,
+  and one sized to the gross fill would fail to sell when it fires. So the broker always sets the size, and
+  when no algo order is there after the fill it places a standalone one (``POST /api/v5/trade/order-algo``,
+  same ``algoClOrdId``). An amendment or placement the venue refuses (``51280`` "SL trigger price can not be
+  higher than the last price" when the price has moved through the stop, ``51279`` for the take profit) or
+  whose outcome is unknown comes back as a refused protection: the broker cancels whatever is left and closes
+  the position at market.
 * A triggered algo order places a market sell with no ``clOrdId`` of its own; it names the algo order
   (``algoClOrdId``, ``algoId``). Which barrier fired is the algo order's ``actualSide`` (``sl``/``tp``) in
   ``GET /api/v5/trade/orders-algo-history``; the broker reads it once per algo order and gives the sell the
@@ -37,7 +41,7 @@ import pandas as pd
 from scalpbot.adapters.broker._family import Desk, Entry
 from scalpbot.core.execution import OrderAck
 from scalpbot.core.orders import protection_prices
-from scalpbot.errors import ExchangeError
+from scalpbot.errors import ExchangeError, OrderOutcomeUnknown
 
 if TYPE_CHECKING:
     from scalpbot.adapters.broker._account import SpotAccount
@@ -138,7 +142,8 @@ class OkxSpot:
         *,
         again: bool = False,
     ) -> list[OrderAck]:
-        """Amend the attached algo order to fill-price distances and to ``held``; refusals as ``rejected``.
+        """Amend the attached algo order to fill-price distances and to ``held`` (or, when it is not on the venue,
+        place a standalone one); refusals as ``rejected``.
 
         On a retried cycle (``again``) an algo order no longer pending has finished (fired or cancelled) since
         an earlier run: nothing is amended, and the every-cycle check closes whatever is left unprotected.
@@ -159,34 +164,69 @@ class OkxSpot:
         if not (math.isfinite(entry_price) and entry_price > 0):
             return refused(f"protection not amended: the entry fill price is unknown ({entry_price})")
         algo_id = desk.client_id(decided_at, "oco")
+        qty = account.amount(held)
+        if account.below_minimum(qty, entry_price):
+            return []  # dust: the caller has nothing the venue would take as an order
+        sl_price, tp_price = (account.price(p) for p in protection_prices(entry_price, 1, sl, tp))
+        prices = {
+            "sl": sl_price if math.isfinite(sl) else None,
+            "tp": tp_price if math.isfinite(tp) else None,
+        }
+        algo: dict[str, Any] | None = None
         try:
             algo = self._pending(account, algo_id)
             if algo is None and again:
                 return []  # placed by an earlier run and finished since; the next snapshot reads what is held
             if algo is None:
-                return refused(
-                    "protection not found on the venue after the fill: the attached SL/TP was refused or "
-                    "is gone"
-                )
-            qty = account.amount(held)
-            if account.below_minimum(qty, entry_price):
-                return []  # dust: the caller has nothing the venue would take as an order
-            sl_price, tp_price = (account.price(p) for p in protection_prices(entry_price, 1, sl, tp))
-            request: dict[str, Any] = {
-                "instId": account.market()["id"],
-                "algoId": str(algo["algoId"]),
-                "newSz": account.amount_text(qty),
-            }
-            if math.isfinite(sl):
-                request |= {"newSlTriggerPx": sl_price, "newSlOrdPx": "-1"}
-            if math.isfinite(tp):
-                request |= {"newTpTriggerPx": tp_price, "newTpOrdPx": "-1"}
-            amend = desk.exchange.private_post_trade_amend_algos
-            desk.calls.call("amending the SL/TP to the fill price", amend, request, placing=True)
+                venue_id = self._place(desk, algo_id, account.amount_text(qty), prices)
+            else:
+                venue_id = str(algo["algoId"])
+                self._amend(desk, venue_id, account.amount_text(qty), prices)
+        except OrderOutcomeUnknown as e:
+            return refused(f"protection not confirmed: {e}")
         except ExchangeError as e:
-            return refused(f"protection not amended to the fill price: {e}")
-        venue_id = str(algo["algoId"])
-        return [OrderAck(i, intent, "accepted", "", venue_id) for i, intent in legs]
+            action = "placed" if algo is None else "amended to the fill price"
+            return refused(f"protection not {action}: {e}")
+        message = (
+            ""
+            if algo is not None
+            else "placed after the fill: the entry's attached SL/TP was not on the venue"
+        )
+        return [OrderAck(i, intent, "accepted", message, venue_id) for i, intent in legs]
+
+    def _amend(self, desk: Desk, algo_id: str, amount: str, prices: Mapping[str, str | None]) -> None:
+        """Amend a pending algo order to ``prices`` (by intent) and ``amount``; the same request twice is harmless."""
+        request: dict[str, Any] = {"instId": desk.account.market()["id"], "algoId": algo_id, "newSz": amount}
+        for intent, price in prices.items():
+            if price is not None:
+                request |= {f"new{intent.title()}TriggerPx": price, f"new{intent.title()}OrdPx": "-1"}
+        amend = desk.exchange.private_post_trade_amend_algos
+        desk.calls.call("amending the SL/TP to the fill price", amend, request, placing=True)
+
+    def _place(self, desk: Desk, algo_client_id: str, amount: str, prices: Mapping[str, str | None]) -> str:
+        """Place a standalone sell algo order (``oco``, or ``conditional`` for one barrier) once; return its id.
+
+        Sent once: an unknown outcome raises ``OrderOutcomeUnknown`` and the caller closes the position, which
+        cancels the algo order if it did reach the venue.
+        """
+        both = all(price is not None for price in prices.values())
+        request: dict[str, Any] = {
+            "instId": desk.account.market()["id"],
+            "tdMode": "cash",
+            "side": "sell",
+            "ordType": "oco" if both else "conditional",
+            "sz": amount,
+            "algoClOrdId": algo_client_id,
+        }
+        for intent, price in prices.items():
+            if price is not None:
+                request |= {
+                    f"{intent}TriggerPx": price,
+                    f"{intent}OrdPx": "-1",
+                    f"{intent}TriggerPxType": "last",
+                }
+        reply = desk.calls.place("placing the SL/TP", desk.exchange.private_post_trade_order_algo, request)
+        return str(((reply.get("data") or [{}])[0]).get("algoId") or "")
 
     def cancel_protection(self, desk: Desk) -> None:
         """Cancel the bot's pending algo orders on the symbol."""
