@@ -153,7 +153,6 @@ class Algo:
     sl: Decimal | None
     tp: Decimal | None
     c_time: int
-    parent: str
     state: str = "live"
     actual_side: str = ""
     trigger_time: int = 0
@@ -196,7 +195,7 @@ class Algo:
             "triggerPx": "",
             "triggerPxType": "",
             "ordPx": "",
-            "actualSz": fmt(self.sz) if self.actual_side else "",
+            "actualSz": fmt(self.sz) if self.actual_side else "0",
             "actualPx": "",
             "actualSide": self.actual_side,
             "triggerTime": str(self.trigger_time) if self.trigger_time else "",
@@ -217,7 +216,7 @@ class Algo:
             "algoClOrdId": self.algo_cl_ord_id,
             "amendPxOnTriggerType": "0",
             "attachAlgoOrds": [],
-            "linkedOrd": {"ordId": self.parent},
+            "linkedOrd": {"ordId": ""},  # only for an SL linked to a TP limit order
             "isTradeBorrowMode": "",
             "chaseType": "",
             "chaseVal": "",
@@ -366,7 +365,6 @@ class Book:
                         _decimal(a["slTriggerPx"]),
                         _decimal(a["tpTriggerPx"]),
                         now_ms,
-                        order.ord_id,
                     )
                 )
 
@@ -525,7 +523,7 @@ class Book:
             raise refuse("51280", "SL trigger price can not be higher than the last price")
         if tp is not None and tp <= last:
             raise refuse("51279", "TP trigger price can not be lower than the last price")
-        algo = Algo(self._next_id(), algo_cl_ord_id, inst_id, sz, sl, tp, now_ms, "")
+        algo = Algo(self._next_id(), algo_cl_ord_id, inst_id, sz, sl, tp, now_ms)
         self.algos.append(algo)
         return {**row, "algoId": algo.algo_id, "sCode": "0", "sMsg": ""}
 
