@@ -265,3 +265,18 @@ def test_a_skewed_clock_is_measured_and_no_order_is_lost_or_doubled(monkeypatch)
         assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
         assert len(okx.server.posts(ORDER)) == 1 and len(okx.server.orders()) == 1
         assert [r.path for r in okx.server.requests].count("/api/v5/public/time") >= 1
+
+
+def test_an_idle_cycle_costs_three_reads_and_a_protected_one_four(okx):
+    trader = okx.broker()
+    okx.snapshot(trader)  # cold: markets, clock, currencies
+
+    def reads_of_one_snapshot() -> list[str]:
+        seen = len(okx.server.requests)
+        okx.snapshot(trader)
+        return [r.path.rsplit("/", 1)[-1] for r in okx.server.requests[seen:]]
+
+    assert reads_of_one_snapshot() == ["balance", "orders-pending", "fills-history"]
+    trader.submit(okx.signal(1), okx.snapshot(trader))
+    okx.snapshot(trader)  # caches the entry's order
+    assert reads_of_one_snapshot() == ["balance", "orders-pending", "fills-history", "orders-algo-pending"]
