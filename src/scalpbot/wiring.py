@@ -112,17 +112,17 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
 def _ccxt_config(settings: Settings) -> dict[str, object]:
     """Return the ccxt options for public market data: no API keys, so a restricted key cannot block bars.
 
-    On Binance a spot symbol (no ``:settle``) loads the spot markets only: one request instead of four at
-    every cold start, and no dependence on the futures hosts.
+    On the venues the live broker trades (Binance, OKX) a spot symbol (no ``:settle``) loads the spot markets
+    only: one request instead of four at every cold start, and no dependence on the derivatives endpoints.
     """
     exchange = settings.exchange
     config: dict[str, object] = {"timeout": exchange.timeout_ms}
     if exchange.sandbox:
         config["sandbox"] = True
-    if exchange.id == "binance" and ":" not in settings.data.symbol:
-        from scalpbot.adapters.broker._binance import OPTIONS
+    if exchange.id in ("binance", "okx") and ":" not in settings.data.symbol:
+        from scalpbot.adapters.broker._family import family_of
 
-        config["options"] = dict(OPTIONS)
+        config["options"] = dict(family_of(exchange.id).options)
     return config
 
 

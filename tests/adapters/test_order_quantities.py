@@ -15,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scalpbot.adapters.broker._account import SpotAccount
+from scalpbot.adapters.broker._family import family_of
 from scalpbot.adapters.ccxt_common import CcxtCalls
 from scalpbot.backtest import backtest
 from scalpbot.core.backtest.enums import OrderRules
@@ -58,6 +59,7 @@ def _account(step: float, min_qty: float, min_notional: float) -> SpotAccount:
         timeframe="1m",
         bar=pd.Timedelta(minutes=1),
         fee_rate=0.001,
+        family=family_of("binance"),
         venue=venue,
     )
 

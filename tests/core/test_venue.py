@@ -34,6 +34,12 @@ def test_binance_spot_defaults_to_its_real_fee_and_no_shorts() -> None:
     )
 
 
+def test_okx_spot_defaults_to_sl_tp_attached_to_the_entry_and_no_shorts() -> None:
+    venue = default_venue("okx", "BTC/USDT")
+    assert (venue.protection, venue.shorts, venue.taker_fee) == (("attached",), False, 0.001)
+    assert default_venue("kraken", "BTC/USDT").protection == ()
+
+
 def test_any_spot_market_is_long_only_and_a_swap_can_short() -> None:
     assert default_venue("kraken", "XMR/BTC").shorts is False
     assert default_venue("kraken", "XMR/BTC").amount_step == 0.0  # unknown offline: no rule until fetched

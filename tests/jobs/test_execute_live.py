@@ -22,6 +22,7 @@ from scalpbot.wiring import build_executor
 
 from support.binance_trading import OCO, ORDER
 from support.broker_venue import MINUTE, OPEN_1200, running_venue
+from support.live_helpers import RecordingNotifier
 from support.trained import active_services
 
 
@@ -67,14 +68,6 @@ def test_live_cycles_place_each_entry_with_its_stop_loss_and_take_profit_once(
         assert len(latency.payload["client_ids"]) == 3  # the entry and its OCO's two legs
         week = measure_week(services, "live", services.series(), entered, venue.decided() + MINUTE)
         assert week.latency["count"] >= 1 and week.latency["p50"] == 5.0  # the weekly report's distribution
-
-
-class RecordingNotifier:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def notify(self, subject: str, message: str, *, level: str = "info") -> None:
-        self.sent.append((subject, message, level))
 
 
 def test_protection_refused_leaves_the_bot_flat_within_the_cycle_with_an_error_event_and_a_notification(

@@ -8,7 +8,6 @@ times and exit reasons, in prices to the venue's tick, in quantities to its step
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -16,37 +15,17 @@ import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
-from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 from scalpbot.data.history import MemoryHistory
 from scalpbot.jobs.execute import run_cycle
-from scalpbot.ports import Broker
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, build_services, paper_broker
 
 from support.broker_venue import running_venue
+from support.live_helpers import SpotPaper
 from support.trained import LOOSE_RISK
 
 BINANCE_SPOT_FEE = 0.001
 BARS = 300
-
-
-class SpotPaper:
-    """The paper broker reading a short signal as the spot venue does: it closes a long and opens nothing."""
-
-    def __init__(self, paper: Broker) -> None:
-        self._paper = paper
-        self.name = paper.name
-
-    def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
-        return self._paper.snapshot(bars, since)
-
-    def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
-        if signal.side < 0:
-            signal = dataclasses.replace(signal, size=0.0)
-        return self._paper.submit(signal, snapshot)
-
-    def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
-        return self._paper.flatten(decided_at, snapshot)
 
 
 def test_trade_cycles_through_the_live_broker_on_the_strict_double_make_the_paper_brokers_trades(

@@ -232,11 +232,17 @@ _BINANCE_SPOT_LOTS: dict[str, tuple[float, float, float, float]] = {
 markets: (amount step, price tick, minimum amount, minimum notional)."""
 
 
+_SPOT_PROTECTION = {"binance": ("oco",), "okx": ("attached",)}
+"""How the live broker protects a spot position on the venues it trades: Binance OCO lists, OKX SL/TP attached
+to the entry."""
+
+
 def default_venue(exchange: str, symbol: str) -> Venue:
     """Return the offline profile of ``exchange`` / ``symbol``, used until the venue is read (``venue fetch``).
 
     Spot markets cannot be shorted and pay 0.1 % per side (Binance's base spot rate; most spot venues charge
-    about that or more). Binance spot protects with OCO order lists. Swaps pay 0.05 % taker / 0.02 % maker
+    about that or more). Binance spot protects with OCO order lists, OKX spot with SL/TP attached to the entry.
+    Swaps pay 0.05 % taker / 0.02 % maker
     (Binance USD-M's base rates) and protect with reduce-only stops. Steps and minimums are known offline
     only for the markets of ``_BINANCE_SPOT_LOTS``; elsewhere they are 0 (no rule) until fetched.
     """
@@ -246,7 +252,7 @@ def default_venue(exchange: str, symbol: str) -> Venue:
         _BINANCE_SPOT_LOTS.get(symbol, (0.0, 0.0, 0.0, 0.0)) if exchange == "binance" and spot else (0.0,) * 4
     )
     if spot:
-        protection: tuple[str, ...] = ("oco",) if exchange == "binance" else ()
+        protection: tuple[str, ...] = _SPOT_PROTECTION.get(exchange, ())
     else:
         protection = ("reduce_only",)
     return Venue(

@@ -4,7 +4,7 @@ Everything here goes through :class:`~scalpbot.adapters.ccxt_common.CcxtCalls` (
 snapshot is rebuilt from the venue alone, so a restarted broker knows what an earlier one did: the position is
 the base quantity the bot's own executions leave it (entries net of the commission taken in base, less its
 exits), above the market minimum; its entry is the bot's last entry, its SL/TP are the open protection orders,
-its ``max_hold`` rides on the orders (see :mod:`._binance`). Base coins the bot did not buy are refused at the
+its ``max_hold`` rides on the orders (see the venue family, :mod:`._family`). Base coins the bot did not buy are refused at the
 first snapshot unless ``adopt`` is set, in which case the whole base balance is the position.
 
 **Bounded reads.** A snapshot reads the balances, the open orders, the most recent page of the account's trades
@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills, own_quantity
 from scalpbot.adapters.ccxt_common import CcxtCalls
 from scalpbot.adapters.venue_ccxt import venue_from_market
@@ -31,12 +30,14 @@ from scalpbot.core.lots import floor_to_step_nb
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, ExchangeError
 
-_PAGE = 1000
+if TYPE_CHECKING:
+    from scalpbot.adapters.broker._family import Family
+
 _FINAL = ("closed", "canceled", "expired", "rejected")
 
 
 class SpotAccount:
-    """One bot's account on one ccxt spot market (``symbol`` unified, e.g. ``BTC/USDT``)."""
+    """One bot's account on one ccxt spot market (``symbol`` unified, e.g. ``BTC/USDT``) of a venue ``family``."""
 
     def __init__(
         self,
@@ -48,10 +49,12 @@ class SpotAccount:
         timeframe: str,
         bar: pd.Timedelta,
         fee_rate: float,
+        family: Family,
         venue: Venue | None = None,
         adopt: bool = False,
     ) -> None:
         self.exchange = exchange
+        self.family = family
         self.calls = calls
         self.symbol = symbol
         self.timeframe = timeframe
@@ -158,14 +161,19 @@ class SpotAccount:
     def recent_trades(self) -> list[dict[str, Any]]:
         """Return the account's most recent trades on the symbol (one page, oldest first)."""
         fetch = self.exchange.fetch_my_trades
-        return list(self.calls.call("reading recent trades", fetch, self.symbol, None, _PAGE))
+        return list(self.calls.call("reading recent trades", fetch, self.symbol, None, self.family.page))
 
     def order_trades(self, order_id: str) -> list[dict[str, Any]]:
         """Return the trades of one order."""
         fetch = self.exchange.fetch_my_trades
         return list(
             self.calls.call(
-                "reading an order's trades", fetch, self.symbol, None, None, {"orderId": order_id}
+                "reading an order's trades",
+                fetch,
+                self.symbol,
+                None,
+                None,
+                self.family.order_trades_params(order_id),
             )
         )
 
@@ -182,13 +190,13 @@ class SpotAccount:
         one read of the most recent orders, any still missing one by one."""
         found = {i: self._final_orders[i] for i in order_ids if i in self._final_orders}
         if set(found) != order_ids:
-            fetch = self.exchange.fetch_orders
-            page = self.calls.call("reading recent orders", fetch, self.symbol, None, _PAGE)
+            page = self.family.recent_orders(self, self.family.page)
             found.update((str(o["id"]), o) for o in page if str(o["id"]) in order_ids)
         for order_id in order_ids - set(found):
             found[order_id] = self.calls.call(
                 "reading an order", self.exchange.fetch_order, order_id, self.symbol
             )
+        found = {i: self.family.read_order(self, o) for i, o in found.items()}
         for order_id, order in found.items():
             if order.get("status") in _FINAL:
                 self._final_orders[order_id] = order
@@ -256,15 +264,9 @@ class SpotAccount:
         qty = self.amount(held)
         if self.below_minimum(qty, last_close):
             return None  # dust: too small to sell, nothing to manage
-        guards: dict[str, float] = {}
-        max_hold: int | None = None
-        for order in open_orders:
-            tag = self.decoder.tag(order.get("clientOrderId"), order.get("timestamp"))
-            if tag in ("sl", "tp"):
-                guards[tag] = _binance.trigger_price(order)
-                max_hold = _binance.max_hold_of(order)
+        guards, max_hold = self.family.guards(self, open_orders)
         if entry is not None:
-            max_hold = _binance.max_hold_of(dict(entry.order)) if max_hold is None else max_hold
+            max_hold = self.family.max_hold_of(entry.order) if max_hold is None else max_hold
             entry_price, entry_time, entry_id = (
                 entry.price,
                 pd.Timestamp(entry.time_ms, unit="ms", tz="UTC"),

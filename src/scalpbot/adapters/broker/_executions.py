@@ -31,23 +31,32 @@ class IdDecoder:
         self._bot = bot
         self._symbol = symbol
         self._step_ms = bar_seconds * 1000
-        self._known: dict[str, str | None] = {}
+        self._known: dict[str, tuple[str, pd.Timestamp] | None] = {}
 
     def tag(self, client_id: str | None, created_ms: int | None) -> str | None:
         """Return the tag of ``client_id`` (see ``TAGS``) or ``None`` when the bot did not make it."""
+        found = self.decision(client_id, created_ms)
+        return None if found is None else found[0]
+
+    def decision(self, client_id: str | None, created_ms: int | None) -> tuple[str, pd.Timestamp] | None:
+        """Return the tag of ``client_id`` and the decision bar it was made for, or ``None``."""
         if not client_id or created_ms is None:
             return None
         if client_id not in self._known:
             self._known[client_id] = self._search(client_id, created_ms)
         return self._known[client_id]
 
-    def _search(self, client_id: str, created_ms: int) -> str | None:
+    def client_id(self, decided_at: pd.Timestamp, tag: str) -> str:
+        """Return the bot's client id of ``tag`` for the decision on bar ``decided_at``."""
+        return client_order_id(self._bot, self._symbol, decided_at, tag)
+
+    def _search(self, client_id: str, created_ms: int) -> tuple[str, pd.Timestamp] | None:
         bar_ms = created_ms // self._step_ms * self._step_ms
         for k in range(LOOKBACK_BARS + 1):
             decided = pd.Timestamp(bar_ms - k * self._step_ms, unit="ms", tz="UTC")
             for tag in TAGS:
                 if client_order_id(self._bot, self._symbol, decided, tag) == client_id:
-                    return tag
+                    return tag, decided
         return None
 
 

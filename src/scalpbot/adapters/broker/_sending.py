@@ -68,12 +68,15 @@ class OrderSender:
             return OrderAck(client_id, intent, "rejected", str(e)), None
         return ack(client_id, intent, "accepted", order), order
 
-    def resolve(self, client_id: str) -> dict[str, Any] | None:
-        """Look an order of unknown outcome up with backoff; return it, or ``None`` when never found."""
+    def resolve(
+        self, client_id: str, until: Callable[[dict[str, Any]], bool] = lambda order: True
+    ) -> dict[str, Any] | None:
+        """Look an order of unknown outcome up with backoff; return it (once ``until`` holds for it), or
+        ``None`` when never found so."""
         for pause in self._delays:
             self._sleep(pause)
             found = self.known("resolving an order of unknown outcome", client_id)
-            if found is not None:
+            if found is not None and until(found):
                 return found
         return None
 

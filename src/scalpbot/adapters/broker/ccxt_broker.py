@@ -1,15 +1,16 @@
-"""The live broker: market orders with exchange-side stop loss and take profit through ccxt (Binance spot).
+"""The live broker: market orders with exchange-side stop loss and take profit through ccxt (Binance, OKX spot).
 
 It mirrors the kernel's rules (:mod:`scalpbot.core.orders` decides what to send): a decision on the close of bar
 ``t`` is sent right after that close, so a market order fills near the open of bar ``t + 1``; the SL/TP prices
-are fractions of the entry **fill** price and rest on the venue as one OCO placed right after the fill; time and
-signal exits (and the kill switch) cancel that OCO, then sell at market. Spot cannot be shorted: a short entry is
-answered with a ``rejected`` ack, so a short signal while long only closes the long.
+are fractions of the entry **fill** price and rest on the venue: on Binance as one OCO placed right after the
+fill, on OKX attached to the entry and amended to the fill price once it is known (see :mod:`._family`); time
+and signal exits (and the kill switch) cancel that protection, then sell at market. Spot cannot be shorted: a
+short entry is answered with a ``rejected`` ack, so a short signal while long only closes the long.
 
 Its rules, under the failures real venues produce:
 
 * **Never unprotected.** Protection refused (a stop that would trigger at once, a price that moved between the
-  fill and the OCO, any refusal) closes the position at market at once (client id tag ``unprotected``), with
+  fill and the OCO or the amendment, protection missing or mis-sized after the fill, any refusal) closes the position at market at once (client id tag ``unprotected``), with
   ``rejected`` acks saying why; a position found without SL/TP on the venue at any later ``submit`` (expired,
   cancelled, a run killed between fill and OCO) is closed the same way. The execute job calls ``submit`` on
   every cycle, whatever the model decides, so this check and the time stop run every bar.
@@ -36,29 +37,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker import _binance
 from scalpbot.adapters.broker._account import SpotAccount
 from scalpbot.adapters.broker._executions import base_commission
+from scalpbot.adapters.broker._family import Desk, Entry, family_of
 from scalpbot.adapters.broker._sending import OrderSender, ack
 from scalpbot.adapters.ccxt_common import connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
-from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
+from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.core.venue import Venue
-from scalpbot.errors import (
-    ConfigError,
-    ExchangeError,
-    InsufficientFunds,
-    OrderOutcomeUnknown,
-    OrderRejected,
-)
+from scalpbot.errors import ConfigError, InsufficientFunds, OrderRejected
 
 __all__ = ["CcxtBroker"]
-
-_SUPPORTED = ("binance",)
 
 
 class CcxtBroker:
@@ -94,11 +86,7 @@ class CcxtBroker:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if exchange_id not in _SUPPORTED:
-            raise ConfigError(
-                f"the ccxt broker holds SL/TP on the exchange as Binance OCO orders; '{exchange_id}' is not "
-                f"supported yet (use one of {', '.join(_SUPPORTED)}, or the paper broker)"
-            )
+        family = family_of(exchange_id)
         if not bot:
             raise ConfigError("bot must be a non-empty name: it is hashed into every client order id")
         if not (math.isfinite(fee_rate) and 0.0 <= fee_rate < 0.1):
@@ -112,7 +100,7 @@ class CcxtBroker:
             exchange_id,
             config,
             api_urls=api_urls,
-            options=_binance.OPTIONS,
+            options=family.options,
             max_attempts=max_attempts,
             base_delay=base_delay,
             max_delay=max_delay,
@@ -135,7 +123,9 @@ class CcxtBroker:
             fee_rate=fee_rate,
             venue=venue,
             adopt=adopt,
+            family=family,
         )
+        self._family = family
         self._exchange = exchange
         self._calls = calls
         self._fee_rate = fee_rate
@@ -144,8 +134,9 @@ class CcxtBroker:
             self._account.lookup,
             delays=[min(max_delay, base_delay * 2.0**k) for k in range(resolve_attempts)],
             sleep=sleep,
-            is_duplicate=_binance.is_duplicate_message,
+            is_duplicate=family.is_duplicate_message,
         )
+        self._desk = Desk(exchange, calls, self._account, self._sender, bot, self._symbol)
 
     def __repr__(self) -> str:
         return f"CcxtBroker(exchange={self._exchange.id!r}, bot={self._bot!r}, symbol={self._symbol!r})"
@@ -184,11 +175,11 @@ class CcxtBroker:
             if order.intent == "exit":
                 acks += self._exit(order, order.qty)
             elif order.intent == "entry":
-                ack, placed = self._enter(order, snapshot)
+                sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
+                ack, placed = self._enter(order, snapshot, sl, tp)
                 acks.append(ack)
                 if placed is not None:
-                    sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
-                    acks += self._protect_entry(order, placed, sl, tp)
+                    acks += self._protect_entry(order, placed, sl, tp, again=ack.status == "duplicate")
         return acks
 
     def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
@@ -201,7 +192,9 @@ class CcxtBroker:
 
     # --- orders ----------------------------------------------------------------------------------------------
 
-    def _enter(self, order: PlannedOrder, snapshot: BrokerSnapshot) -> tuple[OrderAck, dict[str, Any] | None]:
+    def _enter(
+        self, order: PlannedOrder, snapshot: BrokerSnapshot, sl: float, tp: float
+    ) -> tuple[OrderAck, dict[str, Any] | None]:
         if order.side < 0:
             message = f"{self._symbol} is a spot market and cannot be shorted; the short entry was not sent"
             return OrderAck(order.client_id, "entry", "rejected", message), None
@@ -210,25 +203,33 @@ class CcxtBroker:
         too_small = self._account.below_minimum(qty, last_close)
         if too_small:
             return OrderAck(order.client_id, "entry", "rejected", f"entry not sent: {too_small}"), None
-        params = _binance.order_params(order.client_id, order.max_hold)
-        amount = self._account.amount_text(qty)
-
-        def send() -> dict[str, Any]:
-            placed: dict[str, Any] = self._exchange.create_order(
-                self._symbol, "market", "buy", amount, None, params
-            )
-            return placed
-
-        return self._sender.place("placing the entry", order.client_id, "entry", send)
+        entry = Entry(
+            order.client_id,
+            self._account.amount_text(qty),
+            order.decided_at,
+            sl,
+            tp,
+            order.max_hold,
+            last_close,
+        )
+        ack, placed = self._sender.place(
+            "placing the entry", order.client_id, "entry", lambda: self._family.send_entry(self._desk, entry)
+        )
+        if placed is not None and ack.status != "rejected":
+            placed = self._family.settled(self._desk, placed)
+        return ack, placed
 
     def _protect_entry(
-        self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float
+        self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float, *, again: bool
     ) -> list[OrderAck]:
         """Protect what the entry bought (its fill net of base commission); close it at once if refused."""
         bought = self._net_bought(placed)
         if bought <= 0:
             return []  # expired without a fill: nothing to protect
-        acks = self._protect(order.decided_at, _fill_price(placed), sl, tp, order.max_hold, bought)
+        price = _fill_price(placed)
+        acks = self._family.protect(
+            self._desk, order.decided_at, price, (sl, tp), order.max_hold, bought, again=again
+        )
         refused = [a for a in acks if a.status == "rejected"]
         if refused:
             acks += self._close_unprotected(order.decided_at, bought, refused[0].message)
@@ -254,7 +255,7 @@ class CcxtBroker:
         if known is not None:
             return [ack(order.client_id, "exit", "duplicate", known)]
         try:
-            self._cancel_protection()
+            self._family.cancel_protection(self._desk)
         except (OrderRejected, InsufficientFunds) as e:
             return [OrderAck(order.client_id, "exit", "rejected", f"exit not sent: SL/TP not cancelled: {e}")]
         qty = self._account.amount(min(held, self._account.free_base()))
@@ -262,7 +263,7 @@ class CcxtBroker:
             return [
                 OrderAck(order.client_id, "exit", "rejected", "exit not sent: no base balance left to sell")
             ]
-        params = _binance.order_params(order.client_id, 0)
+        params = self._family.order_params(order.client_id, 0)
         amount = self._account.amount_text(qty)
 
         def send() -> dict[str, Any]:
@@ -286,90 +287,6 @@ class CcxtBroker:
             )
             for a in acks
         ]
-
-    def _protect(
-        self, decided_at: pd.Timestamp, entry_price: float, sl: float, tp: float, max_hold: int, held: float
-    ) -> list[OrderAck]:
-        """Protect ``held`` (base units) with an OCO (or the one finite barrier); client ids from ``decided_at``.
-
-        Any refusal, or an outcome still unknown after the look-ups, comes back as ``rejected`` acks: the caller
-        closes the position.
-        """
-        oco_id, sl_id, tp_id = (
-            client_order_id(self._bot, self._symbol, decided_at, t) for t in ("oco", "sl", "tp")
-        )
-        legs = [(i, intent) for i, intent, d in ((sl_id, "sl", sl), (tp_id, "tp", tp)) if math.isfinite(d)]
-        if not legs:
-            return []
-        if not (math.isfinite(entry_price) and entry_price > 0):
-            message = f"protection not placed: the entry fill price is unknown ({entry_price})"
-            return [OrderAck(i, intent, "rejected", message) for i, intent in legs]
-        qty = self._account.amount(held)
-        if self._account.below_minimum(qty, entry_price):
-            return []  # dust: nothing the venue would take as an order
-        sl_price, tp_price = (self._account.price(p) for p in protection_prices(entry_price, 1, sl, tp))
-        amount = self._account.amount_text(qty)
-
-        def send() -> list[tuple[str, str]]:
-            if len(legs) == 2:
-                market = self._account.market()
-                return _binance.place_oco(
-                    self._exchange,
-                    market,
-                    qty=amount,
-                    sl_price=sl_price,
-                    tp_price=tp_price,
-                    ids=(oco_id, sl_id, tp_id),
-                    max_hold=max_hold,
-                )
-            ((leg_id, intent),) = legs
-            trigger = {"stopLossPrice": sl_price} if intent == "sl" else {"takeProfitPrice": tp_price}
-            params = {**_binance.order_params(leg_id, max_hold), **trigger}
-            placed = self._exchange.create_order(self._symbol, "market", "sell", amount, None, params)
-            return [(leg_id, str(placed.get("id")))]
-
-        try:
-            known = self._sender.known("looking up the protection", legs[0][0])
-            if known is not None:
-                return [OrderAck(i, intent, "duplicate", "already on the venue") for i, intent in legs]
-            try:
-                placed = self._calls.place("placing the SL/TP", send)
-            except OrderOutcomeUnknown as e:
-                if self._sender.resolve(legs[0][0]) is None:
-                    raise OrderRejected(self._sender.unresolved(e)) from e
-                return [
-                    OrderAck(i, intent, "accepted", "found after an unknown outcome") for i, intent in legs
-                ]
-        except ExchangeError as e:
-            message = f"protection not placed: {e}"
-            return [OrderAck(i, intent, "rejected", message) for i, intent in legs]
-        venue_ids = dict(placed)
-        return [OrderAck(i, intent, "accepted", "", venue_ids.get(i)) for i, intent in legs]
-
-    def _cancel_protection(self) -> None:
-        """Cancel the bot's open SL/TP orders on the symbol (an OCO as a whole list)."""
-        market = self._account.market()
-        lists: set[int] = set()
-        for order in self._account.open_orders():
-            tag = self._account.decoder.tag(order.get("clientOrderId"), order.get("timestamp"))
-            if tag not in ("sl", "tp"):
-                continue
-            order_list = _binance.list_id(order)
-            if order_list >= 0:
-                lists.add(order_list)
-            else:
-                self._calls.call(
-                    "cancelling an SL/TP order", self._cancel_order, str(order["id"]), placing=True
-                )
-        for order_list in sorted(lists):
-            cancel = _binance.cancel_list
-            self._calls.call("cancelling the OCO", cancel, self._exchange, market, order_list, placing=True)
-
-    def _cancel_order(self, order_id: str) -> None:
-        try:
-            self._exchange.cancel_order(order_id, self._symbol)
-        except ccxt.OrderNotFound:
-            return
 
 
 def _unprotected(position: Position) -> bool:
