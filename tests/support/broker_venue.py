@@ -27,11 +27,42 @@ MINUTE = pd.Timedelta(minutes=1)
 
 
 @functools.cache
-def _series() -> dict[str, Series]:
+def sample_series_cached() -> dict[str, Series]:
+    """Return the bundled sample's series, read once per test session."""
     return sample_series()
 
 
-class Venue:
+class SampleMarket:
+    """The bundled sample's BTC/USDT bars as a venue double serves them at its ``clock``'s time."""
+
+    clock: FixedClock
+
+    def bars(self, n: int = 30) -> pd.DataFrame:
+        """Return the last ``n`` bars closed at the clock's time (canonical frame)."""
+        btc = sample_series_cached()["BTCUSDT"]
+        last = int(
+            np.searchsorted(btc.open_ms, int(self.clock.now().timestamp() * 1000) - 60_000, side="right")
+        )
+        stamps = pd.to_datetime(btc.open_ms[last - n : last], unit="ms", utc=True)
+        columns = ["open", "high", "low", "close", "volume"]
+        return pd.DataFrame(
+            btc.ohlcv[last - n : last], index=pd.DatetimeIndex(stamps, name="timestamp"), columns=columns
+        )
+
+    def snapshot(self, broker: CcxtBroker, since: pd.Timestamp | None = None) -> BrokerSnapshot:
+        return broker.snapshot(self.bars(), since)
+
+    def decided(self) -> pd.Timestamp:
+        """Return the bar that just closed: a decision on it acts at the open of the bar the clock is in."""
+        return pd.Timestamp(self.clock.now()).floor("1min") - MINUTE
+
+    def signal(
+        self, side: int, *, size: float = 0.5, sl: float = 0.01, tp: float = 0.01, hold: int = 0
+    ) -> Signal:
+        return Signal(self.decided(), side, size, sl, tp, hold)
+
+
+class Venue(SampleMarket):
     """The server, its clock, the bars closed so far, and the retry pauses brokers took (``sleeps``)."""
 
     def __init__(self, server: BinanceTradingServer, clock: FixedClock) -> None:
@@ -64,30 +95,6 @@ class Venue:
             sleep=self.sleep,
         )
 
-    def bars(self, n: int = 30) -> pd.DataFrame:
-        """Return the last ``n`` bars closed at the clock's time (canonical frame)."""
-        btc = _series()["BTCUSDT"]
-        last = int(
-            np.searchsorted(btc.open_ms, int(self.clock.now().timestamp() * 1000) - 60_000, side="right")
-        )
-        stamps = pd.to_datetime(btc.open_ms[last - n : last], unit="ms", utc=True)
-        columns = ["open", "high", "low", "close", "volume"]
-        return pd.DataFrame(
-            btc.ohlcv[last - n : last], index=pd.DatetimeIndex(stamps, name="timestamp"), columns=columns
-        )
-
-    def snapshot(self, broker: CcxtBroker, since: pd.Timestamp | None = None) -> BrokerSnapshot:
-        return broker.snapshot(self.bars(), since)
-
-    def decided(self) -> pd.Timestamp:
-        """Return the bar that just closed: a decision on it acts at the open of the bar the clock is in."""
-        return pd.Timestamp(self.clock.now()).floor("1min") - MINUTE
-
-    def signal(
-        self, side: int, *, size: float = 0.5, sl: float = 0.01, tp: float = 0.01, hold: int = 0
-    ) -> Signal:
-        return Signal(self.decided(), side, size, sl, tp, hold)
-
     def enter(self, **signal: Any) -> tuple[CcxtBroker, BrokerSnapshot, Signal]:
         """Go long on the bar that just closed; return the broker, the snapshot it decided on and the signal."""
         trader = self.broker()
@@ -109,5 +116,5 @@ def running_venue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Venue]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     clock = FixedClock(NOW)
-    with BinanceTradingServer(clock, _series()) as server:
+    with BinanceTradingServer(clock, sample_series_cached()) as server:
         yield Venue(server, clock)
