@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.cli.app import main
 from scalpbot.core.venue import default_venue
 from scalpbot.jobs.trading import replay
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import venue_profile
 
+from support.cli import run_cli
 from support.trained import active_services as _services
 
 pytestmark = pytest.mark.filterwarnings(
@@ -45,23 +45,21 @@ def test_replay_makes_exactly_the_trades_of_the_backtest(
         notifier=ConsoleNotifier(),
     )
     assert report.cycles == {"ok": 720}
-    with pytest.raises(SystemExit) as done:
-        main(
-            [
-                "--store",
-                str(store),
-                "backtest",
-                "--strategy",
-                "release",
-                "--from",
-                START,
-                "--to",
-                END,
-                "--json",
-            ]
-        )
-    assert done.value.code == 0
-    expected = pd.DataFrame(json.loads(capsys.readouterr().out)["trades"])
+    args = (
+        "--store",
+        str(store),
+        "backtest",
+        "--strategy",
+        "release",
+        "--from",
+        START,
+        "--to",
+        END,
+        "--json",
+    )
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    expected = pd.DataFrame(json.loads(out)["trades"])
     last_close = float(
         services.dataset.read(services.series(), pd.Timestamp(END) - pd.Timedelta("1min"), pd.Timestamp(END))[
             "close"

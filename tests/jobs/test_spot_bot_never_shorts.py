@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.cli.app import main
 from scalpbot.config import load_settings
 from scalpbot.core.policy import decide
 from scalpbot.core.venue import default_venue
@@ -25,6 +24,7 @@ from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_r
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import Services, build_services
 
+from support.cli import run_cli
 from support.trained import LOOSE_RISK
 
 pytestmark = pytest.mark.filterwarnings(
@@ -62,24 +62,21 @@ def _shorting_release(source: Path, root: Path) -> Path:
 
 
 def _backtest_sides(store: Path, capsys: pytest.CaptureFixture[str]) -> set[int]:
-    with pytest.raises(SystemExit) as done:
-        main(
-            [
-                "--store",
-                str(store),
-                "backtest",
-                "--strategy",
-                "release",
-                "--from",
-                START,
-                "--to",
-                END,
-                "--json",
-            ]
-        )
-    captured = capsys.readouterr()
-    assert done.value.code == 0, captured.err
-    trades = json.loads(captured.out)["trades"]
+    args = (
+        "--store",
+        str(store),
+        "backtest",
+        "--strategy",
+        "release",
+        "--from",
+        START,
+        "--to",
+        END,
+        "--json",
+    )
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    trades = json.loads(out)["trades"]
     assert len(trades) > 10
     return {int(t["side"]) for t in trades}
 
