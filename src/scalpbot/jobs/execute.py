@@ -107,15 +107,19 @@ class CycleReport:
     """Where a failed cycle failed (reconcile, retrieve, data, release); the caller records and notifies it."""
 
 
-def run_cycle(executor: Executor, bar: pd.Timestamp) -> CycleReport:
-    """Process the bar whose open time is ``bar`` (it has closed); see the module docstring."""
+def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None = None) -> CycleReport:
+    """Process the bar whose open time is ``bar`` (it has closed); see the module docstring.
+
+    ``window``: the trailing ``FEATURE_WINDOW`` stored bars ending at ``bar``, when the caller has read them
+    already; else they are read from the executor's history.
+    """
     portfolio = PortfolioStore(executor.store, executor.bot)
     stored = portfolio.load()
     previous = None if stored is None else stored.snapshot
     if previous is not None and previous.last_bar_time is not None and previous.last_bar_time >= bar:
         return CycleReport(bar, "skipped", previous.equity, message=f"bar {bar} was already processed")
     ledger = executor.ledger
-    window = executor.bars.tail(bar, FEATURE_WINDOW)
+    window = executor.bars.tail(bar, FEATURE_WINDOW) if window is None else window
     if window.empty or window.index[-1] != bar:
         return _fail(bar, "data", f"bar {bar} is not stored yet; run the retrieve job first")
     if previous is not None and previous.last_bar_time is not None:

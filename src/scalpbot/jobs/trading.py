@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.data.dataset import SeriesId
@@ -155,12 +156,13 @@ class BarTrader:
                 return CycleReport(
                     last_closed, "failed", message=f"bars cannot be retrieved: {e}", fault="retrieve"
                 )
-        stored = self.executor.bars.tail(last_closed, 1)
-        if stored.empty:
+        # One read serves both: the newest stored bar at or before the last close, and its feature window.
+        window = self.executor.bars.tail(last_closed, FEATURE_WINDOW)
+        if window.empty:
             message = f"no bars of {self.series} are stored up to {last_closed.isoformat()}; run `scalpbot fetch` first"
             return CycleReport(last_closed, "failed", message=message, fault="data")
         try:
-            return run_cycle(self.executor, pd.Timestamp(stored.index[-1]))
+            return run_cycle(self.executor, pd.Timestamp(window.index[-1]), window)
         except (ModelError, DataError) as e:
             return CycleReport(last_closed, "failed", message=str(e), fault="release")
 
