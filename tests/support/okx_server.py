@@ -15,7 +15,7 @@ with the key's secret (``50103``-``50113`` otherwise, HTTP 401). Every reply is 
 :meth:`OkxServer.drop_reply_next` (the request is executed, the connection closed unanswered) and
 :meth:`OkxServer.lose_reply_next` (executed, answered 503 ``50001``). Every request is recorded.
 
-Point ccxt at it with ``scalpbot.adapters.ccxt_common.rebased_api_urls("okx", server.url)``.
+Point ccxt at it with ``scalpbot.adapters.ccxt.common.rebased_api_urls("okx", server.url)``.
 """
 
 from __future__ import annotations
