@@ -9,7 +9,7 @@ DEPLOY_BIN   := $(DEPLOY_VENV)/bin
 DEPLOY_TOOLS := checkov==3.3.30 cfn-lint==1.58.0 aws-sam-translator==1.115.0
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-$(shell echo '$(DEPLOY_TOOLS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck template unit browser bench clean
+.PHONY: demo test fast lint typecheck template unit browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: $(STAMP)
 ## test: lint, type-check, check the AWS template and run the test suite
 test: lint typecheck template unit
 
+## fast: the inner loop - every test but those marked slow (trained releases, PPO, Lambda, subprocesses)
+fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
@@ -70,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/dataset.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/backtest_overhead.py
 	$(BIN)/python bench/policy_search.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/execute.py

@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _data import SHARED_YEAR
 from scalpbot.core.backtest.enums import NO_ORDER_RULES
 from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.strategies import sma_cross_signals
 
-SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 FEE, SL, TP, QTY, CASH = 0.0004, 0.003, 0.006, 0.1, 10_000_000.0
 BACKTESTING_PY_BARS = 100_000
 

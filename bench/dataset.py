@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from _data import year_or_none
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.bars import validate_bars
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.state.dataset import BarDataset, SeriesId
 
-SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 SERIES = SeriesId("binance", "BTC/USDT", "1m")
 
 
@@ -56,7 +56,7 @@ def _synthetic_year(folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, default=SHARED_YEAR if SHARED_YEAR.exists() else None)
+    parser.add_argument("--file", type=Path, default=year_or_none())
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:

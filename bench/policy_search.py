@@ -33,13 +33,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from _data import SHARED_YEAR
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData
 from scalpbot.core.evaluation import PolicyEvaluator, PolicyWindow
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.ml.tuning import tune_policy
 
-SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 HORIZON = 15
 
 

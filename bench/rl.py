@@ -32,8 +32,9 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from _data import year_or_sample
 from policy_search import fake_predictions
-from scalpbot.adapters.marketdata.files import read_bar_file, sample_path
+from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.gate import GateRules
@@ -41,7 +42,6 @@ from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.ml.rl_agent import compare_on_holdout, judge_on_holdout, train_agent
 from scalpbot.ml.rl_env import ParamAdjustEnv
 
-SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 BASE = StrategyParams(entry_threshold=0.5)
 
 
@@ -98,10 +98,10 @@ def null_ppo_rate(like: ParamAdjustEnv, n_envs: int, timesteps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--file", type=Path, default=SHARED_YEAR)
+    parser.add_argument("--file", type=Path, default=year_or_sample())
     parser.add_argument("--timesteps", type=int, default=8192)
     args = parser.parse_args()
-    path = args.file if args.file.exists() else sample_path()
+    path = args.file
     tick = time.perf_counter()
     bars = validate_bars(read_bar_file(path), "1m", source=path.name)
     probs, vol = fake_predictions(bars["close"].to_numpy())

@@ -4,7 +4,8 @@ Imports the year into a temporary folder store, then runs the train job with the
 whole year (``train.days = 366``) and prints the time of each stage (load, features, labels, fit, export,
 predict, tuning, evaluation, gate, release) and the total. Target (issue): within 10 minutes on 2 cores.
 
-Usage: python bench/train.py [--file PATH] [--trials N]   (default: the shared 2024 BTC/USDT 1m year)
+Usage: python bench/train.py [--file PATH] [--trials N]   (default: the shared 2024 BTC/USDT 1m year when present,
+else the bundled six-week sample, so that ``make bench`` runs on a fresh clone)
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import time
 import warnings
 from pathlib import Path
 
+from _data import year_or_sample
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
 from scalpbot.wiring import build_services
 
-SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, default=SHARED_YEAR)
+    parser.add_argument("--file", type=Path, default=year_or_sample())
     parser.add_argument("--trials", type=int, default=None)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)

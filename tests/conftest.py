@@ -91,3 +91,14 @@ def s3_bucket(s3_client: S3Client) -> str:
 def s3_store(s3_client: S3Client, s3_bucket: str) -> S3Store:
     """Return an ``S3Store`` on a fresh bucket under the prefix ``contract/``."""
     return S3Store(s3_bucket, "contract", s3_client)
+
+
+TRAINED = {"active_release", "operated_store"}
+"""Fixtures that train a release (and replay bots on it): a test that uses one is ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that needs a trained release, so ``pytest -m "not slow"`` stays a fast loop."""
+    for item in items:
+        if TRAINED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

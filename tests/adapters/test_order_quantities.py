@@ -93,6 +93,7 @@ def orders(draw: Any) -> tuple[float, float, float, float, float]:
 @example((0.00008, 1e-5, 95_000.0, 1e-5, 5.0))
 @example((0.1 + 0.2, 0.1, 10.0, 0.0, 0.0))
 @example((0.003 - 1e-18, 0.001, 1.0, 0.0, 0.0))
+@pytest.mark.slow
 def test_the_kernel_the_risk_check_and_the_live_planner_round_and_skip_alike(
     order: tuple[float, float, float, float, float],
 ) -> None:

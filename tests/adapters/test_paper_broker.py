@@ -107,6 +107,7 @@ def _expected(
     return rows, float(result.equity.iloc[-1])
 
 
+@pytest.mark.slow
 def test_paper_trading_an_sma_cross_equals_its_backtest(sample_bars: pd.DataFrame) -> None:
     bars = sample_bars.iloc[:1500]
     signals = sma_cross_signals(bars, length=20, sl=0.0015, tp=0.002, size=0.5, max_hold=6)
@@ -138,6 +139,7 @@ def test_paper_trading_on_a_spot_venue_rounds_skips_and_never_shorts_as_its_back
     assert len(wanted.trades) > len(entries)  # entries under the minimum were skipped
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(
     st.integers(min_value=0, max_value=50_000),

@@ -294,6 +294,7 @@ def _crash_during_put(root: str) -> None:
     FolderStore(Path(root)).put("state/bot/portfolio.json", b"new")
 
 
+@pytest.mark.slow
 def test_folder_store_compare_and_swap_across_processes_has_one_winner_and_loses_no_update(
     tmp_path: Path,
 ) -> None:

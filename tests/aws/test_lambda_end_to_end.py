@@ -29,6 +29,8 @@ from support.lambda_runtime import LocalLambda
 from support.moto_server import MotoServer
 from support.sns_inbox import SnsInbox
 
+pytestmark = pytest.mark.slow
+
 HANDLERS = {
     "retrieve": "scalpbot.aws.data_retrieval_lambda_handler",
     "train": "scalpbot.aws.training_and_deployment_lambda_handler",

@@ -24,6 +24,8 @@ from support.lambda_runtime import LocalLambda
 from support.moto_server import MotoServer
 from support.sns_inbox import SnsInbox
 
+pytestmark = pytest.mark.slow
+
 BUCKET = "scalpbot-live"
 
 

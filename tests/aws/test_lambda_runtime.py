@@ -8,6 +8,8 @@ import pytest
 
 from support.lambda_runtime import LocalLambda, LocalLambdaError
 
+pytestmark = pytest.mark.slow
+
 _HANDLERS = "support.lambda_handlers_for_tests"
 
 

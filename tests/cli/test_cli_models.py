@@ -19,6 +19,8 @@ from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore,
 from support.cli import run_cli as run
 from support.planted_edge import CASES, load_real_bars, run_case
 
+pytestmark = pytest.mark.slow
+
 _, ABOVE_COSTS, BELOW_COSTS = CASES
 
 

@@ -16,6 +16,8 @@ from scalpbot.state.release_choice import choose_release
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def width(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:

@@ -12,7 +12,7 @@ import pytest
 from backtesting._stats import compute_stats
 
 from scalpbot.core.backtest.frame import BacktestResult, backtest
-from scalpbot.core.metrics import compute_metrics, daily_returns, max_drawdown
+from scalpbot.core.metrics import Metrics, compute_metrics, daily_returns, max_drawdown
 from scalpbot.core.strategies import sma_cross_signals
 
 from support.backtest_oracle import load_sample_bars
@@ -113,7 +113,7 @@ def test_zero_trades_give_zeros_and_nones_that_serialize_to_json() -> None:
         "avg_hold_bars": None,
         "fees_paid": 0.0,
     }
-    json.dumps(result.metrics, allow_nan=False)
+    json.dumps(result.metrics.to_dict(), allow_nan=False)
 
 
 def ledger_trades(pnl: list[float]) -> pd.DataFrame:
@@ -142,7 +142,7 @@ def test_ratios_over_losses_are_none_when_no_trade_lost() -> None:
     assert metrics["risk_reward"] is None
     assert metrics["profit_factor"] is None
     assert metrics["expectancy"] == pytest.approx(3.5 / 3)
-    json.dumps(metrics, allow_nan=False)
+    json.dumps(metrics.to_dict(), allow_nan=False)
 
 
 def test_ledger_trades_map_exit_times_inside_a_bar_to_that_bar() -> None:
@@ -168,3 +168,18 @@ def test_daily_returns_start_from_the_first_equity_and_skip_days_without_bars() 
     )
     returns = daily_returns(pd.Series([100.0, 110.0, 99.0, 108.9], index=index))
     np.testing.assert_allclose(returns, [0.1, -0.1, 0.1])
+
+
+def test_metrics_read_as_a_mapping_and_round_trip_through_their_dict() -> None:
+    equity = pd.Series(
+        [100.0, 101.0, 99.0], index=pd.date_range("2024-01-01", periods=3, freq="1D", tz="UTC")
+    )
+    empty = pd.DataFrame(columns=["entry_time", "exit_time", "qty", "entry_price", "pnl", "fees"])
+    metrics = compute_metrics(empty, equity)
+    assert metrics["total_return"] == metrics.total_return == pytest.approx(-0.01)
+    assert list(metrics)[:2] == ["total_return", "win_rate"] and len(metrics) == 13
+    assert Metrics.from_dict(json.loads(json.dumps(metrics.to_dict()))) == metrics
+    with pytest.raises(KeyError):
+        metrics["sharp"]
+    with pytest.raises(ValueError, match="unknown \\['sharp'\\]"):
+        Metrics.from_dict({**metrics.to_dict(), "sharp": 1.0})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scalpbot.config import load_settings
 from scalpbot.dashboard.app import build_app
 from scalpbot.state.ledger import Ledger
@@ -14,6 +16,8 @@ from scalpbot.wiring import build_services
 from support.operated import copy_of
 from support.web import call, console_errors, running_app, screenshot_path
 from support.web import wait_for as _wait
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "page-token-1234"
 

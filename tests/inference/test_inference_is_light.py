@@ -50,6 +50,7 @@ def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e / e.sum(axis=1, keepdims=True), np.exp(x.sum(axis=1) * 0.1)
 
 
+@pytest.mark.slow
 def test_importing_inference_pulls_in_no_heavy_framework() -> None:
     code = (
         "import json, sys\n"

@@ -26,6 +26,8 @@ from support.binance_server import BinanceServer, Series, sample_series
 from support.files import snapshot
 from support.trained import LOOSE_RISK
 
+pytestmark = pytest.mark.slow
+
 # The exchange's clock: every bar the tests ask for has closed there.
 EXCHANGE_NOW = pd.Timestamp("2024-12-31T23:00:00Z")
 

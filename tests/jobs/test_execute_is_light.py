@@ -49,6 +49,8 @@ def test_a_full_execute_cycle_in_a_fresh_interpreter_loads_no_heavy_library(
     assert result == {"status": "ok", "heavy": []}
 
 
+pytestmark = pytest.mark.slow
+
 LAMBDA_SCRIPT = """
 import json, sys
 import scalpbot.aws as aws

@@ -92,6 +92,7 @@ def test_a_replay_with_the_live_broker_configured_sends_nothing_to_the_exchange(
     assert Ledger(_store_services().store, "hist").events(kinds=("order_ack",))  # it did trade, on paper
 
 
+@pytest.mark.slow
 def test_run_replay_with_the_live_broker_configured_sends_nothing_to_the_exchange(
     live_config: BinanceTradingServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -195,6 +196,7 @@ def test_the_trade_loop_keeps_running_through_a_two_minute_outage_notifies_it_on
     assert timing.latency_seconds == pytest.approx(2.0, abs=1.0) and timing.cycle_seconds >= 0
 
 
+@pytest.mark.slow
 def test_a_replay_across_a_three_hour_hole_equals_the_backtest_and_says_why_cycles_were_skipped(
     active_release: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -250,6 +252,7 @@ class _Frame:
         yield self._bars
 
 
+@pytest.mark.slow
 def test_a_deleted_fill_event_is_reported_not_silently_dropped(
     active_release: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

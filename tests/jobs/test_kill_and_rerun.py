@@ -32,9 +32,10 @@ from scalpbot.wiring import build_services
 from support.files import snapshot, write_csv
 from support.trained import LOOSE_RISK
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 BOT = "k"
 START, END = "2024-12-30T00:00:00Z", "2024-12-30T00:40:00Z"
@@ -230,7 +231,6 @@ def trained_once(
     return bars_only, releases
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("written", "pattern", "nth"), TRAIN_WRITES, ids=[w[0] for w in TRAIN_WRITES])
 def test_a_train_run_killed_right_after_a_write_converges_when_run_again(
     trained_once: tuple[Path, dict[str, dict[str, object]]],

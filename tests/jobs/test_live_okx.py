@@ -27,6 +27,8 @@ from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import running_okx
 from support.trained import active_services
 
+pytestmark = pytest.mark.slow
+
 OKX_SPOT = {
     "taker_fee": 0.001,
     "amount_step": 0.00000001,

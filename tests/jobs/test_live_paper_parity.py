@@ -24,6 +24,8 @@ from support.broker_venue import running_venue
 from support.live_helpers import SpotPaper
 from support.trained import LOOSE_RISK
 
+pytestmark = pytest.mark.slow
+
 BINANCE_SPOT_FEE = 0.001
 BARS = 300
 

@@ -19,6 +19,8 @@ from scalpbot.wiring import venue_profile
 
 from support.trained import active_services
 
+pytestmark = pytest.mark.slow
+
 DISCOUNTED = {"taker_fee": 0.0002}
 """A fee tier at which the session's eager release wins some trades (at Binance's 0.1 % it wins none), so that
 the win rate and the risk/reward have wins and losses to be computed from."""

@@ -15,6 +15,8 @@ from scalpbot.state.ledger import Ledger
 
 from support.trained import active_services
 
+pytestmark = pytest.mark.slow
+
 START = pd.Timestamp("2024-12-29T00:00:00Z")
 END = pd.Timestamp("2024-12-29T06:00:00Z")
 

@@ -21,9 +21,10 @@ from scalpbot.wiring import venue_profile
 from support.cli import run_cli
 from support.trained import active_services as _services
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 START, END = "2024-12-30T00:00:00Z", "2024-12-30T12:00:00Z"
 COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]

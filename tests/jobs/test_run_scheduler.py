@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.errors import CycleFailed
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks
+
+pytestmark = pytest.mark.slow
 
 STEP = pd.Timedelta("1min")
 

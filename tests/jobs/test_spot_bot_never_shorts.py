@@ -27,9 +27,10 @@ from scalpbot.wiring import Services, build_services
 from support.cli import run_cli
 from support.trained import LOOSE_RISK
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 START, END = "2024-12-30T12:00:00Z", "2024-12-30T16:00:00Z"
 

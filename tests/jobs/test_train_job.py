@@ -22,9 +22,10 @@ from scalpbot.wiring import Services, build_services
 
 from support.files import write_csv
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 FAST = {"trials": 8, "max_epochs": 2, "min_trades": 5}
 

@@ -12,6 +12,8 @@ from scalpbot.core.costs import TradingCosts
 
 from support.planted_edge import CASES, Case, Outcome, load_real_bars, run_case
 
+pytestmark = pytest.mark.slow
+
 SEEDS = range(20)
 NO_EDGE, ABOVE_COSTS, BELOW_COSTS = CASES
 

@@ -25,9 +25,10 @@ from scalpbot.ml.model import (
 from support.model_data import N_FEATURES, Data, synthetic
 
 # torch tensors' __array__ lacks numpy 2's copy keyword; Keras converts weights through it (harmless).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 HP = ModelHyperParams(widths=(32, 32), dropout=0.1, batch_size=256, max_epochs=20, patience=3, seed=7)
 

@@ -13,9 +13,10 @@ from scalpbot.ml.model_search import WIDTH_CHOICES, search_model
 
 from support.model_data import synthetic
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
 
 BASE = ModelHyperParams(widths=(16,), batch_size=256, max_epochs=30, patience=2, seed=3)
 

@@ -18,6 +18,8 @@ from scalpbot.errors import ConfigError, CorruptArtifactError, ModelError
 from scalpbot.ml.rl_agent import TrainedAgent, compare_on_holdout, judge_on_holdout, propose, train_agent
 from scalpbot.ml.rl_env import ParamAdjustEnv, RlSettings
 
+pytestmark = pytest.mark.slow
+
 BASE = StrategyParams(entry_threshold=0.5, max_hold=30)
 BOUNDS = ParamBounds.default()
 DAY = 1440

@@ -11,6 +11,8 @@ from scalpbot.cli.app import main
 
 from support.web import console_errors, screenshot_path, wait_for
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_stored_report_draws_its_charts_from_the_shared_plotly_without_console_errors(
     operated_store: Path, tmp_path: Path, browser: Any

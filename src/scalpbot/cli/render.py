@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -19,4 +20,11 @@ def iso(ts: pd.Timestamp | None) -> str | None:
 
 def print_json(payload: Any) -> None:
     """Print one JSON document on stdout, without rich markup."""
-    print(json.dumps(payload, indent=2, allow_nan=False))
+    print(json.dumps(payload, indent=2, allow_nan=False, default=_mapping))
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """Return a mapping value (such as :class:`~scalpbot.core.metrics.Metrics`) as the JSON object it reads as."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import typer
@@ -51,7 +52,7 @@ def run_train(
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.timings.items())
     out.print(f"time split: {timings} (total {sum(report.timings.values()):.1f}s)")
     table = Table(title=f"release {report.release_id} of {report.series}: validation and test windows")
-    columns: dict[str, dict[str, Any]] = {
+    columns: dict[str, Mapping[str, Any]] = {
         "validation": report.validation,
         "test": report.test,
         **{f"test: {name}": metrics for name, metrics in report.baselines.items()},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.metrics import Metrics, daily_returns, max_drawdown, sharpe_ratio, total_return
+from scalpbot.core.metrics import daily_returns, max_drawdown, sharpe_ratio, total_return
 
 __all__ = ["buy_and_hold_equity", "buy_and_hold_metrics"]
 
@@ -24,7 +24,7 @@ def buy_and_hold_equity(bars: pd.DataFrame, initial_equity: float, fee: float = 
     return pd.Series(values, index=bars.index, name="buy_and_hold")
 
 
-def buy_and_hold_metrics(equity: pd.Series) -> Metrics:
+def buy_and_hold_metrics(equity: pd.Series) -> dict[str, float | None]:
     """Return the equity-curve metrics of buy and hold: total return, max drawdown and Sharpe (daily, 365)."""
     return {
         "total_return": total_return(equity),

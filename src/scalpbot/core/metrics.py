@@ -14,13 +14,16 @@ Zero-trade and degenerate cases never return NaN or infinity. Totals, shares and
 Ratios and averages (``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``, ``avg_hold_bars``,
 ``return_on_capital``, ``sharpe``, ``sortino``) are ``None`` when undefined: no trades, no losing trade for a
 ratio over losses, fewer than two daily returns or zero dispersion. Every value is a plain ``float``, ``int``
-or ``None``, so the dict is JSON-serializable.
+or ``None``, so :meth:`Metrics.to_dict` is JSON-serializable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,7 +32,62 @@ from numba import njit
 PERIODS_PER_YEAR_24_7 = 365.0
 """Daily periods in a year for a market that trades every day (crypto)."""
 
-Metrics = dict[str, float | int | None]
+MetricValue = float | int | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Metrics(Mapping[str, MetricValue]):
+    """The metrics of a trade list and its equity curve (units and ``None`` cases: see the module docstring).
+
+    Read by attribute (``m.sharpe``) or, for tables and JSON, as a read-only mapping of metric name to value in
+    the order below (``m["sharpe"]``, ``dict(m)``); equal to any mapping with the same names and values.
+    """
+
+    total_return: float
+    win_rate: float | None
+    risk_reward: float | None
+    max_drawdown: float
+    return_on_capital: float | None
+    sharpe: float | None
+    sortino: float | None
+    profit_factor: float | None
+    expectancy: float | None
+    trades: int
+    exposure: float
+    avg_hold_bars: float | None
+    fees_paid: float
+
+    def __getitem__(self, name: str) -> MetricValue:
+        if name not in _METRIC_NAMES:
+            raise KeyError(name)
+        value: MetricValue = getattr(self, name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_METRIC_NAMES)
+
+    def __len__(self) -> int:
+        return len(_METRIC_NAMES)
+
+    def to_dict(self) -> dict[str, MetricValue]:
+        """Return the metrics as a JSON-native dict."""
+        return {name: getattr(self, name) for name in _METRIC_NAMES}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Metrics:
+        """Return the metrics of a :meth:`to_dict` dict; ``ValueError`` for a missing or unknown name."""
+        missing = [name for name in _METRIC_NAMES if name not in data]
+        unknown = sorted(set(data) - set(_METRIC_NAMES))
+        if missing or unknown:
+            raise ValueError(f"metrics: missing {missing}, unknown {unknown}")
+        values: list[Any] = [
+            None if data[name] is None else (int if name == "trades" else float)(data[name])
+            for name in _METRIC_NAMES
+        ]
+        return cls(*values)
+
+
+_METRIC_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Metrics))
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -251,7 +309,7 @@ def compute_metrics(
     periods_per_year: float = PERIODS_PER_YEAR_24_7,
     bar_positions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Metrics:
-    """Return every metric as a JSON-serializable dict (see the module docstring for units and ``None``).
+    """Return every metric (see the module docstring for units and ``None``).
 
     Trade statistics (``trades``, ``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``,
     ``avg_hold_bars``) use closed trades only; ``exposure``, ``fees_paid`` and ``return_on_capital`` include open
@@ -264,18 +322,18 @@ def compute_metrics(
     pnl = summarize_pnl(trades["pnl"].to_numpy(dtype=np.float64)[closed])
     entry_bars, exit_bars = trade_bars(trades, equity) if bar_positions is None else bar_positions
     returns = daily_returns(equity)
-    return {
-        "total_return": total_return(equity),
-        "win_rate": win_rate(pnl),
-        "risk_reward": risk_reward(pnl),
-        "max_drawdown": max_drawdown(equity),
-        "return_on_capital": return_on_capital(trades),
-        "sharpe": sharpe_ratio(returns, periods_per_year),
-        "sortino": sortino_ratio(returns, periods_per_year),
-        "profit_factor": profit_factor(pnl),
-        "expectancy": expectancy(pnl),
-        "trades": pnl.trades,
-        "exposure": exposure(entry_bars, exit_bars, len(equity)),
-        "avg_hold_bars": avg_hold_bars(entry_bars[closed], exit_bars[closed]),
-        "fees_paid": float(np.sum(trades["fees"].to_numpy(dtype=np.float64))),
-    }
+    return Metrics(
+        total_return=total_return(equity),
+        win_rate=win_rate(pnl),
+        risk_reward=risk_reward(pnl),
+        max_drawdown=max_drawdown(equity),
+        return_on_capital=return_on_capital(trades),
+        sharpe=sharpe_ratio(returns, periods_per_year),
+        sortino=sortino_ratio(returns, periods_per_year),
+        profit_factor=profit_factor(pnl),
+        expectancy=expectancy(pnl),
+        trades=pnl.trades,
+        exposure=exposure(entry_bars, exit_bars, len(equity)),
+        avg_hold_bars=avg_hold_bars(entry_bars[closed], exit_bars[closed]),
+        fees_paid=float(np.sum(trades["fees"].to_numpy(dtype=np.float64))),
+    )

@@ -65,18 +65,23 @@ class MonitorReport:
 
 def monitor_payload(report: MonitorReport) -> dict[str, Any]:
     """Return the weekly run as one JSON-ready object: window, metrics, drift totals, changes, report key."""
+    from scalpbot.reporting.tables import jsonable
+
     week = report.week
-    return {
-        "bot": week.bot,
-        "window": {"start": week.start.isoformat(), "end": week.end.isoformat()},
-        "metrics": week.metrics,
-        "previous_metrics": week.previous_metrics,
-        "drift": report.drift.get("totals", report.drift),
-        "latency": week.latency,
-        "changes": report.changes,
-        "notes": report.notes,
-        "report": report.report_key,
-    }
+    payload: dict[str, Any] = jsonable(
+        {
+            "bot": week.bot,
+            "window": {"start": week.start.isoformat(), "end": week.end.isoformat()},
+            "metrics": week.metrics,
+            "previous_metrics": week.previous_metrics,
+            "drift": report.drift.get("totals", report.drift),
+            "latency": week.latency,
+            "changes": report.changes,
+            "notes": report.notes,
+            "report": report.report_key,
+        }
+    )
+    return payload
 
 
 def week_window(

@@ -188,7 +188,7 @@ def _is_rows(value: object) -> bool:
 
 def _metrics_section(report: WeeklyReport) -> str:
     """Return the metrics table; the previous week's column is blank when there was no previous week."""
-    previous = report.previous_metrics or {}
+    previous: Mapping[str, float | int | None] = report.previous_metrics or {}
     blank = report.previous_metrics is None
     names = [*METRIC_FORMATS, *(k for k in (*report.metrics, *previous) if k not in METRIC_FORMATS)]
     rows = []

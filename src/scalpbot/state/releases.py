@@ -102,7 +102,7 @@ class ReleaseStore:
             name: {"sha256": sha256_hex(data), "bytes": len(data)} for name, data in artifacts.items()
         }
         full = {
-            **{k: v for k, v in manifest.items() if k != _SEAL},
+            **{k: _plain(v) for k, v in manifest.items() if k != _SEAL},
             "release_id": release_id,
             "symbol": symbol,
             "artifacts": checksums,
@@ -306,6 +306,15 @@ class ReleaseStore:
         if not _RELEASE_ID.match(release_id):
             raise ModelError(f"{release_id!r} is not a release id (YYYYMMDDTHHMMSSZ-xxxxxxxx)")
         return f"{models_prefix(symbol)}releases/{release_id}/"
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` with every mapping (such as :class:`~scalpbot.core.metrics.Metrics`) as a plain dict."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _dump(body: Mapping[str, Any]) -> bytes:
