@@ -158,10 +158,10 @@ class BinanceSpot:
         return max_hold_of(order)
 
     def send_entry(self, desk: Desk, entry: Entry) -> dict[str, Any]:
-        params = order_params(entry.client_id, entry.max_hold)
-        placed: dict[str, Any] = desk.exchange.create_order(
-            desk.symbol, "market", "buy", entry.amount, None, params
-        )
+        """Send a MARKET buy of ``entry.cost`` quote (``quoteOrderQty``): Binance fills what that buys at its
+        price, rounded down to the LOT_SIZE step, as the backtest kernel does."""
+        params = {**order_params(entry.client_id, entry.max_hold), "quoteOrderQty": entry.cost}
+        placed: dict[str, Any] = desk.exchange.create_order(desk.symbol, "market", "buy", None, None, params)
         return placed
 
     def settled(self, desk: Desk, placed: dict[str, Any]) -> dict[str, Any]:
