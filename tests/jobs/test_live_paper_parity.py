@@ -1,7 +1,8 @@
 """Parity: `trade` cycles through the live broker on the strict Binance spot double make exactly the trades of
 `scalpbot backtest --strategy release` on the same bars.
 
-The live bot runs the execute job bar by bar over real bars with the trained release, against the strict double
+The live bot runs the execute job bar by bar over a whole held-out day of real bars (in the trained release's
+test window, never fitted or tuned on) with the release, against the strict double
 at Binance spot's real fee (0.1 % per side, taken in BTC on buys), amount step (0.00001 BTC) and tick. The
 backtest reads the same release and bars with the default venue profile. The trades must be equal: entry and exit
 times and exit reasons, prices, quantities and fees - to the last unit the venue writes (1e-8).
@@ -10,6 +11,7 @@ times and exit reasons, prices, quantities and fees - to the last unit the venue
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +32,8 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
 )
 
-BARS = 300
+HELD_OUT_DAY = datetime(2024, 12, 28, 0, 0, 5, tzinfo=UTC)  # in the release's untouched test window
+BARS = 1440
 COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -42,7 +45,7 @@ def test_trade_cycles_through_the_live_broker_on_the_strict_double_equal_the_bac
     overrides = {"store": {"url": str(store)}, "risk": LOOSE_RISK}
     services = build_services(load_settings(None, overrides))
     series = services.series()
-    with running_venue(monkeypatch) as venue:
+    with running_venue(monkeypatch, HELD_OUT_DAY + timedelta(minutes=1)) as venue:
         first = venue.decided()
         bars = services.dataset.read(
             series, first - pd.Timedelta(days=1), first + pd.Timedelta(minutes=BARS + 1)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
 )
 
-START, END = "2024-12-30T00:00:00Z", "2024-12-30T12:00:00Z"
+START, END = "2024-12-30T00:00:00Z", "2024-12-31T00:00:00Z"  # a held-out day (the test window)
 COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
 
 
@@ -44,7 +44,7 @@ def test_replay_makes_exactly_the_trades_of_the_backtest(
         bot="parity",
         notifier=ConsoleNotifier(),
     )
-    assert report.cycles == {"ok": 720}
+    assert report.cycles == {"ok": 1440}
     args = (
         "--store",
         str(store),
@@ -104,5 +104,5 @@ def test_replaying_again_is_a_no_op(active_release: tuple[Path, str]) -> None:
     services = _services(store)
     before = Ledger(services.store, "parity").events()
     report = replay(services, services.series(), pd.Timestamp(START), pd.Timestamp(END), bot="parity")
-    assert report.cycles == {"skipped": 720}
+    assert report.cycles == {"skipped": 1440}
     assert Ledger(services.store, "parity").events() == before
