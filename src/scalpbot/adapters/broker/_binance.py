@@ -147,6 +147,7 @@ class BinanceSpot:
 
     options: Mapping[str, Any] = OPTIONS
     page = 1000
+    rate_window = 0.0  # its 429/418 replies carry Retry-After, which is honoured instead
 
     def is_duplicate_message(self, message: str) -> bool:
         return is_duplicate_message(message)

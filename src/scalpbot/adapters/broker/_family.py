@@ -72,6 +72,8 @@ class Family(Protocol):
     """ccxt options for a spot broker on this venue."""
     page: int
     """The most trades or orders one read returns (the bounded reads of a snapshot)."""
+    rate_window: float
+    """Seconds over which the venue counts requests: a rate-limit refusal without ``Retry-After`` waits this."""
 
     def is_duplicate_message(self, message: str) -> bool:
         """Return whether a translated refusal says the venue already holds this client id open."""

@@ -82,6 +82,9 @@ class OkxSpot:
 
     options: Mapping[str, Any] = OPTIONS
     page = 100
+    rate_window = (
+        2.0  # OKX counts requests per endpoint over 2 s and answers 50011 (HTTP 429), no Retry-After
+    )
 
     def __init__(self) -> None:
         self._fired: dict[str, tuple[str, int]] = {}

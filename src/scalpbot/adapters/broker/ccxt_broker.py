@@ -108,6 +108,7 @@ class CcxtBroker:
             rng=rng,
             strict_json=True,
             max_wait=max_wait,
+            rate_window=family.rate_window,
         )
         self._bot = bot
         self._symbol = symbol.replace("_", "/") if "/" not in symbol else symbol
