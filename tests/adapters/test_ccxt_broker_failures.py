@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+from scalpbot.adapters.ccxt.broker import CcxtBroker
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
 
 from support.binance_trading import ACCOUNT, OCO, OPEN_ORDERS, ORDER

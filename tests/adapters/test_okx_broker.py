@@ -202,7 +202,7 @@ def test_a_time_stop_cancels_the_protection_and_sells_only_the_bots_own_quantity
 def test_the_venue_checks_keys_passphrases_signatures_timestamps_and_client_ids(okx):
     import ccxt
 
-    from scalpbot.adapters.ccxt_common import rebased_api_urls
+    from scalpbot.adapters.ccxt.common import rebased_api_urls
 
     from support.okx_server import KEY, PASSPHRASE, SECRET
 

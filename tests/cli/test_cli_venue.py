@@ -12,7 +12,7 @@ import pytest
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.venue import VALUE_FIELDS, default_venue
-from scalpbot.data.venues import save_venue
+from scalpbot.state.venues import save_venue
 
 from support.binance_server import BinanceServer
 from support.cli import run_cli as run

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.broker import CcxtBroker
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 

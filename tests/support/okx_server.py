@@ -18,7 +18,7 @@ test's sleep "waited", :meth:`OkxServer.wait`); one more is answered HTTP 429 ``
 :meth:`OkxServer.drop_reply_next` (the request is executed, the connection closed unanswered) and
 :meth:`OkxServer.lose_reply_next` (executed, answered 503 ``50001``). Every request is recorded.
 
-Point ccxt at it with ``scalpbot.adapters.ccxt_common.rebased_api_urls("okx", server.url)``.
+Point ccxt at it with ``scalpbot.adapters.ccxt.common.rebased_api_urls("okx", server.url)``.
 """
 
 from __future__ import annotations

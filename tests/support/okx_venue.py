@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.broker import CcxtBroker
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 
 from support.broker_venue import NOW, SampleMarket, sample_series_cached

@@ -3,7 +3,7 @@
 It mirrors the kernel's rules (:mod:`scalpbot.core.orders` decides what to send): a decision on the close of bar
 ``t`` is sent right after that close, so a market order fills near the open of bar ``t + 1``; the SL/TP prices
 are fractions of the entry **fill** price and rest on the venue: on Binance as one OCO placed right after the
-fill, on OKX attached to the entry and amended to the fill price once it is known (see :mod:`._family`); time
+fill, on OKX attached to the entry and amended to the fill price once it is known (see :mod:`.family`); time
 and signal exits (and the kill switch) cancel that protection, then sell at market. Spot cannot be shorted: a
 short entry is answered with a ``rejected`` ack, so a short signal while long only closes the long.
 
@@ -22,7 +22,7 @@ Its rules, under the failures real venues produce:
   commission taken in base, less its exits); protection and exits are sized to it, not to the free balance.
   An account holding other base coins above dust is refused at the first snapshot unless ``adopt`` is set.
 * **Cheap when idle and polite**: bounded reads per snapshot (see :mod:`._account`); ``Retry-After`` honoured,
-  the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt_common`).
+  the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt.common`).
 
 Refusals of an order come back as ``rejected`` acks with the venue's reason; a venue that cannot be read raises
 ``ExchangeTemporaryError`` after retries (callers fail closed). Credentials never appear in messages.
@@ -39,11 +39,11 @@ from typing import Any
 
 import pandas as pd
 
-from scalpbot.adapters.broker._account import SpotAccount
-from scalpbot.adapters.broker._executions import base_commission
-from scalpbot.adapters.broker._family import Desk, Entry, family_of
-from scalpbot.adapters.broker._sending import OrderSender, ack
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt._account import SpotAccount
+from scalpbot.adapters.ccxt._fills import base_commission
+from scalpbot.adapters.ccxt._sending import OrderSender, ack
+from scalpbot.adapters.ccxt.common import connect
+from scalpbot.adapters.ccxt.family import Desk, Entry, family_of
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders
 from scalpbot.core.timeframes import timeframe_seconds

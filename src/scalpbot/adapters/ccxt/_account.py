@@ -1,10 +1,10 @@
 """The ccxt broker's view of one spot market: market rules, reads of the venue, and the snapshot built from them.
 
-Everything here goes through :class:`~scalpbot.adapters.ccxt_common.CcxtCalls` (retries, error mapping). The
+Everything here goes through :class:`~scalpbot.adapters.ccxt.common.CcxtCalls` (retries, error mapping). The
 snapshot is rebuilt from the venue alone, so a restarted broker knows what an earlier one did: the position is
 the base quantity the bot's own executions leave it (entries net of the commission taken in base, less its
 exits), above the market minimum; its entry is the bot's last entry, its SL/TP are the open protection orders,
-its ``max_hold`` rides on the orders (see the venue family, :mod:`._family`). Base coins the bot did not buy are refused at the
+its ``max_hold`` rides on the orders (see the venue family, :mod:`.family`). Base coins the bot did not buy are refused at the
 first snapshot unless ``adopt`` is set, in which case the whole base balance is the position.
 
 **Bounded reads.** A snapshot reads the balances, the open orders, the most recent page of the account's trades
@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills, own_quantity
-from scalpbot.adapters.ccxt_common import CcxtCalls
-from scalpbot.adapters.venue_ccxt import venue_from_market
+from scalpbot.adapters.ccxt._fills import Execution, IdDecoder, executions, fills, own_quantity
+from scalpbot.adapters.ccxt.common import CcxtCalls
+from scalpbot.adapters.ccxt.venue_profile import venue_from_market
 from scalpbot.core.execution import BrokerSnapshot, Position
 from scalpbot.core.lots import floor_to_step_nb
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, ExchangeError
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._family import Family
+    from scalpbot.adapters.ccxt.family import Family
 
 _FINAL = ("closed", "canceled", "expired", "rejected")
 

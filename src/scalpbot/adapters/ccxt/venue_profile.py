@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt.common import connect
 from scalpbot.core.venue import VALUE_FIELDS, Source, Venue, default_venue, market_type_of
 from scalpbot.errors import ConfigError, ExchangeError
 

@@ -14,7 +14,7 @@
 * ``load_markets`` with API keys set would also call the ``sapi`` currency and margin endpoints:
   ``OPTIONS`` turns them off. They also turn on ccxt's time-difference adjustment: ``load_markets`` measures
   the offset to the venue's clock (``GET /api/v3/time``) and every signed request's ``timestamp`` uses it; a
-  ``-1021`` refusal re-measures it (see :mod:`scalpbot.adapters.ccxt_common`).
+  ``-1021`` refusal re-measures it (see :mod:`scalpbot.adapters.ccxt.common`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._family import Desk, Entry
+from scalpbot.adapters.ccxt.family import Desk, Entry
 from scalpbot.core.execution import OrderAck
 from scalpbot.core.orders import protection_prices
 from scalpbot.errors import ExchangeError, OrderOutcomeUnknown, OrderRejected
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._account import SpotAccount
+    from scalpbot.adapters.ccxt._account import SpotAccount
 
 OPTIONS: dict[str, Any] = {
     "fetchCurrencies": False,

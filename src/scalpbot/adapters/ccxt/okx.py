@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._family import Desk, Entry
+from scalpbot.adapters.ccxt.family import Desk, Entry
 from scalpbot.core.execution import OrderAck
 from scalpbot.core.orders import protection_prices
 from scalpbot.errors import ExchangeError, OrderOutcomeUnknown
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._account import SpotAccount
+    from scalpbot.adapters.ccxt._account import SpotAccount
 
 OPTIONS: dict[str, Any] = {
     "fetchMarkets": {"types": ["spot"]},
