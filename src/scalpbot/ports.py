@@ -99,7 +99,7 @@ class BarHistory(Protocol):
 
 
 class Predictor(Protocol):
-    """A release's model as the trading path uses it (``scalpbot.inference.OnnxModel`` in production).
+    """A release's model as the trading path uses it (``scalpbot.inference.onnx.OnnxModel`` in production).
 
     ``predict(features)`` takes float32 rows ``(n, n_features)`` of the feature matrix and returns the class
     probabilities ``(n, 3)`` of {short wins, neither, long wins} and the predicted forward volatility ``(n,)``

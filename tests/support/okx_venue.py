@@ -28,6 +28,11 @@ class OkxVenue(SampleMarket):
         self.clock = clock
         self.sleeps: list[float] = []
 
+    def sleep(self, seconds: float) -> None:
+        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
+        self.sleeps.append(seconds)
+        self.server.wait(seconds)
+
     def broker(self, **config: Any) -> CcxtBroker:
         """Return a new broker on the server (3 attempts, tiny backoff recorded in ``sleeps``)."""
         settings = {
@@ -49,7 +54,7 @@ class OkxVenue(SampleMarket):
             max_attempts=3,
             base_delay=0.01,
             max_delay=0.04,
-            sleep=self.sleeps.append,
+            sleep=self.sleep,
         )
 
 

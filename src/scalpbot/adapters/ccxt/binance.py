@@ -147,6 +147,7 @@ class BinanceSpot:
 
     options: Mapping[str, Any] = OPTIONS
     page = 1000
+    rate_window = 0.0  # its 429/418 replies carry Retry-After, which is honoured instead
 
     def is_duplicate_message(self, message: str) -> bool:
         return is_duplicate_message(message)
@@ -158,10 +159,10 @@ class BinanceSpot:
         return max_hold_of(order)
 
     def send_entry(self, desk: Desk, entry: Entry) -> dict[str, Any]:
-        params = order_params(entry.client_id, entry.max_hold)
-        placed: dict[str, Any] = desk.exchange.create_order(
-            desk.symbol, "market", "buy", entry.amount, None, params
-        )
+        """Send a MARKET buy of ``entry.cost`` quote (``quoteOrderQty``): Binance fills what that buys at its
+        price, rounded down to the LOT_SIZE step, as the backtest kernel does."""
+        params = {**order_params(entry.client_id, entry.max_hold), "quoteOrderQty": entry.cost}
+        placed: dict[str, Any] = desk.exchange.create_order(desk.symbol, "market", "buy", None, None, params)
         return placed
 
     def settled(self, desk: Desk, placed: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 The broker's rules (never unprotected, never twice, only its own inventory) live in :mod:`.broker` and
 :mod:`._account`; what differs between venues is behind :class:`Family`, one module per venue:
 
-* :mod:`.binance`: Binance spot. The entry is a plain market buy; protection is one OCO order list placed
-  right after the fill, at fill-price distances.
+* :mod:`.binance`: Binance spot. The entry is a plain market buy of a quote amount; protection is one OCO
+  order list placed right after the fill, at fill-price distances.
 * :mod:`.okx`: OKX spot. The entry carries its stop loss and take profit (ccxt's unified ``stopLoss`` /
   ``takeProfit``, attached algo orders priced at the last close); after the fill they are found on the venue
   and amended to fill-price distances and to the quantity the bot holds.
@@ -47,13 +47,16 @@ class Desk:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A market buy to send: its client id, amount text, decision bar, barrier distances and time stop.
+    """A market buy to send: its client id, quote amount to spend (``cost``, text in the venue's precision),
+    the base amount that buys at ``reference``, decision bar, barrier distances and time stop.
 
-    ``reference`` is the price the entry was sized at (the decision bar's close): a venue that prices the
-    protection before the fill prices it from there.
+    The buy is sent as ``cost`` (quote currency), so it gets what that buys at the fill price, as the backtest
+    kernel sizes it (:meth:`scalpbot.core.venue.Venue.order_rules`). ``reference`` is the decision bar's close:
+    a venue that prices the protection before the fill prices it from there.
     """
 
     client_id: str
+    cost: str
     amount: str
     decided_at: pd.Timestamp
     sl: float
@@ -69,6 +72,8 @@ class Family(Protocol):
     """ccxt options for a spot broker on this venue."""
     page: int
     """The most trades or orders one read returns (the bounded reads of a snapshot)."""
+    rate_window: float
+    """Seconds over which the venue counts requests: a rate-limit refusal without ``Retry-After`` waits this."""
 
     def is_duplicate_message(self, message: str) -> bool:
         """Return whether a translated refusal says the venue already holds this client id open."""
