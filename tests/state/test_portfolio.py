@@ -19,11 +19,10 @@ from scalpbot.core.execution import Position
 from scalpbot.core.risk import RiskState, initial_risk_state
 from scalpbot.errors import CorruptArtifactError, DataError, PreconditionFailed
 from scalpbot.ports import Store
+from scalpbot.state.codec import position_from_dict, position_to_dict
 from scalpbot.state.portfolio import (
     PortfolioSnapshot,
     PortfolioStore,
-    position_from_dict,
-    position_to_dict,
     risk_state_from_dict,
     risk_state_to_dict,
 )
@@ -55,6 +54,7 @@ def snapshot(equity: float = 10_000.0, **changes: object) -> PortfolioSnapshot:
         open_orders=("sbsl", "sbtp"),
         release_id="20240301T000000Z-abc",
         last_fill_time=T0 - pd.Timedelta(minutes=3),
+        recorded_fills=("sbentry:entry",),
         extra={"note": "ok", "counts": [1, 2]},
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
@@ -73,6 +73,18 @@ def test_a_saved_snapshot_loads_back_equal_with_its_etag(store: Store) -> None:
     assert loaded is not None
     assert loaded.snapshot == snapshot()
     assert loaded.etag == etag == store.head("state/bot/portfolio.json")
+
+
+def test_a_snapshot_written_with_its_recorded_fills_in_extra_reads_them_as_the_field(store: Store) -> None:
+    portfolio = PortfolioStore(store, "bot")
+    portfolio.save(snapshot(), None)
+    document = json.loads(store.get(portfolio.key).data)
+    document["extra"]["recorded_fills"] = document.pop("recorded_fills")
+    store.put(portfolio.key, json.dumps(document).encode())
+
+    loaded = portfolio.load()
+
+    assert loaded is not None and loaded.snapshot == snapshot()
 
 
 def test_the_first_save_is_create_only(store: Store) -> None:

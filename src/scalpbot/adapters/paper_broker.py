@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Position, Si
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CorruptArtifactError, ObjectNotFound
 from scalpbot.ports import Store
+from scalpbot.state.codec import fill_from_dict, fill_to_dict, signal_from_dict, signal_to_dict
 
 BarSource = Callable[[pd.Timestamp | None, pd.Timestamp], pd.DataFrame]
 """``(start, last)`` -> closed bars with open time in ``[start, last]`` (``start`` None: as far back as needed)."""
@@ -223,8 +223,8 @@ class PaperBroker:
             return _Segment(
                 None if body["anchor"] is None else pd.Timestamp(body["anchor"]),
                 float(body["cash"]),
-                tuple(_signal_from(s) for s in body["signals"]),
-                tuple(_fill_from(f) for f in body["recent_fills"]),
+                tuple(signal_from_dict(s) for s in body["signals"]),
+                tuple(fill_from_dict(f) for f in body["recent_fills"]),
                 stored.etag,
             )
         except (ValueError, KeyError, TypeError) as e:
@@ -236,8 +236,8 @@ class PaperBroker:
         body = {
             "anchor": None if segment.anchor is None else segment.anchor.isoformat(),
             "cash": segment.cash,
-            "signals": [_signal_to(s) for s in segment.signals],
-            "recent_fills": [_fill_to(f) for f in segment.recent_fills],
+            "signals": [signal_to_dict(s) for s in segment.signals],
+            "recent_fills": [fill_to_dict(f) for f in segment.recent_fills],
         }
         data = json.dumps(body, sort_keys=True, allow_nan=True).encode()
         if etag is None:
@@ -249,53 +249,3 @@ class PaperBroker:
 def _merge_fills(recent: tuple[Fill, ...], new: list[Fill]) -> tuple[Fill, ...]:
     known = {(f.client_id, f.reason) for f in recent}
     return (*recent, *(f for f in new if (f.client_id, f.reason) not in known))
-
-
-def _signal_to(signal: Signal) -> dict[str, Any]:
-    return {
-        "decided_at": signal.decided_at.isoformat(),
-        "side": signal.side,
-        "size": signal.size,
-        "sl": signal.sl,
-        "tp": signal.tp,
-        "max_hold": signal.max_hold,
-    }
-
-
-def _signal_from(body: dict[str, Any]) -> Signal:
-    return Signal(
-        pd.Timestamp(body["decided_at"]),
-        int(body["side"]),
-        float(body["size"]),
-        float(body["sl"]),
-        float(body["tp"]),
-        int(body["max_hold"]),
-    )
-
-
-def _fill_to(fill: Fill) -> dict[str, Any]:
-    return {
-        "client_id": fill.client_id,
-        "time": fill.time.isoformat(),
-        "side": fill.side,
-        "qty": fill.qty,
-        "price": fill.price,
-        "fee": fill.fee,
-        "reason": fill.reason,
-        "pnl": fill.pnl,
-        "entry_client_id": fill.entry_client_id,
-    }
-
-
-def _fill_from(body: dict[str, Any]) -> Fill:
-    return Fill(
-        str(body["client_id"]),
-        pd.Timestamp(body["time"]),
-        int(body["side"]),
-        float(body["qty"]),
-        float(body["price"]),
-        float(body["fee"]),
-        str(body["reason"]),
-        None if body.get("pnl") is None else float(body["pnl"]),
-        body.get("entry_client_id"),
-    )

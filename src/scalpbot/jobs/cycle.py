@@ -168,11 +168,9 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
         open_orders=snapshot.open_orders,
         last_fill_time=last_fill,
         fill_count=recorded_before + len(new_fills),
-        extra={
-            "recorded_fills": sorted(
-                _fill_key(f) for f in snapshot.fills if last_fill is not None and f.time == last_fill
-            )
-        },
+        recorded_fills=tuple(
+            sorted(_fill_key(f) for f in snapshot.fills if last_fill is not None and f.time == last_fill)
+        ),
     )
     portfolio.save(recorded, None if stored is None else stored.etag)
     status: CycleStatus = "halted" if risk.halted else "ok"
@@ -192,7 +190,7 @@ def _unrecorded(previous: PortfolioSnapshot | None, fill: Fill) -> bool:
     """Return whether a fill at the newest recorded time was not yet recorded (several fills in one bar)."""
     if previous is None or previous.last_fill_time is None or fill.time != previous.last_fill_time:
         return False
-    return _fill_key(fill) not in previous.extra.get("recorded_fills", [])
+    return _fill_key(fill) not in previous.recorded_fills
 
 
 def _decide(

@@ -14,7 +14,7 @@ import pandas as pd
 
 from scalpbot.errors import CorruptArtifactError, ObjectNotFound
 from scalpbot.ports import Store
-from scalpbot.state._json import check_bot, dump, format_time, load, parse_time
+from scalpbot.state.codec import check_bot, dump, format_time, load, parse_time
 
 __all__ = ["CycleTiming", "load_cycle_timing", "save_cycle_timing"]
 

@@ -35,7 +35,7 @@ from scalpbot.errors import (
     StoreError,
 )
 from scalpbot.ports import Clock, Store
-from scalpbot.state._json import check_bot, dump, format_time, load, parse_time
+from scalpbot.state.codec import check_bot, dump, format_time, load, parse_time
 
 __all__ = ["LeaseHeld", "LeaseInfo", "LeaseLost", "RunLease"]
 

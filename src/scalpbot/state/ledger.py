@@ -40,7 +40,16 @@ from scalpbot.errors import (
     PreconditionFailed,
 )
 from scalpbot.ports import Store
-from scalpbot.state._json import check_bot, dump, format_time, load, parse_time, to_json_value, utc_time
+from scalpbot.state.codec import (
+    check_bot,
+    dump,
+    fill_to_dict,
+    format_time,
+    load,
+    parse_time,
+    to_json_value,
+    utc_time,
+)
 
 __all__ = [
     "KINDS",
@@ -104,17 +113,9 @@ def fill_payload(fill: Fill, *, entry_client_id: str, **extra: object) -> dict[s
     which :meth:`Ledger.trades` pairs exits with entries; ``pnl`` is the broker's realized PnL (exits), kept
     for audit: ``trades`` recomputes it from the fills. ``extra`` (e.g. ``symbol``) is stored as well.
     """
-    return {
-        **extra,
-        "client_id": fill.client_id,
-        "entry_client_id": entry_client_id,
-        "side": int(fill.side),
-        "qty": float(fill.qty),
-        "price": float(fill.price),
-        "fee": float(fill.fee),
-        "reason": fill.reason,
-        "pnl": None if fill.pnl is None else float(fill.pnl),
-    }
+    body = fill_to_dict(fill)
+    del body["time"]  # the event's own time
+    return {**extra, **body, "entry_client_id": entry_client_id}
 
 
 def _stamp(time: pd.Timestamp) -> str:

@@ -22,20 +22,27 @@ from scalpbot.core.execution import Position
 from scalpbot.core.risk import RiskState
 from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound, PreconditionFailed
 from scalpbot.ports import Store
-from scalpbot.state._json import check_bot, dump, format_time, load, parse_time, to_json_value
+from scalpbot.state.codec import (
+    check_bot,
+    dump,
+    float_in,
+    format_time,
+    load,
+    parse_time,
+    position_from_dict,
+    position_to_dict,
+    to_json_value,
+)
 
 __all__ = [
     "PortfolioSnapshot",
     "PortfolioStore",
     "StoredPortfolio",
-    "position_from_dict",
-    "position_to_dict",
     "risk_state_from_dict",
     "risk_state_to_dict",
 ]
 
 _SCHEMA = 1
-_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,9 @@ class PortfolioSnapshot:
         ``equity``: the last known equity (quote currency); ``risk``: the risk bookkeeping; ``position``: the open
         position, if any; ``open_orders``: client ids still working; ``release_id``: the model release that traded;
         ``last_fill_time``: the newest fill already recorded in the ledger; ``fill_count``: how many fill events
-    the ledger holds (the sequence number of the newest); ``extra``: other JSON-native values.
+    the ledger holds (the sequence number of the newest); ``recorded_fills``: the keys (``client_id:reason``)
+    of the fills at ``last_fill_time`` already recorded (several can share one bar); ``extra``: other
+    JSON-native values.
     """
 
     last_bar_time: pd.Timestamp | None
@@ -56,6 +65,7 @@ class PortfolioSnapshot:
     release_id: str | None = None
     last_fill_time: pd.Timestamp | None = None
     fill_count: int = 0
+    recorded_fills: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -65,21 +75,6 @@ class StoredPortfolio:
 
     snapshot: PortfolioSnapshot
     etag: str
-
-
-def _float_out(value: float) -> float | str:
-    number = float(value)
-    if math.isnan(number):
-        raise DataError("a NaN cannot be saved in the portfolio snapshot")
-    return number if math.isfinite(number) else ("inf" if number > 0 else "-inf")
-
-
-def _float_in(value: object) -> float:
-    if isinstance(value, str) and value in _INFINITIES:
-        return _INFINITIES[value]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number; got {value!r}")
-    return float(value)
 
 
 def _time_out(value: pd.Timestamp | None, what: str) -> str | None:
@@ -114,46 +109,14 @@ def risk_state_from_dict(data: Mapping[str, Any]) -> RiskState:
     """Return the ``RiskState`` of :func:`risk_state_to_dict`; raise ``ValueError``/``KeyError`` when malformed."""
     return RiskState(
         day=date.fromisoformat(data["day"]),
-        day_start_equity=_float_in(data["day_start_equity"]),
-        peak_equity=_float_in(data["peak_equity"]),
-        last_equity=_float_in(data["last_equity"]),
+        day_start_equity=float_in(data["day_start_equity"]),
+        peak_equity=float_in(data["peak_equity"]),
+        last_equity=float_in(data["last_equity"]),
         consecutive_losses=int(data["consecutive_losses"]),
         cooldown_until=_time_in(data["cooldown_until"]),
         halted=bool(data["halted"]),
         halt_reason=None if data["halt_reason"] is None else str(data["halt_reason"]),
         halted_at=_time_in(data["halted_at"]),
-    )
-
-
-def position_to_dict(position: Position) -> dict[str, Any]:
-    """Return ``position`` as JSON-native data; an infinite ``sl_price``/``tp_price`` is ``"inf"``/``"-inf"``, a
-    missing one (NaN: no such order on the venue) ``null``."""
-    return {
-        "side": int(position.side),
-        "qty": _float_out(position.qty),
-        "entry_price": _float_out(position.entry_price),
-        "entry_time": _time_out(position.entry_time, "entry_time"),
-        "sl_price": None if math.isnan(position.sl_price) else _float_out(position.sl_price),
-        "tp_price": None if math.isnan(position.tp_price) else _float_out(position.tp_price),
-        "max_hold": int(position.max_hold),
-        "entry_client_id": position.entry_client_id,
-    }
-
-
-def position_from_dict(data: Mapping[str, Any]) -> Position:
-    """Return the ``Position`` of :func:`position_to_dict`; raise ``ValueError``/``KeyError`` when malformed."""
-    entry_time = _time_in(data["entry_time"])
-    if entry_time is None:
-        raise ValueError("position entry_time is null")
-    return Position(
-        side=int(data["side"]),
-        qty=_float_in(data["qty"]),
-        entry_price=_float_in(data["entry_price"]),
-        entry_time=entry_time,
-        sl_price=math.nan if data["sl_price"] is None else _float_in(data["sl_price"]),
-        tp_price=math.nan if data["tp_price"] is None else _float_in(data["tp_price"]),
-        max_hold=int(data["max_hold"]),
-        entry_client_id=str(data["entry_client_id"]),
     )
 
 
@@ -164,6 +127,7 @@ def _document(snapshot: PortfolioSnapshot) -> dict[str, Any]:
         )
     try:
         extra = to_json_value(snapshot.extra, "extra")
+        position = None if snapshot.position is None else position_to_dict(snapshot.position)
     except ValueError as e:
         raise DataError(f"cannot save the portfolio snapshot: {e}") from None
     return {
@@ -171,27 +135,31 @@ def _document(snapshot: PortfolioSnapshot) -> dict[str, Any]:
         "last_bar_time": _time_out(snapshot.last_bar_time, "last_bar_time"),
         "equity": float(snapshot.equity),
         "risk": risk_state_to_dict(snapshot.risk),
-        "position": None if snapshot.position is None else position_to_dict(snapshot.position),
+        "position": position,
         "open_orders": [str(client_id) for client_id in snapshot.open_orders],
         "release_id": snapshot.release_id,
         "last_fill_time": _time_out(snapshot.last_fill_time, "last_fill_time"),
         "fill_count": int(snapshot.fill_count),
+        "recorded_fills": [str(key) for key in snapshot.recorded_fills],
         "extra": extra,
     }
 
 
 def _snapshot(data: Mapping[str, Any]) -> PortfolioSnapshot:
     position = data["position"]
+    extra = dict(data["extra"])
     return PortfolioSnapshot(
         last_bar_time=_time_in(data["last_bar_time"]),
-        equity=_float_in(data["equity"]),
+        equity=float_in(data["equity"]),
         risk=risk_state_from_dict(data["risk"]),
         position=None if position is None else position_from_dict(position),
         open_orders=tuple(str(client_id) for client_id in data["open_orders"]),
         release_id=None if data["release_id"] is None else str(data["release_id"]),
         last_fill_time=_time_in(data["last_fill_time"]),
         fill_count=int(data.get("fill_count", 0)),
-        extra=MappingProxyType(dict(data["extra"])),
+        # snapshots written before the field existed kept the keys in ``extra``
+        recorded_fills=tuple(str(k) for k in data.get("recorded_fills", extra.pop("recorded_fills", []))),
+        extra=MappingProxyType(extra),
     )
 
 
