@@ -365,3 +365,12 @@ def test_resume_keeps_a_running_cooldown() -> None:
         halt(initial_risk_state(10_000.0, T0), "manual: x", T0), cooldown_until=T0 + 3 * BAR
     )
     assert resume(state).cooldown_until == T0 + 3 * BAR
+
+
+def test_a_check_that_hits_a_bug_raises_instead_of_denying() -> None:
+    class BrokenRules(MarketRules):
+        def round_qty(self, qty: float) -> float:
+            raise ZeroDivisionError("a bug in the rounding")
+
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        entry(signal(), rules=BrokenRules(amount_step=0.001))

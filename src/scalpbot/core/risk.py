@@ -346,7 +346,7 @@ def check_entry(
     market_rules: MarketRules,
     price: float,
 ) -> Denial | None:
-    """Return why the entry ``signal`` may not be sent, or ``None`` when it may; never raises.
+    """Return why the entry ``signal`` may not be sent, or ``None`` when it may.
 
     ``snapshot_equity``: the broker's equity (quote currency); ``position``: the open position, if any (a
     same-direction one counts as a second position, an opposite one is closed by the reversal); ``price``: the
@@ -354,22 +354,11 @@ def check_entry(
     quantity. A signal with side 0 is not an entry: ``None``. Checks, first failure wins: kill switch,
     cool-down, open positions, inputs, position notional, minimum quantity and notional after rounding down
     to the venue's amount step.
+
+    Bad inputs (a naive time, a side outside -1..1, a non-finite or non-positive equity, price or size) are an
+    ``invalid_input`` denial; an exception escaping a check is a bug and propagates, so that it is seen.
     """
-    try:
-        return _check_entry(signal, snapshot_equity, position, state, limits, market_rules, price)
-    except Exception as e:  # a check must answer, not crash the run: an unexpected input is a denial
-        return Denial("invalid_input", f"risk check could not evaluate the entry: {type(e).__name__}: {e}")
-
-
-def _check_entry(
-    signal: Signal,
-    equity: float,
-    position: Position | None,
-    state: RiskState,
-    limits: RiskLimits,
-    rules: MarketRules,
-    price: float,
-) -> Denial | None:
+    equity, rules = snapshot_equity, market_rules
     if signal.side == 0:
         return None
     if state.halted:
