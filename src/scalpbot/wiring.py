@@ -91,6 +91,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
             raise ConfigError(f"--source {spec}: the seed must be an integer, e.g. synthetic:42") from None
         return SourceChoice(SyntheticMarketData(seed=seed, clock=services.clock), resume=True)
     if kind == "ccxt" and not arg:
+        from scalpbot.adapters.ccxt.common import RetryPolicy
         from scalpbot.adapters.ccxt.market_data import CcxtMarketData
 
         exchange = services.settings.exchange
@@ -100,7 +101,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
                 clock=services.clock,
                 config=_ccxt_config(services.settings),
                 api_urls=exchange_api_urls(services.settings),
-                max_attempts=exchange.max_retries,
+                retry=RetryPolicy(max_attempts=exchange.max_retries),
             ),
             resume=True,
         )
@@ -177,6 +178,7 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
 
     Public market data only, unless exchange keys are configured: then the account's own fees are read too.
     """
+    from scalpbot.adapters.ccxt.common import RetryPolicy
     from scalpbot.adapters.ccxt.venue_profile import fetch_venue
     from scalpbot.adapters.secrets import exchange_credentials
 
@@ -191,7 +193,7 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
         config=config,
         api_urls=exchange_api_urls(settings),
         now=services.clock.now(),
-        max_attempts=exchange.max_retries,
+        retry=RetryPolicy(max_attempts=exchange.max_retries),
     )
 
 
@@ -274,6 +276,7 @@ def build_executor(
 def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
     from scalpbot.adapters.ccxt.broker import CcxtBroker
+    from scalpbot.adapters.ccxt.common import RetryPolicy
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange
@@ -291,7 +294,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         fee_rate=venue.taker_fee,
         venue=venue,
         adopt=services.settings.execute.adopt,
-        max_attempts=exchange.max_retries,
+        retry=RetryPolicy(max_attempts=exchange.max_retries),
     )
 
 

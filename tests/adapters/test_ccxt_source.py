@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import RetryPolicy, rebased_api_urls
 from scalpbot.adapters.ccxt.market_data import CcxtMarketData, ccxt_exchange
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
@@ -59,8 +59,8 @@ def source(
     **kw: Any,
 ) -> CcxtMarketData:
     settings: dict[str, Any] = {**SPOT_ONLY, "rateLimit": 1, **(config or {})}
-    options: dict[str, Any] = {"page_limit": 1000, "base_delay": 0.5, "max_delay": 4.0, "max_attempts": 4}
-    options.update(kw)
+    retry: dict[str, Any] = {"base_delay": 0.5, "max_delay": 4.0, "max_attempts": 4}
+    retry.update({k: kw.pop(k) for k in list(kw) if k in retry})
     return CcxtMarketData(
         "binance",
         clock,
@@ -68,7 +68,8 @@ def source(
         api_urls=rebased_api_urls("binance", server.url),
         sleep=sleeps.append,
         rng=random.Random(0),
-        **options,
+        retry=RetryPolicy(**retry),
+        **{"page_limit": 1000, **kw},
     )
 
 
@@ -329,3 +330,21 @@ def test_exchange_that_ignores_since_does_not_loop_forever(server, clock, sleeps
 
     assert fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None).empty
     assert len(server.requests_to(KLINES)) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"base_delay": 2.0, "max_delay": 1.0}, "0 <= base_delay <= max_delay"),
+        ({"max_wait": -1.0}, "max_wait must be >= 0"),
+    ],
+)
+def test_a_retry_policy_refuses_values_it_cannot_follow(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RetryPolicy(**values)
+
+
+def test_retry_delays_double_up_to_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=3.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scalpbot.adapters.ccxt._account import SpotAccount
-from scalpbot.adapters.ccxt.common import CcxtCalls
+from scalpbot.adapters.ccxt.common import CcxtCalls, RetryPolicy
 from scalpbot.adapters.ccxt.family import family_of
 from scalpbot.core.backtest.enums import OrderRules
 from scalpbot.core.backtest.frame import backtest
@@ -47,7 +47,12 @@ def _account(step: float, min_qty: float, min_notional: float) -> SpotAccount:
             }
         ]
     )
-    calls = CcxtCalls(exchange, venue="binance", secrets=[], max_attempts=1, base_delay=0.0, max_delay=0.0)
+    calls = CcxtCalls(
+        exchange,
+        venue="binance",
+        secrets=[],
+        retry=RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0),
+    )
     venue = default_venue("binance", "BTC/USDT").override(
         {"amount_step": step, "min_amount": min_qty, "min_notional": min_notional}, "exchange"
     )

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.ccxt.broker import CcxtBroker
-from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import RetryPolicy, rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 
@@ -88,10 +88,7 @@ class Venue(SampleMarket):
             api_urls=rebased_api_urls("binance", self.server.url),
             fee_rate=0.001,
             adopt=adopt,
-            max_attempts=3,
-            base_delay=0.01,
-            max_delay=0.04,
-            max_wait=max_wait,
+            retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.04, max_wait=max_wait),
             sleep=self.sleep,
         )
 

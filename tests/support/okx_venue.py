@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.ccxt.broker import CcxtBroker
-from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import RetryPolicy, rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 
 from support.broker_venue import NOW, SampleMarket, sample_series_cached
@@ -51,9 +51,7 @@ class OkxVenue(SampleMarket):
             config=settings,
             api_urls=rebased_api_urls("okx", self.server.url),
             fee_rate=0.001,
-            max_attempts=3,
-            base_delay=0.01,
-            max_delay=0.04,
+            retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.04),
             sleep=self.sleep,
         )
 

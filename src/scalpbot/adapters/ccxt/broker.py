@@ -42,7 +42,7 @@ import pandas as pd
 from scalpbot.adapters.ccxt._account import SpotAccount
 from scalpbot.adapters.ccxt._fills import base_commission
 from scalpbot.adapters.ccxt._sending import OrderSender, ack
-from scalpbot.adapters.ccxt.common import connect
+from scalpbot.adapters.ccxt.common import RetryPolicy, connect
 from scalpbot.adapters.ccxt.family import Desk, Entry, family_of
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders
@@ -60,9 +60,8 @@ class CcxtBroker:
     ``ccxt_exchange``); ``api_urls`` replaces ``urls['api']`` (a proxy or a local test server). ``fee_rate``
     (fraction of notional) prices fees paid in a third asset such as BNB. ``venue`` gives the amount step and
     minimums orders are rounded to and checked against (default: the loaded market's). ``adopt`` takes base
-    coins already on the account as the bot's position. Retries: up to ``max_attempts`` calls, backoff
-    ``min(max_delay, base_delay * 2**(n-1))`` seconds with jitter, at least the venue's ``Retry-After`` (a wait
-    beyond ``max_wait`` fails the call instead); an order of unknown outcome is looked up ``resolve_attempts``
+    coins already on the account as the bot's position. Retries: as ``retry`` says (:class:`RetryPolicy`: backoff
+    with jitter, at least the venue's ``Retry-After``); an order of unknown outcome is looked up ``resolve_attempts``
     times with the same backoff. Pauses go through ``sleep``.
     """
 
@@ -78,10 +77,7 @@ class CcxtBroker:
         fee_rate: float = 0.001,
         venue: Venue | None = None,
         adopt: bool = False,
-        max_attempts: int = 5,
-        base_delay: float = 1.0,
-        max_delay: float = 30.0,
-        max_wait: float = 60.0,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008  (a frozen value)
         resolve_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -101,13 +97,10 @@ class CcxtBroker:
             config,
             api_urls=api_urls,
             options=family.options,
-            max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
+            retry=retry,
             sleep=sleep,
             rng=rng,
             strict_json=True,
-            max_wait=max_wait,
             rate_window=family.rate_window,
         )
         self._bot = bot
@@ -133,7 +126,7 @@ class CcxtBroker:
         self._sender = OrderSender(
             calls,
             self._account.lookup,
-            delays=[min(max_delay, base_delay * 2.0**k) for k in range(resolve_attempts)],
+            delays=[retry.delay(k + 1) for k in range(resolve_attempts)],
             sleep=sleep,
             is_duplicate=family.is_duplicate_message,
         )

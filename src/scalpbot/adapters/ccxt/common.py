@@ -36,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -143,12 +144,40 @@ def rebased_api_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     return {name: rebase(value) for name, value in api.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a ccxt call is retried: up to ``max_attempts`` calls in all, pausing :meth:`delay` before each retry.
+
+    The pause before retry ``n`` is ``min(max_delay, base_delay * 2**(n-1))`` seconds, less up to half of it at
+    random (jitter), and at least the venue's ``Retry-After``; a ``Retry-After`` beyond ``max_wait`` seconds
+    fails the call at once instead of sleeping through a ban.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if not 0 <= self.base_delay <= self.max_delay:
+            raise ConfigError(
+                f"retry delays must satisfy 0 <= base_delay <= max_delay, got {self.base_delay}, {self.max_delay}"
+            )
+        if not self.max_wait >= 0:
+            raise ConfigError(f"max_wait must be >= 0 seconds, got {self.max_wait}")
+
+    def delay(self, retry: int) -> float:
+        """Return the full pause (seconds, before jitter) before retry ``retry`` (1 for the first)."""
+        return min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
+
+
 class CcxtCalls:
     """Call one ccxt exchange: retry temporary failures with backoff and translate every ccxt error.
 
-    A temporary failure is retried up to ``max_attempts`` calls in all, pausing
-    ``min(max_delay, base_delay * 2**(n-1))`` seconds before retry ``n``, less up to half of it at random
-    (jitter). ``venue`` names the exchange in messages; ``secrets`` are redacted from them. With
+    A temporary failure is retried as ``retry`` says (:class:`RetryPolicy`). ``venue`` names the exchange in
+    messages; ``secrets`` are redacted from them. With
     ``strict_json`` a successful reply whose body is not JSON counts as a garbled, temporary failure (ccxt
     would otherwise hand back an empty structure). ``sleep`` and ``rng`` are injectable for tests.
     """
@@ -159,31 +188,21 @@ class CcxtCalls:
         *,
         venue: str,
         secrets: Sequence[str],
-        max_attempts: int,
-        base_delay: float,
-        max_delay: float,
+        retry: RetryPolicy,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         strict_json: bool = False,
-        max_wait: float = 60.0,
         resync: Callable[[], None] | None = None,
         rate_window: float = 0.0,
     ) -> None:
-        if max_attempts < 1:
-            raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
-        if base_delay < 0 or max_delay < base_delay:
-            raise ConfigError(
-                f"retry delays must satisfy 0 <= base_delay <= max_delay, got {base_delay}, {max_delay}"
-            )
         self._venue = venue
         self._secrets = list(secrets)
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._retry = retry
+        self._max_attempts = retry.max_attempts
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._strict_json = strict_json
-        self._max_wait = max_wait
+        self._max_wait = retry.max_wait
         self._resync = resync
         self._rate_window = rate_window
         self._last_status: int | None = None
@@ -321,7 +340,7 @@ class CcxtCalls:
         return inspect
 
     def _backoff(self, retry: int) -> float:
-        full = min(self._max_delay, self._base_delay * 2.0 ** (retry - 1))
+        full = self._retry.delay(retry)
         return full * (1.0 - 0.5 * self._rng.random())
 
 
@@ -360,13 +379,10 @@ def connect(
     *,
     api_urls: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
-    max_attempts: int,
-    base_delay: float,
-    max_delay: float,
+    retry: RetryPolicy,
     sleep: Callable[[float], None],
     rng: random.Random | None,
     strict_json: bool,
-    max_wait: float = 60.0,
     rate_window: float = 0.0,
 ) -> tuple[Any, CcxtCalls]:
     """Return a ccxt exchange and the call layer around it (retries, error mapping, redaction).
@@ -385,13 +401,10 @@ def connect(
         exchange,
         venue=exchange_id,
         secrets=secret_values(settings),
-        max_attempts=max_attempts,
-        base_delay=base_delay,
-        max_delay=max_delay,
+        retry=retry,
         sleep=sleep,
         rng=rng,
         strict_json=strict_json,
-        max_wait=max_wait,
         resync=_resync_for(exchange),
         rate_window=rate_window,
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.adapters.ccxt.common import ccxt_exchange, connect
+from scalpbot.adapters.ccxt.common import RetryPolicy, ccxt_exchange, connect
 from scalpbot.adapters.marketdata._bars import bars_frame, iso_ms, utc_ms
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError
@@ -36,9 +36,8 @@ class CcxtMarketData:
 
     ``config`` is ccxt's constructor dict (see ``ccxt_exchange``); ``api_urls`` replaces ``urls['api']``
     (e.g. to point at a proxy or a local test server). Retries: a temporary failure (``ccxt.OperationFailed``
-    or an HTTP 418/429/5xx reply, whatever class ccxt gave it) is retried up to ``max_attempts`` calls in all,
-    pausing ``min(max_delay, base_delay * 2**(n-1))`` seconds before retry ``n``, less up to half of it at
-    random (jitter); see ``CcxtCalls``. ``sleep`` and ``rng`` are injectable so that tests run fast and
+    or an HTTP 418/429/5xx reply, whatever class ccxt gave it) is retried as ``retry`` says (:class:`RetryPolicy`);
+    see ``CcxtCalls``. ``sleep`` and ``rng`` are injectable so that tests run fast and
     deterministically.
     Rate limits: ccxt's throttle spaces requests by ``rateLimit`` (ms) times each endpoint's cost.
     """
@@ -51,9 +50,7 @@ class CcxtMarketData:
         config: Mapping[str, Any] | None = None,
         api_urls: Mapping[str, Any] | None = None,
         page_limit: int = 1000,
-        max_attempts: int = 5,
-        base_delay: float = 1.0,
-        max_delay: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008  (a frozen value)
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -64,9 +61,7 @@ class CcxtMarketData:
             exchange_id,
             config,
             api_urls=api_urls,
-            max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
+            retry=retry,
             sleep=sleep,
             rng=rng,
             strict_json=False,

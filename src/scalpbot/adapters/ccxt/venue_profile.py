@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from scalpbot.adapters.ccxt.common import connect
+from scalpbot.adapters.ccxt.common import RetryPolicy, connect
 from scalpbot.core.venue import VALUE_FIELDS, Source, Venue, default_venue, market_type_of
 from scalpbot.errors import ConfigError, ExchangeError
 
@@ -121,7 +121,7 @@ def fetch_venue(
     config: Mapping[str, Any] | None,
     api_urls: Mapping[str, Any] | None,
     now: datetime,
-    max_attempts: int = 5,
+    retry: RetryPolicy = RetryPolicy(),  # noqa: B008  (a frozen value)
 ) -> Venue:
     """Return the profile of ``symbol`` read from ``exchange_id`` (markets, and the account's fees with keys).
 
@@ -132,9 +132,7 @@ def fetch_venue(
         exchange_id,
         config,
         api_urls=api_urls,
-        max_attempts=max_attempts,
-        base_delay=1.0,
-        max_delay=30.0,
+        retry=retry,
         sleep=time.sleep,
         rng=None,
         strict_json=True,
