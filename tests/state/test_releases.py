@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,3 +176,25 @@ def test_an_edited_manifest_of_a_release_that_is_not_current_is_refused(store: S
     with pytest.raises(CorruptArtifactError, match="does not match its seal"):
         releases.promote(SYMBOL, release_id, expected=None, reason="by hand", now=NOW)
     assert releases.pointer(SYMBOL) is None
+
+
+def test_a_manifest_reads_typed_and_as_the_mapping_the_file_holds(store: Store) -> None:
+    releases = ReleaseStore(store)
+    release_id = _release(releases, b"onnx-bytes")
+
+    manifest = releases.manifest(SYMBOL, release_id)
+
+    assert (manifest.release_id, manifest.symbol, manifest.origin) == (release_id, SYMBOL, "train")
+    assert manifest.artifacts[ONNX_ARTIFACT].sha256 == hashlib.sha256(b"onnx-bytes").hexdigest()
+    assert manifest.artifacts[ONNX_ARTIFACT].bytes == len(b"onnx-bytes")
+    assert manifest.judged_metrics() == {"total_return": 0.01} and not manifest.passed_gate
+    assert manifest["timeframe"] == "1m" and dict(manifest)["symbol"] == SYMBOL
+
+
+def test_a_sealed_manifest_whose_sections_have_the_wrong_shape_is_corrupt(store: Store) -> None:
+    releases = ReleaseStore(store)
+    release_id = new_release_id(NOW, b"x")
+    releases.write(SYMBOL, release_id, {"gate": ["promote"]}, {ONNX_ARTIFACT: b"x"})
+
+    with pytest.raises(CorruptArtifactError, match="gate is a list"):
+        releases.manifest(SYMBOL, release_id)

@@ -13,7 +13,6 @@ from scalpbot.cli.data_cmds import SymbolOpt
 from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.cli.tables import WIDE, percent
-from scalpbot.core.metrics import Metrics
 from scalpbot.errors import CorruptArtifactError
 from scalpbot.state.release_choice import choose_release, release_origin
 from scalpbot.state.releases import ReleaseStore
@@ -24,11 +23,6 @@ models_app = typer.Typer(help="List, inspect, promote and roll back model releas
 def _context(ctx: typer.Context, symbol: str | None) -> tuple[ReleaseStore, str, Any]:
     services = state_of(ctx).read_services({"data": {"symbol": symbol}})
     return ReleaseStore(services.store), services.settings.data.symbol, services
-
-
-def _test_metrics(manifest: dict[str, Any]) -> Metrics:
-    metrics: Metrics = manifest.get("metrics", {}).get("test", {})
-    return metrics
 
 
 @models_app.command("list")
@@ -52,14 +46,14 @@ def list_releases(
             {
                 "release_id": release_id,
                 "current": release_id == current,
-                "created_at": manifest.get("created_at"),
+                "created_at": manifest.created_at,
                 "timeframe": manifest.get("timeframe"),
                 "data_window": manifest.get("data_window"),
-                "metrics": manifest.get("metrics", {}),
+                "metrics": manifest.metrics,
                 "origin": release_origin(manifest),
                 "gate": manifest.get("gate"),
-                "passed_gate": (manifest.get("gate") or {}).get("promote"),
-                "reason": (manifest.get("gate") or {}).get("reason"),
+                "passed_gate": manifest.gate.get("promote"),
+                "reason": manifest.gate.get("reason"),
             }
         )
     if as_json:

@@ -286,14 +286,13 @@ def releases(services: Services) -> dict[str, Any]:
     rows = []
     for release_id in reversed(store.list(symbol)):
         manifest = store.manifest(symbol, release_id)
-        gate = manifest.get("gate") or {}
-        metrics = manifest.get("metrics") or {}
-        judged = metrics.get("test") or metrics.get("recent") or {}
+        gate = manifest.gate
+        judged = manifest.judged_metrics()
         rows.append(
             {
                 "release_id": release_id,
                 "current": release_id == current,
-                "created_at": manifest.get("created_at"),
+                "created_at": manifest.created_at,
                 "origin": release_origin(manifest),
                 "passed_gate": gate.get("promote"),
                 "reason": gate.get("reason"),

@@ -32,7 +32,7 @@ class TradingModel:
     @classmethod
     def from_release(cls, release: Release) -> TradingModel:
         """Return the trading model of a loaded release; ``ModelError`` if its features are not this code's."""
-        spec = release.manifest.get("feature_spec_version")
+        spec = release.manifest.feature_spec_version
         if spec != FEATURE_SPEC_VERSION:
             raise ModelError(
                 f"release {release.release_id} uses feature spec {spec!r}, this scalpbot computes "
@@ -43,7 +43,7 @@ class TradingModel:
             raise ModelError(
                 f"release {release.release_id} expects {model.n_features} features, not {len(FEATURE_NAMES)}"
             )
-        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest["params"]))
+        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest.params))
 
     def for_venue(self, venue: Venue) -> TradingModel:
         """Return the model trading on ``venue``: no short decision where the venue cannot short.

@@ -264,9 +264,9 @@ def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
         if not week.start <= created < week.end:
             continue
         manifest = releases.manifest(week.series.symbol, release_id)
-        if "origin" in manifest:
+        if manifest.origin != "train":
             continue
-        gate = manifest.get("gate") or {}
+        gate = manifest.gate
         changes.append(
             {
                 "kind": "train",

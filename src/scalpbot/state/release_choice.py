@@ -12,12 +12,10 @@ path may use it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from scalpbot.errors import ModelError
-from scalpbot.state.releases import ReleaseStore
+from scalpbot.state.releases import Manifest, ReleaseStore
 
 __all__ = ["ALIASES", "ReleaseChoice", "choose_release", "release_origin"]
 
@@ -36,11 +34,6 @@ class ReleaseChoice:
     def describe(self) -> str:
         """Return e.g. ``release 20250101T000000Z-50e4457a (current: promoted by the gate)``."""
         return f"release {self.release_id} ({self.how})"
-
-
-def _passed_gate(manifest: dict[str, object]) -> bool:
-    gate = manifest.get("gate")
-    return isinstance(gate, dict) and gate.get("promote") is True
 
 
 def choose_release(releases: ReleaseStore, symbol: str, selector: str | None) -> ReleaseChoice:
@@ -62,7 +55,7 @@ def choose_release(releases: ReleaseStore, symbol: str, selector: str | None) ->
     if wanted == "latest":
         promoted = {pointer.release_id, *pointer.previous} if pointer is not None else set()
         for release_id in reversed(written):
-            if release_id in promoted or _passed_gate(releases.manifest(symbol, release_id)):
+            if release_id in promoted or releases.manifest(symbol, release_id).passed_gate:
                 return ReleaseChoice(release_id, wanted, "newest that passed the gate")
         raise ModelError(
             f"no release of {symbol} has passed the promotion gate; "
@@ -84,7 +77,6 @@ def choose_release(releases: ReleaseStore, symbol: str, selector: str | None) ->
     )
 
 
-def release_origin(manifest: Mapping[str, Any]) -> str:
+def release_origin(manifest: Manifest) -> str:
     """Return where a release came from: ``train``, ``online`` (online learning) or ``rl`` (reinforcement)."""
-    origin = str(manifest.get("origin") or "train")
-    return {"online_learning": "online", "reinforcement_learning": "rl"}.get(origin, origin)
+    return {"online_learning": "online", "reinforcement_learning": "rl"}.get(manifest.origin, manifest.origin)

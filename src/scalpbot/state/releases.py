@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from scalpbot.errors import CorruptArtifactError, ModelError, ObjectNotFound, PreconditionFailed
@@ -63,12 +64,96 @@ def sha256_hex(data: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ArtifactChecksum:
+    """What the manifest records of one artifact file: its sha256 (lowercase hex) and size in bytes."""
+
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Manifest(Mapping[str, Any]):
+    """A release's verified ``manifest.json``.
+
+    The fields code decides on are typed: which release of which symbol, where it came from (``origin``:
+    ``train``, ``online_learning`` or ``reinforcement_learning``), the feature spec it was trained on, its
+    strategy ``params`` (as :meth:`~scalpbot.core.policy_params.StrategyParams.to_dict` wrote them), the gate's
+    verdict, its metrics by window and its artifacts' checksums. Every section, those and the records kept for
+    people and for reproducing the release (data window, labels, costs, venue, hyper-parameters, tuning, model,
+    library versions), reads as the mapping the file holds: ``manifest["labels"]``.
+    """
+
+    release_id: str
+    symbol: str
+    origin: str
+    created_at: str | None
+    feature_spec_version: str | int | None
+    params: Mapping[str, Any]
+    gate: Mapping[str, Any]
+    metrics: Mapping[str, Mapping[str, float | int | None]]
+    artifacts: Mapping[str, ArtifactChecksum]
+    document: Mapping[str, Any]
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], key: str) -> Manifest:
+        """Return the manifest of a parsed ``manifest.json``; ``CorruptArtifactError`` naming ``key`` if malformed."""
+        try:
+            artifacts = {
+                str(name): ArtifactChecksum(str(record["sha256"]), int(record["bytes"]))
+                for name, record in _section(document, "artifacts").items()
+            }
+            metrics = {str(window): dict(values) for window, values in _section(document, "metrics").items()}
+            spec = document.get("feature_spec_version")
+            if spec is not None and not isinstance(spec, str | int):
+                raise TypeError(f"feature_spec_version is a {type(spec).__name__}")
+            return cls(
+                release_id=str(document["release_id"]),
+                symbol=str(document["symbol"]),
+                origin=str(document.get("origin") or "train"),
+                created_at=None if document.get("created_at") is None else str(document["created_at"]),
+                feature_spec_version=spec,
+                params=MappingProxyType(dict(_section(document, "params"))),
+                gate=MappingProxyType(dict(_section(document, "gate"))),
+                metrics=MappingProxyType(metrics),
+                artifacts=MappingProxyType(artifacts),
+                document=MappingProxyType(dict(document)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptArtifactError(f"{key} is malformed ({e!r}); the release cannot be trusted") from None
+
+    @property
+    def passed_gate(self) -> bool:
+        """Return whether the promotion gate said yes to this release when it was written."""
+        return self.gate.get("promote") is True
+
+    def judged_metrics(self) -> Mapping[str, float | int | None]:
+        """Return the metrics the gate judged: the test window's (train) or the recent week's (improvements)."""
+        return self.metrics.get("test") or self.metrics.get("recent") or {}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.document[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.document)
+
+    def __len__(self) -> int:
+        return len(self.document)
+
+
+def _section(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = document.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} is a {type(value).__name__}, not an object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     """A loaded release: its manifest and the artifacts asked for, each checked against the manifest."""
 
     release_id: str
     symbol: str
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     artifacts: Mapping[str, bytes] = field(default_factory=dict)
 
 
@@ -127,7 +212,7 @@ class ReleaseStore:
         }
         return sorted(ids)
 
-    def manifest(self, symbol: str, release_id: str, *, expected_sha256: str | None = None) -> dict[str, Any]:
+    def manifest(self, symbol: str, release_id: str, *, expected_sha256: str | None = None) -> Manifest:
         """Return the verified manifest of a release.
 
         Raise ``ModelError`` when it is absent and ``CorruptArtifactError`` naming the file when it is not valid
@@ -161,9 +246,9 @@ class ReleaseStore:
             raise CorruptArtifactError(
                 f"{key} {why}: it was edited or corrupted after it was written; the release is refused"
             )
-        return manifest
+        return Manifest.from_document(manifest, key)
 
-    def find(self, symbol: str, *, training_key: str, newest: int = 20) -> tuple[str, dict[str, Any]] | None:
+    def find(self, symbol: str, *, training_key: str, newest: int = 20) -> tuple[str, Manifest] | None:
         """Return the id and manifest of a release written by the train run ``training_key``, or ``None``.
 
         Only the ``newest`` releases are read (a repeated or interrupted run is among the latest); a release
@@ -202,8 +287,8 @@ class ReleaseStore:
         prefix = self._release_prefix(symbol, release_id)
         artifacts: dict[str, bytes] = {}
         for name in names:
-            expected = manifest.get("artifacts", {}).get(name, {}).get("sha256")
-            if expected is None:
+            checksum = manifest.artifacts.get(name)
+            if checksum is None:
                 raise CorruptArtifactError(
                     f"release {release_id} lists no checksum for {name}; it cannot be trusted"
                 )
@@ -213,7 +298,7 @@ class ReleaseStore:
                 raise CorruptArtifactError(
                     f"release {release_id} is missing {prefix + name}; it cannot be used"
                 ) from None
-            if sha256_hex(data) != expected:
+            if sha256_hex(data) != checksum.sha256:
                 raise CorruptArtifactError(
                     f"{prefix + name} does not match its sha256 checksum in the manifest (edited or corrupted); "
                     "the release is refused"
