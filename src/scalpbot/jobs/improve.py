@@ -13,7 +13,6 @@ configured costs and must trade enough, over enough days, and beat its parent by
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import PreconditionFailed
 from scalpbot.inference.signals import TradingModel, predict_bars
+from scalpbot.jobs.monitor import Change, Step, WeekData
 from scalpbot.jobs.train import simulate
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import (
@@ -115,7 +115,7 @@ def _publish(
     extra: dict[str, Any],
     now: datetime,
     artifacts: dict[str, bytes] | None = None,
-) -> dict[str, Any]:
+) -> Change:
     """Write the challenger as a release; promote it if the gate's ``verdict`` says so. Return the change record."""
     manifest = {
         k: v
@@ -158,12 +158,10 @@ def _publish(
     }
 
 
-def online_learning(
-    services: Services, symbol: str, timeframe: str, *, recent_days: float = 7.0
-) -> Callable[[Any], dict[str, Any]]:
+def online_learning(services: Services, symbol: str, timeframe: str, *, recent_days: float = 7.0) -> Step:
     """Return the monitor step that fine-tunes the current model and promotes it only through the gate."""
 
-    def online_learning_step(week: Any) -> dict[str, Any]:
+    def online_learning_step(week: WeekData) -> Change:
         from scalpbot.ml.model import configure_threads, export_onnx, fine_tune, load_keras, save_keras
 
         found = _current(services, symbol, week.releases)
@@ -226,10 +224,10 @@ RL_AGENT_ARTIFACT = "rl_agent.zip"
 
 def reinforcement_learning(
     services: Services, symbol: str, *, train_days: float = 14.0, timesteps: int = 4_096
-) -> Callable[[Any], dict[str, Any]]:
+) -> Step:
     """Return the monitor step that trains a PPO agent before the week and scores its params on the week."""
 
-    def reinforcement_learning_step(week: Any) -> dict[str, Any]:
+    def reinforcement_learning_step(week: WeekData) -> Change:
         from scalpbot.core.evaluation import PolicyWindow
         from scalpbot.core.policy import ParamBounds
         from scalpbot.ml.rl_agent import compare_on_holdout, judge_on_holdout, propose, train_agent
@@ -298,7 +296,7 @@ def reinforcement_learning(
     return reinforcement_learning_step
 
 
-def weekly_steps(services: Services, series: SeriesId) -> tuple[Callable[[Any], dict[str, Any]], ...]:
+def weekly_steps(services: Services, series: SeriesId) -> tuple[Step, ...]:
     """Return the weekly improvement steps of ``series``: online learning, then the RL parameter adjustment."""
     return (
         online_learning(services, series.symbol, series.timeframe),

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,31 @@ from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import Services, venue_profile
 
-Step = Callable[["WeekData"], dict[str, Any]]
+
+class Change(TypedDict, total=False):
+    """One row of the week's changes: a release trained in the week, or what an improvement step did.
+
+    ``kind``: ``train``, ``online_learning`` or ``reinforcement_learning``. A step that could not run says why in
+    ``skipped``; one that wrote a challenger names it (``release_id``, its ``parent``), whether the gate
+    ``promoted`` it and why (``reason``, the gate's ``gate`` summary), the ``challenger`` and ``incumbent``
+    metrics it was judged on and, for the RL step, the ``proposed_params`` against the ``static_params``.
+    """
+
+    kind: Required[str]
+    skipped: str
+    parent: str
+    release_id: str
+    promoted: bool | None
+    reason: str | None
+    gate: dict[str, Any]
+    challenger: Metrics
+    incumbent: Metrics
+    proposed_params: dict[str, float | int | bool]
+    static_params: dict[str, float | int | bool]
+
+
+Step = Callable[["WeekData"], Change]
+"""A weekly improvement step: the measured week in, its change record out (see :func:`monitor`)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +82,7 @@ class MonitorReport:
 
     week: WeekData
     drift: dict[str, Any]
-    changes: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     report_key: str | None = None
 
@@ -249,7 +273,7 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
     }
 
 
-def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
+def trained_in_week(services: Services, week: WeekData) -> list[Change]:
     """Return the gate's verdict on each release the train job created in ``[week.start, week.end)``.
 
     The creation time is the release id's (the train job's clock); online-learning and RL releases are left to
@@ -258,7 +282,7 @@ def trained_in_week(services: Services, week: WeekData) -> list[dict[str, Any]]:
     from scalpbot.core.gate import summarize
 
     releases = ReleaseStore(services.store)
-    changes: list[dict[str, Any]] = []
+    changes: list[Change] = []
     for release_id in releases.list(week.series.symbol):
         created = pd.Timestamp(datetime.strptime(release_id[:16], "%Y%m%dT%H%M%SZ"), tz="UTC")
         if not week.start <= created < week.end:
@@ -345,7 +369,7 @@ def monitor(
             f"order latency from bar close to acknowledgement over {lat['count']:.0f} submissions: "
             f"p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s"
         )
-    changes: list[dict[str, Any]] = trained_in_week(services, week)
+    changes: list[Change] = trained_in_week(services, week)
     for step in steps:
         try:
             changes.append(step(week))
