@@ -2,8 +2,8 @@
 
 ::
 
-    entry points (cli, dashboard, aws, scheduler, warmup)  ->  wiring  ->  adapters
-    jobs  ->  ml (lazily), reporting, inference, state  ->  core  ->  errors
+    entry points (cli, dashboard, aws, scheduler, warmup)  ->  wiring  ->  adapters, jobs
+    jobs  ->  ml (lazily), reporting, inference, state, config  ->  core  ->  errors
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ LAYERS = {
     "inference": {"core", "errors", "ports", "state", "inference"},
     "reporting": {"core", "errors", "reporting"},
     "ml": {"core", "errors", "ports", "ml", "adapters.progress"},
+    "jobs": {"core", "errors", "ports", "config", "state", "inference", "ml", "reporting", "jobs"},
 }
 """What each layer may import from scalpbot (a package, or one module of one: ``adapters.progress`` draws the
 model fit's progress bar)."""

@@ -11,10 +11,8 @@ from __future__ import annotations
 import difflib
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
@@ -23,51 +21,33 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.paper_broker import PaperBroker
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
-from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import RiskLimits
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError
 from scalpbot.inference.signals import ReleaseCache, TradingModel
 from scalpbot.jobs.cycle import Executor
-from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
+from scalpbot.jobs.services import (
+    ExecuteMode,
+    Services,
+    SourceChoice,
+    replay_history,
+    run_lease,
+    venue_profile,
+)
+from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
 from scalpbot.state.history import MemoryHistory, StoredHistory
-from scalpbot.state.lease import RunLease
 from scalpbot.state.releases import ReleaseStore
-from scalpbot.state.venues import resolve_venue
-
-ExecuteMode = Literal["live", "replay"]
 
 SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """The collaborators shared by the jobs of one process."""
-
-    settings: Settings
-    store: Store
-    dataset: BarDataset
-    clock: Clock
-
-    def series(self, symbol: str | None = None, timeframe: str | None = None) -> SeriesId:
-        """Return the configured series, or another symbol/timeframe on the configured exchange."""
-        data = self.settings.data
-        return SeriesId(self.settings.exchange.id, symbol or data.symbol, timeframe or data.timeframe)
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     """Return the services for ``settings`` (store from ``store.url``, wall clock by default)."""
     store = open_store(settings.store.url, settings.store.endpoint_url, settings.store.region)
-    return Services(settings, store, BarDataset(store, settings.data.format), clock or SystemClock())
-
-
-@dataclass(frozen=True, slots=True)
-class SourceChoice:
-    """A market data source and whether a run resumes after the newest stored bar."""
-
-    source: MarketData
-    resume: bool
+    return Services(
+        settings, store, BarDataset(store, settings.data.format), clock or SystemClock(), build_executor
+    )
 
 
 def build_market_data(spec: str, services: Services) -> SourceChoice:
@@ -161,18 +141,6 @@ def stored_history(services: Services, series: SeriesId) -> StoredHistory:
     return StoredHistory(services.dataset, series)
 
 
-def replay_history(
-    services: Services, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp
-) -> MemoryHistory:
-    """Return the stored bars in ``[start, end)`` with the feature window's bars before ``start``, in memory."""
-    return MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
-
-
-def venue_profile(store: Store, settings: Settings, series: SeriesId) -> Venue:
-    """Return the venue profile of ``series``: stored beside its bars (else the offline default), then ``[venue]``."""
-    return resolve_venue(store, series.exchange, series.symbol, settings.venue.model_dump())
-
-
 def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     """Return the profile of ``series`` read from its exchange (ccxt), before any ``[venue]`` override.
 
@@ -200,12 +168,6 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
 def risk_limits(services: Services, timeframe: str) -> RiskLimits:
     """Return the configured risk limits for bars of ``timeframe``."""
     return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
-
-
-def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunLease:
-    """Return the run lease of ``bot`` with the configured time to live."""
-    ttl = timedelta(seconds=services.settings.execute.lease_seconds)
-    return RunLease(services.store, bot, services.clock, ttl, owner=owner)
 
 
 def paper_broker(
@@ -317,7 +279,9 @@ def memory_paper_executor(
     from scalpbot.adapters.store.memory import MemoryStore
 
     store = MemoryStore()
-    services = Services(settings, store, BarDataset(store, settings.data.format), SystemClock())
+    services = Services(
+        settings, store, BarDataset(store, settings.data.format), SystemClock(), build_executor
+    )
     history = MemoryHistory(bars)
     venue = venue_profile(store, settings, series)
     executor = Executor(
@@ -334,3 +298,26 @@ def memory_paper_executor(
         initial_equity=settings.backtest.initial_equity,
     )
     return executor, services
+
+
+__all__ = [
+    "SOURCE_KINDS",
+    "ExecuteMode",
+    "Services",
+    "SourceChoice",
+    "build_executor",
+    "build_market_data",
+    "build_notifier",
+    "build_services",
+    "exchange_api_urls",
+    "fetch_venue_profile",
+    "live_broker",
+    "memory_paper_executor",
+    "paper_broker",
+    "replay_history",
+    "risk_limits",
+    "run_lease",
+    "stored_history",
+    "synthetic_bars",
+    "venue_profile",
+]

@@ -3,6 +3,7 @@ in the trade loop, a hole in the bars, a lost ledger event."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -148,7 +149,7 @@ def test_the_trade_loop_keeps_running_through_a_two_minute_outage_notifies_it_on
     clock = FixedClock((start + pd.Timedelta(seconds=5)).to_pydatetime())
     with BinanceServer(clock) as server:
         services = _live_store(active_release, tmp_path, start, server.url)
-        services = Services(services.settings, services.store, services.dataset, clock)
+        services = dataclasses.replace(services, clock=clock)
         series = services.series()
         notifier = ConsoleNotifier()
         executor = build_executor(

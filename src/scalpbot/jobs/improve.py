@@ -29,6 +29,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import PreconditionFailed
 from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.monitor import Change, Step, WeekData
+from scalpbot.jobs.services import Services, venue_profile
 from scalpbot.jobs.train import simulate
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import (
@@ -39,7 +40,6 @@ from scalpbot.state.releases import (
     ReleaseStore,
     new_release_id,
 )
-from scalpbot.wiring import Services, venue_profile
 
 _MIN_ROWS = 1_000
 

@@ -23,12 +23,12 @@ from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import DataError, ScalpbotError
 from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.jobs.services import Services, venue_profile
 from scalpbot.ports import Notifier
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.releases import ReleaseStore
-from scalpbot.wiring import Services, venue_profile
 
 
 class Change(TypedDict, total=False):

@@ -30,13 +30,13 @@ from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
 from scalpbot.jobs.cycle import CycleReport, Executor, run_cycle
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
+from scalpbot.jobs.services import Services, SourceChoice, replay_history, run_lease
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.cycle_timing import CycleTiming, save_cycle_timing
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
-from scalpbot.wiring import Services, SourceChoice, build_executor, replay_history, run_lease
 
 _log = logging.getLogger("scalpbot.trading")
 
@@ -258,8 +258,8 @@ def replay(
     inside = history.between(start, end - pd.Timedelta(1, "ns"))
     if inside.empty:
         raise DataError(f"no bars of {series} stored in [{start}, {end}); run `scalpbot fetch` first")
-    executor = build_executor(
-        services, series, bot=bot, bars=history, mode="replay", notifier=notifier, release_id=release_id
+    executor = services.executor(
+        series, bot=bot, bars=history, mode="replay", notifier=notifier, release_id=release_id
     )
     if not executor.ready():
         raise ModelError(f"no release of {series.symbol} is current; run `scalpbot train` first")

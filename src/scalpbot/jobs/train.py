@@ -12,7 +12,7 @@ extended, and the model fit is seeded, so the same key trains the same release. 
 wrote its release finds that release when run again and only finishes its promotion; a run killed before
 leaves no complete release (a release is visible once its manifest exists) and trains it again.
 
-Everything is simulated on the market's venue profile (:func:`scalpbot.wiring.venue_profile`): labels, tuning,
+Everything is simulated on the market's venue profile (:func:`scalpbot.jobs.services.venue_profile`): labels, tuning,
 scores and the gate pay its taker fee, round to its amount step, skip orders under its minimums, and neither
 label nor trade a short where it cannot short. The manifest keeps the profile the release was made with.
 """
@@ -48,9 +48,9 @@ from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
 from scalpbot.inference.signals import TradingModel, predict_bars
+from scalpbot.jobs.services import Services, venue_profile
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
-from scalpbot.wiring import Services, venue_profile
 
 if TYPE_CHECKING:
     from scalpbot.ml.evidence import TrialSelection
