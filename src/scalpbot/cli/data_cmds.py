@@ -7,16 +7,9 @@ from typing import Any, Literal
 
 import pandas as pd
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from scalpbot.adapters.progress import progress_bar
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
@@ -78,22 +71,11 @@ def fetch(
         expected = max(int((pd.Timestamp(stop) - pd.Timestamp(start)) / timeframe_delta(series.timeframe)), 1)
     with (
         reported(services, "retrieve") as notifier,
-        Progress(
-            TextColumn("[bold]fetch[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress,
+        progress_bar(expected, f"fetch {series} from {choice.source.name}") as step,
     ):
-        task = progress.add_task(f"{series} from {choice.source.name}", total=expected)
 
         def advance(count: int, last: pd.Timestamp) -> None:
-            progress.update(task, advance=count, description=f"{series} up to {iso(last)}")
+            step(count, description=f"fetch {series} up to {iso(last)}")
 
         report = retrieve(
             services.dataset,

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from scalpbot.reporting.tables import scalar_text
+
 __all__ = ["CHANGE_COLUMNS", "change_row", "number_text"]
 
 CHANGE_COLUMNS = ("Change", "Outcome", "Release", "Why", "New (return, Sharpe, trades)", "Before", "Details")
@@ -58,14 +60,9 @@ def _metrics_text(metrics: object) -> str:
 
 
 def _value_text(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return number_text(value, 4 if abs(value) < 1 else 2)
+    text = scalar_text(value, lambda number: number_text(number, 4 if abs(number) < 1 else 2))
+    if text is not None:
+        return text
     if isinstance(value, Mapping):
         return ", ".join(f"{str(k).replace('_', ' ')} {_value_text(v)}" for k, v in value.items())
     if isinstance(value, list | tuple):

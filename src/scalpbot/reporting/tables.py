@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,8 +52,8 @@ def _number(value: float) -> str:
     return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
-def cell(value: object) -> str:
-    """Return one table cell's content, escaped: ``None`` as ``-``, nested values as compact JSON."""
+def scalar_text(value: object, number: Callable[[float], str] = _number) -> str | None:
+    """Return the text of a scalar (``-`` for none, yes/no, ``1,234``, ``number`` for a float), else ``None``."""
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or value is pd.NaT:
@@ -63,7 +63,17 @@ def cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return _number(value)
+        return number(value)
+    return None
+
+
+def cell(value: object) -> str:
+    """Return one table cell's content, escaped: ``None`` as ``-``, nested values as compact JSON."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = scalar_text(value)
+    if text is not None:
+        return text
     if isinstance(value, datetime):
         return html.escape(iso_utc(value) if value.tzinfo is not None else value.isoformat())
     if isinstance(value, Mapping | list | tuple):
