@@ -247,7 +247,7 @@ def test_the_kill_switch_cancels_the_protection_and_flattens_once(venue):
     assert venue.snapshot(trader).fills[-1].reason == "kill"
 
 
-def test_the_commission_dust_is_never_sold_nor_taken_for_foreign_coins(venue):
+def test_the_commission_dust_stays_on_the_account_and_is_not_taken_for_foreign_coins(venue):
     trader, _, _ = venue.enter(hold=1, **WIDE)
     (bought,) = venue.server.orders("FILLED")
     venue.server.advance_bar()
@@ -280,3 +280,17 @@ def test_a_time_exit_and_a_re_entry_at_one_open_spend_what_the_exit_brought_in(v
     spent = Decimal(venue.server.posts(ORDER)[-1]["quoteOrderQty"])
     # as the kernel: size x the cash held once the exit has filled, truncated to the 0.01 tick
     assert spent == ((free_usdt + proceeds) * Decimal("0.5")).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+
+
+def test_no_entry_is_sent_while_the_exit_before_it_did_not_go_through(venue):
+    trader, _, _ = venue.enter(size=0.5, hold=1, **WIDE)
+    venue.server.advance_bar()
+    refusal = '{"code": -1013, "msg": "Filter failure: PRICE_FILTER"}'
+    venue.server.fail_next(1, 400, path=ORDER_LIST, method="DELETE", body=refusal)  # the OCO is not cancelled
+
+    acks = trader.submit(venue.signal(1, size=0.5, **WIDE), venue.snapshot(trader))
+
+    assert statuses(acks) == [("exit", "rejected"), ("entry", "rejected")]
+    assert "the exit before it did not go through" in acks[1].message
+    assert [o.side for o in venue.server.orders("FILLED")] == ["BUY"]  # still the one position, protected
+    assert len(venue.server.orders("NEW")) == 2
