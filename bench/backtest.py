@@ -202,7 +202,7 @@ def main() -> None:
 
     arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
     columns = [signals[c].to_numpy() for c in ("side", "size", "sl", "tp", "max_hold")]
-    kernel_args = (*arrays, *columns, FEE, 0.0, CASH, True, NO_ORDER_RULES)
+    kernel_args = (*arrays, *columns, FEE, 0.0, CASH, True, NO_ORDER_RULES, np.zeros(1))
     kernel_best, kernel_median = timed(40, lambda: simulate_nb(*kernel_args))
 
     engine = vectorbt_engine()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
@@ -244,3 +245,52 @@ def test_the_kill_switch_cancels_the_protection_and_flattens_once(venue):
     assert acks[0].client_id == client_order_id(BOT, SYMBOL, venue.decided(), "kill")
     assert venue.server.orders("NEW") == [] and venue.server.balance("BTC")[0] < 0.00001
     assert venue.snapshot(trader).fills[-1].reason == "kill"
+
+
+def test_the_commission_dust_stays_on_the_account_and_is_not_taken_for_foreign_coins(venue):
+    trader, _, _ = venue.enter(hold=1, **WIDE)
+    (bought,) = venue.server.orders("FILLED")
+    venue.server.advance_bar()
+
+    trader.submit(venue.signal(0), venue.snapshot(trader))  # the time stop sells the position
+
+    sold = [o for o in venue.server.orders("FILLED") if o.side == "SELL"]
+    assert len(sold) == 1
+    received = bought.executed * (1 - Decimal("0.001"))  # the buy's commission was taken in BTC
+    assert sold[0].qty == received.quantize(Decimal("0.00001"), rounding=ROUND_DOWN)  # the position, no more
+    dust = venue.server.balance("BTC")[0]
+    assert Decimal(0) < dust < Decimal("0.00001")  # stays on the account, charged to the trade's fee
+    fresh = venue.broker()
+    venue.server.advance_bar()
+    assert venue.snapshot(fresh).position is None  # a restart neither refuses nor trades the dust
+
+
+def test_a_time_exit_and_a_re_entry_at_one_open_spend_what_the_exit_brought_in(venue):
+    trader, _, _ = venue.enter(size=0.5, hold=1, **WIDE)
+    venue.server.advance_bar()
+    before = venue.snapshot(trader)
+    free_usdt = venue.server.balance("USDT")[0]
+
+    acks = trader.submit(venue.signal(1, size=0.5, **WIDE), before)  # time stop due: exit, then enter again
+
+    assert statuses(acks)[:2] == [("exit", "accepted"), ("entry", "accepted")]
+    sale = next(o for o in venue.server.orders("FILLED") if o.side == "SELL")
+    commission = [Decimal(t["commission"]) for t in venue.server.book.trades if t["orderId"] == sale.order_id]
+    proceeds = sale.quote - sum(commission)  # the sale's commission is taken in USDT
+    spent = Decimal(venue.server.posts(ORDER)[-1]["quoteOrderQty"])
+    # as the kernel: size x the cash held once the exit has filled, truncated to the 0.01 tick
+    assert spent == ((free_usdt + proceeds) * Decimal("0.5")).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+
+
+def test_no_entry_is_sent_while_the_exit_before_it_did_not_go_through(venue):
+    trader, _, _ = venue.enter(size=0.5, hold=1, **WIDE)
+    venue.server.advance_bar()
+    refusal = '{"code": -1013, "msg": "Filter failure: PRICE_FILTER"}'
+    venue.server.fail_next(1, 400, path=ORDER_LIST, method="DELETE", body=refusal)  # the OCO is not cancelled
+
+    acks = trader.submit(venue.signal(1, size=0.5, **WIDE), venue.snapshot(trader))
+
+    assert statuses(acks) == [("exit", "rejected"), ("entry", "rejected")]
+    assert "the exit before it did not go through" in acks[1].message
+    assert [o.side for o in venue.server.orders("FILLED")] == ["BUY"]  # still the one position, protected
+    assert len(venue.server.orders("NEW")) == 2

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from scalpbot.adapters.ccxt.binance import BinanceSpot
 from scalpbot.core.execution import Signal
 from scalpbot.errors import ConfigError, ExchangeTemporaryError
 
@@ -231,3 +232,20 @@ def test_a_garbled_reply_to_an_entry_is_an_unknown_outcome_resolved_by_look_up(v
     assert statuses(acks) == [("entry", "rejected")]
     assert "not found on the venue after 4 look-ups" in acks[0].message
     assert len(venue.server.posts(ORDER)) == 1 and market_orders(venue.server) == []
+
+
+def test_commission_dust_stays_under_one_step_however_many_trades_and_is_never_foreign(monkeypatch):
+    # Buys pay their commission in BTC; each leaves dust under the 0.00001 step, carried into the next buy (as
+    # the kernel carries it), so a restart - whose reads cover only the most recent trades - finds no coins
+    # it did not buy, after any number of trades.
+    with running_venue(monkeypatch) as venue:
+        trader = venue.broker()
+        for _ in range(25):
+            trader.submit(venue.signal(1, size=0.37, hold=1, sl=0.01, tp=0.01), venue.snapshot(trader))
+            venue.server.advance_bar()
+            trader.submit(venue.signal(0), venue.snapshot(trader))  # the time stop sells the position
+            venue.server.advance_bar()
+        assert len([o for o in venue.server.orders("FILLED") if o.side == "BUY"]) == 25
+        assert venue.server.balance("BTC")[0] < Decimal("0.00001")  # all of it dust, under one step
+        monkeypatch.setattr(BinanceSpot, "page", 4)  # a restart whose reads reach only the last round trip
+        assert venue.snapshot(venue.broker()).position is None

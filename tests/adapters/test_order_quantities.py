@@ -19,6 +19,7 @@ from scalpbot.adapters.ccxt.common import CcxtCalls, RetryPolicy
 from scalpbot.adapters.ccxt.family import family_of
 from scalpbot.core.backtest.enums import OrderRules
 from scalpbot.core.backtest.frame import backtest
+from scalpbot.core.lots import round_to_tick_nb
 from scalpbot.core.risk import MarketRules
 from scalpbot.core.venue import default_venue
 
@@ -153,3 +154,20 @@ def test_a_short_signal_on_a_venue_that_cannot_short_only_closes_the_long() -> N
     assert list(spot["side"]) == [1]
     assert list(spot["exit_reason"].astype(str)) == ["signal"]
     assert list(margin["side"]) == [1, -1]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    entry_cents=st.integers(min_value=100, max_value=20_000_000),
+    distance=st.sampled_from([0.0025, 0.003, 0.004, 0.005, 0.006, 0.0075, 0.01, 0.0123]),
+    side=st.sampled_from([1, -1]),
+)
+@example(entry_cents=9_019_900, distance=0.005, side=-1)  # 89748.005: a tie, rounded up like the decimal text
+def test_the_kernel_rounds_stop_and_take_profit_prices_as_the_live_broker_writes_them(
+    entry_cents: int, distance: float, side: int
+) -> None:
+    account = _account(1e-5, 0.0, 0.0)  # tick 0.01
+    entry = entry_cents / 100
+    barrier = entry * (1.0 + side * distance)
+    written = float(account.price(barrier))  # ccxt's price_to_precision: the text sent to the venue
+    assert round_to_tick_nb(barrier, 0.01) == written

@@ -109,7 +109,7 @@ def _daily_returns(bars: pd.DataFrame, side: np.ndarray, costs: TradingCosts) ->
     n = len(bars)
     _, equity, _ = simulate_nb(
         *prices, side, np.ones(n), np.full(n, np.inf), np.full(n, np.inf), np.full(n, HOLD, np.int64),
-        costs.fee, costs.slippage, 1.0, False, NO_ORDER_RULES,
+        costs.fee, costs.slippage, 1.0, False, NO_ORDER_RULES, np.zeros(1),
     )  # fmt: skip
     ends = day_end_positions(pd.DatetimeIndex(bars.index))
     out = np.empty(ends.shape[0])

@@ -21,6 +21,7 @@ import pandas as pd
 from scalpbot.core.backtest.enums import ExitReasonT, OrderRules
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Position, Signal, client_order_id
+from scalpbot.core.lots import round_to_tick_nb
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CorruptArtifactError, ObjectNotFound
 from scalpbot.ports import Store
@@ -40,6 +41,8 @@ class _Segment:
     signals: tuple[Signal, ...]
     recent_fills: tuple[Fill, ...]
     etag: str | None
+    dust: float = 0.0
+    """Base units under one step left by buys whose commission was taken in base, carried to the next buy."""
 
 
 class PaperBroker:
@@ -99,7 +102,7 @@ class PaperBroker:
             return [OrderAck(client_id, "entry", "duplicate", "already queued for the next open")]
         anchor = segment.anchor if segment.anchor is not None else signal.decided_at
         updated = _Segment(
-            anchor, segment.cash, (*segment.signals, signal), segment.recent_fills, segment.etag
+            anchor, segment.cash, (*segment.signals, signal), segment.recent_fills, segment.etag, segment.dust
         )
         self._save(updated, segment.etag)
         return [OrderAck(client_id, "entry", "accepted", "fills at the next open", venue_id=client_id)]
@@ -112,9 +115,16 @@ class PaperBroker:
         segment = self._load()
         if any(s.decided_at == decided_at for s in segment.signals):
             kept = tuple(s for s in segment.signals if s.decided_at != decided_at)
-            segment = _Segment(segment.anchor, segment.cash, kept, segment.recent_fills, segment.etag)
+            segment = _Segment(
+                segment.anchor, segment.cash, kept, segment.recent_fills, segment.etag, segment.dust
+            )
         updated = _Segment(
-            segment.anchor, segment.cash, (*segment.signals, close), segment.recent_fills, segment.etag
+            segment.anchor,
+            segment.cash,
+            (*segment.signals, close),
+            segment.recent_fills,
+            segment.etag,
+            segment.dust,
         )
         self._save(updated, segment.etag)
         client_id = client_order_id(self._bot, self._symbol, decided_at, "kill")
@@ -148,6 +158,7 @@ class PaperBroker:
         o, h, lo, c = (
             np.ascontiguousarray(bars[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")
         )
+        dust = np.array([segment.dust])
         records, equity, _ = simulate_nb(
             o,
             h,
@@ -163,6 +174,7 @@ class PaperBroker:
             segment.cash,
             False,
             self._rules,
+            dust,
         )
         fills, position = self._fills(records, index, positions, segment.signals)
         all_fills = _merge_fills(segment.recent_fills, fills)
@@ -171,7 +183,9 @@ class PaperBroker:
             last, float(equity[-1]), position, all_fills, ("pending",) if pending else ()
         )
         if position is None and not pending:
-            closed = _Segment(None, float(equity[-1]), (), all_fills[-_RECENT_FILLS:], segment.etag)
+            closed = _Segment(
+                None, float(equity[-1]), (), all_fills[-_RECENT_FILLS:], segment.etag, float(dust[0])
+            )
             return snapshot, closed
         return snapshot, None
 
@@ -200,8 +214,8 @@ class PaperBroker:
                     qty,
                     entry_price,
                     index[entry_idx],
-                    entry_price * (1 - side * signal.sl),
-                    entry_price * (1 + side * signal.tp),
+                    round_to_tick_nb(entry_price * (1 - side * signal.sl), self._rules.price_tick),
+                    round_to_tick_nb(entry_price * (1 + side * signal.tp), self._rules.price_tick),
                     signal.max_hold,
                     entry_id,
                 )
@@ -226,6 +240,7 @@ class PaperBroker:
                 tuple(signal_from_dict(s) for s in body["signals"]),
                 tuple(fill_from_dict(f) for f in body["recent_fills"]),
                 stored.etag,
+                float(body.get("dust", 0.0)),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptArtifactError(
@@ -238,6 +253,7 @@ class PaperBroker:
             "cash": segment.cash,
             "signals": [signal_to_dict(s) for s in segment.signals],
             "recent_fills": [fill_to_dict(f) for f in segment.recent_fills],
+            "dust": segment.dust,
         }
         data = json.dumps(body, sort_keys=True, allow_nan=True).encode()
         if etag is None:

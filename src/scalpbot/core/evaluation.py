@@ -219,6 +219,7 @@ class PolicyEvaluator:
             self.initial_equity,
             False,
             self.rules,
+            np.zeros(1),
         )
         returns = np.empty(w.day_ends.shape[0]) if out is None else out
         daily_returns_nb(equity, w.day_ends, returns)

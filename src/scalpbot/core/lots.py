@@ -53,14 +53,16 @@ def floor_to_step_nb(qty: float, step: float) -> float:
 
 @njit(cache=True)
 def round_to_tick_nb(price: float, tick: float) -> float:
-    """Return ``price`` rounded to the **nearest** multiple of ``tick`` (``tick`` <= 0: unchanged), written with
-    the tick's decimals, as ccxt's ``price_to_precision`` writes a stop or take-profit price.
+    """Return ``price`` rounded to the **nearest** multiple of ``tick``, halves up (``tick`` <= 0: unchanged),
+    written with the tick's decimals, as ccxt's ``price_to_precision`` rounds a stop or take-profit price's
+    decimal text. A price within ``1e-12`` (relative) below a half counts as the half: float noise such as
+    ``89748.005`` stored as ``89748.00499999...`` must round as its decimal text does.
 
     A non-finite ``price`` (``inf``: no barrier) is returned as it is.
     """
     if not tick > 0.0 or not np.isfinite(price):
         return price
-    whole = float(np.rint(price / tick))
+    whole = float(math.floor(price / tick * (1.0 + _NOISE) + 0.5))
     scale = 10.0 ** step_decimals_nb(tick)
     units = float(np.rint(whole * tick * scale))
     if units >= 2.0**53:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.ccxt._fills import Execution, IdDecoder, executions, fills, own_quantity
+from scalpbot.adapters.ccxt._fills import Execution, IdDecoder, executions, fills, holdings
 from scalpbot.adapters.ccxt.common import CcxtCalls
 from scalpbot.adapters.ccxt.venue_profile import venue_from_market
 from scalpbot.core.execution import BrokerSnapshot, Position
@@ -66,6 +66,8 @@ class SpotAccount:
         self._final_orders: dict[str, dict[str, Any]] = {}
         self._last_close: tuple[pd.Timestamp, float] | None = None
         self._free_quote: tuple[pd.Timestamp, float] | None = None
+        self.dust = 0.0
+        """Base units under one step the bot's buys left (as of the last snapshot); the next buy adds to it."""
         self._adopt = adopt
         self._checked_foreign = False
 
@@ -229,8 +231,10 @@ class SpotAccount:
         )
         open_orders = self.open_orders()
         done = self.executions(self.recent_trades())
-        held, dust, entry = own_quantity(done, self.amount)
-        self._refuse_foreign(base_total - held - dust, last_close)
+        walked = holdings(done, self.amount)
+        held, entry = walked.position, walked.entry
+        self.dust = walked.dust
+        self._refuse_foreign(base_total - held - walked.dust, last_close)
         self._last_close = (as_of, last_close)
         self._free_quote = (as_of, float((balance.get(market["quote"]) or {}).get("free") or 0.0))
         ours = base_total if self._adopt else min(held, base_total)

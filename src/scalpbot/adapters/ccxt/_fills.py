@@ -116,6 +116,48 @@ def executions(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What the bot's executions leave it, walked oldest first (see :func:`holdings`).
+
+    ``entries`` maps each buy's order id to ``(quantity it added to the position, its fee in quote)``;
+    ``position`` is the base quantity the bot holds in whole steps, ``dust`` what it holds below one step,
+    ``entry`` the buy the position belongs to (``None`` when flat).
+    """
+
+    entries: dict[str, tuple[float, float]]
+    position: float
+    dust: float
+    entry: Execution | None
+
+
+def holdings(done: list[Execution], sellable: Callable[[float], float] = lambda qty: qty) -> Holdings:
+    """Walk the bot's executions as the backtest kernel walks its buys (its rule 7).
+
+    A buy receives its quantity net of the commission taken in base; with the dust earlier buys left, the
+    account then holds whole steps (``sellable``, the venue's step rounding down) - added to the position - and
+    less than one step of dust, carried to the next buy. The buy's fee is what it cost less what it added to
+    the position, at its price. An exit of any reason removes what it sold; orders the bot did not make are
+    ignored. The dust stays the bot's own coins (never foreign), under one step.
+    """
+    position, dust, entry = 0.0, 0.0, None
+    entries: dict[str, tuple[float, float]] = {}
+    for execution in done:
+        if execution.tag == "entry" and execution.side > 0:  # the bot enters only when flat
+            received = execution.qty - execution.base_fee
+            total = received + dust
+            added = sellable(total)
+            dust = total - added
+            entries[execution.order_id] = (added, execution.fee + (received - added) * execution.price)
+            position, entry = max(position, 0.0) + added, execution
+        elif execution.tag in EXIT_TAGS and execution.side < 0:
+            position -= execution.qty
+            if position <= 1e-12:
+                dust = max(0.0, dust + position)  # a sale beyond the position took dust with it
+                position, entry = 0.0, None
+    return Holdings(entries, position, dust, entry)
+
+
 def fills(
     done: list[Execution],
     entry_before: Callable[[Execution], Execution | None],
@@ -126,23 +168,24 @@ def fills(
 
     ``entry_before(exit)`` returns the entry an exit closed (or ``None`` when it cannot be found): it gives the
     exit's ``entry_client_id`` and PnL, ``qty x (exit - entry) x position side`` less the fees of both.
-    ``time`` is the open of the bar the first trade was in. An entry's ``qty`` is what the bot can sell of it:
-    the quantity received net of commission taken in base, rounded down by ``sellable`` (the venue's step);
-    what is left below one step is charged to the entry's ``fee`` at its price, so the exit that sells the
-    position closes the trade and ``qty x price + fee`` is still what the entry cost.
+    ``time`` is the open of the bar the first trade was in. An entry's ``qty`` and ``fee`` are what it added to
+    the position and what it cost beyond that (:func:`holdings`), so the exit that sells the position closes
+    the trade and ``qty x price + fee`` is still what the entry cost.
     """
+    walked = holdings(done, sellable).entries
     result = []
     for execution in done:
         reason = execution.tag if execution.tag in ("entry", *EXIT_TAGS) else "external"
         pnl, entry_id = None, execution.client_id if reason == "entry" else None
         qty, fee = execution.qty, execution.fee
         if reason == "entry" and execution.side > 0:
-            qty, fee = _held(execution, sellable)
+            qty, fee = walked[execution.order_id]
         elif reason not in ("entry", "external"):
             entry = entry_before(execution)
             if entry is not None:
                 gross = -execution.side * execution.qty * (execution.price - entry.price)
-                pnl, entry_id = gross - execution.fee - _held(entry, sellable)[1], entry.client_id
+                entry_fee = walked[entry.order_id][1] if entry.order_id in walked else entry.fee
+                pnl, entry_id = gross - execution.fee - entry_fee, entry.client_id
         time = pd.Timestamp(execution.time_ms, unit="ms", tz="UTC").floor(bar)
         result.append(
             Fill(
@@ -158,38 +201,6 @@ def fills(
             )
         )
     return result
-
-
-def _held(entry: Execution, sellable: Callable[[float], float]) -> tuple[float, float]:
-    """Return an entry's sellable quantity and its fee in quote, the sub-step dust included."""
-    received = entry.qty - entry.base_fee
-    qty = sellable(received)
-    return qty, entry.fee + (received - qty) * entry.price
-
-
-def own_quantity(
-    done: list[Execution], sellable: Callable[[float], float] = lambda qty: qty
-) -> tuple[float, float, Execution | None]:
-    """Return the bot's position (base units), its dust and the entry the position belongs to.
-
-    Walks the bot's executions oldest first: an entry (a buy) adds what it received net of the commission taken
-    in base, rounded down by ``sellable`` (the venue's step) - the position the backtest kernel holds; the rest
-    below one step is dust, kept apart: charged to the entry's fee, never sold by the bot, still the bot's own
-    (not foreign) coins. An exit of any reason removes what it sold; orders the bot did not make are ignored.
-    """
-    held, dust, entry = 0.0, 0.0, None
-    for execution in done:
-        if execution.tag == "entry" and execution.side > 0:  # the bot enters only when flat
-            received = execution.qty - execution.base_fee
-            entry = execution
-            held = max(held, 0.0) + sellable(received)
-            dust += received - sellable(received)
-        elif execution.tag in EXIT_TAGS and execution.side < 0:
-            held -= execution.qty
-            if held <= 1e-12:
-                dust = max(0.0, dust + held)  # a sale beyond the position took dust with it
-                held, entry = 0.0, None
-    return held, dust, entry
 
 
 def base_commission(trade: Mapping[str, Any], base: str) -> float:

@@ -19,7 +19,9 @@ Its rules, under the failures real venues produce:
   with backoff (``resolve_attempts`` look-ups) and never sends it again on a guess; an order still not found
   comes back ``rejected`` with the reason, and the next cycle's reconciliation sees what really happened.
 * **Only its own inventory.** The position is what the bot's own executions left it (entries net of the
-  commission taken in base, less its exits); protection and exits are sized to it, not to the free balance.
+  commission taken in base, with the dust earlier buys left, in whole amount steps, less its exits; the dust
+  under one step is carried to the next buy, as the backtest kernel does); protection and exits are sized to
+  it, not to the free balance.
   An account holding other base coins above dust is refused at the first snapshot unless ``adopt`` is set.
 * **Cheap when idle and polite**: bounded reads per snapshot (see :mod:`._account`); ``Retry-After`` honoured,
   the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt.common`).
@@ -168,12 +170,18 @@ class CcxtBroker:
             return self._close_unprotected(signal.decided_at, position.qty, why)
         acks: list[OrderAck] = []
         distances = {o.intent: o.distance for o in plan if o.intent in ("sl", "tp")}
+        cash = self._account.free_quote_at(snapshot.as_of)  # before any exit of this cycle is sold
         for order in plan:
             if order.intent == "exit":
                 acks += self._exit(order, order.qty)
             elif order.intent == "entry":
+                failed = [a for a in acks if a.intent == "exit" and a.status not in ("accepted", "duplicate")]
+                if failed:  # still holding the position: a second one would not be the backtest's
+                    why = f"entry not sent: the exit before it did not go through ({failed[0].message})"
+                    acks.append(OrderAck(order.client_id, "entry", "rejected", why))
+                    continue
                 sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
-                ack, placed = self._enter(order, snapshot, sl, tp)
+                ack, placed = self._enter(order, snapshot, cash, sl, tp)
                 acks.append(ack)
                 if placed is not None:
                     acks += self._protect_entry(order, placed, sl, tp, again=ack.status == "duplicate")
@@ -190,7 +198,7 @@ class CcxtBroker:
     # --- orders ----------------------------------------------------------------------------------------------
 
     def _enter(
-        self, order: PlannedOrder, snapshot: BrokerSnapshot, sl: float, tp: float
+        self, order: PlannedOrder, snapshot: BrokerSnapshot, free_quote: float, sl: float, tp: float
     ) -> tuple[OrderAck, dict[str, Any] | None]:
         if order.side < 0:
             message = f"{self._symbol} is a spot market and cannot be shorted; the short entry was not sent"
@@ -198,10 +206,17 @@ class CcxtBroker:
         last_close = self._account.close_at(snapshot.as_of)
         # Spend size x the cash the account holds once flat (the kernel's equity at the fill): the free quote
         # of the snapshot plus what an exit sent in this same cycle freed.
-        cash = self._account.free_quote_at(snapshot.as_of) + sum(self._proceeds(o) for o in self._sold)
+        cash = free_quote + sum(self._proceeds(o) for o in self._sold)
         cost = self._account.cost(order.size * cash)
         qty = self._account.amount(cost / last_close)
         too_small = self._account.below_minimum(qty, last_close)
+        in_base = bool(self._account.venue().buy_fee_in_base)
+        if (
+            in_base
+            and not too_small
+            and self._account.amount(qty * (1 - self._fee_rate) + self._account.dust) <= 0
+        ):
+            too_small = "what it buys, less the commission taken in the coin, is under one amount step"
         if too_small:
             return OrderAck(order.client_id, "entry", "rejected", f"entry not sent: {too_small}"), None
         entry = Entry(
@@ -224,10 +239,12 @@ class CcxtBroker:
     def _protect_entry(
         self, order: PlannedOrder, placed: dict[str, Any], sl: float, tp: float, *, again: bool
     ) -> list[OrderAck]:
-        """Protect what the entry bought (its fill net of base commission); close it at once if refused."""
+        """Protect what the entry added to the position (its fill net of base commission, with the dust earlier
+        buys left); close it at once if refused."""
         bought = self._net_bought(placed)
         if bought <= 0:
             return []  # expired without a fill: nothing to protect
+        bought += self._account.dust
         price = _fill_price(placed)
         acks = self._family.protect(
             self._desk, order.decided_at, price, (sl, tp), order.max_hold, bought, again=again

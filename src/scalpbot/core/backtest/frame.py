@@ -271,6 +271,7 @@ def backtest(
         initial_equity,
         size_in == "qty",
         _checked_rules(rules),
+        np.zeros(1),
     )
     entry_bars, exit_bars, trade_side, values, exit_reason = unpack_trades_nb(records)
     trades = _trades_frame(trade_side, values, exit_reason, index[entry_bars], index[exit_bars])

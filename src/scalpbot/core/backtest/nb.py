@@ -22,8 +22,9 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
    cannot short, a short signal opens nothing: it only closes a long (rule 5), as on a spot market. Where
    the venue buys by quote amount, a long entry spends ``size x cash`` truncated to ``cost_step`` and gets what
    that buys at the fill price, rounded down; where it takes a buy's commission in the base coin, the position
-   is the quantity received net of it, rounded down to the step, and the rest is the entry's fee - exactly what
-   a spot account holds and can sell.
+   is the quantity received net of it plus the dust earlier buys left, rounded down to the step; the entry's
+   fee is what it cost less what it adds to the position, and the rest (under one step) is carried as dust to
+   the next buy - exactly what a spot account holds and sells.
 
 These rules and their tie orders are backtesting.py 0.6.6's with ``exclusive_orders=True`` (its order queue
 processes ``Trade.close()`` orders first, then SL, then TP, then new entries, then the new trade's SL/TP on the
@@ -146,8 +147,13 @@ def simulate_nb(
     initial_equity: float,
     size_is_qty: bool,
     rules: OrderRules,
+    dust_carry: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Simulate one instrument bar by bar; return ``(trade records (trade_dt), equity per close, status)``.
+
+    ``dust_carry`` (one float, base units) is the dust the account holds from earlier buys whose commission was
+    taken in base (rule 7): read at the start, overwritten with the dust left at the end (a paper account carries
+    it from one simulated segment to the next; a backtest starts from ``np.zeros(1)``).
 
     ``side``/``size``/``sl``/``tp``/``max_hold`` are decided on each bar's close and act on the next open.
     ``size`` is a fraction of equity committed as notional at the fill, or a base-asset quantity when
@@ -185,6 +191,7 @@ def simulate_nb(
     entry_idx = 0
     entry_price = 0.0
     entry_fee = 0.0
+    dust = dust_carry[0]  # base units below one step left by buys whose commission was taken in base
     sl_price = 0.0
     tp_price = 0.0
     hold = 0
@@ -226,11 +233,16 @@ def simulate_nb(
                     else:
                         raw_qty = size[t - 1] * cash / price
                     qty = order_qty_nb(raw_qty, price, rules.amount_step, rules.min_qty, rules.min_notional)
-                    held, entry_fee = qty, qty * price * fee
-                    if wanted > 0 and rules.buy_fee_in_base:  # the account receives qty less the commission
-                        held = floor_to_step_nb(qty * (1.0 - fee), rules.amount_step)
+                    held, entry_fee, rest = qty, qty * price * fee, dust
+                    if wanted > 0 and rules.buy_fee_in_base:
+                        # the account receives qty less the commission; with the dust earlier buys left it
+                        # holds whole steps (the position) and less than one step of dust
+                        received = qty * (1.0 - fee) + dust
+                        held = floor_to_step_nb(received, rules.amount_step)
+                        rest = received - held
                         entry_fee = (qty - held) * price
                     if held > 0.0:
+                        dust = rest
                         direction = wanted
                         entry_price = price
                         qty = held
@@ -288,6 +300,7 @@ def simulate_nb(
             ExitReason.open,
         )
         n_trades += 1
+    dust_carry[0] = dust
     if 2 * n_trades < trades.shape[0]:  # many ignored signals: do not keep the unused room alive
         return trades[:n_trades].copy(), equity, status
     return trades[:n_trades], equity, status
