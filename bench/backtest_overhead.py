@@ -47,7 +47,9 @@ def main() -> None:
     max_hold = np.zeros(len(bars), dtype=np.int64)
 
     def kernel() -> object:
-        return simulate_nb(*prices, side, size, sl, tp, max_hold, FEE, 0.0, CASH, True, NO_ORDER_RULES)
+        return simulate_nb(
+            *prices, side, size, sl, tp, max_hold, FEE, 0.0, CASH, True, NO_ORDER_RULES, np.zeros(1)
+        )
 
     def end_to_end() -> object:
         return backtest(bars, signals, fee=FEE, initial_equity=CASH, size_in="qty")
