@@ -163,6 +163,7 @@ def test_a_short_signal_on_a_venue_that_cannot_short_only_closes_the_long() -> N
     side=st.sampled_from([1, -1]),
 )
 @example(entry_cents=9_019_900, distance=0.005, side=-1)  # 89748.005: a tie, rounded up like the decimal text
+@example(entry_cents=2100, distance=0.005, side=1)  # 21.104999999999997: below the half, down like its text
 def test_the_kernel_rounds_stop_and_take_profit_prices_as_the_live_broker_writes_them(
     entry_cents: int, distance: float, side: int
 ) -> None:

@@ -55,17 +55,25 @@ def floor_to_step_nb(qty: float, step: float) -> float:
 def round_to_tick_nb(price: float, tick: float) -> float:
     """Return ``price`` rounded to the **nearest** multiple of ``tick``, halves up (``tick`` <= 0: unchanged),
     written with the tick's decimals, as ccxt's ``price_to_precision`` rounds a stop or take-profit price's
-    decimal text. A price within ``1e-12`` (relative) below a half counts as the half: float noise such as
-    ``89748.005`` stored as ``89748.00499999...`` must round as its decimal text does.
+    decimal text (Python's shortest ``repr``).
 
-    A non-finite ``price`` (``inf``: no barrier) is returned as it is.
+    A price is a half exactly when it is the float nearest to the decimal half between two ticks: ``89748.005``
+    (stored as ``89748.00499999...``, written ``89748.005``) rounds up, while ``21.104999999999997`` (the float
+    of ``21.0 * 1.005``, written so) is below the half and rounds down. A non-finite ``price`` (``inf``: no
+    barrier) is returned as it is.
     """
     if not tick > 0.0 or not np.isfinite(price):
         return price
-    whole = float(math.floor(price / tick * (1.0 + _NOISE) + 0.5))
     scale = 10.0 ** step_decimals_nb(tick)
-    units = float(np.rint(whole * tick * scale))
-    if units >= 2.0**53:
+    units_per_tick = float(
+        np.rint(tick * scale)
+    )  # the tick in units of its last decimal: 1 for 0.01, 5 for 0.05
+    below = math.floor(price * scale / units_per_tick)
+    # The float nearest to the decimal half: both integers are exact and IEEE division rounds correctly.
+    half = ((2.0 * below + 1.0) * units_per_tick) / (2.0 * scale)
+    whole = below + 1.0 if price >= half else float(below)
+    units = whole * units_per_tick
+    if units >= 2.0**53:  # beyond exact integers: the decimal form buys nothing
         return whole * tick
     return units / scale
 
