@@ -24,9 +24,10 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
 from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.core.risk import RiskLimits
-from scalpbot.core.venue import Venue
+from scalpbot.core.risk import Margin, RiskLimits
+from scalpbot.core.venue import Venue, market_type_of
 from scalpbot.data.dataset import BarDataset, SeriesId
+from scalpbot.data.funding import load_funding
 from scalpbot.data.history import MemoryHistory, StoredHistory
 from scalpbot.data.venues import resolve_venue
 from scalpbot.errors import ConfigError
@@ -195,9 +196,14 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     )
 
 
-def risk_limits(services: Services, timeframe: str) -> RiskLimits:
-    """Return the configured risk limits for bars of ``timeframe``."""
-    return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
+def risk_limits(services: Services, timeframe: str, symbol: str | None = None) -> RiskLimits:
+    """Return the configured risk limits for bars of ``timeframe``; a swap ``symbol`` adds its margin rules."""
+    settings = services.settings
+    margin = None
+    if market_type_of(symbol or settings.data.symbol) != "spot":
+        execute = settings.execute
+        margin = Margin(execute.leverage, execute.maintenance_margin, execute.liquidation_margin)
+    return RiskLimits(**settings.risk.model_dump(), timeframe=timeframe, margin=margin)
 
 
 def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunLease:
@@ -209,9 +215,14 @@ def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunL
 def paper_broker(
     store: Store, settings: Settings, *, bot: str, series: SeriesId, bars: BarHistory
 ) -> PaperBroker:
-    """Return the paper broker of ``bot``: the backtest's fill model with the venue's fee, step and minimums."""
+    """Return the paper broker of ``bot``: the backtest's fill model with the venue's fee, step and minimums, and
+    on a swap the funding rates stored beside the bars."""
     costs = settings.backtest
     venue = venue_profile(store, settings, series)
+
+    def funding(start: pd.Timestamp, last: pd.Timestamp) -> pd.Series:
+        return load_funding(store, series.exchange, series.symbol, start, last)
+
     return PaperBroker(
         store,
         bot=bot,
@@ -222,6 +233,7 @@ def paper_broker(
         slippage=costs.slippage,
         initial_equity=costs.initial_equity,
         rules=venue.order_rules(),
+        funding=funding if venue.market_type == "swap" else None,
     )
 
 
@@ -263,7 +275,7 @@ def build_executor(
         notifier=notifier or build_notifier(settings, services.store, services.clock),
         model=lambda: cache.current().for_venue(venue),
         bars=bars,
-        limits=risk_limits(services, series.timeframe),
+        limits=risk_limits(services, series.timeframe, series.symbol),
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
@@ -326,7 +338,7 @@ def memory_paper_executor(
         notifier=ConsoleNotifier(io.StringIO()),
         model=lambda: model().for_venue(venue),
         bars=history,
-        limits=risk_limits(services, series.timeframe),
+        limits=risk_limits(services, series.timeframe, series.symbol),
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
     )

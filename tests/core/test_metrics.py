@@ -112,6 +112,7 @@ def test_zero_trades_give_zeros_and_nones_that_serialize_to_json() -> None:
         "exposure": 0.0,
         "avg_hold_bars": None,
         "fees_paid": 0.0,
+        "funding_paid": 0.0,
     }
     json.dumps(result.metrics, allow_nan=False)
 
