@@ -196,6 +196,26 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     )
 
 
+def store_funding_history(
+    services: Services, series: SeriesId, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+) -> int:
+    """Fetch the swap's funding rates in ``[start, end)`` from its exchange and store them beside the bars;
+    return how many were new."""
+    from scalpbot.adapters.funding_ccxt import fetch_funding
+    from scalpbot.data.funding import append_funding
+
+    rates = fetch_funding(
+        series.exchange,
+        series.symbol,
+        pd.Timestamp(start),
+        pd.Timestamp(end),
+        config=_ccxt_config(services.settings),
+        api_urls=exchange_api_urls(services.settings),
+        max_attempts=services.settings.exchange.max_retries,
+    )
+    return append_funding(services.store, series.exchange, series.symbol, rates)
+
+
 def risk_limits(services: Services, timeframe: str, symbol: str | None = None) -> RiskLimits:
     """Return the configured risk limits for bars of ``timeframe``; a swap ``symbol`` adds its margin rules."""
     settings = services.settings
@@ -293,6 +313,8 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     if exchange.sandbox:
         config["sandbox"] = True
     venue = venue_profile(services.store, services.settings, series)
+    if venue.market_type != "spot":
+        return _swap_broker(services, series, bot=bot, config=config)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -304,6 +326,28 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         venue=venue,
         adopt=services.settings.execute.adopt,
         max_attempts=exchange.max_retries,
+    )
+
+
+def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
+    """Return the live broker of a perpetual swap (OKX linear swaps; other venues are refused with a hint)."""
+    settings = services.settings
+    if series.exchange != "okx":
+        raise ConfigError(
+            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
+            "(trade it with the paper broker, or use exchange.id = okx)"
+        )
+    from scalpbot.adapters.broker.okx_swap import OkxSwapBroker
+
+    return OkxSwapBroker(
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        leverage=settings.execute.leverage,
+        margin_mode=settings.execute.margin_mode,
+        config=config,
+        api_urls=exchange_api_urls(settings),
+        max_attempts=settings.exchange.max_retries,
     )
 
 

@@ -86,7 +86,7 @@ def test_reduce_only_protection_can_never_open_a_position(monkeypatch: pytest.Mo
                     "sz": "1",
                     "reduceOnly": "true",
                     "clOrdId": "sbx1",
-                }  # fmt: skip
+                }
             )
         with pytest.raises(Exception, match="51169"):
             broker._exchange.private_post_trade_order_algo(
@@ -100,7 +100,7 @@ def test_reduce_only_protection_can_never_open_a_position(monkeypatch: pytest.Mo
                     "slTriggerPx": "1000000",
                     "slOrdPx": "-1",
                     "algoClOrdId": "sbx2",
-                }  # fmt: skip
+                }
             )
         assert okx.book.position is None
 

@@ -21,12 +21,13 @@ from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.venue import market_type_of
 from scalpbot.data.codec import encode_bars
 from scalpbot.data.dataset import DatasetSummary
 from scalpbot.data.venues import load_venue, save_venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
-from scalpbot.wiring import build_market_data, fetch_venue_profile
+from scalpbot.wiring import build_market_data, fetch_venue_profile, store_funding_history
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)
 
@@ -63,7 +64,8 @@ def fetch(
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
 
     Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
-    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet.
+    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet, and for a
+    perpetual swap (``BTC/USDT:USDT``) its funding-rate history over the window.
     """
     exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
@@ -116,6 +118,12 @@ def fetch(
         if not as_json:
             out.print(
                 f"venue profile of {series.exchange} {series.symbol} stored at {key} (`scalpbot venue show`)"
+            )
+    if source == "ccxt" and market_type_of(series.symbol) != "spot":
+        stored = store_funding_history(services, series, start or default_since, end or services.clock.now())
+        if not as_json:
+            out.print(
+                f"{stored} new funding rates of {series.exchange} {series.symbol} stored beside the bars"
             )
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""

@@ -138,7 +138,7 @@ class OkxSwapBroker:
         if self._market is not None:
             return self._market
         markets = self._calls.call("loading markets", self._exchange.load_markets)
-        market = markets.get(self._symbol)
+        market: dict[str, Any] | None = markets.get(self._symbol)
         if market is None or not market.get("swap") or not market.get("linear"):
             raise ConfigError(f"{self._symbol} is not a linear perpetual swap on okx; use e.g. BTC/USDT:USDT")
         config = self._private("reading the account configuration", "get_account_config", {})
@@ -198,13 +198,15 @@ class OkxSwapBroker:
     def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
         """Rebuild the account from the venue after the last bar of ``bars`` closed (see the module)."""
         market = self._ready()
-        self._closes = {pd.Timestamp(t): float(c) for t, c in bars["close"].items()}
+        closes = bars["close"].to_numpy(dtype=float).tolist()
+        self._closes = dict(zip(pd.DatetimeIndex(bars.index), closes, strict=True))
         rows = self._private("reading the position", "get_account_positions", {"instId": market["id"]})
         held = next((r for r in rows if _float(r.get("pos")) != 0.0), None)
         self._check_leverage(held)
         balance = self._private("reading the balance", "get_account_balance", {"ccy": market["settleId"]})
-        details = (balance or [{}])[0].get("details") or [{}]
-        cash = _float(next((d for d in details if d.get("ccy") == market["settleId"]), {}).get("cashBal"))
+        details: list[dict[str, Any]] = list((balance or [{}])[0].get("details") or [])
+        settled = [d for d in details if d.get("ccy") == market["settleId"]]
+        cash = _float(settled[0].get("cashBal")) if settled else 0.0
         orders = self._private(
             "reading recent orders",
             "get_trade_orders_history",
@@ -432,12 +434,12 @@ class OkxSwapBroker:
         market = self._ready()
         for algo in self._pending(market):
             if self._decoder.tag(algo.get("algoClOrdId"), _int(algo.get("cTime"))) == "oco":
-                request = [{"instId": market["id"], "algoId": str(algo["algoId"])}]
+                cancel = [{"instId": market["id"], "algoId": str(algo["algoId"])}]
                 try:
                     self._calls.call(
                         "cancelling the SL/TP",
                         self._exchange.private_post_trade_cancel_algos,
-                        request,
+                        cancel,
                         placing=True,
                     )
                 except ExchangeError as e:
