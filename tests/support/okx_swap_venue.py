@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -53,12 +54,16 @@ class OkxSwapVenue(SampleMarket):
 
 @contextmanager
 def running_okx_swap(
-    monkeypatch: pytest.MonkeyPatch, funding: Mapping[pd.Timestamp, float] | None = None, **swap: Any
+    monkeypatch: pytest.MonkeyPatch,
+    funding: Mapping[pd.Timestamp, float] | None = None,
+    start: datetime = NOW,
+    **swap: Any,
 ) -> Iterator[OkxSwapVenue]:
-    """Run an OKX look-alike at ``NOW`` with a 10,000 USDT swap account (0.05 % taker, leverage 10 until set)."""
+    """Run an OKX look-alike at ``start`` (default ``NOW``) with a 10,000 USDT swap account (0.05 % taker,
+    leverage 10 until set); ``funding`` rates by funding time."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    clock = FixedClock(NOW)
+    clock = FixedClock(start)
     rates = {int(t.timestamp() * 1000): Decimal(repr(r)) for t, r in (funding or {}).items()}
     with OkxServer(clock, sample_series_cached(), swap={"funding": rates, **swap}) as okx:
         yield OkxSwapVenue(okx, clock)

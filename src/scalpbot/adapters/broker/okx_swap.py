@@ -213,7 +213,8 @@ class OkxSwapBroker:
             {"instType": "SWAP", "instId": market["id"], "limit": str(_PAGE)},
         )
         done = sorted(
-            (o for o in orders if _float(o.get("accFillSz")) > 0), key=lambda o: _int(o.get("fillTime"))
+            (o for o in orders if _float(o.get("accFillSz")) > 0),
+            key=lambda o: (_int(o.get("fillTime")), _int(o.get("ordId"))),  # a reversal's close, then its entry
         )
         bills = self._private(
             "reading funding settlements",
@@ -231,7 +232,7 @@ class OkxSwapBroker:
             algos = self._pending(market)
             position = self._position(held, entries, algos, done)
             equity += position.side * position.qty * (last - position.entry_price)
-        since_funding = tuple(p for p in funding if since is None or p.time >= since)
+        since_funding = tuple(p for p in funding if (since is None or p.time >= since) and p.time <= as_of)
         ids = tuple(str(a.get("algoClOrdId")) for a in algos)
         return BrokerSnapshot(as_of, equity, position, tuple(fills), ids, since_funding)
 
