@@ -103,7 +103,9 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
     tick = OKX_SWAP["price_tick"]  # SL/TP triggers are rounded to the tick on the venue
     assert np.abs(got["exit_price"].to_numpy() - want["exit_price"].to_numpy()).max() <= tick / 2 + 1e-9
     fees_got, fees_want = got["fees"].to_numpy(), want["fees"].to_numpy()
-    slack = qty_want * tick / 2 * OKX_SWAP["taker_fee"] + 2e-8  # a stop's tick rounding; 8 decimals on the venue
+    slack = (
+        qty_want * tick / 2 * OKX_SWAP["taker_fee"] + 2e-8
+    )  # a stop's tick rounding; 8 decimals on the venue
     assert (np.abs(fees_got - fees_want)[same] <= slack[same]).all()
     # Funding: the same settlements (times, rates, prices) on every trade; equal to 1e-9 USDT where the
     # quantities are, in proportion to them where they differ by a step.

@@ -22,6 +22,7 @@ from scalpbot.core.ledger_equity import equity_from_trades
 from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.dataset import SeriesId
+from scalpbot.data.funding import load_funding
 from scalpbot.errors import DataError, ScalpbotError
 from scalpbot.ports import Notifier
 from scalpbot.release_signals import TradingModel, release_signals
@@ -197,6 +198,11 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
         slippage=costs.slippage,
         initial_equity=start_equity,
         rules=venue.order_rules(),
+        funding=(
+            load_funding(services.store, week.series.exchange, week.series.symbol, week.start, week.end)
+            if venue.market_type == "swap"
+            else None
+        ),
     )
     live = week.trades.assign(key=_trade_keys(week.trades))
     simulated = sim.trades.assign(key=_trade_keys(sim.trades))

@@ -214,7 +214,10 @@ class OkxSwapBroker:
         )
         done = sorted(
             (o for o in orders if _float(o.get("accFillSz")) > 0),
-            key=lambda o: (_int(o.get("fillTime")), _int(o.get("ordId"))),  # a reversal's close, then its entry
+            key=lambda o: (
+                _int(o.get("fillTime")),
+                _int(o.get("ordId")),
+            ),  # a reversal's close, then its entry
         )
         bills = self._private(
             "reading funding settlements",
