@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.ccxt_common import rebased_api_urls
-from scalpbot.adapters.funding_ccxt import fetch_funding
+from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.funding import fetch_funding
+from scalpbot.adapters.ccxt.venue_profile import fetch_venue
 from scalpbot.adapters.store.memory import MemoryStore
-from scalpbot.adapters.venue_ccxt import fetch_venue
-from scalpbot.data.funding import append_funding, funding_key, load_funding
 from scalpbot.errors import ConfigError, DataError
+from scalpbot.state.funding import append_funding, funding_key, load_funding
 
 from support.okx_swap_venue import running_okx_swap
 

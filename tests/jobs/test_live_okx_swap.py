@@ -19,8 +19,8 @@ import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.data.history import MemoryHistory
-from scalpbot.jobs.execute import run_cycle
+from scalpbot.jobs.cycle import run_cycle
+from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, venue_profile
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.evaluation import PolicyEvaluator, PolicyWindow
 from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.policy import signals_frame

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.broker.okx_swap import OkxSwapBroker
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
 from scalpbot.adapters.clock import FixedClock
 
 from support.broker_venue import NOW, SampleMarket, sample_series_cached
@@ -29,6 +29,11 @@ class OkxSwapVenue(SampleMarket):
         self.server = server
         self.clock = clock
         self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
+        self.sleeps.append(seconds)
+        self.server.wait(seconds)
 
     @property
     def book(self) -> SwapBook:
@@ -48,7 +53,7 @@ class OkxSwapVenue(SampleMarket):
             max_attempts=3,
             base_delay=0.01,
             max_delay=0.04,
-            sleep=self.sleeps.append,
+            sleep=self.sleep,
         )
 
 

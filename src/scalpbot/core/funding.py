@@ -21,7 +21,7 @@ __all__ = ["funding_at_bars", "funding_payments"]
 def funding_at_bars(funding: pd.Series | None, index: pd.DatetimeIndex) -> np.ndarray:
     """Return the funding rate falling due at each bar's open time (0 where none), or an empty array for none.
 
-    ``funding``: rates indexed by funding time (UTC), e.g. :func:`scalpbot.data.funding.load_funding`. A rate
+    ``funding``: rates indexed by funding time (UTC), e.g. :func:`scalpbot.state.funding.load_funding`. A rate
     whose time is not a bar's open time is not charged (venues settle on the hour, which every minute bar series
     has). Raise ``DataError`` for rates that are not finite numbers.
     """

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
 from scalpbot.core.gate import GateVerdict, judge
@@ -46,10 +46,10 @@ from scalpbot.core.policy import signals_frame
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.venue import Venue
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError, PreconditionFailed, ScalpbotError
-from scalpbot.release_signals import TradingModel, predict_bars
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
+from scalpbot.inference.signals import TradingModel, predict_bars
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
 from scalpbot.wiring import Services, venue_profile
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ def train(
     with _timed(timings, "export"):
         keras_bytes = ml_model.save_keras(fitted.model)
         onnx_bytes = ml_model.export_onnx(fitted.model)
-    from scalpbot.inference import OnnxModel
+    from scalpbot.inference.onnx import OnnxModel
 
     onnx_model = OnnxModel.from_bytes(onnx_bytes)
     with _timed(timings, "predict"):

@@ -37,9 +37,9 @@ from typing import Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._executions import IdDecoder
-from scalpbot.adapters.broker._sending import OrderSender
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt._fills import IdDecoder
+from scalpbot.adapters.ccxt._sending import OrderSender
+from scalpbot.adapters.ccxt.common import connect
 from scalpbot.core.execution import (
     BrokerSnapshot,
     Fill,
@@ -69,7 +69,7 @@ class OkxSwapBroker:
     """A ``Broker`` on one OKX linear perpetual swap (e.g. ``BTC/USDT:USDT``), one bot per instance.
 
     ``leverage``/``margin_mode`` are set on the venue at start and checked at every snapshot. Retries, backoff
-    and look-ups of orders of unknown outcome as :class:`~scalpbot.adapters.broker.ccxt_broker.CcxtBroker`.
+    and look-ups of orders of unknown outcome as :class:`~scalpbot.adapters.ccxt.broker.CcxtBroker`.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt.common import connect
 from scalpbot.errors import ConfigError
 
 __all__ = ["fetch_funding"]
