@@ -31,7 +31,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import ccxt
@@ -39,11 +38,10 @@ import pandas as pd
 
 from scalpbot.adapters.ccxt._fills import IdDecoder
 from scalpbot.adapters.ccxt._sending import OrderSender
+from scalpbot.adapters.ccxt._swap_reads import MAX_HOLD_TAG, SwapReader, as_float, as_int
 from scalpbot.adapters.ccxt.common import connect
 from scalpbot.core.execution import (
     BrokerSnapshot,
-    Fill,
-    FundingPayment,
     OrderAck,
     Position,
     Signal,
@@ -61,7 +59,6 @@ OPTIONS: dict[str, Any] = {
     "adjustForTimeDifference": True,
 }
 ALGO_TYPES = "conditional,oco"
-_TAG = "sbh"
 _PAGE = 100
 
 
@@ -126,6 +123,7 @@ class OkxSwapBroker:
             is_duplicate=lambda message: "51016" in message,
         )
         self._market: dict[str, Any] | None = None
+        self._reads: SwapReader | None = None
         self._closes: dict[pd.Timestamp, float] = {}
 
     def __repr__(self) -> str:
@@ -150,7 +148,7 @@ class OkxSwapBroker:
             )
         self._market = market
         rows = self._private("reading the position", "get_account_positions", {"instId": market["id"]})
-        held = next((r for r in rows if _float(r.get("pos")) != 0.0), None)
+        held = next((r for r in rows if as_float(r.get("pos")) != 0.0), None)
         if held is not None:  # never change the settings under an open position: check them instead
             try:
                 self._check_leverage(held)
@@ -182,10 +180,10 @@ class OkxSwapBroker:
             "get_account_leverage_info",
             {"instId": market["id"], "mgnMode": self._mode},
         )
-        lever = _float((rows or [{}])[0].get("lever"))
+        lever = as_float((rows or [{}])[0].get("lever"))
         mode = self._mode
         if position is not None:
-            lever, mode = _float(position.get("lever")) or lever, str(position.get("mgnMode") or mode)
+            lever, mode = as_float(position.get("lever")) or lever, str(position.get("mgnMode") or mode)
         if not math.isclose(lever, self._leverage, rel_tol=1e-9) or mode != self._mode:
             raise ConfigError(
                 f"okx {self._symbol}: the venue trades {lever:g}x {mode}, the configuration says "
@@ -201,22 +199,22 @@ class OkxSwapBroker:
         closes = bars["close"].to_numpy(dtype=float).tolist()
         self._closes = dict(zip(pd.DatetimeIndex(bars.index), closes, strict=True))
         rows = self._private("reading the position", "get_account_positions", {"instId": market["id"]})
-        held = next((r for r in rows if _float(r.get("pos")) != 0.0), None)
+        held = next((r for r in rows if as_float(r.get("pos")) != 0.0), None)
         self._check_leverage(held)
         balance = self._private("reading the balance", "get_account_balance", {"ccy": market["settleId"]})
         details: list[dict[str, Any]] = list((balance or [{}])[0].get("details") or [])
         settled = [d for d in details if d.get("ccy") == market["settleId"]]
-        cash = _float(settled[0].get("cashBal")) if settled else 0.0
+        cash = as_float(settled[0].get("cashBal")) if settled else 0.0
         orders = self._private(
             "reading recent orders",
             "get_trade_orders_history",
             {"instType": "SWAP", "instId": market["id"], "limit": str(_PAGE)},
         )
         done = sorted(
-            (o for o in orders if _float(o.get("accFillSz")) > 0),
+            (o for o in orders if as_float(o.get("accFillSz")) > 0),
             key=lambda o: (
-                _int(o.get("fillTime")),
-                _int(o.get("ordId")),
+                as_int(o.get("fillTime")),
+                as_int(o.get("ordId")),
             ),  # a reversal's close, then its entry
         )
         bills = self._private(
@@ -225,15 +223,15 @@ class OkxSwapBroker:
             {"instType": "SWAP", "type": "8", "limit": str(_PAGE)},
         )
         entries = {str(o["clOrdId"]): o for o in done if self._tag(o) == "entry"}
-        funding = self._funding(bills, done, bars)
-        fills = self._fills(done, entries, funding, since)
+        funding = self._reader().funding(bills, done, bars)
+        fills = self._reader().fills(done, entries, funding, since)
         as_of = pd.Timestamp(bars.index[-1])
         last = float(bars["close"].iloc[-1])
         position, algos = None, []
         equity = cash
         if held is not None:
             algos = self._pending(market)
-            position = self._position(held, entries, algos, done)
+            position = self._reader().position(held, entries, algos, done)
             equity += position.side * position.qty * (last - position.entry_price)
         since_funding = tuple(p for p in funding if (since is None or p.time >= since) and p.time <= as_of)
         ids = tuple(str(a.get("algoClOrdId")) for a in algos)
@@ -299,7 +297,7 @@ class OkxSwapBroker:
             "ordType": "market",
             "sz": self._amount(contracts),
             "clOrdId": order.client_id,
-            "tag": f"{_TAG}{order.max_hold}",
+            "tag": f"{MAX_HOLD_TAG}{order.max_hold}",
             "attachAlgoOrds": [attached],
         }
         ack, placed = self._sender.place(
@@ -311,9 +309,9 @@ class OkxSwapBroker:
         filled = self._known(order.client_id)
         if filled is None or filled.get("state") not in done:
             filled = self._sender.resolve(order.client_id, until=lambda o: o.get("state") in done)
-        if filled is None or _float(filled.get("accFillSz")) <= 0:
+        if filled is None or as_float(filled.get("accFillSz")) <= 0:
             return [ack]
-        price, contracts = _float(filled.get("avgPx")), _float(filled["accFillSz"])
+        price, contracts = as_float(filled.get("avgPx")), as_float(filled["accFillSz"])
         again = ack.status == "duplicate"
         return [ack, *self._protect(order.decided_at, side, price, (sl, tp), contracts, again=again)]
 
@@ -416,12 +414,12 @@ class OkxSwapBroker:
             return self._exit(client_id, snapshot.as_of, position, f"unprotected: {why}")
         side = position.side
         sl = (
-            abs(_float(attached.get("slTriggerPx")) / reference - 1.0)
+            abs(as_float(attached.get("slTriggerPx")) / reference - 1.0)
             if attached.get("slTriggerPx")
             else math.inf
         )
         tp = (
-            abs(_float(attached.get("tpTriggerPx")) / reference - 1.0)
+            abs(as_float(attached.get("tpTriggerPx")) / reference - 1.0)
             if attached.get("tpTriggerPx")
             else math.inf
         )
@@ -437,7 +435,7 @@ class OkxSwapBroker:
             return [OrderAck(client_id, "exit", "duplicate", "already on the venue")] if known else []
         market = self._ready()
         for algo in self._pending(market):
-            if self._decoder.tag(algo.get("algoClOrdId"), _int(algo.get("cTime"))) == "oco":
+            if self._decoder.tag(algo.get("algoClOrdId"), as_int(algo.get("cTime"))) == "oco":
                 cancel = [{"instId": market["id"], "algoId": str(algo["algoId"])}]
                 try:
                     self._calls.call(
@@ -462,7 +460,7 @@ class OkxSwapBroker:
             "sz": self._amount(contracts),
             "reduceOnly": "true",
             "clOrdId": client_id,
-            "tag": f"{_TAG}0",
+            "tag": f"{MAX_HOLD_TAG}0",
         }
         ack, _ = self._sender.place(
             f"closing the position ({reason})", client_id, "exit", lambda: self._send(request)
@@ -497,153 +495,20 @@ class OkxSwapBroker:
         request = {"ordType": ALGO_TYPES, "instType": "SWAP", "instId": market["id"]}
         return self._private("reading the SL/TP orders", "get_trade_orders_algo_pending", request)
 
-    def _tag(self, order: Mapping[str, Any]) -> str | None:
-        return self._decoder.tag(str(order.get("clOrdId") or ""), _int(order.get("cTime")))
-
-    def _position(
-        self,
-        row: Mapping[str, Any],
-        entries: Mapping[str, Mapping[str, Any]],
-        algos: list[dict[str, Any]],
-        done: list[dict[str, Any]],
-    ) -> Position:
-        """Return the open position with its entry (the bot's newest entry on that side) and its SL/TP."""
-        pos = _float(row.get("pos"))
-        side = 1 if pos > 0 else -1
-        own = [o for o in done if self._tag(o) == "entry" and (1 if o.get("side") == "buy" else -1) == side]
-        if not own:
-            raise ConfigError(
-                f"okx {self._symbol} holds a {'long' if side > 0 else 'short'} position of {abs(pos):g} contracts "
-                "that the bot did not open; close it or trade from a sub-account"
-            )
-        entry = own[-1]
-        guards: dict[str, float] = {}
-        for algo in algos:
-            if self._decoder.tag(algo.get("algoClOrdId"), _int(algo.get("cTime"))) == "oco":
-                for intent, key in (("sl", "slTriggerPx"), ("tp", "tpTriggerPx")):
-                    if _float(algo.get(key)) > 0:
-                        guards[intent] = _float(algo.get(key))
-        tag = str(entry.get("tag") or "")
-        max_hold = int(tag[len(_TAG) :]) if tag.startswith(_TAG) and tag[len(_TAG) :].isdigit() else 0
-        return Position(
-            side,
-            self._base(abs(pos)),
-            _float(row.get("avgPx")),
-            _bar_of(_int(entry.get("fillTime")), self._bar),
-            guards.get("sl", math.nan),
-            guards.get("tp", math.nan),
-            max_hold,
-            str(entry["clOrdId"]),
-        )
-
-    def _funding(
-        self, bills: list[dict[str, Any]], done: list[dict[str, Any]], bars: pd.DataFrame
-    ) -> list[FundingPayment]:
-        """Return the funding settlements, each given to the bot's entry open at its time (oldest first)."""
-        opens = bars["open"]
-        payments = []
-        for bill in sorted(bills, key=lambda b: _int(b.get("ts"))):
-            at = _int(bill.get("ts"))
-            before = [o for o in done if _int(o.get("fillTime")) < at]
-            entry = next((o for o in reversed(before) if self._tag(o) == "entry"), None)
-            if entry is None:
-                continue
-            time_ = pd.Timestamp(at, unit="ms", tz="UTC")
-            side = 1 if entry.get("side") == "buy" else -1
-            qty = self._base(_float(bill.get("sz")))
-            amount = -_float(bill.get("balChg"))
-            price = float(opens.get(time_, math.nan))
-            rate = amount / (side * qty * price) if qty > 0 and math.isfinite(price) else 0.0
-            payments.append(
-                FundingPayment(
-                    time_,
-                    side,
-                    qty,
-                    price if math.isfinite(price) else 0.0,
-                    rate,
-                    amount,
-                    str(entry["clOrdId"]),
-                )
-            )
-        return payments
-
-    def _fills(
-        self,
-        done: list[dict[str, Any]],
-        entries: Mapping[str, Mapping[str, Any]],
-        funding: list[FundingPayment],
-        since: pd.Timestamp | None,
-    ) -> list[Fill]:
-        fills: list[Fill] = []
-        last_entry: Mapping[str, Any] | None = None
-        for order in done:
-            tag = self._tag(order)
-            time_ = _bar_of(_int(order.get("fillTime")), self._bar)
-            side = 1 if order.get("side") == "buy" else -1
-            qty, price, fee = (
-                self._base(_float(order["accFillSz"])),
-                _float(order.get("avgPx")),
-                -_float(order.get("fee")),
-            )
-            if tag == "entry":
-                last_entry = order
-                if since is None or time_ >= since:
-                    fills.append(
-                        Fill(
-                            str(order["clOrdId"]),
-                            time_,
-                            side,
-                            qty,
-                            price,
-                            fee,
-                            "entry",
-                            None,
-                            str(order["clOrdId"]),
-                        )
-                    )
-                continue
-            entry, reason, client_id = self._exit_of(order, tag, entries, last_entry)
-            if entry is None or (since is not None and time_ < since):
-                continue
-            entry_id = str(entry["clOrdId"])
-            entry_price, entry_fee = _float(entry.get("avgPx")), -_float(entry.get("fee"))
-            paid = sum(p.amount for p in funding if p.entry_client_id == entry_id)
-            pnl = -side * qty * (price - entry_price) - entry_fee - fee - paid
-            fills.append(Fill(client_id, time_, side, qty, price, fee, reason, pnl, entry_id))
-        return fills
-
-    def _exit_of(
-        self,
-        order: Mapping[str, Any],
-        tag: str | None,
-        entries: Mapping[str, Mapping[str, Any]],
-        last_entry: Mapping[str, Any] | None,
-    ) -> tuple[Mapping[str, Any] | None, str, str]:
-        """Return the entry an exit order closes, its exit reason and the client id the bot reads it by."""
-        if tag is not None and tag not in ("entry", "oco"):
-            return last_entry, tag, str(order.get("clOrdId"))
-        algo = self._decoder.decision(str(order.get("algoClOrdId") or ""), _int(order.get("cTime")))
-        if algo is not None and algo[0] == "oco":
-            entry = entries.get(self._decoder.client_id(algo[1], "entry"))
-            if entry is None:
-                return None, "", ""
-            side = 1 if entry.get("side") == "buy" else -1
-            won = side * (_float(order.get("avgPx")) - _float(entry.get("avgPx"))) > 0
-            reason = "tp" if won else "sl"
-            return entry, reason, self._decoder.client_id(algo[1], reason)
-        if order.get("category") in ("full_liquidation", "partial_liquidation") and last_entry is not None:
-            return last_entry, "liquidation", f"liq{order.get('ordId')}"
-        return None, "", ""
-
     def _base(self, contracts: float) -> float:
-        """Return ``contracts`` in base units (contracts x contract size), written as decimals add up."""
-        size = Decimal(repr(float(self._ready()["contractSize"])))
-        return float(Decimal(repr(contracts)) * size)
+        return self._reader().base(contracts)
 
     def _contracts(self, qty: float) -> float:
-        """Return ``qty`` base units in contracts, exactly (so that truncation to the lot loses nothing)."""
-        size = Decimal(repr(float(self._ready()["contractSize"])))
-        return float(Decimal(repr(qty)) / size)
+        return self._reader().contracts(qty)
+
+    def _tag(self, order: Mapping[str, Any]) -> str | None:
+        return self._reader().tag(order)
+
+    def _reader(self) -> SwapReader:
+        if self._reads is None:
+            size = float(self._ready()["contractSize"])
+            self._reads = SwapReader(self._symbol, self._decoder, self._bar, size)
+        return self._reads
 
     def _price(self, price: float) -> str:
         return str(self._exchange.price_to_precision(self._symbol, price))
@@ -660,27 +525,9 @@ def _unprotected(position: Position) -> bool:
     return math.isnan(position.sl_price) and math.isnan(position.tp_price)
 
 
-def _bar_of(ms: int, bar: pd.Timedelta) -> pd.Timestamp:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").floor(bar)
-
-
 def _ms(time_: pd.Timestamp) -> int:
     return int(time_.timestamp() * 1000) + 60_000
 
 
 def _text(value: float) -> str:
     return f"{value:g}"
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
