@@ -309,6 +309,11 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange
+    if market_type_of(series.symbol) != "spot" and series.exchange != "okx":
+        raise ConfigError(
+            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
+            "(trade it with the paper broker, or use exchange.id = okx)"
+        )
     config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
     if exchange.sandbox:
         config["sandbox"] = True
@@ -330,13 +335,8 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
 
 
 def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
-    """Return the live broker of a perpetual swap (OKX linear swaps; other venues are refused with a hint)."""
+    """Return the live broker of a perpetual swap (OKX linear swaps)."""
     settings = services.settings
-    if series.exchange != "okx":
-        raise ConfigError(
-            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
-            "(trade it with the paper broker, or use exchange.id = okx)"
-        )
     from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
 
     return OkxSwapBroker(

@@ -226,3 +226,25 @@ def test_a_stop_beyond_the_liquidation_price_lets_the_venue_liquidate_first(
     assert len(liquidated) == 1 and liquidated[0].price == float(okx.book.liquidations[0][1])
     assert margin == pytest.approx(10_000 * 20 / 100, rel=0.002)
     assert snapshot.equity == pytest.approx(10_000 - margin - liquidated[0].fee - entry_fee, abs=1e-6)
+
+
+def test_a_refused_amendment_closes_the_short_at_market_within_the_submit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with running_okx_swap(monkeypatch) as okx:
+        okx.book.shift_after_fill = Decimal("1.03")  # the price jumps 3 % right after the short fills
+        broker = okx.broker()
+        acks = broker.submit(okx.signal(-1, size=1.0, sl=0.004, tp=0.006), broker.snapshot(okx.bars(), None))
+        assert [(a.intent, a.status) for a in acks] == [
+            ("entry", "accepted"),
+            ("sl", "rejected"),
+            ("tp", "rejected"),
+            ("exit", "accepted"),
+        ]
+        assert "51280" in acks[1].message and acks[-1].message.startswith("closed at market")
+        entry, closed = okx.server.posts(ORDER)
+        assert (closed["side"], closed["reduceOnly"], closed["sz"]) == ("buy", "true", entry["sz"])
+        assert okx.book.position is None and [a.state for a in okx.book.algos] == ["canceled"]
+        after = broker.snapshot(okx.bars(), None)
+    assert after.position is None
+    assert [f.reason for f in after.fills] == ["entry", "unprotected"]
