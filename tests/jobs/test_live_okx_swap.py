@@ -20,6 +20,7 @@ import pytest
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.jobs.cycle import run_cycle
+from scalpbot.jobs.trading import replay
 from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, venue_profile
@@ -151,3 +152,35 @@ def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(
     assert denials and all("liquidation guard" in d for d in denials)
     events = Ledger(services.store, "guarded").events(kinds=("denial",))
     assert events and {e.payload.get("code") for e in events} == {"liquidation_guard"}
+
+
+def test_a_swap_replay_makes_exactly_the_backtests_trades_with_shorts_and_funding(
+    swap_release: tuple[Path, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store, _ = swap_release
+    services = swap_services(store)
+    series = services.series()
+    start = pd.Timestamp("2024-12-26T06:00:00Z")
+    end = start + pd.Timedelta(hours=12)  # through the 08:00 and 16:00 settlements
+    report = replay(services, series, start, end, bot="swap-replay", notifier=ConsoleNotifier())
+    assert report.cycles == {"ok": 720}
+    config = tmp_path / "scalpbot.toml"
+    config.write_text(
+        '[exchange]\nid = "okx"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in OKX_SWAP.items())
+    )
+    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
+            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    want = pd.DataFrame(json.loads(out)["trades"])
+    last = end - MINUTE
+    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
+    got = Ledger(services.store, "swap-replay").trades(start, end, mark_price=last_close, mark_time=last)
+    assert len(want) > 50 and set(want["side"]) == {-1, 1} and (want["funding"] != 0).sum() >= 2
+    assert [t.isoformat() for t in got["entry_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["entry_time"]
+    ]
+    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
+    for column in ("side", "entry_price", "exit_price", "qty", "fees", "funding", "pnl"):
+        assert got[column].to_numpy() == pytest.approx(want[column].to_numpy(), rel=0, abs=1e-9), column
