@@ -118,7 +118,8 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
     assert sum(e.payload["amount"] for e in events) == pytest.approx(funding_got.sum(), abs=1e-9)
     print(
         f"swap parity over {DAYS} day(s): {len(want)} trades, {(want['side'] < 0).sum()} short, "
-        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart"
+        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart, "
+        f"exit prices within {np.abs(got['exit_price'].to_numpy() - want['exit_price'].to_numpy()).max():.6f}"
     )
     venue = venue_profile(services.store, services.settings, series)
     assert (venue.market_type, venue.taker_fee, venue.amount_step) == ("swap", 0.0005, 0.0001)
