@@ -99,15 +99,11 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
     same = qty_got == qty_want
     assert np.abs(qty_got - qty_want).max() <= step + 1e-12 and same.mean() >= 0.97
     assert got["entry_price"].tolist() == want["entry_price"].tolist()  # market fills at the open
-    at_open = want["exit_reason"].isin(["time", "signal"]).to_numpy()
-    assert np.array_equal(got["exit_price"].to_numpy()[at_open], want["exit_price"].to_numpy()[at_open])
-    tick = OKX_SWAP["price_tick"]  # SL/TP triggers are rounded to the tick on the venue
-    assert np.abs(got["exit_price"].to_numpy() - want["exit_price"].to_numpy()).max() <= tick / 2 + 1e-9
+    # Exits at the open fill there; SL/TP fill at their trigger prices, on the tick in both (the kernel rounds a
+    # stop to the venue's tick as the broker does), or at the open of a bar that gaps through them.
+    assert got["exit_price"].tolist() == want["exit_price"].tolist()
     fees_got, fees_want = got["fees"].to_numpy(), want["fees"].to_numpy()
-    slack = (
-        qty_want * tick / 2 * OKX_SWAP["taker_fee"] + 2e-8
-    )  # a stop's tick rounding; 8 decimals on the venue
-    assert (np.abs(fees_got - fees_want)[same] <= slack[same]).all()
+    assert np.abs(fees_got - fees_want)[same].max() < 2e-8  # USDT, 8 decimals on the venue
     # Funding: the same settlements (times, rates, prices) on every trade; equal to 1e-9 USDT where the
     # quantities are, in proportion to them where they differ by a step.
     funding_got, funding_want = got["funding"].to_numpy(), want["funding"].to_numpy()
@@ -118,8 +114,7 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
     assert sum(e.payload["amount"] for e in events) == pytest.approx(funding_got.sum(), abs=1e-9)
     print(
         f"swap parity over {DAYS} day(s): {len(want)} trades, {(want['side'] < 0).sum()} short, "
-        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart, "
-        f"exit prices within {np.abs(got['exit_price'].to_numpy() - want['exit_price'].to_numpy()).max():.6f}"
+        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart"
     )
     venue = venue_profile(services.store, services.settings, series)
     assert (venue.market_type, venue.taker_fee, venue.amount_step) == ("swap", 0.0005, 0.0001)
