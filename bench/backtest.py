@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from _data import SHARED_YEAR
-from scalpbot.core.backtest.enums import NO_ORDER_RULES
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES
 from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.strategies import sma_cross_signals
@@ -202,7 +202,7 @@ def main() -> None:
 
     arrays = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
     columns = [signals[c].to_numpy() for c in ("side", "size", "sl", "tp", "max_hold")]
-    kernel_args = (*arrays, *columns, FEE, 0.0, CASH, True, NO_ORDER_RULES, np.zeros(1))
+    kernel_args = (*arrays, *columns, FEE, 0.0, CASH, True, NO_ORDER_RULES, NO_FUNDING, np.zeros(1))
     kernel_best, kernel_median = timed(40, lambda: simulate_nb(*kernel_args))
 
     engine = vectorbt_engine()

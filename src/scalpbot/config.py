@@ -253,6 +253,21 @@ class ExecuteSettings(_Section):
         default=False,
         description="live: take base coins already on the account as the bot's position (else refused)",
     )
+    leverage: float = Field(
+        default=1.0, ge=1, le=125, description="swaps: notional / margin, set on the venue at start"
+    )
+    margin_mode: Literal["isolated", "cross"] = Field(
+        default="isolated", description="swaps: margin mode, set on the venue at start"
+    )
+    maintenance_margin: float = Field(
+        default=0.004, gt=0, lt=0.5, description="swaps: the venue's first-tier maintenance margin rate"
+    )
+    liquidation_margin: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="swaps: share of the distance to liquidation a stop must leave free (0.5 = half)",
+    )
 
 
 class NotifySettings(_Section):

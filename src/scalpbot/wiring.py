@@ -21,8 +21,8 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.paper_broker import PaperBroker
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
-from scalpbot.core.risk import RiskLimits
-from scalpbot.core.venue import Venue
+from scalpbot.core.risk import Margin, RiskLimits
+from scalpbot.core.venue import Venue, market_type_of
 from scalpbot.errors import ConfigError
 from scalpbot.inference.signals import ReleaseCache, TradingModel
 from scalpbot.jobs.cycle import Executor
@@ -36,6 +36,7 @@ from scalpbot.jobs.services import (
 )
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
+from scalpbot.state.funding import load_funding
 from scalpbot.state.history import MemoryHistory, StoredHistory
 from scalpbot.state.releases import ReleaseStore
 
@@ -165,17 +166,47 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     )
 
 
-def risk_limits(services: Services, timeframe: str) -> RiskLimits:
-    """Return the configured risk limits for bars of ``timeframe``."""
-    return RiskLimits(**services.settings.risk.model_dump(), timeframe=timeframe)
+def store_funding_history(
+    services: Services, series: SeriesId, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
+) -> int:
+    """Fetch the swap's funding rates in ``[start, end)`` from its exchange and store them beside the bars;
+    return how many were new."""
+    from scalpbot.adapters.ccxt.funding import fetch_funding
+    from scalpbot.state.funding import append_funding
+
+    rates = fetch_funding(
+        series.exchange,
+        series.symbol,
+        pd.Timestamp(start),
+        pd.Timestamp(end),
+        config=_ccxt_config(services.settings),
+        api_urls=exchange_api_urls(services.settings),
+        max_attempts=services.settings.exchange.max_retries,
+    )
+    return append_funding(services.store, series.exchange, series.symbol, rates)
+
+
+def risk_limits(services: Services, timeframe: str, symbol: str | None = None) -> RiskLimits:
+    """Return the configured risk limits for bars of ``timeframe``; a swap ``symbol`` adds its margin rules."""
+    settings = services.settings
+    margin = None
+    if market_type_of(symbol or settings.data.symbol) != "spot":
+        execute = settings.execute
+        margin = Margin(execute.leverage, execute.maintenance_margin, execute.liquidation_margin)
+    return RiskLimits(**settings.risk.model_dump(), timeframe=timeframe, margin=margin)
 
 
 def paper_broker(
     store: Store, settings: Settings, *, bot: str, series: SeriesId, bars: BarHistory
 ) -> PaperBroker:
-    """Return the paper broker of ``bot``: the backtest's fill model with the venue's fee, step and minimums."""
+    """Return the paper broker of ``bot``: the backtest's fill model with the venue's fee, step and minimums, and
+    on a swap the funding rates stored beside the bars."""
     costs = settings.backtest
     venue = venue_profile(store, settings, series)
+
+    def funding(start: pd.Timestamp, last: pd.Timestamp) -> pd.Series:
+        return load_funding(store, series.exchange, series.symbol, start, last)
+
     return PaperBroker(
         store,
         bot=bot,
@@ -186,6 +217,7 @@ def paper_broker(
         slippage=costs.slippage,
         initial_equity=costs.initial_equity,
         rules=venue.order_rules(),
+        funding=funding if venue.market_type == "swap" else None,
     )
 
 
@@ -227,7 +259,7 @@ def build_executor(
         notifier=notifier or build_notifier(settings, services.store, services.clock),
         model=lambda: cache.current().for_venue(venue),
         bars=bars,
-        limits=risk_limits(services, series.timeframe),
+        limits=risk_limits(services, series.timeframe, series.symbol),
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
@@ -242,10 +274,17 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange
+    if market_type_of(series.symbol) != "spot" and series.exchange != "okx":
+        raise ConfigError(
+            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
+            "(trade it with the paper broker, or use exchange.id = okx)"
+        )
     config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
     if exchange.sandbox:
         config["sandbox"] = True
     venue = venue_profile(services.store, services.settings, series)
+    if venue.market_type != "spot":
+        return _swap_broker(services, series, bot=bot, config=config)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -257,6 +296,24 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         venue=venue,
         adopt=services.settings.execute.adopt,
         retry=RetryPolicy(max_attempts=exchange.max_retries),
+    )
+
+
+def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
+    """Return the live broker of a perpetual swap (OKX linear swaps)."""
+    settings = services.settings
+    from scalpbot.adapters.ccxt.common import RetryPolicy
+    from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
+
+    return OkxSwapBroker(
+        bot=bot,
+        symbol=series.symbol,
+        timeframe=series.timeframe,
+        leverage=settings.execute.leverage,
+        margin_mode=settings.execute.margin_mode,
+        config=config,
+        api_urls=exchange_api_urls(settings),
+        retry=RetryPolicy(max_attempts=settings.exchange.max_retries),
     )
 
 
@@ -293,7 +350,7 @@ def memory_paper_executor(
         notifier=ConsoleNotifier(io.StringIO()),
         model=lambda: model().for_venue(venue),
         bars=history,
-        limits=risk_limits(services, series.timeframe),
+        limits=risk_limits(services, series.timeframe, series.symbol),
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
     )

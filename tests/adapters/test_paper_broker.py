@@ -20,9 +20,18 @@ STRICT_SPOT = OrderRules(amount_step=0.001, min_qty=0.002, min_notional=3_000.0,
 """A spot venue with a coarse step and a minimum notional that about a third of the entries below fall under."""
 
 
-def _broker(store: MemoryStore, bars: pd.DataFrame, rules: OrderRules = NO_ORDER_RULES) -> PaperBroker:
+def _broker(
+    store: MemoryStore,
+    bars: pd.DataFrame,
+    rules: OrderRules = NO_ORDER_RULES,
+    funding: pd.Series | None = None,
+) -> PaperBroker:
     def source(start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
         return bars.loc[(start or bars.index[0]) : last]
+
+    def rates(start: pd.Timestamp, last: pd.Timestamp) -> pd.Series:
+        assert funding is not None
+        return funding.loc[start:last]
 
     return PaperBroker(
         store,
@@ -34,6 +43,7 @@ def _broker(store: MemoryStore, bars: pd.DataFrame, rules: OrderRules = NO_ORDER
         slippage=SLIPPAGE,
         initial_equity=EQUITY,
         rules=rules,
+        funding=None if funding is None else rates,
     )
 
 
@@ -179,3 +189,33 @@ def test_submitting_the_same_decision_twice_queues_it_once(sample_bars: pd.DataF
     after = broker.snapshot(bars.iloc[:51], None)
     assert after.position is not None
     assert after.position.qty == pytest.approx(0.5 * 10_000 / (bars["open"].iloc[50] * (1 + SLIPPAGE)))
+
+
+def test_paper_trading_a_swap_charges_funding_at_its_times_as_the_backtest(sample_bars: pd.DataFrame) -> None:
+    bars = sample_bars.iloc[:1000]  # through the 08:00 and 16:00 settlements of the first day
+    times = bars.index[bars.index.hour % 8 == 0]
+    times = times[times.minute == 0]
+    funding = pd.Series(np.linspace(-0.0004, 0.0006, len(times)), index=times)
+    signals = sma_cross_signals(bars, length=20, sl=0.004, tp=0.006, size=0.5, max_hold=240)
+    store = MemoryStore()
+    broker = _broker(store, bars, funding=funding)
+    payments = {}
+    snapshot = None
+    for t in range(len(bars)):
+        snapshot = broker.snapshot(bars.iloc[: t + 1], None)
+        payments.update({(p.time, p.entry_client_id): p for p in snapshot.funding})
+        row = signals.iloc[t]
+        if row["side"] != 0:
+            decided = Signal(bars.index[t], int(row["side"]), 0.5, 0.004, 0.006, 240)
+            broker.submit(decided, snapshot)
+    assert snapshot is not None
+    expected = backtest(bars, signals, fee=FEE, slippage=SLIPPAGE, initial_equity=EQUITY, funding=funding)
+    assert len(payments) >= 2
+    assert sum(p.amount for p in payments.values()) == pytest.approx(
+        expected.metrics["funding_paid"], abs=1e-9
+    )
+    assert {p.time for p in payments.values()} <= set(times)
+    assert all(
+        p.amount == pytest.approx(p.side * p.qty * p.price * p.rate, abs=1e-12) for p in payments.values()
+    )
+    assert snapshot.equity == pytest.approx(float(expected.equity.iloc[-1]), rel=1e-12)

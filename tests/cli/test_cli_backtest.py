@@ -15,7 +15,7 @@ from support.cli import run_cli as run
 
 METRIC_NAMES = {
     "total_return", "win_rate", "risk_reward", "max_drawdown", "return_on_capital", "sharpe", "sortino",
-    "profit_factor", "expectancy", "trades", "exposure", "avg_hold_bars", "fees_paid",
+    "profit_factor", "expectancy", "trades", "exposure", "avg_hold_bars", "fees_paid", "funding_paid",
 }  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_json_holds_the_metrics_and_the_same_trades_as_the_library(
     assert len(payload["trades"]) == len(expected.trades) > 10
     first = payload["trades"][0]
     assert set(first) == {
-        "entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "pnl", "fees", "exit_reason",
+        "entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "pnl", "fees", "exit_reason", "funding",
     }  # fmt: skip
     assert first["entry_time"] == expected.trades["entry_time"].iloc[0].strftime("%Y-%m-%dT%H:%M:%SZ")
     assert first["pnl"] == pytest.approx(float(expected.trades["pnl"].iloc[0]), rel=1e-12)

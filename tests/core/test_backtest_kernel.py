@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.core.backtest.enums import NO_ORDER_RULES, SimulationStatus
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, SimulationStatus
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.errors import ConfigError, DataError
@@ -196,7 +196,7 @@ def test_kernel_returns_a_status_instead_of_raising_on_length_mismatch() -> None
     prices = np.full(3, 100.0)
     records, _, status = simulate_nb(
         prices, prices, prices, prices[:2], np.zeros(3, np.int8), prices, prices, prices, np.zeros(3, np.int64),
-        0.0, 0.0, 1.0, False, NO_ORDER_RULES, np.zeros(1),
+        0.0, 0.0, 1.0, False, NO_ORDER_RULES, NO_FUNDING, np.zeros(1),
     )  # fmt: skip
     assert status == SimulationStatus.length_mismatch
     assert len(records) == 0

@@ -112,6 +112,7 @@ def test_zero_trades_give_zeros_and_nones_that_serialize_to_json() -> None:
         "exposure": 0.0,
         "avg_hold_bars": None,
         "fees_paid": 0.0,
+        "funding_paid": 0.0,
     }
     json.dumps(result.metrics.to_dict(), allow_nan=False)
 
@@ -177,7 +178,9 @@ def test_metrics_read_as_a_mapping_and_round_trip_through_their_dict() -> None:
     empty = pd.DataFrame(columns=["entry_time", "exit_time", "qty", "entry_price", "pnl", "fees"])
     metrics = compute_metrics(empty, equity)
     assert metrics["total_return"] == metrics.total_return == pytest.approx(-0.01)
-    assert list(metrics)[:2] == ["total_return", "win_rate"] and len(metrics) == 13
+    assert list(metrics)[:2] == ["total_return", "win_rate"] and len(metrics) == 14
+    older = {k: v for k, v in metrics.to_dict().items() if k != "funding_paid"}  # written before funding
+    assert Metrics.from_dict(older) == metrics
     assert Metrics.from_dict(json.loads(json.dumps(metrics.to_dict()))) == metrics
     with pytest.raises(KeyError):
         metrics["sharp"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scalpbot.core.execution import Position, Signal
 from scalpbot.core.risk import (
     Denial,
+    Margin,
     MarketRules,
     RiskLimits,
     RiskState,
@@ -187,6 +188,49 @@ def test_notional_above_the_absolute_cap_is_denied() -> None:
     assert denial is not None and denial.code == "max_position_notional"
     assert "2000" in denial.message
     assert entry(signal(size=0.2), limits=limits) is None
+
+
+def test_on_a_swap_the_notional_cap_is_the_leverage_times_equity() -> None:
+    swap = dataclasses.replace(LIMITS, max_position_fraction=10.0, margin=Margin(leverage=3.0))
+    assert entry(signal(size=3.0), limits=swap) is None
+    denial = entry(signal(size=3.5), limits=swap)
+    assert denial is not None and denial.code == "max_position_notional"
+    assert "3 x equity (the leverage)" in denial.message
+    capped = dataclasses.replace(swap, max_position_fraction=2.0)  # the tighter of the two caps holds
+    denied = entry(signal(size=2.5), limits=capped)
+    assert denied is not None and denied.code == "max_position_notional"
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(side: int) -> None:
+    margin = Margin(leverage=50.0, maintenance_margin=0.004, liquidation_margin=0.5)
+    limits = dataclasses.replace(LIMITS, margin=margin)
+    assert margin.liquidation_distance == pytest.approx(0.016)  # 1/50 - 0.4 %
+    assert margin.max_stop == pytest.approx(0.008)
+    inside = dataclasses.replace(signal(side), sl=0.008)
+    beyond = dataclasses.replace(signal(side), sl=0.0081)
+    assert entry(inside, limits=limits) is None
+    denial = entry(beyond, limits=limits)
+    assert denial is not None and denial.code == "liquidation_guard"
+    liquidation = 50_000.0 * (1 - side * 0.016)
+    assert f"~{liquidation:.2f}" in denial.message and "lower the leverage or the stop" in denial.message
+    no_stop = dataclasses.replace(signal(side), sl=math.inf)
+    assert entry(no_stop, limits=limits).code == "liquidation_guard"  # type: ignore[union-attr]
+    assert entry(beyond, limits=LIMITS) is None  # spot: no liquidation, no guard
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "hint"),
+    [
+        ({"leverage": 0.5}, "notional / margin in \\[1, 125\\]"),
+        ({"leverage": 200.0}, "notional / margin in \\[1, 125\\]"),
+        ({"liquidation_margin": 1.0}, "distance to liquidation"),
+        ({"leverage": 125.0, "maintenance_margin": 0.01}, "liquidates at the entry price"),
+    ],
+)
+def test_margin_rules_reject_bad_values_with_a_hint(kwargs: dict[str, float], hint: str) -> None:
+    with pytest.raises(ConfigError, match=hint):
+        Margin(**kwargs)
 
 
 def test_a_quantity_that_rounds_to_zero_is_denied() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from scalpbot.adapters.store import FolderStore, MemoryStore
 from scalpbot.core.backtest.frame import backtest
-from scalpbot.core.execution import Fill, client_order_id
+from scalpbot.core.execution import Fill, FundingPayment, client_order_id
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.errors import ConfigError, CorruptArtifactError
 from scalpbot.ports import Store
@@ -290,11 +290,30 @@ def test_trades_rebuilt_from_fills_match_the_hand_computed_set(ledger: Ledger) -
             "pnl": [25.988, -28.088, 53.972, 4.0],
             "fees": [4.012, 8.088, 16.028, 1.0],
             "exit_reason": ["tp", "sl", "kill", "open"],
+            "funding": [0.0, 0.0, 0.0, 0.0],
         }
     )
     assert list(trades.columns) == list(TRADE_COLUMNS)
     pd.testing.assert_frame_equal(trades.astype({"exit_reason": str}), expected, rtol=1e-12)
     assert trades["exit_reason"].dtype == "category"
+
+
+def test_funding_settlements_are_recorded_once_each_and_taken_from_their_trades_pnl(ledger: Ledger) -> None:
+    record_hand_trades(ledger)
+    entry = "e2"  # the short across midnight
+    day2 = pd.Timestamp("2024-03-02", tz="UTC")
+    paid = FundingPayment(day2, -1, 0.2, 50_550.0, 0.0001, -0.2 * 50_550.0 * 0.0001, entry)
+    first = ledger.record_funding(paid)
+    again = ledger.record_funding(paid)
+
+    trades = ledger.trades(T0, day2 + pd.Timedelta(days=1))
+
+    assert again == first and len(ledger.events(kinds=("funding",))) == 1
+    assert first.payload["amount"] == pytest.approx(-1.011) and first.time == day2
+    short = trades[trades["side"] == -1].iloc[0]
+    assert short["funding"] == pytest.approx(-1.011)
+    assert short["pnl"] == pytest.approx(-28.088 + 1.011)  # a short receives a positive rate
+    assert (trades[trades["side"] == 1]["funding"] == 0.0).all()
 
 
 def test_without_a_mark_open_trades_are_left_out(ledger: Ledger) -> None:

@@ -43,6 +43,7 @@ from scalpbot.adapters.clock import FixedClock
 
 from support.binance_server import Series
 from support.okx_book import INSTRUMENTS, Book, OkxError, Order
+from support.okx_swap import SwapBook, funding_rows, swap_instrument
 
 KEY, SECRET, PASSPHRASE = (
     "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
@@ -114,6 +115,7 @@ class OkxServer:
         attached_size: str = "filled",
         keys: Mapping[str, tuple[str, str]] | None = None,
         skew_ms: int = 0,
+        swap: Mapping[str, Any] | None = None,
     ) -> None:
         self.clock = clock
         self._series = dict(series)
@@ -145,6 +147,10 @@ class OkxServer:
             ("POST", AMEND_ALGOS): lambda p, now: [self.book.amend(p, now)],
             ("POST", CANCEL_ALGOS): lambda p, now: [self.book.cancel(x, now) for x in p],
         }
+        self.swap: SwapBook | None = None
+        if swap is not None:  # the linear-swap account (see support.okx_swap); its orders go to its own book
+            self.swap = SwapBook(self._series, next_id=self.book._next_id, **swap)
+            self._add_swap_endpoints(self.swap)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -170,10 +176,54 @@ class OkxServer:
         return int(time.time() * 1000) + self.skew_ms
 
     def advance_bar(self) -> None:
-        """Let the bar holding the clock finish: match algo orders against it, then move the clock 1 minute."""
+        """Let the bar holding the clock finish: match algo orders against it, then move the clock 1 minute
+        (a swap position pays funding as the next bar opens at a funding time)."""
         with self._lock:
             self.book.settle_bar(self._now_ms())
+            if self.swap is not None:
+                self.swap.settle_bar(self._now_ms())
             self.clock.advance(timedelta(minutes=1))
+            if self.swap is not None:
+                self.swap.settle_funding(self._now_ms())
+
+    def _add_swap_endpoints(self, swap: SwapBook) -> None:
+        def routed(spot: Endpoint, on_swap: Endpoint) -> Endpoint:
+            def endpoint(p: Any, now: int) -> Any:
+                inst = p[0].get("instId") if isinstance(p, list) and p else (p or {}).get("instId")
+                algo = (p[0] if isinstance(p, list) and p else p or {}).get("algoId")
+                is_swap = inst == "BTC-USDT-SWAP" or (p or {}).get("instType") == "SWAP"
+                is_swap = is_swap or (algo is not None and any(a.algo_id == algo for a in swap.algos))
+                return on_swap(p, now) if is_swap else spot(p, now)
+
+            return endpoint
+
+        table = self._private
+        table[("GET", f"{V5}/account/config")] = lambda p, now: swap.config()
+        table[("GET", f"{V5}/account/leverage-info")] = lambda p, now: swap.leverage_info(p)
+        table[("POST", f"{V5}/account/set-leverage")] = lambda p, now: swap.set_leverage(p)
+        table[("GET", f"{V5}/account/positions")] = lambda p, now: swap.positions(p, now)
+        table[("GET", f"{V5}/account/bills")] = lambda p, now: swap.funding_bills(p)
+        table[("GET", f"{V5}/account/balance")] = lambda p, now: swap.balance(now)
+        table[("GET", ORDER)] = routed(table[("GET", ORDER)], lambda p, now: [swap.find(p)])
+        table[("POST", ORDER)] = routed(table[("POST", ORDER)], lambda p, now: [swap.place(p, now)])
+        table[("GET", f"{V5}/trade/orders-history")] = routed(
+            table[("GET", f"{V5}/trade/orders-history")], lambda p, now: swap.history(p)
+        )
+        table[("GET", ALGOS_PENDING)] = routed(
+            table[("GET", ALGOS_PENDING)], lambda p, now: swap.algos_pending(p)
+        )
+        table[("GET", f"{V5}/trade/orders-algo-history")] = routed(
+            table[("GET", f"{V5}/trade/orders-algo-history")], lambda p, now: swap.algos_history(p)
+        )
+        table[("POST", ORDER_ALGO)] = routed(
+            table[("POST", ORDER_ALGO)], lambda p, now: [swap.place_algo(p, now)]
+        )
+        table[("POST", AMEND_ALGOS)] = routed(
+            table[("POST", AMEND_ALGOS)], lambda p, now: [swap.amend(p, now)]
+        )
+        table[("POST", CANCEL_ALGOS)] = routed(
+            table[("POST", CANCEL_ALGOS)], lambda p, now: [swap.cancel(x, now) for x in p]
+        )
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass on the rate limiter's clock (a test's stand-in for sleeping)."""
@@ -225,7 +275,13 @@ class OkxServer:
                 if parts.path == f"{V5}/public/time":
                     return 200, _ok([{"ts": str(self.server_ms())}])
                 if parts.path == f"{V5}/public/instruments":
-                    return 200, _ok(_instruments() if params.get("instType") == "SPOT" else [])
+                    kind = params.get("instType")
+                    listed = _instruments() if kind == "SPOT" else []
+                    if kind == "SWAP" and self.swap is not None:
+                        listed = [swap_instrument()]
+                    return 200, _ok(listed)
+                if parts.path == f"{V5}/public/funding-rate-history" and self.swap is not None:
+                    return 200, _ok(funding_rows(self.swap.funding, params, self._now_ms()))
                 if parts.path in (f"{V5}/market/candles", f"{V5}/market/history-candles"):
                     return 200, _ok(self._candles(params))
                 endpoint = self._private.get((method, parts.path))

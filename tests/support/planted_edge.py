@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.adapters.marketdata.files import read_bar_file
-from scalpbot.core.backtest.enums import NO_ORDER_RULES
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.bars import validate_bars
@@ -109,7 +109,7 @@ def _daily_returns(bars: pd.DataFrame, side: np.ndarray, costs: TradingCosts) ->
     n = len(bars)
     _, equity, _ = simulate_nb(
         *prices, side, np.ones(n), np.full(n, np.inf), np.full(n, np.inf), np.full(n, HOLD, np.int64),
-        costs.fee, costs.slippage, 1.0, False, NO_ORDER_RULES, np.zeros(1),
+        costs.fee, costs.slippage, 1.0, False, NO_ORDER_RULES, NO_FUNDING, np.zeros(1),
     )  # fmt: skip
     ends = day_end_positions(pd.DatetimeIndex(bars.index))
     out = np.empty(ends.shape[0])

@@ -18,9 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.backtest.enums import ExitReasonT, OrderRules
+from scalpbot.core.backtest.enums import NO_FUNDING, ExitReasonT, OrderRules
 from scalpbot.core.backtest.nb import simulate_nb
-from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Position, Signal, client_order_id
+from scalpbot.core.execution import (
+    BrokerSnapshot,
+    Fill,
+    FundingPayment,
+    OrderAck,
+    Position,
+    Signal,
+    client_order_id,
+)
+from scalpbot.core.funding import funding_at_bars, funding_payments
 from scalpbot.core.lots import round_to_tick_nb
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CorruptArtifactError, ObjectNotFound
@@ -29,6 +38,8 @@ from scalpbot.state.codec import fill_from_dict, fill_to_dict, signal_from_dict,
 
 BarSource = Callable[[pd.Timestamp | None, pd.Timestamp], pd.DataFrame]
 """``(start, last)`` -> closed bars with open time in ``[start, last]`` (``start`` None: as far back as needed)."""
+FundingSource = Callable[[pd.Timestamp, pd.Timestamp], pd.Series]
+"""``(start, last)`` -> funding rates by funding time in ``[start, last]`` (a perpetual swap's stored series)."""
 
 _REASONS = ExitReasonT._fields
 _RECENT_FILLS = 200
@@ -49,7 +60,8 @@ class PaperBroker:
     """A broker that simulates fills on stored bars with the one fill model and the venue's order rules.
 
     ``fee`` is the venue's taker fee (every simulated fill is a market fill), ``rules`` its amount step,
-    minimums and whether it can short (see :meth:`scalpbot.core.venue.Venue.order_rules`).
+    minimums and whether it can short (see :meth:`scalpbot.core.venue.Venue.order_rules`). ``funding`` (swaps)
+    gives the funding rates charged on open positions at their funding times, reported in each snapshot.
     """
 
     name = "paper"
@@ -66,8 +78,10 @@ class PaperBroker:
         slippage: float,
         initial_equity: float,
         rules: OrderRules,
+        funding: FundingSource | None = None,
     ) -> None:
         self._store = store
+        self._funding = funding
         self._bot = bot
         self._symbol = symbol
         self._step = timeframe_delta(timeframe)
@@ -86,7 +100,9 @@ class PaperBroker:
         if closed is not None:
             self._save(closed, segment.etag)
         fills = tuple(f for f in snapshot.fills if since is None or f.time >= since)
-        return BrokerSnapshot(snapshot.as_of, snapshot.equity, snapshot.position, fills, snapshot.open_orders)
+        return BrokerSnapshot(
+            snapshot.as_of, snapshot.equity, snapshot.position, fills, snapshot.open_orders, snapshot.funding
+        )
 
     def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
         """Queue the signal for the next open (idempotent per decision bar).
@@ -159,6 +175,7 @@ class PaperBroker:
             np.ascontiguousarray(bars[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")
         )
         dust = np.array([segment.dust])
+        rates = NO_FUNDING if self._funding is None else funding_at_bars(self._funding(index[0], last), index)
         records, equity, _ = simulate_nb(
             o,
             h,
@@ -174,13 +191,15 @@ class PaperBroker:
             segment.cash,
             False,
             self._rules,
+            rates,
             dust,
         )
         fills, position = self._fills(records, index, positions, segment.signals)
+        funding = self._funding_paid(records, index, positions, segment.signals, rates, o)
         all_fills = _merge_fills(segment.recent_fills, fills)
         pending = bool(side[-1] != 0)
         snapshot = BrokerSnapshot(
-            last, float(equity[-1]), position, all_fills, ("pending",) if pending else ()
+            last, float(equity[-1]), position, all_fills, ("pending",) if pending else (), funding
         )
         if position is None and not pending:
             closed = _Segment(
@@ -226,6 +245,32 @@ class PaperBroker:
                 Fill(exit_id, index[exit_idx], -side, qty, exit_price, exit_fee, reason, pnl, entry_id)
             )
         return fills, position
+
+    def _funding_paid(
+        self,
+        records: np.ndarray,
+        index: pd.DatetimeIndex,
+        positions: np.ndarray,
+        signals: tuple[Signal, ...],
+        rates: np.ndarray,
+        open_: np.ndarray,
+    ) -> tuple[FundingPayment, ...]:
+        decided = dict(zip(positions.tolist(), signals, strict=True))
+        paid: list[FundingPayment] = []
+        for rec in records:
+            entry_idx = int(rec["entry_idx"])
+            entry_id = client_order_id(self._bot, self._symbol, decided[entry_idx - 1].decided_at, "entry")
+            paid += funding_payments(
+                rates,
+                open_,
+                index,
+                entry_idx,
+                int(rec["exit_idx"]),
+                int(rec["side"]),
+                float(rec["qty"]),
+                entry_id,
+            )
+        return tuple(paid)
 
     def _load(self) -> _Segment:
         try:

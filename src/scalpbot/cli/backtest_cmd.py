@@ -29,6 +29,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.state.funding import load_funding
 from scalpbot.state.release_choice import ReleaseChoice, choose_release
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.state.series import unknown_series_hint
@@ -217,6 +218,11 @@ def _run(
         slippage=params.slippage,
         initial_equity=params.initial_equity,
         rules=venue.order_rules(),
+        funding=(
+            load_funding(services.store, series.exchange, series.symbol, bars.index[0], bars.index[-1])
+            if venue.market_type == "swap"
+            else None
+        ),
     )
     return _Run(label, bars, result, choice)
 
@@ -298,7 +304,7 @@ def trades_payload(trades: pd.DataFrame) -> list[dict[str, Any]]:
         row["entry_time"] = iso(pd.Timestamp(row["entry_time"]))
         row["exit_time"] = iso(pd.Timestamp(row["exit_time"]))
         row["side"] = int(row["side"])
-        for name in ("entry_price", "exit_price", "qty", "pnl", "fees"):
+        for name in ("entry_price", "exit_price", "qty", "pnl", "fees", "funding"):
             row[name] = float(row[name])
         row["exit_reason"] = str(row["exit_reason"])
         rows.append(row)

@@ -14,12 +14,13 @@ from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.venue import market_type_of
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
 from scalpbot.state.bar_codec import encode_bars
 from scalpbot.state.dataset import DatasetSummary
 from scalpbot.state.venues import load_venue, save_venue
-from scalpbot.wiring import build_market_data, fetch_venue_profile
+from scalpbot.wiring import build_market_data, fetch_venue_profile, store_funding_history
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)
 
@@ -56,7 +57,8 @@ def fetch(
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
 
     Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
-    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet.
+    From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet, and for a
+    perpetual swap (``BTC/USDT:USDT``) its funding-rate history over the window.
     """
     exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
@@ -98,6 +100,12 @@ def fetch(
         if not as_json:
             out.print(
                 f"venue profile of {series.exchange} {series.symbol} stored at {key} (`scalpbot venue show`)"
+            )
+    if source == "ccxt" and market_type_of(series.symbol) != "spot":
+        stored = store_funding_history(services, series, start or default_since, end or services.clock.now())
+        if not as_json:
+            out.print(
+                f"{stored} new funding rates of {series.exchange} {series.symbol} stored beside the bars"
             )
     if report.added or report.gaps or report.conflicts:
         gaps = f", {len(report.gaps)} gaps" if report.gaps else ""

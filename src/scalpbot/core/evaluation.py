@@ -19,6 +19,7 @@ import pandas as pd
 from numba import njit
 
 from scalpbot.core.backtest.enums import (
+    NO_FUNDING,
     NO_ORDER_RULES,
     ExitReason,
     InputProblem,
@@ -167,8 +168,12 @@ class PolicyEvaluator:
         periods_per_year: float = PERIODS_PER_YEAR_24_7,
         rules: OrderRules = NO_ORDER_RULES,
         initial_equity: float = 1.0,
+        funding: np.ndarray = NO_FUNDING,
     ) -> None:
         """``fee``/``slippage`` as in ``backtest``; ``rules``: the venue's step, minimums and shorts.
+
+        ``funding``: the funding rate due at each bar's open of the window (0 where none; empty: no funding),
+        e.g. :func:`scalpbot.core.funding.funding_at_bars` over the window's index.
 
         ``initial_equity`` (quote currency) matters only with ``rules``: steps and minimums are absolute, so
         a window is scored with the equity the bot starts with.
@@ -190,6 +195,11 @@ class PolicyEvaluator:
             raise ConfigError(f"initial_equity must be > 0 (quote currency); got {initial_equity}")
         self.initial_equity = initial_equity
         n = len(window)
+        if funding.shape[0] not in (0, n) or not np.isfinite(funding).all():
+            raise ConfigError(
+                f"funding must hold one finite rate per bar of the window ({n}) or none; got {funding.shape[0]}"
+            )
+        self.funding = np.ascontiguousarray(funding, dtype=np.float64)
         self._side = np.zeros(n, dtype=np.int8)
         self._size = np.zeros(n)
         self._sl = np.zeros(n)
@@ -219,6 +229,7 @@ class PolicyEvaluator:
             self.initial_equity,
             False,
             self.rules,
+            self.funding,
             np.zeros(1),
         )
         returns = np.empty(w.day_ends.shape[0]) if out is None else out

@@ -65,7 +65,7 @@ class Fill:
     """A completed entry or exit: ``reason`` is ``entry`` or the exit reason (sl, tp, time, signal, kill).
 
     ``time`` is the open time of the bar in which it filled; ``side`` the order side (+1 buy, -1 sell);
-    ``pnl`` the realized PnL of the trade after both fees (exits only; ``None`` for entries);
+    ``pnl`` the realized PnL of the trade after both fees and any funding (exits only; ``None`` for entries);
     ``entry_client_id`` the client id of the entry this fill belongs to (an entry's own id for an entry).
     """
 
@@ -81,11 +81,31 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding settlement on an open perpetual-swap position (quote currency).
+
+    ``time`` is the funding time (a bar open time); ``side``/``qty`` the position held through it; ``price`` the
+    mark price it was settled at; ``rate`` the funding rate; ``amount`` what the position **paid** (negative:
+    received): ``side * qty * price * rate`` in the simulation, the venue's own figure live.
+    ``entry_client_id`` names the trade it belongs to.
+    """
+
+    time: pd.Timestamp
+    side: int
+    qty: float
+    price: float
+    rate: float
+    amount: float
+    entry_client_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerSnapshot:
     """The account as reconciled with the venue after bar ``as_of`` closed.
 
     ``equity`` is cash plus the open position marked at the last close. ``fills`` are every fill with a
     time at or after the ``since`` asked for, oldest first. ``open_orders`` are client ids still working.
+    ``funding``: funding settlements of the open position and of trades closed since ``since`` (swaps only).
     """
 
     as_of: pd.Timestamp
@@ -93,6 +113,7 @@ class BrokerSnapshot:
     position: Position | None
     fills: tuple[Fill, ...]
     open_orders: tuple[str, ...]
+    funding: tuple[FundingPayment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ inputs, not a ``BacktestResult``:
   value is the capital at the start.
 
 Zero-trade and degenerate cases never return NaN or infinity. Totals, shares and counts (``total_return``,
-``max_drawdown``, ``exposure``, ``fees_paid``, ``trades``) are always numbers (0.0 / 0 when nothing traded).
+``max_drawdown``, ``exposure``, ``fees_paid``, ``funding_paid``, ``trades``) are always numbers (0.0 / 0 when nothing traded).
 Ratios and averages (``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``, ``avg_hold_bars``,
 ``return_on_capital``, ``sharpe``, ``sortino``) are ``None`` when undefined: no trades, no losing trade for a
 ratio over losses, fewer than two daily returns or zero dispersion. Every value is a plain ``float``, ``int``
@@ -56,6 +56,7 @@ class Metrics(Mapping[str, MetricValue]):
     exposure: float
     avg_hold_bars: float | None
     fees_paid: float
+    funding_paid: float
 
     def __getitem__(self, name: str) -> MetricValue:
         if name not in _METRIC_NAMES:
@@ -75,7 +76,12 @@ class Metrics(Mapping[str, MetricValue]):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Metrics:
-        """Return the metrics of a :meth:`to_dict` dict; ``ValueError`` for a missing or unknown name."""
+        """Return the metrics of a :meth:`to_dict` dict; ``ValueError`` for a missing or unknown name.
+
+        ``funding_paid`` may be missing (metrics written before funding was charged, e.g. in an older release's
+        manifest): it reads as 0.0, which is what a spot market pays.
+        """
+        data = {"funding_paid": 0.0, **data}
         missing = [name for name in _METRIC_NAMES if name not in data]
         unknown = sorted(set(data) - set(_METRIC_NAMES))
         if missing or unknown:
@@ -302,6 +308,13 @@ def return_on_capital(trades: pd.DataFrame) -> float | None:
     return _finite_or_none(float(np.sum(trades["pnl"].to_numpy(dtype=np.float64))) / peak)
 
 
+def funding_paid(trades: pd.DataFrame) -> float:
+    """Return the funding all trades paid (quote currency; negative: received); 0.0 without a ``funding`` column."""
+    if "funding" not in trades.columns:
+        return 0.0
+    return float(np.sum(trades["funding"].to_numpy(dtype=np.float64)))
+
+
 def compute_metrics(
     trades: pd.DataFrame,
     equity: pd.Series,
@@ -312,8 +325,8 @@ def compute_metrics(
     """Return every metric (see the module docstring for units and ``None``).
 
     Trade statistics (``trades``, ``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``,
-    ``avg_hold_bars``) use closed trades only; ``exposure``, ``fees_paid`` and ``return_on_capital`` include open
-    ones; ``total_return``, ``max_drawdown``, ``sharpe`` and ``sortino`` come from the equity curve, the last two
+    ``avg_hold_bars``) use closed trades only; ``exposure``, ``fees_paid``, ``funding_paid`` and
+    ``return_on_capital`` include open ones; ``total_return``, ``max_drawdown``, ``sharpe`` and ``sortino`` come from the equity curve, the last two
     from daily returns annualized with ``periods_per_year`` (365 for a 24/7 market, 252 for equities).
     ``bar_positions``: each trade's entry and exit bar position in ``equity``'s index when the caller already has
     them (the backtest kernel does); by default they are found from the trade times (:func:`trade_bars`).
@@ -336,4 +349,5 @@ def compute_metrics(
         exposure=exposure(entry_bars, exit_bars, len(equity)),
         avg_hold_bars=avg_hold_bars(entry_bars[closed], exit_bars[closed]),
         fees_paid=float(np.sum(trades["fees"].to_numpy(dtype=np.float64))),
+        funding_paid=funding_paid(trades),
     )

@@ -33,6 +33,7 @@ from scalpbot.errors import ConfigError, DataError
 __all__ = [
     "Denial",
     "DenialCode",
+    "Margin",
     "MarketRules",
     "RiskLimits",
     "RiskState",
@@ -51,6 +52,7 @@ DenialCode = Literal[
     "max_position_notional",
     "below_min_qty",
     "below_min_notional",
+    "liquidation_guard",
     "invalid_input",
 ]
 
@@ -133,12 +135,67 @@ class MarketRules:
 
 
 @dataclass(frozen=True, slots=True)
+class Margin:
+    """How a derivatives position is margined, and how far its stop must stay from liquidation.
+
+    ``leverage``: notional / margin (1 to 125); ``maintenance_margin``: the venue's maintenance margin rate of
+    the first tier (fraction of notional, e.g. 0.004); ``liquidation_margin``: the share of the distance to the
+    liquidation price that must stay between the stop and it (0.5: the stop may go at most half way).
+    Isolated margin: a position entered at ``p`` is liquidated about ``liquidation_distance`` x ``p`` away
+    (``1 / leverage - maintenance_margin``; fees and funding paid bring it a little closer).
+    """
+
+    leverage: float = 1.0
+    maintenance_margin: float = 0.004
+    liquidation_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_number("leverage", self.leverage, "notional / margin in [1, 125], e.g. 3", high=125.0)
+        if self.leverage < 1.0:
+            raise ConfigError(
+                f"leverage must be notional / margin in [1, 125], e.g. 3; got {self.leverage!r}"
+            )
+        _check_number(
+            "maintenance_margin",
+            self.maintenance_margin,
+            "a fraction of notional in (0, 0.5), e.g. 0.004",
+            high=0.5,
+        )
+        _check_number(
+            "liquidation_margin",
+            self.liquidation_margin,
+            "the share of the distance to liquidation kept free of the stop, in (0, 1), e.g. 0.5",
+            high=0.999,
+        )
+        if self.liquidation_distance <= 0.0:
+            raise ConfigError(
+                f"leverage {self.leverage:g} with maintenance margin {self.maintenance_margin:g} liquidates at "
+                "the entry price; lower the leverage"
+            )
+
+    @property
+    def liquidation_distance(self) -> float:
+        """Return how far from the entry price an isolated position is liquidated (fraction of the price)."""
+        return 1.0 / self.leverage - self.maintenance_margin
+
+    @property
+    def max_stop(self) -> float:
+        """Return the farthest stop distance (fraction of the entry price) the guard lets through."""
+        return self.liquidation_distance * (1.0 - self.liquidation_margin)
+
+    def liquidation_price(self, side: int, entry_price: float) -> float:
+        """Return the approximate liquidation price of an isolated ``side`` position entered at ``entry_price``."""
+        return entry_price * (1.0 - side * self.liquidation_distance)
+
+
+@dataclass(frozen=True, slots=True)
 class RiskLimits:
     """Validated risk limits of one bot (units in the module docstring).
 
     The position cap is the smaller of ``max_position_fraction * equity`` and ``max_position_notional``
-    (quote currency; ``inf`` for none). ``cooldown_after_losses`` 0 turns the cool-down off; ``cooldown_bars``
-    counts bars of ``timeframe``.
+    (quote currency; ``inf`` for none), and with ``margin`` (derivatives) also ``margin.leverage * equity``, the
+    most the venue's margin allows. ``cooldown_after_losses`` 0 turns the cool-down off; ``cooldown_bars``
+    counts bars of ``timeframe``. ``margin``: ``None`` on spot (no leverage, no liquidation).
     """
 
     max_position_fraction: float = 1.0
@@ -149,6 +206,7 @@ class RiskLimits:
     cooldown_after_losses: int = 3
     cooldown_bars: int = 15
     timeframe: str = "1m"
+    margin: Margin | None = None
 
     def __post_init__(self) -> None:
         for name, hint, high in (
@@ -352,8 +410,9 @@ def check_entry(
     same-direction one counts as a second position, an opposite one is closed by the reversal); ``price``: the
     reference price (quote currency, e.g. the last close) that turns ``signal.size * equity`` notional into a
     quantity. A signal with side 0 is not an entry: ``None``. Checks, first failure wins: kill switch,
-    cool-down, open positions, inputs, position notional, minimum quantity and notional after rounding down
-    to the venue's amount step.
+    cool-down, open positions, inputs, position notional (leverage-aware), the liquidation guard (derivatives:
+    the stop must lie within ``limits.margin.max_stop`` of the entry), minimum quantity and notional after
+    rounding down to the venue's amount step.
 
     Bad inputs (a naive time, a side outside -1..1, a non-finite or non-positive equity, price or size) are an
     ``invalid_input`` denial; an exception escaping a check is a bug and propagates, so that it is seen.
@@ -387,11 +446,25 @@ def check_entry(
             return Denial("invalid_input", f"{what} must be finite and > 0 for an entry; got {value!r}")
     notional = signal.size * equity
     cap = min(limits.max_position_fraction * equity, limits.max_position_notional)
+    margin = limits.margin
+    if margin is not None:
+        cap = min(cap, margin.leverage * equity)
     if notional > cap * (1.0 + _LIMIT_TOLERANCE):
+        levered = "" if margin is None else f" and {margin.leverage:g} x equity (the leverage)"
         return Denial(
             "max_position_notional",
             f"notional {notional:.2f} ({signal.size:.4g} of equity {equity:.2f}) exceeds the cap {cap:.2f} "
-            f"(min of {limits.max_position_fraction:g} x equity and {limits.max_position_notional:g})",
+            f"(min of {limits.max_position_fraction:g} x equity and {limits.max_position_notional:g}{levered})",
+        )
+    if margin is not None and not signal.sl <= margin.max_stop * (1.0 + _LIMIT_TOLERANCE):
+        liquidation = margin.liquidation_price(signal.side, price)
+        stop = price * (1.0 - signal.side * signal.sl)
+        return Denial(
+            "liquidation_guard",
+            f"stop {signal.sl:.4%} from the entry (~{stop:.2f}) lies beyond the liquidation guard: at "
+            f"{margin.leverage:g}x the position is liquidated ~{margin.liquidation_distance:.4%} away "
+            f"(~{liquidation:.2f}) and the stop may use at most {1 - margin.liquidation_margin:.0%} of that "
+            f"({margin.max_stop:.4%}); lower the leverage or the stop",
         )
     qty = rules.round_qty(notional / price)
     if qty <= 0.0 or qty < rules.min_qty:

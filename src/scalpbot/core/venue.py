@@ -273,7 +273,7 @@ def default_venue(exchange: str, symbol: str) -> Venue:
     Spot markets cannot be shorted and pay 0.1 % per side (Binance's base spot rate; most spot venues charge
     about that or more), a buy's commission in the base coin received. Binance spot protects with OCO order lists, OKX spot with SL/TP attached to the entry.
     Swaps pay 0.05 % taker / 0.02 % maker
-    (Binance USD-M's base rates) and protect with reduce-only stops. Steps and minimums are known offline
+    (Binance USD-M's base rates) and protect with reduce-only stops (on OKX attached to the entry as well). Steps and minimums are known offline
     only for the markets of ``_BINANCE_SPOT_LOTS``; elsewhere they are 0 (no rule) until fetched.
     """
     market_type = market_type_of(symbol)
@@ -284,7 +284,7 @@ def default_venue(exchange: str, symbol: str) -> Venue:
     if spot:
         protection: tuple[str, ...] = _SPOT_PROTECTION.get(exchange, ())
     else:
-        protection = ("reduce_only",)
+        protection = ("attached", "reduce_only") if exchange == "okx" else ("reduce_only",)
     return Venue(
         exchange=exchange,
         symbol=symbol,

@@ -5,7 +5,8 @@ One cycle for the bar ``t`` that just closed, in this order:
 1. Skip if the portfolio snapshot says ``t`` was already processed (a retried or concurrent run).
 2. Reconcile with the broker. If it cannot be queried the cycle places nothing and reports why (fail
    closed); the use case (``scalpbot.jobs.trading``) records the fault and notifies it.
-3. Record the fills reported since the last cycle (idempotent: each fill's event id comes from its client id).
+3. Record the fills reported since the last cycle (idempotent: each fill's event id comes from its client id)
+   and the funding settlements of a swap position since the last bar (one `funding` event per trade and time).
 4. Update the risk state with the equity and the trades just closed; the kill switch flattens and blocks.
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
 6. Risk checks on an entry: a denial is recorded, not raised (a denied reversal still closes the position).
@@ -139,6 +140,10 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
         ledger.record_fill(
             fill, entry_client_id=fill.entry_client_id or fill.client_id, seq=recorded_before + k
         )
+    last_bar = None if previous is None else previous.last_bar_time
+    for payment in snapshot.funding:  # idempotent: one event per trade and funding time
+        if last_bar is None or payment.time > last_bar:
+            ledger.record_funding(payment)
     closed_pnl = [float(f.pnl) for f in new_fills if f.reason != "entry" and f.pnl is not None]
     risk = previous.risk if previous is not None else initial_risk_state(executor.initial_equity, bar)
     was_halted = risk.halted

@@ -26,6 +26,7 @@ from scalpbot.inference.signals import TradingModel, release_signals
 from scalpbot.jobs.services import Services, venue_profile
 from scalpbot.ports import Notifier
 from scalpbot.state.dataset import SeriesId
+from scalpbot.state.funding import load_funding
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.releases import ReleaseStore
@@ -226,6 +227,11 @@ def simulate_drift(services: Services, week: WeekData) -> dict[str, Any]:
         slippage=costs.slippage,
         initial_equity=start_equity,
         rules=venue.order_rules(),
+        funding=(
+            load_funding(services.store, week.series.exchange, week.series.symbol, week.start, week.end)
+            if venue.market_type == "swap"
+            else None
+        ),
     )
     live = week.trades.assign(key=_trade_keys(week.trades))
     simulated = sim.trades.assign(key=_trade_keys(sim.trades))

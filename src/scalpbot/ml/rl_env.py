@@ -49,7 +49,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
@@ -178,6 +178,8 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
     ``info`` of each step: ``window`` (its index), ``window_return`` (fraction) and ``trades`` (closed trades).
     ``fee``/``slippage``/``rules``: the venue's costs and order rules, applied to windows that each start flat
     with ``equity`` (quote currency; steps and minimums are absolute), as :class:`PolicyEvaluator` does.
+    ``funding``: the funding rate due at each bar's open of ``window`` (perpetual swaps; empty: none), charged
+    on positions held through it in every step window.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         equity: float = 1.0,
         volume: np.ndarray | None = None,
         settings: RlSettings | None = None,
+        funding: np.ndarray = NO_FUNDING,
     ) -> None:
         super().__init__()
         self.settings = settings or RlSettings()
@@ -209,6 +212,11 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         self.bounds = bounds
         self.base = bounds.clip(base)
         self.fee, self.slippage, self.rules, self.equity = fee, slippage, rules, equity
+        if funding.shape[0] not in (0, len(window)):
+            raise DataError(
+                f"funding must hold one rate per bar ({len(window)}) or none; got {funding.shape[0]}"
+            )
+        self.funding = funding
         self.steps = step_windows(window, self.settings.bars_per_step)
         if self.steps.shape[0] <= self.settings.warmup:
             raise ConfigError(
@@ -281,6 +289,7 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
             slippage=self.slippage,
             rules=self.rules,
             initial_equity=self.equity,
+            funding=self.funding[start:stop] if self.funding.shape[0] else NO_FUNDING,
         )
 
     def base_results(self, k: int) -> tuple[list[float], list[int]]:

@@ -42,6 +42,7 @@ METRIC_FORMATS: dict[str, tuple[str, str, str | None]] = {
     "exposure": ("Exposure", "percent", None),
     "avg_hold_bars": ("Average hold (bars)", "ratio", None),
     "fees_paid": ("Fees paid", "money", "lower"),
+    "funding_paid": ("Funding paid (swaps; negative: received)", "money", "lower"),
 }
 """Metric name -> (label, kind, which direction is better); kinds: percent, ratio, money, count."""
 

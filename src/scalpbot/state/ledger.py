@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.backtest.enums import TRADE_COLUMNS, ExitReasonT
-from scalpbot.core.execution import Fill
+from scalpbot.core.execution import Fill, FundingPayment
 from scalpbot.errors import (
     CorruptArtifactError,
     LedgerConflict,
@@ -62,7 +62,18 @@ __all__ = [
     "fill_payload",
 ]
 
-KINDS = ("decision", "order_sent", "order_ack", "fill", "exit", "denial", "error", "halt", "resume")
+KINDS = (
+    "decision",
+    "order_sent",
+    "order_ack",
+    "fill",
+    "exit",
+    "denial",
+    "error",
+    "halt",
+    "resume",
+    "funding",
+)
 """The kinds the execute job writes; others are allowed when they are lowercase names."""
 
 
@@ -208,6 +219,20 @@ class Ledger:
         """Record ``fill`` as a ``fill`` event at ``fill.time`` (see :func:`fill_payload`)."""
         return self.append("fill", fill.time, fill_payload(fill, entry_client_id=entry_client_id, **extra))
 
+    def record_funding(self, payment: FundingPayment, **extra: object) -> LedgerEvent:
+        """Record one funding settlement as a ``funding`` event at its funding time (one per trade and time)."""
+        payload = {
+            **extra,
+            "entry_client_id": payment.entry_client_id,
+            "side": int(payment.side),
+            "qty": float(payment.qty),
+            "price": float(payment.price),
+            "rate": float(payment.rate),
+            "amount": float(payment.amount),
+        }
+        event_id = event_id_for("funding", payment.time, payment.entry_client_id)
+        return self.append("funding", payment.time, payload, event_id=event_id)
+
     def events(
         self,
         since: datetime | pd.Timestamp | None = None,
@@ -252,7 +277,8 @@ class Ledger:
         both sides, ``exit_reason`` the last exit's. A trade still open is reported with ``exit_reason``
         ``"open"`` marked at ``mark_price`` (quote currency) and ``mark_time`` (given together) with the fees
         paid so far (the entry's), as a backtest marks a position open at the end; without a mark it is left
-        out. Exit fills whose entry is before ``since`` are ignored.
+        out. Exit fills whose entry is before ``since`` are ignored. ``funding`` sums the trade's ``funding``
+        events (what it paid, negative: received), and ``pnl`` is after it.
         """
         if (mark_price is None) != (mark_time is None):
             raise LedgerError("pass mark_price and mark_time together to report open positions, or neither")
@@ -269,7 +295,14 @@ class Ledger:
         self._check_sequence(fills, from_first=since is None, last=fill_count)
         for event in fills:
             groups[_text(event, "entry_client_id")].append(event)
-        rows = [row for fills in groups.values() if (row := _trade_row(fills, mark)) is not None]
+        paid: dict[str, float] = defaultdict(float)
+        for event in self.events(since, until, kinds=("funding",)):
+            paid[_text(event, "entry_client_id")] += _number(event, "amount")
+        rows = [
+            row
+            for entry_id, fills in groups.items()
+            if (row := _trade_row(fills, mark, paid.get(entry_id, 0.0))) is not None
+        ]
         return _trades_frame(sorted(rows, key=lambda row: row[0]))
 
     def _check_sequence(self, fills: list[LedgerEvent], *, from_first: bool, last: int | None) -> None:
@@ -382,7 +415,7 @@ def _number(event: LedgerEvent, name: str) -> float:
     return float(value)
 
 
-_Row = tuple[pd.Timestamp, pd.Timestamp, int, float, float, float, float, float, str]
+_Row = tuple[pd.Timestamp, pd.Timestamp, int, float, float, float, float, float, str, float]
 
 
 def _average_price(fills: list[LedgerEvent], qty: float) -> float:
@@ -392,7 +425,9 @@ def _average_price(fills: list[LedgerEvent], qty: float) -> float:
     return sum(_number(fill, "qty") * _number(fill, "price") for fill in fills) / qty
 
 
-def _trade_row(fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None) -> _Row | None:
+def _trade_row(
+    fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None, funding: float
+) -> _Row | None:
     """Return one trade from the fills of one entry (time order), or ``None`` (no entry in range, or open and no mark)."""
     entries = [fill for fill in fills if fill.payload.get("reason") == "entry"]
     if not entries:
@@ -414,8 +449,8 @@ def _trade_row(fills: list[LedgerEvent], mark: tuple[float, pd.Timestamp] | None
         exit_price, exit_time, reason = (exit_value + (qty - exit_qty) * mark[0]) / qty, mark[1], "open"
     else:
         return None
-    pnl = side * qty * (exit_price - entry_price) - fees
-    return (entries[0].time, exit_time, side, entry_price, exit_price, qty, pnl, fees, reason)
+    pnl = side * qty * (exit_price - entry_price) - fees - funding
+    return (entries[0].time, exit_time, side, entry_price, exit_price, qty, pnl, fees, reason, funding)
 
 
 def _trades_frame(rows: list[_Row]) -> pd.DataFrame:
@@ -432,5 +467,6 @@ def _trades_frame(rows: list[_Row]) -> pd.DataFrame:
                 for i, name in enumerate(TRADE_COLUMNS[3:8], start=3)
             },
             "exit_reason": pd.Categorical(reasons, categories=pd.Index(categories)),
+            "funding": np.asarray(columns[9], dtype=np.float64),
         }
     )

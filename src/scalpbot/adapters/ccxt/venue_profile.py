@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from scalpbot.adapters.ccxt.common import RetryPolicy, connect
@@ -71,9 +72,9 @@ def venue_from_market(
         market_type="spot" if kind == "spot" else "swap" if kind == "swap" else "future",
         taker_fee=taker,
         maker_fee=maker,
-        amount_step=_step(precision.get("amount"), precision_mode),
+        amount_step=_in_base(_step(precision.get("amount"), precision_mode), market),
         price_tick=_step(precision.get("price"), precision_mode),
-        min_amount=_limit(limits, "amount"),
+        min_amount=_in_base(_limit(limits, "amount"), market),
         min_notional=_limit(limits, "cost"),
         shorts=kind != "spot",
         buy_fee_in_base=kind == "spot",
@@ -83,6 +84,14 @@ def venue_from_market(
         sources=sources,
         fetched_at=fetched_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
+
+
+def _in_base(contracts: float, market: Mapping[str, Any]) -> float:
+    """Return an amount of ``market``'s contracts in base units (ccxt sizes derivatives in contracts)."""
+    size = market.get("contractSize")
+    if market.get("spot") or size in (None, 0, 1):
+        return contracts
+    return float(Decimal(repr(float(contracts))) * Decimal(repr(float(size))))
 
 
 def _step(value: Any, precision_mode: int) -> float:

@@ -95,11 +95,13 @@ trade_dt = np.dtype(
         ("pnl", np.float64),
         ("fees", np.float64),
         ("exit_reason", np.int64),
+        ("funding", np.float64),
     ],
     align=True,
 )
 """One trade: bar positions of entry/exit, side (+1 long, -1 short), fill prices after slippage,
-base-asset quantity (> 0), PnL after fees, fees paid (both sides; entry side only while open), exit reason.
+base-asset quantity (> 0), PnL after fees and funding, fees paid (both sides; entry side only while open), exit
+reason, funding paid while open (quote currency; negative: received).
 
 ``entry_idx`` is the bar whose **open** filled the entry. ``exit_idx`` is the bar whose open filled a
 time/signal exit, or inside which a stop filled, or the last bar for a trade still open (marked at its close)."""
@@ -118,5 +120,11 @@ TRADE_COLUMNS = (
     "pnl",
     "fees",
     "exit_reason",
+    "funding",
 )
 """The columns of every trades frame: a backtest's, a ledger's rebuilt trades, the CLI's JSON trades."""
+
+
+NO_FUNDING = np.zeros(0, dtype=np.float64)
+"""The funding series of a market without funding (spot), or of a simulation that ignores it: none charged.
+Empty, so it holds nothing to change."""

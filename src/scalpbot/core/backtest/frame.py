@@ -27,6 +27,7 @@ from scalpbot.core.backtest.enums import (
     SimulationStatusT,
 )
 from scalpbot.core.backtest.nb import find_bad_bar_nb, find_bad_signal_nb, simulate_nb, unpack_trades_nb
+from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.errors import ConfigError, DataError
 
@@ -223,11 +224,13 @@ def _trades_frame(
     exit_reason: np.ndarray,
     entry_time: pd.DatetimeIndex,
     exit_time: pd.DatetimeIndex,
+    funding: np.ndarray,
 ) -> pd.DataFrame:
     """Return the trades frame over the unpacked columns (``values`` rows are ``TRADE_VALUE_FIELDS``), no copy."""
     columns: dict[str, object] = {"entry_time": entry_time, "exit_time": exit_time, "side": side}
     columns.update(zip(TRADE_VALUE_FIELDS, values, strict=True))
     columns["exit_reason"] = pd.Categorical.from_codes(exit_reason, categories=pd.Index(EXIT_REASONS))
+    columns["funding"] = funding
     return pd.DataFrame(columns, copy=False)
 
 
@@ -240,6 +243,7 @@ def backtest(
     initial_equity: float = 10_000.0,
     size_in: Literal["equity", "qty"] = "equity",
     rules: OrderRules = NO_ORDER_RULES,
+    funding: pd.Series | None = None,
 ) -> BacktestResult:
     """Simulate ``signals`` on ``bars`` and return trades, equity at each close and metrics.
 
@@ -251,6 +255,8 @@ def backtest(
     ``fee``: fraction of notional per fill; ``slippage``: fraction by which every fill price is worsened.
     ``rules``: the venue's amount step, minimums and whether it can short (default: none of them, shorts
     allowed); :meth:`scalpbot.core.venue.Venue.order_rules` gives a venue's, ``Venue.taker_fee`` its fee.
+    ``funding``: a perpetual swap's funding rates by funding time (see :func:`scalpbot.core.funding.funding_at_bars`); each is charged
+    at that bar's open on the position held through it, and each trade's ``funding`` column says what it paid.
     """
     _check_options(fee, slippage, initial_equity, size_in)
     open_, high, low, close = _bar_arrays(bars)
@@ -271,10 +277,13 @@ def backtest(
         initial_equity,
         size_in == "qty",
         _checked_rules(rules),
+        funding_at_bars(funding, index),
         np.zeros(1),
     )
     entry_bars, exit_bars, trade_side, values, exit_reason = unpack_trades_nb(records)
-    trades = _trades_frame(trade_side, values, exit_reason, index[entry_bars], index[exit_bars])
+    trades = _trades_frame(
+        trade_side, values, exit_reason, index[entry_bars], index[exit_bars], records["funding"].copy()
+    )
     equity = pd.Series(equity_values, index=index, name="equity", copy=False)
     return BacktestResult(
         trades=trades,

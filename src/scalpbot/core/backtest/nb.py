@@ -25,6 +25,10 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
    is the quantity received net of it plus the dust earlier buys left, rounded down to the step; the entry's
    fee is what it cost less what it adds to the position, and the rest (under one step) is carried as dust to
    the next buy - exactly what a spot account holds and sells.
+8. Funding (perpetual swaps): ``funding[t]`` is the rate of a funding event at the open time of bar ``t`` (0: no
+   event). The position held **through** that instant pays ``signed qty * open[t] * rate`` (a long pays a
+   positive rate, a short receives it), before any fill at that open: a position closed at that open pays, one
+   opened there does not. ``open[t]`` stands for the venue's mark price. An empty ``funding`` charges nothing.
 
 These rules and their tie orders are backtesting.py 0.6.6's with ``exclusive_orders=True`` (its order queue
 processes ``Trade.close()`` orders first, then SL, then TP, then new entries, then the new trade's SL/TP on the
@@ -92,6 +96,15 @@ def write_trade_nb(
     rec["pnl"] = pnl
     rec["fees"] = fees
     rec["exit_reason"] = exit_reason
+    rec["funding"] = 0.0
+
+
+@njit(cache=True, inline="always")
+def book_funding_nb(trades: np.ndarray, k: int, funding: float) -> None:
+    """Record the funding paid while trade ``k`` was open: its PnL is after it (cash paid it as it fell due)."""
+    rec = trades[k]
+    rec["funding"] = funding
+    rec["pnl"] = rec["pnl"] - funding
 
 
 @njit(cache=True, inline="always")
@@ -147,6 +160,7 @@ def simulate_nb(
     initial_equity: float,
     size_is_qty: bool,
     rules: OrderRules,
+    funding: np.ndarray,
     dust_carry: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Simulate one instrument bar by bar; return ``(trade records (trade_dt), equity per close, status)``.
@@ -158,8 +172,9 @@ def simulate_nb(
     ``side``/``size``/``sl``/``tp``/``max_hold`` are decided on each bar's close and act on the next open.
     ``size`` is a fraction of equity committed as notional at the fill, or a base-asset quantity when
     ``size_is_qty``, rounded down to ``rules.amount_step``; ``size`` 0, a quantity under the venue's minimums or a
-    short where ``rules.shorts`` is false opens nothing (an opposite signal then only closes). ``equity[t]`` is cash
-    plus the open position marked at ``close[t]`` (entry fee paid, exit fee not yet). Entries are skipped while
+    short where ``rules.shorts`` is false opens nothing (an opposite signal then only closes). ``funding``: the
+    funding rate falling due at each bar's open (rule 8; length ``n``, or empty for none). ``equity[t]`` is cash
+    plus the open position marked at ``close[t]`` (entry fee and funding paid, exit fee not yet). Entries are skipped while
     equity is <= 0 (status ``equity_depleted``). Inputs are assumed valid (see ``find_bad_bar_nb``).
     """
     n = close.shape[0]
@@ -195,8 +210,14 @@ def simulate_nb(
     sl_price = 0.0
     tp_price = 0.0
     hold = 0
+    charges_funding = funding.shape[0] == n
+    trade_funding = 0.0
     equity[0] = cash
     for t in range(1, n):
+        if direction != 0 and charges_funding and funding[t] != 0.0:
+            paid = signed_qty * open_[t] * funding[t]
+            cash -= paid
+            trade_funding += paid
         signal = side[t - 1]
         if direction != 0 or signal != 0:
             bar_open = open_[t]
@@ -218,6 +239,7 @@ def simulate_nb(
                         fee,
                         reason,
                     )
+                    book_funding_nb(trades, n_trades, trade_funding)
                     n_trades += 1
                     direction = 0
             if direction == 0 and signal != 0 and size[t - 1] > 0.0 and (signal > 0 or rules.shorts):
@@ -249,6 +271,7 @@ def simulate_nb(
                         signed_qty = direction * qty
                         cash -= entry_fee
                         entry_idx = t
+                        trade_funding = 0.0
                         sl_price = round_to_tick_nb(
                             entry_price * (1.0 - direction * sl[t - 1]), rules.price_tick
                         )
@@ -273,6 +296,7 @@ def simulate_nb(
                         fee,
                         reason,
                     )
+                    book_funding_nb(trades, n_trades, trade_funding)
                     n_trades += 1
                     direction = 0
         if direction != 0:
@@ -299,6 +323,7 @@ def simulate_nb(
             entry_fee,
             ExitReason.open,
         )
+        book_funding_nb(trades, n_trades, trade_funding)
         n_trades += 1
     dust_carry[0] = dust
     if 2 * n_trades < trades.shape[0]:  # many ignored signals: do not keep the unused room alive

@@ -1,0 +1,182 @@
+"""The execute job through the live broker on the strict OKX swap double, over the held-out week with shorts,
+makes the trades of ``scalpbot backtest --strategy release``, funding included; and the liquidation guard
+denies what the venue would liquidate first.
+
+The release was trained and tuned on bars before 2024-12-25 (see ``support.swap_trained``); the double and the
+backtest share one funding series (a fixed pattern of typical rates: the venue's history is not bundled).
+``SWAP_PARITY_DAYS`` sets how many days of the week the parity test trades (the whole week: 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.jobs.cycle import run_cycle
+from scalpbot.jobs.trading import replay
+from scalpbot.state.history import MemoryHistory
+from scalpbot.state.ledger import Ledger
+from scalpbot.wiring import build_executor, venue_profile
+
+from support.cli import run_cli
+from support.okx_swap_venue import running_okx_swap
+from support.swap_trained import HELD_OUT, OKX_SWAP, funding_rates, swap_release, swap_services
+
+__all__ = ["swap_release"]
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
+
+MINUTE = pd.Timedelta(minutes=1)
+DAYS = int(os.environ.get("SWAP_PARITY_DAYS", "1"))
+
+
+def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_backtests_trades_funding_included(
+    swap_release: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    store, _ = swap_release
+    services = swap_services(store)
+    series = services.series()
+    start = pd.Timestamp(HELD_OUT)
+    end = start + pd.Timedelta(days=DAYS)
+    funding = funding_rates()
+    rates = {t: float(r) for t, r in funding.items() if start - MINUTE <= t < end + pd.Timedelta(hours=8)}
+    history = MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
+    with running_okx_swap(
+        monkeypatch, funding=rates, start=(start + MINUTE + pd.Timedelta(seconds=5))
+    ) as okx:
+        executor = build_executor(
+            services,
+            series,
+            bot="swap-live",
+            bars=history,
+            notifier=ConsoleNotifier(),
+            broker=okx.broker(leverage=3),
+        )
+        while okx.decided() < end:  # the last cycle records the last bar's fills; what it sends fills after
+            assert run_cycle(executor, okx.decided()).status == "ok"
+            okx.server.advance_bar()
+        assert okx.book.liquidations == []
+    last = end - MINUTE
+    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
+    got = Ledger(services.store, "swap-live").trades(None, end, mark_price=last_close, mark_time=last)
+
+    config = tmp_path / "scalpbot.toml"
+    config.write_text(
+        '[exchange]\nid = "okx"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in OKX_SWAP.items())
+    )
+    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
+            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    want = pd.DataFrame(json.loads(out)["trades"])
+
+    assert len(want) >= 20 * DAYS and set(want["side"]) == {-1, 1}  # shorts, natively
+    assert (want["funding"] != 0).sum() >= 2 * DAYS  # positions held through funding times
+    assert [t.isoformat() for t in got["entry_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["entry_time"]
+    ]
+    assert [t.isoformat() for t in got["exit_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["exit_time"]
+    ]
+    assert got["side"].tolist() == want["side"].tolist()
+    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
+    # Quantities: live sizes at the decision bar's close, the kernel at the fill (the next open); both round down
+    # to 0.0001 BTC (0.01 contract), so they differ by one step when the two prices straddle a step boundary.
+    step = OKX_SWAP["amount_step"]
+    qty_got, qty_want = got["qty"].to_numpy(), want["qty"].to_numpy()
+    same = qty_got == qty_want
+    assert np.abs(qty_got - qty_want).max() <= step + 1e-12 and same.mean() >= 0.97
+    assert got["entry_price"].tolist() == want["entry_price"].tolist()  # market fills at the open
+    # Exits at the open fill there; SL/TP fill at their trigger prices, on the tick in both (the kernel rounds a
+    # stop to the venue's tick as the broker does), or at the open of a bar that gaps through them.
+    assert got["exit_price"].tolist() == want["exit_price"].tolist()
+    fees_got, fees_want = got["fees"].to_numpy(), want["fees"].to_numpy()
+    assert np.abs(fees_got - fees_want)[same].max() < 2e-8  # USDT, 8 decimals on the venue
+    # Funding: the same settlements (times, rates, prices) on every trade; equal to 1e-9 USDT where the
+    # quantities are, in proportion to them where they differ by a step.
+    funding_got, funding_want = got["funding"].to_numpy(), want["funding"].to_numpy()
+    assert np.abs(funding_got[same] - funding_want[same]).max() < 1e-9
+    assert np.abs(funding_got - funding_want * qty_got / qty_want).max() < 1e-9
+    events = Ledger(services.store, "swap-live").events(None, end, kinds=("funding",))
+    assert len(events) == (funding_want != 0).sum()
+    assert sum(e.payload["amount"] for e in events) == pytest.approx(funding_got.sum(), abs=1e-9)
+    print(
+        f"swap parity over {DAYS} day(s): {len(want)} trades, {(want['side'] < 0).sum()} short, "
+        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart"
+    )
+    venue = venue_profile(services.store, services.settings, series)
+    assert (venue.market_type, venue.taker_fee, venue.amount_step) == ("swap", 0.0005, 0.0001)
+
+
+def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(
+    swap_release: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = swap_release
+    services = swap_services(store, leverage=125.0, maintenance_margin=0.004)  # liquidated 0.4 % away
+    series = services.series()
+    start = pd.Timestamp(HELD_OUT)
+    history = MemoryHistory(
+        services.dataset.read_with_warmup(series, start, start + pd.Timedelta(hours=2), FEATURE_WINDOW)
+    )
+    with running_okx_swap(monkeypatch, start=(start + MINUTE + pd.Timedelta(seconds=5))) as okx:
+        executor = build_executor(
+            services,
+            series,
+            bot="guarded",
+            bars=history,
+            notifier=ConsoleNotifier(),
+            broker=okx.broker(leverage=125),
+        )
+        reports = []
+        for _ in range(30):
+            reports.append(run_cycle(executor, okx.decided()))
+            okx.server.advance_bar()
+        assert okx.book.position is None and okx.book.orders == []
+    denials = [r.denial for r in reports if r.denial]
+    assert denials and all("liquidation guard" in d for d in denials)
+    events = Ledger(services.store, "guarded").events(kinds=("denial",))
+    assert events and {e.payload.get("code") for e in events} == {"liquidation_guard"}
+
+
+def test_a_swap_replay_makes_exactly_the_backtests_trades_with_shorts_and_funding(
+    swap_release: tuple[Path, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store, _ = swap_release
+    services = swap_services(store)
+    series = services.series()
+    start = pd.Timestamp("2024-12-26T06:00:00Z")
+    end = start + pd.Timedelta(hours=12)  # through the 08:00 and 16:00 settlements
+    report = replay(services, series, start, end, bot="swap-replay", notifier=ConsoleNotifier())
+    assert report.cycles == {"ok": 720}
+    config = tmp_path / "scalpbot.toml"
+    config.write_text(
+        '[exchange]\nid = "okx"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in OKX_SWAP.items())
+    )
+    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
+            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    want = pd.DataFrame(json.loads(out)["trades"])
+    last = end - MINUTE
+    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
+    got = Ledger(services.store, "swap-replay").trades(start, end, mark_price=last_close, mark_time=last)
+    assert len(want) > 50 and set(want["side"]) == {-1, 1} and (want["funding"] != 0).sum() >= 2
+    assert [t.isoformat() for t in got["entry_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["entry_time"]
+    ]
+    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
+    for column in ("side", "entry_price", "exit_price", "qty", "fees", "funding", "pnl"):
+        assert got[column].to_numpy() == pytest.approx(want[column].to_numpy(), rel=0, abs=1e-9), column
