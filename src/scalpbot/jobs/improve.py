@@ -23,13 +23,11 @@ import pandas as pd
 from scalpbot.backtest import BacktestResult
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.gate import GateVerdict, judge
-from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.data.dataset import SeriesId
-from scalpbot.errors import PreconditionFailed
-from scalpbot.jobs.train import simulate
+from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_gate, simulate
 from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
 from scalpbot.wiring import Services, venue_profile
@@ -130,15 +128,12 @@ def _publish(
     releases.write(
         parent.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx, KERAS_ARTIFACT: keras, **(artifacts or {})}
     )
-    promoted, reason = False, verdict.reason
-    if verdict.promote:
-        try:
-            releases.promote(
-                parent.symbol, release_id, expected=pointer, reason=f"{kind}: {verdict.reason}", now=now
-            )
-            promoted = True
-        except PreconditionFailed:
-            reason = "another release was promoted meanwhile; the pointer was left as it is"
+    promoted, _ = promote_through_gate(
+        releases, parent.symbol, release_id, verdict, pointer, now, reason=f"{kind}: {verdict.reason}"
+    )
+    reason = verdict.reason
+    if verdict.promote and not promoted:
+        reason = "another release was promoted meanwhile; the pointer was left as it is"
     return {
         "kind": kind,
         "parent": parent.release_id,
@@ -163,26 +158,17 @@ def online_learning(
         if found is None:
             return {"kind": "online_learning", "skipped": "no current release and none traded this week"}
         releases, pointer, parent = found
-        labels_cfg = parent.manifest["labels"]
-        horizon = int(labels_cfg["horizon"])
+        label_config = LabelConfig.from_manifest(parent.manifest["labels"])
+        horizon = label_config.horizon
         cutoff = pd.Timestamp(parent.manifest["data_window"]["train"][1])
         end = week.end
         recent_start = end - pd.Timedelta(days=recent_days)
         step = timeframe_delta(timeframe)
         bars = services.dataset.read(week.series, cutoff - FEATURE_WINDOW * step, end)
         features = build_features(bars).to_numpy(np.float64)
-        labels = triple_barrier_labels(
-            bars,
-            horizon=horizon,
-            k_sl=float(labels_cfg["k_sl"]),
-            k_tp=float(labels_cfg["k_tp"]),
-            fee=float(labels_cfg["fee"]),
-            shorts=bool(labels_cfg.get("shorts", True)),
-        )
-        label, fwd = labels["label"].to_numpy(), labels["fwd_vol"].to_numpy()
+        label, fwd, usable = labelled_rows(bars, features, label_config)
         times = pd.DatetimeIndex(bars.index)
-        rows = (times > cutoff) & (times < recent_start - horizon * step) & (label >= 0)
-        rows &= np.isfinite(features).all(axis=1) & np.isfinite(fwd) & (fwd > 0)
+        rows = (times > cutoff) & (times < recent_start - horizon * step) & usable
         if rows.sum() < _MIN_ROWS:
             return {
                 "kind": "online_learning",

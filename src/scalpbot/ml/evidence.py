@@ -46,6 +46,7 @@ __all__ = [
     "EdgeTest",
     "TrialSelection",
     "edge_p_value",
+    "effective_trials",
     "gate_statistics",
     "period_returns",
     "tuning_pbo",
@@ -160,6 +161,27 @@ class TrialSelection:
         return cls(n, variance, return_moments(r[chosen]), period, tuning_pbo(r))
 
     @classmethod
+    def from_folds(
+        cls, trial_returns: np.ndarray, chosen: int, period: str, *, multiplier: int = 1
+    ) -> TrialSelection:
+        """Return the selection of row ``chosen`` of ``(n_trials, n_periods)`` walk-forward fold returns.
+
+        The trials of one study are far from independent (the sampler searches near its best trials) and, once
+        an edge exists, their Sharpe ratios differ by skill as much as by luck. So the deflation counts the
+        **effective** number of independent trials - the participation ratio ``(sum l)^2 / sum l^2`` of the
+        eigenvalues ``l`` of the trials' return correlations, times ``multiplier`` (trials not in the matrix,
+        e.g. model trials) - and takes the spread the null hypothesis gives a per-period Sharpe estimate, its
+        sampling variance ``1 / (n_periods - 1)`` at a true Sharpe of zero. The PBO is CSCV over the same returns.
+        """
+        r = np.asarray(trial_returns, dtype=np.float64)
+        if r.ndim != 2 or not 0 <= chosen < r.shape[0] or r.shape[1] < 3:
+            raise DataError(
+                f"trial returns must be (n_trials, n_periods >= 3) with row {chosen}; got {r.shape}"
+            )
+        n = max(1, round(effective_trials(r) * max(1, multiplier)))
+        return cls(n, 1.0 / (r.shape[1] - 1), return_moments(r[chosen]), period, tuning_pbo(r))
+
+    @classmethod
     def from_tuning(cls, tuned: TuningResult, model_trials: int = 0) -> TrialSelection:
         """Return the selection of a tuned policy: policy trials times model trials, validation daily returns."""
         return cls.from_returns(
@@ -177,6 +199,20 @@ class TrialSelection:
         return deflated_sharpe_ratio(
             m.sharpe, m.n, self.n_trials, self.sharpe_variance, skew=m.skew, kurtosis=m.kurtosis
         )
+
+
+def effective_trials(trial_returns: np.ndarray) -> float:
+    """Return the effective number of independent trials among ``(n_trials, n_periods)`` returns, >= 1.
+
+    The participation ratio of the eigenvalues of the correlation matrix of the trials that vary (a trial that
+    never trades adds nothing): ``n`` for uncorrelated trials, 1 for identical ones.
+    """
+    r = np.asarray(trial_returns, dtype=np.float64)
+    varied = r[r.std(axis=1) > 0.0]
+    if varied.shape[0] < 2:
+        return 1.0
+    eigen = np.clip(np.linalg.eigvalsh(np.corrcoef(varied)), 0.0, None)
+    return max(1.0, float(eigen.sum() ** 2 / np.sum(eigen**2)))
 
 
 def tuning_pbo(trial_returns: np.ndarray) -> float | None:
