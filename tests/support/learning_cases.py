@@ -23,6 +23,7 @@ broken), and a random walk with the real bars' volatility and volumes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,13 @@ import pandas as pd
 
 from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.backtest import backtest
+from scalpbot.config import load_settings
 from scalpbot.core.bars import validate_bars
+from scalpbot.jobs.train import simulate
+from scalpbot.jobs.train import train as run_train
+from scalpbot.release_signals import TradingModel, release_signals
+from scalpbot.releases import ReleaseStore
+from scalpbot.wiring import build_services, venue_profile
 
 SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"
@@ -184,9 +191,13 @@ def net_per_notional(trades: pd.DataFrame) -> float:
     return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
 
 
-def oracle_net(bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0) -> float:
+def oracle_net(
+    bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0
+) -> float:
     """Return the oracle's net PnL per unit notional on ``bars`` (``events`` relative to ``bars``)."""
-    result = backtest(bars, oracle_signals(bars, events, hold), fee=fee, slippage=slippage, initial_equity=1.0)
+    result = backtest(
+        bars, oracle_signals(bars, events, hold), fee=fee, slippage=slippage, initial_equity=1.0
+    )
     return net_per_notional(result.trades)
 
 
@@ -229,16 +240,6 @@ def run_case(
 ) -> Outcome:
     """Store the case's bars in a folder store at ``store``, run the train job, and score the release and the
     oracle on the release's test window on the venue (Binance spot by default)."""
-    import time
-
-    from scalpbot.config import load_settings
-    from scalpbot.jobs.train import simulate
-    from scalpbot.release_signals import TradingModel, release_signals
-    from scalpbot.releases import ReleaseStore
-    from scalpbot.wiring import build_services, venue_profile
-
-    from scalpbot.jobs.train import train as run_train
-
     planted = case_bars(case, bars, seed)
     overrides = {"store": {"url": str(store)}, "train": {"seed": seed, **(train or {})}}
     services = build_services(load_settings(None, overrides))
@@ -261,7 +262,11 @@ def run_case(
         events = planted.events - first
         oracle_trades = int(oracle_signals(window, events, case.effect.hold)["side"].sum())
         oracle = oracle_net(
-            window, events, case.effect.hold, fee=venue.taker_fee, slippage=services.settings.backtest.slippage
+            window,
+            events,
+            case.effect.hold,
+            fee=venue.taker_fee,
+            slippage=services.settings.backtest.slippage,
         )
     capture = model / oracle if oracle is not None and oracle > 0 else None
     return Outcome(

@@ -6,8 +6,9 @@ cut into ``n_folds`` consecutive **validation folds**. Fold ``k`` trains on the 
 window (expanding, or the last ``max_train_bars`` of them: rolling), ending ``horizon + embargo`` bars before
 the window opens:
 
-* **purge**: a label of decision bar ``t`` reads bars ``t + 1 .. t + horizon``; a training row ``t < train
-  stop`` therefore reads nothing at or after ``train stop + horizon``;
+* **purge**: a label of decision bar ``t`` reads bars ``t + 1 .. t + horizon``; the training rows are those
+  whose label window ends inside the training span (:func:`label_rows`), and the span ends ``horizon`` bars
+  before the embargo (a margin for labels read by a longer horizon than the rows' own);
 * **embargo**: ``embargo`` more bars between that and the validation window, so that features and labels of
   the last training rows are not serially entangled with the first validation rows.
 
