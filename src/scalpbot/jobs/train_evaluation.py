@@ -32,7 +32,7 @@ from scalpbot.release_signals import TradingModel, predict_bars
 from scalpbot.releases import ReleaseStore
 
 if TYPE_CHECKING:
-    from scalpbot.jobs.train import Fitted, Prepared
+    from scalpbot.jobs.train_steps import Fitted, Prepared
     from scalpbot.ml.evidence import TrialSelection
 
 __all__ = [
