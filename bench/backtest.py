@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.core.backtest.enums import NO_ORDER_RULES
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.strategies import sma_cross_signals
 
@@ -88,7 +88,7 @@ def jit_first_call_seconds(cache_dir: str) -> float:
     """Return the first backtest() call's time in a fresh interpreter using ``cache_dir`` as numba's cache."""
     code = (
         "import time, numpy as np, pandas as pd\n"
-        "from scalpbot.backtest import BacktestResult, backtest\n"
+        "from scalpbot.core.backtest.frame import BacktestResult, backtest\n"
         "from scalpbot.core.strategies import sma_cross_signals\n"
         "i = pd.date_range('2024-01-01', periods=500, freq='1min', tz='UTC')\n"
         "c = 100 + np.sin(np.arange(500) / 7)\n"

@@ -25,8 +25,8 @@ import pandas as pd
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.bars import validate_bars
-from scalpbot.data.dataset import BarDataset, SeriesId
 from scalpbot.jobs.retrieve import retrieve
+from scalpbot.state.dataset import BarDataset, SeriesId
 
 SHARED_YEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 SERIES = SeriesId("binance", "BTC/USDT", "1m")

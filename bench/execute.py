@@ -24,11 +24,11 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.orders import plan_orders
-from scalpbot.jobs.execute import decide_on_bar
+from scalpbot.inference.signals import ReleaseCache
+from scalpbot.jobs.cycle import decide_on_bar
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
-from scalpbot.release_signals import ReleaseCache
-from scalpbot.releases import KERAS_ARTIFACT, ReleaseStore
+from scalpbot.state.releases import KERAS_ARTIFACT, ReleaseStore
 from scalpbot.wiring import build_services
 
 COLD = """
@@ -36,9 +36,9 @@ import time, sys
 start = time.perf_counter()
 import pandas as pd
 from scalpbot.config import load_settings
-from scalpbot.jobs.execute import decide_on_bar
-from scalpbot.release_signals import ReleaseCache
-from scalpbot.releases import ReleaseStore
+from scalpbot.jobs.cycle import decide_on_bar
+from scalpbot.inference.signals import ReleaseCache
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services
 imported = time.perf_counter()
 services = build_services(load_settings(None, {"store": {"url": sys.argv[1]}}))

@@ -37,7 +37,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services
 
 from support.binance_server import BinanceServer

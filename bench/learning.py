@@ -96,9 +96,9 @@ def month_by_month(bars: pd.DataFrame, args: argparse.Namespace) -> None:
     """Print the walk-forward month by month on real bars: what trading the current release earned."""
     from scalpbot.config import load_settings
     from scalpbot.core.strategies import sma_cross_signals
+    from scalpbot.inference.signals import ReleaseCache, release_signals
     from scalpbot.jobs.train import score_signals, train
-    from scalpbot.release_signals import ReleaseCache, release_signals
-    from scalpbot.releases import ReleaseStore
+    from scalpbot.state.releases import ReleaseStore
     from scalpbot.wiring import build_services, venue_profile
 
     header = (

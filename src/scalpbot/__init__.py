@@ -1,6 +1,6 @@
 """scalpbot: a scalping trading bot for 1-minute bars.
 
-The public surface is small: :func:`scalpbot.backtest.backtest`, the settings loader
+The public surface is small: :func:`scalpbot.core.backtest.frame.backtest`, the settings loader
 :func:`scalpbot.config.load_settings` and the error tree in :mod:`scalpbot.errors`.
 """
 

@@ -41,7 +41,7 @@ from scalpbot.adapters.notify.fanout import notify_job_error
 from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.bars import Gap
 from scalpbot.errors import ConfigError
-from scalpbot.jobs.execute import CycleReport
+from scalpbot.jobs.cycle import CycleReport
 from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
 from scalpbot.ports import Notifier
 from scalpbot.wiring import (

@@ -144,6 +144,10 @@ class VenueSettings(_Section):
     min_amount: float | None = Field(default=None, ge=0, description="smallest quantity, base units")
     min_notional: float | None = Field(default=None, ge=0, description="smallest order value, quote")
     shorts: bool | None = Field(default=None, description="whether the bot may open short positions")
+    buy_fee_in_base: bool | None = Field(
+        default=None,
+        description="whether a buy's commission is taken from the base coin received (false when paid in BNB)",
+    )
 
 
 class BacktestSettings(_Section):

@@ -83,7 +83,7 @@ class MarketData(Protocol):
 
 
 class BarHistory(Protocol):
-    """Closed bars of one series for the execute path (open times, UTC); see ``scalpbot.data.history``."""
+    """Closed bars of one series for the execute path (open times, UTC); see ``scalpbot.state.history``."""
 
     def between(self, start: pd.Timestamp | None, last: pd.Timestamp) -> pd.DataFrame:
         """Return the bars with open time in ``[start, last]`` (``start`` ``None``: from the first)."""

@@ -19,10 +19,10 @@ import pandas as pd
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.policy_params import StrategyParams
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ModelError
+from scalpbot.inference.signals import TradingModel
 from scalpbot.jobs.trading import BarTrader, raise_if_failed
-from scalpbot.release_signals import TradingModel
+from scalpbot.state.dataset import SeriesId
 from scalpbot.wiring import memory_paper_executor, run_lease, synthetic_bars
 
 _CYCLES = 6

@@ -18,23 +18,23 @@ from typing import Literal
 
 import pandas as pd
 
-from scalpbot.adapters.broker.paper import PaperBroker
 from scalpbot.adapters.clock import SystemClock
 from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
+from scalpbot.adapters.paper_broker import PaperBroker
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import RiskLimits
 from scalpbot.core.venue import Venue
-from scalpbot.data.dataset import BarDataset, SeriesId
-from scalpbot.data.history import MemoryHistory, StoredHistory
-from scalpbot.data.venues import resolve_venue
 from scalpbot.errors import ConfigError
-from scalpbot.jobs.execute import Executor
+from scalpbot.inference.signals import ReleaseCache, TradingModel
+from scalpbot.jobs.cycle import Executor
 from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
-from scalpbot.release_signals import ReleaseCache, TradingModel
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.dataset import BarDataset, SeriesId
+from scalpbot.state.history import MemoryHistory, StoredHistory
 from scalpbot.state.lease import RunLease
+from scalpbot.state.releases import ReleaseStore
+from scalpbot.state.venues import resolve_venue
 
 ExecuteMode = Literal["live", "replay"]
 
@@ -91,7 +91,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
             raise ConfigError(f"--source {spec}: the seed must be an integer, e.g. synthetic:42") from None
         return SourceChoice(SyntheticMarketData(seed=seed, clock=services.clock), resume=True)
     if kind == "ccxt" and not arg:
-        from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData
+        from scalpbot.adapters.ccxt.market_data import CcxtMarketData
 
         exchange = services.settings.exchange
         return SourceChoice(
@@ -120,7 +120,7 @@ def _ccxt_config(settings: Settings) -> dict[str, object]:
     if exchange.sandbox:
         config["sandbox"] = True
     if exchange.id in ("binance", "okx") and ":" not in settings.data.symbol:
-        from scalpbot.adapters.broker._family import family_of
+        from scalpbot.adapters.ccxt.family import family_of
 
         config["options"] = dict(family_of(exchange.id).options)
     return config
@@ -131,7 +131,7 @@ def exchange_api_urls(settings: Settings) -> dict[str, object] | None:
     exchange = settings.exchange
     if exchange.api_url is None:
         return None
-    from scalpbot.adapters.ccxt_common import rebased_api_urls
+    from scalpbot.adapters.ccxt.common import rebased_api_urls
 
     return rebased_api_urls(exchange.id, exchange.api_url)
 
@@ -177,8 +177,8 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
 
     Public market data only, unless exchange keys are configured: then the account's own fees are read too.
     """
+    from scalpbot.adapters.ccxt.venue_profile import fetch_venue
     from scalpbot.adapters.secrets import exchange_credentials
-    from scalpbot.adapters.venue_ccxt import fetch_venue
 
     settings = services.settings
     exchange = settings.exchange
@@ -273,7 +273,7 @@ def build_executor(
 
 def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     """Return the ccxt broker of ``bot`` with the exchange keys from the environment or AWS (see secrets)."""
-    from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+    from scalpbot.adapters.ccxt.broker import CcxtBroker
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange

@@ -15,7 +15,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 
 from support.broker_venue import Venue, running_venue
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
+from scalpbot.adapters.ccxt.broker import CcxtBroker
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
 
 from support.binance_trading import ACCOUNT, OCO, OPEN_ORDERS, ORDER
@@ -42,9 +41,8 @@ def test_an_entry_below_the_market_minimum_is_rejected_with_the_reason(venue):
 
 def test_insufficient_funds_come_back_as_a_rejected_ack_with_the_venues_reason(venue):
     trader = venue.broker()
-    rich = dataclasses.replace(venue.snapshot(trader), equity=1_000_000.0)
 
-    acks = trader.submit(venue.signal(1), rich)
+    acks = trader.submit(venue.signal(1, size=2.0), venue.snapshot(trader))  # twice the free USDT
 
     assert statuses(acks) == [("entry", "rejected")]
     assert "insufficient balance" in acks[0].message

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import rebased_api_urls
+from scalpbot.adapters.ccxt.market_data import CcxtMarketData, ccxt_exchange
 from scalpbot.adapters.clock import FixedClock
-from scalpbot.adapters.marketdata.ccxt_source import CcxtMarketData, ccxt_exchange
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
 
 from support.binance_server import BinanceServer, Series, sample_series

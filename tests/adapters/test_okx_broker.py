@@ -202,7 +202,7 @@ def test_a_time_stop_cancels_the_protection_and_sells_only_the_bots_own_quantity
 def test_the_venue_checks_keys_passphrases_signatures_timestamps_and_client_ids(okx):
     import ccxt
 
-    from scalpbot.adapters.ccxt_common import rebased_api_urls
+    from scalpbot.adapters.ccxt.common import rebased_api_urls
 
     from support.okx_server import KEY, PASSPHRASE, SECRET
 
@@ -280,3 +280,32 @@ def test_an_idle_cycle_costs_three_reads_and_a_protected_one_four(okx):
     trader.submit(okx.signal(1), okx.snapshot(trader))
     okx.snapshot(trader)  # caches the entry's order
     assert reads_of_one_snapshot() == ["balance", "orders-pending", "fills-history", "orders-algo-pending"]
+
+
+def test_a_50011_rate_limit_without_retry_after_is_waited_out_for_one_window(okx):
+    trader = okx.broker()
+    okx.snapshot(trader)
+    balance = "/api/v5/account/balance"
+    okx.server.limits[balance] = 1  # the window's one balance read is spent: the next one is refused
+
+    snapshot = okx.snapshot(trader)
+
+    assert snapshot.position is None and snapshot.equity == pytest.approx(10_000)
+    assert okx.server.rate_limited == [balance]
+    assert max(okx.sleeps) >= 2.0  # OKX sends no Retry-After: the broker waits for its next 2-s window
+
+
+def test_a_rate_limited_entry_is_sent_again_only_after_the_refusal_and_fills_once(okx):
+    trader = okx.broker()
+    before = okx.snapshot(trader)
+    okx.server.limits[ORDER] = 1  # the look-up before sending spends the window: the order itself is refused
+
+    acks = trader.submit(okx.signal(1), before)
+
+    assert statuses(acks) == [("entry", "accepted"), ("sl", "accepted"), ("tp", "accepted")]
+    assert ORDER in okx.server.rate_limited
+    buys = [o for o in okx.server.orders() if o.side == "buy"]
+    assert (
+        len(buys) == 1 and buys[0].state == "filled"
+    )  # a 429 proves the order was not taken: sent once more
+    assert len(okx.server.book.algos) == 1

@@ -14,7 +14,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 
 from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import OkxVenue, running_okx

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scalpbot.adapters.broker._account import SpotAccount
-from scalpbot.adapters.broker._family import family_of
-from scalpbot.adapters.ccxt_common import CcxtCalls
-from scalpbot.backtest import backtest
+from scalpbot.adapters.ccxt._account import SpotAccount
+from scalpbot.adapters.ccxt.common import CcxtCalls
+from scalpbot.adapters.ccxt.family import family_of
 from scalpbot.core.backtest.enums import OrderRules
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.risk import MarketRules
 from scalpbot.core.venue import default_venue
 

@@ -8,7 +8,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from scalpbot.adapters.venue_ccxt import venue_from_market
+from scalpbot.adapters.ccxt.venue_profile import venue_from_market
 from scalpbot.errors import ConfigError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

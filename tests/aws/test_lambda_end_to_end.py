@@ -19,10 +19,10 @@ import pytest
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.store.factory import open_store
-from scalpbot.data.dataset import BarDataset, SeriesId
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.dataset import BarDataset, SeriesId
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.releases import ReleaseStore
 
 from support.binance_server import BinanceServer
 from support.lambda_runtime import LocalLambda

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.venue import default_venue
 

@@ -14,7 +14,7 @@ import pytest
 
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.gate import GateVerdict
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
 
 from support.cli import run_cli as run
 from support.planted_edge import CASES, load_real_bars, run_case

@@ -12,8 +12,8 @@ from test_cli_trading import cli
 from scalpbot.cli import render
 from scalpbot.config import load_settings
 from scalpbot.errors import ModelError
-from scalpbot.release_choice import choose_release
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.release_choice import choose_release
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services
 
 

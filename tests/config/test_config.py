@@ -124,7 +124,7 @@ def test_the_kernel_cache_seed_variable_is_not_mistaken_for_a_setting(
 
 
 def test_rebased_api_urls_keep_every_path_of_the_venue() -> None:
-    from scalpbot.adapters.ccxt_common import rebased_api_urls
+    from scalpbot.adapters.ccxt.common import rebased_api_urls
 
     urls = rebased_api_urls("binance", "http://127.0.0.1:9")
     assert urls["public"] == "http://127.0.0.1:9/api/v3"

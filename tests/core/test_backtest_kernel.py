@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.backtest import backtest
 from scalpbot.core.backtest.enums import NO_ORDER_RULES, SimulationStatus
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.errors import ConfigError, DataError
 

@@ -5,7 +5,7 @@ exit reasons must be identical; PnL and fees equal to 1e-9 relative (of the trad
 Each scenario also asserts that it exercised what it claims (stop kinds, gaps, reversals, ties), so a change that
 silently stops producing those cases fails instead of passing vacuously. The venue is the oracle's: shorts allowed,
 any quantity, no minimum (``backtest``'s default ``NO_ORDER_RULES``); venue rules are checked against the paper and
-live brokers in ``tests/adapters/test_order_quantities.py`` and ``tests/broker/test_paper_broker.py``.
+live brokers in ``tests/adapters/test_order_quantities.py`` and ``tests/adapters/test_paper_broker.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.strategies import sma_cross_signals
 
 from support.backtest_oracle import load_sample_bars, run_backtesting_py

@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 
 SETTINGS = settings(max_examples=150, deadline=None)
 INITIAL = 10_000.0

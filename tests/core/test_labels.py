@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalpbot.backtest import backtest
 from scalpbot.core.backtest.enums import ExitReason, ExitReasonT
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.features import build_features
 from scalpbot.core.labels import (
     LABEL_LONG,

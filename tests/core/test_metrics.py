@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from backtesting._stats import compute_stats
 
-from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.metrics import compute_metrics, daily_returns, max_drawdown
 from scalpbot.core.strategies import sma_cross_signals
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import stop_exit_nb
 from scalpbot.core.execution import Position, Signal, client_order_id
 from scalpbot.core.orders import held_bars, plan_flatten, plan_orders, protection_prices

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.evaluation import PolicyEvaluator, PolicyWindow, day_end_positions
 from scalpbot.core.metrics import daily_returns
 from scalpbot.core.policy import StrategyParams, signals_frame

@@ -28,7 +28,10 @@ def test_binance_spot_defaults_to_its_real_fee_and_no_shorts() -> None:
         5.0,
     )
     assert set(venue.sources.values()) == {"default"}
-    assert venue.order_rules() == OrderRules(1e-5, 1e-5, 5.0, False)
+    assert venue.buy_fee_in_base is True
+    assert venue.order_rules() == OrderRules(
+        1e-5, 1e-5, 5.0, False, cost_step=0.01, buy_fee_in_base=True, price_tick=0.01
+    )
     assert venue.market_rules() == MarketRules(
         amount_step=1e-5, min_qty=1e-5, min_notional=5.0, price_tick=0.01
     )

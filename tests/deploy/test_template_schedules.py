@@ -6,6 +6,7 @@ translation and lint is ``make template``, in its own virtual environment.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,11 @@ def test_exactly_the_four_jobs_are_functions(resources: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", list(JOBS))
 def test_each_job_runs_on_its_cadence(resources: dict[str, Any], name: str) -> None:
     events = resources[name]["Properties"]["Events"].values()
-    schedules = [e["Properties"]["Schedule"] for e in events if e["Type"] in ("Schedule", "ScheduleV2")]
+    schedules = [
+        e["Properties"]["ScheduleExpression" if e["Type"] == "ScheduleV2" else "Schedule"]
+        for e in events
+        if e["Type"] in ("Schedule", "ScheduleV2")
+    ]
     assert len(schedules) == 1, f"{name} has {len(schedules)} schedules"
     assert schedule_period(schedules[0]) == JOBS[name][1]
 
@@ -197,3 +202,17 @@ def test_scalpbot_variables_name_known_settings(template: dict[str, Any]) -> Non
         section, _, key = variable.removeprefix("SCALPBOT_").lower().partition("__")
         assert section in SECTIONS, variable
         assert key in SECTIONS[section].model_fields, variable
+
+
+@pytest.mark.parametrize("name", [n for n, job in JOBS.items() if job[1] == timedelta(minutes=1)])
+def test_minute_jobs_start_at_the_bar_close_not_at_any_second_of_the_minute(
+    resources: dict[str, Any], name: str
+) -> None:
+    # A rule's rate(1 minute) fires at whatever second the rule was created; EventBridge Scheduler's cron
+    # without a flexible window fires at second 0, when the bar has just closed.
+    (event,) = resources[name]["Properties"]["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == "cron(* * * * ? *)"
+    assert event["Properties"]["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert json.loads(event["Properties"]["Input"]) == {"time": "<aws.scheduler.scheduled-time>"}

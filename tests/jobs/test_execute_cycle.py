@@ -11,11 +11,11 @@ import pytest
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
-from scalpbot.data.history import MemoryHistory
 from scalpbot.errors import ExchangeTemporaryError
-from scalpbot.jobs.execute import Executor, run_cycle
+from scalpbot.jobs.cycle import Executor, run_cycle
 from scalpbot.jobs.trading import BarTrader, replay, set_halt
 from scalpbot.ports import Broker
+from scalpbot.state.history import MemoryHistory
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore

@@ -23,7 +23,7 @@ HEAVY = ("keras", "torch", "optuna", "gymnasium", "stable_baselines3", "tensorfl
 SCRIPT = """
 import json, sys, pandas as pd
 from scalpbot.config import load_settings
-from scalpbot.jobs.execute import run_cycle
+from scalpbot.jobs.cycle import run_cycle
 from scalpbot.wiring import build_executor, build_services, stored_history
 services = build_services(load_settings(None, {"store": {"url": sys.argv[1]}}))
 series = services.series()

@@ -12,10 +12,10 @@ import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.core.execution import Signal
-from scalpbot.data.history import MemoryHistory
-from scalpbot.jobs.execute import run_cycle
+from scalpbot.inference.signals import TradingModel
+from scalpbot.jobs.cycle import run_cycle
 from scalpbot.jobs.monitor import latency_summary, measure_week
-from scalpbot.release_signals import TradingModel
+from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import build_executor

@@ -15,18 +15,18 @@ import pytest
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.backtest import backtest
 from scalpbot.config import load_settings
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.errors import LedgerGap
+from scalpbot.inference.signals import ReleaseCache, release_signals
 from scalpbot.jobs.monitor import measure_week
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import BarTrader, replay, trade_loop
-from scalpbot.release_signals import ReleaseCache, release_signals
-from scalpbot.releases import ReleaseStore
 from scalpbot.state.cycle_timing import load_cycle_timing
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import (
     Services,
     build_executor,

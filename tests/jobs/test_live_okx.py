@@ -1,13 +1,14 @@
 """The execute job through the live broker on the strict OKX spot double: a refused protection within the cycle,
-and parity with the paper broker (SL/TP attached to the entry instead of Binance's OCO after the fill).
+and parity with `scalpbot backtest --strategy release` (SL/TP attached to the entry instead of Binance's OCO after
+the fill).
 
-The paper side runs on a venue profile with OKX's BTC-USDT rules (lot 0.00000001 BTC, tick 0.1 USDT, minimum
-0.00001 BTC, 0.1 % taker fee); spot cannot be shorted, so the paper broker is given the live broker's reading
-of a short signal (close a long, never open a short), as in the Binance parity test.
+Both run on a venue profile with OKX's BTC-USDT rules (lot 0.00000001 BTC, tick 0.1 USDT, minimum 0.00001 BTC,
+0.1 % taker fee taken in BTC on buys); spot cannot be shorted.
 """
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,13 +17,14 @@ import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
-from scalpbot.data.history import MemoryHistory
 from scalpbot.errors import ConfigError
-from scalpbot.jobs.execute import run_cycle
+from scalpbot.jobs.cycle import run_cycle
+from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
-from scalpbot.wiring import build_executor, build_services, live_broker, paper_broker
+from scalpbot.wiring import build_executor, build_services, live_broker
 
-from support.live_helpers import RecordingNotifier, SpotPaper
+from support.cli import run_cli
+from support.live_helpers import RecordingNotifier
 from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import running_okx
 from support.trained import active_services
@@ -35,6 +37,8 @@ OKX_SPOT = {
     "min_notional": 0.0,
 }
 BARS = 300
+COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def test_a_refused_attached_stop_leaves_the_bot_flat_within_the_cycle_with_an_error_event(
@@ -69,54 +73,61 @@ def test_a_refused_attached_stop_leaves_the_bot_flat_within_the_cycle_with_an_er
     assert [level for subject, _, level in notifier.sent if "protection refused" in subject] == ["error"]
 
 
-def test_trade_cycles_through_the_live_broker_on_the_okx_double_make_the_paper_brokers_trades(
-    active_release: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+def test_trade_cycles_through_the_live_broker_on_the_okx_double_equal_the_backtest_trade_for_trade(
+    active_release: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    services = active_services(active_release[0], OKX_SPOT)
+    store, _ = active_release
+    services = active_services(store, OKX_SPOT)
     series = services.series()
     with running_okx(monkeypatch) as okx:
         first = okx.decided()
         bars = services.dataset.read(
             series, first - pd.Timedelta(days=1), first + pd.Timedelta(minutes=BARS + 1)
         )
-        history = MemoryHistory(bars)
         live = build_executor(
-            services, series, bot="okx-live", bars=history, notifier=ConsoleNotifier(), broker=okx.broker()
-        )
-        paper = build_executor(
             services,
             series,
-            bot="okx-paper",
-            bars=history,
+            bot="okx-live",
+            bars=MemoryHistory(bars),
             notifier=ConsoleNotifier(),
-            broker=SpotPaper(
-                paper_broker(services.store, services.settings, bot="okx-paper", series=series, bars=history)
-            ),
+            broker=okx.broker(),
         )
         for _ in range(BARS):
-            bar = okx.decided()
-            assert run_cycle(live, bar).status == "ok"
-            assert run_cycle(paper, bar).status == "ok"
+            assert run_cycle(live, okx.decided()).status == "ok"
             okx.server.advance_bar()
         assert all(a.state in ("live", "effective", "canceled") for a in okx.server.book.algos)
 
-    got = Ledger(services.store, "okx-live").trades()
-    want = Ledger(services.store, "okx-paper").trades()
+    for name, value in OKX_SPOT.items():  # the backtest reads OKX's rules from the configuration
+        monkeypatch.setenv(f"SCALPBOT_VENUE__{name.upper()}", str(value))
+    last = first + pd.Timedelta(minutes=BARS - 1)
+    window = ("--from", first.strftime(STAMP), "--to", (last + pd.Timedelta(minutes=1)).strftime(STAMP))
+    code, out, err = run_cli(
+        capsys, "--store", str(store), "backtest", "--strategy", "release", *window, "--json"
+    )
+    assert code == 0, err
+    want = pd.DataFrame(json.loads(out)["trades"])
+    want = want.loc[want["exit_reason"] != "open"].reset_index(drop=True)
+    trades = Ledger(services.store, "okx-live").trades()
+    trades = trades.loc[trades["exit_time"] <= last].reset_index(drop=True)
+    got = trades.assign(
+        entry_time=trades["entry_time"].map(lambda t: t.strftime(STAMP)),
+        exit_time=trades["exit_time"].map(lambda t: t.strftime(STAMP)),
+        exit_reason=trades["exit_reason"].astype(str),
+        side=trades["side"].astype(int),
+    )
 
     assert len(want) >= 5, "the eager release should trade several times in the stretch"
-    assert list(got["entry_time"]) == list(want["entry_time"])
-    assert list(got["exit_time"]) == list(want["exit_time"])
-    assert list(got["exit_reason"]) == list(want["exit_reason"])
-    assert {"sl", "tp"} <= set(got["exit_reason"])  # both barriers of the attached protection fired
-    assert (got["side"] == 1).all()
-    tick = OKX_SPOT["price_tick"]
-    assert got["entry_price"].to_numpy() == pytest.approx(want["entry_price"].to_numpy(), abs=tick)
-    assert got["exit_price"].to_numpy() == pytest.approx(want["exit_price"].to_numpy(), abs=tick)
-    # live: size x equity / last close, less the commission taken in BTC, rounded down to the lot;
-    # paper: size x cash / fill. Fees: 0.1 % of each side's notional.
-    step = OKX_SPOT["amount_step"]
-    assert got["qty"].to_numpy() == pytest.approx(want["qty"].to_numpy(), rel=2e-3, abs=2 * step)
-    assert got["fees"].to_numpy() == pytest.approx(want["fees"].to_numpy(), rel=2e-3, abs=0.01)
+    assert {"sl", "tp"} <= set(want["exit_reason"])  # both barriers of the attached protection fired
+    assert set(want["side"]) == {1}
+    exact = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "exit_reason"]
+    pd.testing.assert_frame_equal(got[exact], want[exact], check_dtype=False, rtol=0, atol=1e-9)
+    # OKX's lot is the coin's last unit (1e-8 BTC): the commission it takes in BTC, written to 1e-8, can leave
+    # one unit more than the kernel's floor(qty x (1 - fee)); nothing else differs
+    unit = OKX_SPOT["amount_step"]
+    assert got["qty"].to_numpy() == pytest.approx(want["qty"].to_numpy(), rel=0, abs=1.5 * unit)
+    worth = 1.5 * unit * float(want["exit_price"].max())  # that unit in USDT
+    assert got["fees"].to_numpy() == pytest.approx(want["fees"].to_numpy(), rel=0, abs=worth)
+    assert got["pnl"].to_numpy() == pytest.approx(want["pnl"].to_numpy(), rel=0, abs=worth)
 
 
 def test_the_configured_okx_broker_trades_through_the_api_url_with_key_secret_and_passphrase(

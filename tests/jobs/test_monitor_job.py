@@ -73,7 +73,7 @@ def test_weekly_metrics_equal_an_independent_recomputation_from_the_ledger(repla
 
 def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(replayed: Path) -> None:
     from scalpbot.jobs.improve import online_learning, reinforcement_learning
-    from scalpbot.releases import ReleaseStore
+    from scalpbot.state.releases import ReleaseStore
 
     services = active_services(replayed, DISCOUNTED)
     releases = ReleaseStore(services.store)
@@ -121,7 +121,7 @@ def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(
 def test_the_week_lists_the_gates_verdict_on_each_release_trained_in_it(tmp_path: Path) -> None:
     from scalpbot.core.gate import GateRules, GateStatistics, judge
     from scalpbot.jobs.monitor import WeekData, trained_in_week
-    from scalpbot.releases import ReleaseStore, new_release_id
+    from scalpbot.state.releases import ReleaseStore, new_release_id
 
     from support.planted_edge import COSTS
 

@@ -18,10 +18,10 @@ import pytest
 from scalpbot.config import load_settings
 from scalpbot.core.policy import decide
 from scalpbot.core.venue import default_venue
+from scalpbot.inference.signals import TradingModel
 from scalpbot.jobs.trading import replay
-from scalpbot.release_signals import TradingModel
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
 from scalpbot.state.ledger import Ledger
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
 from scalpbot.wiring import Services, build_services
 
 from support.cli import run_cli

@@ -17,7 +17,7 @@ from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_
 from scalpbot.errors import DataError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from scalpbot.wiring import Services, build_services
 
 from support.files import write_csv

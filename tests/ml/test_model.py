@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scalpbot.errors import ConfigError, CorruptArtifactError, DataError
-from scalpbot.inference import OnnxModel
+from scalpbot.inference.onnx import OnnxModel
 from scalpbot.ml.model import (
     ModelHyperParams,
     TrainedModel,

@@ -15,8 +15,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 import scalpbot.reporting
-from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.metrics import compute_metrics, max_drawdown
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.errors import ConfigError, DataError

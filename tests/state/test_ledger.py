@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.store import FolderStore, MemoryStore
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.execution import Fill, client_order_id
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.errors import ConfigError, CorruptArtifactError

@@ -13,7 +13,7 @@ the last one can still be forming (its close is interpolated and its volume part
 Faults can be injected for the next N matching requests: an HTTP status with Binance's JSON error body
 (429, 418, 500, 503...) or a slow reply (for client timeouts). Every request is recorded.
 
-Point ccxt at it with ``scalpbot.adapters.ccxt_common.rebased_api_urls("binance", server.url)`` (the
+Point ccxt at it with ``scalpbot.adapters.ccxt.common.rebased_api_urls("binance", server.url)`` (the
 ``exchange.api_url`` setting does the same).
 """
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.broker import CcxtBroker
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 
@@ -111,10 +111,10 @@ def statuses(acks: list[OrderAck]) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def running_venue(monkeypatch: pytest.MonkeyPatch) -> Iterator[Venue]:
-    """Run a trading server at ``NOW`` with 10,000 USDT and 0.1 % fees; no proxy for 127.0.0.1."""
+def running_venue(monkeypatch: pytest.MonkeyPatch, now: datetime = NOW) -> Iterator[Venue]:
+    """Run a trading server at ``now`` (default ``NOW``) with 10,000 USDT and 0.1 % fees; no proxy for 127.0.0.1."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    clock = FixedClock(NOW)
+    clock = FixedClock(now)
     with BinanceTradingServer(clock, sample_series_cached()) as server:
         yield Venue(server, clock)

@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.adapters.marketdata.files import read_bar_file
-from scalpbot.backtest import backtest
 from scalpbot.config import load_settings
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.bars import validate_bars
+from scalpbot.inference.signals import TradingModel, release_signals
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
-from scalpbot.release_signals import TradingModel, release_signals
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services, venue_profile
 
 SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"

@@ -5,8 +5,9 @@ Rules, after OKX's API v5 documentation:
 * ``clOrdId``: up to 32 letters and digits (else ``51000 Parameter clOrdId error``); refused with ``51016
   Duplicated client order ID`` while an order holding it is live; a look-up by ``clOrdId`` returns the latest
   order holding it (``51603 Order does not exist`` when none, or while ``lag_reads`` hides a new order).
-* A spot market buy (``tdMode=cash``, ``tgtCcy=base_ccy``) fills at once at the price of the bar holding the
-  clock; ``liquidity`` makes the next market fills fill a fraction and end ``canceled`` (OKX cancels the
+* A spot market buy (``tdMode=cash``) fills at once at the price of the bar holding the clock. Its ``sz`` is
+  a quote amount (``tgtCcy=quote_ccy``, OKX's default for spot market buys: it buys ``sz / price`` rounded down
+  to ``lotSz``, and ``sz`` must be a multiple of ``tickSz``) or base units (``tgtCcy=base_ccy``); ``liquidity`` makes the next market fills fill a fraction and end ``canceled`` (OKX cancels the
   unfilled rest of a market order). Commission is ``fee_rate`` of the fill, taken in the coin received
   (base on a buy, quote on a sell) and reported as a negative ``fee`` with its ``feeCcy``.
 * ``attachAlgoOrds`` (SL/TP on the entry): the stop must be below and the take profit above the price at
@@ -84,6 +85,9 @@ class Order:
     algo_id: str = ""
     algo_cl_ord_id: str = ""
     hidden_reads: int = 0
+    tgt_ccy: str = "base_ccy"
+    ordered: Decimal | None = None
+    """The ``sz`` as sent: base units, or the quote amount of a ``quote_ccy`` buy (``sz`` is then what it bought)."""
 
     def row(self) -> dict[str, Any]:
         """Return the order as ``GET /api/v5/trade/order`` answers it."""
@@ -91,7 +95,7 @@ class Order:
         return {
             "instType": "SPOT",
             "instId": self.inst_id,
-            "tgtCcy": "base_ccy",
+            "tgtCcy": self.tgt_ccy,
             "ccy": "",
             "ordId": self.ord_id,
             "clOrdId": self.cl_ord_id,
@@ -100,7 +104,7 @@ class Order:
             "pxUsd": "",
             "pxVol": "",
             "pxType": "",
-            "sz": fmt(self.sz),
+            "sz": fmt(self.sz if self.ordered is None else self.ordered),
             "pnl": "0",
             "ordType": "market",
             "side": self.side,
@@ -292,21 +296,32 @@ class Book:
             raise refuse("51000", "Parameter tag error")
         if p.get("tdMode") != "cash" or p.get("ordType") != "market" or p.get("side") not in ("buy", "sell"):
             raise refuse("51000", "Parameter tdMode, ordType or side error")
-        if p.get("side") == "buy" and p.get("tgtCcy") != "base_ccy":
-            raise refuse("51000", "Parameter tgtCcy error: this double sizes market buys in the base coin")
+        tgt_ccy = str(p.get("tgtCcy") or ("quote_ccy" if p.get("side") == "buy" else "base_ccy"))
+        if tgt_ccy not in ("base_ccy", "quote_ccy") or (p.get("side") == "sell" and tgt_ccy != "base_ccy"):
+            raise refuse("51000", "Parameter tgtCcy error")
         if cl_ord_id and any(o.cl_ord_id == cl_ord_id and o.state == "live" for o in self.orders):
             raise refuse("51016", "Duplicated client order ID")
         sz = _decimal(p.get("sz"))
-        base, quote, _, lot, min_sz, _ = INSTRUMENTS[inst_id]
-        if sz is None or sz < Decimal(min_sz) or sz % Decimal(lot) != 0:
-            raise refuse("51000", "Parameter sz error")
+        base, quote, tick, lot, min_sz, _ = INSTRUMENTS[inst_id]
         price = self.last(inst_id, now_ms)
+        in_quote = tgt_ccy == "quote_ccy"
+        if sz is None or sz <= 0 or sz % Decimal(tick if in_quote else lot) != 0:
+            raise refuse("51000", "Parameter sz error")
+        # a buy of a quote amount gets what it buys at the fill price, rounded down to the lot size
+        qty = (sz / price).quantize(Decimal(lot), rounding=ROUND_DOWN) if in_quote else sz
+        if qty < Decimal(min_sz):
+            raise refuse(
+                "51020", f"Your order should meet or exceed the minimum order amount of {min_sz} {base}."
+            )
         attach = [self._attachment(a, price, refuse) for a in p.get("attachAlgoOrds") or []]
-        if p["side"] == "buy" and self.balances.get(quote, [Decimal(0)])[0] < sz * price * Decimal("1.05"):
+        if p["side"] == "buy" and self.balances.get(quote, [Decimal(0)])[0] < qty * price:
             raise refuse("51008", "Order failed. Insufficient USDT balance in account.")
         if p["side"] == "sell" and self.balances.get(base, [Decimal(0)])[0] < sz:
             raise refuse("51008", f"Order failed. Insufficient {base} balance in account.")
-        order = Order(self._next_id(), cl_ord_id, row["tag"], inst_id, p["side"], sz, now_ms, attach=attach)
+        order = Order(
+            self._next_id(), cl_ord_id, row["tag"], inst_id, p["side"], qty, now_ms, attach=attach,
+            tgt_ccy=tgt_ccy, ordered=sz,
+        )  # fmt: skip
         order.hidden_reads = self.lag_reads
         self.orders.append(order)
         self._fill_market(order, price, now_ms)

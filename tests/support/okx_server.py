@@ -11,11 +11,14 @@ Strict as the venue: every private request must carry ``OK-ACCESS-KEY``, ``OK-AC
 ``skew_ms``) and ``OK-ACCESS-SIGN``, the base64 HMAC-SHA256 of ``timestamp + METHOD + path?query + body``
 with the key's secret (``50103``-``50113`` otherwise, HTTP 401). Every reply is ``{"code", "msg", "data"}``.
 
+Rate limits as OKX's: each endpoint allows :data:`LIMITS` requests per 2 s (on the market clock plus the time a
+test's sleep "waited", :meth:`OkxServer.wait`); one more is answered HTTP 429 ``50011`` with no ``Retry-After``.
+
 :meth:`OkxServer.advance_bar` lets one bar pass (algo orders are matched against it). Faults:
 :meth:`OkxServer.drop_reply_next` (the request is executed, the connection closed unanswered) and
 :meth:`OkxServer.lose_reply_next` (executed, answered 503 ``50001``). Every request is recorded.
 
-Point ccxt at it with ``scalpbot.adapters.ccxt_common.rebased_api_urls("okx", server.url)``.
+Point ccxt at it with ``scalpbot.adapters.ccxt.common.rebased_api_urls("okx", server.url)``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,32 @@ AMEND_ALGOS = f"{V5}/trade/amend-algos"
 CANCEL_ALGOS = f"{V5}/trade/cancel-algos"
 ALGOS_PENDING = f"{V5}/trade/orders-algo-pending"
 LOST_REPLY = {"code": "50001", "msg": "Service temporarily unavailable. Please try again later.", "data": []}
+RATE_LIMITED = {
+    "code": "50011",
+    "msg": "Rate limit reached. Please refer to API documentation and throttle requests accordingly",
+    "data": [],
+}
+WINDOW_MS = 2_000
+LIMITS: dict[str, int] = {
+    f"{V5}/public/time": 10,
+    f"{V5}/public/instruments": 20,
+    f"{V5}/market/candles": 40,
+    f"{V5}/market/history-candles": 20,
+    f"{V5}/account/balance": 10,
+    f"{V5}/asset/currencies": 6,
+    ORDER: 60,
+    f"{V5}/trade/orders-pending": 60,
+    f"{V5}/trade/orders-history": 40,
+    f"{V5}/trade/fills": 60,
+    f"{V5}/trade/fills-history": 10,
+    ORDER_ALGO: 20,
+    AMEND_ALGOS: 20,
+    CANCEL_ALGOS: 20,
+    ALGOS_PENDING: 20,
+    f"{V5}/trade/orders-algo-history": 20,
+}
+"""Requests per 2 s OKX allows on each endpoint (its API v5 documentation, per user or IP; placing and looking up
+an order share the path, and ``GET``/``POST`` on it are counted together here, stricter than OKX)."""
 DROPPED = object()
 Endpoint = Callable[[Any, int], Any]
 
@@ -93,6 +122,11 @@ class OkxServer:
         self.keys = dict(keys if keys is not None else {KEY: (SECRET, PASSPHRASE)})
         self.skew_ms = skew_ms
         self.requests: list[Request] = []
+        self.limits = dict(LIMITS)
+        self.waited_ms = 0
+        self.rate_limited: list[str] = []
+        """The path of every request refused with ``50011``, in order."""
+        self._counts: dict[tuple[str, int], int] = {}
         self._lost: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -141,6 +175,21 @@ class OkxServer:
             self.book.settle_bar(self._now_ms())
             self.clock.advance(timedelta(minutes=1))
 
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the rate limiter's clock (a test's stand-in for sleeping)."""
+        with self._lock:
+            self.waited_ms += round(seconds * 1000)
+
+    def _admit(self, path: str) -> bool:
+        """Count a request in its endpoint's 2-s window (market clock plus time waited); ``False`` when over."""
+        window = (self._now_ms() + self.waited_ms) // WINDOW_MS
+        key = (path, window)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if self._counts[key] > self.limits.get(path, 20):
+            self.rate_limited.append(path)
+            return False
+        return True
+
     def lose_reply_next(self, count: int, path: str) -> None:
         """Execute the next ``count`` requests to ``path`` but answer 503 ``50001``."""
         with self._lock:
@@ -170,6 +219,8 @@ class OkxServer:
         payload = json.loads(body) if body else None
         with self._lock:
             self.requests.append(Request(method, parts.path, params, payload))
+            if not self._admit(parts.path):
+                return 429, RATE_LIMITED
             try:
                 if parts.path == f"{V5}/public/time":
                     return 200, _ok([{"ts": str(self.server_ms())}])

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.broker.ccxt_broker import CcxtBroker
-from scalpbot.adapters.ccxt_common import rebased_api_urls
+from scalpbot.adapters.ccxt.broker import CcxtBroker
+from scalpbot.adapters.ccxt.common import rebased_api_urls
 from scalpbot.adapters.clock import FixedClock
 
 from support.broker_venue import NOW, SampleMarket, sample_series_cached
@@ -27,6 +27,11 @@ class OkxVenue(SampleMarket):
         self.server = server
         self.clock = clock
         self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
+        self.sleeps.append(seconds)
+        self.server.wait(seconds)
 
     def broker(self, **config: Any) -> CcxtBroker:
         """Return a new broker on the server (3 attempts, tiny backoff recorded in ``sleeps``)."""
@@ -49,7 +54,7 @@ class OkxVenue(SampleMarket):
             max_attempts=3,
             base_delay=0.01,
             max_delay=0.04,
-            sleep=self.sleeps.append,
+            sleep=self.sleep,
         )
 
 

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.adapters.marketdata.files import read_bar_file
-from scalpbot.backtest import backtest
 from scalpbot.core.backtest.enums import NO_ORDER_RULES
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.costs import TradingCosts

@@ -11,7 +11,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.config import load_settings
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id
 from scalpbot.wiring import Services, build_services
 
 from support.files import write_csv

@@ -14,7 +14,6 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from scalpbot.backtest import BacktestResult, backtest
 from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
@@ -22,16 +21,17 @@ from scalpbot.cli.state import state_of
 from scalpbot.cli.tables import metric_text, trades_table
 from scalpbot.config import BacktestSettings
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.benchmark import buy_and_hold_equity, buy_and_hold_metrics
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.core.venue import Venue
-from scalpbot.data.stored import unknown_series_hint
 from scalpbot.errors import ConfigError, DataError
-from scalpbot.release_choice import ReleaseChoice, choose_release
-from scalpbot.release_signals import TradingModel, release_signals
-from scalpbot.releases import ReleaseStore
+from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.state.release_choice import ReleaseChoice, choose_release
+from scalpbot.state.releases import ReleaseStore
+from scalpbot.state.series import unknown_series_hint
 from scalpbot.wiring import Services, venue_profile
 
 SignalBuilder = Callable[[pd.DataFrame, BacktestSettings], pd.DataFrame]
@@ -283,7 +283,7 @@ def _ts(value: datetime | None) -> pd.Timestamp | None:
 
 
 def load_trading_model(services: Services, symbol: str, release_id: str | None) -> TradingModel:
-    """Return the release ``release_id`` selects (see :mod:`scalpbot.release_choice`), verified; say which."""
+    """Return the release ``release_id`` selects (see :mod:`scalpbot.state.release_choice`), verified; say which."""
     releases = ReleaseStore(services.store)
     choice = choose_release(releases, symbol, release_id)
     err.print(choice.describe())

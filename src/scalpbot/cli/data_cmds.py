@@ -21,11 +21,11 @@ from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.data.codec import encode_bars
-from scalpbot.data.dataset import DatasetSummary
-from scalpbot.data.venues import load_venue, save_venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
+from scalpbot.state.bar_codec import encode_bars
+from scalpbot.state.dataset import DatasetSummary
+from scalpbot.state.venues import load_venue, save_venue
 from scalpbot.wiring import build_market_data, fetch_venue_profile
 
 data_app = typer.Typer(help="Inspect and export the stored bars.", no_args_is_help=True)

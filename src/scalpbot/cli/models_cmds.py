@@ -15,8 +15,8 @@ from scalpbot.cli.state import state_of
 from scalpbot.cli.tables import WIDE, percent
 from scalpbot.core.metrics import Metrics
 from scalpbot.errors import CorruptArtifactError
-from scalpbot.release_choice import choose_release, release_origin
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.release_choice import choose_release, release_origin
+from scalpbot.state.releases import ReleaseStore
 
 models_app = typer.Typer(help="List, inspect, promote and roll back model releases.", no_args_is_help=True)
 

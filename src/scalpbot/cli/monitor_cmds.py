@@ -10,13 +10,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from scalpbot.adapters.progress import progress_bar
 from scalpbot.cli.data_cmds import SymbolOpt
 from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import reported, state_of
 from scalpbot.cli.tables import metric_text
 from scalpbot.errors import ConfigError, ObjectNotFound
-from scalpbot.progress import progress_bar
 from scalpbot.reporting.changes import change_row
 from scalpbot.wiring import build_notifier
 

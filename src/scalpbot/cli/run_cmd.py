@@ -10,6 +10,7 @@ from types import FrameType
 import pandas as pd
 import typer
 
+from scalpbot.adapters.progress import tracked
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import state_of
@@ -17,7 +18,6 @@ from scalpbot.cli.summary import release_line, replay_summary
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
 from scalpbot.ports import BarHistory
-from scalpbot.progress import tracked
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
 from scalpbot.wiring import (
     SourceChoice,

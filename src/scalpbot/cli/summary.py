@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from scalpbot.errors import ModelError
-from scalpbot.release_choice import choose_release
-from scalpbot.releases import ReleaseStore
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.release_choice import choose_release
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import Services
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import typer
 
+from scalpbot.adapters.progress import progress_bar
 from scalpbot.cli.backtest_cmd import trades_payload
 from scalpbot.cli.data_cmds import SymbolOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
@@ -20,14 +21,13 @@ from scalpbot.cli.summary import release_line
 from scalpbot.cli.tables import trades_table
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError
-from scalpbot.jobs.execute import CycleReport
+from scalpbot.jobs.cycle import CycleReport
 from scalpbot.jobs.trading import BarTrader, replay, set_halt, trade_loop
-from scalpbot.progress import progress_bar
-from scalpbot.release_choice import choose_release
-from scalpbot.releases import ReleaseStore
 from scalpbot.state.bots import check_bot_exists
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.release_choice import choose_release
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import Services, build_executor, build_market_data, run_lease, stored_history
 
 BotOpt = typer.Option(None, "--bot", help="Bot name: its ledger and portfolio [config bot.name]")

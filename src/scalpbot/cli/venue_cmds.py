@@ -11,7 +11,7 @@ from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt
 from scalpbot.cli.render import out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.core.venue import Venue
-from scalpbot.data.venues import load_venue, save_venue, venue_key
+from scalpbot.state.venues import load_venue, save_venue, venue_key
 from scalpbot.wiring import fetch_venue_profile, venue_profile
 
 venue_app = typer.Typer(

@@ -4,7 +4,7 @@ A :class:`PolicyWindow` holds one window's bars and the model's predictions for 
 validated once. A :class:`PolicyEvaluator` turns params into signals (:func:`scalpbot.core.policy.fill_signals_nb`),
 runs the one execution model (:func:`scalpbot.core.backtest.nb.simulate_nb`) and reduces the equity curve to daily
 returns, reusing its buffers so that a call on a year of 1m bars costs a few milliseconds and no pandas.
-Tuning (Optuna) and the RL environment both score params this way; :func:`scalpbot.backtest.backtest` on
+Tuning (Optuna) and the RL environment both score params this way; :func:`scalpbot.core.backtest.frame.backtest` on
 :func:`scalpbot.core.policy.signals_frame` gives the same trades and equity with frames and full metrics.
 """
 

@@ -31,7 +31,7 @@ def client_order_id(bot: str, symbol: str, decided_at: pd.Timestamp, intent: str
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """The policy's wish for the next open, as the backtest kernel takes it (see ``scalpbot.backtest``).
+    """The policy's wish for the next open, as the backtest kernel takes it (see ``scalpbot.core.backtest.frame``).
 
     ``side`` +1/-1/0 (a same-direction side while in a position is ignored, an opposite one reverses),
     ``size`` fraction of equity committed as notional at the fill, ``sl``/``tp`` fractional distances from

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["floor_to_step_nb", "order_qty_nb", "step_decimals_nb"]
+__all__ = ["floor_to_step_nb", "order_qty_nb", "round_to_tick_nb", "step_decimals_nb"]
 
 _NOISE = 1e-12
 _MAX_DECIMALS = 15
@@ -48,6 +48,23 @@ def floor_to_step_nb(qty: float, step: float) -> float:
     units = float(np.rint(whole * step * scale))
     if units >= 2.0**53:  # beyond exact integers: the decimal form buys nothing
         return whole * step
+    return units / scale
+
+
+@njit(cache=True)
+def round_to_tick_nb(price: float, tick: float) -> float:
+    """Return ``price`` rounded to the **nearest** multiple of ``tick`` (``tick`` <= 0: unchanged), written with
+    the tick's decimals, as ccxt's ``price_to_precision`` writes a stop or take-profit price.
+
+    A non-finite ``price`` (``inf``: no barrier) is returned as it is.
+    """
+    if not tick > 0.0 or not np.isfinite(price):
+        return price
+    whole = float(np.rint(price / tick))
+    scale = 10.0 ** step_decimals_nb(tick)
+    units = float(np.rint(whole * tick * scale))
+    if units >= 2.0**53:
+        return whole * tick
     return units / scale
 
 

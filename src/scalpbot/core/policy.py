@@ -155,7 +155,7 @@ def decide_arrays(
 def signals_frame(
     index: pd.Index, probs: np.ndarray, vol: np.ndarray, params: StrategyParams
 ) -> pd.DataFrame:
-    """Return the signal frame :func:`scalpbot.backtest.backtest` takes (side, size, sl, tp, max_hold) on ``index``.
+    """Return the signal frame :func:`scalpbot.core.backtest.frame.backtest` takes (side, size, sl, tp, max_hold) on ``index``.
 
     Row ``t`` is decided on bar ``t``'s close from ``probs[t]`` and ``vol[t]`` and acts at bar ``t + 1``'s open.
     """

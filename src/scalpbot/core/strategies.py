@@ -1,4 +1,4 @@
-"""Baseline strategies: bars in, a signal frame for :func:`scalpbot.backtest.backtest` out. Pure."""
+"""Baseline strategies: bars in, a signal frame for :func:`scalpbot.core.backtest.frame.backtest` out. Pure."""
 
 from __future__ import annotations
 

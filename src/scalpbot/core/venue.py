@@ -9,6 +9,9 @@ Units: fees are fractions of notional (0.001 = 0.1 %); ``amount_step`` and ``min
 ``price_tick`` and ``min_notional`` quote currency; ``rate_limit_ms`` milliseconds between requests of weight 1
 (ccxt's ``rateLimit``); ``request_weight_per_minute`` the venue's weight budget per minute (0 = unknown).
 A step, tick or minimum of 0 means "no rule". Every simulated fill is a market fill and pays ``taker_fee``.
+``buy_fee_in_base``: a buy's commission is taken from the base coin it receives (spot, without a fee token such
+as BNB), so a long holds its fill net of that commission. On spot the live broker sends market buys as a quote
+amount, and :meth:`Venue.order_rules` tells the kernel to size them the same way (``cost_step``).
 
 Each value has a source (:data:`Source`): ``exchange`` (read from the venue through ccxt), ``ccxt`` (ccxt's
 published facts about the venue, not read from it: its default fee schedule, its rate limit), ``config`` (the
@@ -56,6 +59,7 @@ VALUE_FIELDS = (
     "min_amount",
     "min_notional",
     "shorts",
+    "buy_fee_in_base",
     "protection",
     "rate_limit_ms",
     "request_weight_per_minute",
@@ -102,6 +106,9 @@ class Venue:
     sources: Mapping[str, Source]
     fetched_at: str | None = None
     """ISO-8601 UTC time the exchange was read, ``None`` for a profile never read from it."""
+    buy_fee_in_base: bool | None = None
+    """Whether a buy's commission is taken from the base coin received; ``None``: the market type's default
+    (spot yes, derivatives no: they settle fees in the margin currency)."""
 
     def __post_init__(self) -> None:
         if not self.exchange or not self.symbol:
@@ -128,6 +135,13 @@ class Venue:
             )
         if not isinstance(self.shorts, bool):
             raise ConfigError(f"venue shorts must be true or false; got {self.shorts!r}")
+        if (
+            self.buy_fee_in_base is None
+        ):  # a profile stored before the fact existed: the market type's default
+            object.__setattr__(self, "buy_fee_in_base", self.market_type == "spot")
+            object.__setattr__(self, "sources", {"buy_fee_in_base": "default", **self.sources})
+        if not isinstance(self.buy_fee_in_base, bool):
+            raise ConfigError(f"venue buy_fee_in_base must be true or false; got {self.buy_fee_in_base!r}")
         protection = tuple(self.protection)
         unknown = [p for p in protection if p not in PROTECTIONS]
         if unknown:
@@ -148,8 +162,22 @@ class Venue:
         object.__setattr__(self, "sources", MappingProxyType(sources))
 
     def order_rules(self) -> OrderRules:
-        """Return the rules the backtest kernel applies to entries: step, minimums, shorts."""
-        return OrderRules(self.amount_step, self.min_amount, self.min_notional, self.shorts)
+        """Return the rules the backtest kernel applies to entries: step, minimums, shorts, and how a spot buy
+        is sized and pays its commission.
+
+        On spot the live broker buys a quote amount (``cost_step`` = the price tick, which ccxt truncates the
+        amount to), and where ``buy_fee_in_base`` the position is the fill net of the commission in base.
+        """
+        cost_step = self.price_tick if self.market_type == "spot" and self.price_tick > 0 else 0.0
+        return OrderRules(
+            self.amount_step,
+            self.min_amount,
+            self.min_notional,
+            self.shorts,
+            cost_step,
+            bool(self.buy_fee_in_base),
+            self.price_tick,
+        )
 
     def trading_costs(self, slippage: float) -> TradingCosts:
         """Return the costs a simulated market fill pays here: the taker fee and the configured ``slippage``."""
@@ -205,7 +233,9 @@ class Venue:
             raise ConfigError(
                 f"a venue profile has no field '{unknown[0]}'{_did_you_mean(unknown[0], names)}"
             )
-        missing = [name for name in names if name not in data and name != "fetched_at"]
+        missing = [
+            name for name in names if name not in data and name not in ("fetched_at", "buy_fee_in_base")
+        ]
         if missing:
             raise ConfigError(f"a venue profile lacks {', '.join(missing)}")
         values = dict(data)
@@ -241,7 +271,7 @@ def default_venue(exchange: str, symbol: str) -> Venue:
     """Return the offline profile of ``exchange`` / ``symbol``, used until the venue is read (``venue fetch``).
 
     Spot markets cannot be shorted and pay 0.1 % per side (Binance's base spot rate; most spot venues charge
-    about that or more). Binance spot protects with OCO order lists, OKX spot with SL/TP attached to the entry.
+    about that or more), a buy's commission in the base coin received. Binance spot protects with OCO order lists, OKX spot with SL/TP attached to the entry.
     Swaps pay 0.05 % taker / 0.02 % maker
     (Binance USD-M's base rates) and protect with reduce-only stops. Steps and minimums are known offline
     only for the markets of ``_BINANCE_SPOT_LOTS``; elsewhere they are 0 (no rule) until fetched.
@@ -266,6 +296,7 @@ def default_venue(exchange: str, symbol: str) -> Venue:
         min_amount=min_amount,
         min_notional=min_notional,
         shorts=not spot,
+        buy_fee_in_base=spot,
         protection=protection,
         rate_limit_ms=50.0 if exchange == "binance" else 0.0,
         request_weight_per_minute=6000 if exchange == "binance" and spot else 0,

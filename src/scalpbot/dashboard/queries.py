@@ -17,12 +17,12 @@ import pandas as pd
 
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ObjectNotFound, ScalpbotError
-from scalpbot.release_choice import release_origin
 from scalpbot.reporting.tables import jsonable
 from scalpbot.state.bots import bot_names, check_bot_exists
 from scalpbot.state.cycle_timing import load_cycle_timing
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
+from scalpbot.state.release_choice import release_origin
 from scalpbot.wiring import Services
 
 __all__ = [
@@ -277,7 +277,7 @@ def price_with_trades(services: Services, bot: str, days: float = 1.0) -> dict[s
 
 def releases(services: Services) -> dict[str, Any]:
     """Return the configured symbol's releases, newest first: origin, gate verdict and reason, key metrics."""
-    from scalpbot.releases import ReleaseStore
+    from scalpbot.state.releases import ReleaseStore
 
     store = ReleaseStore(services.store)
     symbol = services.settings.data.symbol

@@ -20,16 +20,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult
+from scalpbot.core.backtest.frame import BacktestResult
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.data.dataset import SeriesId
+from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_gate, simulate
-from scalpbot.release_signals import TradingModel, predict_bars
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import (
+    KERAS_ARTIFACT,
+    ONNX_ARTIFACT,
+    Pointer,
+    Release,
+    ReleaseStore,
+    new_release_id,
+)
 from scalpbot.wiring import Services, venue_profile
 
 _MIN_ROWS = 1_000
@@ -180,7 +187,7 @@ def online_learning(
             model, features[rows].astype(np.float32), label[rows], fwd[rows], learning_rate=1e-4, epochs=2
         )
         onnx = export_onnx(tuned.model)
-        from scalpbot.inference import OnnxModel
+        from scalpbot.inference.onnx import OnnxModel
 
         recent = times >= recent_start
         trading = TradingModel.from_release(parent)

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult, backtest
+from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.gate import GateVerdict
 from scalpbot.core.labels import barrier_volatility, triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, PreconditionFailed
-from scalpbot.releases import Pointer, ReleaseStore
+from scalpbot.state.releases import Pointer, ReleaseStore
 
 __all__ = ["LabelConfig", "labelled_rows", "promote_through_gate", "score_signals", "simulate"]
 

@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import backtest
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.ledger_equity import equity_from_trades
 from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import DataError, ScalpbotError
+from scalpbot.inference.signals import TradingModel, release_signals
 from scalpbot.ports import Notifier
-from scalpbot.release_signals import TradingModel, release_signals
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.dataset import SeriesId
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import Services, venue_profile
 
 Step = Callable[["WeekData"], dict[str, Any]]

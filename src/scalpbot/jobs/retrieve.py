@@ -17,8 +17,8 @@ import pandas as pd
 
 from scalpbot.core.bars import Gap, Spike, validate_bars
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.data.dataset import AppendReport, BarDataset, SeriesId
 from scalpbot.ports import MarketData
+from scalpbot.state.dataset import AppendReport, BarDataset, SeriesId
 
 ProgressCallback = Callable[[int, pd.Timestamp], None]
 _FLUSH_BARS = 50_000

@@ -7,7 +7,7 @@ clock or ``--replay``) and the kernel warm-up - trades a bar through :class:`Bar
 2. the **run lease**: taken (or renewed when this process holds it) before any write; held by another run,
    the cycle is ``busy`` and does nothing;
 3. **retrieve** (live only): the bars that closed by ``at`` are fetched and stored first;
-4. the **cycle** (:func:`scalpbot.jobs.execute.run_cycle`) for the newest stored bar at or before the bar
+4. the **cycle** (:func:`scalpbot.jobs.cycle.run_cycle`) for the newest stored bar at or before the bar
    that closed last at ``at`` (a bar the exchange has not published yet is fetched again next time);
 5. a **failure** (exchange unreachable, release refused, data missing) fails the cycle closed: nothing is
    placed, and the fault is recorded in the ledger and notified **once** - a fault that persists over
@@ -27,12 +27,12 @@ import pandas as pd
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
-from scalpbot.jobs.execute import CycleReport, Executor, run_cycle
+from scalpbot.jobs.cycle import CycleReport, Executor, run_cycle
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.cycle_timing import CycleTiming, save_cycle_timing
+from scalpbot.state.dataset import SeriesId
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore

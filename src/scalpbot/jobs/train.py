@@ -39,7 +39,7 @@ import pandas as pd
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
-from scalpbot.data.dataset import SeriesId
+from scalpbot.inference.signals import predict_bars
 from scalpbot.jobs.learning import promote_through_gate, score_signals, simulate
 from scalpbot.jobs.train_evaluation import (
     baselines,
@@ -61,8 +61,8 @@ from scalpbot.jobs.train_steps import (
     training_key,
     tune,
 )
-from scalpbot.release_signals import predict_bars
-from scalpbot.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
 from scalpbot.wiring import Services
 
 __all__ = ["TrainReport", "report_of", "score_signals", "simulate", "split_folds", "train", "training_key"]
@@ -162,7 +162,7 @@ def publish(
     log: Callable[[str], None],
 ) -> TrainReport:
     """Evaluate the chosen candidate on the test window, write the release and promote it through the gate."""
-    from scalpbot.inference import OnnxModel
+    from scalpbot.inference.onnx import OnnxModel
     from scalpbot.ml import model as ml_model
     from scalpbot.ml.evidence import TrialSelection
 

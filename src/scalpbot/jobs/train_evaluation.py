@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.backtest import BacktestResult
+from scalpbot.core.backtest.frame import BacktestResult
 from scalpbot.core.features import FEATURE_NAMES
 from scalpbot.core.folds import label_rows
 from scalpbot.core.gate import GateVerdict, judge
@@ -25,11 +25,11 @@ from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
 from scalpbot.core.strategies import sma_cross_signals
 from scalpbot.core.venue import Venue
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ScalpbotError
+from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import labelled_rows, score_signals, simulate
-from scalpbot.release_signals import TradingModel, predict_bars
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import ReleaseStore
 
 if TYPE_CHECKING:
     from scalpbot.jobs.train_steps import Fitted, Prepared

@@ -23,11 +23,11 @@ from scalpbot.core.features import FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_f
 from scalpbot.core.folds import WalkForward, label_rows, walk_forward
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.venue import Venue
-from scalpbot.data.dataset import SeriesId
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
 from scalpbot.jobs.train_evaluation import library_versions, timed
-from scalpbot.releases import pair_of
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import pair_of
 from scalpbot.wiring import Services, venue_profile
 
 __all__ = [

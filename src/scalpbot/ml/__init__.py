@@ -2,7 +2,7 @@
 
 Only the train and monitor jobs import this package, lazily: it pulls in Keras and torch (seconds of import
 time, hundreds of MB). The execute path runs the exported ONNX model through the light
-:mod:`scalpbot.inference` instead.
+:mod:`scalpbot.inference.onnx` instead.
 
 Importing the package selects the torch backend for Keras unless ``KERAS_BACKEND`` is already set; this must
 happen before anything imports ``keras``, so import ``scalpbot.ml`` (or a module inside it) first.

@@ -181,7 +181,7 @@ def _epoch_progress(max_epochs: int, show: bool) -> Iterator[list[Any]]:
     if not show:
         yield []
         return
-    from scalpbot.progress import progress_bar
+    from scalpbot.adapters.progress import progress_bar
 
     with progress_bar(max_epochs, "model fit") as advance:
 

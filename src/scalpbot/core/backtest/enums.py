@@ -63,12 +63,22 @@ class OrderRules(NamedTuple):
     ``amount_step``: quantities are rounded down to whole multiples of it (base units); ``min_qty``: smallest
     quantity (base units); ``min_notional``: smallest ``qty * fill price`` (quote currency); ``shorts``: whether
     a short position may be opened (on a spot market it may not: a sell signal only closes a long).
+    ``cost_step``: when > 0, a long entry is a market buy of a quote amount (Binance ``quoteOrderQty``, OKX
+    ``tgtCcy=quote_ccy``): ``size x cash`` truncated down to this step (quote currency, the price tick ccxt
+    truncates it to) buys ``amount / fill price`` rounded down to ``amount_step``. ``buy_fee_in_base``: a long
+    entry's commission is taken from the base coin it receives (spot without a fee token): the position holds
+    ``qty x (1 - fee)`` rounded down to ``amount_step``, and the sub-step rest is charged to the entry's fee.
+    ``price_tick``: stop-loss and take-profit prices are rounded to the nearest tick (quote currency), as the
+    live broker writes them on the venue.
     """
 
     amount_step: float
     min_qty: float
     min_notional: float
     shorts: bool
+    cost_step: float = 0.0
+    buy_fee_in_base: bool = False
+    price_tick: float = 0.0
 
 
 NO_ORDER_RULES = OrderRules(0.0, 0.0, 0.0, True)

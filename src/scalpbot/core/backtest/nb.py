@@ -5,7 +5,8 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
 1. ``side[t]`` is decided on the **close** of bar ``t``, from bars ``<= t`` only.
 2. It fills at the **open** of bar ``t + 1``, worsened by ``slippage`` (a fraction of the price); ``fee`` (a
    fraction) is charged on the notional of each fill.
-3. SL/TP are fractional distances from the entry fill price, fixed at entry (``np.inf`` disables a barrier).
+3. SL/TP are fractional distances from the entry fill price, fixed at entry (``np.inf`` disables a barrier),
+   their prices rounded to the venue's price tick as the live broker places them.
 4. Stops are checked on every bar from the entry bar on (after the entry fill on the entry bar). SL is
    checked first, so it wins when both barriers lie inside one bar. A bar opening beyond a barrier fills
    at that open. SL is checked first even on a bar that opens beyond the TP: if that bar also reaches the SL,
@@ -18,7 +19,11 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
 7. The venue's order rules (:class:`~scalpbot.core.backtest.enums.OrderRules`) apply to every entry: its
    quantity is rounded **down** to the amount step, and an entry under the minimum quantity or notional (at
    the fill price) is skipped, as a broker skips it (:func:`scalpbot.core.lots.order_qty_nb`). Where the venue
-   cannot short, a short signal opens nothing: it only closes a long (rule 5), as on a spot market.
+   cannot short, a short signal opens nothing: it only closes a long (rule 5), as on a spot market. Where
+   the venue buys by quote amount, a long entry spends ``size x cash`` truncated to ``cost_step`` and gets what
+   that buys at the fill price, rounded down; where it takes a buy's commission in the base coin, the position
+   is the quantity received net of it, rounded down to the step, and the rest is the entry's fee - exactly what
+   a spot account holds and can sell.
 
 These rules and their tie orders are backtesting.py 0.6.6's with ``exclusive_orders=True`` (its order queue
 processes ``Trade.close()`` orders first, then SL, then TP, then new entries, then the new trade's SL/TP on the
@@ -31,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from scalpbot.core.backtest.enums import ExitReason, InputProblem, OrderRules, SimulationStatus, trade_dt
-from scalpbot.core.lots import order_qty_nb
+from scalpbot.core.lots import floor_to_step_nb, order_qty_nb, round_to_tick_nb
 
 
 @njit(cache=True)
@@ -214,17 +219,30 @@ def simulate_nb(
                 else:
                     wanted = 1 if signal > 0 else -1
                     price = fill_price_nb(bar_open, wanted, slippage)
-                    raw_qty = size[t - 1] if size_is_qty else size[t - 1] * cash / price
+                    if size_is_qty:
+                        raw_qty = size[t - 1]
+                    elif wanted > 0 and rules.cost_step > 0.0:
+                        raw_qty = floor_to_step_nb(size[t - 1] * cash, rules.cost_step) / price
+                    else:
+                        raw_qty = size[t - 1] * cash / price
                     qty = order_qty_nb(raw_qty, price, rules.amount_step, rules.min_qty, rules.min_notional)
-                    if qty > 0.0:
+                    held, entry_fee = qty, qty * price * fee
+                    if wanted > 0 and rules.buy_fee_in_base:  # the account receives qty less the commission
+                        held = floor_to_step_nb(qty * (1.0 - fee), rules.amount_step)
+                        entry_fee = (qty - held) * price
+                    if held > 0.0:
                         direction = wanted
                         entry_price = price
+                        qty = held
                         signed_qty = direction * qty
-                        entry_fee = qty * entry_price * fee
                         cash -= entry_fee
                         entry_idx = t
-                        sl_price = entry_price * (1.0 - direction * sl[t - 1])
-                        tp_price = entry_price * (1.0 + direction * tp[t - 1])
+                        sl_price = round_to_tick_nb(
+                            entry_price * (1.0 - direction * sl[t - 1]), rules.price_tick
+                        )
+                        tp_price = round_to_tick_nb(
+                            entry_price * (1.0 + direction * tp[t - 1]), rules.price_tick
+                        )
                         hold = max_hold[t - 1]
             if direction != 0:
                 raw_price, reason = stop_exit_nb(direction, bar_open, high[t], low[t], sl_price, tp_price)

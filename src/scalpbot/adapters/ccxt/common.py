@@ -14,7 +14,8 @@ credentials kept out of text.
       ccxt.InvalidOrder, BadRequest, OperationRejected    -> OrderRejected
     any other ccxt.BaseError                              -> ExchangeError
 
-Politeness: a 418/429 reply's ``Retry-After`` is honoured (the pause before the next try is at least that
+Politeness: a 418/429 reply's ``Retry-After`` is honoured (a venue that sends none, such as OKX with its
+``50011``, is given its rate window instead; the pause before the next try is at least that
 long; a wait beyond ``max_wait`` fails the call at once instead of sleeping through a ban), and
 ``ccxt.InvalidNonce`` (Binance ``-1021``: the timestamp is outside ``recvWindow``) re-measures the time
 difference to the venue (``resync``) before the one retry it earns.
@@ -166,6 +167,7 @@ class CcxtCalls:
         strict_json: bool = False,
         max_wait: float = 60.0,
         resync: Callable[[], None] | None = None,
+        rate_window: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -183,6 +185,7 @@ class CcxtCalls:
         self._strict_json = strict_json
         self._max_wait = max_wait
         self._resync = resync
+        self._rate_window = rate_window
         self._last_status: int | None = None
         self._retry_after: float | None = None
         self.waits: list[float] = []
@@ -224,9 +227,9 @@ class CcxtCalls:
             try:
                 return fn(*args, **kwargs)
             except ccxt.BaseError as e:
-                refused_unprocessed = isinstance(e, ccxt.InvalidNonce | ccxt.DDoSProtection) or (
-                    self._last_status in (418, 429)
-                )
+                refused_unprocessed = isinstance(
+                    e, ccxt.InvalidNonce | ccxt.DDoSProtection | ccxt.RateLimitExceeded
+                ) or (self._last_status in (418, 429))
                 error = self._translate(e, what, attempt, True)
                 if refused_unprocessed and error is None:
                     self._pause_before_retry(e, what, attempt)
@@ -252,6 +255,12 @@ class CcxtCalls:
             except ccxt.BaseError as failed:  # the retry meets the same refusal and is translated then
                 _log.warning("%s: resynchronising the clock failed (%s)", self._venue, type(failed).__name__)
         pause = self._backoff(attempt)
+        limited = isinstance(e, ccxt.DDoSProtection | ccxt.RateLimitExceeded) or self._last_status in (
+            418,
+            429,
+        )
+        if self._retry_after is None and limited and self._rate_window > 0:
+            pause = max(pause, self._rate_window)  # no Retry-After: wait for the venue's next rate window
         if self._retry_after is not None:
             if self._retry_after > self._max_wait:
                 raise ExchangeTemporaryError(
@@ -358,11 +367,13 @@ def connect(
     rng: random.Random | None,
     strict_json: bool,
     max_wait: float = 60.0,
+    rate_window: float = 0.0,
 ) -> tuple[Any, CcxtCalls]:
     """Return a ccxt exchange and the call layer around it (retries, error mapping, redaction).
 
     ``options`` are defaults under the caller's ``config["options"]``; ``api_urls`` replaces ``urls['api']``
-    (a proxy or a local test server).
+    (a proxy or a local test server). ``rate_window`` (seconds) is how long the venue's rate limits count
+    requests: a rate-limit refusal without ``Retry-After`` waits at least that long before the next try.
     """
     settings = dict(config or {})
     if options:
@@ -382,6 +393,7 @@ def connect(
         strict_json=strict_json,
         max_wait=max_wait,
         resync=_resync_for(exchange),
+        rate_window=rate_window,
     )
     return exchange, calls
 

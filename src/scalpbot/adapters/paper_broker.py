@@ -186,11 +186,14 @@ class PaperBroker:
             signal = decided[entry_idx - 1]
             entry_id = client_order_id(self._bot, self._symbol, signal.decided_at, "entry")
             qty, entry_price, side = float(rec["qty"]), float(rec["entry_price"]), int(rec["side"])
-            entry_fee = qty * entry_price * self._fee
+            reason = _REASONS[int(rec["exit_reason"])]
+            exit_price, fees = float(rec["exit_price"]), float(rec["fees"])
+            # the record's fees are both sides' (the entry's alone while open); the exit pays the fee on its notional
+            exit_fee = 0.0 if reason == "open" else qty * exit_price * self._fee
+            entry_fee = fees - exit_fee
             fills.append(
                 Fill(entry_id, index[entry_idx], side, qty, entry_price, entry_fee, "entry", None, entry_id)
             )
-            reason = _REASONS[int(rec["exit_reason"])]
             if reason == "open":
                 position = Position(
                     side,
@@ -204,8 +207,7 @@ class PaperBroker:
                 )
                 continue
             exit_id = client_order_id(self._bot, self._symbol, signal.decided_at, reason)
-            exit_fee = float(rec["fees"]) - entry_fee
-            exit_price, pnl = float(rec["exit_price"]), float(rec["pnl"])
+            pnl = float(rec["pnl"])
             fills.append(
                 Fill(exit_id, index[exit_idx], -side, qty, exit_price, exit_fee, reason, pnl, entry_id)
             )

@@ -102,12 +102,18 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
         raise ConfigError(
             f"rules must be an OrderRules (e.g. venue.order_rules()); got {type(rules).__name__}"
         )
-    for name in ("amount_step", "min_qty", "min_notional"):
+    for name in ("amount_step", "min_qty", "min_notional", "cost_step", "price_tick"):
         value = getattr(rules, name)
         if not (math.isfinite(value) and value >= 0.0):
             raise ConfigError(f"rules.{name} must be a finite number >= 0 (0 = no rule); got {value}")
     return OrderRules(
-        float(rules.amount_step), float(rules.min_qty), float(rules.min_notional), bool(rules.shorts)
+        float(rules.amount_step),
+        float(rules.min_qty),
+        float(rules.min_notional),
+        bool(rules.shorts),
+        float(rules.cost_step),
+        bool(rules.buy_fee_in_base),
+        float(rules.price_tick),
     )
 
 

@@ -1,6 +1,6 @@
 """Closed OHLCV bars from any ccxt exchange: paginated, rate limited, retried with backoff.
 
-Every ccxt call goes through :class:`~scalpbot.adapters.ccxt_common.CcxtCalls`, which retries temporary
+Every ccxt call goes through :class:`~scalpbot.adapters.ccxt.common.CcxtCalls`, which retries temporary
 failures and maps ccxt's errors to scalpbot's (see that module); a symbol or timeframe the exchange does not
 list is a ``ConfigError`` raised here before any bar is requested.
 
@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.adapters.ccxt_common import ccxt_exchange, connect
+from scalpbot.adapters.ccxt.common import ccxt_exchange, connect
 from scalpbot.adapters.marketdata._bars import bars_frame, iso_ms, utc_ms
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError
 from scalpbot.ports import Clock
 
-__all__ = ["CcxtMarketData", "ccxt_exchange"]  # ccxt_exchange: re-exported from ccxt_common
+__all__ = ["CcxtMarketData", "ccxt_exchange"]  # ccxt_exchange: re-exported from .common
 
 _log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Sending one new order so that it can never be placed twice: look up, send once, resolve an unknown outcome.
 
 The venue is asked for the client id first (a retried cycle finds its order); the order is then sent once
-(:meth:`~scalpbot.adapters.ccxt_common.CcxtCalls.place` repeats only requests the venue provably refused
+(:meth:`~scalpbot.adapters.ccxt.common.CcxtCalls.place` repeats only requests the venue provably refused
 unprocessed). When no answer says whether the venue took it - a timeout, a 5xx, Binance's ``-1007``, a dropped
 connection - the id is looked up with backoff, ``len(delays)`` times; an order still not found is reported
 ``rejected`` and never sent again on a guess: the next cycle's reconciliation sees what the venue did.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from scalpbot.adapters.ccxt_common import CcxtCalls
+from scalpbot.adapters.ccxt.common import CcxtCalls
 from scalpbot.core.execution import OrderAck
 from scalpbot.errors import InsufficientFunds, OrderOutcomeUnknown, OrderRejected
 

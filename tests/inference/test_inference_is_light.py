@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from scalpbot.errors import CorruptArtifactError, ModelError
-from scalpbot.inference import OnnxModel
+from scalpbot.inference.onnx import OnnxModel
 
 HEAVY = ("keras", "torch", "optuna", "gymnasium", "stable_baselines3", "tensorflow", "jax")
 
@@ -53,7 +53,7 @@ def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_importing_inference_pulls_in_no_heavy_framework() -> None:
     code = (
         "import json, sys\n"
-        "import scalpbot.inference\n"
+        "import scalpbot.inference.onnx\n"
         f"heavy = {HEAVY!r}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
     )

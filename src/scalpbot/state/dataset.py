@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.bars import BAR_COLUMNS, Gap, Spike, empty_bars, find_gaps, find_spikes
-from scalpbot.data.codec import EXTENSIONS, Format, decode_bars, encode_bars
 from scalpbot.errors import ConfigError, ObjectNotFound, PreconditionFailed, StoreError
 from scalpbot.ports import Store
+from scalpbot.state.bar_codec import EXTENSIONS, Format, decode_bars, encode_bars
 
 _DAY_NS = 86_400 * 1_000_000_000
 _PARTITION = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(parquet|csv)$")

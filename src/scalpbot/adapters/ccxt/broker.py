@@ -3,7 +3,7 @@
 It mirrors the kernel's rules (:mod:`scalpbot.core.orders` decides what to send): a decision on the close of bar
 ``t`` is sent right after that close, so a market order fills near the open of bar ``t + 1``; the SL/TP prices
 are fractions of the entry **fill** price and rest on the venue: on Binance as one OCO placed right after the
-fill, on OKX attached to the entry and amended to the fill price once it is known (see :mod:`._family`); time
+fill, on OKX attached to the entry and amended to the fill price once it is known (see :mod:`.family`); time
 and signal exits (and the kill switch) cancel that protection, then sell at market. Spot cannot be shorted: a
 short entry is answered with a ``rejected`` ack, so a short signal while long only closes the long.
 
@@ -22,7 +22,7 @@ Its rules, under the failures real venues produce:
   commission taken in base, less its exits); protection and exits are sized to it, not to the free balance.
   An account holding other base coins above dust is refused at the first snapshot unless ``adopt`` is set.
 * **Cheap when idle and polite**: bounded reads per snapshot (see :mod:`._account`); ``Retry-After`` honoured,
-  the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt_common`).
+  the clock resynchronised on ``-1021`` (see :mod:`scalpbot.adapters.ccxt.common`).
 
 Refusals of an order come back as ``rejected`` acks with the venue's reason; a venue that cannot be read raises
 ``ExchangeTemporaryError`` after retries (callers fail closed). Credentials never appear in messages.
@@ -39,11 +39,11 @@ from typing import Any
 
 import pandas as pd
 
-from scalpbot.adapters.broker._account import SpotAccount
-from scalpbot.adapters.broker._executions import base_commission
-from scalpbot.adapters.broker._family import Desk, Entry, family_of
-from scalpbot.adapters.broker._sending import OrderSender, ack
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt._account import SpotAccount
+from scalpbot.adapters.ccxt._fills import base_commission
+from scalpbot.adapters.ccxt._sending import OrderSender, ack
+from scalpbot.adapters.ccxt.common import connect
+from scalpbot.adapters.ccxt.family import Desk, Entry, family_of
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal, client_order_id
 from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders
 from scalpbot.core.timeframes import timeframe_seconds
@@ -108,6 +108,7 @@ class CcxtBroker:
             rng=rng,
             strict_json=True,
             max_wait=max_wait,
+            rate_window=family.rate_window,
         )
         self._bot = bot
         self._symbol = symbol.replace("_", "/") if "/" not in symbol else symbol
@@ -137,6 +138,8 @@ class CcxtBroker:
             is_duplicate=family.is_duplicate_message,
         )
         self._desk = Desk(exchange, calls, self._account, self._sender, bot, self._symbol)
+        self._sold: list[dict[str, Any]] = []
+        """Market sells sent in the current ``submit``: an exit and a re-entry at one open, sized with its proceeds."""
 
     def __repr__(self) -> str:
         return f"CcxtBroker(exchange={self._exchange.id!r}, bot={self._bot!r}, symbol={self._symbol!r})"
@@ -162,6 +165,7 @@ class CcxtBroker:
         position without SL/TP on the venue is closed at market.
         """
         self._account.market()
+        self._sold = []
         position = snapshot.position
         plan = plan_orders(
             signal, position, bot=self._bot, symbol=self._symbol, bar_seconds=self._bar_seconds
@@ -199,12 +203,17 @@ class CcxtBroker:
             message = f"{self._symbol} is a spot market and cannot be shorted; the short entry was not sent"
             return OrderAck(order.client_id, "entry", "rejected", message), None
         last_close = self._account.close_at(snapshot.as_of)
-        qty = self._account.amount(order.size * snapshot.equity / last_close)
+        # Spend size x the cash the account holds once flat (the kernel's equity at the fill): the free quote
+        # of the snapshot plus what an exit sent in this same cycle freed.
+        cash = self._account.free_quote_at(snapshot.as_of) + sum(self._proceeds(o) for o in self._sold)
+        cost = self._account.cost(order.size * cash)
+        qty = self._account.amount(cost / last_close)
         too_small = self._account.below_minimum(qty, last_close)
         if too_small:
             return OrderAck(order.client_id, "entry", "rejected", f"entry not sent: {too_small}"), None
         entry = Entry(
             order.client_id,
+            self._account.cost_text(cost),
             self._account.amount_text(qty),
             order.decided_at,
             sl,
@@ -273,8 +282,21 @@ class CcxtBroker:
             return placed
 
         what = f"closing the position ({reason or order.reason})"
-        sold, _ = self._sender.place(what, order.client_id, "exit", send)
+        sold, placed = self._sender.place(what, order.client_id, "exit", send)
+        if placed is not None and sold.status == "accepted":
+            self._sold.append(placed)
         return [sold]
+
+    def _proceeds(self, placed: dict[str, Any]) -> float:
+        """Return the quote a market sell sent in this ``submit`` brought in, once executed: its cost less the
+        commission paid in quote (estimated at ``fee_rate`` when the venue reports no fees)."""
+        sold = self._family.settled(self._desk, placed)
+        cost = float(sold.get("cost") or 0.0)
+        fees = [f for f in (sold.get("fees") or [sold.get("fee")]) if f and f.get("cost") is not None]
+        if not fees:
+            return cost * (1.0 - self._fee_rate)
+        quote = self._account.market()["quote"]
+        return cost - sum(float(f["cost"]) for f in fees if f.get("currency") == quote)
 
     def _close_unprotected(self, decided_at: pd.Timestamp, held: float, why: str) -> list[OrderAck]:
         """Close a position that has no protection on the venue, at market, now (tag ``unprotected``)."""

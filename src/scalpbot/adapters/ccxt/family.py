@@ -1,11 +1,11 @@
 """The seam between the live broker and a venue family: how one exchange protects, names and reports orders.
 
-The broker's rules (never unprotected, never twice, only its own inventory) live in :mod:`.ccxt_broker` and
+The broker's rules (never unprotected, never twice, only its own inventory) live in :mod:`.broker` and
 :mod:`._account`; what differs between venues is behind :class:`Family`, one module per venue:
 
-* :mod:`._binance`: Binance spot. The entry is a plain market buy; protection is one OCO order list placed
-  right after the fill, at fill-price distances.
-* :mod:`._okx`: OKX spot. The entry carries its stop loss and take profit (ccxt's unified ``stopLoss`` /
+* :mod:`.binance`: Binance spot. The entry is a plain market buy of a quote amount; protection is one OCO
+  order list placed right after the fill, at fill-price distances.
+* :mod:`.okx`: OKX spot. The entry carries its stop loss and take profit (ccxt's unified ``stopLoss`` /
   ``takeProfit``, attached algo orders priced at the last close); after the fill they are found on the venue
   and amended to fill-price distances and to the quantity the bot holds.
 
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from scalpbot.adapters.broker._sending import OrderSender
-from scalpbot.adapters.ccxt_common import CcxtCalls
+from scalpbot.adapters.ccxt._sending import OrderSender
+from scalpbot.adapters.ccxt.common import CcxtCalls
 from scalpbot.core.execution import OrderAck, client_order_id
 from scalpbot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._account import SpotAccount
+    from scalpbot.adapters.ccxt._account import SpotAccount
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +47,16 @@ class Desk:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A market buy to send: its client id, amount text, decision bar, barrier distances and time stop.
+    """A market buy to send: its client id, quote amount to spend (``cost``, text in the venue's precision),
+    the base amount that buys at ``reference``, decision bar, barrier distances and time stop.
 
-    ``reference`` is the price the entry was sized at (the decision bar's close): a venue that prices the
-    protection before the fill prices it from there.
+    The buy is sent as ``cost`` (quote currency), so it gets what that buys at the fill price, as the backtest
+    kernel sizes it (:meth:`scalpbot.core.venue.Venue.order_rules`). ``reference`` is the decision bar's close:
+    a venue that prices the protection before the fill prices it from there.
     """
 
     client_id: str
+    cost: str
     amount: str
     decided_at: pd.Timestamp
     sl: float
@@ -69,6 +72,8 @@ class Family(Protocol):
     """ccxt options for a spot broker on this venue."""
     page: int
     """The most trades or orders one read returns (the bounded reads of a snapshot)."""
+    rate_window: float
+    """Seconds over which the venue counts requests: a rate-limit refusal without ``Retry-After`` waits this."""
 
     def is_duplicate_message(self, message: str) -> bool:
         """Return whether a translated refusal says the venue already holds this client id open."""
@@ -134,9 +139,9 @@ class Family(Protocol):
 
 def family_of(exchange_id: str) -> Family:
     """Return the venue family of a ccxt exchange id; raise ``ConfigError`` for a venue the broker cannot trade."""
-    from scalpbot.adapters.broker import _binance, _okx
+    from scalpbot.adapters.ccxt import binance, okx
 
-    families: dict[str, Family] = {"binance": _binance.BinanceSpot(), "okx": _okx.OkxSpot()}
+    families: dict[str, Family] = {"binance": binance.BinanceSpot(), "okx": okx.OkxSpot()}
     if exchange_id not in families:
         raise ConfigError(
             f"the ccxt broker holds SL/TP on the exchange (Binance OCO lists, OKX attached algo orders); "

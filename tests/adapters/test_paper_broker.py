@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalpbot.adapters.broker.paper import PaperBroker
+from scalpbot.adapters.paper_broker import PaperBroker
 from scalpbot.adapters.store.memory import MemoryStore
-from scalpbot.backtest import backtest
 from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
+from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.execution import Fill, Signal
 from scalpbot.core.strategies import sma_cross_signals
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from scalpbot.core.bars import empty_bars
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.data.dataset import BarDataset, SeriesId
+from scalpbot.state.dataset import BarDataset, SeriesId
 
 __all__ = ["MemoryHistory", "StoredHistory"]
 

@@ -9,8 +9,8 @@ import pytest
 
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.adapters.store.memory import MemoryStore
-from scalpbot.data.dataset import BarDataset, SeriesId
 from scalpbot.errors import ConfigError, CorruptArtifactError
+from scalpbot.state.dataset import BarDataset, SeriesId
 
 from support.files import snapshot
 from support.stores import Crash, RecordingStore

@@ -1,10 +1,10 @@
 """The ccxt broker's view of one spot market: market rules, reads of the venue, and the snapshot built from them.
 
-Everything here goes through :class:`~scalpbot.adapters.ccxt_common.CcxtCalls` (retries, error mapping). The
+Everything here goes through :class:`~scalpbot.adapters.ccxt.common.CcxtCalls` (retries, error mapping). The
 snapshot is rebuilt from the venue alone, so a restarted broker knows what an earlier one did: the position is
 the base quantity the bot's own executions leave it (entries net of the commission taken in base, less its
 exits), above the market minimum; its entry is the bot's last entry, its SL/TP are the open protection orders,
-its ``max_hold`` rides on the orders (see the venue family, :mod:`._family`). Base coins the bot did not buy are refused at the
+its ``max_hold`` rides on the orders (see the venue family, :mod:`.family`). Base coins the bot did not buy are refused at the
 first snapshot unless ``adopt`` is set, in which case the whole base balance is the position.
 
 **Bounded reads.** A snapshot reads the balances, the open orders, the most recent page of the account's trades
@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._executions import Execution, IdDecoder, executions, fills, own_quantity
-from scalpbot.adapters.ccxt_common import CcxtCalls
-from scalpbot.adapters.venue_ccxt import venue_from_market
+from scalpbot.adapters.ccxt._fills import Execution, IdDecoder, executions, fills, own_quantity
+from scalpbot.adapters.ccxt.common import CcxtCalls
+from scalpbot.adapters.ccxt.venue_profile import venue_from_market
 from scalpbot.core.execution import BrokerSnapshot, Position
 from scalpbot.core.lots import floor_to_step_nb
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError, ExchangeError
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._family import Family
+    from scalpbot.adapters.ccxt.family import Family
 
 _FINAL = ("closed", "canceled", "expired", "rejected")
 
@@ -65,6 +65,7 @@ class SpotAccount:
         self._venue = venue
         self._final_orders: dict[str, dict[str, Any]] = {}
         self._last_close: tuple[pd.Timestamp, float] | None = None
+        self._free_quote: tuple[pd.Timestamp, float] | None = None
         self._adopt = adopt
         self._checked_foreign = False
 
@@ -158,6 +159,20 @@ class SpotAccount:
             )
         return float(rows[0][4])
 
+    def free_quote_at(self, as_of: pd.Timestamp) -> float:
+        """Return the quote currency free after bar ``as_of`` closed: from that bar's snapshot, else read now."""
+        if self._free_quote is not None and self._free_quote[0] == as_of:
+            return self._free_quote[1]
+        return float((self.balances().get(self.market()["quote"]) or {}).get("free") or 0.0)
+
+    def cost(self, quote: float) -> float:
+        """Return a quote amount truncated to the price tick, as ccxt sends a market buy's cost (``order_rules``)."""
+        return float(floor_to_step_nb(float(quote), self.venue().price_tick))
+
+    def cost_text(self, quote: float) -> str:
+        """Return a market buy's quote amount as the venue wants it written (ccxt's cost precision)."""
+        return str(self.exchange.cost_to_precision(self.symbol, self.cost(quote)))
+
     def recent_trades(self) -> list[dict[str, Any]]:
         """Return the account's most recent trades on the symbol (one page, oldest first)."""
         fetch = self.exchange.fetch_my_trades
@@ -214,9 +229,10 @@ class SpotAccount:
         )
         open_orders = self.open_orders()
         done = self.executions(self.recent_trades())
-        held, entry = own_quantity(done)
-        self._refuse_foreign(base_total - held, last_close)
+        held, dust, entry = own_quantity(done, self.amount)
+        self._refuse_foreign(base_total - held - dust, last_close)
         self._last_close = (as_of, last_close)
+        self._free_quote = (as_of, float((balance.get(market["quote"]) or {}).get("free") or 0.0))
         ours = base_total if self._adopt else min(held, base_total)
 
         def entry_before(exit_: Execution) -> Execution | None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from scalpbot.adapters.ccxt_common import connect
+from scalpbot.adapters.ccxt.common import connect
 from scalpbot.core.venue import VALUE_FIELDS, Source, Venue, default_venue, market_type_of
 from scalpbot.errors import ConfigError, ExchangeError
 
@@ -59,7 +59,12 @@ def venue_from_market(
     else:
         taker, maker = float(market.get("taker") or 0.0), float(market.get("maker") or 0.0)
         sources.update(taker_fee="ccxt", maker_fee="ccxt")
-    sources.update(protection="ccxt", rate_limit_ms="ccxt", request_weight_per_minute="default")
+    sources.update(
+        protection="ccxt",
+        rate_limit_ms="ccxt",
+        request_weight_per_minute="default",
+        buy_fee_in_base="default",
+    )
     return Venue(
         exchange=exchange_id,
         symbol=symbol,
@@ -71,6 +76,7 @@ def venue_from_market(
         min_amount=_limit(limits, "amount"),
         min_notional=_limit(limits, "cost"),
         shorts=kind != "spot",
+        buy_fee_in_base=kind == "spot",
         protection=_protection(exchange_id, kind, features or {}),
         rate_limit_ms=float(rate_limit_ms or 0.0),
         request_weight_per_minute=default_venue(exchange_id, symbol).request_weight_per_minute,

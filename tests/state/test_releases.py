@@ -12,7 +12,7 @@ from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.adapters.store.memory import MemoryStore
 from scalpbot.errors import CorruptArtifactError, ModelError, PreconditionFailed
 from scalpbot.ports import Store
-from scalpbot.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id
+from scalpbot.state.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SYMBOL = "BTC/USDT"

@@ -167,23 +167,29 @@ def _held(entry: Execution, sellable: Callable[[float], float]) -> tuple[float, 
     return qty, entry.fee + (received - qty) * entry.price
 
 
-def own_quantity(done: list[Execution]) -> tuple[float, Execution | None]:
-    """Return the base quantity the bot holds by its own executions, and the entry it belongs to.
+def own_quantity(
+    done: list[Execution], sellable: Callable[[float], float] = lambda qty: qty
+) -> tuple[float, float, Execution | None]:
+    """Return the bot's position (base units), its dust and the entry the position belongs to.
 
-    Walks the bot's executions oldest first: an entry (a buy) adds its quantity net of the commission taken
-    in base, an exit of any reason removes what it sold; orders the bot did not make are ignored. What an exit
-    leaves (less than one amount step) stays as dust and is carried into the next entry.
+    Walks the bot's executions oldest first: an entry (a buy) adds what it received net of the commission taken
+    in base, rounded down by ``sellable`` (the venue's step) - the position the backtest kernel holds; the rest
+    below one step is dust, kept apart: charged to the entry's fee, never sold by the bot, still the bot's own
+    (not foreign) coins. An exit of any reason removes what it sold; orders the bot did not make are ignored.
     """
-    held, entry = 0.0, None
+    held, dust, entry = 0.0, 0.0, None
     for execution in done:
-        if execution.tag == "entry" and execution.side > 0:  # the bot enters only when flat (dust aside)
+        if execution.tag == "entry" and execution.side > 0:  # the bot enters only when flat
+            received = execution.qty - execution.base_fee
             entry = execution
-            held = max(held, 0.0) + execution.qty - execution.base_fee
+            held = max(held, 0.0) + sellable(received)
+            dust += received - sellable(received)
         elif execution.tag in EXIT_TAGS and execution.side < 0:
             held -= execution.qty
             if held <= 1e-12:
+                dust = max(0.0, dust + held)  # a sale beyond the position took dust with it
                 held, entry = 0.0, None
-    return held, entry
+    return held, dust, entry
 
 
 def base_commission(trade: Mapping[str, Any], base: str) -> float:

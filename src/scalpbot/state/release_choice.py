@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalpbot.errors import ModelError
-from scalpbot.releases import ReleaseStore
+from scalpbot.state.releases import ReleaseStore
 
 __all__ = ["ALIASES", "ReleaseChoice", "choose_release", "release_origin"]
 

@@ -53,8 +53,8 @@ from scalpbot.core.risk import (
 )
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ExchangeError
+from scalpbot.inference.signals import TradingModel
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
-from scalpbot.release_signals import TradingModel
 from scalpbot.state.ledger import Ledger, event_id_for
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 

@@ -16,9 +16,9 @@ from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_fe
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ModelError
-from scalpbot.inference import OnnxModel
+from scalpbot.inference.onnx import OnnxModel
 from scalpbot.ports import Predictor
-from scalpbot.releases import ONNX_ARTIFACT, Release, ReleaseStore
+from scalpbot.state.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 
 @dataclass(frozen=True, slots=True)

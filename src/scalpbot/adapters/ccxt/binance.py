@@ -14,7 +14,7 @@
 * ``load_markets`` with API keys set would also call the ``sapi`` currency and margin endpoints:
   ``OPTIONS`` turns them off. They also turn on ccxt's time-difference adjustment: ``load_markets`` measures
   the offset to the venue's clock (``GET /api/v3/time``) and every signed request's ``timestamp`` uses it; a
-  ``-1021`` refusal re-measures it (see :mod:`scalpbot.adapters.ccxt_common`).
+  ``-1021`` refusal re-measures it (see :mod:`scalpbot.adapters.ccxt.common`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import ccxt
 import pandas as pd
 
-from scalpbot.adapters.broker._family import Desk, Entry
+from scalpbot.adapters.ccxt.family import Desk, Entry
 from scalpbot.core.execution import OrderAck
 from scalpbot.core.orders import protection_prices
 from scalpbot.errors import ExchangeError, OrderOutcomeUnknown, OrderRejected
 
 if TYPE_CHECKING:
-    from scalpbot.adapters.broker._account import SpotAccount
+    from scalpbot.adapters.ccxt._account import SpotAccount
 
 OPTIONS: dict[str, Any] = {
     "fetchCurrencies": False,
@@ -147,6 +147,7 @@ class BinanceSpot:
 
     options: Mapping[str, Any] = OPTIONS
     page = 1000
+    rate_window = 0.0  # its 429/418 replies carry Retry-After, which is honoured instead
 
     def is_duplicate_message(self, message: str) -> bool:
         return is_duplicate_message(message)
@@ -158,10 +159,10 @@ class BinanceSpot:
         return max_hold_of(order)
 
     def send_entry(self, desk: Desk, entry: Entry) -> dict[str, Any]:
-        params = order_params(entry.client_id, entry.max_hold)
-        placed: dict[str, Any] = desk.exchange.create_order(
-            desk.symbol, "market", "buy", entry.amount, None, params
-        )
+        """Send a MARKET buy of ``entry.cost`` quote (``quoteOrderQty``): Binance fills what that buys at its
+        price, rounded down to the LOT_SIZE step, as the backtest kernel does."""
+        params = {**order_params(entry.client_id, entry.max_hold), "quoteOrderQty": entry.cost}
+        placed: dict[str, Any] = desk.exchange.create_order(desk.symbol, "market", "buy", None, None, params)
         return placed
 
     def settled(self, desk: Desk, placed: dict[str, Any]) -> dict[str, Any]:

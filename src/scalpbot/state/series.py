@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 
-from scalpbot.data.dataset import SeriesId
 from scalpbot.ports import Store
+from scalpbot.state.dataset import SeriesId
 
 __all__ = ["stored_series", "unknown_series_hint"]
 

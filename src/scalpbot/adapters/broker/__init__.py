@@ -1,1 +1,0 @@
-"""Brokers: the paper broker (the kernel fills) and the live ccxt broker."""

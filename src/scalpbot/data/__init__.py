@@ -1,1 +1,0 @@
-"""The stored bar dataset: partition codec and the append-only dataset over a ``Store``."""
