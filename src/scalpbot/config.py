@@ -186,7 +186,7 @@ class TrainSettings(_Section):
         default=60, ge=0, description="bars between a fold's purged training rows and its window"
     )
     max_train_days: float | None = Field(
-        default=None, gt=0, description="rolling folds: train on at most this many days before each fold"
+        default=90.0, gt=0, description="rolling folds: train on at most this many days before each fold"
     )
     dispersion: float = Field(
         default=1.0, ge=0, description="weight of the folds' spread of mean returns in the tuning objective"
