@@ -184,12 +184,13 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     bottom = np.minimum(open_, close)
     minute = (time_ns // _MINUTE_NS) % 1440
     weekday = (time_ns // _DAY_NS + 3) % 7  # 1970-01-01 was a Thursday
-    tod_sin, tod_cos = _unit_circle(minute, 1440)
+    day_sin, day_cos = _unit_circle(np.arange(1440), 1440)
+    tod_sin, tod_cos = day_sin[minute], day_cos[minute]
     dow_sin, dow_cos = _unit_circle(weekday, 7)
     rv = {w: rolling_rms_nb(ret, w) for w in _VOL_WINDOWS}
     rv_60 = np.maximum(rv[60], _MIN_VOL)
     timeframes = [bucket_returns_nb(open_, close, time_ns, m * _MINUTE_NS, m) for m in _TIMEFRAMES]
-    harmonics = [_unit_circle((minute * k) % 1440, 1440) for k in _TOD_HARMONICS]
+    harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for k in _TOD_HARMONICS]
 
     columns = [
         *(log_change_nb(close, lag) for lag in _RETURN_LAGS),
