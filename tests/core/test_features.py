@@ -67,6 +67,8 @@ EXPECTED_NAMES = (
     "tod2_cos",
     "tod4_sin",
     "tod4_cos",
+    "moh_sin",
+    "moh_cos",
 )
 
 
@@ -269,9 +271,10 @@ def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame
         expected[f"tf{minutes}_now"] = np.log(now["close"].iloc[-1] / now["open"].iloc[0])
         expected[f"tf{minutes}_prev"] = np.log(before["close"].iloc[-1] / before["open"].iloc[0])
     minute = stamp.hour * 60 + stamp.minute
-    for k in (2, 4):
-        expected[f"tod{k}_sin"] = np.sin(2 * np.pi * k * minute / 1440)
-        expected[f"tod{k}_cos"] = np.cos(2 * np.pi * k * minute / 1440)
+    for name, k in (("tod2", 2), ("tod4", 4), ("moh", 24)):
+        expected[f"{name}_sin"] = np.sin(2 * np.pi * k * minute / 1440)
+        expected[f"{name}_cos"] = np.cos(2 * np.pi * k * minute / 1440)
+    assert expected["moh_sin"] == pytest.approx(np.sin(2 * np.pi * stamp.minute / 60))
     for name, value in expected.items():
         assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 

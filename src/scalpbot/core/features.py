@@ -31,6 +31,8 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
   no bars) [log return].
 * ``tod2_sin``, ``tod2_cos``, ``tod4_sin``, ``tod4_cos``: the time of day's 2nd and 4th harmonics (12 h and 6 h
   periods), so that a few fixed times of day are easy to single out.
+* ``moh_sin``, ``moh_cos``: the minute of the hour on the unit circle (a 24th harmonic of the day), which tells
+  neighbouring minutes apart far better than the day's own circle.
 
 Order flow (trade counts, taker-buy volume) is not a feature: the bar sources this project reads do not all
 carry it, and a feature must mean the same thing for every release.
@@ -73,7 +75,11 @@ _VOLUME_WINDOWS = (60, 240)
 _SPAN_LAG = 60
 _SHOCK_LAGS = (1, 5)
 _TIMEFRAMES = (5, 15, 60)  # minutes
-_TOD_HARMONICS = (2, 4)
+_TOD_HARMONICS = (
+    ("tod2", 2),
+    ("tod4", 4),
+    ("moh", 24),
+)  # harmonics of the day (the 24th: minute of the hour)
 _MIN_VOL = 1e-8  # per-bar volatility floor of the shock and regime ratios: flat stretches stay finite
 
 _MIN_ATR_FRACTION = 1e-6  # ATR floor as a fraction of the close: keeps flat stretches finite
@@ -104,7 +110,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"shock_{lag}" for lag in _SHOCK_LAGS),
     "vol_regime",
     *(f"tf{m}_{when}" for m in _TIMEFRAMES for when in ("now", "prev")),
-    *(f"tod{k}_{fn}" for k in _TOD_HARMONICS for fn in ("sin", "cos")),
+    *(f"{name}_{fn}" for name, _ in _TOD_HARMONICS for fn in ("sin", "cos")),
 )
 """Column names of :func:`build_features`, in order."""
 
@@ -190,7 +196,7 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     rv = {w: rolling_rms_nb(ret, w) for w in _VOL_WINDOWS}
     rv_60 = np.maximum(rv[60], _MIN_VOL)
     timeframes = [bucket_returns_nb(open_, close, time_ns, m * _MINUTE_NS, m) for m in _TIMEFRAMES]
-    harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for k in _TOD_HARMONICS]
+    harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for _, k in _TOD_HARMONICS]
 
     columns = [
         *(log_change_nb(close, lag) for lag in _RETURN_LAGS),
