@@ -14,6 +14,7 @@ from scalpbot.core.costs import TradingCosts
 from scalpbot.core.overfitting import ReturnMoments, probability_of_backtest_overfitting
 from scalpbot.ml.evidence import (
     TrialSelection,
+    distinct_trials,
     edge_p_value,
     effective_trials,
     gate_statistics,
@@ -195,3 +196,18 @@ def test_a_fold_selection_deflates_by_effective_trials_against_the_nulls_samplin
     edge = noise.copy()
     edge[chosen] += 0.004  # a real edge: 0.4 standard deviations per period
     assert (TrialSelection.from_folds(edge, chosen, "validation hour").deflated_sharpe() or 0.0) > 0.99
+
+
+def test_copies_of_one_strategy_count_once_for_the_pbo() -> None:
+    rng = np.random.default_rng(6)
+    strategies = rng.normal(0.0, 0.01, (3, 400))
+    copies = np.repeat(strategies, 5, axis=0) + rng.normal(0.0, 1e-4, (15, 400))  # 5 near-copies of each
+    never = np.zeros((4, 400))
+    distinct = distinct_trials(np.vstack([copies, never]))
+    assert distinct.shape == (4, 400)  # one of each strategy and one trial that never traded
+    np.testing.assert_array_equal(distinct[:3], copies[[0, 5, 10]])
+    # Near-copies of one good strategy: picking the in-sample best among them is no overfitting.
+    edge = np.repeat(strategies[:1] + 0.003, 20, axis=0) + rng.normal(0.0, 1e-4, (20, 400))
+    noisy = np.vstack([edge, rng.normal(0.0, 0.01, (5, 400))])
+    chosen = int(np.argmax(noisy.mean(axis=1)))
+    assert (TrialSelection.from_folds(noisy, chosen, "validation hour").pbo or 0.0) < 0.2
