@@ -10,7 +10,8 @@ oracle rule's (which knows the events) on the same window, at the same costs.
 
 **Month by month** (``--months``): on the real 2024 bars, train on the ``--days`` before month m, then trade
 month m+1 with whatever is current (nothing, until a release is promoted) and print the out-of-sample return
-net of fees beside not trading, sma-cross and random entries.
+net of fees beside the newest release traded without the gate, not trading, sma-cross and random entries (as
+many as the current release took, at least one, with the sma-cross's SL/TP).
 
 Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING] [--months M]
 """
@@ -96,20 +97,21 @@ def month_by_month(bars: pd.DataFrame, args: argparse.Namespace) -> None:
     """Print the walk-forward month by month on real bars: what trading the current release earned."""
     from scalpbot.config import load_settings
     from scalpbot.core.strategies import sma_cross_signals
-    from scalpbot.inference.signals import ReleaseCache, release_signals
+    from scalpbot.inference.signals import ReleaseCache, TradingModel, release_signals
     from scalpbot.jobs.train import score_signals, train
     from scalpbot.state.releases import ReleaseStore
     from scalpbot.wiring import build_services, venue_profile
 
     header = (
         "month traded",
-        "release",
+        "current release",
         "promoted",
         "out of sample",
+        "trades",
+        "newest, ungated",
         "not trading",
         "sma-cross",
         "random",
-        "trades",
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
@@ -140,6 +142,10 @@ def month_by_month(bars: pd.DataFrame, args: argparse.Namespace) -> None:
                 )
                 release = "none current"
             ours = score_signals(window, signals, costs, venue)
+            newest = TradingModel.from_release(
+                ReleaseStore(services.store).load(series.symbol, report.release_id)
+            ).for_venue(venue)
+            ungated = score_signals(window, release_signals(history, newest).loc[month:], costs, venue)
             flat = score_signals(window, signals.assign(side=0), costs, venue)
             sma = sma_cross_signals(
                 window,
@@ -159,10 +165,11 @@ def month_by_month(bars: pd.DataFrame, args: argparse.Namespace) -> None:
                 release,
                 "yes" if report.promoted else "no",
                 f"{ours['total_return']:+.2%}",
+                str(ours["trades"]),
+                f"{ungated['total_return']:+.2%} ({ungated['trades']})",
                 f"{flat['total_return']:+.2%}",
                 f"{score_signals(window, sma, costs, venue)['total_return']:+.2%}",
                 f"{score_signals(window, random, costs, venue)['total_return']:+.2%}",
-                str(ours["trades"]),
             )
             print(" | ".join(row), flush=True)
             print(f"    {report.reason}", flush=True)
