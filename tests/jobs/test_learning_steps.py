@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from scalpbot.core.features import build_features
+from scalpbot.core.gate import GateStatistics, GateVerdict
 from scalpbot.core.labels import LABEL_LONG, barrier_volatility, triple_barrier_labels
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
+from scalpbot.jobs.train_evaluation import promotion_reason
 
 
 def test_a_label_take_profit_is_never_closer_than_the_round_trips_it_must_clear(
@@ -40,3 +42,29 @@ def test_a_label_config_round_trips_through_the_manifest_and_reads_old_manifests
     assert LabelConfig.from_manifest(config.to_dict()) == config
     old = LabelConfig.from_manifest({"horizon": 30, "k_sl": 1.0, "k_tp": 1.0, "fee": 0.0004})
     assert (old.slippage, old.shorts, old.min_tp_round_trips) == (0.0, True, 0.0)
+
+
+def _verdict(promote: bool) -> GateVerdict:
+    statistics = GateStatistics(
+        "test window", "not trading", 0.3, 0.0, 40, 9.0, 0.001, 200, "hour", 3.0, 2000, 0.99, 3, 0.01, 0.4,
+        "validation hour", 0.05, 0.001, 0.0,
+    )  # fmt: skip
+    reason = "promoted: every criterion" if promote else "refused: PBO 0.27 >= 0.2 (test +30.00 %)"
+    return GateVerdict(promote, reason, (), statistics)
+
+
+def test_a_promotion_names_the_folds_the_test_and_the_baselines_and_a_refusal_stays_one_line() -> None:
+    folds = [{"total_return": 0.25}, {"total_return": -0.01}, {"total_return": 0.125}]
+    test = {"total_return": 0.3, "trades": 40}
+    rivals = {
+        "not_trading": {"total_return": 0.0},
+        "sma_cross": {"total_return": -0.5},
+        "random": {"total_return": 0.02},
+    }
+    line = promotion_reason(_verdict(True), folds, test, rivals)
+    assert line == (
+        "promoted: every criterion; validation folds +25.00 %, -1.00 %, +12.50 %; test +30.00 % in 40 trades "
+        "beside not-trading +0.00 %, sma-cross -50.00 %, random +2.00 %"
+    )
+    refused = _verdict(False)
+    assert promotion_reason(refused, folds, test, rivals) == refused.reason and "\n" not in refused.reason
