@@ -23,7 +23,7 @@ import numpy as np
 import _single_core  # noqa: F401  (first: pins the process to one core before any import)
 from _data import SHARED_YEAR
 from backtest import CASH, FEE, QTY, SL, TP, load_bars, timed
-from scalpbot.core.backtest.enums import NO_ORDER_RULES
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.strategies import sma_cross_signals
@@ -48,7 +48,7 @@ def main() -> None:
 
     def kernel() -> object:
         return simulate_nb(
-            *prices, side, size, sl, tp, max_hold, FEE, 0.0, CASH, True, NO_ORDER_RULES, np.zeros(1)
+            *prices, side, size, sl, tp, max_hold, FEE, 0.0, CASH, True, NO_ORDER_RULES, NO_FUNDING, np.zeros(1)
         )
 
     def end_to_end() -> object:

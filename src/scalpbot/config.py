@@ -170,8 +170,30 @@ class TrainSettings(_Section):
     horizon: int = Field(default=30, ge=2, le=1440, description="label horizon in bars (triple barrier)")
     k_sl: float = Field(default=1.0, gt=0, description="label stop loss, multiple of barrier volatility")
     k_tp: float = Field(default=1.0, gt=0, description="label take profit, multiple of barrier volatility")
-    validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    label_search: tuple[tuple[int, float, float], ...] = Field(
+        default=((60, 2.0, 2.0),),
+        description="more (horizon, k_sl, k_tp) labels to try beside horizon/k_sl/k_tp; the folds choose",
+    )
+    min_tp_round_trips: float = Field(
+        default=1.0, ge=0, description="a label's take profit is at least this many round trips of cost"
+    )
+    validation_fraction: float = Field(
+        default=0.3, gt=0, lt=0.6, description="share of the bars cut into the walk-forward validation folds"
+    )
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    folds: int = Field(default=3, ge=1, le=12, description="walk-forward validation folds")
+    embargo: int = Field(
+        default=60, ge=0, description="bars between a fold's purged training rows and its window"
+    )
+    max_train_days: float | None = Field(
+        default=90.0, gt=0, description="rolling folds: train on at most this many days before each fold"
+    )
+    dispersion: float = Field(
+        default=1.0, ge=0, description="weight of the folds' spread of mean returns in the tuning objective"
+    )
+    objective: Literal["sharpe", "return"] = Field(
+        default="return", description="tuning maximizes the folds' Sharpe ratio or their mean return"
+    )
     trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(

@@ -25,7 +25,7 @@ GAPPY_FILE = Path(__file__).parents[1] / "fixtures" / "XMR_BTC-1m.csv"
 SETTINGS = settings(max_examples=60, deadline=None)
 
 # Changing a feature? Bump FEATURE_SPEC_VERSION, then update these two.
-EXPECTED_VERSION = "1"
+EXPECTED_VERSION = "2"
 EXPECTED_NAMES = (
     "ret_1",
     "ret_5",
@@ -54,6 +54,21 @@ EXPECTED_NAMES = (
     "dow_sin",
     "dow_cos",
     "log_span_60",
+    "shock_1",
+    "shock_5",
+    "vol_regime",
+    "tf5_now",
+    "tf5_prev",
+    "tf15_now",
+    "tf15_prev",
+    "tf60_now",
+    "tf60_prev",
+    "tod2_sin",
+    "tod2_cos",
+    "tod4_sin",
+    "tod4_cos",
+    "moh_sin",
+    "moh_cos",
 )
 
 
@@ -239,7 +254,27 @@ def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame
         "lower_wick": (min(o[-1], c[-1]) - lo[-1]) / atr,
         "bar_range": (h[-1] - lo[-1]) / atr,
         "log_span_60": 0.0,
+        **{
+            f"shock_{k}": np.log(c[-1] / c[-1 - k]) / (np.sqrt(np.mean(ret[-60:] ** 2)) * np.sqrt(k))
+            for k in (1, 5)
+        },
+        "vol_regime": np.log(np.sqrt(np.mean(ret[-15:] ** 2)) / np.sqrt(np.mean(ret[-240:] ** 2))),
     }
+    # Multi-timeframe context: the clock-aligned 5m/15m/1h bars built by pandas from the same 1m bars.
+    stamp = sample_bars.index[t]
+    for minutes in (5, 15, 60):
+        rule = f"{minutes}min"
+        now = sample_bars.loc[stamp.floor(rule) : stamp]
+        before = sample_bars.loc[
+            stamp.floor(rule) - pd.Timedelta(rule) : stamp.floor(rule) - pd.Timedelta("1min")
+        ]
+        expected[f"tf{minutes}_now"] = np.log(now["close"].iloc[-1] / now["open"].iloc[0])
+        expected[f"tf{minutes}_prev"] = np.log(before["close"].iloc[-1] / before["open"].iloc[0])
+    minute = stamp.hour * 60 + stamp.minute
+    for name, k in (("tod2", 2), ("tod4", 4), ("moh", 24)):
+        expected[f"{name}_sin"] = np.sin(2 * np.pi * k * minute / 1440)
+        expected[f"{name}_cos"] = np.cos(2 * np.pi * k * minute / 1440)
+    assert expected["moh_sin"] == pytest.approx(np.sin(2 * np.pi * stamp.minute / 60))
     for name, value in expected.items():
         assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
@@ -259,6 +294,11 @@ def test_feature_values_match_the_spec_version(sample_features: np.ndarray) -> N
         "upper_wick": 0.27952589585411836,
         "tod_sin": -0.6427876096865396,
         "dow_cos": 0.6234898018587336,
+        "shock_1": 0.8983403475074428,
+        "vol_regime": -0.10785559503423434,
+        "tf15_prev": 0.002641593326233407,
+        "tf60_now": 0.004075975747300131,
+        "tod4_sin": -0.34202014332566866,
     }
     row = dict(zip(FEATURE_NAMES, sample_features[20_000], strict=True))
     assert {name: row[name] for name in pinned} == pytest.approx(pinned, rel=1e-12)

@@ -16,7 +16,7 @@ from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP
 from scalpbot.errors import DataError
 from scalpbot.jobs.retrieve import retrieve
-from scalpbot.jobs.train import TrainReport, split_windows, train
+from scalpbot.jobs.train import TrainReport, split_folds, train
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from scalpbot.wiring import Services, build_services
 
@@ -50,13 +50,17 @@ def _cli(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> Any:
     return json.loads(captured.out)
 
 
-def test_windows_are_time_ordered_with_a_purge_of_one_horizon() -> None:
-    windows = split_windows(60_000, horizon=30, validation_fraction=0.2, test_fraction=0.2)
-    assert windows.train[0] == FEATURE_WARMUP
-    assert windows.train[1] == windows.validation[0] and windows.validation[1] == windows.test[0]
-    assert windows.test[1] == 60_000
-    with pytest.raises(DataError, match="too few to train"):
-        split_windows(5_000, horizon=30, validation_fraction=0.2, test_fraction=0.2)
+def test_the_folds_are_purged_by_the_longest_candidate_label_and_embargoed() -> None:
+    cfg = load_settings(None, {}).train
+    horizon = max(cfg.horizon, *(h for h, _, _ in cfg.label_search))
+    folds = split_folds(60_000, cfg, horizon)
+    assert len(folds.folds) == cfg.folds and folds.folds[0].train[0] == FEATURE_WARMUP
+    for fold in folds.folds:
+        assert fold.train[1] + horizon + cfg.embargo == fold.validation[0]
+    assert folds.folds[-1].validation[1] + horizon + cfg.embargo == folds.test[0]
+    assert folds.test[1] == 60_000
+    with pytest.raises(DataError, match="too few for 3 validation fold"):
+        split_folds(5_000, cfg, horizon)
 
 
 def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
@@ -76,6 +80,10 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert manifest["baselines"]["not_trading"]["trades"] == 0
     assert {"keras", "torch", "onnxruntime", "optuna"} <= set(manifest["libraries"])
     assert manifest["tuning"]["n_trials"] == FAST["trials"]
+    assert len(manifest["folds"]) == 3 and [f["fold"] for f in manifest["folds"]] == [1, 2, 3]
+    assert [name for name, _ in manifest["feature_importance"]] == list(report.importance)
+    assert sorted(report.importance) == sorted(FEATURE_NAMES)
+    assert manifest["labels"] in manifest["model"]["label_candidates"]
     assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export", "gate"}
     gate = manifest["gate"]
     assert report.promoted == gate["promote"] and report.gate == {
@@ -84,7 +92,9 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert [c["name"] for c in gate["criteria"]] == ["trades", "days", "deflated_sharpe", "bootstrap", "pbo"]
     statistics = gate["statistics"]
     assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
-    assert statistics["n_trials"] == FAST["trials"] == manifest["tuning"]["trials_run"]
+    # Two candidate labels of FAST["trials"] trials each; the deflation counts the effective independent ones.
+    assert manifest["tuning"]["trials_run"] == 2 * FAST["trials"]
+    assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= 2 * FAST["trials"]
     assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"
     assert statistics["total_return"] == report.test["total_return"]
     assert statistics["pbo"] == manifest["tuning"]["probability_of_backtest_overfitting"]
@@ -122,10 +132,12 @@ def test_models_list_shows_the_release_its_metrics_and_the_gates_refusal_with_it
     assert not report.promoted  # noise on six weeks of real bars, tuned over 8 trials: refused
     assert row["gate"]["reason"] == report.reason
     assert report.reason.startswith("refused: ")
+    effective = report.tuning["effective_trials"]
     assert (
-        f"over {FAST['trials']} trials" in report.reason
+        f"over {effective} trial{'s' if effective != 1 else ''}" in report.reason
         and f"{report.test['trades']} trades" in report.reason
     )
+    assert "\n" not in report.reason  # a refusal is one line
     statistics = row["gate"]["statistics"]
     for name in (
         "p_value",
@@ -141,6 +153,29 @@ def test_models_list_shows_the_release_its_metrics_and_the_gates_refusal_with_it
     assert _cli_code(capsys, store, "models", "list") == 0
     table = " ".join(capsys.readouterr().out.split())  # the verdict folds to the terminal's width
     assert f"{report.release_id}: {report.reason}" in table
+
+
+def test_the_train_summary_prints_the_fold_results_and_the_feature_importance(
+    trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, report = trained
+    Path("scalpbot.toml").write_text("[train]\ntrials = 8\nmax_epochs = 2\nmin_trades = 5\n")
+    assert _cli_code(capsys, store, "train") == 0  # the same run again: its report, from the manifest
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "walk-forward validation folds" in printed
+    for fold in report.folds:
+        first, last = (stamp[:16].replace("T", " ") for stamp in fold["validation"])
+        assert (
+            f"fold {fold['fold']} {first} .. {last}: {fold['total_return']:+.2%}, {fold['trades']} trades"
+            in printed
+        )
+    top = list(report.importance.items())[:3]
+    assert (
+        "feature importance (validation folds, log-loss rise): "
+        + ", ".join(f"{name} {value:+.4f}" for name, value in top)
+        in printed
+    )
+    assert report.reason in printed
 
 
 def test_a_release_backtested_on_its_test_window_reproduces_its_test_metrics(
@@ -216,7 +251,8 @@ def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_st
     store, report = trained
     services = _services(store)
     assert services.store.list("models/BTC_USDT/studies/") == [
-        "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359.db"
+        "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359-l1.db",
+        "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359.db",
     ]
     same = train(services, services.series())
     assert same.release_id == report.release_id  # the same run again: its release, not a second one

@@ -14,7 +14,9 @@ from scalpbot.core.costs import TradingCosts
 from scalpbot.core.overfitting import ReturnMoments, probability_of_backtest_overfitting
 from scalpbot.ml.evidence import (
     TrialSelection,
+    distinct_trials,
     edge_p_value,
+    effective_trials,
     gate_statistics,
     period_returns,
     tuning_pbo,
@@ -170,3 +172,42 @@ def test_gate_statistics_weigh_the_excess_over_the_rival_at_the_given_costs() ->
     assert paired.p_value is not None and alone.p_value is not None
     assert alone.p_value < 0.01 and paired.p_value > 0.05  # beats not trading, not its rival
     assert (paired.fee, paired.slippage, paired.bootstrap_obs, paired.n_trials) == (0.001, 0.0002, 400, 1)
+
+
+def test_effective_trials_count_independent_trials_once_and_copies_not_at_all() -> None:
+    rng = np.random.default_rng(4)
+    independent = rng.normal(0.0, 0.01, (12, 2000))
+    assert 10.5 < effective_trials(independent) <= 12.0
+    copies = np.repeat(independent[:3], 4, axis=0) * rng.uniform(0.5, 2.0, (12, 1))  # scaled copies of 3
+    assert 2.5 < effective_trials(copies) <= 3.0
+    never_traded = np.vstack([independent[:1], np.zeros((5, 2000))])
+    assert effective_trials(never_traded) == 1.0
+
+
+def test_a_fold_selection_deflates_by_effective_trials_against_the_nulls_sampling_spread() -> None:
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0.0, 0.01, (40, 500))
+    chosen = int(np.argmax(noise.mean(axis=1) / noise.std(axis=1, ddof=1)))
+    selection = TrialSelection.from_folds(noise, chosen, "validation hour", multiplier=2)
+    assert selection.sharpe_variance == pytest.approx(1.0 / 499)
+    assert 60 <= selection.n_trials <= 80  # about 40 independent trials, times 2 model trials
+    dsr = selection.deflated_sharpe()
+    assert dsr is not None and dsr < 0.95  # the best of 80 noise trials is not evidence
+    edge = noise.copy()
+    edge[chosen] += 0.004  # a real edge: 0.4 standard deviations per period
+    assert (TrialSelection.from_folds(edge, chosen, "validation hour").deflated_sharpe() or 0.0) > 0.99
+
+
+def test_copies_of_one_strategy_count_once_for_the_pbo() -> None:
+    rng = np.random.default_rng(6)
+    strategies = rng.normal(0.0, 0.01, (3, 400))
+    copies = np.repeat(strategies, 5, axis=0) + rng.normal(0.0, 1e-4, (15, 400))  # 5 near-copies of each
+    never = np.zeros((4, 400))
+    distinct = distinct_trials(np.vstack([copies, never]))
+    assert distinct.shape == (4, 400)  # one of each strategy and one trial that never traded
+    np.testing.assert_array_equal(distinct[:3], copies[[0, 5, 10]])
+    # Near-copies of one good strategy: picking the in-sample best among them is no overfitting.
+    edge = np.repeat(strategies[:1] + 0.003, 20, axis=0) + rng.normal(0.0, 1e-4, (20, 400))
+    noisy = np.vstack([edge, rng.normal(0.0, 0.01, (5, 400))])
+    chosen = int(np.argmax(noisy.mean(axis=1)))
+    assert (TrialSelection.from_folds(noisy, chosen, "validation hour").pbo or 0.0) < 0.2

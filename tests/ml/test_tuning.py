@@ -188,3 +188,29 @@ def test_gp_sampler_runs_a_small_study(window: PolicyWindow) -> None:
 def test_bad_options_are_rejected(window: PolicyWindow, options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         tune_policy(window, THRESHOLD_ONLY, show_progress=False, **options)  # type: ignore[arg-type]
+
+
+def test_folds_are_scored_together_with_a_penalty_for_their_spread(window: PolicyWindow) -> None:
+    folds = [window.slice(0, 2880), window.slice(2880, 5760), window.slice(5760, len(window))]
+    pooled = tune_policy(folds, THRESHOLD_ONLY, n_trials=12, seed=3, dispersion=0.0, show_progress=False)
+    penalized = tune_policy(folds, THRESHOLD_ONLY, n_trials=12, seed=3, dispersion=2.0, show_progress=False)
+    assert pooled.fold_slices == ((0, 2), (2, 4), (4, 8)) and len(pooled.best_folds) == 3
+    best = pooled.best_params
+    evaluations = [PolicyEvaluator(fold)(best) for fold in folds]
+    returns = np.concatenate([e.daily_returns for e in evaluations])
+    np.testing.assert_array_equal(pooled.trial_returns[pooled.best_index], returns)
+    assert pooled.best_value == pytest.approx(returns.mean() / returns.std(ddof=1) * np.sqrt(365.0))
+    assert [f["trades"] for f in pooled.best_folds] == [e.trades for e in evaluations]
+    # Same trials (same seed, same proposals): the spread of the folds' mean returns is subtracted.
+    spread = np.std([returns[a:b].mean() for a, b in pooled.fold_slices])
+    value = penalized.values[pooled.best_index]
+    assert value == pytest.approx((returns.mean() - 2.0 * spread) / returns.std(ddof=1) * np.sqrt(365.0))
+    assert np.all(penalized.values <= pooled.values + 1e-12)
+
+
+def test_the_return_objective_is_the_annualized_mean_return_less_the_spread(window: PolicyWindow) -> None:
+    folds = [window.slice(0, 4320), window.slice(4320, len(window))]
+    tuned = tune_policy(folds, THRESHOLD_ONLY, n_trials=8, seed=1, objective="return", show_progress=False)
+    returns = tuned.trial_returns[tuned.best_index]
+    spread = np.std([returns[a:b].mean() for a, b in tuned.fold_slices])
+    assert tuned.best_value == pytest.approx((returns.mean() - spread) * 365.0)

@@ -13,6 +13,7 @@ from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import reported, state_of
 
+_IMPORTANT = 8
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "win_rate", "risk_reward", "trades", "fees_paid")
 
 
@@ -65,12 +66,32 @@ def run_train(
     for metric in _SHOWN:
         table.add_row(metric, *(_fmt(metric, column.get(metric)) for column in columns.values()))
     out.print(table)
+    out.print(_fold_lines(report.folds), markup=False, highlight=False)
     dsr = report.tuning.get("deflated_sharpe")
     out.print(
-        f"tuning: {report.tuning.get('n_trials')} trials, best validation Sharpe {report.tuning.get('best_value'):.2f}, "
-        f"deflated Sharpe ratio {'-' if dsr is None else f'{dsr:.3f}'}"
+        f"tuning: {report.tuning.get('trials_run')} trials ({report.tuning.get('effective_trials')} effective), "
+        f"best fold objective {report.tuning.get('best_value'):.2f}, deflated Sharpe ratio "
+        f"{'-' if dsr is None else f'{dsr:.3f}'}; label: horizon {report.labels.get('horizon')} bars, SL/TP "
+        f"{report.labels.get('k_sl')}/{report.labels.get('k_tp')} sigma"
+    )
+    shown = list(report.importance.items())[:_IMPORTANT]
+    out.print(
+        "feature importance (validation folds, log-loss rise): "
+        + ", ".join(f"{name} {value:+.4f}" for name, value in shown)
     )
     out.print(report.reason, markup=False, highlight=False)
+
+
+def _fold_lines(folds: list[dict[str, Any]]) -> str:
+    lines = ["walk-forward validation folds, each scored by its own model:"]
+    for fold in folds:
+        first, last = (stamp[:16].replace("T", " ") for stamp in fold.get("validation", ["", ""]))
+        lines.append(
+            f"  fold {fold.get('fold')} {first} .. {last}: {_fmt('total_return', fold.get('total_return'))}, "
+            f"{fold.get('trades')} trades, Sharpe {_fmt('sharpe', fold.get('sharpe'))}, "
+            f"{fold.get('epochs_run')} epochs on {fold.get('train_rows', 0):,} rows"
+        )
+    return "\n".join(lines)
 
 
 def _fmt(metric: str, value: Any) -> str:

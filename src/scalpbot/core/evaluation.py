@@ -38,16 +38,23 @@ _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
-def day_end_positions(index: pd.DatetimeIndex) -> np.ndarray:
-    """Return the position of the last bar of each UTC calendar day with bars, in order.
+def day_end_positions(index: pd.DatetimeIndex, period: str = "1D") -> np.ndarray:
+    """Return the position of the last bar of each UTC calendar day (or ``period``, e.g. "1h") with bars.
 
-    Same days as :func:`scalpbot.core.metrics.daily_returns`: days without bars are skipped.
+    Same days as :func:`scalpbot.core.metrics.daily_returns`: periods without bars are skipped. ``period`` must
+    divide a day ("1D", "6h", "1h", ...).
     """
     if len(index) == 0:
         return np.empty(0, dtype=np.int64)
     ticks = index.asi8
     per_day = _TICKS_PER_DAY[str(index.unit)]
-    midnights = np.arange(ticks[0] // per_day + 1, ticks[-1] // per_day + 1, dtype=np.int64) * per_day
+    length = pd.Timedelta(period)
+    if not (pd.Timedelta(0) < length <= pd.Timedelta(days=1)) or pd.Timedelta(days=1) % length:
+        raise ConfigError(f"period '{period}' must divide a UTC day, e.g. 1D, 6h or 1h")
+    per_period = per_day * length.value // pd.Timedelta(days=1).value
+    midnights = (
+        np.arange(ticks[0] // per_period + 1, ticks[-1] // per_period + 1, dtype=np.int64) * per_period
+    )
     last_of_day = np.append(np.searchsorted(ticks, midnights, side="left") - 1, len(index) - 1)
     ends: np.ndarray = last_of_day[np.append(True, np.diff(last_of_day) != 0)].astype(np.int64)
     return ends
@@ -74,7 +81,8 @@ class PolicyWindow:
     """Bars and per-bar predictions of one window as read-only contiguous arrays (build with ``from_frame``).
 
     ``probs[t]`` = (p_short, p_neither, p_long) and ``vol[t]`` (fraction of price) are known at bar ``t``'s
-    close; ``day_ends`` are the positions of each UTC day's last bar.
+    close; ``day_ends`` are the positions of each UTC day's last bar (of each ``period`` when it is not "1D":
+    the evaluation's returns are then per period).
     """
 
     index: pd.DatetimeIndex
@@ -85,10 +93,16 @@ class PolicyWindow:
     probs: np.ndarray
     vol: np.ndarray
     day_ends: np.ndarray
+    period: str = "1D"
 
     @classmethod
-    def from_frame(cls, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray) -> PolicyWindow:
-        """Validate ``bars`` (UTC DatetimeIndex, open/high/low/close) and one prediction row per bar."""
+    def from_frame(
+        cls, bars: pd.DataFrame, probs: np.ndarray, vol: np.ndarray, *, period: str = "1D"
+    ) -> PolicyWindow:
+        """Validate ``bars`` (UTC DatetimeIndex, open/high/low/close) and one prediction row per bar.
+
+        ``period``: the returns an evaluation reports, per UTC day by default ("1h": per hour).
+        """
         if not isinstance(bars, pd.DataFrame) or not isinstance(bars.index, pd.DatetimeIndex):
             raise DataError("bars must be a DataFrame with a UTC DatetimeIndex of bar open times")
         if bars.index.tz is None or str(bars.index.tz) != "UTC":
@@ -110,7 +124,8 @@ class PolicyWindow:
             raise DataError(f"bars has {len(bars)} rows but probs/vol have {v.shape[0]}; pass one per bar")
         index = pd.DatetimeIndex(bars.index)
         open_, high, low, close = (_frozen(a) for a in prices)
-        return cls(index, open_, high, low, close, _frozen(p), _frozen(v), _frozen(day_end_positions(index)))
+        ends = _frozen(day_end_positions(index, period))
+        return cls(index, open_, high, low, close, _frozen(p), _frozen(v), ends, period)
 
     def __len__(self) -> int:
         return int(self.close.shape[0])
@@ -129,7 +144,8 @@ class PolicyWindow:
             self.close[s],
             self.probs[s],
             self.vol[s],
-            _frozen(day_end_positions(index)),
+            _frozen(day_end_positions(index, self.period)),
+            self.period,
         )
 
     def fingerprint(self) -> str:
@@ -137,6 +153,8 @@ class PolicyWindow:
         digest = hashlib.blake2b(digest_size=16)
         for array in (self.index.asi8, self.open, self.high, self.low, self.close, self.probs, self.vol):
             digest.update(np.ascontiguousarray(array).tobytes())
+        if self.period != "1D":
+            digest.update(self.period.encode())
         return digest.hexdigest()
 
 

@@ -23,6 +23,19 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
 * ``tod_sin``, ``tod_cos``, ``dow_sin``, ``dow_cos``: UTC time of day and day of week (Monday 0) of the bar's
   open time on the unit circle.
 * ``log_span_60``: ``log(minutes from bar t-60 to bar t / 60)`` [0 on a gap-free 1m series].
+* ``shock_{1,5}``: ``ret_{1,5} / (rv_60 * sqrt(lag))``, the last move in recent volatilities [sigmas; 0 when
+  nothing moved].
+* ``vol_regime``: ``log(rv_15 / rv_240)``, short-term against longer-term volatility [log ratio].
+* ``tf{5,15,60}_now``, ``tf{5,15,60}_prev``: multi-timeframe context from the 1m bars: the log return of the
+  clock-aligned 5m/15m/1h bar in progress (its open to close ``t``) and of the last completed one (0 when it has
+  no bars) [log return].
+* ``tod2_sin``, ``tod2_cos``, ``tod4_sin``, ``tod4_cos``: the time of day's 2nd and 4th harmonics (12 h and 6 h
+  periods), so that a few fixed times of day are easy to single out.
+* ``moh_sin``, ``moh_cos``: the minute of the hour on the unit circle (a 24th harmonic of the day), which tells
+  neighbouring minutes apart far better than the day's own circle.
+
+Order flow (trade counts, taker-buy volume) is not a feature: the bar sources this project reads do not all
+carry it, and a feature must mean the same thing for every release.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ import pandas as pd
 
 from scalpbot.core.features_nb import (
     bar_series_nb,
+    bucket_returns_nb,
     log1p_nb,
     log_change_nb,
     log_span_nb,
@@ -46,7 +60,7 @@ from scalpbot.errors import DataError
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "FEATURE_WARMUP", "FEATURE_WINDOW", "build_features"]
 
-FEATURE_SPEC_VERSION = "1"
+FEATURE_SPEC_VERSION = "2"
 """Version of the feature definitions; bump it whenever a feature's name, order or values change."""
 
 _RETURN_LAGS = (1, 5, 15, 60, 240)
@@ -59,6 +73,14 @@ _EMA_LENGTH_PER_SPAN = 4  # truncated weights: the dropped tail holds about exp(
 _RANGE_WINDOWS = (60, 240)
 _VOLUME_WINDOWS = (60, 240)
 _SPAN_LAG = 60
+_SHOCK_LAGS = (1, 5)
+_TIMEFRAMES = (5, 15, 60)  # minutes
+_TOD_HARMONICS = (
+    ("tod2", 2),
+    ("tod4", 4),
+    ("moh", 24),
+)  # harmonics of the day (the 24th: minute of the hour)
+_MIN_VOL = 1e-8  # per-bar volatility floor of the shock and regime ratios: flat stretches stay finite
 
 _MIN_ATR_FRACTION = 1e-6  # ATR floor as a fraction of the close: keeps flat stretches finite
 _EMA_DIST_CLIP = 50.0
@@ -85,6 +107,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "dow_sin",
     "dow_cos",
     f"log_span_{_SPAN_LAG}",
+    *(f"shock_{lag}" for lag in _SHOCK_LAGS),
+    "vol_regime",
+    *(f"tf{m}_{when}" for m in _TIMEFRAMES for when in ("now", "prev")),
+    *(f"{name}_{fn}" for name, _ in _TOD_HARMONICS for fn in ("sin", "cos")),
 )
 """Column names of :func:`build_features`, in order."""
 
@@ -97,6 +123,7 @@ FEATURE_WARMUP = max(
     max(_RANGE_WINDOWS) - 1,
     max(_VOLUME_WINDOWS) - 1,
     _SPAN_LAG,
+    2 * max(_TIMEFRAMES) - 1,
 )
 """Bars before the first complete row: rows ``0 .. FEATURE_WARMUP - 1`` are all NaN, later rows all finite."""
 
@@ -163,12 +190,17 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     bottom = np.minimum(open_, close)
     minute = (time_ns // _MINUTE_NS) % 1440
     weekday = (time_ns // _DAY_NS + 3) % 7  # 1970-01-01 was a Thursday
-    tod_sin, tod_cos = _unit_circle(minute, 1440)
+    day_sin, day_cos = _unit_circle(np.arange(1440), 1440)
+    tod_sin, tod_cos = day_sin[minute], day_cos[minute]
     dow_sin, dow_cos = _unit_circle(weekday, 7)
+    rv = {w: rolling_rms_nb(ret, w) for w in _VOL_WINDOWS}
+    rv_60 = np.maximum(rv[60], _MIN_VOL)
+    timeframes = [bucket_returns_nb(open_, close, time_ns, m * _MINUTE_NS, m) for m in _TIMEFRAMES]
+    harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for _, k in _TOD_HARMONICS]
 
     columns = [
         *(log_change_nb(close, lag) for lag in _RETURN_LAGS),
-        *(rolling_rms_nb(ret, w) for w in _VOL_WINDOWS),
+        *(rv[w] for w in _VOL_WINDOWS),
         rolling_rms_nb(hl, _HL_WINDOW) / _PARKINSON,
         atr / close,
         rsi,
@@ -191,6 +223,10 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
         dow_sin,
         dow_cos,
         log_span_nb(time_ns, _SPAN_LAG, _MINUTE_NS),
+        *(log_change_nb(close, lag) / (rv_60 * math.sqrt(lag)) for lag in _SHOCK_LAGS),
+        np.log(np.maximum(rv[15], _MIN_VOL) / np.maximum(rv[240], _MIN_VOL)),
+        *(series for pair in timeframes for series in pair),
+        *(series for pair in harmonics for series in pair),
     ]
     values = np.empty((len(columns), len(bars)))  # one row per feature: the frame's own (transposed) layout
     for i, column in enumerate(columns):

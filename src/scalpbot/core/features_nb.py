@@ -215,3 +215,36 @@ def log1p_nb(x: np.ndarray) -> np.ndarray:
     for t in range(x.shape[0]):
         out[t] = math.log1p(x[t])
     return out
+
+
+@njit(cache=True)
+def bucket_returns_nb(
+    open_: np.ndarray, close: np.ndarray, time_ns: np.ndarray, period_ns: int, max_bars: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the log return of the clock-aligned bucket in progress and of the last completed bucket at ``t``.
+
+    Buckets are ``[k * period_ns, (k + 1) * period_ns)`` in bar open time (a 5m/15m/1h bar built from the 1m
+    bars). In progress: ``log(close[t] / open[first bar of t's bucket])``; previous: ``log(close[last] /
+    open[first])`` over the bars of the bucket before it (0 when it has no bars). Only positions
+    ``t - 2 * max_bars + 1 .. t`` are read (``max_bars``: bars in one bucket), so the row is start independent;
+    positions before ``2 * max_bars - 1`` are NaN.
+    """
+    n = close.shape[0]
+    current = np.full(n, np.nan)
+    previous = np.full(n, np.nan)
+    for t in range(2 * max_bars - 1, n):
+        start = (time_ns[t] // period_ns) * period_ns
+        first = t
+        while first > t - max_bars + 1 and time_ns[first - 1] >= start:
+            first -= 1
+        current[t] = math.log(close[t] / open_[first])
+        prev_start = start - period_ns
+        last = first - 1
+        if time_ns[last] < prev_start:
+            previous[t] = 0.0
+            continue
+        begin = last
+        while begin > t - 2 * max_bars + 1 and time_ns[begin - 1] >= prev_start:
+            begin -= 1
+        previous[t] = math.log(close[last] / open_[begin])
+    return current, previous

@@ -22,15 +22,13 @@ import pandas as pd
 from scalpbot.core.backtest.frame import BacktestResult
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.gate import GateVerdict, judge
-from scalpbot.core.labels import triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.errors import PreconditionFailed
 from scalpbot.inference.signals import TradingModel, predict_bars
+from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_gate, simulate
 from scalpbot.jobs.monitor import Change, Step, WeekData
 from scalpbot.jobs.services import Services, venue_profile
-from scalpbot.jobs.train import simulate
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import (
     KERAS_ARTIFACT,
@@ -137,15 +135,12 @@ def _publish(
     releases.write(
         parent.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx, KERAS_ARTIFACT: keras, **(artifacts or {})}
     )
-    promoted, reason = False, verdict.reason
-    if verdict.promote:
-        try:
-            releases.promote(
-                parent.symbol, release_id, expected=pointer, reason=f"{kind}: {verdict.reason}", now=now
-            )
-            promoted = True
-        except PreconditionFailed:
-            reason = "another release was promoted meanwhile; the pointer was left as it is"
+    promoted, _ = promote_through_gate(
+        releases, parent.symbol, release_id, verdict, pointer, now, reason=f"{kind}: {verdict.reason}"
+    )
+    reason = verdict.reason
+    if verdict.promote and not promoted:
+        reason = "another release was promoted meanwhile; the pointer was left as it is"
     return {
         "kind": kind,
         "parent": parent.release_id,
@@ -168,26 +163,17 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         if found is None:
             return {"kind": "online_learning", "skipped": "no current release and none traded this week"}
         releases, pointer, parent = found
-        labels_cfg = parent.manifest["labels"]
-        horizon = int(labels_cfg["horizon"])
+        label_config = LabelConfig.from_manifest(parent.manifest["labels"])
+        horizon = label_config.horizon
         cutoff = pd.Timestamp(parent.manifest["data_window"]["train"][1])
         end = week.end
         recent_start = end - pd.Timedelta(days=recent_days)
         step = timeframe_delta(timeframe)
         bars = services.dataset.read(week.series, cutoff - FEATURE_WINDOW * step, end)
         features = build_features(bars).to_numpy(np.float64)
-        labels = triple_barrier_labels(
-            bars,
-            horizon=horizon,
-            k_sl=float(labels_cfg["k_sl"]),
-            k_tp=float(labels_cfg["k_tp"]),
-            fee=float(labels_cfg["fee"]),
-            shorts=bool(labels_cfg.get("shorts", True)),
-        )
-        label, fwd = labels["label"].to_numpy(), labels["fwd_vol"].to_numpy()
+        label, fwd, usable = labelled_rows(bars, features, label_config)
         times = pd.DatetimeIndex(bars.index)
-        rows = (times > cutoff) & (times < recent_start - horizon * step) & (label >= 0)
-        rows &= np.isfinite(features).all(axis=1) & np.isfinite(fwd) & (fwd > 0)
+        rows = (times > cutoff) & (times < recent_start - horizon * step) & usable
         if rows.sum() < _MIN_ROWS:
             return {
                 "kind": "online_learning",

@@ -45,7 +45,9 @@ __all__ = [
     "MIN_BOOTSTRAP_OBS",
     "EdgeTest",
     "TrialSelection",
+    "distinct_trials",
     "edge_p_value",
+    "effective_trials",
     "gate_statistics",
     "period_returns",
     "tuning_pbo",
@@ -160,6 +162,31 @@ class TrialSelection:
         return cls(n, variance, return_moments(r[chosen]), period, tuning_pbo(r))
 
     @classmethod
+    def from_folds(
+        cls, trial_returns: np.ndarray, chosen: int, period: str, *, multiplier: int = 1
+    ) -> TrialSelection:
+        """Return the selection of row ``chosen`` of ``(n_trials, n_periods)`` walk-forward fold returns.
+
+        The trials of one study are far from independent (the sampler searches near its best trials) and, once
+        an edge exists, their Sharpe ratios differ by skill as much as by luck. So the deflation counts the
+        **effective** number of independent trials - the participation ratio ``(sum l)^2 / sum l^2`` of the
+        eigenvalues ``l`` of the trials' return correlations, times ``multiplier`` (trials not in the matrix,
+        e.g. model trials) - and takes the spread the null hypothesis gives a per-period Sharpe estimate, its
+        sampling variance ``1 / (n_periods - 1)`` at a true Sharpe of zero. The PBO is CSCV over the distinct
+        trials (:func:`distinct_trials`): among copies of one strategy the in-sample best is a coin toss out of
+        sample, which says nothing about overfitting.
+        """
+        r = np.asarray(trial_returns, dtype=np.float64)
+        if r.ndim != 2 or not 0 <= chosen < r.shape[0] or r.shape[1] < 3:
+            raise DataError(
+                f"trial returns must be (n_trials, n_periods >= 3) with row {chosen}; got {r.shape}"
+            )
+        n = max(1, round(effective_trials(r) * max(1, multiplier)))
+        return cls(
+            n, 1.0 / (r.shape[1] - 1), return_moments(r[chosen]), period, tuning_pbo(distinct_trials(r))
+        )
+
+    @classmethod
     def from_tuning(cls, tuned: TuningResult, model_trials: int = 0) -> TrialSelection:
         """Return the selection of a tuned policy: policy trials times model trials, validation daily returns."""
         return cls.from_returns(
@@ -177,6 +204,52 @@ class TrialSelection:
         return deflated_sharpe_ratio(
             m.sharpe, m.n, self.n_trials, self.sharpe_variance, skew=m.skew, kurtosis=m.kurtosis
         )
+
+
+def effective_trials(trial_returns: np.ndarray) -> float:
+    """Return the effective number of independent trials among ``(n_trials, n_periods)`` returns, >= 1.
+
+    The participation ratio of the eigenvalues of the correlation matrix of the trials that vary (a trial that
+    never trades adds nothing): ``n`` for uncorrelated trials, 1 for identical ones.
+    """
+    r = np.asarray(trial_returns, dtype=np.float64)
+    varied = r[r.std(axis=1) > 0.0]
+    if varied.shape[0] < 2:
+        return 1.0
+    eigen = np.clip(np.linalg.eigvalsh(np.corrcoef(varied)), 0.0, None)
+    return max(1.0, float(eigen.sum() ** 2 / np.sum(eigen**2)))
+
+
+DISTINCT_CORRELATION = 0.95
+"""Trials whose returns correlate above this are copies of one strategy for the PBO."""
+
+
+def distinct_trials(trial_returns: np.ndarray, threshold: float = DISTINCT_CORRELATION) -> np.ndarray:
+    """Return the rows of ``(n_trials, n_periods)`` returns that are not copies of an earlier row.
+
+    A row is a copy when its returns correlate above ``threshold`` with a row kept before it, or when it never
+    varies like a kept row that never varies either (trials that never traded).
+    """
+    r = np.asarray(trial_returns, dtype=np.float64)
+    std = r.std(axis=1)
+    varied = std > 0.0
+    centred = np.where(
+        varied[:, None], (r - r.mean(axis=1, keepdims=True)) / np.where(varied, std, 1.0)[:, None], 0.0
+    )
+    kept: list[int] = []
+    flat_kept = False
+    for i in range(r.shape[0]):
+        if not varied[i]:
+            if not flat_kept:
+                kept.append(i)
+                flat_kept = True
+            continue
+        others = [j for j in kept if varied[j]]
+        if others and float(np.max(centred[others] @ centred[i]) / r.shape[1]) > threshold:
+            continue
+        kept.append(i)
+    distinct: np.ndarray = r[kept]
+    return distinct
 
 
 def tuning_pbo(trial_returns: np.ndarray) -> float | None:

@@ -1,4 +1,11 @@
-"""Tune ``StrategyParams`` within ``ParamBounds`` on a validation window with Optuna (Bayesian optimization).
+"""Tune ``StrategyParams`` within ``ParamBounds`` on validation windows with Optuna (Bayesian optimization).
+
+**Walk-forward folds.** Given several consecutive validation windows (the folds of
+:func:`scalpbot.core.folds.walk_forward`, each scored with the predictions of the model that did not see it), a
+trial is scored on all of them: its period returns are pooled in time order and the objective is
+``(mean - dispersion * std of the folds' mean returns) / pooled std * sqrt(periods_per_year)``, the Sharpe
+ratio with a penalty for results that hold in some folds only. With one window it is the plain Sharpe ratio.
+The trade count of ``min_trades`` is the folds' total.
 
 Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
 (``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
@@ -19,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +72,8 @@ class TuningResult:
     per trial (annualized Sharpe, or a penalty below ``penalty``); ``trial_returns``: ``(n_trials, n_days)``
     daily returns; ``trial_seconds``: wall time of each trial from its creation (sampling included) to its
     completion. ``new_trials``, ``elapsed_s`` (wall seconds) and ``objective_s`` (seconds in the kernels) are
-    this session's.
+    this session's. ``fold_slices``: each fold's columns of ``trial_returns``; ``best_folds``: the best trial's
+    result per fold (total return, trades, annualized Sharpe or ``None``).
     """
 
     study_name: str
@@ -84,6 +93,8 @@ class TuningResult:
     new_trials: int
     elapsed_s: float
     objective_s: float
+    fold_slices: tuple[tuple[int, int], ...] = ()
+    best_folds: tuple[dict[str, Any], ...] = ()
 
     @property
     def n_trials(self) -> int:
@@ -146,9 +157,12 @@ class TuningResult:
             "best_trades": int(self.trial_trades[self.best_index]),
             "n_trials": self.n_trials,
             "n_days": int(self.trial_returns.shape[1]),
-            "sharpe_per_day": m.sharpe if math.isfinite(m.sharpe) else None,
-            "trial_sharpe_variance_per_day": self.sharpe_variance,
+            "n_periods": int(self.trial_returns.shape[1]),
+            "periods_per_year": self.periods_per_year,
+            "sharpe_per_period": m.sharpe if math.isfinite(m.sharpe) else None,
+            "trial_sharpe_variance_per_period": self.sharpe_variance,
             "deflated_sharpe": _none_if_nan(self.deflated_sharpe()),
+            "folds": list(self.best_folds),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -157,10 +171,40 @@ def _none_if_nan(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _score(evaluation: Evaluation, min_trades: int, penalty: float) -> float:
-    if evaluation.trades < min_trades:
-        return penalty - (min_trades - evaluation.trades) / min_trades
-    return penalty - 1.0 if evaluation.sharpe is None else evaluation.sharpe
+def _score(
+    trades: int,
+    returns: np.ndarray,
+    slices: tuple[tuple[int, int], ...],
+    *,
+    min_trades: int,
+    penalty: float,
+    dispersion: float,
+    periods_per_year: float,
+    objective: str = "sharpe",
+) -> float:
+    """Return the objective of pooled fold returns (see the module docstring); penalties below ``penalty``."""
+    if trades < min_trades:
+        return penalty - (min_trades - trades) / min_trades
+    if returns.size < 2:
+        return penalty - 1.0
+    std = float(np.std(returns, ddof=1))
+    if not std > 0.0:
+        return penalty - 1.0
+    mean = float(np.mean(returns))
+    if len(slices) > 1 and dispersion > 0.0:
+        mean -= dispersion * float(np.std([returns[a:b].mean() for a, b in slices if b > a]))
+    if objective == "return":
+        return mean * periods_per_year
+    value = mean / std * math.sqrt(periods_per_year)
+    return value if math.isfinite(value) else penalty - 1.0
+
+
+def _fold_record(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "total_return": evaluation.total_return,
+        "trades": evaluation.trades,
+        "sharpe": evaluation.sharpe,
+    }
 
 
 @contextlib.contextmanager
@@ -186,9 +230,10 @@ def _make_sampler(kind: str, seed: int, n_startup_trials: int) -> optuna.sampler
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _fingerprint(window: PolicyWindow, bounds: ParamBounds, settings: dict[str, float]) -> str:
+def _fingerprint(windows: Sequence[PolicyWindow], bounds: ParamBounds, settings: dict[str, float]) -> str:
     text = json.dumps({"bounds": bounds.to_dict(), "settings": settings}, sort_keys=True)
-    return hashlib.blake2b((window.fingerprint() + text).encode(), digest_size=16).hexdigest()
+    prints = "".join(w.fingerprint() for w in windows)
+    return hashlib.blake2b((prints + text).encode(), digest_size=16).hexdigest()
 
 
 def _suggest(trial: optuna.Trial, bounds: ParamBounds) -> StrategyParams:
@@ -209,7 +254,7 @@ def _check(
     sampler: str,
     min_trades: int,
     penalty: float,
-    window: PolicyWindow,
+    windows: Sequence[PolicyWindow],
 ) -> None:
     if n_trials < 1:
         raise ConfigError(f"n_trials must be >= 1 (trials to run in this session); got {n_trials}")
@@ -221,14 +266,16 @@ def _check(
         raise ConfigError(f"min_trades must be >= 1 closed trade; got {min_trades}")
     if not math.isfinite(penalty):
         raise ConfigError(f"penalty must be a finite objective value, e.g. -100.0; got {penalty}")
-    if window.day_ends.shape[0] < 2:
+    if not windows:
+        raise ConfigError("tuning needs at least one validation window")
+    if sum(w.day_ends.shape[0] for w in windows) < 2:
         raise ConfigError(
-            "tuning needs a window spanning at least 2 UTC days (the Sharpe uses daily returns)"
+            "tuning needs windows spanning at least 2 periods (the Sharpe uses daily, or per-period, returns)"
         )
 
 
 def tune_policy(
-    window: PolicyWindow,
+    window: PolicyWindow | Sequence[PolicyWindow],
     bounds: ParamBounds | None = None,
     *,
     n_trials: int = 100,
@@ -247,6 +294,8 @@ def tune_policy(
     top_up: bool = False,
     rules: OrderRules = NO_ORDER_RULES,
     initial_equity: float = 1.0,
+    dispersion: float = 1.0,
+    objective: Literal["sharpe", "return"] = "sharpe",
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
 
@@ -260,35 +309,67 @@ def tune_policy(
     (quote currency; see :class:`PolicyEvaluator`). ``storage``: an Optuna RDB URL such as ``sqlite:///study.db`` (in memory when ``None``);
     ``study_name`` defaults to ``"policy"``. The progress bar shows only when ``show_progress`` and stderr is a
     terminal.
+
+    ``window``: one validation window, or the walk-forward folds in time order (see the module docstring);
+    ``dispersion``: the weight of the folds' spread in the objective (0: the pooled Sharpe ratio).
     """
     bounds = ParamBounds.default() if bounds is None else bounds
-    _check(n_trials, timeout_s, sampler, min_trades, penalty, window)
-    evaluator = PolicyEvaluator(
-        window,
-        fee=fee,
-        slippage=slippage,
-        periods_per_year=periods_per_year,
-        rules=rules,
-        initial_equity=initial_equity,
-    )
+    windows = (window,) if isinstance(window, PolicyWindow) else tuple(window)
+    _check(n_trials, timeout_s, sampler, min_trades, penalty, windows)
+    if not (math.isfinite(dispersion) and dispersion >= 0.0):
+        raise ConfigError(f"dispersion must be a weight >= 0, e.g. 1.0; got {dispersion}")
+    evaluators = [
+        PolicyEvaluator(
+            w,
+            fee=fee,
+            slippage=slippage,
+            periods_per_year=periods_per_year,
+            rules=rules,
+            initial_equity=initial_equity,
+        )
+        for w in windows
+    ]
+    bounds_of = np.cumsum([0] + [w.day_ends.shape[0] for w in windows])
+    slices = tuple((int(a), int(b)) for a, b in itertools.pairwise(bounds_of))
     name = study_name or "policy"
     settings = {"fee": fee, "slippage": slippage, "min_trades": min_trades, "penalty": penalty}
     if rules != NO_ORDER_RULES or initial_equity != 1.0:  # studies tuned before venues keep their fingerprint
         settings.update(rules._asdict(), initial_equity=initial_equity)
-    fingerprint = _fingerprint(window, bounds, {**settings, "periods_per_year": periods_per_year})
+    if len(windows) > 1:
+        settings["dispersion"] = dispersion
+    if objective != "sharpe":
+        settings["objective_return"] = 1.0
+    fingerprint = _fingerprint(windows, bounds, {**settings, "periods_per_year": periods_per_year})
     started = time.perf_counter()
     cache: dict[int, tuple[int, np.ndarray]] = {}
     kernel_seconds = 0.0
     progress = _TrialProgress(n_trials, show_progress)
 
-    def objective(trial: optuna.Trial) -> float:
+    def evaluate(params: StrategyParams) -> tuple[int, np.ndarray, list[Evaluation]]:
+        evaluations = [evaluator(params) for evaluator in evaluators]
+        returns = np.concatenate([e.daily_returns for e in evaluations])
+        return sum(e.trades for e in evaluations), returns, evaluations
+
+    def score(trades: int, returns: np.ndarray) -> float:
+        return _score(
+            trades,
+            returns,
+            slices,
+            min_trades=min_trades,
+            penalty=penalty,
+            dispersion=dispersion,
+            periods_per_year=periods_per_year,
+            objective=objective,
+        )
+
+    def trial_value(trial: optuna.Trial) -> float:
         nonlocal kernel_seconds
         params = _suggest(trial, bounds)
         tick = time.perf_counter()
-        evaluation = evaluator(params)
+        trades, returns, _ = evaluate(params)
         kernel_seconds += time.perf_counter() - tick
-        cache[trial.number] = (evaluation.trades, evaluation.daily_returns)
-        value = _score(evaluation, min_trades, penalty)
+        cache[trial.number] = (trades, returns)
+        value = score(trades, returns)
         progress.advance(value)
         return value
 
@@ -309,17 +390,18 @@ def tune_policy(
         to_run = max(n_trials - complete, 0) if top_up else n_trials
         if to_run:
             with progress:
-                study.optimize(objective, n_trials=to_run, timeout=timeout_s)
+                study.optimize(trial_value, n_trials=to_run, timeout=timeout_s)
         trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not trials:
         raise ConfigError(f"no trial completed within timeout_s={timeout_s}; raise timeout_s")
     trial_params = tuple(bounds.with_values({**_fixed(bounds), **t.params}) for t in trials)
     for trial, params in zip(trials, trial_params, strict=True):
         if trial.number not in cache:  # an earlier session's trial: the kernel is deterministic, re-run it
-            evaluation = evaluator(params)
-            cache[trial.number] = (evaluation.trades, evaluation.daily_returns)
+            trades, returns, _ = evaluate(params)
+            cache[trial.number] = (trades, returns)
     values = np.array([float(t.value) if t.value is not None else math.nan for t in trials])
     best = int(np.nanargmax(values))
+    best_folds = tuple(_fold_record(e) for e in evaluate(trial_params[best])[2])
     return TuningResult(
         study_name=name,
         best_params=trial_params[best],
@@ -338,6 +420,8 @@ def tune_policy(
         new_trials=len(trials) - sum(1 for t in trials if t.number < existing),
         elapsed_s=time.perf_counter() - started,
         objective_s=kernel_seconds,
+        fold_slices=slices,
+        best_folds=best_folds,
     )
 
 

@@ -446,7 +446,9 @@ def _trade_row(
             _text(exits[-1], "reason"),
         )
     elif mark is not None:
-        exit_price, exit_time, reason = (exit_value + (qty - exit_qty) * mark[0]) / qty, mark[1], "open"
+        # Nothing sold yet: the mark itself (a weighted mean of one price can miss it in the last bit).
+        marked = mark[0] if not exits else (exit_value + (qty - exit_qty) * mark[0]) / qty
+        exit_price, exit_time, reason = marked, mark[1], "open"
     else:
         return None
     pnl = side * qty * (exit_price - entry_price) - fees - funding

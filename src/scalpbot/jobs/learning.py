@@ -1,0 +1,145 @@
+"""Steps shared by the train job and the weekly improvements: labelled rows, scoring, promotion through the gate.
+
+* :class:`LabelConfig` and :func:`labelled_rows`: the cost-aware triple-barrier labels of a release and the rows
+  a model may learn from. A barrier win must clear the venue's round trip: the label's take profit is never
+  closer than ``min_tp_round_trips`` round trips (taker fee and slippage on both fills), and a TP that fills
+  still counts only if the trade made money after those costs (:mod:`scalpbot.core.labels`).
+* :func:`simulate` / :func:`score_signals`: a backtest on the venue's profile with the configured slippage.
+* :func:`promote_through_gate`: move ``current.json`` to a release by compare-and-swap when the gate said so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.backtest.frame import BacktestResult, backtest
+from scalpbot.core.gate import GateVerdict
+from scalpbot.core.labels import barrier_volatility, triple_barrier_labels
+from scalpbot.core.metrics import Metrics
+from scalpbot.core.venue import Venue
+from scalpbot.errors import ConfigError, PreconditionFailed
+from scalpbot.state.releases import Pointer, ReleaseStore
+
+__all__ = ["LabelConfig", "labelled_rows", "promote_through_gate", "score_signals", "simulate"]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelConfig:
+    """A triple-barrier label: ``horizon`` bars, SL/TP at ``k_sl``/``k_tp`` barrier volatilities, the TP at
+    least ``min_tp_round_trips`` round trips away, and the costs and shorting of the venue it was made for."""
+
+    horizon: int
+    k_sl: float
+    k_tp: float
+    fee: float
+    slippage: float = 0.0
+    shorts: bool = True
+    min_tp_round_trips: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.min_tp_round_trips >= 0.0:
+            raise ConfigError(f"min_tp_round_trips must be >= 0 round trips; got {self.min_tp_round_trips}")
+
+    @property
+    def round_trip(self) -> float:
+        """Return the cost of a round trip as a fraction of notional: fee and slippage on both fills."""
+        return 2.0 * (self.fee + self.slippage)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest's ``labels`` entry."""
+        return {
+            "horizon": self.horizon,
+            "k_sl": self.k_sl,
+            "k_tp": self.k_tp,
+            "fee": self.fee,
+            "slippage": self.slippage,
+            "shorts": self.shorts,
+            "min_tp_round_trips": self.min_tp_round_trips,
+        }
+
+    @classmethod
+    def from_manifest(cls, labels: Mapping[str, Any]) -> LabelConfig:
+        """Return the label a release was trained on (manifests before cost floors have none)."""
+        return cls(
+            horizon=int(labels["horizon"]),
+            k_sl=float(labels["k_sl"]),
+            k_tp=float(labels["k_tp"]),
+            fee=float(labels["fee"]),
+            slippage=float(labels.get("slippage", 0.0)),
+            shorts=bool(labels.get("shorts", True)),
+            min_tp_round_trips=float(labels.get("min_tp_round_trips", 0.0)),
+        )
+
+    def barrier_vol(self, bars: pd.DataFrame) -> np.ndarray:
+        """Return sigma per bar, floored so that the TP (``k_tp * sigma``) clears the cost floor."""
+        sigma = barrier_volatility(bars, horizon=self.horizon)
+        floor = self.min_tp_round_trips * self.round_trip / self.k_tp
+        floored: np.ndarray = np.where(np.isfinite(sigma), np.maximum(sigma, floor), sigma)
+        return floored
+
+
+def labelled_rows(
+    bars: pd.DataFrame, features: np.ndarray, config: LabelConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(label, fwd_vol, usable)`` per bar: the class, the forward volatility and whether the row has
+    finite features, a complete label window and a positive forward volatility."""
+    labels = triple_barrier_labels(
+        bars,
+        horizon=config.horizon,
+        k_sl=config.k_sl,
+        k_tp=config.k_tp,
+        vol=config.barrier_vol(bars),
+        fee=config.fee,
+        slippage=config.slippage,
+        shorts=config.shorts,
+    )
+    label = labels["label"].to_numpy()
+    fwd_vol = labels["fwd_vol"].to_numpy()
+    usable = (label >= 0) & np.isfinite(features).all(axis=1) & np.isfinite(fwd_vol) & (fwd_vol > 0)
+    return label, fwd_vol, usable
+
+
+def simulate(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> BacktestResult:
+    """Return the backtest of ``signals`` on ``bars`` on ``venue`` (``costs``: ``BacktestSettings``)."""
+    return backtest(
+        bars,
+        signals,
+        fee=venue.taker_fee,
+        slippage=costs.slippage,
+        initial_equity=costs.initial_equity,
+        rules=venue.order_rules(),
+    )
+
+
+def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> Metrics:
+    """Return the metrics of ``signals`` on ``bars`` on ``venue`` with the configured slippage and equity."""
+    metrics: Metrics = simulate(bars, signals, costs, venue).metrics
+    return metrics
+
+
+def promote_through_gate(
+    releases: ReleaseStore,
+    symbol: str,
+    release_id: str,
+    verdict: GateVerdict | None,
+    pointer: Pointer | None,
+    now: datetime,
+    *,
+    reason: str | None = None,
+) -> tuple[bool, str]:
+    """Make ``release_id`` current if ``verdict`` promotes it (``None``: it did already) and no other release
+    was promoted since ``pointer`` was read; return ``(promoted, reason)``. ``reason`` overrides the verdict's."""
+    why = reason if reason is not None else ("" if verdict is None else verdict.reason)
+    if verdict is not None and not verdict.promote:
+        return False, why
+    try:
+        releases.promote(symbol, release_id, expected=pointer, reason=why, now=now)
+    except PreconditionFailed:
+        return False, "another release was promoted while this one was scored; the pointer was left as it is"
+    return True, why

@@ -1,0 +1,281 @@
+"""The train job's steps before publishing: prepare the data and folds, fit the fold models, tune the policy.
+
+See :mod:`scalpbot.jobs.train` for how they fit together. Everything here is deterministic for a seed: the fits
+are seeded, and a tuning study kept in the store is topped up, not extended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.evaluation import PolicyWindow
+from scalpbot.core.features import FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
+from scalpbot.core.folds import WalkForward, label_rows, walk_forward
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.core.venue import Venue
+from scalpbot.errors import ConfigError, DataError
+from scalpbot.jobs.learning import LabelConfig, labelled_rows
+from scalpbot.jobs.services import Services, venue_profile
+from scalpbot.jobs.train_evaluation import library_versions, timed
+from scalpbot.state.dataset import SeriesId
+from scalpbot.state.releases import pair_of
+
+__all__ = [
+    "Fitted",
+    "Prepared",
+    "fit",
+    "fold_windows",
+    "hyper_parameters",
+    "prepare",
+    "split_folds",
+    "training_key",
+    "tune",
+]
+
+_MIN_FOLD_BARS = 1440
+_TUNING_PERIOD = "1h"
+_HOURS_PER_YEAR = 365.0 * 24.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The inputs of a run: bars, venue, features, folds, the candidate labels and the training key."""
+
+    series: SeriesId
+    bars: pd.DataFrame
+    venue: Venue
+    features: np.ndarray
+    folds: WalkForward
+    candidates: tuple[LabelConfig, ...]
+    key: str
+    trials: int
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One candidate label's fold models, the fold predictions and the tuned policy."""
+
+    label: LabelConfig
+    models: tuple[Any, ...]
+    records: tuple[dict[str, Any], ...]
+    probs: np.ndarray
+    vol: np.ndarray
+    tuned: Any
+
+
+def split_folds(n_bars: int, cfg: Any, horizon: int) -> WalkForward:
+    """Return the walk-forward folds of ``train`` settings ``cfg`` over ``n_bars`` 1m bars, purged by ``horizon``."""
+    return walk_forward(
+        n_bars,
+        warmup=FEATURE_WARMUP,
+        horizon=horizon,
+        embargo=cfg.embargo,
+        n_folds=cfg.folds,
+        validation_fraction=cfg.validation_fraction,
+        test_fraction=cfg.test_fraction,
+        min_window_bars=_MIN_FOLD_BARS,
+        max_train_bars=None if cfg.max_train_days is None else int(cfg.max_train_days * 1440),
+    )
+
+
+def _candidates(cfg: Any, venue: Venue, slippage: float) -> tuple[LabelConfig, ...]:
+    shapes = [(cfg.horizon, cfg.k_sl, cfg.k_tp), *cfg.label_search]
+    unique = list(dict.fromkeys((int(h), float(a), float(b)) for h, a, b in shapes))
+    return tuple(
+        LabelConfig(h, k_sl, k_tp, venue.taker_fee, slippage, venue.shorts, cfg.min_tp_round_trips)
+        for h, k_sl, k_tp in unique
+    )
+
+
+def prepare(
+    services: Services, series: SeriesId, until: datetime | None, trials: int, timings: dict[str, float]
+) -> Prepared:
+    """Load the bars before ``until``, the venue profile, the features and the folds; ``DataError`` if too few."""
+    settings, cfg = services.settings, services.settings.train
+    venue = venue_profile(services.store, settings, series)
+    with timed(timings, "load"):
+        end = None if until is None else pd.Timestamp(until)
+        last = services.dataset.last_open_time(series) if end is None else end
+        if last is None:
+            raise DataError(f"no bars stored for {series}; run `scalpbot fetch` first")
+        start = (end if end is not None else last) - pd.Timedelta(days=cfg.days)
+        bars = services.dataset.read(series, start, end)
+    candidates = _candidates(cfg, venue, settings.backtest.slippage)
+    folds = split_folds(len(bars), cfg, max(c.horizon for c in candidates))
+    key = training_key(series, bars, settings, venue, trials)
+    with timed(timings, "features"):
+        features = build_features(bars).to_numpy(dtype=np.float64) if len(bars) else np.empty((0, 0))
+    return Prepared(series, bars, venue, features, folds, candidates, key, trials)
+
+
+def fit(
+    prepared: Prepared,
+    label: LabelConfig,
+    hp: Any,
+    timings: dict[str, float],
+    show_progress: bool = False,
+) -> tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]:
+    """Fit one model per fold on ``label``; return the models, their records and the fold predictions.
+
+    Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
+    """
+    from scalpbot.ml import model as ml_model
+
+    n = len(prepared.bars)
+    with timed(timings, "labels"):
+        y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
+    x = prepared.features
+    probs = np.full((n, 3), np.nan)
+    vol = np.full(n, np.nan)
+    models, records = [], []
+    for k, fold in enumerate(prepared.folds.folds):
+        train_rows = usable & label_rows(fold.train, label.horizon, n)
+        val_rows = usable & label_rows(fold.validation, label.horizon, n)
+        with timed(timings, "fit"):
+            fitted = ml_model.train_model(
+                x[train_rows], y[train_rows], fwd_vol[train_rows],
+                x[val_rows], y[val_rows], fwd_vol[val_rows],
+                hp, show_progress=show_progress and k == len(prepared.folds.folds) - 1,
+            )  # fmt: skip
+        with timed(timings, "predict"):
+            span = slice(*fold.validation)
+            probs[span], vol[span] = ml_model.predict_keras(fitted.model, x[span])
+        models.append(fitted.model)
+        records.append(
+            {
+                "fold": k + 1,
+                "train_rows": int(train_rows.sum()),
+                "validation_rows": int(val_rows.sum()),
+                "epochs_run": fitted.epochs_run,
+                "best_val_loss": fitted.best_val_loss,
+            }
+        )
+    return tuple(models), tuple(records), probs, vol
+
+
+def fold_windows(prepared: Prepared, probs: np.ndarray, vol: np.ndarray) -> list[PolicyWindow]:
+    """Return one hourly-scored policy window per validation fold with its predictions."""
+    windows = []
+    for fold in prepared.folds.folds:
+        span = slice(*fold.validation)
+        bars = prepared.bars.iloc[span]
+        windows.append(PolicyWindow.from_frame(bars, probs[span], vol[span], period=_TUNING_PERIOD))
+    return windows
+
+
+def tune(
+    services: Services,
+    prepared: Prepared,
+    windows: list[PolicyWindow],
+    *,
+    study_name: str,
+    show_progress: bool,
+    log: Callable[[str], None],
+) -> Any:
+    """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
+
+    The stored study is resumed when the same data is trained again and topped up to the run's trials (so
+    a rerun reproduces the run it repeats); a study that no longer matches the folds (other costs or bounds)
+    is started afresh. Trials pay the venue's taker fee and follow its order rules; where it cannot short, no
+    trial shorts (``allow_short`` off in the base params).
+    """
+    from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
+
+    cfg, costs, venue = services.settings.train, services.settings.backtest, prepared.venue
+    key = f"models/{pair_of(prepared.series.symbol)}/studies/{study_name}.db"
+    stored = cfg.study_storage is None
+    with TemporaryDirectory() as tmp:
+        study_db = Path(tmp) / "study.db"
+        if stored and load_study_db(services.store, key, study_db):
+            log(f"resuming the stored study {study_name}")
+        storage = cfg.study_storage or f"sqlite:///{study_db}"
+
+        def run() -> Any:
+            return tune_policy(
+                windows,
+                ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
+                n_trials=prepared.trials,
+                seed=cfg.seed,
+                sampler=cfg.sampler,
+                fee=venue.taker_fee,
+                slippage=costs.slippage,
+                rules=venue.order_rules(),
+                initial_equity=costs.initial_equity,
+                min_trades=cfg.min_trades,
+                periods_per_year=_HOURS_PER_YEAR,
+                dispersion=cfg.dispersion,
+                objective=cfg.objective,
+                storage=storage,
+                study_name=study_name,
+                show_progress=show_progress,
+                top_up=True,
+            )
+
+        try:
+            tuned = run()
+        except ConfigError as e:
+            if not stored:
+                raise
+            log(f"the stored study does not match this run ({e}); starting a new one")
+            study_db.unlink(missing_ok=True)
+            tuned = run()
+        if stored:
+            save_study_db(services.store, key, study_db)
+    return tuned
+
+
+def hyper_parameters(
+    prepared: Prepared, cfg: Any, timings: dict[str, float], log: Callable[[str], None]
+) -> tuple[Any, dict[str, Any]]:
+    """Return the model's hyper-parameters: the configured ones, or the model search's on the last fold."""
+    from scalpbot.ml import model as ml_model
+
+    hp = ml_model.ModelHyperParams(widths=tuple(cfg.widths), max_epochs=cfg.max_epochs, seed=cfg.seed)
+    if not cfg.model_trials:
+        return hp, {}
+    from scalpbot.ml.model_search import search_model
+
+    label, x, n = prepared.candidates[0], prepared.features, len(prepared.bars)
+    y, fwd_vol, usable = labelled_rows(prepared.bars, x, label)
+    fold = prepared.folds.folds[-1]
+    tr = usable & label_rows(fold.train, label.horizon, n)
+    va = usable & label_rows(fold.validation, label.horizon, n)
+    with timed(timings, "model_search"):
+        search = search_model(
+            x[tr], y[tr], fwd_vol[tr], x[va], y[va], fwd_vol[va], hp, trials=cfg.model_trials
+        )
+    log(
+        f"model search: {cfg.model_trials} trials, chosen widths {list(search.best.widths)}, dropout "
+        f"{search.best.dropout:.3f}, learning rate {search.best.learning_rate:.2e} "
+        f"(validation loss {search.best_val_loss:.4f})"
+    )
+    return search.best, {"search": search.summary()}
+
+
+def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, venue: Venue, trials: int) -> str:
+    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings."""
+    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
+    identity = {
+        "series": str(series),
+        "trials": trials,
+        "train": train_settings,
+        "costs": settings.backtest.model_dump(mode="json"),
+        "gate": settings.gate.model_dump(mode="json"),
+        "venue": venue.to_dict(),
+        "features": FEATURE_SPEC_VERSION,
+        "scalpbot": library_versions()["scalpbot"],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    digest.update(pd.DatetimeIndex(bars.index).asi8.tobytes())
+    digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()

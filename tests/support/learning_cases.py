@@ -1,0 +1,275 @@
+"""Known answers for the learning: real bars with a planted, learnable edge (or none), and the oracle rule.
+
+An **effect** is planted into real Binance BTC/USDT 1m bars by shifting the log price from an event on: the
+bars are kept, only a drift is added. ``shape``:
+
+* ``shock reversion``: the event bar closes ``shock`` lower (a one-minute drop of many recent sigmas), then the
+  price drifts up by ``drift`` over the next ``hold`` bars (part of the drop is won back);
+* ``volume momentum``: the event bar trades ``burst`` times its volume and closes ``shock / 2`` higher, then the
+  price drifts up by ``drift`` over ``hold`` bars;
+* ``time of day``: at fixed UTC times (every 6 hours from 01:30), the price drifts up by ``drift`` over ``hold``
+  bars.
+
+Prices move inside a bar: a bar opens at the previous close's shift and closes at its own, its high and low
+follow (so bars stay valid OHLC). Events are ``hold * 3`` bars apart at least. The **oracle rule** knows the
+events: it buys at the open after each event bar and sells ``hold`` bars later at the open, through the
+project's one fill kernel at the venue's costs; its net PnL per unit of notional (the sum over trades of
+``pnl / (entry price * quantity)``) is what a perfect learner could earn. Binance spot is long only, so every
+planted effect pays the long side.
+
+**Null data**: the real bars as they are, their one-hour blocks shuffled (every link between past and future
+broken), and a random walk with the real bars' volatility and volumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.adapters.marketdata.files import read_bar_file
+from scalpbot.config import load_settings
+from scalpbot.core.backtest.frame import backtest
+from scalpbot.core.bars import validate_bars
+from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.jobs.train import simulate
+from scalpbot.jobs.train import train as run_train
+from scalpbot.state.releases import ReleaseStore
+from scalpbot.wiring import build_services, venue_profile
+
+SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"
+SHAPES = ("shock reversion", "volume momentum", "time of day")
+TIME_OF_DAY_STARTS = (90, 450, 810, 1170)
+"""Minutes after midnight UTC at which the time-of-day drift starts."""
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A planted effect: its shape, the drift it pays after each event (log return), how long, how often."""
+
+    shape: str
+    drift: float
+    hold: int = 30
+    per_day: float = 6.0
+    shock: float = 0.006
+    burst: float = 8.0
+
+    @property
+    def name(self) -> str:
+        """Return ``shape, drift 0.80 %``."""
+        return f"{self.shape}, drift {self.drift:.2%}"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A known-answer case: an effect to plant, or a null kind ("real", "shuffled", "random walk")."""
+
+    name: str
+    effect: Effect | None = None
+    null: str | None = None
+    above_costs: bool = False
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Bars with the effect planted and the positions of the event bars (decisions at their close)."""
+
+    bars: pd.DataFrame
+    events: np.ndarray
+
+
+def load_bars(path: Path = SHARED_YEAR) -> pd.DataFrame:
+    """Return validated real 1m bars from ``path``."""
+    return validate_bars(read_bar_file(path), "1m", source=path.name)
+
+
+def _event_positions(bars: pd.DataFrame, effect: Effect, rng: np.random.Generator) -> np.ndarray:
+    n, gap = len(bars), 3 * effect.hold
+    if effect.shape == "time of day":
+        minutes = (bars.index.hour * 60 + bars.index.minute).to_numpy()
+        starts = np.flatnonzero(np.isin(minutes, TIME_OF_DAY_STARTS))
+        events = starts - 1
+        return events[(events >= 1) & (events < n - effect.hold - 2)]
+    count = int(effect.per_day * n / 1440)
+    slots = np.arange(gap, n - gap, gap)
+    return np.sort(rng.choice(slots, size=min(count, slots.size), replace=False))
+
+
+def plant(bars: pd.DataFrame, effect: Effect, rng: np.random.Generator) -> Planted:
+    """Return ``bars`` with ``effect`` planted (see the module docstring) and the event positions."""
+    events = _event_positions(bars, effect, rng)
+    step = np.zeros(len(bars))  # log shift added at the close of each bar
+    volume = bars["volume"].to_numpy(dtype=np.float64).copy()
+    for e in events:
+        if effect.shape == "shock reversion":
+            step[e] -= effect.shock
+        elif effect.shape == "volume momentum":
+            step[e] += effect.shock / 2
+            volume[e] *= effect.burst
+        step[e + 1 : e + 1 + effect.hold] += effect.drift / effect.hold
+    close_shift = np.cumsum(step)
+    open_shift = np.concatenate(([0.0], close_shift[:-1]))
+    o, h, lo, c = (bars[name].to_numpy(dtype=np.float64) for name in ("open", "high", "low", "close"))
+    planted = pd.DataFrame(
+        {
+            "open": o * np.exp(open_shift),
+            "high": h * np.exp(np.maximum(open_shift, close_shift)),
+            "low": lo * np.exp(np.minimum(open_shift, close_shift)),
+            "close": c * np.exp(close_shift),
+            "volume": volume,
+        },
+        index=bars.index,
+    )
+    return Planted(planted, events)
+
+
+def shuffled(bars: pd.DataFrame, rng: np.random.Generator, block: int = 60) -> pd.DataFrame:
+    """Return bars on the same index whose ``block``-bar pieces (prices and volumes) are reordered, each piece
+    rebased to open where the previous one closed."""
+    n = len(bars) // block * block
+    values = bars[["open", "high", "low", "close", "volume"]].to_numpy()[:n].reshape(-1, block, 5)
+    pieces = values[rng.permutation(values.shape[0])]
+    scale = np.ones(pieces.shape[0])
+    for i in range(1, pieces.shape[0]):
+        scale[i] = pieces[i - 1, -1, 3] * scale[i - 1] / pieces[i, 0, 0]
+    pieces[:, :, :4] *= scale[:, None, None]
+    return pd.DataFrame(pieces.reshape(n, 5), index=bars.index[:n], columns=bars.columns[:5])
+
+
+def random_walk(bars: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Return a Gaussian random walk with the bars' 1-bar volatility, candle ranges and volumes."""
+    close = bars["close"].to_numpy(dtype=np.float64)
+    sd = float(np.std(np.diff(np.log(close))))
+    path = close[0] * np.exp(np.cumsum(rng.normal(0.0, sd, len(bars))))
+    open_ = np.concatenate(([close[0]], path[:-1]))
+    wick = (bars["high"] / bars[["open", "close"]].max(axis=1)).to_numpy()
+    tail = (bars[["open", "close"]].min(axis=1) / bars["low"]).to_numpy()
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, path) * wick,
+            "low": np.minimum(open_, path) / tail,
+            "close": path,
+            "volume": bars["volume"].to_numpy(),
+        },
+        index=bars.index,
+    )
+
+
+def case_bars(case: Case, bars: pd.DataFrame, seed: int) -> Planted:
+    """Return the bars of ``case`` for ``seed`` (events empty for null data)."""
+    rng = np.random.default_rng(seed)
+    base = bars[["open", "high", "low", "close", "volume"]]
+    if case.effect is not None:
+        return plant(base, case.effect, rng)
+    if case.null == "shuffled":
+        return Planted(shuffled(base, rng), np.empty(0, dtype=np.int64))
+    if case.null == "random walk":
+        return Planted(random_walk(base, rng), np.empty(0, dtype=np.int64))
+    return Planted(base, np.empty(0, dtype=np.int64))
+
+
+def oracle_signals(bars: pd.DataFrame, events: np.ndarray, hold: int) -> pd.DataFrame:
+    """Return the oracle's signal frame on ``bars``: long at every event position (relative to ``bars``)."""
+    side = np.zeros(len(bars), dtype=np.int8)
+    inside = events[(events >= 0) & (events < len(bars) - hold - 2)]
+    side[inside] = 1
+    return pd.DataFrame(
+        {"side": side, "size": 1.0, "sl": np.inf, "tp": np.inf, "max_hold": hold}, index=bars.index
+    )
+
+
+def net_per_notional(trades: pd.DataFrame) -> float:
+    """Return the sum over closed trades of PnL after fees per unit of entry notional."""
+    if trades.empty:
+        return 0.0
+    closed = trades.loc[trades["exit_reason"] != "open"]
+    return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
+
+
+def oracle_net(
+    bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0
+) -> float:
+    """Return the oracle's net PnL per unit notional on ``bars`` (``events`` relative to ``bars``)."""
+    result = backtest(
+        bars, oracle_signals(bars, events, hold), fee=fee, slippage=slippage, initial_equity=1.0
+    )
+    return net_per_notional(result.trades)
+
+
+def standard_cases() -> tuple[Case, ...]:
+    """Return the bench's cases: each shape clearly above, near and below the Binance spot round trip
+    (0.2 %), then null data."""
+    cases = []
+    for shape in SHAPES:
+        per_day = 4.0 if shape == "time of day" else 6.0
+        cases.append(Case(f"{shape}, strong", Effect(shape, 0.010, per_day=per_day), above_costs=True))
+        cases.append(Case(f"{shape}, below costs", Effect(shape, 0.0012, per_day=per_day)))
+    cases.extend(Case(f"null: {kind}", null=kind) for kind in ("real", "shuffled", "random walk"))
+    return tuple(cases)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of a case: the verdict, the test window's return, and the model's and oracle's net PnL per unit
+    notional on the test window (``capture``: their ratio; ``None`` without an oracle)."""
+
+    case: str
+    seed: int
+    promoted: bool
+    reason: str
+    test_return: float
+    trades: int
+    model_net: float
+    oracle_net: float | None
+    capture: float | None
+    oracle_trades: int
+    seconds: float
+
+
+def run_case(
+    case: Case,
+    seed: int,
+    bars: pd.DataFrame,
+    store: Path,
+    train: dict[str, object] | None = None,
+) -> Outcome:
+    """Store the case's bars in a folder store at ``store``, run the train job, and score the release and the
+    oracle on the release's test window on the venue (Binance spot by default)."""
+    planted = case_bars(case, bars, seed)
+    overrides = {"store": {"url": str(store)}, "train": {"seed": seed, **(train or {})}}
+    services = build_services(load_settings(None, overrides))
+    series = services.series()
+    services.dataset.append(series, validate_bars(planted.bars, "1m", source=case.name))
+    started = time.perf_counter()
+    report = run_train(services, series)
+    seconds = time.perf_counter() - started
+    venue = venue_profile(services.store, services.settings, series)
+    release = ReleaseStore(services.store).load(series.symbol, report.release_id)
+    trading = TradingModel.from_release(release).for_venue(venue)
+    test_start = pd.Timestamp(report.windows["test"][0])
+    signals = release_signals(planted.bars, trading).loc[test_start:]
+    window = planted.bars.loc[test_start:]
+    model = net_per_notional(simulate(window, signals, services.settings.backtest, venue).trades)
+    oracle: float | None = None
+    oracle_trades = 0
+    if case.effect is not None:
+        first = int(planted.bars.index.get_indexer([test_start])[0])
+        events = planted.events - first
+        oracle_trades = int(oracle_signals(window, events, case.effect.hold)["side"].sum())
+        oracle = oracle_net(
+            window,
+            events,
+            case.effect.hold,
+            fee=venue.taker_fee,
+            slippage=services.settings.backtest.slippage,
+        )
+    capture = model / oracle if oracle is not None and oracle > 0 else None
+    return Outcome(
+        case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
+        int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
+    )  # fmt: skip
