@@ -77,6 +77,38 @@ def max_hold_of(order: Mapping[str, Any]) -> int | None:
     return int(digits) if tag.startswith(_TAG) and digits.isdigit() else None
 
 
+def algo_order_request(
+    inst_id: str,
+    td_mode: str,
+    side: str,
+    amount: str,
+    algo_client_id: str,
+    prices: Mapping[str, str | None],
+    *,
+    reduce_only: bool = False,
+) -> dict[str, Any]:
+    """Return a ``POST /api/v5/trade/order-algo`` request: ``oco`` with both barriers, ``conditional`` with one.
+
+    ``prices`` maps ``sl``/``tp`` to trigger prices (text in the venue's precision, ``None`` for no barrier);
+    both act as market orders once triggered (``OrdPx=-1``) on the last price.
+    """
+    both = all(price is not None for price in prices.values())
+    request: dict[str, Any] = {
+        "instId": inst_id,
+        "tdMode": td_mode,
+        "side": side,
+        "ordType": "oco" if both else "conditional",
+        "sz": amount,
+        "algoClOrdId": algo_client_id,
+    }
+    if reduce_only:
+        request["reduceOnly"] = "true"
+    for intent, price in prices.items():
+        if price is not None:
+            request |= {f"{intent}TriggerPx": price, f"{intent}OrdPx": "-1", f"{intent}TriggerPxType": "last"}
+    return request
+
+
 class OkxSpot:
     """The OKX spot family: SL/TP attached to the entry, amended to the fill after it (see the module)."""
 
@@ -212,22 +244,9 @@ class OkxSpot:
         Sent once: an unknown outcome raises ``OrderOutcomeUnknown`` and the caller closes the position, which
         cancels the algo order if it did reach the venue.
         """
-        both = all(price is not None for price in prices.values())
-        request: dict[str, Any] = {
-            "instId": desk.account.market()["id"],
-            "tdMode": "cash",
-            "side": "sell",
-            "ordType": "oco" if both else "conditional",
-            "sz": amount,
-            "algoClOrdId": algo_client_id,
-        }
-        for intent, price in prices.items():
-            if price is not None:
-                request |= {
-                    f"{intent}TriggerPx": price,
-                    f"{intent}OrdPx": "-1",
-                    f"{intent}TriggerPxType": "last",
-                }
+        request = algo_order_request(
+            desk.account.market()["id"], "cash", "sell", amount, algo_client_id, prices
+        )
         reply = desk.calls.place("placing the SL/TP", desk.exchange.private_post_trade_order_algo, request)
         return str(((reply.get("data") or [{}])[0]).get("algoId") or "")
 

@@ -40,7 +40,7 @@ from scalpbot.adapters.ccxt._fills import IdDecoder
 from scalpbot.adapters.ccxt._sending import OrderSender
 from scalpbot.adapters.ccxt._swap_reads import MAX_HOLD_TAG, SwapReader, as_float, as_int
 from scalpbot.adapters.ccxt.common import RetryPolicy, connect
-from scalpbot.adapters.ccxt.okx import OkxSpot
+from scalpbot.adapters.ccxt.okx import OkxSpot, algo_order_request
 from scalpbot.core.execution import (
     BrokerSnapshot,
     OrderAck,
@@ -378,23 +378,11 @@ class OkxSwapBroker:
         contracts: float,
         prices: Mapping[str, str | None],
     ) -> str:
-        both = all(px is not None for px in prices.values())
-        request: dict[str, Any] = {
-            "instId": market["id"],
-            "tdMode": self._mode,
-            "side": "sell" if side > 0 else "buy",
-            "ordType": "oco" if both else "conditional",
-            "sz": self._amount(contracts),
-            "reduceOnly": "true",
-            "algoClOrdId": algo_id,
-        }
-        for intent, px in prices.items():
-            if px is not None:
-                request |= {
-                    f"{intent}TriggerPx": px,
-                    f"{intent}OrdPx": "-1",
-                    f"{intent}TriggerPxType": "last",
-                }
+        sell_or_buy = "sell" if side > 0 else "buy"
+        amount = self._amount(contracts)
+        request = algo_order_request(
+            market["id"], self._mode, sell_or_buy, amount, algo_id, prices, reduce_only=True
+        )
         reply = self._calls.place("placing the SL/TP", self._exchange.private_post_trade_order_algo, request)
         return str(((reply.get("data") or [{}])[0]).get("algoId") or "")
 
