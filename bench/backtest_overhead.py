@@ -48,7 +48,19 @@ def main() -> None:
 
     def kernel() -> object:
         return simulate_nb(
-            *prices, side, size, sl, tp, max_hold, FEE, 0.0, CASH, True, NO_ORDER_RULES, NO_FUNDING, np.zeros(1)
+            *prices,
+            side,
+            size,
+            sl,
+            tp,
+            max_hold,
+            FEE,
+            0.0,
+            CASH,
+            True,
+            NO_ORDER_RULES,
+            NO_FUNDING,
+            np.zeros(1),
         )
 
     def end_to_end() -> object:
