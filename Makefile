@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/scalpbot data show
 	$(BIN)/scalpbot train --trials 40
 	$(BIN)/scalpbot replay --bot demo --release newest --from 2024-12-25T00:00:00Z --to 2025-01-01T00:00:00Z
-	$(BIN)/scalpbot trades --bot demo --from 2024-12-31T20:00:00Z
+	$(BIN)/scalpbot trades --bot demo
 	$(BIN)/scalpbot monitor --bot demo --days 7
 
 ## test: lint, type-check, check the AWS template and run the test suite

@@ -13,7 +13,7 @@ from scalpbot.adapters.store import FolderStore, MemoryStore
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.execution import Fill, FundingPayment, client_order_id
 from scalpbot.core.strategies import sma_cross_signals
-from scalpbot.errors import ConfigError, CorruptArtifactError
+from scalpbot.errors import ConfigError, CorruptArtifactError, LedgerGap
 from scalpbot.ports import Store
 from scalpbot.state.ledger import (
     TRADE_COLUMNS,
@@ -399,3 +399,19 @@ def test_fill_payload_names_the_entry_it_belongs_to() -> None:
         "reason": "tp",
         "pnl": None,
     }
+
+
+def test_a_window_after_the_last_fill_has_no_trades_and_no_gap_but_a_lost_first_fill_is_one(
+    ledger: Ledger,
+) -> None:
+    entry = fill("e1", T0 + MINUTE, 1, 0.1, 50_000.0, 2.0, "entry")
+    exit_ = fill("t1", T0 + 5 * MINUTE, -1, 0.1, 50_300.0, 2.012, "tp")
+    for seq, f in enumerate((entry, exit_), start=1):
+        ledger.record_fill(f, entry_client_id="e1", symbol="BTC/USDT", seq=seq)
+
+    later = ledger.trades(T0 + pd.Timedelta(hours=1), fill_count=2)  # nothing traded since: not a gap
+
+    assert later.empty
+    assert len(ledger.trades(fill_count=2)) == 1
+    with pytest.raises(LedgerGap, match="missing fill #3"):
+        ledger.trades(fill_count=3)

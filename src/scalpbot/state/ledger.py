@@ -313,7 +313,7 @@ class Ledger:
             if isinstance(seq := event.payload.get("seq"), int) and not isinstance(seq, bool)
         )
         if not numbered:
-            if last:
+            if last and from_first:  # fills were recorded, none is left; a later window may just have none
                 self._gap(1, None, None)
             return
         expected = 1 if from_first else numbered[0][0]
