@@ -93,7 +93,7 @@ def s3_store(s3_client: S3Client, s3_bucket: str) -> S3Store:
     return S3Store(s3_bucket, "contract", s3_client)
 
 
-TRAINED = {"active_release", "operated_store"}
+TRAINED = {"active_release", "operated_store", "swap_release"}
 """Fixtures that train a release (and replay bots on it): a test that uses one is ``slow``."""
 
 
