@@ -8,7 +8,6 @@ Both run on a venue profile with OKX's BTC-USDT rules (lot 0.00000001 BTC, tick 
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.cycle import run_cycle
@@ -24,10 +22,10 @@ from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, build_services, live_broker
 
-from support.cli import run_cli
 from support.live_helpers import RecordingNotifier
 from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import running_okx
+from support.parity import closed_trades, trade_bar_by_bar
 from support.trained import active_services
 
 pytestmark = pytest.mark.slow
@@ -40,8 +38,6 @@ OKX_SPOT = {
     "min_notional": 0.0,
 }
 BARS = 300
-COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
-STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def test_a_refused_attached_stop_leaves_the_bot_flat_within_the_cycle_with_an_error_event(
@@ -81,43 +77,13 @@ def test_trade_cycles_through_the_live_broker_on_the_okx_double_equal_the_backte
 ) -> None:
     store, _ = active_release
     services = active_services(store, OKX_SPOT)
-    series = services.series()
     with running_okx(monkeypatch) as okx:
-        first = okx.decided()
-        bars = services.dataset.read(
-            series, first - pd.Timedelta(days=1), first + pd.Timedelta(minutes=BARS + 1)
-        )
-        live = build_executor(
-            services,
-            series,
-            bot="okx-live",
-            bars=MemoryHistory(bars),
-            notifier=ConsoleNotifier(),
-            broker=okx.broker(),
-        )
-        for _ in range(BARS):
-            assert run_cycle(live, okx.decided()).status == "ok"
-            okx.server.advance_bar()
+        first = trade_bar_by_bar(services, okx, okx.broker(), bot="okx-live", bars=BARS)
         assert all(a.state in ("live", "effective", "canceled") for a in okx.server.book.algos)
 
     for name, value in OKX_SPOT.items():  # the backtest reads OKX's rules from the configuration
         monkeypatch.setenv(f"SCALPBOT_VENUE__{name.upper()}", str(value))
-    last = first + pd.Timedelta(minutes=BARS - 1)
-    window = ("--from", first.strftime(STAMP), "--to", (last + pd.Timedelta(minutes=1)).strftime(STAMP))
-    code, out, err = run_cli(
-        capsys, "--store", str(store), "backtest", "--strategy", "release", *window, "--json"
-    )
-    assert code == 0, err
-    want = pd.DataFrame(json.loads(out)["trades"])
-    want = want.loc[want["exit_reason"] != "open"].reset_index(drop=True)
-    trades = Ledger(services.store, "okx-live").trades()
-    trades = trades.loc[trades["exit_time"] <= last].reset_index(drop=True)
-    got = trades.assign(
-        entry_time=trades["entry_time"].map(lambda t: t.strftime(STAMP)),
-        exit_time=trades["exit_time"].map(lambda t: t.strftime(STAMP)),
-        exit_reason=trades["exit_reason"].astype(str),
-        side=trades["side"].astype(int),
-    )
+    got, want = closed_trades(capsys, store, services, bot="okx-live", first=first, bars=BARS)
 
     assert len(want) >= 5, "the eager release should trade several times in the stretch"
     assert {"sl", "tp"} <= set(want["exit_reason"])  # both barriers of the attached protection fired

@@ -10,22 +10,17 @@ times and exit reasons, prices, quantities and fees - to the last unit the venue
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
-from scalpbot.jobs.cycle import run_cycle
-from scalpbot.state.history import MemoryHistory
-from scalpbot.state.ledger import Ledger
-from scalpbot.wiring import build_executor, build_services
+from scalpbot.wiring import build_services
 
 from support.broker_venue import running_venue
-from support.cli import run_cli
+from support.parity import closed_trades, trade_bar_by_bar
 from support.trained import LOOSE_RISK
 
 pytestmark = [
@@ -36,7 +31,6 @@ pytestmark = [
 HELD_OUT_DAY = datetime(2024, 12, 28, 0, 0, 5, tzinfo=UTC)  # in the release's untouched test window
 BARS = 1440
 COLUMNS = ["entry_time", "exit_time", "side", "entry_price", "exit_price", "qty", "fees", "exit_reason"]
-STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def test_trade_cycles_through_the_live_broker_on_the_strict_double_equal_the_backtest_trade_for_trade(
@@ -45,41 +39,11 @@ def test_trade_cycles_through_the_live_broker_on_the_strict_double_equal_the_bac
     store, _ = active_release
     overrides = {"store": {"url": str(store)}, "risk": LOOSE_RISK}
     services = build_services(load_settings(None, overrides))
-    series = services.series()
     with running_venue(monkeypatch, HELD_OUT_DAY + timedelta(minutes=1)) as venue:
-        first = venue.decided()
-        bars = services.dataset.read(
-            series, first - pd.Timedelta(days=1), first + pd.Timedelta(minutes=BARS + 1)
-        )
-        live = build_executor(
-            services,
-            series,
-            bot="parity-live",
-            bars=MemoryHistory(bars),
-            notifier=ConsoleNotifier(),
-            broker=venue.broker(),
-        )
-        for _ in range(BARS):
-            assert run_cycle(live, venue.decided()).status == "ok"
-            venue.server.advance_bar()
+        first = trade_bar_by_bar(services, venue, venue.broker(), bot="parity-live", bars=BARS)
         assert all(o.status != "PARTIALLY_FILLED" for o in venue.server.orders())
 
-    last = first + pd.Timedelta(minutes=BARS - 1)  # the last bar a cycle decided on
-    window = ("--from", first.strftime(STAMP), "--to", (last + pd.Timedelta(minutes=1)).strftime(STAMP))
-    code, out, err = run_cli(
-        capsys, "--store", str(store), "backtest", "--strategy", "release", *window, "--json"
-    )
-    assert code == 0, err
-    want = pd.DataFrame(json.loads(out)["trades"])
-    want = want.loc[want["exit_reason"] != "open"].reset_index(drop=True)
-    trades = Ledger(services.store, "parity-live").trades()
-    trades = trades.loc[trades["exit_time"] <= last].reset_index(drop=True)  # closed within the window
-    got = trades.assign(
-        entry_time=trades["entry_time"].map(lambda t: t.strftime(STAMP)),
-        exit_time=trades["exit_time"].map(lambda t: t.strftime(STAMP)),
-        exit_reason=trades["exit_reason"].astype(str),
-        side=trades["side"].astype(int),
-    )
+    got, want = closed_trades(capsys, store, services, bot="parity-live", first=first, bars=BARS)
 
     assert len(want) >= 5, "the eager release should trade several times in the stretch"
     assert len(set(want["exit_reason"]) & {"sl", "tp", "time", "signal"}) >= 2
