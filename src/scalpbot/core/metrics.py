@@ -120,23 +120,27 @@ def _total_return_of(values: np.ndarray) -> float:
     return change if math.isfinite(change) else 0.0
 
 
+@njit(cache=True, inline="always")
+def drawdown_step_nb(value: float, peak: float, trough: float, worst: float) -> tuple[float, float, float]:
+    """Return ``(peak, trough, worst)`` after one more equity value: the running peak, the lowest value since
+    it, and the largest fall from a peak of the stretches a higher peak closed (a fraction). Only comparisons:
+    the lowest value of a stretch is divided by its peak once, when a higher peak closes it. The fall of the
+    stretch still open is ``1 - trough / peak`` (see :func:`max_drawdown_nb`)."""
+    if value > peak:
+        return value, value, max(worst, 1.0 - trough / peak)
+    if value < trough:
+        return peak, value, worst
+    return peak, trough, worst
+
+
 @njit(cache=True)
 def max_drawdown_nb(values: np.ndarray) -> float:
-    """Return max over t of ``1 - values[t] / max(values[:t + 1])`` in one pass (NaN-free, non-empty input).
-
-    Only comparisons per value: the lowest value after each running peak is divided by that peak once, when
-    a higher peak (or the end) closes its stretch.
-    """
+    """Return max over t of ``1 - values[t] / max(values[:t + 1])`` in one pass (NaN-free, non-empty input)."""
     peak = float(values[0])
     trough = peak
     worst = 0.0
     for value in values:
-        if value > peak:
-            worst = max(worst, 1.0 - trough / peak)
-            peak = value
-            trough = value
-        elif value < trough:
-            trough = value
+        peak, trough, worst = drawdown_step_nb(value, peak, trough, worst)
     return float(max(worst, 1.0 - trough / peak))
 
 

@@ -42,6 +42,7 @@ from numba import njit
 
 from scalpbot.core.backtest.enums import ExitReason, InputProblem, OrderRules, SimulationStatus, trade_dt
 from scalpbot.core.lots import floor_to_step_nb, order_qty_nb, round_to_tick_nb
+from scalpbot.core.metrics import drawdown_step_nb
 
 
 @njit(cache=True)
@@ -351,12 +352,7 @@ def simulate_nb(
         else:
             value = cash
         equity[t] = value
-        if value > peak:
-            worst = max(worst, 1.0 - trough / peak)
-            peak = value
-            trough = value
-        elif value < trough:
-            trough = value
+        peak, trough, worst = drawdown_step_nb(value, peak, trough, worst)
 
     if direction != 0:
         mark = close[last]
