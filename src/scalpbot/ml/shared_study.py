@@ -87,6 +87,15 @@ class _AdvisoryLock:
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
             self._connection.commit()
 
+    def query(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+        """Run a read query on the lock's connection (opened if need be); return its rows."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        rows = [tuple(row) for row in self._connection.execute(sqlalchemy.text(sql), params)]
+        if not self._held:
+            self._connection.commit()
+        return rows
+
     def close(self) -> None:
         """Release the lock and close its connection."""
         try:
@@ -102,15 +111,19 @@ class SharedStudy:
     """One worker's handle on a shared study: the study, its join number and the budget lock."""
 
     study: optuna.Study
+    study_id: int
     worker_index: int
     worker: str
     _lock: _AdvisoryLock
 
     def counts(self) -> dict[TrialState, int]:
-        """Return the number of trials per state."""
+        """Return the number of trials per state: one query on the lock's connection (Optuna's ``trials``)."""
+        rows = self._lock.query(
+            "SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state", study=self.study_id
+        )
         found: dict[TrialState, int] = dict.fromkeys(TrialState, 0)
-        for trial in self.study.get_trials(deepcopy=False):
-            found[trial.state] += 1
+        for state, count in rows:
+            found[TrialState[str(state)]] = int(count)
         return found
 
     def run_to_budget(
@@ -191,7 +204,8 @@ def join_study(
     finally:
         schema_lock.close()
     worker = f"{socket.gethostname()}:{os.getpid()}:{joined}"
-    return SharedStudy(study, joined, worker, _AdvisoryLock(engine, f"scalpbot study {name}"))
+    study_id = storage.get_study_id_from_name(name)
+    return SharedStudy(study, study_id, joined, worker, _AdvisoryLock(engine, f"scalpbot study {name}"))
 
 
 def _redacted(url: str) -> str:
