@@ -28,6 +28,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -87,13 +88,12 @@ class _AdvisoryLock:
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
             self._connection.commit()
 
-    def query(self, sql: str, **params: object) -> list[tuple[object, ...]]:
+    def query(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
         """Run a read query on the lock's connection (opened if need be); return its rows."""
         if self._connection is None:
             self._connection = self._engine.connect()
         rows = [tuple(row) for row in self._connection.execute(sqlalchemy.text(sql), params)]
-        if not self._held:
-            self._connection.commit()
+        self._connection.commit()  # end the read; the advisory lock belongs to the session, not the transaction
         return rows
 
     def close(self) -> None:
