@@ -7,8 +7,8 @@ The binaries are Debian's ``postgresql`` package (``make postgres`` installs it 
 say why.
 
 PostgreSQL refuses to run as root: as root, the cluster folder is owned by, and the server runs as, the
-unprivileged ``nobody`` user. The folder is made with ``mkdtemp`` under the system temporary folder (pytest's
-own are private to their owner, so ``nobody`` could not reach them). The unix socket lives in the cluster
+unprivileged ``nobody`` user. The folder is then made with ``mkdtemp`` under ``/tmp`` (pytest's folders are
+private to their owner, so ``nobody`` could not reach them). The unix socket lives in the cluster
 folder; clients connect over TCP on 127.0.0.1.
 """
 
@@ -69,12 +69,13 @@ class PostgresServer:
     def __init__(self, bin_dir: Path, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
         self.durable = durable
-        self.root = Path(tempfile.mkdtemp(prefix="scalpbot-pg-"))
+        as_root = os.geteuid() == 0  # then under /tmp: a TMPDIR private to root would shut ``nobody`` out
+        self.root = Path(tempfile.mkdtemp(prefix="scalpbot-pg-", dir="/tmp" if as_root else None))
         self.data = self.root / "data"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._as: dict[str, Any] = {}
-        if os.geteuid() == 0:
+        if as_root:
             user = pwd.getpwnam(_UNPRIVILEGED)
             os.chown(self.root, user.pw_uid, user.pw_gid)
             self._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
