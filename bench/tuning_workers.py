@@ -6,7 +6,9 @@ worker processes sharing one study on a real PostgreSQL server, as ``scalpbot tr
 Each worker is a spawned process that builds its evaluators and compiles (or loads) the kernels first; the clock
 starts when all are ready and stops when the last has returned, so it covers the trials, the database round trips
 and the budget bookkeeping, not the process start. Reported: trials/s, the speed-up over one worker, and how the
-trials split between the workers. Each study is checked to hold exactly T complete trials.
+trials split between the workers, and the CPU time per trial of the workers and of the server with the cores
+they kept busy (the work per trial should not grow with the workers: a speed-up needs idle cores, which a
+machine busy with other work does not have). Each study is checked to hold exactly T complete trials.
 
 Data: the bundled six weeks of real BTC/USDT 1m bars (``--file`` for another), cut into three consecutive folds
 like the train job's validation folds. Predictions are fake but plausible (a noisy function of the future 15-bar
@@ -77,39 +79,68 @@ def fold_windows(path: Path) -> list[PolicyWindow]:
     ]
 
 
-def worker(path: Path, storage: str, study: str, trials: int, start: Any) -> None:
-    """One worker: build and warm the evaluators, wait for the start, run its share of the study."""
+def worker(path: Path, storage: str, study: str, trials: int, start: Any, cpu: Any) -> None:
+    """One worker: build and warm the evaluators, wait for the start, run its share, report its CPU seconds."""
     windows = fold_windows(path)
     for window in windows:
         PolicyEvaluator(window)(ParamBounds.default().base)
     start.wait()
+    tick = time.process_time()
     join_policy_study(
         windows, ParamBounds.default(), storage=storage, study_name=study, n_trials=trials, **OPTIONS
     )
+    cpu.put(time.process_time() - tick)
 
 
-def run(path: Path, storage: str, trials: int, workers: int) -> tuple[float, Counter[str]]:
-    """Tune a fresh study with ``workers`` processes; return the wall seconds and the trials per worker."""
+def server_cpu_s(pid: int | None) -> float:
+    """Return the CPU seconds of the PostgreSQL server ``pid`` and its processes, ended ones included (Linux)."""
+    if pid is None or not Path(f"/proc/{pid}/stat").exists():
+        return float("nan")
+
+    def fields(stat: Path) -> list[str]:
+        return stat.read_text().rpartition(")")[2].split()
+
+    own = fields(Path(f"/proc/{pid}/stat"))
+    total = sum(int(own[i]) for i in (11, 12, 13, 14))  # utime, stime, and those of its reaped children
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            data = fields(stat)
+        except OSError:
+            continue
+        if int(data[1]) == pid:  # a live backend
+            total += int(data[11]) + int(data[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    path: Path, storage: str, trials: int, workers: int, server_pid: int | None
+) -> tuple[float, float, float, Counter[str]]:
+    """Tune a fresh study with ``workers`` processes; return the wall seconds, the workers' and the server's CPU
+    seconds, and the trials per worker."""
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(workers + 1)
+    start, cpu = context.Barrier(workers + 1), context.Queue()
     study = f"bench-{workers}-{uuid.uuid4().hex[:8]}"
     processes = [
-        context.Process(target=worker, args=(path, storage, study, trials, start)) for _ in range(workers)
+        context.Process(target=worker, args=(path, storage, study, trials, start, cpu))
+        for _ in range(workers)
     ]
     for process in processes:
         process.start()
     start.wait()
+    server_before = server_cpu_s(server_pid)
     tick = time.perf_counter()
+    workers_cpu = sum(cpu.get() for _ in processes)
     for process in processes:
         process.join()
     wall = time.perf_counter() - tick
+    server = server_cpu_s(server_pid) - server_before
     if any(process.exitcode != 0 for process in processes):
         raise SystemExit(f"a worker failed: exit codes {[p.exitcode for p in processes]}")
     done = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
     states = Counter(t.state.name for t in done)
     if states != {"COMPLETE": trials}:
         raise SystemExit(f"study {study} holds {dict(states)}, not {trials} complete trials")
-    return wall, Counter(t.user_attrs[WORKER_ATTR] for t in done)
+    return wall, workers_cpu, server, Counter(t.user_attrs[WORKER_ATTR] for t in done)
 
 
 def main() -> None:
@@ -147,7 +178,7 @@ def main() -> None:
         print(f"storage: {where}, default durability (fsync on)")
         base = None
         for workers in counts:
-            wall, split = run(args.file, storage, args.trials, workers)
+            wall, cpu, server, split = run(args.file, storage, args.trials, workers, pg and pg.pid)
             if workers == 1:
                 base = wall
             rate = args.trials / wall
@@ -156,6 +187,11 @@ def main() -> None:
             print(
                 f"{workers} worker(s){load}: {wall:6.1f} s, {rate:6.1f} trials/s, speed-up {speedup} over one worker; "
                 f"trials per worker {sorted(split.values(), reverse=True)}"
+            )
+            per_trial = 1e3 / args.trials
+            print(
+                f"    CPU per trial: workers {cpu * per_trial:.0f} ms + server {server * per_trial:.0f} ms; "
+                f"{(cpu + server) / wall:.2f} cores busy on average"
             )
 
 

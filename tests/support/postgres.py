@@ -123,6 +123,11 @@ class PostgresServer:
                 time.sleep(0.1)
         return False
 
+    @property
+    def pid(self) -> int | None:
+        """Return the server's process id while it runs."""
+        return None if self._process is None else self._process.pid
+
     def log_tail(self, chars: int = 2000) -> str:
         """Return the end of the server's log."""
         path = self.root / "server.log"
