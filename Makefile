@@ -9,7 +9,7 @@ DEPLOY_BIN   := $(DEPLOY_VENV)/bin
 DEPLOY_TOOLS := checkov==3.3.30 cfn-lint==1.58.0 aws-sam-translator==1.115.0
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-$(shell echo '$(DEPLOY_TOOLS)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test fast lint typecheck template unit browser bench clean
+.PHONY: demo test fast lint typecheck template unit browser postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ typecheck: $(STAMP)
 template: $(DEPLOY_STAMP)
 	$(DEPLOY_BIN)/python deploy/aws/check_template.py
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser postgres
 	$(BIN)/pytest -q
 
 ## browser: Debian's headless Chromium and ChromeDriver for the page tests; installed when missing and allowed
@@ -69,6 +69,17 @@ browser:
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "chromium and chromium-driver are missing and cannot be installed here (not root, no sudo): the browser tests will skip"; fi
 
+## postgres: Debian's PostgreSQL server (initdb, postgres) for the shared tuning study tests; installed when missing and allowed.
+## Debian keeps the binaries in /usr/lib/postgresql/<version>/bin, off PATH: the tests look there (tests/support/postgres.py).
+PG_BINS := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null) /usr/local/bin /usr/local/pgsql/bin
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || (for d in $(PG_BINS); do [ -x "$$d/initdb" ] && [ -x "$$d/postgres" ] && exit 0; done; exit 1); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL's server binaries are missing and cannot be installed here (not root, no sudo): the shared study tests will skip"; fi
+
 ## bench: performance comparisons against peers (not tests)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
@@ -76,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/backtest_overhead.py
 	$(BIN)/python bench/policy_search.py
+	$(BIN)/python bench/tuning_workers.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/rl.py

@@ -197,7 +197,8 @@ class TrainSettings(_Section):
     trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(
-        default=None, description="Optuna RDB URL; default: a study kept in the store"
+        default=None,
+        description="Optuna RDB URL; default: a study kept in the store; postgresql://...: shared by --workers",
     )
     min_trades: int = Field(
         default=20, ge=1, description="fewest trades a tuning trial and a promoted challenger need"

@@ -124,3 +124,11 @@ def test_serve_answers_on_its_port_and_stops_on_sigterm(operated_store: Path) ->
     assert process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
     assert f"on http://127.0.0.1:{port}/" in output and "halt/resume enabled" in output
     assert "t0ken-for-serve" not in output
+
+
+def test_train_with_several_workers_needs_a_postgresql_study_storage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "train", "--workers", "2")
+    assert code == 1 and "--workers 2 needs a study several processes can share" in err
+    assert "train.study_storage to postgresql://" in " ".join(err.split())

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -14,7 +15,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.cli.app import main
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP
-from scalpbot.errors import DataError
+from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
@@ -292,3 +293,27 @@ def _cli_code(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> in
     except SystemExit as e:
         return int(e.code or 0)
     return 0
+
+
+def test_several_tuning_workers_need_a_postgresql_study_storage(tmp_path: Path) -> None:
+    services = _services(tmp_path / "store", study_storage=f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(ConfigError, match="postgresql://"):
+        train(services, services.series(), workers=2)  # refused before any bar is read
+
+
+def test_two_tuning_workers_fill_each_candidate_study_on_postgresql(
+    trained: tuple[Path, TrainReport], postgres_url: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(trained[0], store)
+    services = _services(store, study_storage=postgres_url, trials=FAST["trials"] + 2)
+    lines: list[str] = []
+    report = train(services, services.series(), workers=2, log=lines.append)
+    assert report.tuning["n_trials"] == FAST["trials"] + 2
+    assert any("tuning with 2 worker processes" in line for line in lines)
+    summaries = optuna.get_all_study_summaries(postgres_url)
+    assert len(summaries) == 2  # one study per candidate label, each holding exactly the budget
+    for summary in summaries:
+        trials = optuna.load_study(study_name=summary.study_name, storage=postgres_url).trials
+        assert [t.number for t in trials] == list(range(FAST["trials"] + 2))
+        assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}

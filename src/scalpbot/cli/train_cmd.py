@@ -28,6 +28,12 @@ def run_train(
     trials: int | None = typer.Option(
         None, "--trials", help="Bayesian optimization trials [config train.trials]"
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Processes tuning the policy study together; > 1 needs train.study_storage on PostgreSQL",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Train the model on stored bars, tune the policy, score it out of sample and maybe promote it."""
@@ -42,6 +48,7 @@ def run_train(
             services.series(),
             until=parse_time(until, "--to"),
             trials=trials,
+            workers=workers,
             show_progress=not as_json,
             log=(lambda _: None) if as_json else (lambda line: err.print(line)),
         )

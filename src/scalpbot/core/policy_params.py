@@ -204,6 +204,10 @@ class ParamBounds:
         ordered = {name: checked[name] for name in TUNABLE_FIELDS if name in checked}
         object.__setattr__(self, "ranges", MappingProxyType(ordered))
 
+    def __reduce__(self) -> tuple[type[ParamBounds], tuple[dict[str, tuple[float, float]], StrategyParams]]:
+        """Pickle as the constructor's arguments (a read-only mapping does not pickle): for worker processes."""
+        return (ParamBounds, (dict(self.ranges), self.base))
+
     @classmethod
     def default(cls) -> ParamBounds:
         """Return the default search space: entry/confidence thresholds, SL/TP multiples, time stop, sizing edge."""

@@ -55,6 +55,7 @@ from scalpbot.jobs.train_evaluation import (
 from scalpbot.jobs.train_steps import (
     Fitted,
     Prepared,
+    check_workers,
     fit,
     fold_windows,
     hyper_parameters,
@@ -114,11 +115,16 @@ def train(
     trials: int | None = None,
     show_progress: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    workers: int = 1,
 ) -> TrainReport:
-    """Train, tune, score and maybe promote a release of ``series`` on bars before ``until`` (default: all)."""
+    """Train, tune, score and maybe promote a release of ``series`` on bars before ``until`` (default: all).
+
+    ``workers``: local processes tuning each study together (> 1 needs ``train.study_storage`` on PostgreSQL).
+    """
     from scalpbot.ml.registry import model_kind
 
     cfg = services.settings.train
+    check_workers(cfg, workers)
     timings: dict[str, float] = {}
     prepared = prepare(services, series, until, trials or cfg.trials, timings)
     spans = {f"fold {i + 1}": f.validation for i, f in enumerate(prepared.folds.folds)}
@@ -145,6 +151,7 @@ def train(
                 study_name=name,
                 show_progress=show_progress,
                 log=log,
+                workers=workers,
             )
         fits.append(Fitted(label, models, records, probs, vol, tuned))
         log(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Fitted",
     "Prepared",
+    "check_workers",
     "fit",
     "fold_windows",
     "hyper_parameters",
@@ -177,6 +178,17 @@ def fold_windows(prepared: Prepared, probs: np.ndarray, vol: np.ndarray) -> list
     return windows
 
 
+def check_workers(cfg: Any, workers: int) -> None:
+    """Raise ``ConfigError`` unless ``workers`` processes can tune one study with ``train`` settings ``cfg``."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 process; got {workers}")
+    if workers > 1 and not str(cfg.study_storage or "").startswith(("postgresql:", "postgresql+")):
+        raise ConfigError(
+            f"--workers {workers} needs a study several processes can share: set train.study_storage to "
+            "postgresql://user@host/database"
+        )
+
+
 def tune(
     services: Services,
     prepared: Prepared,
@@ -185,8 +197,13 @@ def tune(
     study_name: str,
     show_progress: bool,
     log: Callable[[str], None],
+    workers: int = 1,
 ) -> Any:
     """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
+
+    ``workers`` > 1: as many local processes tune the study together, which needs ``train.study_storage`` on
+    PostgreSQL (:func:`scalpbot.ml.tuning_workers.tune_with_workers`); a worker that dies is logged, its trial
+    retried by the others.
 
     The stored study is resumed when the same data is trained again and topped up to the run's trials (so
     a rerun reproduces the run it repeats); a study that no longer matches the folds (other costs or bounds)
@@ -198,6 +215,7 @@ def tune(
     cfg, costs, venue = services.settings.train, services.settings.backtest, prepared.venue
     key = f"models/{pair_of(prepared.series.symbol)}/studies/{study_name}.db"
     stored = cfg.study_storage is None
+    check_workers(cfg, workers)
     with TemporaryDirectory() as tmp:
         study_db = Path(tmp) / "study.db"
         if stored and load_study_db(services.store, key, study_db):
@@ -205,9 +223,13 @@ def tune(
         storage = cfg.study_storage or f"sqlite:///{study_db}"
 
         def run() -> Any:
-            return tune_policy(
-                windows,
-                ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
+            if workers > 1:
+                return _tune_in_workers(windows, workers, storage, options(), log)
+            return tune_policy(windows, storage=storage, **options())
+
+        def options() -> dict[str, Any]:
+            return dict(
+                bounds=ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
                 n_trials=prepared.trials,
                 seed=cfg.seed,
                 sampler=cfg.sampler,
@@ -219,7 +241,6 @@ def tune(
                 periods_per_year=_HOURS_PER_YEAR,
                 dispersion=cfg.dispersion,
                 objective=cfg.objective,
-                storage=storage,
                 study_name=study_name,
                 show_progress=show_progress,
                 top_up=True,
@@ -235,6 +256,23 @@ def tune(
             tuned = run()
         if stored:
             save_study_db(services.store, key, study_db)
+    return tuned
+
+
+def _tune_in_workers(
+    windows: list[PolicyWindow],
+    workers: int,
+    storage: str,
+    options: dict[str, Any],
+    log: Callable[[str], None],
+) -> Any:
+    from scalpbot.ml.tuning_workers import tune_with_workers
+
+    log(f"tuning with {workers} worker processes on the shared study {options['study_name']}")
+    tuned, exits = tune_with_workers(windows, workers=workers, storage=storage, **options)
+    for i, code in enumerate(exits, start=1):
+        if code != 0:
+            log(f"tuning worker {i} exited with status {code}: its running trial was retried by the others")
     return tuned
 
 

@@ -17,7 +17,10 @@ exceptions.
 
 Each trial runs the numba kernels on precomputed predictions through a :class:`PolicyEvaluator` (no pandas, no
 copies). Studies resume from an Optuna RDB ``storage`` (e.g. ``sqlite:///study.db``): trial numbers continue, and
-resuming on another window, other bounds or other settings raises ``ConfigError``. A sqlite study can travel in
+resuming on another window, other bounds or other settings raises ``ConfigError``. On a PostgreSQL ``storage``
+several workers (processes, machines) tune one study together: ``n_trials`` is then the study's total budget of
+complete trials, and a killed worker's running trial is retried (see :mod:`scalpbot.ml.shared_study`;
+:func:`join_policy_study` runs a worker's trials without collecting the result). A sqlite study can travel in
 the project's ``Store`` with :func:`save_study_db` / :func:`load_study_db`. The result keeps every trial's
 daily returns for the overfitting measures of :mod:`scalpbot.core.overfitting`.
 """
@@ -54,13 +57,15 @@ from scalpbot.core.overfitting import (
 )
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.errors import ConfigError, ObjectNotFound
+from scalpbot.ml.shared_study import join_study, shared_url
 from scalpbot.ports import Store
 
-__all__ = ["SAMPLERS", "TuningResult", "load_study_db", "save_study_db", "tune_policy"]
+__all__ = ["SAMPLERS", "TuningResult", "join_policy_study", "load_study_db", "save_study_db", "tune_policy"]
 
 SAMPLERS = ("tpe", "gp", "random")
 _LOG_SCALE = frozenset({"sl_mult", "tp_mult", "risk_per_trade", "max_position"})
 _FINGERPRINT_ATTR = "scalpbot_fingerprint"
+_WORKER_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -220,9 +225,13 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _make_sampler(kind: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup_trials)
+def _make_sampler(
+    kind: str, seed: int, n_startup_trials: int, shared: bool = False
+) -> optuna.samplers.BaseSampler:
+    if kind == "tpe":  # shared: running trials of other workers count as bad, so workers spread out
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=n_startup_trials, constant_liar=shared
+        )
     if kind == "gp":
         return optuna.samplers.GPSampler(
             seed=seed, n_startup_trials=n_startup_trials, deterministic_objective=True
@@ -296,6 +305,7 @@ def tune_policy(
     initial_equity: float = 1.0,
     dispersion: float = 1.0,
     objective: Literal["sharpe", "return"] = "sharpe",
+    heartbeat_s: int = 10,
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
 
@@ -310,9 +320,89 @@ def tune_policy(
     ``study_name`` defaults to ``"policy"``. The progress bar shows only when ``show_progress`` and stderr is a
     terminal.
 
+    ``storage`` on PostgreSQL (``postgresql://`` or ``postgresql+psycopg://``): a study several workers tune
+    together (see :mod:`scalpbot.ml.shared_study`). It needs ``top_up``: ``n_trials`` is the study's total
+    budget, whoever runs the trials; each trial records a heartbeat every ``heartbeat_s`` seconds, and one
+    that stops beating for three intervals is marked failed and retried with its parameters. This worker
+    returns once the study holds ``n_trials`` complete trials (waiting for other workers' running trials),
+    and its result covers every worker's trials. Unlike one worker's study, the trial order (so the proposals)
+    depends on the workers' timing.
+
     ``window``: one validation window, or the walk-forward folds in time order (see the module docstring);
     ``dispersion``: the weight of the folds' spread in the objective (0: the pooled Sharpe ratio).
     """
+    result = _tune(
+        window,
+        bounds,
+        collect=True,
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        seed=seed,
+        sampler=sampler,
+        n_startup_trials=n_startup_trials,
+        fee=fee,
+        slippage=slippage,
+        min_trades=min_trades,
+        penalty=penalty,
+        periods_per_year=periods_per_year,
+        storage=storage,
+        study_name=study_name,
+        show_progress=show_progress,
+        top_up=top_up,
+        rules=rules,
+        initial_equity=initial_equity,
+        dispersion=dispersion,
+        objective=objective,
+        heartbeat_s=heartbeat_s,
+    )
+    assert isinstance(result, TuningResult)
+    return result
+
+
+def join_policy_study(
+    window: PolicyWindow | Sequence[PolicyWindow], bounds: ParamBounds | None = None, **options: Any
+) -> int:
+    """Run this worker's share of the trials of a shared (PostgreSQL) study; return how many it completed.
+
+    The options are :func:`tune_policy`'s (``storage``, ``study_name`` and ``n_trials``, the total budget,
+    at least). Unlike :func:`tune_policy` it returns without evaluating the other workers' trials again: the
+    extra processes of :func:`scalpbot.ml.tuning_workers.tune_with_workers` use it.
+    """
+    if shared_url(options.get("storage")) is None:
+        raise ConfigError(
+            "join_policy_study needs a PostgreSQL storage URL (postgresql://user@host/database)"
+        )
+    ran = _tune(window, bounds, collect=False, **{"top_up": True, "show_progress": False, **options})
+    assert isinstance(ran, int)
+    return ran
+
+
+def _tune(
+    window: PolicyWindow | Sequence[PolicyWindow],
+    bounds: ParamBounds | None,
+    *,
+    collect: bool,
+    n_trials: int = 100,
+    timeout_s: float | None = None,
+    seed: int = 0,
+    sampler: Literal["tpe", "gp", "random"] = "tpe",
+    n_startup_trials: int = 20,
+    fee: float = 0.0004,
+    slippage: float = 0.0,
+    min_trades: int = 30,
+    penalty: float = -100.0,
+    periods_per_year: float = PERIODS_PER_YEAR_24_7,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
+    show_progress: bool = True,
+    top_up: bool = False,
+    rules: OrderRules = NO_ORDER_RULES,
+    initial_equity: float = 1.0,
+    dispersion: float = 1.0,
+    objective: Literal["sharpe", "return"] = "sharpe",
+    heartbeat_s: int = 10,
+) -> TuningResult | int:
+    """Run the study as :func:`tune_policy` says; return its result, or (``collect`` off) the trials run here."""
     bounds = ParamBounds.default() if bounds is None else bounds
     windows = (window,) if isinstance(window, PolicyWindow) else tuple(window)
     _check(n_trials, timeout_s, sampler, min_trades, penalty, windows)
@@ -373,25 +463,48 @@ def tune_policy(
         progress.advance(value)
         return value
 
-    with _quiet_optuna():
-        study = optuna.create_study(
-            storage=storage, study_name=name, direction="maximize", load_if_exists=True
+    shared = shared_url(storage)
+    if shared is not None and not top_up:
+        raise ConfigError(
+            "a study on PostgreSQL is shared by its workers and n_trials is its total budget: pass top_up=True"
         )
-        existing = len(study.get_trials(deepcopy=False))
-        stored = study.user_attrs.get(_FINGERPRINT_ATTR)
-        if existing and stored is not None and stored != fingerprint:
-            raise ConfigError(
-                f"study '{name}' in this storage was tuned on another window, other bounds or other settings; "
-                "use a new study_name (or the same window, bounds, fee, slippage, min_trades and penalty)"
+    ran_here: set[int] = set()
+
+    def run_trial(trial: optuna.Trial) -> float:
+        value = trial_value(trial)
+        ran_here.add(trial.number)
+        return value
+
+    with _quiet_optuna():
+        if shared is not None:
+            member = join_study(
+                shared,
+                name,
+                heartbeat_s=heartbeat_s,
+                check=lambda study: _check_fingerprint(study, name, fingerprint, strict=True),
             )
-        study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
-        study.sampler = _make_sampler(sampler, seed + existing, n_startup_trials)
-        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        to_run = max(n_trials - complete, 0) if top_up else n_trials
-        if to_run:
+            study = member.study
+            existing = len(study.get_trials(deepcopy=False))
+            offset = _WORKER_SEED_STRIDE * member.worker_index
+            study.sampler = _make_sampler(sampler, seed + existing + offset, n_startup_trials, shared=True)
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             with progress:
-                study.optimize(trial_value, n_trials=to_run, timeout=timeout_s)
+                member.run_to_budget(run_trial, n_trials, deadline)
+        else:
+            study = optuna.create_study(
+                storage=storage, study_name=name, direction="maximize", load_if_exists=True
+            )
+            existing = len(study.get_trials(deepcopy=False))
+            _check_fingerprint(study, name, fingerprint, strict=False)
+            study.sampler = _make_sampler(sampler, seed + existing, n_startup_trials)
+            complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+            to_run = max(n_trials - complete, 0) if top_up else n_trials
+            if to_run:
+                with progress:
+                    study.optimize(run_trial, n_trials=to_run, timeout=timeout_s)
         trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not collect:
+        return sum(1 for t in trials if t.number in ran_here)
     if not trials:
         raise ConfigError(f"no trial completed within timeout_s={timeout_s}; raise timeout_s")
     trial_params = tuple(bounds.with_values({**_fixed(bounds), **t.params}) for t in trials)
@@ -417,12 +530,27 @@ def tune_policy(
         min_trades=min_trades,
         penalty=penalty,
         periods_per_year=periods_per_year,
-        new_trials=len(trials) - sum(1 for t in trials if t.number < existing),
+        new_trials=sum(1 for t in trials if t.number in ran_here),
         elapsed_s=time.perf_counter() - started,
         objective_s=kernel_seconds,
         fold_slices=slices,
         best_folds=best_folds,
     )
+
+
+def _check_fingerprint(study: optuna.Study, name: str, fingerprint: str, *, strict: bool) -> None:
+    """Refuse a study tuned on something else, then record ``fingerprint`` in it.
+
+    ``strict``: refuse even a study with no trial yet (a shared study another worker has just created).
+    """
+    stored = study.user_attrs.get(_FINGERPRINT_ATTR)
+    if stored is not None and stored != fingerprint and (strict or study.get_trials(deepcopy=False)):
+        raise ConfigError(
+            f"study '{name}' in this storage was tuned on another window, other bounds or other settings; "
+            "use a new study_name (or the same window, bounds, fee, slippage, min_trades and penalty)"
+        )
+    if stored != fingerprint:
+        study.set_user_attr(_FINGERPRINT_ATTR, fingerprint)
 
 
 def _fixed(bounds: ParamBounds) -> dict[str, float]:
