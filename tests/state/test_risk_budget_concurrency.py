@@ -37,6 +37,7 @@ from scalpbot.core.portfolio_risk import (
     reserve,
     settle,
 )
+from scalpbot.errors import PreconditionFailed
 from scalpbot.ports import Store
 from scalpbot.state.codec import dump
 from scalpbot.state.risk_budget import RiskBudget, book_from_dict, book_to_dict
@@ -251,3 +252,24 @@ def _op(symbol: str, notional: float) -> dict[str, Any]:
         "bar": 1,
         "approved": True,
     }
+
+
+def test_the_symbol_threads_really_race_for_the_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compare-and-swap writes are lost and retried in these runs: the guarantee is exercised, not assumed."""
+    lost: list[str] = []
+    put_if_match = FolderStore.put_if_match
+
+    def counting(self: FolderStore, key: str, data: bytes, etag: str) -> str:
+        try:
+            return put_if_match(self, key, data, etag)
+        except PreconditionFailed:
+            lost.append(key)
+            raise
+
+    monkeypatch.setattr(FolderStore, "put_if_match", counting)
+    schedule: list[list[Op]] = [
+        [("enter", 60.0 + i), ("exit", 1.0), ("enter", 70.0 + i), ("exit", -1.0)] * 3 for i in range(6)
+    ]
+    store, spec = _folder(tmp_path)
+    _run(store, spec, _threads, schedule)
+    assert lost, "no write was ever lost to another symbol's: the threads did not overlap"
