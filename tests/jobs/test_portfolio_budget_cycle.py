@@ -3,19 +3,25 @@ kill switch bind a symbol because of what the bot's other symbols hold or lost."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
+from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal, client_order_id
 from scalpbot.core.portfolio_risk import PortfolioLimits, Reservation
+from scalpbot.jobs.cycle import run_cycle
 from scalpbot.jobs.trading import replay, set_halt
+from scalpbot.ports import Broker
+from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.risk_budget import RiskBudget
-from scalpbot.wiring import Services, build_services
+from scalpbot.wiring import Services, build_executor, build_services
 
 from support.trained import LOOSE_RISK
 
@@ -105,3 +111,42 @@ def test_the_bots_kill_switch_flattens_and_blocks_a_symbol_until_resumed(
         services, services.series(), DAY + pd.Timedelta(hours=1), DAY + pd.Timedelta(hours=2), bot=bot
     )
     assert after.cycles.get("ok", 0) > 0
+
+
+class _Refusing:
+    """The paper broker, except that the venue refuses every entry (insufficient balance, say)."""
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
+        return self.inner.snapshot(bars, since)
+
+    def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
+        if signal.side == 0:
+            return []
+        entry = client_order_id("budget-refused", "BTC/USDT", signal.decided_at, "entry")
+        return [OrderAck(entry, "entry", "rejected", "insufficient balance")]
+
+    def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
+        return self.inner.flatten(decided_at, snapshot)
+
+
+def test_an_entry_the_venue_refuses_gives_its_reservation_back(active_release: tuple[Path, str]) -> None:
+    services = _services(active_release[0], max_positions=1)
+    bot = "budget-refused"
+    bars = services.dataset.read(services.series(), DAY - pd.Timedelta(days=1), DAY + pd.Timedelta(days=1))
+    paper = build_executor(
+        services, services.series(), bot=bot, bars=MemoryHistory(bars), notifier=ConsoleNotifier()
+    )
+    executor = dataclasses.replace(paper, broker=_Refusing(paper.broker))
+    refused = []
+    for bar in pd.date_range(DAY, periods=60, freq="1min"):
+        report = run_cycle(executor, bar)
+        refused += [a for a in report.acks if a.status == "rejected"]
+        book = _budget(services, bot).load()
+        assert book is None or book.reservations == {}, f"a refused entry kept its reservation at {bar}"
+    assert refused, "no entry was decided in the hour"
+    book = _budget(services, bot).load()
+    assert book is not None and book.version == 2 * len(refused)  # each reserved once and given back once
