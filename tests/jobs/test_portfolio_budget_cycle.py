@@ -150,3 +150,20 @@ def test_an_entry_the_venue_refuses_gives_its_reservation_back(active_release: t
     assert refused, "no entry was decided in the hour"
     book = _budget(services, bot).load()
     assert book is not None and book.version == 2 * len(refused)  # each reserved once and given back once
+
+
+def test_a_symbols_own_losses_can_engage_the_bots_kill_switch_recorded_once(
+    active_release: tuple[Path, str],
+) -> None:
+    services = _services(active_release[0], max_daily_loss=0.0005)
+    bot = "budget-own-loss"
+    report = replay(services, services.series(), DAY, DAY + pd.Timedelta(hours=4), bot=bot)
+    book = _budget(services, bot).load()
+    assert book is not None and book.halted and book.halt_reason is not None
+    halts = [e for e in Ledger(services.store, bot).events() if e.kind == "halt"]
+    assert [e.payload["reason"] for e in halts] == [f"portfolio {book.halt_reason}"]
+    assert halts[0].time == book.halted_at
+    assert book.halt_reason.startswith("max_daily_loss")
+    assert report.cycles.get("halted", 0) > 0
+    later = [e for e in Ledger(services.store, bot).events(book.halted_at) if e.kind == "order_ack"]
+    assert not [e for e in later if e.payload["intent"] == "entry"]

@@ -229,7 +229,8 @@ def _settle_budget(
 ) -> PortfolioBook | None:
     """Settle this symbol in the bot's risk budget; record (once) and notify the bot's kill switch engaging.
 
-    Idempotent: exits are booked by their fill keys, and the halt event's id names the bar and the budget.
+    Idempotent: exits are booked by their fill keys, and the halt event's id names the bar and the budget
+    (every symbol's cycle for that bar records the same event; the one whose write engaged it notifies).
     """
     exits = [(_fill_key(f), float(f.pnl)) for f in new_fills if f.reason != "entry" and f.pnl is not None]
     position = snapshot.position
@@ -240,7 +241,8 @@ def _settle_budget(
     commit = budget.settle(executor.symbol, exits=exits, held=held, at=bar, equity=snapshot.equity)
     book = commit.book
     if book is not None and book.halted and book.halted_at == bar:
-        payload = {"reason": f"portfolio {book.halt_reason}", "equity": book.equity}
+        # Only what was fixed when it engaged: any symbol's cycle for this bar writes the very same event.
+        payload = {"reason": f"portfolio {book.halt_reason}"}
         ledger.append("halt", bar, payload, event_id=event_id_for("halt", bar, "portfolio"))
         if commit.written:
             executor.notifier.notify(
