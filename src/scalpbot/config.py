@@ -274,6 +274,31 @@ class RiskSettings(_Section):
     cooldown_bars: int = Field(default=15, ge=0)
 
 
+class PortfolioSettings(_Section):
+    """The bot's risk budget, shared by all its symbols and checked before every entry (unset: no limit).
+
+    Gross exposure is the notional of every open position together; the bot's equity is its realized equity
+    (the budget's starting equity plus every realized PnL), and its kill switch flattens every symbol.
+    """
+
+    max_gross_exposure: float = Field(
+        default=float("inf"), gt=0, description="gross notional / equity, e.g. 2.0 (inf = none)"
+    )
+    max_gross_notional: float = Field(default=float("inf"), gt=0, description="quote currency (inf = none)")
+    max_symbol_notional: float = Field(
+        default=float("inf"), gt=0, description="one symbol's notional, quote currency (inf = none)"
+    )
+    max_positions: int | None = Field(
+        default=None, ge=0, description="open positions across the bot's symbols (unset = none)"
+    )
+    max_daily_loss: float | None = Field(
+        default=None, gt=0, le=1, description="realized loss, fraction of the UTC day's start equity"
+    )
+    max_drawdown: float | None = Field(
+        default=None, gt=0, le=1, description="fraction of the peak realized equity"
+    )
+
+
 class ExecuteSettings(_Section):
     """The execute job: which broker trades and how runs are serialized."""
 
@@ -355,6 +380,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
     risk: RiskSettings = RiskSettings()
+    portfolio: PortfolioSettings = PortfolioSettings()
     execute: ExecuteSettings = ExecuteSettings()
     notify: NotifySettings = NotifySettings()
     bot: BotSettings = BotSettings()
@@ -381,6 +407,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "train": TrainSettings,
     "gate": GateSettings,
     "risk": RiskSettings,
+    "portfolio": PortfolioSettings,
     "execute": ExecuteSettings,
     "notify": NotifySettings,
     "bot": BotSettings,
@@ -522,6 +549,7 @@ __all__ = [
     "DataSettings",
     "ExchangeSettings",
     "GateSettings",
+    "PortfolioSettings",
     "ScalpbotError",
     "ServeSettings",
     "Settings",

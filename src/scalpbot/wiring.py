@@ -21,6 +21,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.paper_broker import PaperBroker
 from scalpbot.adapters.store.factory import open_store
 from scalpbot.config import Settings
+from scalpbot.core.portfolio_risk import PortfolioLimits
 from scalpbot.core.risk import Margin, RiskLimits
 from scalpbot.core.venue import Venue, market_type_of
 from scalpbot.errors import ConfigError
@@ -196,6 +197,11 @@ def risk_limits(services: Services, timeframe: str, symbol: str | None = None) -
     return RiskLimits(**settings.risk.model_dump(), timeframe=timeframe, margin=margin)
 
 
+def portfolio_limits(settings: Settings) -> PortfolioLimits:
+    """Return the configured limits of the bot's risk budget (``[portfolio]``)."""
+    return PortfolioLimits(**settings.portfolio.model_dump())
+
+
 def paper_broker(
     store: Store, settings: Settings, *, bot: str, series: SeriesId, bars: BarHistory
 ) -> PaperBroker:
@@ -264,6 +270,7 @@ def build_executor(
         initial_equity=settings.backtest.initial_equity,
         ready=cache.available,
         clock=None if paper else services.clock,
+        portfolio=portfolio_limits(settings),
     )
 
 
@@ -353,6 +360,7 @@ def memory_paper_executor(
         limits=risk_limits(services, series.timeframe, series.symbol),
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
+        portfolio=portfolio_limits(settings),
     )
     return executor, services
 
@@ -371,6 +379,7 @@ __all__ = [
     "live_broker",
     "memory_paper_executor",
     "paper_broker",
+    "portfolio_limits",
     "replay_history",
     "risk_limits",
     "run_lease",

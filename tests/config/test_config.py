@@ -129,3 +129,26 @@ def test_rebased_api_urls_keep_every_path_of_the_venue() -> None:
     urls = rebased_api_urls("binance", "http://127.0.0.1:9")
     assert urls["public"] == "http://127.0.0.1:9/api/v3"
     assert all(str(u).startswith("http://127.0.0.1:9/") for u in urls.values() if isinstance(u, str))
+
+
+def test_the_portfolio_section_binds_nothing_by_default_and_rejects_unknown_or_bad_keys(
+    tmp_path: Path,
+) -> None:
+    from scalpbot.wiring import portfolio_limits
+
+    default = portfolio_limits(load_settings(None))
+    assert (default.max_gross_exposure, default.max_positions, default.max_daily_loss) == (
+        float("inf"),
+        None,
+        None,
+    )
+    path = tmp_path / "scalpbot.toml"
+    path.write_text("[portfolio]\nmax_gross_exposure = 2.0\nmax_positions = 3\nmax_drawdown = 0.15\n")
+    limits = portfolio_limits(load_settings(path))
+    assert (limits.max_gross_exposure, limits.max_positions, limits.max_drawdown) == (2.0, 3, 0.15)
+    path.write_text("[portfolio]\nmax_position = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'portfolio.max_position'.*max_positions"):
+        load_settings(path)
+    path.write_text("[portfolio]\nmax_daily_loss = 1.5\n")
+    with pytest.raises(ConfigError, match="portfolio.max_daily_loss"):
+        load_settings(path)

@@ -59,6 +59,8 @@ CYCLE_WRITES = [
     ("entry fill event", r"-fill-", 1),
     ("exit fill event", r"-fill-", 2),
     ("first portfolio snapshot", rf"state/{BOT}/portfolio\.json$", 1),
+    ("risk budget reservation", rf"state/{BOT}/portfolio_risk\.json$", 1),
+    ("risk budget given back with the trade's pnl", rf"state/{BOT}/portfolio_risk\.json$", 2),
     ("portfolio snapshot after the entry", rf"state/{BOT}/portfolio\.json$", 3),
     ("lease released, not yet deleted", rf"state/{BOT}/lease\.json$", 2),
 ]
@@ -128,7 +130,7 @@ def test_the_uninterrupted_replay_makes_every_kind_of_write(
     _, state = uninterrupted
     kinds = {path.rsplit("/", 1)[-1].split("-")[1] for path in state if path.startswith("ledger/")}
     assert {"decision", "order_ack", "fill"} <= kinds
-    assert {"portfolio.json", "paper.json"} <= set(state)
+    assert {"portfolio.json", "paper.json", "portfolio_risk.json"} <= set(state)
     assert "lease.json" not in state
     fills = [p for p in state if "-fill-" in p]
     assert len(fills) >= 2

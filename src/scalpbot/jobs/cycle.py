@@ -8,8 +8,13 @@ One cycle for the bar ``t`` that just closed, in this order:
 3. Record the fills reported since the last cycle (idempotent: each fill's event id comes from its client id)
    and the funding settlements of a swap position since the last bar (one `funding` event per trade and time).
 4. Update the risk state with the equity and the trades just closed; the kill switch flattens and blocks.
+   Settle the bot's portfolio risk budget (``scalpbot.state.risk_budget``, shared by all its symbols): book
+   the realized PnL of the exits, give back the reservation of a symbol found flat; the bot's kill switch
+   there flattens and blocks this symbol too.
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
-6. Risk checks on an entry: a denial is recorded, not raised (a denied reversal still closes the position).
+6. Risk checks on an entry, then its reservation in the portfolio budget (gross exposure, per-symbol cap,
+   open positions across the bot): a denial by either is recorded, not raised (a denied reversal still
+   closes the position). An entry the venue refuses gives its reservation back.
 7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered. With
    a position open the broker is called on every cycle, whatever the model decides (a zero-side signal when it
    wants nothing), so the time stop and the broker's protection check run on every bar; refused protection is
@@ -34,15 +39,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal
+from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
 from scalpbot.core.features import FEATURE_WINDOW, build_features
 from scalpbot.core.policy import decide
+from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
     MarketRules,
     RiskLimits,
@@ -58,6 +64,7 @@ from scalpbot.inference.signals import TradingModel
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
 from scalpbot.state.ledger import Ledger, event_id_for
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
+from scalpbot.state.risk_budget import RiskBudget
 
 CycleStatus = Literal["ok", "skipped", "failed", "halted", "idle", "busy"]
 """ok: reconciled and decided (maybe nothing to do); skipped: the bar was already processed; failed: failed
@@ -85,6 +92,13 @@ class Executor:
     clock: Clock | None = None
     """The wall clock of a live bot: each decision's latency from bar close to order acknowledgement is recorded
     (a ``latency`` event); ``None`` (replays) records none."""
+    portfolio: PortfolioLimits = field(default_factory=PortfolioLimits)
+    """The limits of the bot's risk budget, shared by all its symbols (the defaults bind nothing)."""
+
+    @property
+    def budget(self) -> RiskBudget:
+        """Return the bot's portfolio risk budget."""
+        return RiskBudget(self.store, self.bot, self.portfolio)
 
     @property
     def ledger(self) -> Ledger:
@@ -154,14 +168,21 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
         executor.notifier.notify(
             f"{executor.bot}: kill switch engaged", risk.halt_reason or "", level="error"
         )
-    if needs_flatten(risk, snapshot.position):
+    budget = executor.budget
+    book = _settle_budget(executor, budget, ledger, bar, snapshot, new_fills)
+    bot_halted = book is not None and book.halted
+    if needs_flatten(risk, snapshot.position) or (bot_halted and snapshot.position is not None):
         acks += _send(executor, ledger, bar, lambda: executor.broker.flatten(bar, snapshot))
     signal, denial = None, None
-    if not risk.halted:
-        signal, denial = _decide(executor, ledger, window, bar, snapshot, risk)
+    if not risk.halted and not bot_halted:
+        signal, denial = _decide(executor, ledger, window, bar, snapshot, risk, budget)
         if signal is not None or snapshot.position is not None:
             chosen = signal if signal is not None else _hold(bar)
-            acks += _send(executor, ledger, bar, lambda: executor.broker.submit(chosen, snapshot))
+            sent = _send(executor, ledger, bar, lambda: executor.broker.submit(chosen, snapshot))
+            entry_id = client_order_id(executor.bot, executor.symbol, bar, "entry")
+            if any(a.client_id == entry_id and a.status == "rejected" for a in sent):
+                budget.cancel(executor.symbol, entry_id)  # refused: the reservation is given back
+            acks += sent
     last_fill = max(
         (f.time for f in snapshot.fills), default=None if previous is None else previous.last_fill_time
     )
@@ -178,7 +199,7 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
         ),
     )
     portfolio.save(recorded, None if stored is None else stored.etag)
-    status: CycleStatus = "halted" if risk.halted else "ok"
+    status: CycleStatus = "halted" if risk.halted or bot_halted else "ok"
     return CycleReport(bar, status, snapshot.equity, signal, denial, tuple(acks), new_fills)
 
 
@@ -198,6 +219,38 @@ def _unrecorded(previous: PortfolioSnapshot | None, fill: Fill) -> bool:
     return _fill_key(fill) not in previous.recorded_fills
 
 
+def _settle_budget(
+    executor: Executor,
+    budget: RiskBudget,
+    ledger: Ledger,
+    bar: pd.Timestamp,
+    snapshot: BrokerSnapshot,
+    new_fills: tuple[Fill, ...],
+) -> PortfolioBook | None:
+    """Settle this symbol in the bot's risk budget; record (once) and notify the bot's kill switch engaging.
+
+    Idempotent: exits are booked by their fill keys, and the halt event's id names the bar and the budget
+    (every symbol's cycle for that bar records the same event; the one whose write engaged it notifies).
+    """
+    exits = [(_fill_key(f), float(f.pnl)) for f in new_fills if f.reason != "entry" and f.pnl is not None]
+    position = snapshot.position
+    held = None
+    if position is not None:
+        notional = position.qty * position.entry_price
+        held = Reservation(position.side, notional, position.entry_client_id, position.entry_time)
+    commit = budget.settle(executor.symbol, exits=exits, held=held, at=bar, equity=snapshot.equity)
+    book = commit.book
+    if book is not None and book.halted and book.halted_at == bar:
+        # Only what was fixed when it engaged: any symbol's cycle for this bar writes the very same event.
+        payload = {"reason": f"portfolio {book.halt_reason}"}
+        ledger.append("halt", bar, payload, event_id=event_id_for("halt", bar, "portfolio"))
+        if commit.written:
+            executor.notifier.notify(
+                f"{executor.bot}: kill switch engaged (all symbols)", book.halt_reason or "", level="error"
+            )
+    return book
+
+
 def _decide(
     executor: Executor,
     ledger: Ledger,
@@ -205,6 +258,7 @@ def _decide(
     bar: pd.Timestamp,
     snapshot: BrokerSnapshot,
     risk: RiskState,
+    budget: RiskBudget,
 ) -> tuple[Signal | None, str | None]:
     """Return the signal to submit (``None``: nothing to do) and the denial reason, if any."""
     trading = executor.model()
@@ -236,11 +290,24 @@ def _decide(
         signal, snapshot.equity, position, risk, executor.limits, executor.market_rules, price
     )
     if denial is None:
-        return signal, None
-    ledger.append("denial", bar, {**denial.to_dict(), "side": signal.side})
+        verdict, _ = budget.reserve(
+            executor.symbol,
+            side=signal.side,
+            notional=signal.size * snapshot.equity,
+            client_id=client_order_id(executor.bot, executor.symbol, bar, "entry"),
+            bar=bar,
+            equity=snapshot.equity,
+        )
+        if isinstance(verdict, Approved):
+            return signal, None
+        refused: dict[str, Any] = {**verdict.to_dict(), "scope": "portfolio", "symbol": executor.symbol}
+        message = verdict.message
+    else:
+        refused, message = dict(denial.to_dict()), denial.message
+    ledger.append("denial", bar, {**refused, "side": signal.side})
     if position is not None:
-        return dataclasses.replace(signal, size=0.0), denial.message  # still close the opposite position
-    return None, denial.message
+        return dataclasses.replace(signal, size=0.0), message  # still close the opposite position
+    return None, message
 
 
 def feature_warmup(window: pd.DataFrame) -> str | None:

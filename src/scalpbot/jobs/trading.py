@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.portfolio_risk import PortfolioLimits
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
@@ -37,6 +38,7 @@ from scalpbot.state.dataset import SeriesId
 from scalpbot.state.lease import LeaseHeld, RunLease
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
+from scalpbot.state.risk_budget import RiskBudget
 
 _log = logging.getLogger("scalpbot.trading")
 
@@ -291,7 +293,9 @@ def replay(
 
 
 def set_halt(services: Services, bot: str, *, halted: bool, reason: str) -> PortfolioSnapshot:
-    """Engage (``halted``) or release the kill switch of ``bot`` by compare-and-swap; record it in the ledger."""
+    """Engage (``halted``) or release the kill switch of ``bot`` by compare-and-swap; record it in the ledger.
+
+    Releasing also releases the kill switch of the bot's portfolio risk budget (all its symbols)."""
     portfolio = PortfolioStore(services.store, bot)
     stored = portfolio.load()
     now = pd.Timestamp(services.clock.now())
@@ -305,5 +309,7 @@ def set_halt(services: Services, bot: str, *, halted: bool, reason: str) -> Port
         risk = halt(stored.snapshot.risk, reason, now) if halted else resume(stored.snapshot.risk)
         snapshot = replace(stored.snapshot, risk=risk)
         portfolio.save(snapshot, stored.etag)
+    if not halted:  # the bot's kill switch in its risk budget is released too
+        RiskBudget(services.store, bot, PortfolioLimits(**services.settings.portfolio.model_dump())).resume()
     Ledger(services.store, bot).append("halt" if halted else "resume", now, {"reason": reason})
     return snapshot
