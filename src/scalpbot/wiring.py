@@ -41,6 +41,8 @@ from scalpbot.state.history import MemoryHistory, StoredHistory
 from scalpbot.state.releases import ReleaseStore
 
 SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
+SWAP_VENUES = ("okx", "binanceusdm")
+"""ccxt exchange ids whose perpetual swaps have a live broker (``binanceusdm``: Binance USD-M linear perpetuals)."""
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -274,10 +276,11 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange
-    if market_type_of(series.symbol) != "spot" and series.exchange != "okx":
+    if market_type_of(series.symbol) != "spot" and series.exchange not in SWAP_VENUES:
+        hint = "binanceusdm (Binance USD-M)" if series.exchange == "binance" else "okx or binanceusdm"
         raise ConfigError(
-            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
-            "(trade it with the paper broker, or use exchange.id = okx)"
+            f"perpetual swaps are traded live on okx and binanceusdm only; {series.exchange} {series.symbol} is "
+            f"not supported (trade it with the paper broker, or use exchange.id = {hint})"
         )
     config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
     if exchange.sandbox:
@@ -300,12 +303,14 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
 
 
 def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
-    """Return the live broker of a perpetual swap (OKX linear swaps)."""
+    """Return the live broker of a perpetual swap: OKX linear swaps, or Binance USD-M (``binanceusdm``)."""
     settings = services.settings
+    from scalpbot.adapters.ccxt.binance_swap import BinanceSwapBroker
     from scalpbot.adapters.ccxt.common import RetryPolicy
     from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
 
-    return OkxSwapBroker(
+    kind = BinanceSwapBroker if series.exchange == "binanceusdm" else OkxSwapBroker
+    return kind(
         bot=bot,
         symbol=series.symbol,
         timeframe=series.timeframe,
