@@ -104,6 +104,21 @@ def test_reduce_only_protection_can_never_open_a_position(monkeypatch: pytest.Mo
             if venue.book.algos[-1].status != "NEW":
                 break
         assert venue.book.algos[-1].status == "FINISHED" and venue.book.position is None
+        # the same stop without reduceOnly is an ordinary order once triggered: it would open a long
+        last = float(venue.book.last(venue.clock_ms()))
+        exchange.create_order(
+            "BTC/USDT:USDT",
+            "market",
+            "buy",
+            0.01,
+            None,
+            {"stopLossPrice": f"{last * 1.001:.1f}", "clientAlgoId": "x3"},
+        )
+        for _ in range(600):
+            venue.server.advance_bar()
+            if venue.book.algos[-1].status != "NEW":
+                break
+        assert venue.book.position is not None and venue.book.position.amount == Decimal("0.01")
 
 
 def test_a_reduce_only_order_larger_than_the_position_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

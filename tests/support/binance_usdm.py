@@ -15,7 +15,8 @@ Symbol ``BTCUSDT`` (``PERPETUAL``): tick 0.10 USDT, step and minimum 0.001 BTC, 
   ``reduceOnly=true`` it may only reduce: no position, the same direction, or more than the position is
   ``-2022`` "ReduceOnly Order is rejected." A reduce-only order never opens a position. Fills at the last price
   (the bar's open, moved by ``shift_after_fill``), taker fee ``fee_rate`` of the notional, in USDT.
-  ``newClientOrderId`` is refused (``-4116``) while an order holds it; unknown orders are ``-2013``.
+  ``newClientOrderId`` is refused (``-4116``) only while an open order holds it (a filled market order's id can
+  be sent again: only the broker's look-up prevents a second entry); unknown orders are ``-2013``.
 * ``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``, ``STOP_MARKET`` / ``TAKE_PROFIT_MARKET``,
   ``triggerPrice``, ``quantity`` with ``reduceOnly`` or ``closePosition``, ``clientAlgoId``): a stop already
   crossed by the last price is ``-2021`` "Order would immediately trigger."; no margin check until it triggers.
@@ -26,8 +27,9 @@ Symbol ``BTCUSDT`` (``PERPETUAL``): tick 0.10 USDT, step and minimum 0.001 BTC, 
   :meth:`UsdmBook.settle_bar` runs as the bar closes: a position whose liquidation price the bar reaches before
   its stop is liquidated (an order ``autoclose-...`` at the liquidation price, the isolated margin lost); then
   conditional orders trigger, stops first (a gap fills at the open): the triggered order is a reduce-only
-  market order (``actualOrderId``); with nothing left to reduce it is rejected and the algo ends ``FINISHED``
-  with nothing executed: it cannot open a position.
+  market order (``actualOrderId``): reduce-only (or ``closePosition``) with nothing left to reduce it is
+  rejected and the algo ends ``FINISHED`` with nothing executed; without either it opens or adds, as any market
+  order does.
 * Isolated liquidation price: long ``entry x (1 - 1/leverage + mmr)``, short ``entry x (1 + 1/leverage - mmr)``,
   ``mmr`` 0.4 % (Binance's first bracket for BTCUSDT).
 """
@@ -301,7 +303,9 @@ class UsdmBook:
         client_id = str(p.get("newClientOrderId") or f"web_{self._next_id()}")
         if not _CLIENT_ID.match(client_id):
             raise BinanceError(400, -4015, "Client order id is not valid.")
-        if any(o.client_id == client_id for o in self.orders):
+        if any(
+            o.client_id == client_id and o.status == "NEW" for o in self.orders
+        ):  # unique among open orders
             raise BinanceError(400, -4116, "ClientOrderId is duplicated.")
         qty = _dec(p, "quantity")
         if qty % STEP != 0:
@@ -381,7 +385,7 @@ class UsdmBook:
         client_id = str(p.get("clientAlgoId") or f"algo_{self._next_id()}")
         if not _CLIENT_ID.match(client_id):
             raise BinanceError(400, -4015, "Client order id is not valid.")
-        if any(a.client_algo_id == client_id for a in self.algos):
+        if any(a.client_algo_id == client_id and a.status == "NEW" for a in self.algos):
             raise BinanceError(400, -4116, "ClientOrderId is duplicated.")
         trigger = _dec(p, "triggerPrice")
         if trigger % TICK != 0:
@@ -479,8 +483,19 @@ class UsdmBook:
             algo.status, algo.trigger_time, algo.update_time = "FINISHED", fill_ms, fill_ms
             held = self.position
             direction = 1 if algo.side == "BUY" else -1
-            if held is None or held.side == direction:
+            reducing = algo.reduce_only or algo.close_position
+            if reducing and (held is None or held.side == direction):
                 continue  # the triggered reduce-only order is rejected: nothing to reduce, nothing opened
+            if not reducing:  # an ordinary market order once triggered: it opens or adds (margin permitting)
+                if held is not None and held.side != direction and algo.qty > abs(held.amount):
+                    continue  # this double opens no reversal in one order
+                order = UsdmOrder(self._next_id(), f"autoAlgo_{algo.algo_id}", algo.side, algo.qty, False, fill_ms,
+                                  orig_type=algo.order_type)  # fmt: skip
+                algo.actual_order_id = str(order.order_id)
+                self.orders.append(order)
+                self._fill(order, hit, fill_ms)
+                continue
+            assert held is not None
             qty = abs(held.amount) if algo.close_position else min(algo.qty, abs(held.amount))
             order = UsdmOrder(self._next_id(), f"autoAlgo_{algo.algo_id}", algo.side, qty, True, fill_ms,
                               orig_type=algo.order_type)  # fmt: skip
