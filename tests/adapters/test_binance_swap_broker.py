@@ -330,3 +330,17 @@ def test_a_stop_beyond_the_liquidation_price_lets_the_venue_liquidate_first(
     liquidated = [f for f in snapshot.fills if f.reason == "liquidation"]
     assert len(liquidated) == 1 and liquidated[0].price == float(venue.book.liquidations[0][1])
     assert snapshot.position is None
+
+
+def test_a_timestamp_outside_the_recv_window_is_resynchronised_and_a_rate_limit_waits_its_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with running_usdm(monkeypatch) as venue:
+        broker = venue.broker()
+        broker.snapshot(venue.bars(), None)
+        venue.server.skew_ms = 30_000  # the venue's clock runs ahead: the next signed request is -1021
+        venue.server.fail_next(1, 429, path="/fapi/v1/allOrders")
+        snapshot = broker.snapshot(venue.bars(), None)
+        refused = [r for r in venue.server.requests if r.path == "/fapi/v1/time"]
+    assert snapshot.position is None and len(refused) >= 2  # measured at start, again after the -1021
+    assert venue.sleeps and max(venue.sleeps) >= 1.0  # Retry-After: 1 s, honoured
