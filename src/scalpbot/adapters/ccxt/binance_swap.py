@@ -34,6 +34,7 @@ ccxt chooses its error classes for Binance by the request's host; the broker rea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -349,11 +350,11 @@ class BinanceSwapBroker:
             what = f"placing the {'stop loss' if intent == 'sl' else 'take profit'}"
             ack, _ = self._algo_sender.place(what, client_id, intent, send)
             if ack.status == "rejected":
-                return self._unprotected(legs, ack.message, decided_at, side, qty, price)
+                return self._close_unprotected(legs, ack.message, decided_at, side, qty, price)
             acks.append(ack)
         return acks
 
-    def _unprotected(
+    def _close_unprotected(
         self,
         legs: list[tuple[str, str]],
         why: str,
@@ -367,8 +368,11 @@ class BinanceSwapBroker:
         refused = [OrderAck(c, i, "rejected", f"protection not set: {why}") for c, i in legs]
         market = self._ready()
         for algo in self._open_algos(market):
-            if str(algo.get("clientAlgoId")) in placed:
-                self._cancel_algo(market, algo)
+            if (
+                str(algo.get("clientAlgoId")) in placed
+            ):  # reduce-only: left, the next entry or exit cancels it
+                with contextlib.suppress(ExchangeError):
+                    self._cancel_algo(market, algo)
         client_id = self._decoder.client_id(decided_at, "unprotected")
         held = Position(side, qty, price, decided_at, math.nan, math.nan, 0, "")
         closed = self._exit(client_id, decided_at, held, "unprotected")
