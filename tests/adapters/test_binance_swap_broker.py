@@ -344,3 +344,13 @@ def test_a_timestamp_outside_the_recv_window_is_resynchronised_and_a_rate_limit_
         refused = [r for r in venue.server.requests if r.path == "/fapi/v1/time"]
     assert snapshot.position is None and len(refused) >= 2  # measured at start, again after the -1021
     assert venue.sleeps and max(venue.sleeps) >= 1.0  # Retry-After: 1 s, honoured
+
+
+def test_a_position_the_bot_did_not_open_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with running_usdm(monkeypatch) as venue:
+        venue.broker().snapshot(venue.bars(), None)  # settings applied: 3x isolated
+        venue.book.new_order(
+            {"symbol": SYMBOL, "side": "SELL", "type": "MARKET", "quantity": "0.01"}, venue.clock_ms()
+        )  # opened in the app
+        with pytest.raises(ConfigError, match="holds a short position of 0.01 that the bot did not open"):
+            venue.broker().snapshot(venue.bars(), None)
