@@ -205,10 +205,12 @@ class BinanceSwapBroker:
 
     def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
         """Rebuild the account from the venue after the last bar of ``bars`` closed (see the module)."""
-        market = self._ready()
+        started = self._market is None
+        market = self._ready()  # at start: sets the settings and reads them back
         closes = bars["close"].to_numpy(dtype=float).tolist()
         self._closes = dict(zip(pd.DatetimeIndex(bars.index), closes, strict=True))
-        self._check_settings(market)
+        if not started:
+            self._check_settings(market)
         held = self._held(market)
         balance = self._read("reading the balance", "fapiPrivateV3GetBalance", {})
         cash = next(
