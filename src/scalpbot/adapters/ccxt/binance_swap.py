@@ -47,6 +47,7 @@ import pandas as pd
 from scalpbot.adapters.ccxt._fills import IdDecoder
 from scalpbot.adapters.ccxt._sending import OrderSender
 from scalpbot.adapters.ccxt._swap_reads import as_float, as_int
+from scalpbot.adapters.ccxt._usdm_algos import AlgoLegs
 from scalpbot.adapters.ccxt._usdm_reads import UsdmReader, entry_client_id
 from scalpbot.adapters.ccxt.common import RetryPolicy, connect
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal
@@ -65,7 +66,6 @@ OPTIONS: dict[str, Any] = {
 }
 _PAGE = 500
 _MARGIN_TYPES = {"isolated": "ISOLATED", "cross": "CROSSED"}
-_GONE = ('"code":-2011', '"code":-2013')
 
 
 class BinanceSwapBroker:
@@ -119,6 +119,7 @@ class BinanceSwapBroker:
         self._bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
         self._decoder = IdDecoder(bot, symbol, timeframe_seconds(timeframe))
         self._reader = UsdmReader(symbol, self._decoder, self._bar)
+        self._legs = AlgoLegs(self._exchange, self._calls, self._decoder, symbol)
         delays = [retry.delay(k + 1) for k in range(resolve_attempts)]
 
         def is_duplicate(message: str) -> bool:
@@ -128,7 +129,7 @@ class BinanceSwapBroker:
             self._calls, self._lookup, delays=delays, sleep=sleep, is_duplicate=is_duplicate
         )
         self._algo_sender = OrderSender(
-            self._calls, self._lookup_algo, delays=delays, sleep=sleep, is_duplicate=is_duplicate
+            self._calls, self._legs.find, delays=delays, sleep=sleep, is_duplicate=is_duplicate
         )
         self._market: dict[str, Any] | None = None
         self._closes: dict[pd.Timestamp, float] = {}
@@ -241,7 +242,7 @@ class BinanceSwapBroker:
         position, algos = None, []
         equity = cash
         if held is not None:
-            algos = self._open_algos(market)
+            algos = self._legs.open(market)
             position = self._reader.position(held, done, algos)
             equity += position.side * position.qty * (last - position.entry_price)
         since_funding = tuple(p for p in funding if (since is None or p.time >= since) and p.time <= as_of)
@@ -293,9 +294,7 @@ class BinanceSwapBroker:
         side = "buy" if order.side > 0 else "sell"
         venue_id = entry_client_id(order.client_id, order.max_hold)
         if self._sender.known("looking up the entry", venue_id) is None:  # not a retried cycle's entry
-            leftover = self._cancel_protection(
-                market
-            )  # a leg left by the other one firing: not under an entry
+            leftover = self._legs.cancel_own(market)  # a leg left by the other one firing: not under an entry
             if leftover is not None:
                 return [OrderAck(order.client_id, "entry", "rejected", f"entry not sent: {leftover}")]
         params = {"newClientOrderId": venue_id}
@@ -347,7 +346,7 @@ class BinanceSwapBroker:
         for client_id, intent in legs:
 
             def send(c: str = client_id, i: str = intent) -> dict[str, Any]:
-                return self._send_algo(c, i, side, qty, at[i])
+                return self._legs.send(c, i, side, self._amount(qty), self._price(at[i]))
 
             what = f"placing the {'stop loss' if intent == 'sl' else 'take profit'}"
             ack, _ = self._algo_sender.place(what, client_id, intent, send)
@@ -369,29 +368,17 @@ class BinanceSwapBroker:
         placed = {c for c, _ in legs}
         refused = [OrderAck(c, i, "rejected", f"protection not set: {why}") for c, i in legs]
         market = self._ready()
-        for algo in self._open_algos(market):
+        for algo in self._legs.open(market):
             if (
                 str(algo.get("clientAlgoId")) in placed
             ):  # reduce-only: left, the next entry or exit cancels it
                 with contextlib.suppress(ExchangeError):
-                    self._cancel_algo(market, algo)
+                    self._legs.cancel(market, algo)
         client_id = self._decoder.client_id(decided_at, "unprotected")
         held = Position(side, qty, price, decided_at, math.nan, math.nan, 0, "")
         closed = self._exit(client_id, decided_at, held, "unprotected")
         message = f"closed at market: {why}"
         return refused + [OrderAck(a.client_id, a.intent, a.status, message, a.venue_id) for a in closed]
-
-    def _send_algo(
-        self, client_id: str, intent: str, side: int, qty: float, trigger: float
-    ) -> dict[str, Any]:
-        """Send one reduce-only conditional market order (ccxt routes it to ``POST /fapi/v1/algoOrder``)."""
-        key = "stopLossPrice" if intent == "sl" else "takeProfitPrice"
-        params = {key: self._price(trigger), "reduceOnly": True, "clientAlgoId": client_id}
-        closing = "sell" if side > 0 else "buy"
-        placed = self._exchange.create_order(
-            self._symbol, "market", closing, float(self._amount(qty)), None, params
-        )
-        return {**dict(placed.get("info") or {}), "id": placed.get("id")}
 
     def _reprotect(self, position: Position, snapshot: BrokerSnapshot) -> list[OrderAck]:
         """Protect a position found without SL/TP again, at its cancelled legs' prices (once)."""
@@ -399,7 +386,7 @@ class BinanceSwapBroker:
         prices: dict[str, float] = {}
         if decision is not None:
             for intent in ("sl", "tp"):
-                leg = self._lookup_algo(self._decoder.client_id(decision[1], intent))
+                leg = self._legs.find(self._decoder.client_id(decision[1], intent))
                 if leg is not None and as_float(leg.get("triggerPrice")) > 0:
                     prices[intent] = as_float(leg.get("triggerPrice"))
         if not prices:
@@ -419,7 +406,7 @@ class BinanceSwapBroker:
         if known is not None or position is None:
             return [OrderAck(client_id, "exit", "duplicate", "already on the venue")] if known else []
         market = self._ready()
-        failed = self._cancel_protection(market)
+        failed = self._legs.cancel_own(market)
         if failed is not None:
             return [OrderAck(client_id, "exit", "rejected", f"exit not sent: {failed}")]
         side = "sell" if position.side > 0 else "buy"
@@ -432,28 +419,6 @@ class BinanceSwapBroker:
 
         ack, _ = self._sender.place(f"closing the position ({reason})", client_id, "exit", send)
         return [ack]
-
-    def _cancel_protection(self, market: Mapping[str, Any]) -> str | None:
-        """Cancel the bot's open conditional orders on the symbol; return why one could not be, or ``None``."""
-        for algo in self._open_algos(market):
-            if self._decoder.tag(str(algo.get("clientAlgoId")), as_int(algo.get("createTime"))) in (
-                "sl",
-                "tp",
-            ):
-                try:
-                    self._cancel_algo(market, algo)
-                except ExchangeError as e:
-                    return f"SL/TP not cancelled: {e}"
-        return None
-
-    def _cancel_algo(self, market: Mapping[str, Any], algo: Mapping[str, Any]) -> None:
-        request = {"symbol": market["id"], "algoId": str(algo["algoId"])}
-        try:
-            cancel = self._exchange.fapiPrivateDeleteAlgoOrder
-            self._calls.call("cancelling the SL/TP", cancel, request, placing=True)
-        except ExchangeError as e:
-            if not any(code in str(e).replace(" ", "") for code in _GONE):
-                raise
 
     # --- reading the venue -----------------------------------------------------------------------------------
 
@@ -468,11 +433,6 @@ class BinanceSwapBroker:
             None,
         )
 
-    def _open_algos(self, market: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return self._read(
-            "reading the SL/TP orders", "fapiPrivateGetOpenAlgoOrders", {"symbol": market["id"]}
-        )
-
     def _lookup(self, client_id: str) -> dict[str, Any] | None:
         """Return the venue's order with ``client_id`` (raw row plus ``id``), or ``None``."""
         market = self._ready()
@@ -482,14 +442,6 @@ class BinanceSwapBroker:
         except ccxt.OrderNotFound:
             return None
         return {**row, "id": str(row.get("orderId"))}
-
-    def _lookup_algo(self, client_id: str) -> dict[str, Any] | None:
-        """Return the venue's conditional order with ``client_id`` (raw row plus ``id``), or ``None``."""
-        try:
-            row = dict(self._exchange.fapiPrivateGetAlgoOrder({"clientAlgoId": client_id}))
-        except ccxt.OrderNotFound:
-            return None
-        return {**row, "id": str(row.get("algoId"))}
 
     def _price(self, price: float) -> str:
         return str(self._exchange.price_to_precision(self._symbol, price))
