@@ -13,6 +13,7 @@ import io
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -287,7 +288,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         config["sandbox"] = True
     venue = venue_profile(services.store, services.settings, series)
     if venue.market_type != "spot":
-        return _swap_broker(services, series, bot=bot, config=config)
+        return _swap_broker(services, series, bot=bot, config=config, fee_rate=venue.taker_fee)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -302,24 +303,28 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     )
 
 
-def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
+def _swap_broker(
+    services: Services, series: SeriesId, *, bot: str, config: dict[str, object], fee_rate: float
+) -> Broker:
     """Return the live broker of a perpetual swap: OKX linear swaps, or Binance USD-M (``binanceusdm``)."""
     settings = services.settings
     from scalpbot.adapters.ccxt.binance_swap import BinanceSwapBroker
     from scalpbot.adapters.ccxt.common import RetryPolicy
     from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
 
-    kind = BinanceSwapBroker if series.exchange == "binanceusdm" else OkxSwapBroker
-    return kind(
-        bot=bot,
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        leverage=settings.execute.leverage,
-        margin_mode=settings.execute.margin_mode,
-        config=config,
-        api_urls=exchange_api_urls(settings),
-        retry=RetryPolicy(max_attempts=settings.exchange.max_retries),
-    )
+    common: dict[str, Any] = {
+        "bot": bot,
+        "symbol": series.symbol,
+        "timeframe": series.timeframe,
+        "leverage": settings.execute.leverage,
+        "margin_mode": settings.execute.margin_mode,
+        "config": config,
+        "api_urls": exchange_api_urls(settings),
+        "retry": RetryPolicy(max_attempts=settings.exchange.max_retries),
+    }
+    if series.exchange == "binanceusdm":
+        return BinanceSwapBroker(fee_rate=fee_rate, **common)
+    return OkxSwapBroker(**common)
 
 
 def synthetic_bars(seed: int, series: SeriesId, start: datetime, end: datetime) -> pd.DataFrame:
