@@ -354,3 +354,27 @@ def test_a_position_the_bot_did_not_open_is_refused(monkeypatch: pytest.MonkeyPa
         )  # opened in the app
         with pytest.raises(ConfigError, match="holds a short position of 0.01 that the bot did not open"):
             venue.broker().snapshot(venue.bars(), None)
+
+
+def test_a_reversals_entry_is_sized_on_the_equity_left_after_its_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with running_usdm(monkeypatch) as venue:
+        enter(venue, 1, size=2.0, sl=0.02, tp=0.02)
+        venue.server.advance_bar()
+        broker = venue.broker()
+        snapshot = broker.snapshot(venue.bars(), None)
+        assert snapshot.position is not None
+        close, held = float(venue.bars()["close"].iloc[-1]), snapshot.position.qty
+        fill = float(venue.book.last(venue.clock_ms()))  # where the exit and the new entry fill
+        left = snapshot.equity + held * (fill - close) - held * fill * 0.0005
+        # a size whose quantity crosses a 0.001 step between the snapshot's equity and what the exit leaves
+        steps = math.floor(2.0 * max(left, snapshot.equity) / close / 0.001)
+        size = steps * 0.001 * close / max(left, snapshot.equity) * (1 + 1e-9)
+        want = math.floor(size * left / close / 0.001 + 1e-9)
+        assert want != math.floor(size * snapshot.equity / close / 0.001 + 1e-9)
+        acks = broker.submit(venue.signal(-1, size=size, sl=0.02, tp=0.02), snapshot)
+        assert [(a.intent, a.status) for a in acks][:2] == [("exit", "accepted"), ("entry", "accepted")]
+        exit_, entry = venue.book.orders[-2:]
+    assert (exit_.avg_price, entry.avg_price) == (Decimal(repr(fill)), Decimal(repr(fill)))
+    assert entry.qty == Decimal(want) * Decimal("0.001")
