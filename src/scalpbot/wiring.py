@@ -13,6 +13,7 @@ import io
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,6 +43,8 @@ from scalpbot.state.history import MemoryHistory, StoredHistory
 from scalpbot.state.releases import ReleaseStore
 
 SOURCE_KINDS = ("ccxt", "file:PATH", "sample", "synthetic", "synthetic:SEED")
+SWAP_VENUES = ("okx", "binanceusdm")
+"""ccxt exchange ids whose perpetual swaps have a live broker (``binanceusdm``: Binance USD-M linear perpetuals)."""
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -281,17 +284,18 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     from scalpbot.adapters.secrets import exchange_credentials
 
     exchange = services.settings.exchange
-    if market_type_of(series.symbol) != "spot" and series.exchange != "okx":
+    if market_type_of(series.symbol) != "spot" and series.exchange not in SWAP_VENUES:
+        hint = "binanceusdm (Binance USD-M)" if series.exchange == "binance" else "okx or binanceusdm"
         raise ConfigError(
-            f"perpetual swaps are traded live on okx only; {series.exchange} {series.symbol} is not supported yet "
-            "(trade it with the paper broker, or use exchange.id = okx)"
+            f"perpetual swaps are traded live on okx and binanceusdm only; {series.exchange} {series.symbol} is "
+            f"not supported (trade it with the paper broker, or use exchange.id = {hint})"
         )
     config: dict[str, object] = {"timeout": exchange.timeout_ms, **exchange_credentials(exchange)}
     if exchange.sandbox:
         config["sandbox"] = True
     venue = venue_profile(services.store, services.settings, series)
     if venue.market_type != "spot":
-        return _swap_broker(services, series, bot=bot, config=config)
+        return _swap_broker(services, series, bot=bot, config=config, fee_rate=venue.taker_fee)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -306,22 +310,28 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     )
 
 
-def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
-    """Return the live broker of a perpetual swap (OKX linear swaps)."""
+def _swap_broker(
+    services: Services, series: SeriesId, *, bot: str, config: dict[str, object], fee_rate: float
+) -> Broker:
+    """Return the live broker of a perpetual swap: OKX linear swaps, or Binance USD-M (``binanceusdm``)."""
     settings = services.settings
+    from scalpbot.adapters.ccxt.binance_swap import BinanceSwapBroker
     from scalpbot.adapters.ccxt.common import RetryPolicy
     from scalpbot.adapters.ccxt.okx_swap import OkxSwapBroker
 
-    return OkxSwapBroker(
-        bot=bot,
-        symbol=series.symbol,
-        timeframe=series.timeframe,
-        leverage=settings.execute.leverage,
-        margin_mode=settings.execute.margin_mode,
-        config=config,
-        api_urls=exchange_api_urls(settings),
-        retry=RetryPolicy(max_attempts=settings.exchange.max_retries),
-    )
+    common: dict[str, Any] = {
+        "bot": bot,
+        "symbol": series.symbol,
+        "timeframe": series.timeframe,
+        "leverage": settings.execute.leverage,
+        "margin_mode": settings.execute.margin_mode,
+        "config": config,
+        "api_urls": exchange_api_urls(settings),
+        "retry": RetryPolicy(max_attempts=settings.exchange.max_retries),
+    }
+    if series.exchange == "binanceusdm":
+        return BinanceSwapBroker(fee_rate=fee_rate, **common)
+    return OkxSwapBroker(**common)
 
 
 def synthetic_bars(seed: int, series: SeriesId, start: datetime, end: datetime) -> pd.DataFrame:

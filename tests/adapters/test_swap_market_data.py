@@ -15,6 +15,7 @@ from scalpbot.adapters.store.memory import MemoryStore
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.state.funding import append_funding, funding_key, load_funding
 
+from support.binance_usdm_server import running_usdm
 from support.okx_swap_venue import running_okx_swap
 
 SYMBOL = "BTC/USDT:USDT"
@@ -63,3 +64,28 @@ def test_the_funding_history_is_paged_from_okx_without_gaps_and_stored_beside_th
     assert list(back.index) == [t for t in want.index if t <= pd.Timestamp("2024-10-10", tz="UTC")]
     with pytest.raises(DataError, match="settled rates do not change"):
         append_funding(store, "okx", SYMBOL, got.iloc[:1] + 0.001)
+
+
+def test_the_binance_usd_m_profile_and_funding_history_are_read_through_ccxts_binanceusdm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    history = rates("2024-10-01", 230)
+    with running_usdm(monkeypatch, funding=history) as venue:
+        urls = rebased_api_urls("binanceusdm", venue.server.url)
+        profile = fetch_venue(
+            "binanceusdm", SYMBOL, config={}, api_urls=urls, now=datetime(2024, 12, 1, tzinfo=UTC)
+        )
+        start, end = pd.Timestamp("2024-10-02", tz="UTC"), pd.Timestamp("2024-12-01", tz="UTC")
+        got = fetch_funding("binanceusdm", SYMBOL, start, end, config={}, api_urls=urls)
+        pages = [r for r in venue.server.requests if r.path == "/fapi/v1/fundingRate"]
+    assert (profile.market_type, profile.shorts, profile.amount_step, profile.min_amount) == (
+        "swap",
+        True,
+        0.001,
+        0.001,
+    )
+    assert profile.price_tick == pytest.approx(0.1) and profile.min_notional == 100.0
+    assert "reduce_only" in profile.protection
+    want = pd.Series({t: r for t, r in history.items() if start <= t < end})
+    assert list(got.index) == list(want.index) and got.to_numpy().tolist() == want.to_numpy().tolist()
+    assert len(pages) == 2 and int(pages[0].params["startTime"]) == int(start.timestamp() * 1000)

@@ -41,6 +41,7 @@ DECIMAL_PARAMS = (
     "aboveStopPrice",
     "belowPrice",
     "belowStopPrice",
+    "triggerPrice",
 )
 WEIGHTS = {
     ("GET", "/api/v3/exchangeInfo"): 20,
@@ -56,6 +57,14 @@ WEIGHTS = {
     ("POST", "/api/v3/orderList/oco"): 1,
     ("DELETE", "/api/v3/order"): 1,
     ("DELETE", "/api/v3/orderList"): 1,
+    ("GET", "/fapi/v1/allOrders"): 5,
+    ("GET", "/fapi/v1/userTrades"): 5,
+    ("GET", "/fapi/v1/income"): 30,
+    ("GET", "/fapi/v3/positionRisk"): 5,
+    ("GET", "/fapi/v3/balance"): 5,
+    ("GET", "/fapi/v1/symbolConfig"): 5,
+    ("GET", "/fapi/v1/allAlgoOrders"): 5,
+    ("GET", "/fapi/v1/positionSide/dual"): 30,
 }
 FIRST_BAN_S = 120
 

@@ -32,6 +32,15 @@ OKX_SWAP = {
     "min_notional": 0.0,
 }
 """OKX BTC-USDT-SWAP: 0.05 % taker, 0.01 contract of 0.01 BTC, tick 0.1 USDT (as the double lists it)."""
+BINANCE_USDM = {
+    "taker_fee": 0.0005,
+    "amount_step": 0.001,
+    "price_tick": 0.1,
+    "min_amount": 0.001,
+    "min_notional": 100.0,
+}
+"""Binance USD-M BTCUSDT perpetual: 0.05 % taker, step and minimum 0.001 BTC, tick 0.1 USDT, 100 USDT minimum
+notional (as the double lists it)."""
 
 
 def funding_rates(start: str = "2024-11-20", end: str = "2025-01-01") -> pd.Series:
@@ -55,6 +64,26 @@ def swap_services(store: Path, **execute: float) -> Services:
         "execute": {"leverage": 3.0, "margin_mode": "isolated", **execute},
     }
     return build_services(load_settings(None, overrides))
+
+
+def usdm_services(store: Path, bars: pd.DataFrame | None = None, **execute: float) -> Services:
+    """Return services trading BTC/USDT:USDT on binanceusdm (Binance USD-M) with the swap release's limits, 3x
+    isolated; with ``bars``, store them and the funding series under that exchange first."""
+    overrides = {
+        "store": {"url": str(store)},
+        "exchange": {"id": "binanceusdm"},
+        "data": {"symbol": SWAP_SYMBOL},
+        "risk": {**LOOSE_RISK, "max_position_fraction": 3.0},
+        "venue": BINANCE_USDM,
+        "execute": {"leverage": 3.0, "margin_mode": "isolated", **execute},
+    }
+    services = build_services(load_settings(None, overrides))
+    if bars is not None:
+        series = services.series()
+        source = FileMarketData(write_csv(bars, store.parent / "usdm-bars.csv"))
+        retrieve(services.dataset, source, series, resume=False)
+        append_funding(services.store, series.exchange, series.symbol, funding_rates())
+    return services
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,192 @@
+"""The execute job through the live broker on the strict Binance USDⓈ-M double, over held-out bars with shorts, makes
+the trades of ``scalpbot backtest --strategy release``, funding included; and the liquidation guard denies what
+the venue would liquidate first.
+
+The release was trained and tuned on bars before 2024-12-25 (see ``support.swap_trained``); the double and the
+backtest share one funding series (a fixed pattern of typical rates: the venue's history is not bundled) and
+Binance's rules (0.001 BTC step, 100 USDT minimum notional, 0.05 % taker). ``SWAP_PARITY_DAYS`` sets how many
+days of the held-out week the parity test trades (the whole week: 7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.jobs.cycle import run_cycle
+from scalpbot.state.history import MemoryHistory
+from scalpbot.state.ledger import Ledger
+from scalpbot.wiring import build_executor, venue_profile
+
+from support.binance_usdm_server import ORDER, running_usdm
+from support.cli import run_cli
+from support.parity import quantities_within_a_step
+from support.swap_trained import BINANCE_USDM, HELD_OUT, funding_rates, swap_release, usdm_services
+
+__all__ = ["swap_release"]
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"
+)
+
+MINUTE = pd.Timedelta(minutes=1)
+DAYS = int(os.environ.get("SWAP_PARITY_DAYS", "1"))
+
+
+def test_trade_cycles_on_the_binance_usdm_double_over_held_out_bars_make_the_backtests_trades_funding_included(
+    swap_release: tuple[Path, str],
+    sample_bars: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    store, _ = swap_release
+    services = usdm_services(store, sample_bars)
+    series = services.series()
+    start = pd.Timestamp(HELD_OUT)
+    end = start + pd.Timedelta(days=DAYS)
+    funding = funding_rates()
+    rates = {t: float(r) for t, r in funding.items() if start - MINUTE <= t < end + pd.Timedelta(hours=8)}
+    history = MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
+    with running_usdm(monkeypatch, funding=rates, start=(start + MINUTE + pd.Timedelta(seconds=5))) as venue:
+        executor = build_executor(
+            services,
+            series,
+            bot="usdm-live",
+            bars=history,
+            notifier=ConsoleNotifier(),
+            broker=venue.broker(leverage=3),
+        )
+        while venue.decided() < end:  # the last cycle records the last bar's fills; what it sends fills after
+            assert run_cycle(executor, venue.decided()).status == "ok"
+            venue.server.advance_bar()
+        assert venue.book.liquidations == []
+        end_ms = int(end.timestamp() * 1000)  # what the last cycle sent fills after the window
+        entries = [o for o in venue.book.orders if not o.reduce_only and o.time < end_ms]
+        algos = len([a for a in venue.book.algos if a.create_time < end_ms])
+        assert len(venue.posts(ORDER)) == len(venue.book.orders) - len(fired_or_liquidated(venue))
+    last = end - MINUTE
+    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
+    got = Ledger(services.store, "usdm-live").trades(None, end, mark_price=last_close, mark_time=last)
+
+    config = tmp_path / "scalpbot.toml"
+    config.write_text(
+        '[exchange]\nid = "binanceusdm"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in BINANCE_USDM.items())
+    )
+    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
+            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    want = pd.DataFrame(json.loads(out)["trades"])
+
+    assert len(want) >= 20 * DAYS and set(want["side"]) == {-1, 1}  # shorts, natively
+    assert (want["funding"] != 0).sum() >= 2 * DAYS  # positions held through funding times
+    assert [t.isoformat() for t in got["entry_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["entry_time"]
+    ]
+    assert [t.isoformat() for t in got["exit_time"]] == [
+        pd.Timestamp(t).isoformat() for t in want["exit_time"]
+    ]
+    assert got["side"].tolist() == want["side"].tolist()
+    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
+    qty_got, qty_want = got["qty"].to_numpy(), want["qty"].to_numpy()
+    same = quantities_within_a_step(qty_got, qty_want, BINANCE_USDM["amount_step"])
+    assert got["entry_price"].tolist() == want["entry_price"].tolist()  # market fills at the open
+    assert got["exit_price"].tolist() == want["exit_price"].tolist()  # SL/TP at their trigger, on the tick
+    fees_got, fees_want = got["fees"].to_numpy(), want["fees"].to_numpy()
+    assert np.abs(fees_got - fees_want)[same].max() < 2e-8  # USDT, 8 decimals on the venue
+    # Funding: the same settlements (times, rates, prices) on every trade. Binance writes each FUNDING_FEE to 8
+    # decimals, so the live figure is the kernel's settlement rounded there: equal to 1e-9 USDT after that rounding,
+    # within half a unit of the 8th decimal per settlement before it.
+    funding_got, funding_want = got["funding"].to_numpy(), want["funding"].to_numpy()
+    opens = services.dataset.read(series, start, end + MINUTE)["open"]
+    settled = [_settlements(t, rates, opens) for t in want.itertuples()]
+    venue_rounded = [
+        _venue_funding(t.side, q, s) for t, q, s in zip(want.itertuples(), qty_got, settled, strict=True)
+    ]
+    assert np.abs(funding_got - np.array(venue_rounded)).max() < 1e-9
+    half_units = np.array([5e-9 * len(s) + 1e-12 for s in settled])
+    assert (np.abs(funding_got[same] - funding_want[same]) <= half_units[same]).all()
+    assert (np.abs(funding_got - funding_want * qty_got / qty_want) <= half_units).all()
+    events = Ledger(services.store, "usdm-live").events(None, end, kinds=("funding",))
+    assert len(events) == (funding_want != 0).sum()
+    assert sum(e.payload["amount"] for e in events) == pytest.approx(funding_got.sum(), abs=1e-9)
+    # every position was protected on the Algo Service (a stop and a take profit), every exit reduce-only
+    assert len(entries) == len(want) and algos == 2 * len(want)
+    print(
+        f"binance usd-m parity over {DAYS} day(s): {len(want)} trades, {(want['side'] < 0).sum()} short, "
+        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step "
+        f"apart, {algos} conditional orders"
+    )
+    venue_rules = venue_profile(services.store, services.settings, series)
+    assert (venue_rules.market_type, venue_rules.amount_step, venue_rules.min_notional) == (
+        "swap",
+        0.001,
+        100.0,
+    )
+
+
+def fired_or_liquidated(venue: Any) -> list[Any]:
+    """Return the orders the venue placed itself: triggered conditional orders and liquidations."""
+    return [o for o in venue.book.orders if o.client_id.startswith(("autoAlgo_", "autoclose-"))]
+
+
+def _settlements(trade: Any, rates: dict[pd.Timestamp, float], opens: pd.Series) -> list[tuple[float, float]]:
+    """Return ``(open, rate)`` of the funding times a trade held through: after its entry's open, up to and
+    including its exit's open (the kernel's rule 8)."""
+    entry, exit_ = pd.Timestamp(trade.entry_time), pd.Timestamp(trade.exit_time)
+    return [(float(opens[t]), r) for t, r in sorted(rates.items()) if entry < t <= exit_]
+
+
+def _venue_funding(side: int, qty: float, settled: list[tuple[float, float]]) -> float:
+    """Return what a position of ``side x qty`` pays over ``settled``, each settlement rounded as Binance writes
+    it (8 decimals, half to even)."""
+    paid = Decimal(0)
+    for open_, rate in settled:
+        amount = (
+            Decimal(repr(float(side * qty)))
+            * Decimal(f"{open_:.8f}").normalize()
+            * Decimal(repr(float(rate)))
+        )
+        paid += amount.quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
+    return float(paid)
+
+
+def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(
+    swap_release: tuple[Path, str], sample_bars: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = swap_release
+    services = usdm_services(store, sample_bars, leverage=125.0, maintenance_margin=0.004)  # 0.4 % away
+    series = services.series()
+    start = pd.Timestamp(HELD_OUT)
+    history = MemoryHistory(
+        services.dataset.read_with_warmup(series, start, start + pd.Timedelta(hours=2), FEATURE_WINDOW)
+    )
+    with running_usdm(monkeypatch, start=(start + MINUTE + pd.Timedelta(seconds=5))) as venue:
+        executor = build_executor(
+            services,
+            series,
+            bot="usdm-guarded",
+            bars=history,
+            notifier=ConsoleNotifier(),
+            broker=venue.broker(leverage=125),
+        )
+        reports = []
+        for _ in range(30):
+            reports.append(run_cycle(executor, venue.decided()))
+            venue.server.advance_bar()
+        assert venue.book.position is None and venue.book.orders == [] and venue.book.algos == []
+        assert venue.book.leverage == 125
+    denials = [r.denial for r in reports if r.denial]
+    assert denials and all("liquidation guard" in d for d in denials)
+    events = Ledger(services.store, "usdm-guarded").events(kinds=("denial",))
+    assert events and {e.payload.get("code") for e in events} == {"liquidation_guard"}
