@@ -115,6 +115,7 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
         float(rules.cost_step),
         bool(rules.buy_fee_in_base),
         float(rules.price_tick),
+        bool(rules.size_at_close),
     )
 
 
