@@ -34,7 +34,7 @@ from scalpbot.jobs.services import (
     run_lease,
     venue_profile,
 )
-from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, FundingHistory, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
 from scalpbot.state.funding import load_funding
 from scalpbot.state.history import MemoryHistory, StoredHistory
@@ -85,6 +85,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
                 retry=RetryPolicy(max_attempts=exchange.max_retries),
             ),
             resume=True,
+            funding=funding_history(services.settings),
         )
     match = difflib.get_close_matches(kind, ["ccxt", "file", "sample", "synthetic"], n=1)
     hint = f" (did you mean '{match[0]}'?)" if match else ""
@@ -166,23 +167,34 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     )
 
 
+def funding_history(settings: Settings) -> FundingHistory:
+    """Return the configured exchange's funding-rate history of a perpetual swap (public data through ccxt, the
+    ``exchange`` settings' endpoints and retries)."""
+
+    def fetch(symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        from scalpbot.adapters.ccxt.funding import fetch_funding
+
+        return fetch_funding(
+            settings.exchange.id,
+            symbol,
+            pd.Timestamp(start),
+            pd.Timestamp(end),
+            config=_ccxt_config(settings),
+            api_urls=exchange_api_urls(settings),
+            max_attempts=settings.exchange.max_retries,
+        )
+
+    return fetch
+
+
 def store_funding_history(
     services: Services, series: SeriesId, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
 ) -> int:
     """Fetch the swap's funding rates in ``[start, end)`` from its exchange and store them beside the bars;
     return how many were new."""
-    from scalpbot.adapters.ccxt.funding import fetch_funding
     from scalpbot.state.funding import append_funding
 
-    rates = fetch_funding(
-        series.exchange,
-        series.symbol,
-        pd.Timestamp(start),
-        pd.Timestamp(end),
-        config=_ccxt_config(services.settings),
-        api_urls=exchange_api_urls(services.settings),
-        max_attempts=services.settings.exchange.max_retries,
-    )
+    rates = funding_history(services.settings)(series.symbol, pd.Timestamp(start), pd.Timestamp(end))
     return append_funding(services.store, series.exchange, series.symbol, rates)
 
 

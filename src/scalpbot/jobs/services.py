@@ -17,7 +17,7 @@ from scalpbot.config import Settings
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.venue import Venue, market_type_of
 from scalpbot.jobs.cycle import Executor
-from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, FundingHistory, MarketData, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
 from scalpbot.state.funding import load_funding
 from scalpbot.state.history import MemoryHistory
@@ -78,10 +78,12 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class SourceChoice:
-    """A market data source and whether a run resumes after the newest stored bar."""
+    """A market data source and whether a run resumes after the newest stored bar; ``funding``: where a
+    perpetual swap's funding rates come from (the exchange's history; ``None``: a source without funding)."""
 
     source: MarketData
     resume: bool
+    funding: FundingHistory | None = None
 
 
 def venue_profile(store: Store, settings: Settings, series: SeriesId) -> Venue:
