@@ -44,7 +44,7 @@ test: lint typecheck template unit
 
 ## fast: the inner loop - every test but those marked slow (trained releases, PPO, Lambda, subprocesses)
 fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy

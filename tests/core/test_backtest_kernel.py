@@ -224,7 +224,7 @@ def test_infinite_barriers_never_stop_a_trade() -> None:
 
 def test_kernel_returns_a_status_instead_of_raising_on_length_mismatch() -> None:
     prices = np.full(3, 100.0)
-    records, _, status = simulate_nb(
+    records, _, _, status = simulate_nb(
         prices, prices, prices, prices[:2], np.zeros(3, np.int8), prices, prices, prices, np.zeros(3, np.int64),
         0.0, 0.0, 1.0, False, NO_ORDER_RULES, NO_FUNDING, np.zeros(1),
     )  # fmt: skip

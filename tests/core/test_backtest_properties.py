@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scalpbot.core.backtest.enums import OrderRules
 from scalpbot.core.backtest.frame import BacktestResult, backtest
+from scalpbot.core.metrics import compute_metrics, max_drawdown
+from scalpbot.errors import DataError
 
 SETTINGS = settings(max_examples=150, deadline=None)
 INITIAL = 10_000.0
@@ -235,3 +238,34 @@ def test_swap_entries_are_sized_on_the_equity_and_close_of_their_decision_bar(
     opens = scenario.bars["open"].to_numpy()[decided + 1]
     side = trades["side"].to_numpy()
     np.testing.assert_allclose(trades["entry_price"].to_numpy(), opens * (1 + side * scenario.slippage))
+
+
+@given(scenario=scenarios())
+def test_the_kernels_running_drawdown_is_the_metric_of_its_equity_curve(scenario: Scenario) -> None:
+    result = scenario.run()
+    assert result.metrics.max_drawdown == max_drawdown(result.equity)
+    assert result.trades is result.trades  # built once, on first access
+    assert compute_metrics(result.trades, result.equity) == result.metrics
+
+
+@SETTINGS
+@given(scenario=scenarios(), data=st.data())
+def test_one_bad_bar_or_signal_row_anywhere_is_named_and_nothing_is_returned(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    """The kernel checks each bar and signal row in its one pass: a bad one at any row, the first and the last
+    included, stops it; ``backtest`` then names that row as the scans do."""
+    bars, signals = scenario.bars.copy(), scenario.signals.copy()
+    row = data.draw(st.integers(0, len(bars) - 1), label="row")
+    if data.draw(st.booleans(), label="bad bar"):
+        bars.iloc[row, data.draw(st.integers(0, 3), label="price")] = data.draw(
+            st.sampled_from([np.nan, np.inf, -1.0, 0.0]), label="value"
+        )
+        expected = rf"bars row {row} "
+    else:
+        signals.iloc[row, 0] = 1
+        column = data.draw(st.sampled_from(["size", "sl", "tp"]), label="column")
+        signals.iloc[row, signals.columns.get_loc(column)] = np.nan
+        expected = rf"signals row {row} "
+    with pytest.raises(DataError, match=expected):
+        backtest(bars, signals)

@@ -107,7 +107,7 @@ def planted_sides(bars: pd.DataFrame, skill: float, rng: np.random.Generator) ->
 def _daily_returns(bars: pd.DataFrame, side: np.ndarray, costs: TradingCosts) -> np.ndarray:
     prices = [np.ascontiguousarray(bars[c].to_numpy(np.float64)) for c in ("open", "high", "low", "close")]
     n = len(bars)
-    _, equity, _ = simulate_nb(
+    _, equity, _, _ = simulate_nb(
         *prices, side, np.ones(n), np.full(n, np.inf), np.full(n, np.inf), np.full(n, HOLD, np.int64),
         costs.fee, costs.slippage, 1.0, False, NO_ORDER_RULES, NO_FUNDING, np.zeros(1),
     )  # fmt: skip

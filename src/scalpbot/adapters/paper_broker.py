@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.backtest.enums import NO_FUNDING, ExitReasonT, OrderRules
+from scalpbot.core.backtest.enums import NO_FUNDING, ExitReasonT, OrderRules, SimulationStatus
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.execution import (
     BrokerSnapshot,
@@ -32,7 +32,7 @@ from scalpbot.core.execution import (
 from scalpbot.core.funding import funding_at_bars, funding_payments
 from scalpbot.core.lots import round_to_tick_nb
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.errors import CorruptArtifactError, ObjectNotFound
+from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound
 from scalpbot.ports import Store
 from scalpbot.state.codec import fill_from_dict, fill_to_dict, signal_from_dict, signal_to_dict
 
@@ -176,7 +176,7 @@ class PaperBroker:
         )
         dust = np.array([segment.dust])
         rates = NO_FUNDING if self._funding is None else funding_at_bars(self._funding(index[0], last), index)
-        records, equity, _ = simulate_nb(
+        records, equity, _, status = simulate_nb(
             o,
             h,
             lo,
@@ -194,6 +194,11 @@ class PaperBroker:
             rates,
             dust,
         )
+        if status == SimulationStatus.invalid_input:
+            raise DataError(
+                f"paper broker: a bar or signal in {index[0]} .. {last} is invalid (NaN or inconsistent prices, or "
+                "an out-of-range signal); check the stored bars with `scalpbot fetch` and rerun"
+            )
         fills, position = self._fills(records, index, positions, segment.signals)
         funding = self._funding_paid(records, index, positions, segment.signals, rates, o)
         all_fills = _merge_fills(segment.recent_fills, fills)

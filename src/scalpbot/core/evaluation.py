@@ -24,6 +24,7 @@ from scalpbot.core.backtest.enums import (
     ExitReason,
     InputProblem,
     OrderRules,
+    SimulationStatus,
     SimulationStatusT,
 )
 from scalpbot.core.backtest.nb import find_bad_bar_nb, simulate_nb
@@ -232,7 +233,7 @@ class PolicyEvaluator:
         if params.max_hold != self._hold_value:
             self._hold.fill(params.max_hold)
             self._hold_value = params.max_hold
-        records, equity, status = simulate_nb(
+        records, equity, _, status = simulate_nb(
             w.open,
             w.high,
             w.low,
@@ -250,6 +251,11 @@ class PolicyEvaluator:
             self.funding,
             np.zeros(1),
         )
+        if status == SimulationStatus.invalid_input:
+            raise DataError(
+                f"policy evaluation got an invalid bar or signal row (parameters {params}); the window's bars are "
+                "checked when it is built, so this is a defect: report it with the bars"
+            )
         returns = np.empty(w.day_ends.shape[0]) if out is None else out
         daily_returns_nb(equity, w.day_ends, returns)
         closed = records.shape[0] - int(

@@ -109,7 +109,10 @@ def closed_mask(trades: pd.DataFrame) -> np.ndarray:
 
 def total_return(equity: pd.Series) -> float:
     """Return the last equity over the first, minus one (0.05 = +5 %); 0.0 for an empty curve."""
-    values = equity.to_numpy(dtype=np.float64)
+    return _total_return_of(equity.to_numpy(dtype=np.float64))
+
+
+def _total_return_of(values: np.ndarray) -> float:
     if values.size == 0:
         return 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -117,23 +120,40 @@ def total_return(equity: pd.Series) -> float:
     return change if math.isfinite(change) else 0.0
 
 
+@njit(cache=True, inline="always")
+def drawdown_step_nb(value: float, peak: float, trough: float, worst: float) -> tuple[float, float, float]:
+    """Return ``(peak, trough, worst)`` after one more equity value: the running peak, the lowest value since
+    it, and the largest fall from a peak of the stretches a higher peak closed (a fraction). Only comparisons:
+    the lowest value of a stretch is divided by its peak once, when a higher peak closes it. The fall of the
+    stretch still open is ``1 - trough / peak`` (see :func:`max_drawdown_nb`)."""
+    if value > peak:
+        return value, value, max(worst, 1.0 - trough / peak)
+    if value < trough:
+        return peak, value, worst
+    return peak, trough, worst
+
+
 @njit(cache=True)
 def max_drawdown_nb(values: np.ndarray) -> float:
-    """Return max over t of ``1 - values[t] / max(values[:t + 1])`` in one pass (NaN-free input)."""
-    peak = -np.inf
+    """Return max over t of ``1 - values[t] / max(values[:t + 1])`` in one pass (NaN-free, non-empty input)."""
+    peak = float(values[0])
+    trough = peak
     worst = 0.0
     for value in values:
-        peak = max(peak, value)
-        worst = max(worst, 1.0 - value / peak)
-    return worst
+        peak, trough, worst = drawdown_step_nb(value, peak, trough, worst)
+    return float(max(worst, 1.0 - trough / peak))
 
 
 def max_drawdown(equity: pd.Series) -> float:
     """Return the largest fall from a running peak of equity at bar closes, as a positive fraction (0.2 = 20 %)."""
-    values = equity.to_numpy(dtype=np.float64)
-    if values.size == 0:
-        return 0.0
-    worst = float(max_drawdown_nb(values))
+    return _max_drawdown_of(equity.to_numpy(dtype=np.float64))
+
+
+def _max_drawdown_of(values: np.ndarray) -> float:
+    return _finite_drawdown(float(max_drawdown_nb(values))) if values.size else 0.0
+
+
+def _finite_drawdown(worst: float) -> float:
     return worst if math.isfinite(worst) else 1.0
 
 
@@ -143,11 +163,16 @@ def daily_returns(equity: pd.Series) -> np.ndarray:
     Each day's last close is compared with the previous such day's; the first day with the first equity value
     (the starting capital). Days without bars are skipped, not filled.
     """
-    values = equity.to_numpy(dtype=np.float64)
+    times = pd.DatetimeIndex(equity.index)
+    return _daily_returns_of(equity.to_numpy(dtype=np.float64), np.asarray(times.asi8), times.unit)
+
+
+def _daily_returns_of(values: np.ndarray, ticks: np.ndarray, unit: str) -> np.ndarray:
+    """Return :func:`daily_returns` of equity ``values`` at bar times ``ticks`` (int64 since the epoch in
+    ``unit``)."""
     if values.size == 0:
         return values
-    ticks, times = _epoch_ticks(equity.index)
-    per_day = _TICKS_PER_DAY[times.unit]
+    per_day = _TICKS_PER_DAY[unit]
     midnights = np.arange(ticks[0] // per_day + 1, ticks[-1] // per_day + 1, dtype=np.int64) * per_day
     last_of_day = np.append(np.searchsorted(ticks, midnights, side="left") - 1, values.size - 1)
     last_of_day = last_of_day[np.append(True, np.diff(last_of_day) != 0)]  # a day without bars repeats one
@@ -299,20 +324,37 @@ def avg_hold_bars(entry_bars: np.ndarray, exit_bars: np.ndarray) -> float | None
 def return_on_capital(trades: pd.DataFrame) -> float | None:
     """Return net PnL over peak capital committed: sum of all trades' PnL (after fees, open ones marked to
     market) over the largest entry notional (``qty * entry_price``) of any trade; ``None`` without trades."""
-    if len(trades) == 0:
+    return _return_on_capital_of(*_columns(trades, "qty", "entry_price", "pnl"))
+
+
+def _return_on_capital_of(qty: np.ndarray, entry_price: np.ndarray, pnl: np.ndarray) -> float | None:
+    if qty.size == 0:
         return None
-    notional = trades["qty"].to_numpy(dtype=np.float64) * trades["entry_price"].to_numpy(dtype=np.float64)
-    peak = float(np.max(np.abs(notional)))
+    peak = float(np.max(np.abs(qty * entry_price)))
     if not peak > 0.0:
         return None
-    return _finite_or_none(float(np.sum(trades["pnl"].to_numpy(dtype=np.float64))) / peak)
+    return _finite_or_none(float(np.sum(pnl)) / peak)
 
 
-def funding_paid(trades: pd.DataFrame) -> float:
-    """Return the funding all trades paid (quote currency; negative: received); 0.0 without a ``funding`` column."""
-    if "funding" not in trades.columns:
-        return 0.0
-    return float(np.sum(trades["funding"].to_numpy(dtype=np.float64)))
+def _columns(trades: pd.DataFrame, *names: str) -> tuple[np.ndarray, ...]:
+    return tuple(trades[name].to_numpy(dtype=np.float64) for name in names)
+
+
+class TradeArrays(NamedTuple):
+    """A trade list as columns (one value per trade, in entry order; units as in the module docstring).
+
+    ``closed``: which trades are closed (not ``open``); ``entry_bars``/``exit_bars``: each trade's entry and exit
+    bar position in the equity curve's index.
+    """
+
+    qty: np.ndarray
+    entry_price: np.ndarray
+    pnl: np.ndarray
+    fees: np.ndarray
+    funding: np.ndarray
+    closed: np.ndarray
+    entry_bars: np.ndarray
+    exit_bars: np.ndarray
 
 
 def compute_metrics(
@@ -326,28 +368,52 @@ def compute_metrics(
 
     Trade statistics (``trades``, ``win_rate``, ``risk_reward``, ``profit_factor``, ``expectancy``,
     ``avg_hold_bars``) use closed trades only; ``exposure``, ``fees_paid``, ``funding_paid`` and
-    ``return_on_capital`` include open ones; ``total_return``, ``max_drawdown``, ``sharpe`` and ``sortino`` come from the equity curve, the last two
-    from daily returns annualized with ``periods_per_year`` (365 for a 24/7 market, 252 for equities).
-    ``bar_positions``: each trade's entry and exit bar position in ``equity``'s index when the caller already has
-    them (the backtest kernel does); by default they are found from the trade times (:func:`trade_bars`).
+    ``return_on_capital`` include open ones; ``total_return``, ``max_drawdown``, ``sharpe`` and ``sortino`` come
+    from the equity curve, the last two from daily returns annualized with ``periods_per_year`` (365 for a 24/7
+    market, 252 for equities). ``bar_positions``: each trade's entry and exit bar position in ``equity``'s
+    index when the caller already has them; by default they are found from the trade times (:func:`trade_bars`).
     """
-    closed = closed_mask(trades)
-    pnl = summarize_pnl(trades["pnl"].to_numpy(dtype=np.float64)[closed])
     entry_bars, exit_bars = trade_bars(trades, equity) if bar_positions is None else bar_positions
-    returns = daily_returns(equity)
+    qty, entry_price, pnl, fees = _columns(trades, "qty", "entry_price", "pnl", "fees")
+    funding = (
+        trades["funding"].to_numpy(dtype=np.float64) if "funding" in trades.columns else np.zeros(len(trades))
+    )
+    columns = TradeArrays(qty, entry_price, pnl, fees, funding, closed_mask(trades), entry_bars, exit_bars)
+    times = pd.DatetimeIndex(equity.index)
+    return metrics_of_arrays(
+        columns, equity.to_numpy(dtype=np.float64), np.asarray(times.asi8), times.unit, periods_per_year
+    )
+
+
+def metrics_of_arrays(
+    trades: TradeArrays,
+    equity: np.ndarray,
+    ticks: np.ndarray,
+    unit: str,
+    periods_per_year: float = PERIODS_PER_YEAR_24_7,
+    drawdown: float | None = None,
+) -> Metrics:
+    """Return :func:`compute_metrics` of a trade list given as columns and an equity curve given as values at
+    bar closes with the bars' open times (``ticks``: int64 since the epoch, UTC, in ``unit``).
+
+    ``drawdown``: ``max_drawdown_nb(equity)`` when the caller already has it (the backtest kernel tracks it in
+    the pass that writes the curve)."""
+    closed = trades.closed
+    pnl = summarize_pnl(trades.pnl[closed])
+    returns = _daily_returns_of(equity, ticks, unit)
     return Metrics(
-        total_return=total_return(equity),
+        total_return=_total_return_of(equity),
         win_rate=win_rate(pnl),
         risk_reward=risk_reward(pnl),
-        max_drawdown=max_drawdown(equity),
-        return_on_capital=return_on_capital(trades),
+        max_drawdown=_max_drawdown_of(equity) if drawdown is None else _finite_drawdown(drawdown),
+        return_on_capital=_return_on_capital_of(trades.qty, trades.entry_price, trades.pnl),
         sharpe=sharpe_ratio(returns, periods_per_year),
         sortino=sortino_ratio(returns, periods_per_year),
         profit_factor=profit_factor(pnl),
         expectancy=expectancy(pnl),
         trades=pnl.trades,
-        exposure=exposure(entry_bars, exit_bars, len(equity)),
-        avg_hold_bars=avg_hold_bars(entry_bars[closed], exit_bars[closed]),
-        fees_paid=float(np.sum(trades["fees"].to_numpy(dtype=np.float64))),
-        funding_paid=funding_paid(trades),
+        exposure=exposure(trades.entry_bars, trades.exit_bars, equity.size),
+        avg_hold_bars=avg_hold_bars(trades.entry_bars[closed], trades.exit_bars[closed]),
+        fees_paid=float(np.sum(trades.fees)),
+        funding_paid=float(np.sum(trades.funding)),
     )

@@ -31,11 +31,13 @@ class SimulationStatusT(NamedTuple):
     ok: int
     length_mismatch: int
     equity_depleted: int
+    invalid_input: int
 
 
 SimulationStatus = SimulationStatusT(*range(len(SimulationStatusT._fields)))
 """``ok``: ran to the end; ``length_mismatch``: input arrays differ in length, nothing simulated;
-``equity_depleted``: equity reached <= 0 at some close, later entries were skipped."""
+``equity_depleted``: equity reached <= 0 at some close, later entries were skipped; ``invalid_input``: a bar or
+a signal row is invalid (``find_bad_bar_nb`` / ``find_bad_signal_nb`` say which and why), nothing returned."""
 
 
 class InputProblemT(NamedTuple):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,14 +20,22 @@ import pandas as pd
 from scalpbot.core.backtest.enums import (
     NO_ORDER_RULES,
     TRADE_VALUE_FIELDS,
+    ExitReason,
     ExitReasonT,
     InputProblem,
     OrderRules,
+    SimulationStatus,
     SimulationStatusT,
 )
-from scalpbot.core.backtest.nb import find_bad_bar_nb, find_bad_signal_nb, simulate_nb, unpack_trades_nb
+from scalpbot.core.backtest.nb import (
+    find_bad_bar_nb,
+    find_bad_signal_nb,
+    simulate_nb,
+    times_increase_nb,
+    unpack_trades_nb,
+)
 from scalpbot.core.funding import funding_at_bars
-from scalpbot.core.metrics import Metrics, compute_metrics
+from scalpbot.core.metrics import Metrics, TradeArrays, metrics_of_arrays
 from scalpbot.errors import ConfigError, DataError
 
 __all__ = ["BacktestResult", "backtest"]
@@ -59,22 +66,82 @@ _SIGNAL_PROBLEMS = {
 }
 
 
-@dataclass(frozen=True)
 class BacktestResult:
     """Outcome of :func:`backtest`.
 
     ``trades``: one row per trade with ``entry_time``/``exit_time`` (bar open times, UTC: entries fill at that
     bar's open; time/signal exits at that bar's open; stops inside that bar; ``open`` trades at its close),
-    ``side`` (+1/-1), ``entry_price``/``exit_price`` (after slippage), ``qty`` (base units), ``pnl`` and ``fees``
-    (quote currency; ``pnl`` after fees) and ``exit_reason`` in sl, tp, time, signal, open.
-    ``equity``: account value at each bar close. ``metrics``: :func:`scalpbot.core.metrics.compute_metrics`.
-    ``status``: ``ok``, or ``equity_depleted`` when equity reached <= 0 and entries were skipped.
+    ``side`` (+1/-1), ``entry_price``/``exit_price`` (after slippage), ``qty`` (base units), ``pnl``, ``fees``
+    and ``funding`` (quote currency; ``pnl`` after fees and funding) and ``exit_reason`` in sl, tp, time,
+    signal, open; built from the kernel's columns on first access. ``equity``: account value at each bar close.
+    ``metrics``: :func:`scalpbot.core.metrics.compute_metrics` of both. ``status``: ``ok``, or
+    ``equity_depleted`` when equity reached <= 0 and entries were skipped.
     """
 
-    trades: pd.DataFrame
-    equity: pd.Series
-    metrics: Metrics
-    status: str
+    __slots__ = ("_columns", "_index", "_trades", "equity", "metrics", "status")
+
+    def __init__(
+        self,
+        columns: _TradeColumns,
+        index: pd.DatetimeIndex,
+        equity: pd.Series,
+        metrics: Metrics,
+        status: str,
+    ) -> None:
+        self._columns = columns
+        self._index = index
+        self._trades: pd.DataFrame | None = None
+        self.equity = equity
+        self.metrics = metrics
+        self.status = status
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        """The trades frame (see the class docstring); the same frame on every access."""
+        if self._trades is None:
+            self._trades = self._columns.frame(self._index)
+        return self._trades
+
+    def __repr__(self) -> str:
+        return f"BacktestResult({self.metrics.trades} closed trades, status={self.status!r})"
+
+
+class _TradeColumns(NamedTuple):
+    """The kernel's trade records as columns (see :func:`~scalpbot.core.backtest.nb.unpack_trades_nb`)."""
+
+    entry_bars: np.ndarray
+    exit_bars: np.ndarray
+    side: np.ndarray
+    values: np.ndarray
+    exit_reason: np.ndarray
+    funding: np.ndarray
+
+    def frame(self, index: pd.DatetimeIndex) -> pd.DataFrame:
+        """Return the trades frame, its times taken from the bars' ``index`` (no copy of the value columns)."""
+        columns: dict[str, object] = {
+            "entry_time": index[self.entry_bars],
+            "exit_time": index[self.exit_bars],
+            "side": self.side,
+        }
+        columns.update(zip(TRADE_VALUE_FIELDS, self.values, strict=True))
+        columns["exit_reason"] = pd.Categorical.from_codes(self.exit_reason, dtype=_EXIT_REASON_DTYPE)
+        columns["funding"] = self.funding
+        return pd.DataFrame(columns, copy=False)
+
+    def arrays(self) -> TradeArrays:
+        """Return the columns the metrics read."""
+        entry_price, _, qty, pnl, fees = self.values
+        closed = self.exit_reason != ExitReason.open
+        return TradeArrays(qty, entry_price, pnl, fees, self.funding, closed, self.entry_bars, self.exit_bars)
+
+
+_EXIT_REASON_DTYPE = pd.CategoricalDtype(pd.Index(EXIT_REASONS))
+
+
+_Prices = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""open, high, low, close (float64, one per bar)."""
+_Signals = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""side (int8), size, sl, tp (float64), max_hold (int64), one per bar."""
 
 
 def _did_you_mean(name: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -119,7 +186,7 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
     )
 
 
-def _bar_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
+def _bar_arrays(bars: pd.DataFrame) -> _Prices:
     if not isinstance(bars, pd.DataFrame):
         raise DataError(
             f"bars must be a pandas DataFrame with columns {', '.join(PRICE_COLUMNS)}; got {type(bars)}"
@@ -144,13 +211,30 @@ def _bar_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
     if len(bars) == 0:
         raise DataError("bars is empty: pass at least one bar")
     try:
-        prices = tuple(bars[name].to_numpy(dtype=np.float64) for name in PRICE_COLUMNS)
+        open_, high, low, close = (bars[name].to_numpy(dtype=np.float64) for name in PRICE_COLUMNS)
+        prices = (open_, high, low, close)
     except (TypeError, ValueError) as e:
         raise DataError(f"bars prices must be numeric: {e}") from e
+    if not times_increase_nb(index.asi8):
+        _raise_bad_bar(index, prices)
+    return prices
+
+
+def _raise_bad_bar(index: pd.DatetimeIndex, prices: _Prices) -> None:
+    """Raise the :class:`DataError` naming the first invalid bar, if there is one."""
     position, problem = find_bad_bar_nb(index.asi8, *prices)
     if problem != InputProblem.none:
         raise DataError(f"bars row {position} ({index[position]}): {_BAR_PROBLEMS[problem]}")
-    return prices
+
+
+def _raise_bad_input(index: pd.DatetimeIndex, prices: _Prices, signals: _Signals) -> None:
+    """Raise the :class:`DataError` naming the first invalid bar, else the first invalid signal row (the kernel
+    found one of them: it checks both in its pass)."""
+    _raise_bad_bar(index, prices)
+    position, problem = find_bad_signal_nb(*signals)
+    if problem != InputProblem.none:
+        raise DataError(f"signals row {position} ({index[position]}): {_SIGNAL_PROBLEMS[problem]}")
+    raise AssertionError("the kernel reported invalid input that neither scan finds")
 
 
 def _float_column(column: pd.Series) -> np.ndarray:
@@ -159,7 +243,7 @@ def _float_column(column: pd.Series) -> np.ndarray:
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _signal_arrays(signals: pd.DataFrame, index: pd.DatetimeIndex) -> tuple[np.ndarray, ...]:
+def _signal_arrays(signals: pd.DataFrame, index: pd.DatetimeIndex) -> _Signals:
     if not isinstance(signals, pd.DataFrame):
         raise DataError(f"signals must be a pandas DataFrame with columns {', '.join(SIGNAL_COLUMNS)}")
     unknown = [str(c) for c in signals.columns if c not in SIGNAL_COLUMNS]
@@ -213,26 +297,7 @@ def _signal_arrays(signals: pd.DataFrame, index: pd.DatetimeIndex) -> tuple[np.n
             max_hold = max_hold.astype(np.int64, copy=False)
     except (TypeError, ValueError) as e:
         raise DataError(f"signals columns must be numeric: {e}") from e
-    position, problem = find_bad_signal_nb(side, size, sl, tp, max_hold)
-    if problem != InputProblem.none:
-        raise DataError(f"signals row {position} ({index[position]}): {_SIGNAL_PROBLEMS[problem]}")
     return side, size, sl, tp, max_hold
-
-
-def _trades_frame(
-    side: np.ndarray,
-    values: np.ndarray,
-    exit_reason: np.ndarray,
-    entry_time: pd.DatetimeIndex,
-    exit_time: pd.DatetimeIndex,
-    funding: np.ndarray,
-) -> pd.DataFrame:
-    """Return the trades frame over the unpacked columns (``values`` rows are ``TRADE_VALUE_FIELDS``), no copy."""
-    columns: dict[str, object] = {"entry_time": entry_time, "exit_time": exit_time, "side": side}
-    columns.update(zip(TRADE_VALUE_FIELDS, values, strict=True))
-    columns["exit_reason"] = pd.Categorical.from_codes(exit_reason, categories=pd.Index(EXIT_REASONS))
-    columns["funding"] = funding
-    return pd.DataFrame(columns, copy=False)
 
 
 def backtest(
@@ -261,19 +326,12 @@ def backtest(
     at that bar's open on the position held through it, and each trade's ``funding`` column says what it paid.
     """
     _check_options(fee, slippage, initial_equity, size_in)
-    open_, high, low, close = _bar_arrays(bars)
+    prices = _bar_arrays(bars)
     index = pd.DatetimeIndex(bars.index)
-    side, size, sl, tp, max_hold = _signal_arrays(signals, index)
-    records, equity_values, status = simulate_nb(
-        open_,
-        high,
-        low,
-        close,
-        side,
-        size,
-        sl,
-        tp,
-        max_hold,
+    signal_arrays = _signal_arrays(signals, index)
+    records, equity_values, drawdown, status = simulate_nb(
+        *prices,
+        *signal_arrays,
         fee,
         slippage,
         initial_equity,
@@ -282,14 +340,15 @@ def backtest(
         funding_at_bars(funding, index),
         np.zeros(1),
     )
-    entry_bars, exit_bars, trade_side, values, exit_reason = unpack_trades_nb(records)
-    trades = _trades_frame(
-        trade_side, values, exit_reason, index[entry_bars], index[exit_bars], records["funding"].copy()
-    )
-    equity = pd.Series(equity_values, index=index, name="equity", copy=False)
+    if status == SimulationStatus.invalid_input:
+        _raise_bad_input(index, prices, signal_arrays)
+    columns = _TradeColumns(*unpack_trades_nb(records), records["funding"].copy())
     return BacktestResult(
-        trades=trades,
-        equity=equity,
-        metrics=compute_metrics(trades, equity, bar_positions=(entry_bars, exit_bars)),
-        status=SimulationStatusT._fields[status],
+        columns,
+        index,
+        pd.Series(equity_values, index=index, name="equity", copy=False),
+        metrics_of_arrays(
+            columns.arrays(), equity_values, np.asarray(index.asi8), index.unit, drawdown=drawdown
+        ),
+        SimulationStatusT._fields[status],
     )

@@ -46,6 +46,7 @@ from numba import njit
 
 from scalpbot.core.backtest.enums import ExitReason, InputProblem, OrderRules, SimulationStatus, trade_dt
 from scalpbot.core.lots import floor_to_step_nb, order_qty_nb, round_to_tick_nb
+from scalpbot.core.metrics import drawdown_step_nb
 
 
 @njit(cache=True)
@@ -148,6 +149,32 @@ def close_trade_nb(
     return gross - exit_fee
 
 
+@njit(cache=True, inline="always")
+def bar_ok_nb(open_: float, high: float, low: float, close: float) -> bool:
+    """Return whether one bar is valid: finite, positive prices with ``low <= min(open, close)`` and
+    ``high >= max(open, close)`` (NaN fails every comparison)."""
+    return bool(
+        (high >= open_) & (high >= close) & (low <= open_) & (low <= close) & (low > 0.0) & (high < np.inf)
+    )
+
+
+@njit(cache=True, inline="always")
+def signal_ok_nb(side: int, size: float, sl: float, tp: float, max_hold: int) -> bool:
+    """Return whether one signal row is valid: side -1, 0 or +1, and where it is not 0 a finite ``size >= 0``,
+    ``sl > 0``, ``tp > 0`` (``inf``: no barrier) and ``max_hold >= 0``."""
+    if side == 0:
+        return True
+    return bool(
+        (side >= -1)
+        & (side <= 1)
+        & (size >= 0.0)
+        & (size < np.inf)
+        & (sl > 0.0)
+        & (tp > 0.0)
+        & (max_hold >= 0)
+    )
+
+
 @njit(cache=True)
 def simulate_nb(
     open_: np.ndarray,
@@ -166,8 +193,9 @@ def simulate_nb(
     rules: OrderRules,
     funding: np.ndarray,
     dust_carry: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Simulate one instrument bar by bar; return ``(trade records (trade_dt), equity per close, status)``.
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Simulate one instrument bar by bar; return ``(trade records (trade_dt), equity per close, max drawdown,
+    status)``.
 
     ``dust_carry`` (one float, base units) is the dust the account holds from earlier buys whose commission was
     taken in base (rule 7): read at the start, overwritten with the dust left at the end (a paper account carries
@@ -180,7 +208,10 @@ def simulate_nb(
     short where ``rules.shorts`` is false opens nothing (an opposite signal then only closes). ``funding``: the
     funding rate falling due at each bar's open (rule 8; length ``n``, or empty for none). ``equity[t]`` is cash
     plus the open position marked at ``close[t]`` (entry fee and funding paid, exit fee not yet). Entries are skipped while
-    equity is <= 0 (status ``equity_depleted``). Inputs are assumed valid (see ``find_bad_bar_nb``).
+    equity is <= 0 (status ``equity_depleted``). Each bar and signal row is checked in the same pass
+    (``bar_ok_nb``, ``signal_ok_nb``): the first invalid one stops the run with status ``invalid_input`` and
+    empty outputs (``find_bad_bar_nb`` / ``find_bad_signal_nb`` then name it). Times are not the kernel's: the
+    caller checks that they increase.
     """
     n = close.shape[0]
     n_signals = 0
@@ -198,10 +229,16 @@ def simulate_nb(
         or tp.shape[0] != n
         or max_hold.shape[0] != n
     ):
-        return trades[:0], equity[:0], SimulationStatus.length_mismatch
+        return trades[:0], equity[:0], 0.0, SimulationStatus.length_mismatch
     status = SimulationStatus.ok
     if n == 0:
-        return trades[:0], equity, status
+        return trades[:0], equity, 0.0, status
+    last = n - 1
+    if not (
+        bar_ok_nb(open_[0], high[0], low[0], close[0])
+        and signal_ok_nb(side[last], size[last], sl[last], tp[last], max_hold[last])
+    ):
+        return trades[:0], equity[:0], 0.0, SimulationStatus.invalid_input
 
     cash = initial_equity
     n_trades = 0
@@ -218,12 +255,21 @@ def simulate_nb(
     charges_funding = funding.shape[0] == n
     trade_funding = 0.0
     equity[0] = cash
+    # the running peak of equity, the lowest value since it and the largest fall (as max_drawdown_nb)
+    peak = cash
+    trough = cash
+    worst = 0.0
     for t in range(1, n):
+        signal = side[t - 1]
+        if not (
+            bar_ok_nb(open_[t], high[t], low[t], close[t])
+            and signal_ok_nb(signal, size[t - 1], sl[t - 1], tp[t - 1], max_hold[t - 1])
+        ):
+            return trades[:0], equity[:0], 0.0, SimulationStatus.invalid_input
         if direction != 0 and charges_funding and funding[t] != 0.0:
             paid = signed_qty * open_[t] * funding[t]
             cash -= paid
             trade_funding += paid
-        signal = side[t - 1]
         if direction != 0 or signal != 0:
             bar_open = open_[t]
             if direction != 0:
@@ -315,21 +361,22 @@ def simulate_nb(
             value = cash + (close[t] * signed_qty - signed_qty * entry_price)
             if value <= 0.0:
                 status = SimulationStatus.equity_depleted
-            equity[t] = value
         else:
-            equity[t] = cash
+            value = cash
+        equity[t] = value
+        peak, trough, worst = drawdown_step_nb(value, peak, trough, worst)
 
     if direction != 0:
-        last = close[n - 1]
-        pnl = signed_qty * (last - entry_price) - entry_fee
+        mark = close[last]
+        pnl = signed_qty * (mark - entry_price) - entry_fee
         write_trade_nb(
             trades,
             n_trades,
             entry_idx,
-            n - 1,
+            last,
             direction,
             entry_price,
-            last,
+            mark,
             qty,
             pnl,
             entry_fee,
@@ -338,9 +385,10 @@ def simulate_nb(
         book_funding_nb(trades, n_trades, trade_funding)
         n_trades += 1
     dust_carry[0] = dust
+    drawdown = max(worst, 1.0 - trough / peak)
     if 2 * n_trades < trades.shape[0]:  # many ignored signals: do not keep the unused room alive
-        return trades[:n_trades].copy(), equity, status
-    return trades[:n_trades], equity, status
+        return trades[:n_trades].copy(), equity, drawdown, status
+    return trades[:n_trades], equity, drawdown, status
 
 
 @njit(cache=True)
@@ -368,6 +416,15 @@ def unpack_trades_nb(trades: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
         values[4, k] = rec["fees"]
         exit_reason[k] = rec["exit_reason"]
     return entry_idx, exit_idx, side, values, exit_reason
+
+
+@njit(cache=True)
+def times_increase_nb(time_ns: np.ndarray) -> bool:
+    """Return whether bar times (int64 ticks) strictly increase."""
+    increasing = True
+    for t in range(1, time_ns.shape[0]):
+        increasing &= time_ns[t] > time_ns[t - 1]
+    return increasing
 
 
 @njit(cache=True)
