@@ -202,6 +202,9 @@ class TrainSettings(_Section):
     min_trades: int = Field(
         default=20, ge=1, description="fewest trades a tuning trial and a promoted challenger need"
     )
+    model: str = Field(
+        default="mlp", description="the model kind trained (scalpbot.ml.registry): 'mlp', the Keras MLP"
+    )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
     model_trials: int = Field(
@@ -210,6 +213,15 @@ class TrainSettings(_Section):
         description="Bayesian trials over the model's widths, dropout and learning rate; 0: use widths",
     )
     seed: int = 7
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_registered(cls, value: str) -> str:
+        from scalpbot.ml.registry import MODEL_KINDS, unknown_kind  # light: names only, no kind is loaded
+
+        if value not in MODEL_KINDS:
+            raise ValueError(unknown_kind(value))
+        return value
 
 
 class GateSettings(_Section):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from scalpbot.errors import ConfigError
+from scalpbot.ml.kinds.mlp import WIDTH_CHOICES
 from scalpbot.ml.model import ModelHyperParams, configure_threads, train_model
-from scalpbot.ml.model_search import WIDTH_CHOICES, search_model
+from scalpbot.ml.model_search import search_model
 
 from support.model_data import synthetic
 

@@ -198,3 +198,18 @@ def test_a_sealed_manifest_whose_sections_have_the_wrong_shape_is_corrupt(store:
 
     with pytest.raises(CorruptArtifactError, match="gate is a list"):
         releases.manifest(SYMBOL, release_id)
+
+
+def test_the_manifest_records_the_model_kind_and_an_older_manifest_without_one_reads_as_mlp() -> None:
+    releases = ReleaseStore(MemoryStore())
+    older = _release(releases, b"keras-era")
+    newer = releases.write(
+        SYMBOL,
+        new_release_id(NOW.replace(day=3), b"logreg"),
+        {"timeframe": "1m", "model_kind": "logreg"},
+        {ONNX_ARTIFACT: b"logreg", "model.npz": b"weights"},
+    )
+    assert "model_kind" not in releases.manifest(SYMBOL, older)
+    assert releases.manifest(SYMBOL, older).model_kind == "mlp"
+    assert releases.manifest(SYMBOL, newer).model_kind == "logreg"
+    assert releases.load(SYMBOL, newer, (ONNX_ARTIFACT, "model.npz")).artifacts["model.npz"] == b"weights"

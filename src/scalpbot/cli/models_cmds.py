@@ -137,7 +137,7 @@ def promote_release(
     """Make a release current by hand (its artifacts are verified first); the gate is bypassed."""
     releases, pair, services = _context(ctx, symbol)
     release_id = choose_release(releases, pair, release_id).release_id
-    releases.load(pair, release_id, names=("model.onnx", "model.keras"))
+    releases.load(pair, release_id, names=tuple(releases.manifest(pair, release_id).artifacts))
     pointer = releases.promote(
         pair, release_id, expected=releases.pointer(pair), reason="promoted by hand", now=services.clock.now()
     )

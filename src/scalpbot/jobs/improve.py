@@ -1,8 +1,9 @@
 """Weekly improvements of the current release, each promoted only through the gate.
 
-* Online learning: fine-tune the current Keras model (restored optimizer state, small learning rate, few
-  epochs) on the bars since its training cut-off, up to the most recent window (``recent_days``, 7 by default),
-  and score it beside its parent on that window.
+* Online learning: fine-tune the current release's model with its own model kind (for the Keras MLP: restored
+  optimizer state, small learning rate, few epochs) on the bars since its training cut-off, up to the most
+  recent window (``recent_days``, 7 by default), and score it beside its parent on that window. A kind that
+  cannot be fine-tuned is skipped with its reason.
 * Reinforcement learning: a PPO agent trained on history before the most recent window proposes adjusted
   ``StrategyParams``; they are scored against the static tuned params on that window.
 
@@ -13,8 +14,9 @@ configured costs and must trade enough, over enough days, and beat its parent by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,14 +33,10 @@ from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_g
 from scalpbot.jobs.monitor import Change, Step, WeekData
 from scalpbot.jobs.services import Services, stored_funding, venue_profile
 from scalpbot.state.dataset import SeriesId
-from scalpbot.state.releases import (
-    KERAS_ARTIFACT,
-    ONNX_ARTIFACT,
-    Pointer,
-    Release,
-    ReleaseStore,
-    new_release_id,
-)
+from scalpbot.state.releases import ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
+
+if TYPE_CHECKING:
+    from scalpbot.ml.registry import ModelKind
 
 _MIN_ROWS = 1_000
 
@@ -92,14 +90,20 @@ def _online_verdict(
 
 def _current(
     services: Services, symbol: str, traded: tuple[str, ...]
-) -> tuple[ReleaseStore, Pointer | None, Release] | None:
-    """Return the release to improve: the current one, else the one that traded the week (nothing current yet)."""
+) -> tuple[ReleaseStore, Pointer | None, Release, ModelKind] | None:
+    """Return the release to improve, with its ONNX and its model kind's artifact, and the kind.
+
+    The release is the current one, else the one that traded the week (nothing current yet).
+    """
+    from scalpbot.ml.registry import model_kind
+
     releases = ReleaseStore(services.store)
     pointer = releases.pointer(symbol)
     release_id = pointer.release_id if pointer is not None else (traded[-1] if traded else None)
     if release_id is None:
         return None
-    return releases, pointer, releases.load(symbol, release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT))
+    kind = model_kind(releases.manifest(symbol, release_id).model_kind)
+    return releases, pointer, releases.load(symbol, release_id, (ONNX_ARTIFACT, kind.artifact)), kind
 
 
 def _publish(
@@ -110,16 +114,19 @@ def _publish(
     *,
     kind: str,
     onnx: bytes,
-    keras: bytes,
+    artifacts: Mapping[str, bytes],
     params: StrategyParams,
     challenger: Metrics,
     incumbent: Metrics,
     verdict: GateVerdict,
     extra: dict[str, Any],
     now: datetime,
-    artifacts: dict[str, bytes] | None = None,
 ) -> Change:
-    """Write the challenger as a release; promote it if the gate's ``verdict`` says so. Return the change record."""
+    """Write the challenger as a release; promote it if the gate's ``verdict`` says so. Return the change record.
+
+    ``artifacts``: beside ``onnx``, the model kind's own artifact (the parent's kind: the manifest's
+    ``model_kind`` is inherited) and any other file of the release.
+    """
     manifest = {
         k: v
         for k, v in parent.manifest.items()
@@ -130,6 +137,7 @@ def _publish(
             "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "parent_release": parent.release_id,
             "origin": kind,
+            "model_kind": parent.manifest.model_kind,
             "params": params.to_dict(),
             "metrics": {"recent": challenger, "parent_recent": incumbent},
             "gate": verdict.to_dict(),
@@ -137,9 +145,7 @@ def _publish(
         }
     )
     release_id = new_release_id(now, onnx + kind.encode() + str(sorted(params.to_dict().items())).encode())
-    releases.write(
-        parent.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx, KERAS_ARTIFACT: keras, **(artifacts or {})}
-    )
+    releases.write(parent.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx, **artifacts})
     promoted, _ = promote_through_gate(
         releases, parent.symbol, release_id, verdict, pointer, now, reason=f"{kind}: {verdict.reason}"
     )
@@ -162,12 +168,18 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
     """Return the monitor step that fine-tunes the current model and promotes it only through the gate."""
 
     def online_learning_step(week: WeekData) -> Change:
-        from scalpbot.ml.model import configure_threads, export_onnx, fine_tune, load_keras, save_keras
+        from scalpbot.ml.registry import LabelledRows
 
         found = _current(services, symbol, week.releases)
         if found is None:
             return {"kind": "online_learning", "skipped": "no current release and none traded this week"}
-        releases, pointer, parent = found
+        releases, pointer, parent, model = found
+        if model.cannot_fine_tune is not None:
+            return {
+                "kind": "online_learning",
+                "skipped": f"release {parent.release_id} is a '{model.name}' model, which cannot be "
+                f"fine-tuned: {model.cannot_fine_tune}",
+            }
         label_config = LabelConfig.from_manifest(parent.manifest["labels"])
         horizon = label_config.horizon
         cutoff = pd.Timestamp(parent.manifest["data_window"]["train"][1])
@@ -184,12 +196,14 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
                 "kind": "online_learning",
                 "skipped": f"{int(rows.sum())} new labelled bars since the cut-off, need {_MIN_ROWS}",
             }
-        configure_threads(1)
-        model = load_keras(parent.artifacts[KERAS_ARTIFACT])
-        tuned = fine_tune(
-            model, features[rows].astype(np.float32), label[rows], fwd[rows], learning_rate=1e-4, epochs=2
+        model.threads(1)
+        tuned = model.fine_tune(
+            model.load(parent.artifacts[model.artifact]),
+            LabelledRows(features[rows].astype(np.float32), label[rows], fwd[rows]),
+            learning_rate=1e-4,
+            epochs=2,
         )
-        onnx = export_onnx(tuned.model)
+        onnx = model.export_onnx(tuned.model)
         from scalpbot.inference.onnx import OnnxModel
 
         recent = times >= recent_start
@@ -201,7 +215,8 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
         verdict = _online_verdict(services, week.series, challenger, incumbent, parent.release_id)
         return _publish(
-            services, releases, pointer, parent, kind="online_learning", onnx=onnx, keras=save_keras(tuned.model),
+            services, releases, pointer, parent, kind="online_learning", onnx=onnx,
+            artifacts={model.artifact: model.save(tuned.model)},
             params=trading.params, challenger=challenger.metrics, incumbent=incumbent.metrics, verdict=verdict,
             extra={"fine_tune": {"from": cutoff.isoformat(), "to": recent_start.isoformat(), "rows": int(rows.sum())}},
             now=services.clock.now(),
@@ -230,7 +245,7 @@ def reinforcement_learning(
                 "kind": "reinforcement_learning",
                 "skipped": "no current release and none traded this week",
             }
-        releases, pointer, parent = found
+        releases, pointer, parent, model = found
         trading = TradingModel.from_release(parent)
         step = timeframe_delta(week.series.timeframe)
         start = week.start - pd.Timedelta(days=train_days)
@@ -277,16 +292,16 @@ def reinforcement_learning(
             agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, rules=rules, equity=equity,
             volume=volume[held], funding=rates(held),
         )  # fmt: skip
-        keras = parent.artifacts[KERAS_ARTIFACT]
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",
-            onnx=parent.artifacts[ONNX_ARTIFACT], keras=keras, params=proposal,
+            onnx=parent.artifacts[ONNX_ARTIFACT], params=proposal,
+            artifacts={model.artifact: parent.artifacts[model.artifact], RL_AGENT_ARTIFACT: agent.save()},
             challenger=result["rl"], incumbent=result["static"], verdict=judge_on_holdout(
                 result, services.settings.gate.rules(services.settings.train.min_trades),
                 resamples=services.settings.gate.bootstrap_resamples, seed=services.settings.train.seed,
             ),
             extra={"rl": {"train_days": train_days, "timesteps": timesteps, "holdout": result}},
-            now=services.clock.now(), artifacts={RL_AGENT_ARTIFACT: agent.save()},
+            now=services.clock.now(),
         )  # fmt: skip
         change["proposed_params"] = proposal.to_dict()
         change["static_params"] = base.to_dict()

@@ -5,7 +5,8 @@
   a purge (the longest label horizon) plus an embargo before it, then the test window that only the gate sees.
 * **fit**: for each candidate label (``train.horizon``/``k_sl``/``k_tp`` and ``train.label_search``; cost-aware,
   :class:`scalpbot.jobs.learning.LabelConfig`), one model per fold, fitted on the fold's training rows with early
-  stopping on its validation rows; each fold's validation window is predicted by its own model only.
+  stopping on its validation rows; each fold's validation window is predicted by its own model only. The model
+  is of the kind ``train.model`` names (:mod:`scalpbot.ml.registry`; the Keras MLP by default).
 * **tune**: the policy is tuned by Optuna on all folds at once (hourly returns pooled, penalized by the folds'
   spread; :mod:`scalpbot.ml.tuning`); the candidate label with the best objective is chosen. The release ships
   the last fold's model: the most recent one, fitted like the models the policy was tuned on.
@@ -31,7 +32,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,10 @@ from scalpbot.jobs.train_steps import (
     tune,
 )
 from scalpbot.state.dataset import SeriesId
-from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
+from scalpbot.state.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
+
+if TYPE_CHECKING:
+    from scalpbot.ml.registry import ModelKind
 
 __all__ = ["TrainReport", "report_of", "score_signals", "simulate", "split_folds", "train", "training_key"]
 
@@ -112,7 +116,7 @@ def train(
     log: Callable[[str], None] = lambda _: None,
 ) -> TrainReport:
     """Train, tune, score and maybe promote a release of ``series`` on bars before ``until`` (default: all)."""
-    from scalpbot.ml import model as ml_model
+    from scalpbot.ml.registry import model_kind
 
     cfg = services.settings.train
     timings: dict[str, float] = {}
@@ -123,12 +127,13 @@ def train(
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
         return _resumed(services, series, *trained, timings)
-    ml_model.configure_threads(1)
-    hp, model_record = hyper_parameters(prepared, cfg, timings, log)
+    kind = model_kind(cfg.model)
+    kind.threads(1)
+    hp, model_record = hyper_parameters(prepared, kind, cfg, timings, log)
     fits = []
     stamp = f"{prepared.bars.index[-1]:%Y%m%dT%H%M}"
     for i, label in enumerate(prepared.candidates):
-        models, records, probs, vol = fit(prepared, label, hp, timings, show_progress)
+        models, records, probs, vol = fit(prepared, kind, label, hp, timings, show_progress)
         name = f"{series.exchange}-{pair_of(series.symbol)}-{series.timeframe}-{stamp}" + (
             f"-l{i}" if i else ""
         )
@@ -148,12 +153,13 @@ def train(
         )
     chosen = max(fits, key=lambda f: f.tuned.best_value)
     model_record.update(folds=list(chosen.records), label_candidates=[f.label.to_dict() for f in fits])
-    return publish(services, prepared, chosen, fits, hp, model_record, timings, log)
+    return publish(services, prepared, kind, chosen, fits, hp, model_record, timings, log)
 
 
 def publish(
     services: Services,
     prepared: Prepared,
+    kind: ModelKind,
     chosen: Fitted,
     fits: list[Fitted],
     hp: Any,
@@ -161,16 +167,19 @@ def publish(
     timings: dict[str, float],
     log: Callable[[str], None],
 ) -> TrainReport:
-    """Evaluate the chosen candidate on the test window, write the release and promote it through the gate."""
+    """Evaluate the chosen candidate on the test window, write the release and promote it through the gate.
+
+    The release holds the ONNX export (what execution loads) and the kind's own artifact (what online
+    learning fine-tunes); the manifest records the kind.
+    """
     from scalpbot.inference.onnx import OnnxModel
-    from scalpbot.ml import model as ml_model
     from scalpbot.ml.evidence import TrialSelection
 
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
     bars, venue, series, folds = prepared.bars, prepared.venue, prepared.series, prepared.folds
     with timed(timings, "export"):
-        keras_bytes = ml_model.save_keras(chosen.models[-1])
-        onnx_bytes = ml_model.export_onnx(chosen.models[-1])
+        model_bytes = kind.save(chosen.models[-1])
+        onnx_bytes = kind.export_onnx(chosen.models[-1])
     with timed(timings, "predict"):
         probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes))
     params, tuned = chosen.tuned.best_params, chosen.tuned
@@ -183,7 +192,7 @@ def publish(
         test_signals = signals_frame(test_bars.index, probs[test_span], vol[test_span], params)
         test_result = simulate(test_bars, test_signals, costs, venue, funding)
         rivals = baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed, funding)
-        importance = feature_importance(prepared, chosen, seed=cfg.seed)
+        importance = feature_importance(prepared, chosen, kind, seed=cfg.seed)
     fold_results = [
         {**record, "validation": [bars.index[a].isoformat(), bars.index[b - 1].isoformat()], **result}
         for record, result, (a, b) in zip(
@@ -233,13 +242,8 @@ def publish(
         "labels": chosen.label.to_dict(),
         "costs": {"fee": venue.taker_fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
         "venue": venue.to_dict(),
-        "hyperparams": {
-            "widths": list(hp.widths),
-            "dropout": hp.dropout,
-            "learning_rate": hp.learning_rate,
-            "max_epochs": hp.max_epochs,
-            "seed": hp.seed,
-        },
+        "model_kind": kind.name,
+        "hyperparams": kind.describe(hp),
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test_result.metrics},
         "baselines": rivals,
@@ -250,7 +254,7 @@ def publish(
     }
     with timed(timings, "release"):
         releases.write(
-            series.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx_bytes, KERAS_ARTIFACT: keras_bytes}
+            series.symbol, release_id, manifest, {ONNX_ARTIFACT: onnx_bytes, kind.artifact: model_bytes}
         )
         promoted, reason = promote_through_gate(
             releases, series.symbol, release_id, verdict, pointer, now, reason=reason

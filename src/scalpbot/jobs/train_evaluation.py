@@ -34,6 +34,7 @@ from scalpbot.state.releases import ReleaseStore
 if TYPE_CHECKING:
     from scalpbot.jobs.train_steps import Fitted, Prepared
     from scalpbot.ml.evidence import TrialSelection
+    from scalpbot.ml.registry import ModelKind
 
 __all__ = [
     "baselines",
@@ -199,14 +200,12 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def feature_importance(prepared: Prepared, chosen: Fitted, *, seed: int) -> dict[str, float]:
+def feature_importance(prepared: Prepared, chosen: Fitted, kind: ModelKind, *, seed: int) -> dict[str, float]:
     """Return each feature's permutation importance, averaged over the validation folds, largest first.
 
     The importance is the rise of the class cross-entropy (nats per row) of the fold's own model when the
     feature's column is shuffled across at most 20,000 of the fold's labelled rows.
     """
-    from scalpbot.ml.model import predict_keras
-
     n = len(prepared.bars)
     y, _, usable = labelled_rows(prepared.bars, prepared.features, chosen.label)
     rng = np.random.default_rng(seed)
@@ -216,11 +215,11 @@ def feature_importance(prepared: Prepared, chosen: Fitted, *, seed: int) -> dict
         if rows.size > _IMPORTANCE_ROWS:
             rows = np.sort(rng.choice(rows, _IMPORTANCE_ROWS, replace=False))
         x, labels = prepared.features[rows].astype(np.float32), y[rows].astype(np.int64)
-        base = _log_loss(predict_keras(model, x)[0], labels)
+        base = _log_loss(kind.predict(model, x)[0], labels)
         stacked = np.repeat(x[None], len(FEATURE_NAMES), axis=0)
         for j in range(len(FEATURE_NAMES)):
             stacked[j, :, j] = x[rng.permutation(rows.size), j]
-        probs = predict_keras(model, stacked.reshape(-1, x.shape[1]))[0].reshape(
+        probs = kind.predict(model, stacked.reshape(-1, x.shape[1]))[0].reshape(
             len(FEATURE_NAMES), rows.size, 3
         )
         rises += np.array([_log_loss(probs[j], labels) - base for j in range(len(FEATURE_NAMES))])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from scalpbot.jobs.services import Services, stored_funding, venue_profile
 from scalpbot.jobs.train_evaluation import library_versions, timed
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import pair_of
+
+if TYPE_CHECKING:
+    from scalpbot.ml.registry import ModelKind
 
 __all__ = [
     "Fitted",
@@ -126,16 +129,17 @@ def prepare(
 
 def fit(
     prepared: Prepared,
+    kind: ModelKind,
     label: LabelConfig,
     hp: Any,
     timings: dict[str, float],
     show_progress: bool = False,
 ) -> tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]:
-    """Fit one model per fold on ``label``; return the models, their records and the fold predictions.
+    """Fit one model of ``kind`` per fold on ``label``; return the models, their records and the fold predictions.
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
     """
-    from scalpbot.ml import model as ml_model
+    from scalpbot.ml.registry import LabelledRows
 
     n = len(prepared.bars)
     with timed(timings, "labels"):
@@ -148,14 +152,14 @@ def fit(
         train_rows = usable & label_rows(fold.train, label.horizon, n)
         val_rows = usable & label_rows(fold.validation, label.horizon, n)
         with timed(timings, "fit"):
-            fitted = ml_model.train_model(
-                x[train_rows], y[train_rows], fwd_vol[train_rows],
-                x[val_rows], y[val_rows], fwd_vol[val_rows],
+            fitted = kind.fit(
+                LabelledRows(x[train_rows], y[train_rows], fwd_vol[train_rows]),
+                LabelledRows(x[val_rows], y[val_rows], fwd_vol[val_rows]),
                 hp, show_progress=show_progress and k == len(prepared.folds.folds) - 1,
             )  # fmt: skip
         with timed(timings, "predict"):
             span = slice(*fold.validation)
-            probs[span], vol[span] = ml_model.predict_keras(fitted.model, x[span])
+            probs[span], vol[span] = kind.predict(fitted.model, x[span])
         models.append(fitted.model)
         records.append(
             {
@@ -242,12 +246,10 @@ def tune(
 
 
 def hyper_parameters(
-    prepared: Prepared, cfg: Any, timings: dict[str, float], log: Callable[[str], None]
+    prepared: Prepared, kind: ModelKind, cfg: Any, timings: dict[str, float], log: Callable[[str], None]
 ) -> tuple[Any, dict[str, Any]]:
-    """Return the model's hyper-parameters: the configured ones, or the model search's on the last fold."""
-    from scalpbot.ml import model as ml_model
-
-    hp = ml_model.ModelHyperParams(widths=tuple(cfg.widths), max_epochs=cfg.max_epochs, seed=cfg.seed)
+    """Return the hyper-parameters of ``kind``: the configured ones, or the model search's on the last fold."""
+    hp = kind.hyper_parameters(cfg.model_dump())
     if not cfg.model_trials:
         return hp, {}
     from scalpbot.ml.model_search import search_model
@@ -259,12 +261,14 @@ def hyper_parameters(
     va = usable & label_rows(fold.validation, label.horizon, n)
     with timed(timings, "model_search"):
         search = search_model(
-            x[tr], y[tr], fwd_vol[tr], x[va], y[va], fwd_vol[va], hp, trials=cfg.model_trials
+            x[tr], y[tr], fwd_vol[tr], x[va], y[va], fwd_vol[va], hp, trials=cfg.model_trials, kind=kind
         )
+    chosen = ", ".join(
+        f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in search.best_record.items()
+    )
     log(
-        f"model search: {cfg.model_trials} trials, chosen widths {list(search.best.widths)}, dropout "
-        f"{search.best.dropout:.3f}, learning rate {search.best.learning_rate:.2e} "
-        f"(validation loss {search.best_val_loss:.4f})"
+        f"model search: {cfg.model_trials} trials, chosen {chosen} (validation loss {search.best_val_loss:.4f})"
     )
     return search.best, {"search": search.summary()}
 

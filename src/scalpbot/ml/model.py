@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from scalpbot.errors import ConfigError, CorruptArtifactError, DataError, ModelError
+from scalpbot.ml.registry import TrainedModel
 
 N_CLASSES = 3
 """Classes of the label: 0 short wins, 1 neither, 2 long wins."""
@@ -92,21 +93,6 @@ class ModelHyperParams:
             problems.append(f"vol_loss_weight must be >= 0, got {self.vol_loss_weight}")
         if problems:
             raise ConfigError("invalid model hyper-parameters: " + "; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class TrainedModel:
-    """A trained (or fine-tuned) Keras model and a summary of how the training went."""
-
-    model: Any = field(repr=False)
-    """The compiled ``keras.Model`` (weights of the best validation epoch after :func:`train_model`)."""
-    epochs_run: int
-    best_epoch: int
-    """1-based epoch whose weights the model holds (the last one after :func:`fine_tune`)."""
-    best_val_loss: float | None
-    """Total validation loss at ``best_epoch``; None when there was no validation data (fine-tuning)."""
-    final_train_loss: float
-    train_seconds: float
 
 
 def vol_log_mse(y_true: Any, y_pred: Any) -> Any:

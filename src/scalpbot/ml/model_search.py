@@ -1,18 +1,17 @@
-"""Bayesian search over the model's hyper-parameters (Optuna TPE), scored by the validation loss.
+"""Bayesian search over a model kind's hyper-parameters (Optuna TPE), scored by the validation loss.
 
-Each trial trains the model on the train rows with one set of hyper-parameters - layer widths, dropout,
-learning rate - for at most ``trial_epochs`` epochs (early stopping on the validation loss as in the final
-fit), and scores the best epoch's total validation loss (class cross-entropy plus the weighted volatility
-loss; lower is better). The winner is then fitted with the full ``max_epochs`` by the train job. The test
-window is never seen; the validation window both selects the model here and tunes the policy afterwards,
-as it already stops the training early.
+Each trial fits the kind (:class:`~scalpbot.ml.registry.ModelKind`) on the train rows with the
+hyper-parameters it draws (:meth:`~scalpbot.ml.registry.ModelKind.suggest`: the MLP's layer widths, dropout and
+learning rate), for at most ``trial_epochs`` passes (early stopping on the validation loss as in the final
+fit), and scores the best pass's validation loss (lower is better). The winner is then fitted with its full
+passes by the train job. The test window is never seen; the validation window both selects the model here
+and tunes the policy afterwards, as it already stops the training early.
 
 Deterministic for a seed: the sampler is seeded and each trial trains with the base seed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,41 +20,27 @@ import numpy as np
 import optuna
 
 from scalpbot.errors import ConfigError, ModelError
-from scalpbot.ml.model import ModelHyperParams, train_model
+from scalpbot.ml.registry import DEFAULT_MODEL_KIND, LabelledRows, ModelKind, model_kind
 
-__all__ = ["WIDTH_CHOICES", "ModelSearch", "search_model"]
-
-WIDTH_CHOICES: dict[str, tuple[int, ...]] = {
-    "32": (32,),
-    "64": (64,),
-    "64-64": (64, 64),
-    "128-64": (128, 64),
-    "128-128": (128, 128),
-    "128-64-32": (128, 64, 32),
-}
-"""The layer stacks a trial may choose (names as Optuna records them)."""
-
-_DROPOUT = (0.0, 0.4)
-_LEARNING_RATE = (1e-4, 3e-3)
+__all__ = ["ModelSearch", "search_model"]
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSearch:
-    """The chosen hyper-parameters and every trial: its parameters, validation loss and epochs run."""
+    """The chosen hyper-parameters and every trial: its parameters, validation loss and passes run."""
 
-    best: ModelHyperParams
+    best: Any
+    """The kind's hyper-parameters with the winner's searched values and the base's full passes."""
     best_val_loss: float
+    best_record: dict[str, Any]
+    """The searched hyper-parameters of the winner as the kind records them (``widths``, ``dropout`` ...)."""
     trials: tuple[dict[str, Any], ...]
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-ready record for the release manifest."""
         return {
             "trials": len(self.trials),
-            "best": {
-                "widths": list(self.best.widths),
-                "dropout": self.best.dropout,
-                "learning_rate": self.best.learning_rate,
-            },
+            "best": dict(self.best_record),
             "best_val_loss": self.best_val_loss,
             "history": list(self.trials),
         }
@@ -68,38 +53,37 @@ def search_model(
     x_val: np.ndarray,
     y_class_val: np.ndarray,
     y_vol_val: np.ndarray,
-    base: ModelHyperParams,
+    base: Any,
     *,
     trials: int,
     trial_epochs: int = 10,
+    kind: ModelKind | None = None,
 ) -> ModelSearch:
-    """Return the hyper-parameters with the lowest validation loss over ``trials`` TPE trials.
+    """Return the hyper-parameters of ``kind`` (default: the MLP) with the lowest validation loss over ``trials``.
 
-    Arrays as for :func:`scalpbot.ml.model.train_model`. ``base`` supplies everything not searched (batch size,
-    patience, loss weights, seed, ``max_epochs`` of the result). A trial whose training diverges scores
-    ``inf`` and is recorded; if every trial diverges, ``ModelError``.
+    Arrays as :class:`~scalpbot.ml.registry.LabelledRows` holds them. ``base`` supplies everything not
+    searched (batch size, patience, loss weights, seed, the passes of the result). A trial whose training
+    diverges scores ``inf`` and is recorded; if every trial diverges, ``ModelError``. A kind with nothing to
+    search is a ``ConfigError`` (set ``train.model_trials`` to 0).
     """
     if trials < 1:
         raise ConfigError(f"the model search needs at least 1 trial, got {trials}")
     if trial_epochs < 1:
         raise ConfigError(f"trial_epochs must be >= 1, got {trial_epochs}")
+    kind = kind or model_kind(DEFAULT_MODEL_KIND)
+    train = LabelledRows(x_train, y_class_train, y_vol_train)
+    validation = LabelledRows(x_val, y_class_val, y_vol_val)
     history: list[dict[str, Any]] = []
 
     def objective(trial: optuna.Trial) -> float:
-        hp = dataclasses.replace(
-            base,
-            widths=WIDTH_CHOICES[trial.suggest_categorical("widths", list(WIDTH_CHOICES))],
-            dropout=trial.suggest_float("dropout", *_DROPOUT),
-            learning_rate=trial.suggest_float("learning_rate", *_LEARNING_RATE, log=True),
-            max_epochs=min(trial_epochs, base.max_epochs),
-        )
-        record: dict[str, Any] = {
-            "widths": list(hp.widths),
-            "dropout": hp.dropout,
-            "learning_rate": hp.learning_rate,
-        }
+        hp = kind.suggest(trial, base, trial_epochs)
+        if hp is None:
+            raise ConfigError(
+                f"model kind {kind.name!r} has no hyper-parameters to search; set train.model_trials = 0"
+            )
+        record = _searched(kind, hp, trial.params)
         try:
-            fitted = train_model(x_train, y_class_train, y_vol_train, x_val, y_class_val, y_vol_val, hp)
+            fitted = kind.fit(train, validation, hp)
         except ModelError as e:
             history.append({**record, "val_loss": None, "error": str(e)})
             return float("inf")
@@ -107,7 +91,7 @@ def search_model(
         history.append({**record, "val_loss": loss, "epochs_run": fitted.epochs_run})
         return loss
 
-    sampler = optuna.samplers.TPESampler(seed=base.seed, n_startup_trials=min(5, trials))
+    sampler = optuna.samplers.TPESampler(seed=_seed(base), n_startup_trials=min(5, trials))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,10 +100,17 @@ def search_model(
     best_trial = study.best_trial
     if not np.isfinite(best_trial.value if best_trial.value is not None else float("inf")):
         raise ModelError("every model search trial diverged; lower the learning rates or check the features")
-    chosen = dataclasses.replace(
-        base,
-        widths=WIDTH_CHOICES[str(best_trial.params["widths"])],
-        dropout=float(best_trial.params["dropout"]),
-        learning_rate=float(best_trial.params["learning_rate"]),
-    )
-    return ModelSearch(chosen, float(best_trial.value or 0.0), tuple(history))
+    chosen = kind.suggest(optuna.trial.FixedTrial(best_trial.params), base, None)
+    record = _searched(kind, chosen, best_trial.params)
+    return ModelSearch(chosen, float(best_trial.value or 0.0), record, tuple(history))
+
+
+def _searched(kind: ModelKind, hp: Any, drawn: dict[str, Any]) -> dict[str, Any]:
+    """Return the drawn hyper-parameters as the kind records them (an MLP's widths as a list of layers)."""
+    described = kind.describe(hp)
+    return {name: described.get(name, value) for name, value in drawn.items()}
+
+
+def _seed(base: Any) -> int:
+    seed = getattr(base, "seed", 0)
+    return int(seed) if seed is not None else 0

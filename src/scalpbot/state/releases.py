@@ -2,7 +2,8 @@
 
 Layout (``BASE_QUOTE`` is the symbol with ``/`` and ``:`` replaced by ``_``)::
 
-    models/{BASE_QUOTE}/releases/{release_id}/model.keras   Keras model (safe mode), for fine-tuning
+    models/{BASE_QUOTE}/releases/{release_id}/model.keras   the model kind's own artifact, for fine-tuning
+                                                            (the Keras MLP's; another kind names its own)
     models/{BASE_QUOTE}/releases/{release_id}/model.onnx    the same model for onnxruntime (execution)
     models/{BASE_QUOTE}/releases/{release_id}/manifest.json everything needed to trust and reproduce it
     models/{BASE_QUOTE}/current.json                        pointer to the release that trades
@@ -37,6 +38,9 @@ from scalpbot.ports import Store
 MANIFEST = "manifest.json"
 ONNX_ARTIFACT = "model.onnx"
 KERAS_ARTIFACT = "model.keras"
+"""The artifact of the ``mlp`` model kind (the Keras MLP); another kind's artifact is named by the kind."""
+LEGACY_MODEL_KIND = "mlp"
+"""The model kind of a release whose manifest records none (written before kinds were recorded)."""
 _RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 _SEAL = "seal"
 _HISTORY = 20
@@ -76,9 +80,11 @@ class Manifest(Mapping[str, Any]):
     """A release's verified ``manifest.json``.
 
     The fields code decides on are typed: which release of which symbol, where it came from (``origin``:
-    ``train``, ``online_learning`` or ``reinforcement_learning``), the feature spec it was trained on, its
-    strategy ``params`` (as :meth:`~scalpbot.core.policy_params.StrategyParams.to_dict` wrote them), the gate's
-    verdict, its metrics by window and its artifacts' checksums. Every section, those and the records kept for
+    ``train``, ``online_learning`` or ``reinforcement_learning``), its ``model_kind`` (the registry name of
+    its model type, :mod:`scalpbot.ml.registry`; ``mlp`` when the manifest predates the field), the feature
+    spec it was trained on, its strategy ``params`` (as
+    :meth:`~scalpbot.core.policy_params.StrategyParams.to_dict` wrote them), the gate's verdict, its metrics
+    by window and its artifacts' checksums. Every section, those and the records kept for
     people and for reproducing the release (data window, labels, costs, venue, hyper-parameters, tuning, model,
     library versions), reads as the mapping the file holds: ``manifest["labels"]``.
     """
@@ -86,6 +92,7 @@ class Manifest(Mapping[str, Any]):
     release_id: str
     symbol: str
     origin: str
+    model_kind: str
     created_at: str | None
     feature_spec_version: str | int | None
     params: Mapping[str, Any]
@@ -110,6 +117,7 @@ class Manifest(Mapping[str, Any]):
                 release_id=str(document["release_id"]),
                 symbol=str(document["symbol"]),
                 origin=str(document.get("origin") or "train"),
+                model_kind=str(document.get("model_kind") or LEGACY_MODEL_KIND),
                 created_at=None if document.get("created_at") is None else str(document["created_at"]),
                 feature_spec_version=spec,
                 params=MappingProxyType(dict(_section(document, "params"))),
@@ -432,6 +440,7 @@ def _pointer_document(
 
 __all__ = [
     "KERAS_ARTIFACT",
+    "LEGACY_MODEL_KIND",
     "MANIFEST",
     "ONNX_ARTIFACT",
     "Pointer",
