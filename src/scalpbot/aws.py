@@ -181,6 +181,10 @@ class LambdaRuntime:
                     level="warning",
                 )
             summary = report.payload()
+            if report.funding is not None and report.funding.error is not None:
+                # the bars are stored; the rates are asked for again on the next run
+                _log.error(report.funding.error, extra={"job": "retrieve", "result": summary})
+                self.notifier.notify(f"retrieve {self.series}: funding", report.funding.error, level="error")
             _log.info(
                 "retrieve stored %d new bars", report.added, extra={"job": "retrieve", "result": summary}
             )

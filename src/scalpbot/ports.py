@@ -82,6 +82,15 @@ class MarketData(Protocol):
         ...
 
 
+class FundingHistory(Protocol):
+    """A source of a perpetual swap's settled funding rates."""
+
+    def __call__(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        """Return the rates (fractions of position value per settlement) with funding time in ``[start, end)``,
+        on a UTC index of funding times, oldest first; raise ``ExchangeError`` when the venue fails."""
+        ...
+
+
 class BarHistory(Protocol):
     """Closed bars of one series for the execute path (open times, UTC); see ``scalpbot.state.history``."""
 

@@ -36,7 +36,7 @@ from scalpbot.jobs.services import (
     run_lease,
     venue_profile,
 )
-from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, FundingHistory, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
 from scalpbot.state.funding import load_funding
 from scalpbot.state.history import MemoryHistory, StoredHistory
@@ -89,6 +89,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
                 retry=RetryPolicy(max_attempts=exchange.max_retries),
             ),
             resume=True,
+            funding=funding_history(services.settings),
         )
     match = difflib.get_close_matches(kind, ["ccxt", "file", "sample", "synthetic"], n=1)
     hint = f" (did you mean '{match[0]}'?)" if match else ""
@@ -170,23 +171,34 @@ def fetch_venue_profile(services: Services, series: SeriesId) -> Venue:
     )
 
 
+def funding_history(settings: Settings) -> FundingHistory:
+    """Return the configured exchange's funding-rate history of a perpetual swap (public data through ccxt, the
+    ``exchange`` settings' endpoints and retries)."""
+
+    def fetch(symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        from scalpbot.adapters.ccxt.funding import fetch_funding
+
+        return fetch_funding(
+            settings.exchange.id,
+            symbol,
+            pd.Timestamp(start),
+            pd.Timestamp(end),
+            config=_ccxt_config(settings),
+            api_urls=exchange_api_urls(settings),
+            max_attempts=settings.exchange.max_retries,
+        )
+
+    return fetch
+
+
 def store_funding_history(
     services: Services, series: SeriesId, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp
 ) -> int:
     """Fetch the swap's funding rates in ``[start, end)`` from its exchange and store them beside the bars;
     return how many were new."""
-    from scalpbot.adapters.ccxt.funding import fetch_funding
     from scalpbot.state.funding import append_funding
 
-    rates = fetch_funding(
-        series.exchange,
-        series.symbol,
-        pd.Timestamp(start),
-        pd.Timestamp(end),
-        config=_ccxt_config(services.settings),
-        api_urls=exchange_api_urls(services.settings),
-        max_attempts=services.settings.exchange.max_retries,
-    )
+    rates = funding_history(services.settings)(series.symbol, pd.Timestamp(start), pd.Timestamp(end))
     return append_funding(services.store, series.exchange, series.symbol, rates)
 
 
@@ -295,7 +307,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
         config["sandbox"] = True
     venue = venue_profile(services.store, services.settings, series)
     if venue.market_type != "spot":
-        return _swap_broker(services, series, bot=bot, config=config, fee_rate=venue.taker_fee)
+        return _swap_broker(services, series, bot=bot, config=config)
     return CcxtBroker(
         exchange.id,
         bot=bot,
@@ -310,9 +322,7 @@ def live_broker(services: Services, series: SeriesId, *, bot: str) -> Broker:
     )
 
 
-def _swap_broker(
-    services: Services, series: SeriesId, *, bot: str, config: dict[str, object], fee_rate: float
-) -> Broker:
+def _swap_broker(services: Services, series: SeriesId, *, bot: str, config: dict[str, object]) -> Broker:
     """Return the live broker of a perpetual swap: OKX linear swaps, or Binance USD-M (``binanceusdm``)."""
     settings = services.settings
     from scalpbot.adapters.ccxt.binance_swap import BinanceSwapBroker
@@ -330,7 +340,7 @@ def _swap_broker(
         "retry": RetryPolicy(max_attempts=settings.exchange.max_retries),
     }
     if series.exchange == "binanceusdm":
-        return BinanceSwapBroker(fee_rate=fee_rate, **common)
+        return BinanceSwapBroker(**common)
     return OkxSwapBroker(**common)
 
 

@@ -356,9 +356,11 @@ def test_a_position_the_bot_did_not_open_is_refused(monkeypatch: pytest.MonkeyPa
             venue.broker().snapshot(venue.bars(), None)
 
 
-def test_a_reversals_entry_is_sized_on_the_equity_left_after_its_exit(
+def test_a_reversals_entry_is_sized_on_the_equity_at_the_decision_close_as_the_kernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The kernel sizes a swap entry, a reversal's too, as ``size x equity / close`` of the decision bar (the
+    equity marked at that close): not on what the exit leaves at the fill, which can straddle a step."""
     with running_usdm(monkeypatch) as venue:
         enter(venue, 1, size=2.0, sl=0.02, tp=0.02)
         venue.server.advance_bar()
@@ -371,8 +373,8 @@ def test_a_reversals_entry_is_sized_on_the_equity_left_after_its_exit(
         # a size whose quantity crosses a 0.001 step between the snapshot's equity and what the exit leaves
         steps = math.floor(2.0 * max(left, snapshot.equity) / close / 0.001)
         size = steps * 0.001 * close / max(left, snapshot.equity) * (1 + 1e-9)
-        want = math.floor(size * left / close / 0.001 + 1e-9)
-        assert want != math.floor(size * snapshot.equity / close / 0.001 + 1e-9)
+        want = math.floor(size * snapshot.equity / close / 0.001 + 1e-9)
+        assert want != math.floor(size * left / close / 0.001 + 1e-9)
         acks = broker.submit(venue.signal(-1, size=size, sl=0.02, tp=0.02), snapshot)
         assert [(a.intent, a.status) for a in acks][:2] == [("exit", "accepted"), ("entry", "accepted")]
         exit_, entry = venue.book.orders[-2:]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, SimulationStatus
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules, SimulationStatus
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.errors import ConfigError, DataError
@@ -184,6 +184,36 @@ def test_size_is_a_fraction_of_equity_committed_as_notional_at_the_fill() -> Non
         bars, make_signals(bars, {0: {"side": 1, "size": 0.5}}), fee=0.0, initial_equity=1_000.0
     )
     assert result.trades["qty"].iloc[0] * result.trades["entry_price"].iloc[0] == pytest.approx(500.0)
+
+
+def test_a_swap_entry_is_sized_at_the_decision_close_and_fills_at_the_next_open() -> None:
+    bars = make_bars([FLAT, (200.0, 200.0, 200.0, 200.0), (200.0, 200.0, 200.0, 200.0)])
+    signals = make_signals(bars, {0: {"side": -1, "size": 0.5, "sl": np.inf, "tp": np.inf}})
+    swap = OrderRules(amount_step=0.1, min_qty=0.0, min_notional=0.0, shorts=True, size_at_close=True)
+    trades = backtest(bars, signals, fee=0.0, initial_equity=1_000.0, rules=swap).trades
+    # 0.5 x 1,000 / 100 (the decision close) = 5 contracts' worth, filled at 200: notional 1,000
+    assert (trades["qty"].iloc[0], trades["entry_price"].iloc[0]) == (5.0, 200.0)
+    spot_like = backtest(
+        bars, signals, fee=0.0, initial_equity=1_000.0, rules=swap._replace(size_at_close=False)
+    )
+    assert spot_like.trades["qty"].iloc[0] == 2.5  # sized at the fill
+    # the minimum notional is checked where the quantity was sized: 5 x 100 < 600, although 5 x 200 is not
+    strict = swap._replace(min_notional=600.0)
+    assert backtest(bars, signals, fee=0.0, initial_equity=1_000.0, rules=strict).trades.empty
+
+
+def test_a_swap_reversal_is_sized_on_equity_marked_at_the_decision_close() -> None:
+    rows = [FLAT, FLAT, (110.0, 120.0, 110.0, 120.0), (90.0, 90.0, 90.0, 90.0), (90.0, 90.0, 90.0, 90.0)]
+    bars = make_bars(rows)
+    decisions = {0: {"side": 1, "size": 0.5, "sl": np.inf, "tp": np.inf}, 2: {"side": -1, "size": 0.5}}
+    swap = OrderRules(amount_step=0.01, min_qty=0.0, min_notional=0.0, shorts=True, size_at_close=True)
+    trades = backtest(
+        bars, make_signals(bars, decisions), fee=0.001, initial_equity=1_000.0, rules=swap
+    ).trades
+    assert trades["side"].tolist() == [1, -1] and trades["exit_reason"].iloc[0] == "signal"
+    # the long (5 at 100, fee 0.5) marked at the close of 120: equity 1,000 - 0.5 + 5 x 20 = 1,099.5
+    assert trades["qty"].iloc[1] == pytest.approx(np.floor(0.5 * 1_099.5 / 120.0 / 0.01) * 0.01, abs=1e-12)
+    assert trades["entry_price"].iloc[1] == 90.0
 
 
 def test_infinite_barriers_never_stop_a_trade() -> None:

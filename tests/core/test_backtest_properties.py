@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scalpbot.core.backtest.enums import OrderRules
 from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.metrics import compute_metrics, max_drawdown
 from scalpbot.errors import DataError
@@ -216,6 +217,29 @@ def test_one_position_at_a_time_sized_as_a_fraction_of_equity_at_the_fill(scenar
 
 
 @SETTINGS
+@given(scenario=scenarios(), step=st.sampled_from([0.001, 0.01, 1.0]))
+def test_swap_entries_are_sized_on_the_equity_and_close_of_their_decision_bar(
+    scenario: Scenario, step: float
+) -> None:
+    swap = OrderRules(amount_step=step, min_qty=0.0, min_notional=0.0, shorts=True, size_at_close=True)
+    result = backtest(
+        scenario.bars, scenario.signals, fee=scenario.fee, slippage=scenario.slippage, initial_equity=INITIAL,
+        rules=swap,
+    )  # fmt: skip
+    trades = result.trades
+    decided = bar_positions(scenario.bars, trades)[0] - 1
+    equity = result.equity.to_numpy()[decided]  # cash plus the open position marked at the decision close
+    wanted = (
+        scenario.signals["size"].to_numpy()[decided] * equity / scenario.bars["close"].to_numpy()[decided]
+    )
+    steps = np.floor(wanted / step * (1.0 + 1e-12))
+    np.testing.assert_allclose(trades["qty"].to_numpy(), steps * step, rtol=1e-12)
+    # the fill is still the next open, worsened by the slippage
+    opens = scenario.bars["open"].to_numpy()[decided + 1]
+    side = trades["side"].to_numpy()
+    np.testing.assert_allclose(trades["entry_price"].to_numpy(), opens * (1 + side * scenario.slippage))
+
+
 @given(scenario=scenarios())
 def test_the_kernels_running_drawdown_is_the_metric_of_its_equity_curve(scenario: Scenario) -> None:
     result = scenario.run()

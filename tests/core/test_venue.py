@@ -54,6 +54,10 @@ def test_any_spot_market_is_long_only_and_a_swap_can_short() -> None:
         0.0005,
     )
     assert market_type_of("BTC/USDT:USDT-241227") == "future"
+    # derivatives orders are contracts sized at the decision bar's close; spot buys a quote amount at the fill
+    assert swap.order_rules().size_at_close is True
+    assert default_venue("okx", "BTC/USDT:USDT-241227").order_rules().size_at_close is True
+    assert default_venue("binance", "BTC/USDT").order_rules().size_at_close is False
 
 
 def test_an_override_changes_only_the_named_values_and_marks_them_config() -> None:

@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,7 +26,7 @@ from scalpbot.wiring import build_executor, venue_profile
 
 from support.cli import run_cli
 from support.okx_swap_venue import running_okx_swap
-from support.parity import quantities_within_a_step
+from support.parity import assert_trades_match
 from support.swap_trained import HELD_OUT, OKX_SWAP, funding_rates, swap_release, swap_services
 
 __all__ = ["swap_release"]
@@ -85,35 +84,18 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
 
     assert len(want) >= 20 * DAYS and set(want["side"]) == {-1, 1}  # shorts, natively
     assert (want["funding"] != 0).sum() >= 2 * DAYS  # positions held through funding times
-    assert [t.isoformat() for t in got["entry_time"]] == [
-        pd.Timestamp(t).isoformat() for t in want["entry_time"]
-    ]
-    assert [t.isoformat() for t in got["exit_time"]] == [
-        pd.Timestamp(t).isoformat() for t in want["exit_time"]
-    ]
-    assert got["side"].tolist() == want["side"].tolist()
-    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
-    # Quantities: live sizes at the decision bar's close, the kernel at the fill (the next open); both round down
-    # to 0.0001 BTC (0.01 contract), so they differ by one step when the two prices straddle a step boundary.
-    qty_got, qty_want = got["qty"].to_numpy(), want["qty"].to_numpy()
-    same = quantities_within_a_step(qty_got, qty_want, OKX_SWAP["amount_step"])
-    assert got["entry_price"].tolist() == want["entry_price"].tolist()  # market fills at the open
-    # Exits at the open fill there; SL/TP fill at their trigger prices, on the tick in both (the kernel rounds a
-    # stop to the venue's tick as the broker does), or at the open of a bar that gaps through them.
-    assert got["exit_price"].tolist() == want["exit_price"].tolist()
-    fees_got, fees_want = got["fees"].to_numpy(), want["fees"].to_numpy()
-    assert np.abs(fees_got - fees_want)[same].max() < 2e-8  # USDT, 8 decimals on the venue
-    # Funding: the same settlements (times, rates, prices) on every trade; equal to 1e-9 USDT where the
-    # quantities are, in proportion to them where they differ by a step.
+    # Both size an entry at the decision bar's close (contracts rounded down to 0.01 = 0.0001 BTC) and fill it at
+    # the next open; SL/TP fill at their trigger prices on the tick in both (the kernel rounds a stop to the venue's
+    # tick as the broker does), or at the open of a bar that gaps through them. Quantities to the venue's
+    # decimals, fees to its 8 decimals, funding to 1e-9 USDT on every trade.
+    assert_trades_match(got, want, amount_step=OKX_SWAP["amount_step"])
     funding_got, funding_want = got["funding"].to_numpy(), want["funding"].to_numpy()
-    assert np.abs(funding_got[same] - funding_want[same]).max() < 1e-9
-    assert np.abs(funding_got - funding_want * qty_got / qty_want).max() < 1e-9
     events = Ledger(services.store, "swap-live").events(None, end, kinds=("funding",))
     assert len(events) == (funding_want != 0).sum()
     assert sum(e.payload["amount"] for e in events) == pytest.approx(funding_got.sum(), abs=1e-9)
     print(
         f"swap parity over {DAYS} day(s): {len(want)} trades, {(want['side'] < 0).sum()} short, "
-        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), {(~same).sum()} quantities a step apart"
+        f"{len(events)} funding settlements ({funding_want.sum():+.6f} USDT), every quantity, fee and funding equal"
     )
     venue = venue_profile(services.store, services.settings, series)
     assert (venue.market_type, venue.taker_fee, venue.amount_step) == ("swap", 0.0005, 0.0001)
@@ -179,3 +161,4 @@ def test_a_swap_replay_makes_exactly_the_backtests_trades_with_shorts_and_fundin
     assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].tolist()
     for column in ("side", "entry_price", "exit_price", "qty", "fees", "funding", "pnl"):
         assert got[column].to_numpy() == pytest.approx(want[column].to_numpy(), rel=0, abs=1e-9), column
+    assert_trades_match(got, want, amount_step=OKX_SWAP["amount_step"], money=1e-9)

@@ -16,6 +16,11 @@ How the replay maps scalpbot's rules onto backtesting.py (``exclusive_orders=Tru
 * Exit reasons: ``time``/``signal`` as the replay ordered them; other closed trades are stops, ``sl`` when the exit
   is on the stop side of the entry, else ``tp``. Trades still open are read from the strategy and marked at the
   last close (PnL minus the entry commission), as scalpbot reports them.
+* Derivatives sizing (``size_at_close``, the kernel's ``OrderRules.size_at_close``): ``size`` is a fraction of
+  equity and the quantity is fixed at the decision, as a swap broker sizes a market order in contracts:
+  ``size x Strategy.equity / close`` on the decision bar (backtesting.py's equity there is cash plus the open
+  trade marked at that close, its entry commission paid), rounded down to whole units; a quantity of 0 opens
+  nothing (an opposite signal then only closes). The order still fills at the next open.
 * backtesting.py worsens only entries by ``spread``; scalpbot also worsens exits by ``slippage``. With slippage the
   replay applies it to backtesting.py's exit prices and recomputes fees and PnL from them (equity then not
   comparable); with zero slippage PnL, commissions and equity are backtesting.py's own numbers.
@@ -24,6 +29,7 @@ How the replay maps scalpbot's rules onto backtesting.py (``exclusive_orders=Tru
 from __future__ import annotations
 
 import importlib.resources
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -52,6 +58,7 @@ class _Plan:
     max_hold: np.ndarray
     next_open: np.ndarray
     slippage: float
+    size_at_close: bool = False
     exit_reasons: dict[int, str] = field(default_factory=dict)
 
 
@@ -80,12 +87,16 @@ class _Replay(Strategy):
             wants_entry = False  # same direction: no pyramiding
         if wants_entry and holding:
             plan.exit_reasons[trade.entry_bar] = "signal"
-        if wants_entry and plan.qty[i] > 0:
+        qty = float(plan.qty[i])
+        if wants_entry and plan.size_at_close:
+            # a contracts order sized on the decision bar: equity marked at its close, whole units rounded down
+            qty = float(math.floor(qty * self.equity / float(self.data.Close[-1]) * (1.0 + 1e-12)))
+        if wants_entry and qty > 0:
             fill = plan.next_open[i] * (1.0 + signal * plan.slippage)
             sl_price = fill * (1.0 - signal * plan.sl[i])
             tp_price = fill * (1.0 + signal * plan.tp[i])
             place = self.buy if signal > 0 else self.sell
-            order = place(size=float(plan.qty[i]), tag=int(plan.max_hold[i]))
+            order = place(size=qty, tag=int(plan.max_hold[i]))
             order._replace(sl_price=_barrier(sl_price), tp_price=_barrier(tp_price))
         elif trade is not None and (time_due or wants_entry):
             trade.close()
@@ -100,13 +111,23 @@ class OracleRun:
 
 
 def run_backtesting_py(
-    bars: pd.DataFrame, signals: pd.DataFrame, *, fee: float, slippage: float, cash: float
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    *,
+    fee: float,
+    slippage: float,
+    cash: float,
+    size_at_close: bool = False,
 ) -> OracleRun:
-    """Replay ``signals`` (``size`` = whole base units) on ``bars`` in backtesting.py; see the module docstring."""
+    """Replay ``signals`` on ``bars`` in backtesting.py; see the module docstring.
+
+    ``size`` is whole base units, or with ``size_at_close`` a fraction of equity sized on the decision bar's close.
+    """
     side = signals["side"].to_numpy(dtype=np.int64)
     assert side[0] == 0, "backtesting.py never decides on bar 0: make side[0] == 0"
     qty = signals["size"].to_numpy(dtype=np.float64)
-    assert np.all(qty[side != 0] == np.round(qty[side != 0])), "backtesting.py trades whole units only"
+    if not size_at_close:
+        assert np.all(qty[side != 0] == np.round(qty[side != 0])), "backtesting.py trades whole units only"
     max_hold = (
         signals["max_hold"].to_numpy(dtype=np.int64)
         if "max_hold" in signals
@@ -121,6 +142,7 @@ def run_backtesting_py(
         max_hold=max_hold,
         next_open=np.append(open_[1:], np.nan),
         slippage=slippage,
+        size_at_close=size_at_close,
     )
     data = bars[["open", "high", "low", "close"]].rename(columns=str.capitalize)
     run = Backtest(data, _Replay, cash=cash, commission=fee, spread=slippage, exclusive_orders=True)

@@ -2,7 +2,8 @@
 
 Public: ``GET /api/v5/public/time``, ``/public/instruments`` (BTC-USDT with OKX's fields), ``/market/candles``
 and ``/market/history-candles`` (rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``, newest first,
-``after``/``before``/``limit`` as OKX pages them) over the bundled real sample. Private, signed: account
+``after``/``before``/``limit`` as OKX pages them) over the bundled real sample (with the swap account, for
+BTC-USDT-SWAP too, at the same prices). Private, signed: account
 balance, currencies, orders (place, look up, pending, history), fills, and algo orders (place, pending,
 history, amend, cancel). The account and its matching live in :mod:`support.okx_book`.
 
@@ -43,7 +44,7 @@ from scalpbot.adapters.clock import FixedClock
 
 from support.binance_server import Series
 from support.okx_book import INSTRUMENTS, Book, OkxError, Order
-from support.okx_swap import SwapBook, funding_rows, swap_instrument
+from support.okx_swap import SWAP, SwapBook, funding_rows, swap_instrument
 
 KEY, SECRET, PASSPHRASE = (
     "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
@@ -331,9 +332,12 @@ class OkxServer:
 
     def _candles(self, p: Mapping[str, str]) -> list[list[str]]:
         inst_id = p.get("instId", "")
-        if inst_id not in INSTRUMENTS or p.get("bar", "1m") != "1m":
+        listed = {k: v[5] for k, v in INSTRUMENTS.items()}
+        if self.swap is not None:
+            listed[SWAP] = INSTRUMENTS["BTC-USDT"][5]  # the swap trades at the spot series' prices
+        if inst_id not in listed or p.get("bar", "1m") != "1m":
             raise OkxError(400, "51001", "Instrument ID or bar does not exist.")
-        series = self._series[INSTRUMENTS[inst_id][5]]
+        series = self._series[listed[inst_id]]
         now = self._now_ms()
         after = int(p.get("after") or now + 1)  # rows older than ``after``
         before = int(p.get("before") or -1)  # rows newer than ``before``

@@ -1,4 +1,5 @@
-"""Live-versus-backtest parity: run the execute job bar by bar on a venue double, then read both trade lists."""
+"""Live-versus-backtest parity: run the execute job bar by bar on a venue double, read both trade lists and
+compare them trade for trade."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.core.lots import step_decimals_nb
 from scalpbot.jobs.cycle import run_cycle
 from scalpbot.jobs.services import Services
 from scalpbot.ports import Broker
@@ -70,16 +72,40 @@ def closed_trades(
     return got, want
 
 
-SAME_QUANTITY_SHARE = 0.97
-"""The share of swap trades whose live quantity must equal the backtest's: the live broker sizes a swap entry at
-the decision bar's close, the kernel at the fill (the next open), both rounded down to the venue's step, so the two
-differ by one step where the prices straddle a step boundary."""
+def assert_trades_match(
+    got: pd.DataFrame,
+    want: pd.DataFrame,
+    *,
+    amount_step: float,
+    money: float = 2e-8,
+    funding: float = 1e-9,
+) -> None:
+    """Assert the live ledger's trades ``got`` are the backtest's ``want`` (both ``TRADE_COLUMNS``), trade for trade.
 
-
-def quantities_within_a_step(got: np.ndarray, want: np.ndarray, step: float) -> np.ndarray:
-    """Assert that live and backtest quantities differ by at most one ``step`` and agree on at least
-    ``SAME_QUANTITY_SHARE`` of the trades; return where they are equal."""
-    same = np.asarray(got == want)
-    assert np.abs(got - want).max() <= step + 1e-12, "a quantity differs by more than one step"
-    assert same.mean() >= SAME_QUANTITY_SHARE, f"only {same.mean():.1%} of quantities are equal"
-    return same
+    Equal: entry and exit times, sides, exit reasons, entry and exit prices, and quantities written with the
+    venue's decimals (those of ``amount_step``, base units). Fees and PnL within ``money`` (quote currency: the
+    venue writes amounts to 8 decimals, two units of the last by default); funding within ``funding`` (quote
+    currency) on **every** trade, PnL within ``money + funding``.
+    """
+    assert len(got) == len(want), f"{len(got)} live trades, {len(want)} in the backtest"
+    for column in ("entry_time", "exit_time"):
+        times_got = [pd.Timestamp(t).isoformat() for t in got[column]]
+        times_want = [pd.Timestamp(t).isoformat() for t in want[column]]
+        assert times_got == times_want, column
+    assert got["side"].astype(int).tolist() == want["side"].astype(int).tolist()
+    assert got["exit_reason"].astype(str).tolist() == want["exit_reason"].astype(str).tolist()
+    for column in ("entry_price", "exit_price"):
+        np.testing.assert_array_equal(got[column].to_numpy(float), want[column].to_numpy(float), column)
+    decimals = int(step_decimals_nb(amount_step))
+    qty_got = np.round(got["qty"].to_numpy(float), decimals)
+    qty_want = np.round(want["qty"].to_numpy(float), decimals)
+    apart = np.flatnonzero(qty_got != qty_want)
+    assert apart.size == 0, (
+        f"{apart.size} of {len(want)} quantities differ, first trade {apart[0] if apart.size else None}: "
+        f"live {qty_got[apart[:3]]}, backtest {qty_want[apart[:3]]}"
+    )
+    for column, tolerance in (("fees", money), ("funding", funding), ("pnl", money + funding)):
+        error = np.abs(got[column].to_numpy(float) - want[column].to_numpy(float))
+        assert error.max(initial=0.0) <= tolerance, (
+            f"{column}: off by {error.max():.3g} at trade {error.argmax()}"
+        )

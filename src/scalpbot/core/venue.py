@@ -166,7 +166,9 @@ class Venue:
         is sized and pays its commission.
 
         On spot the live broker buys a quote amount (``cost_step`` = the price tick, which ccxt truncates the
-        amount to), and where ``buy_fee_in_base`` the position is the fill net of the commission in base.
+        amount to), and where ``buy_fee_in_base`` the position is the fill net of the commission in base. On
+        derivatives (swaps, futures) it sends a quantity of contracts computed from the decision bar's close, so
+        the kernel sizes entries there too (``size_at_close``).
         """
         cost_step = self.price_tick if self.market_type == "spot" and self.price_tick > 0 else 0.0
         return OrderRules(
@@ -177,6 +179,7 @@ class Venue:
             cost_step,
             bool(self.buy_fee_in_base),
             self.price_tick,
+            self.market_type != "spot",
         )
 
     def trading_costs(self, slippage: float) -> TradingCosts:

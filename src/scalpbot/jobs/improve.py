@@ -23,6 +23,7 @@ import pandas as pd
 
 from scalpbot.core.backtest.frame import BacktestResult
 from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
@@ -30,7 +31,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_gate, simulate
 from scalpbot.jobs.monitor import Change, Step, WeekData
-from scalpbot.jobs.services import Services, venue_profile
+from scalpbot.jobs.services import Services, stored_funding, venue_profile
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import ONNX_ARTIFACT, Pointer, Release, ReleaseStore, new_release_id
 
@@ -48,9 +49,13 @@ def _score(
     vol: np.ndarray,
     params: StrategyParams,
 ) -> BacktestResult:
-    """Return the backtest of ``params`` on ``bars`` with the model outputs ``probs``/``vol``, on the venue."""
+    """Return the backtest of ``params`` on ``bars`` with the model outputs ``probs``/``vol``, on the venue (a
+    perpetual swap paying its stored funding)."""
     venue = venue_profile(services.store, services.settings, series)
-    return simulate(bars, signals_frame(bars.index, probs, vol, params), services.settings.backtest, venue)
+    index = pd.DatetimeIndex(bars.index)
+    funding = stored_funding(services.store, series, index[0], index[-1]) if len(index) else None
+    signals = signals_frame(bars.index, probs, vol, params)
+    return simulate(bars, signals, services.settings.backtest, venue, funding)
 
 
 def _online_verdict(
@@ -263,21 +268,29 @@ def reinforcement_learning(
         default = ParamBounds.default()
         bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
         volume = bars["volume"].to_numpy(np.float64)
+        index = pd.DatetimeIndex(bars.index)
+        # a perpetual swap's stored rates, one per bar (empty for a market without funding)
+        funding = funding_at_bars(stored_funding(services.store, week.series, index[0], index[-1]), index)
+
+        def rates(rows: np.ndarray) -> np.ndarray:
+            return funding[rows] if funding.shape[0] else funding
+
         window = PolicyWindow.from_frame(bars.loc[before], probs[before], vol[before])
         agent = train_agent(
             window, base, bounds, timesteps=timesteps, n_envs=2, seed=services.settings.train.seed,
             fee=fee, slippage=costs.slippage, rules=rules, equity=equity, volume=volume[before],
-            settings=settings,
+            settings=settings, funding=rates(before),
         )  # fmt: skip
         # Held out: the week itself; the warm-up days before it only feed the first observation.
         held = np.asarray(bars.index >= week.start - pd.Timedelta(days=settings.warmup))
         holdout = PolicyWindow.from_frame(bars.loc[held], probs[held], vol[held])
         result = compare_on_holdout(
-            agent, holdout, base, bounds, fee, costs.slippage, rules=rules, equity=equity, volume=volume[held]
-        )
+            agent, holdout, base, bounds, fee, costs.slippage, rules=rules, equity=equity, volume=volume[held],
+            funding=rates(held),
+        )  # fmt: skip
         proposal = propose(
             agent, holdout, base, bounds, fee=fee, slippage=costs.slippage, rules=rules, equity=equity,
-            volume=volume[held],
+            volume=volume[held], funding=rates(held),
         )  # fmt: skip
         change = _publish(
             services, releases, pointer, parent, kind="reinforcement_learning",

@@ -105,8 +105,18 @@ def labelled_rows(
     return label, fwd_vol, usable
 
 
-def simulate(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> BacktestResult:
-    """Return the backtest of ``signals`` on ``bars`` on ``venue`` (``costs``: ``BacktestSettings``)."""
+def simulate(
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    costs: Any,
+    venue: Venue,
+    funding: pd.Series | None = None,
+) -> BacktestResult:
+    """Return the backtest of ``signals`` on ``bars`` on ``venue`` (``costs``: ``BacktestSettings``).
+
+    ``funding``: a perpetual swap's rates by funding time (:func:`scalpbot.jobs.services.stored_funding`; times
+    outside ``bars`` are ignored), charged as the kernel's rule 8; ``None`` charges none.
+    """
     return backtest(
         bars,
         signals,
@@ -114,12 +124,20 @@ def simulate(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue
         slippage=costs.slippage,
         initial_equity=costs.initial_equity,
         rules=venue.order_rules(),
+        funding=funding,
     )
 
 
-def score_signals(bars: pd.DataFrame, signals: pd.DataFrame, costs: Any, venue: Venue) -> Metrics:
-    """Return the metrics of ``signals`` on ``bars`` on ``venue`` with the configured slippage and equity."""
-    metrics: Metrics = simulate(bars, signals, costs, venue).metrics
+def score_signals(
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    costs: Any,
+    venue: Venue,
+    funding: pd.Series | None = None,
+) -> Metrics:
+    """Return the metrics of ``signals`` on ``bars`` on ``venue`` with the configured slippage and equity (and a
+    swap's ``funding``, as :func:`simulate`)."""
+    metrics: Metrics = simulate(bars, signals, costs, venue, funding).metrics
     return metrics
 
 

@@ -1,9 +1,14 @@
-"""The retrieve job: pull closed bars from a market data source into the dataset.
+"""The retrieve job: pull closed bars from a market data source into the dataset, and keep a perpetual swap's
+funding rates stored beside them.
 
 Every chunk is validated before anything is written; a file source delivers the whole file as one
 chunk, so a bad row anywhere leaves the dataset untouched. Exchange chunks are buffered and appended
 in batches of whole pages, so a long fetch that is interrupted keeps what it had validated and the
 next run continues after the last stored bar.
+
+Funding (:func:`refresh_funding`) is fetched incrementally: only once the newest stored rate is a whole funding
+interval (8 hours) old, from just after it up to now, so a minute job asks the venue about three times a day
+plus the minutes until a new settlement is published.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import pandas as pd
 
 from scalpbot.core.bars import Gap, Spike, validate_bars
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.ports import MarketData
+from scalpbot.ports import FundingHistory, MarketData, Store
 from scalpbot.state.dataset import AppendReport, BarDataset, SeriesId
+from scalpbot.state.funding import append_funding, load_funding
 
 ProgressCallback = Callable[[int, pd.Timestamp], None]
 _FLUSH_BARS = 50_000
+FUNDING_INTERVAL = pd.Timedelta(hours=8)
+"""How often OKX and Binance USD-M settle funding on their main perpetuals (00:00, 08:00, 16:00 UTC)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +48,12 @@ class RetrieveReport:
     gaps: tuple[Gap, ...]
     spikes: tuple[Spike, ...]
     last: pd.Timestamp | None
+    funding: FundingRefresh | None = None
+    """A perpetual swap's funding refresh of this run (``None``: no swap, or no funding source)."""
 
     def payload(self) -> dict[str, Any]:
         """Return the run's counts as one JSON-ready object (gaps and spikes counted; times ISO-8601 UTC)."""
+        funding = {} if self.funding is None else {"funding": self.funding.payload()}
         return {
             "series": str(self.series),
             "source": self.source,
@@ -53,8 +64,50 @@ class RetrieveReport:
             "partitions_written": self.partitions_written,
             "gaps": len(self.gaps),
             "spikes": len(self.spikes),
-            "last": None if self.last is None else self.last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "last": _iso(self.last),
+            **funding,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRefresh:
+    """Outcome of one funding refresh: whether the venue was asked (``fetched``), how many rates were new, the
+    newest stored funding time, and the failure that left the stored series as it was (``error``, else ``None``).
+    """
+
+    fetched: bool
+    added: int
+    last: pd.Timestamp | None
+    error: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """Return the refresh as JSON-ready data (times ISO-8601 UTC)."""
+        return {"fetched": self.fetched, "added": self.added, "last": _iso(self.last), "error": self.error}
+
+
+def refresh_funding(
+    store: Store,
+    history: FundingHistory,
+    series: SeriesId,
+    at: pd.Timestamp,
+    *,
+    default_since: pd.Timestamp,
+) -> FundingRefresh:
+    """Store the funding rates of the swap ``series`` settled since the newest stored one, up to ``at`` (UTC).
+
+    Nothing is asked while the newest stored rate is younger than :data:`FUNDING_INTERVAL` (no settlement can be
+    missing yet); an empty history starts at ``default_since``. Raise ``ExchangeError`` when the venue fails and
+    ``DataError`` for a rate that contradicts a stored one (nothing is stored then).
+    """
+    stored = load_funding(store, series.exchange, series.symbol)
+    last = pd.Timestamp(stored.index[-1]) if len(stored) else None
+    if last is not None and at - last < FUNDING_INTERVAL:
+        return FundingRefresh(False, 0, last)
+    start = default_since if last is None else last + pd.Timedelta(milliseconds=1)
+    rates = history(series.symbol, start, at)
+    added = append_funding(store, series.exchange, series.symbol, rates)
+    times = [t for t in (last, pd.Timestamp(rates.index.max()) if len(rates) else None) if t is not None]
+    return FundingRefresh(True, added, max(times) if times else None)
 
 
 def retrieve(
@@ -147,3 +200,7 @@ def _flush(
 
 def _py(value: pd.Timestamp | None) -> datetime | None:
     return None if value is None else value.to_pydatetime()
+
+
+def _iso(value: pd.Timestamp | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,10 +15,11 @@ import pandas as pd
 
 from scalpbot.config import Settings
 from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.core.venue import Venue
+from scalpbot.core.venue import Venue, market_type_of
 from scalpbot.jobs.cycle import Executor
-from scalpbot.ports import BarHistory, Broker, Clock, MarketData, Notifier, Store
+from scalpbot.ports import BarHistory, Broker, Clock, FundingHistory, MarketData, Notifier, Store
 from scalpbot.state.dataset import BarDataset, SeriesId
+from scalpbot.state.funding import load_funding
 from scalpbot.state.history import MemoryHistory
 from scalpbot.state.lease import RunLease
 from scalpbot.state.venues import resolve_venue
@@ -77,15 +78,31 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class SourceChoice:
-    """A market data source and whether a run resumes after the newest stored bar."""
+    """A market data source and whether a run resumes after the newest stored bar; ``funding``: where a
+    perpetual swap's funding rates come from (the exchange's history; ``None``: a source without funding)."""
 
     source: MarketData
     resume: bool
+    funding: FundingHistory | None = None
 
 
 def venue_profile(store: Store, settings: Settings, series: SeriesId) -> Venue:
     """Return the venue profile of ``series``: stored beside its bars (else the offline default), then ``[venue]``."""
     return resolve_venue(store, series.exchange, series.symbol, settings.venue.model_dump())
+
+
+def stored_funding(
+    store: Store, series: SeriesId, start: pd.Timestamp | None = None, last: pd.Timestamp | None = None
+) -> pd.Series | None:
+    """Return a perpetual swap's stored funding rates with funding time in ``[start, last]`` (UTC, fractions of
+    position value per settlement), ``None`` for any other market (spot and dated futures pay none).
+
+    What simulates a swap (tuning, the gate's scores, the RL environment, paper trading) charges these rates;
+    a time with no stored rate charges nothing (``scalpbot fetch`` and the retrieve job keep them stored).
+    """
+    if market_type_of(series.symbol) != "swap":
+        return None
+    return load_funding(store, series.exchange, series.symbol, start, last)
 
 
 def replay_history(
@@ -108,5 +125,6 @@ __all__ = [
     "SourceChoice",
     "replay_history",
     "run_lease",
+    "stored_funding",
     "venue_profile",
 ]

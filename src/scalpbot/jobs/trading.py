@@ -28,9 +28,10 @@ from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.portfolio_risk import PortfolioLimits
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
+from scalpbot.core.venue import market_type_of
 from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
 from scalpbot.jobs.cycle import CycleReport, Executor, run_cycle
-from scalpbot.jobs.retrieve import RetrieveReport, retrieve
+from scalpbot.jobs.retrieve import FundingRefresh, RetrieveReport, refresh_funding, retrieve
 from scalpbot.jobs.services import Services, SourceChoice, replay_history, run_lease
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.cycle_timing import CycleTiming, save_cycle_timing
@@ -56,12 +57,16 @@ __all__ = [
 def retrieve_closed(
     services: Services, source: SourceChoice, series: SeriesId, at: pd.Timestamp
 ) -> RetrieveReport:
-    """Store the bars of ``series`` that closed by ``at`` (UTC), resuming after the newest stored bar.
+    """Store the bars of ``series`` that closed by ``at`` (UTC), resuming after the newest stored bar; on a
+    perpetual swap whose source has a funding history, then the funding rates settled since the newest stored
+    one (:func:`scalpbot.jobs.retrieve.refresh_funding`).
 
-    An empty series starts ``data.lookback_days`` before ``at``; spikes are judged with the data settings.
+    An empty series starts ``data.lookback_days`` before ``at``; spikes are judged with the data settings. A
+    funding refresh that fails does not fail the run: the bars are stored and the report's ``funding.error``
+    says why (the next run asks again).
     """
     data = services.settings.data
-    return retrieve(
+    report = retrieve(
         services.dataset,
         source.source,
         series,
@@ -71,6 +76,14 @@ def retrieve_closed(
         spike_sigmas=data.spike_sigmas,
         spike_min_move=data.spike_min_move,
     )
+    if source.funding is None or market_type_of(series.symbol) != "swap":
+        return report
+    since = at - pd.Timedelta(days=data.lookback_days)
+    try:
+        funding = refresh_funding(services.store, source.funding, series, at, default_since=since)
+    except (ExchangeError, DataError) as e:
+        funding = FundingRefresh(True, 0, None, f"funding rates of {series.symbol} cannot be retrieved: {e}")
+    return replace(report, funding=funding)
 
 
 class BarTrader:
@@ -99,6 +112,7 @@ class BarTrader:
         self._release_lease = release_lease
         self._fault: str | None = None
         self._fault_cycles = 0
+        self._funding_failing = False
 
     def __call__(self, at: pd.Timestamp) -> CycleReport:
         """Trade the bar that closed last at ``at`` (UTC): see the module docstring."""
@@ -153,11 +167,12 @@ class BarTrader:
     def _trade(self, at: pd.Timestamp, last_closed: pd.Timestamp) -> CycleReport:
         if self.source is not None:
             try:
-                retrieve_closed(self.services, self.source, self.series, at)
+                retrieved = retrieve_closed(self.services, self.source, self.series, at)
             except (ExchangeError, DataError) as e:
                 return CycleReport(
                     last_closed, "failed", message=f"bars cannot be retrieved: {e}", fault="retrieve"
                 )
+            self._note_funding(retrieved.funding, last_closed)
         # One read serves both: the newest stored bar at or before the last close, and its feature window.
         window = self.executor.bars.tail(last_closed, FEATURE_WINDOW)
         if window.empty:
@@ -167,6 +182,21 @@ class BarTrader:
             return run_cycle(self.executor, pd.Timestamp(window.index[-1]), window)
         except (ModelError, DataError) as e:
             return CycleReport(last_closed, "failed", message=str(e), fault="release")
+
+    def _note_funding(self, funding: FundingRefresh | None, bar: pd.Timestamp) -> None:
+        """Record a failed funding refresh as an ``error`` event (where ``funding``) and notify it when it first
+        shows, not again while it lasts; the cycle trades on with the rates already stored."""
+        if funding is None or not funding.fetched:
+            return
+        if funding.error is None:
+            self._funding_failing = False
+            return
+        if not self._funding_failing:
+            self.executor.ledger.append("error", bar, {"where": "funding", "message": funding.error})
+            self.executor.notifier.notify(
+                f"{self.executor.bot}: funding rates not retrieved", funding.error, level="error"
+            )
+        self._funding_failing = True
 
     def _keep_track(self, report: CycleReport) -> None:
         """Record and notify a fault when it first shows, not again while it lasts; announce its end."""

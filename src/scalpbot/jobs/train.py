@@ -194,10 +194,11 @@ def publish(
         val_span, test_span = slice(*folds.validation), slice(*folds.test)
         val_bars, test_bars = bars.iloc[val_span], bars.iloc[test_span]
         fold_signals = signals_frame(val_bars.index, chosen.probs[val_span], chosen.vol[val_span], params)
-        validation = score_signals(val_bars, fold_signals, costs, venue)
+        funding = prepared.funding
+        validation = score_signals(val_bars, fold_signals, costs, venue, funding)
         test_signals = signals_frame(test_bars.index, probs[test_span], vol[test_span], params)
-        test_result = simulate(test_bars, test_signals, costs, venue)
-        rivals = baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed)
+        test_result = simulate(test_bars, test_signals, costs, venue, funding)
+        rivals = baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed, funding)
         importance = feature_importance(prepared, chosen, kind, seed=cfg.seed)
     fold_results = [
         {**record, "validation": [bars.index[a].isoformat(), bars.index[b - 1].isoformat()], **result}
@@ -222,7 +223,7 @@ def publish(
         }
         pointer = releases.pointer(series.symbol)
         incumbent, incumbent_equity = incumbent_score(
-            releases, series, pointer, bars, test_span, costs, venue
+            releases, series, pointer, bars, test_span, costs, venue, prepared.funding
         )
         verdict = judge_test(settings, venue, test_result, incumbent, incumbent_equity, selection)
     reason = promotion_reason(verdict, fold_results, test_result.metrics, rivals)

@@ -73,9 +73,16 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def baselines(
-    bars: pd.DataFrame, signals: pd.DataFrame, trades: pd.DataFrame, costs: Any, venue: Venue, seed: int
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    trades: pd.DataFrame,
+    costs: Any,
+    venue: Venue,
+    seed: int,
+    funding: pd.Series | None = None,
 ) -> dict[str, Metrics]:
-    """Return not trading, ``sma-cross`` and random entries with the release's SL/TP, size and trade count."""
+    """Return not trading, ``sma-cross`` and random entries with the release's SL/TP, size and trade count
+    (paying a swap's ``funding`` as the release does)."""
     flat = signals.assign(side=0)
     sma = sma_cross_signals(
         bars, length=costs.sma_length, sl=costs.sl, tp=costs.tp, size=costs.size, max_hold=costs.max_hold
@@ -95,9 +102,9 @@ def baselines(
             values[picks] = entries[column].median()
             random[column] = values
     return {
-        "not_trading": score_signals(bars, flat, costs, venue),
-        "sma_cross": score_signals(bars, sma, costs, venue),
-        "random": score_signals(bars, random, costs, venue),
+        "not_trading": score_signals(bars, flat, costs, venue, funding),
+        "sma_cross": score_signals(bars, sma, costs, venue, funding),
+        "random": score_signals(bars, random, costs, venue, funding),
     }
 
 
@@ -109,8 +116,10 @@ def incumbent_score(
     test: slice,
     costs: Any,
     venue: Venue,
+    funding: pd.Series | None = None,
 ) -> tuple[dict[str, Any] | None, pd.Series | None]:
-    """Return the current release's score on the same test window (or why it could not be scored) and its equity.
+    """Return the current release's score on the same test window (or why it could not be scored) and its equity
+    (paying a swap's ``funding`` as the challenger does).
 
     Its predictions come from the same full history as the challenger's, so both start the window warmed up.
     """
@@ -123,7 +132,7 @@ def incumbent_score(
     probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
     result = simulate(
-        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs, venue
+        window, signals_frame(window.index, probs[test], vol[test], trading.params), costs, venue, funding
     )
     return {"release_id": pointer.release_id, "metrics": result.metrics}, result.equity
 

@@ -21,11 +21,12 @@ import pandas as pd
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.features import FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
 from scalpbot.core.folds import WalkForward, label_rows, walk_forward
+from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
-from scalpbot.jobs.services import Services, venue_profile
+from scalpbot.jobs.services import Services, stored_funding, venue_profile
 from scalpbot.jobs.train_evaluation import library_versions, timed
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import pair_of
@@ -53,7 +54,9 @@ _HOURS_PER_YEAR = 365.0 * 24.0
 
 @dataclass(frozen=True)
 class Prepared:
-    """The inputs of a run: bars, venue, features, folds, the candidate labels and the training key."""
+    """The inputs of a run: bars, venue, features, folds, the candidate labels and the training key; on a
+    perpetual swap the funding rates stored over the bars (``None`` elsewhere), charged wherever a run simulates.
+    """
 
     series: SeriesId
     bars: pd.DataFrame
@@ -63,6 +66,7 @@ class Prepared:
     candidates: tuple[LabelConfig, ...]
     key: str
     trials: int
+    funding: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -114,12 +118,14 @@ def prepare(
             raise DataError(f"no bars stored for {series}; run `scalpbot fetch` first")
         start = (end if end is not None else last) - pd.Timedelta(days=cfg.days)
         bars = services.dataset.read(series, start, end)
+        index = pd.DatetimeIndex(bars.index)
+        funding = stored_funding(services.store, series, index[0], index[-1]) if len(bars) else None
     candidates = _candidates(cfg, venue, settings.backtest.slippage)
     folds = split_folds(len(bars), cfg, max(c.horizon for c in candidates))
-    key = training_key(series, bars, settings, venue, trials)
+    key = training_key(series, bars, settings, venue, trials, funding)
     with timed(timings, "features"):
         features = build_features(bars).to_numpy(dtype=np.float64) if len(bars) else np.empty((0, 0))
-    return Prepared(series, bars, venue, features, folds, candidates, key, trials)
+    return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding)
 
 
 def fit(
@@ -208,7 +214,7 @@ def tune(
     The stored study is resumed when the same data is trained again and topped up to the run's trials (so
     a rerun reproduces the run it repeats); a study that no longer matches the folds (other costs or bounds)
     is started afresh. Trials pay the venue's taker fee and follow its order rules; where it cannot short, no
-    trial shorts (``allow_short`` off in the base params).
+    trial shorts (``allow_short`` off in the base params); on a perpetual swap they pay the stored funding.
     """
     from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
 
@@ -236,6 +242,7 @@ def tune(
                 fee=venue.taker_fee,
                 slippage=costs.slippage,
                 rules=venue.order_rules(),
+                funding=[funding_at_bars(prepared.funding, w.index) for w in windows],
                 initial_equity=costs.initial_equity,
                 min_trades=cfg.min_trades,
                 periods_per_year=_HOURS_PER_YEAR,
@@ -304,8 +311,16 @@ def hyper_parameters(
     return search.best, {"search": search.summary()}
 
 
-def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, venue: Venue, trials: int) -> str:
-    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings."""
+def training_key(
+    series: SeriesId,
+    bars: pd.DataFrame,
+    settings: Any,
+    venue: Venue,
+    trials: int,
+    funding: pd.Series | None = None,
+) -> str:
+    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings, and a
+    swap's funding rates over the bars (none stored: the key of a market without funding)."""
     train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
     identity = {
         "series": str(series),
@@ -320,4 +335,7 @@ def training_key(series: SeriesId, bars: pd.DataFrame, settings: Any, venue: Ven
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     digest.update(pd.DatetimeIndex(bars.index).asi8.tobytes())
     digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    if funding is not None and len(funding):
+        digest.update(pd.DatetimeIndex(funding.index).as_unit("ms").asi8.tobytes())
+        digest.update(funding.to_numpy(dtype=np.float64).tobytes())
     return digest.hexdigest()

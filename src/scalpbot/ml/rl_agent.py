@@ -33,7 +33,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
 from scalpbot.core.costs import TradingCosts
 from scalpbot.core.evaluation import PolicyWindow
 from scalpbot.core.gate import GateRules, GateVerdict, judge
@@ -144,6 +144,7 @@ def train_agent(
     volume: np.ndarray | None = None,
     settings: RlSettings | None = None,
     n_steps: int = 64,
+    funding: np.ndarray = NO_FUNDING,
     learning_rate: float = 3e-4,
 ) -> TrainedAgent:
     """Train PPO for at least ``timesteps`` env steps (windows) on ``window``; return the agent.
@@ -151,7 +152,8 @@ def train_agent(
     ``n_envs`` copies of the env run in a ``DummyVecEnv``, each seeded from ``seed``; PPO collects ``n_steps``
     steps per env per update (so ``timesteps`` rounds up to a multiple of ``n_steps * n_envs``). ``fee`` is a
     fraction of notional per fill, ``slippage`` a fraction of price, ``rules`` the venue's order rules applied
-    at ``equity`` (quote currency); ``volume`` one value per bar of ``window``.
+    at ``equity`` (quote currency); ``volume`` one value per bar of ``window``; ``funding`` (perpetual swaps) the
+    rate due at each bar's open of ``window`` (empty: none), charged in every episode.
     """
     if not (isinstance(timesteps, int) and timesteps >= 1):
         raise ConfigError(
@@ -175,6 +177,7 @@ def train_agent(
             equity=equity,
             volume=volume,
             settings=settings,
+            funding=funding,
         )
         for _ in range(n_envs)
     ]
@@ -216,12 +219,13 @@ def propose(
     rules: OrderRules = NO_ORDER_RULES,
     equity: float = 1.0,
     volume: np.ndarray | None = None,
+    funding: np.ndarray = NO_FUNDING,
 ) -> StrategyParams:
     """Return the params the agent chooses for the step window that follows ``recent_window``.
 
     The observation is taken after the last bar of ``recent_window`` (end it on a step boundary, e.g. a UTC
     midnight), with the base params' results on its last ``history`` windows as the recent results. It needs
-    more than ``max(history, lookback)`` step windows.
+    more than ``max(history, lookback)`` step windows. ``funding``: as :func:`train_agent`, over ``recent_window``.
     """
     _check_agent(agent, bounds)
     env = ParamAdjustEnv(
@@ -234,6 +238,7 @@ def propose(
         equity=equity,
         volume=volume,
         settings=agent.settings,
+        funding=funding,
     )
     k = env.n_windows
     return env.params_for(agent.act(env.observe(k, *env.base_results(k))))
@@ -263,6 +268,7 @@ def compare_on_holdout(
     rules: OrderRules = NO_ORDER_RULES,
     equity: float = 1.0,
     volume: np.ndarray | None = None,
+    funding: np.ndarray = NO_FUNDING,
 ) -> dict[str, Any]:
     """Replay the agent as live and the static base params on held-out windows; return both results.
 
@@ -272,6 +278,7 @@ def compare_on_holdout(
     and ``static`` hold ``total_return`` (compounded over the windows, fraction), ``sharpe`` (annualized over
     window returns, ``None`` if undefined), ``trades``, ``max_drawdown`` and per-window ``window_returns`` and
     ``window_trades``; ``windows`` gives each scored window's first and last bar (ISO UTC) and the RL params.
+    ``funding``: as :func:`train_agent`, over ``holdout_window`` (both the agent's and the static params pay it).
     """
     _check_agent(agent, bounds)
     settings = replace(agent.settings, episode_steps=None)
@@ -285,6 +292,7 @@ def compare_on_holdout(
         equity=equity,
         volume=volume,
         settings=settings,
+        funding=funding,
     )
     observation, _ = env.reset(options={"start": settings.warmup})
     rl_returns: list[float] = []

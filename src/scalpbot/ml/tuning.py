@@ -45,7 +45,7 @@ import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from scalpbot.core.backtest.enums import NO_ORDER_RULES, OrderRules
+from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.overfitting import (
@@ -239,9 +239,17 @@ def _make_sampler(
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _fingerprint(windows: Sequence[PolicyWindow], bounds: ParamBounds, settings: dict[str, float]) -> str:
+def _fingerprint(
+    windows: Sequence[PolicyWindow],
+    bounds: ParamBounds,
+    settings: dict[str, float],
+    funding: Sequence[np.ndarray] = (),
+) -> str:
     text = json.dumps({"bounds": bounds.to_dict(), "settings": settings}, sort_keys=True)
     prints = "".join(w.fingerprint() for w in windows)
+    for rates in funding:  # none charged: the fingerprint of a study tuned before funding existed
+        if rates.any():
+            prints += hashlib.blake2b(np.ascontiguousarray(rates).tobytes(), digest_size=16).hexdigest()
     return hashlib.blake2b((prints + text).encode(), digest_size=16).hexdigest()
 
 
@@ -306,6 +314,7 @@ def tune_policy(
     dispersion: float = 1.0,
     objective: Literal["sharpe", "return"] = "sharpe",
     heartbeat_s: int = 10,
+    funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
 
@@ -330,6 +339,9 @@ def tune_policy(
 
     ``window``: one validation window, or the walk-forward folds in time order (see the module docstring);
     ``dispersion``: the weight of the folds' spread in the objective (0: the pooled Sharpe ratio).
+    ``funding``: on a perpetual swap, one array per window of the funding rate due at each bar's open
+    (:func:`scalpbot.core.funding.funding_at_bars`; empty: none), charged in every trial; a study's fingerprint
+    holds the rates, so a stored study tuned without them is not resumed with them.
     """
     result = _tune(
         window,
@@ -354,6 +366,7 @@ def tune_policy(
         dispersion=dispersion,
         objective=objective,
         heartbeat_s=heartbeat_s,
+        funding=funding,
     )
     assert isinstance(result, TuningResult)
     return result
@@ -401,6 +414,7 @@ def _tune(
     dispersion: float = 1.0,
     objective: Literal["sharpe", "return"] = "sharpe",
     heartbeat_s: int = 10,
+    funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult | int:
     """Run the study as :func:`tune_policy` says; return its result, or (``collect`` off) the trials run here."""
     bounds = ParamBounds.default() if bounds is None else bounds
@@ -408,6 +422,9 @@ def _tune(
     _check(n_trials, timeout_s, sampler, min_trades, penalty, windows)
     if not (math.isfinite(dispersion) and dispersion >= 0.0):
         raise ConfigError(f"dispersion must be a weight >= 0, e.g. 1.0; got {dispersion}")
+    rates = tuple(funding) if funding is not None else (NO_FUNDING,) * len(windows)
+    if len(rates) != len(windows):
+        raise ConfigError(f"funding must hold one array per window ({len(windows)}); got {len(rates)}")
     evaluators = [
         PolicyEvaluator(
             w,
@@ -416,8 +433,9 @@ def _tune(
             periods_per_year=periods_per_year,
             rules=rules,
             initial_equity=initial_equity,
+            funding=r,
         )
-        for w in windows
+        for w, r in zip(windows, rates, strict=True)
     ]
     bounds_of = np.cumsum([0] + [w.day_ends.shape[0] for w in windows])
     slices = tuple((int(a), int(b)) for a, b in itertools.pairwise(bounds_of))
@@ -429,7 +447,9 @@ def _tune(
         settings["dispersion"] = dispersion
     if objective != "sharpe":
         settings["objective_return"] = 1.0
-    fingerprint = _fingerprint(windows, bounds, {**settings, "periods_per_year": periods_per_year})
+    fingerprint = _fingerprint(
+        windows, bounds, {**settings, "periods_per_year": periods_per_year}, [e.funding for e in evaluators]
+    )
     started = time.perf_counter()
     cache: dict[int, tuple[int, np.ndarray]] = {}
     kernel_seconds = 0.0

@@ -72,7 +72,8 @@ class BinanceSwapBroker:
     """A ``Broker`` on one Binance USDⓈ-M linear perpetual (e.g. ``BTC/USDT:USDT``), one bot per instance.
 
     ``leverage`` (a whole number, 1..125) and ``margin_mode`` are set on the venue at start and checked at every
-    snapshot; ``fee_rate`` (the taker fee, a fraction) sizes a reversal's entry on the equity left after its exit.
+    snapshot. An entry (a reversal's too) is ``size x`` the snapshot's equity (cash plus the position marked at the
+    decision bar's close) in contracts at that close, rounded down to the step, as the kernel sizes a swap entry.
     Retries, backoff and look-ups of orders of unknown outcome as the other ccxt brokers.
     """
 
@@ -84,7 +85,6 @@ class BinanceSwapBroker:
         timeframe: str,
         leverage: float,
         margin_mode: str = "isolated",
-        fee_rate: float = 0.0005,
         config: Mapping[str, Any] | None = None,
         api_urls: Mapping[str, Any] | None = None,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008  (a frozen value)
@@ -118,7 +118,6 @@ class BinanceSwapBroker:
         exceptions["broad"] = {**exceptions["broad"], **exceptions["linear"].get("broad", {})}
         self._bot, self._symbol = bot, symbol
         self._leverage, self._mode = int(leverage), margin_mode
-        self._fee_rate = fee_rate
         self._bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
         self._decoder = IdDecoder(bot, symbol, timeframe_seconds(timeframe))
         self._reader = UsdmReader(symbol, self._decoder, self._bar)
@@ -263,27 +262,13 @@ class BinanceSwapBroker:
             return self._reprotect(position, snapshot)
         acks: list[OrderAck] = []
         distances = {o.intent: o.distance for o in plan if o.intent in ("sl", "tp")}
-        equity = snapshot.equity
         for order in plan:
             if order.intent == "exit":
-                closing, closed = self._close(order.client_id, order.decided_at, position, order.reason)
-                acks += closing
-                if closed is not None and position is not None:
-                    equity = self._equity_after(snapshot, position, closed)
+                acks += self._exit(order.client_id, order.decided_at, position, order.reason)
             elif order.intent == "entry":
                 sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
-                acks += self._enter(order, snapshot, equity, sl, tp)
+                acks += self._enter(order, snapshot, sl, tp)
         return acks
-
-    def _equity_after(self, snapshot: BrokerSnapshot, position: Position, closed: Mapping[str, Any]) -> float:
-        """Return the equity left once ``closed`` (the exit's market order) filled: the snapshot's, marked at the
-        exit's price instead of the decision bar's close, less the exit's taker fee (as the kernel sizes the
-        entry of a reversal)."""
-        price, qty = as_float(closed.get("avgPrice")), as_float(closed.get("executedQty"))
-        reference = self._closes.get(snapshot.as_of, math.nan)
-        if qty <= 0 or not (math.isfinite(reference) and price > 0):
-            return snapshot.equity
-        return snapshot.equity + position.side * qty * (price - reference) - qty * price * self._fee_rate
 
     def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
         """Cancel the protection and close the position with a reduce-only market order (tag ``kill``)."""
@@ -295,15 +280,13 @@ class BinanceSwapBroker:
 
     # --- orders ----------------------------------------------------------------------------------------------
 
-    def _enter(
-        self, order: PlannedOrder, snapshot: BrokerSnapshot, equity: float, sl: float, tp: float
-    ) -> list[OrderAck]:
+    def _enter(self, order: PlannedOrder, snapshot: BrokerSnapshot, sl: float, tp: float) -> list[OrderAck]:
         market = self._ready()
         reference = self._closes.get(snapshot.as_of, math.nan)
         if not math.isfinite(reference):
             message = f"entry not sent: no close of {snapshot.as_of}"
             return [OrderAck(order.client_id, "entry", "rejected", message)]
-        qty = float(floor_to_step_nb(order.size * equity / reference, _step(market)))
+        qty = float(floor_to_step_nb(order.size * snapshot.equity / reference, _step(market)))
         least = float(market["limits"]["amount"]["min"] or 0.0)
         notional = float(market["limits"]["cost"]["min"] or 0.0)
         if qty <= 0 or qty < least or qty * reference < notional:
@@ -420,21 +403,14 @@ class BinanceSwapBroker:
         self, client_id: str, decided_at: pd.Timestamp, position: Position | None, reason: str
     ) -> list[OrderAck]:
         """Cancel the bot's protection, then close ``position`` with a reduce-only market order."""
-        return self._close(client_id, decided_at, position, reason)[0]
-
-    def _close(
-        self, client_id: str, decided_at: pd.Timestamp, position: Position | None, reason: str
-    ) -> tuple[list[OrderAck], dict[str, Any] | None]:
-        """:meth:`_exit`, also returning the closing order as the venue holds it (``None``: none)."""
-        known = self._sender.known("looking up the exit", client_id)
-        if known is not None or position is None:
-            return (
-                [OrderAck(client_id, "exit", "duplicate", "already on the venue")] if known else []
-            ), known
+        if self._sender.known("looking up the exit", client_id) is not None:
+            return [OrderAck(client_id, "exit", "duplicate", "already on the venue")]
+        if position is None:
+            return []
         market = self._ready()
         failed = self._legs.cancel_own(market)
         if failed is not None:
-            return [OrderAck(client_id, "exit", "rejected", f"exit not sent: {failed}")], None
+            return [OrderAck(client_id, "exit", "rejected", f"exit not sent: {failed}")]
         side = "sell" if position.side > 0 else "buy"
         params = {"newClientOrderId": client_id, "reduceOnly": True}
         amount = float(self._amount(position.qty))
@@ -443,8 +419,7 @@ class BinanceSwapBroker:
             placed = self._exchange.create_order(self._symbol, "market", side, amount, None, params)
             return {**dict(placed.get("info") or {}), "id": placed.get("id")}
 
-        ack, placed = self._sender.place(f"closing the position ({reason})", client_id, "exit", send)
-        return [ack], placed
+        return [self._sender.place(f"closing the position ({reason})", client_id, "exit", send)[0]]
 
     # --- reading the venue -----------------------------------------------------------------------------------
 

@@ -71,7 +71,11 @@ class OrderRules(NamedTuple):
     entry's commission is taken from the base coin it receives (spot without a fee token): the position holds
     ``qty x (1 - fee)`` rounded down to ``amount_step``, and the sub-step rest is charged to the entry's fee.
     ``price_tick``: stop-loss and take-profit prices are rounded to the nearest tick (quote currency), as the
-    live broker writes them on the venue.
+    live broker writes them on the venue. ``size_at_close``: an entry's quantity is fixed at the decision, as a
+    derivatives broker sizes a market order in contracts before it knows the fill: ``size x equity`` at the
+    decision bar's close (cash plus the open position marked there) divided by that close, rounded down to
+    ``amount_step``, the minimum notional checked at that close; the order still fills at the next open
+    (otherwise the quantity is sized at the fill price).
     """
 
     amount_step: float
@@ -81,6 +85,7 @@ class OrderRules(NamedTuple):
     cost_step: float = 0.0
     buy_fee_in_base: bool = False
     price_tick: float = 0.0
+    size_at_close: bool = False
 
 
 NO_ORDER_RULES = OrderRules(0.0, 0.0, 0.0, True)

@@ -182,6 +182,7 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
         float(rules.cost_step),
         bool(rules.buy_fee_in_base),
         float(rules.price_tick),
+        bool(rules.size_at_close),
     )
 
 
@@ -314,8 +315,9 @@ def backtest(
 
     ``bars``: UTC DatetimeIndex of bar open times; columns open, high, low, close (volume and others ignored).
     ``signals``: same index; ``side`` (-1, 0, +1) decided on that bar's close and filled at the next bar's open;
-    ``size`` (``size_in="equity"``: fraction of equity at the fill committed as notional, 1.0 = all of it;
-    ``size_in="qty"``: base-asset quantity); ``sl``/``tp`` (fractional distances from the fill price, > 0,
+    ``size`` (``size_in="equity"``: fraction of equity at the fill committed as notional, 1.0 = all of it; where
+    ``rules.size_at_close`` (derivatives), the quantity is that fraction of the equity at the decision bar's close
+    divided by that close, as the live broker sizes contracts; ``size_in="qty"``: base-asset quantity); ``sl``/``tp`` (fractional distances from the fill price, > 0,
     ``np.inf`` for none); optional ``max_hold`` (bars, 0 = no time stop). Values on rows with side 0 are ignored.
     ``fee``: fraction of notional per fill; ``slippage``: fraction by which every fill price is worsened.
     ``rules``: the venue's amount step, minimums and whether it can short (default: none of them, shorts

@@ -18,7 +18,11 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
 6. A position open at the end is marked at the last close and recorded with exit reason ``open``.
 7. The venue's order rules (:class:`~scalpbot.core.backtest.enums.OrderRules`) apply to every entry: its
    quantity is rounded **down** to the amount step, and an entry under the minimum quantity or notional (at
-   the fill price) is skipped, as a broker skips it (:func:`scalpbot.core.lots.order_qty_nb`). Where the venue
+   the fill price) is skipped, as a broker skips it (:func:`scalpbot.core.lots.order_qty_nb`). A ``size``
+   fraction of equity buys ``size x cash / fill price``; where the venue's orders are sized at the decision
+   (``rules.size_at_close``: derivatives, a market order of contracts) it is ``size x equity[t - 1] /
+   close[t - 1]`` (cash plus any open position marked at the decision bar's close, as the live broker's snapshot
+   reads it), the minimum notional checked at that close; either way it fills at the next open. Where the venue
    cannot short, a short signal opens nothing: it only closes a long (rule 5), as on a spot market. Where
    the venue buys by quote amount, a long entry spends ``size x cash`` truncated to ``cost_step`` and gets what
    that buys at the fill price, rounded down; where it takes a buy's commission in the base coin, the position
@@ -198,8 +202,9 @@ def simulate_nb(
     it from one simulated segment to the next; a backtest starts from ``np.zeros(1)``).
 
     ``side``/``size``/``sl``/``tp``/``max_hold`` are decided on each bar's close and act on the next open.
-    ``size`` is a fraction of equity committed as notional at the fill, or a base-asset quantity when
-    ``size_is_qty``, rounded down to ``rules.amount_step``; ``size`` 0, a quantity under the venue's minimums or a
+    ``size`` is a fraction of equity committed as notional at the fill (at the decision bar's close when
+    ``rules.size_at_close``, rule 7), or a base-asset quantity when ``size_is_qty``, rounded down to
+    ``rules.amount_step``; ``size`` 0, a quantity under the venue's minimums or a
     short where ``rules.shorts`` is false opens nothing (an opposite signal then only closes). ``funding``: the
     funding rate falling due at each bar's open (rule 8; length ``n``, or empty for none). ``equity[t]`` is cash
     plus the open position marked at ``close[t]`` (entry fee and funding paid, exit fee not yet). Entries are skipped while
@@ -294,13 +299,20 @@ def simulate_nb(
                 else:
                     wanted = 1 if signal > 0 else -1
                     price = fill_price_nb(bar_open, wanted, slippage)
+                    sized_at = price  # the price the quantity's minimum notional is checked at
                     if size_is_qty:
                         raw_qty = size[t - 1]
+                    elif rules.size_at_close:
+                        # sized at the decision as a contracts order: equity and price of the decision bar's close
+                        sized_at = close[t - 1]
+                        raw_qty = size[t - 1] * equity[t - 1] / sized_at
                     elif wanted > 0 and rules.cost_step > 0.0:
                         raw_qty = floor_to_step_nb(size[t - 1] * cash, rules.cost_step) / price
                     else:
                         raw_qty = size[t - 1] * cash / price
-                    qty = order_qty_nb(raw_qty, price, rules.amount_step, rules.min_qty, rules.min_notional)
+                    qty = order_qty_nb(
+                        raw_qty, sized_at, rules.amount_step, rules.min_qty, rules.min_notional
+                    )
                     held, entry_fee, rest = qty, qty * price * fee, dust
                     if wanted > 0 and rules.buy_fee_in_base:
                         # the account receives qty less the commission; with the dust earlier buys left it
