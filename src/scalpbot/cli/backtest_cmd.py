@@ -14,10 +14,11 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
+from scalpbot.cli.data_cmds import ExchangeOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import state_of
+from scalpbot.cli.symbols import SymbolsOpt, data_symbols, for_each_symbol
 from scalpbot.cli.tables import metric_text, trades_table
 from scalpbot.config import BacktestSettings
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
@@ -49,7 +50,7 @@ def run_backtest(
     compared: list[str] | None = typer.Argument(
         None, help="With --compare: strategies and releases (current, latest, newest, an id prefix)"
     ),
-    symbol: str | None = SymbolOpt,
+    symbol: list[str] | None = SymbolsOpt,
     timeframe: str | None = TimeframeOpt,
     exchange: str | None = ExchangeOpt,
     since: str | None = typer.Option(None, "--from", help="First bar open time, ISO-8601 UTC"),
@@ -87,7 +88,67 @@ def run_backtest(
     """Backtest a strategy on stored bars with the one fill model on the venue's fee, step, minimums, shorts.
 
     `scalpbot backtest --compare current newest sma-cross` runs each on the same bars and prints one table.
+    Several symbols (``--symbol`` repeated or a comma list, else ``bot.symbols``) are backtested one by one.
     """
+    symbols = data_symbols(state_of(ctx).settings(), symbol)
+    if len(symbols) > 1 and html_path is not None:
+        raise ConfigError("--html writes one symbol's page; give one --symbol with it")
+
+    def one_symbol(one: str | None) -> None:
+        _backtest_one(
+            ctx=ctx,
+            compared=compared,
+            symbol=one,
+            timeframe=timeframe,
+            exchange=exchange,
+            since=since,
+            until=until,
+            days=days,
+            strategy=strategy,
+            sl=sl,
+            tp=tp,
+            size=size,
+            max_hold=max_hold,
+            sma_length=sma_length,
+            fee=fee,
+            slippage=slippage,
+            initial_equity=initial_equity,
+            release=release,
+            compare=compare,
+            html_path=html_path,
+            show_trades=show_trades,
+            as_json=as_json,
+        )
+
+    for_each_symbol(symbols, as_json, one_symbol)
+
+
+def _backtest_one(
+    *,
+    ctx: typer.Context,
+    compared: list[str] | None,
+    symbol: str | None,
+    timeframe: str | None,
+    exchange: str | None,
+    since: str | None,
+    until: str | None,
+    days: float | None,
+    strategy: str | None,
+    sl: float | None,
+    tp: float | None,
+    size: float | None,
+    max_hold: int | None,
+    sma_length: int | None,
+    fee: float | None,
+    slippage: float | None,
+    initial_equity: float | None,
+    release: str | None,
+    compare: bool,
+    html_path: Path | None,
+    show_trades: bool,
+    as_json: bool,
+) -> None:
+    """Backtest one symbol (see :func:`run_backtest`)."""
     overrides: dict[str, dict[str, Any]] = {
         "exchange": {"id": exchange},
         "data": {"symbol": symbol, "timeframe": timeframe},

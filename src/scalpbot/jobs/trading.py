@@ -218,7 +218,9 @@ class BasketTrader:
             raise ConfigError("a basket needs at least one symbol; set bot.symbols")
         timeframes = {trader.series.timeframe for trader in traders}
         if len(timeframes) > 1:
-            raise ConfigError(f"the symbols of one bot trade one timeframe; got {', '.join(sorted(timeframes))}")
+            raise ConfigError(
+                f"the symbols of one bot trade one timeframe; got {', '.join(sorted(timeframes))}"
+            )
         self.traders = tuple(traders)
         self.series = traders[0].series
 
