@@ -1,7 +1,7 @@
 """Must show 2: a replay of a basket of three symbols trades exactly what the portfolio backtest trades.
 
 Three BTC-quoted Bittrex markets (ETH/BTC, LTC/BTC, ADA/BTC, 2018-01-26, ``tests/fixtures``; LTC/BTC misses
-four bars and ADA/BTC one in the window) traded by one bot whose equity is in BTC (1 BTC per symbol's paper
+four bars and ADA/BTC one in the window; the day before warms the features up) traded by one bot whose equity is in BTC (1 BTC per symbol's paper
 account), each with the eager release of the sample's trained model, through a budget of at most two open positions. The replay
 drives the execute cycle (paper broker, stored state, the ledger); the backtest runs the pure kernel and the
 pure budget. Trade for trade, the same entries denied by the cap, the same book at the end.
@@ -9,6 +9,7 @@ pure budget. Trade for trade, the same entries denied by the cap, the same book 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from scalpbot.state.risk_budget import RiskBudget
 from scalpbot.wiring import Services, build_services, portfolio_limits
 
+from support.cli import run_cli
 from support.files import FIXTURES
 from support.trained import LOOSE_RISK
 
@@ -125,3 +127,64 @@ def test_a_replayed_basket_trades_exactly_the_portfolio_backtest(basket: Service
         f"({', '.join(f'{s} {len(expected.results[s].trades)}' for s in SYMBOLS)}), "
         f"{len(denied)} entries denied by max_positions, book equity {book.equity:.6f} BTC"
     )
+
+
+def test_the_command_line_replays_the_basket_and_shows_each_symbols_trades_and_position(
+    basket: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "basket.toml"
+    config.write_text(
+        f"""
+store.url = "{basket.settings.store.url}"
+[risk]
+cooldown_after_losses = 0
+max_daily_loss = 1.0
+max_drawdown = 1.0
+[backtest]
+initial_equity = 1.0
+[portfolio]
+max_positions = 2
+[bot]
+name = "cli"
+symbols = {list(SYMBOLS)!r}
+""".replace("'", '"')
+    )
+    args = ("--config", str(config))
+    code, out, err = run_cli(
+        capsys, *args, "replay", "--from", "2018-01-26T00:00:00Z", "--to", "2018-01-26T03:00:00Z", "--json"
+    )
+    assert code == 0, err
+    replayed = json.loads(out)
+    assert replayed["symbols"] == list(SYMBOLS) and sum(replayed["cycles"].values()) == 3 * 180
+    code, out, err = run_cli(capsys, *args, "trades", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["trades"]
+    assert {row["symbol"] for row in rows} <= set(SYMBOLS) and len(rows) >= replayed["trades"]
+    code, out, _ = run_cli(capsys, *args, "trades", "--symbol", "ETH/BTC", "--json")
+    eth = json.loads(out)["trades"]
+    assert code == 0 and eth and eth == [row for row in rows if row["symbol"] == "ETH/BTC"]
+    code, out, _ = run_cli(capsys, *args, "positions", "--json")
+    shown = json.loads(out)
+    assert code == 0 and [p["symbol"] for p in shown["symbols"]] == list(SYMBOLS)
+    assert all(p["last_bar"] == "2018-01-26T02:59:00Z" for p in shown["symbols"] if p["symbol"] == "ETH/BTC")
+    code, out, err = run_cli(
+        capsys,
+        *args,
+        "backtest",
+        "--portfolio",
+        "--from",
+        "2018-01-26T00:00:00Z",
+        "--to",
+        "2018-01-26T03:00:00Z",
+        "--json",
+    )
+    assert code == 0, err
+    backtested = json.loads(out)
+    for symbol in SYMBOLS:  # the portfolio backtest of the same window trades what the replay traded
+        want = backtested["symbols"][symbol]["trades"]
+        got = [row for row in rows if row["symbol"] == symbol]
+        key = ("entry_time", "exit_time", "side", "exit_reason")
+        assert [tuple(r[k] for k in key) for r in got] == [tuple(r[k] for k in key) for r in want]
+        assert [r["qty"] for r in got] == pytest.approx([r["qty"] for r in want], rel=1e-12)
+    code, _, err = run_cli(capsys, *args, "trades", "--symbol", "XRP/BTC")
+    assert code == 1 and "XRP/BTC is not in bot.symbols" in " ".join(err.split())

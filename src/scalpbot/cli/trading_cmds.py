@@ -28,7 +28,7 @@ from scalpbot.jobs.services import state_symbol
 from scalpbot.jobs.trading import basket_trader, replay, set_halt, trade_loop
 from scalpbot.state.bots import check_bot_exists
 from scalpbot.state.ledger import Ledger
-from scalpbot.state.portfolio import PortfolioStore
+from scalpbot.state.portfolio import PortfolioSnapshot, PortfolioStore
 from scalpbot.state.release_choice import choose_release
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import Services, build_executor, build_market_data, stored_history
@@ -239,16 +239,48 @@ def _symbol_trades(
 def positions(
     ctx: typer.Context, bot: str | None = BotOpt, as_json: bool = typer.Option(False, "--json")
 ) -> None:
-    """Show the bot's open position, equity and risk state as of its last cycle."""
+    """Show the bot's open position, equity and risk state as of its last cycle (each symbol's, in a bot of
+    several: one JSON object with ``symbols``)."""
     services = _read_services(ctx, bot)
     name = check_bot_exists(services.store, services.settings.bot.name)
-    stored = PortfolioStore(services.store, name).load()
-    if stored is None:
+    symbols = services.settings.symbols
+    payloads: list[dict[str, Any]] = []
+    for symbol in symbols:
+        scope = state_symbol(services.settings, symbol)
+        stored = PortfolioStore(services.store, name, scope).load()
+        if stored is None:
+            if scope is None:
+                raise ConfigError(f"bot {name} has not traded yet; run `scalpbot trade` or `scalpbot replay`")
+            payloads.append({"symbol": symbol, "last_bar": None})
+            continue
+        payloads.append({**({"symbol": symbol} if scope else {}), **_position_payload(stored.snapshot)})
+    if all(p["last_bar"] is None for p in payloads):
         raise ConfigError(f"bot {name} has not traded yet; run `scalpbot trade` or `scalpbot replay`")
-    snap = stored.snapshot
+    if as_json:
+        print_json({"bot": name, **payloads[0]} if len(symbols) == 1 else {"bot": name, "symbols": payloads})
+        return
+    for payload in payloads:
+        where = f" {payload['symbol']}" if "symbol" in payload else ""
+        if payload["last_bar"] is None:
+            out.print(f"bot {name}{where}: no cycle yet")
+            continue
+        position = payload["position"]
+        held = (
+            "flat"
+            if position is None
+            else f"{'long' if position['side'] > 0 else 'short'} {position['qty']:g} @ {position['entry_price']:,.2f} "
+            f"(SL {position['sl_price']:,.2f}, TP {position['tp_price']:,.2f})"
+        )
+        halted = f"; HALTED: {payload['halt_reason']}" if payload["halted"] else ""
+        out.print(
+            f"bot {name}{where} after {payload['last_bar']}: equity {payload['equity']:,.2f}, {held}{halted}"
+        )
+
+
+def _position_payload(snap: PortfolioSnapshot) -> dict[str, Any]:
+    """Return what ``positions`` shows of one snapshot (JSON-native)."""
     position = snap.position
-    payload = {
-        "bot": name,
+    return {
         "last_bar": iso(snap.last_bar_time),
         "equity": snap.equity,
         "halted": snap.risk.halted,
@@ -264,16 +296,6 @@ def positions(
             "tp_price": position.tp_price,
         },
     }
-    if as_json:
-        print_json(payload)
-        return
-    held = (
-        "flat"
-        if position is None
-        else f"{'long' if position.side > 0 else 'short'} {position.qty:g} @ {position.entry_price:,.2f} (SL {position.sl_price:,.2f}, TP {position.tp_price:,.2f})"
-    )
-    halted = f"; HALTED: {snap.risk.halt_reason}" if snap.risk.halted else ""
-    out.print(f"bot {name} after {payload['last_bar']}: equity {snap.equity:,.2f}, {held}{halted}")
 
 
 def halt_bot(
