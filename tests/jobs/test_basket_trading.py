@@ -13,7 +13,7 @@ from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
 from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
-from scalpbot.errors import CycleFailed, StoreError
+from scalpbot.errors import ConfigError, CycleFailed, StoreError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import BasketTrader, basket_trader, raise_if_failed, set_halt
 from scalpbot.state.ledger import Ledger
@@ -117,3 +117,35 @@ def test_each_symbol_trades_on_its_own_state_and_a_failing_symbol_does_not_stop_
     assert all(PortfolioStore(services.store, BOT, s).load().snapshot.risk.halted for s in SYMBOLS)  # type: ignore[union-attr]
     set_halt(services, BOT, halted=False, reason="test")
     assert not any(PortfolioStore(services.store, BOT, s).load().snapshot.risk.halted for s in SYMBOLS)  # type: ignore[union-attr]
+
+
+def test_a_basket_refuses_a_position_left_open_by_the_bot_as_a_single_symbol_bot(trio: Services) -> None:
+    services = trio
+    single = services.settings.model_copy(
+        update={"bot": services.settings.bot.model_copy(update={"symbols": ()})}
+    )
+    legacy = build_services(single)
+    series = legacy.series("BTC/USDT")
+    one = build_executor(
+        legacy, series, bot=BOT, bars=stored_history(legacy, series), notifier=ConsoleNotifier()
+    )
+    assert one.scope is None
+    position_at = None
+    for minute in range(0, 240):  # trade as a single-symbol bot until it holds a position
+        report = basket_trader(legacy, [one], source=None, release_lease=True)(
+            AT + pd.Timedelta(minutes=minute)
+        )
+        assert not isinstance(report, tuple)
+        stored = PortfolioStore(services.store, BOT).load()
+        if stored is not None and stored.snapshot.position is not None:
+            position_at = report.bar
+            break
+    assert position_at is not None
+    executors = [
+        build_executor(
+            services, services.series(s), bot=BOT, bars=stored_history(services, services.series(s))
+        )
+        for s in SYMBOLS[:2]
+    ]
+    with pytest.raises(ConfigError, match="holds a position from when it traded one symbol"):
+        basket_trader(services, executors, source=None, release_lease=True)

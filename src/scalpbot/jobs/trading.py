@@ -267,7 +267,20 @@ def basket_trader(
     release_lease: bool,
 ) -> BarTrader | BasketTrader:
     """Return the trader of ``executors`` (one per symbol): a :class:`BarTrader` for one symbol (exactly as a
-    single-symbol bot always traded), else a :class:`BasketTrader` of one per symbol, each with its own lease."""
+    single-symbol bot always traded), else a :class:`BasketTrader` of one per symbol, each with its own lease.
+
+    A bot of several symbols whose single-symbol snapshot (``state/{bot}/portfolio.json``, from before it
+    listed its symbols) holds an open position is refused: its symbols keep their own state, so that position
+    would be traded by nobody."""
+    scoped = [executor for executor in executors if executor.scope is not None]
+    if scoped:
+        stored = PortfolioStore(scoped[0].store, scoped[0].bot).load()
+        if stored is not None and stored.snapshot.position is not None:
+            raise ConfigError(
+                f"bot {scoped[0].bot} holds a position from when it traded one symbol "
+                f"(state/{scoped[0].bot}/portfolio.json); close it with that configuration first "
+                "(`scalpbot halt` flattens it), or trade the basket under another bot name"
+            )
     traders = [
         BarTrader(
             services,
