@@ -48,6 +48,21 @@ NUMBA_CACHE_SEED_ENV = "SCALPBOT_NUMBA_CACHE_SEED"
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9._-]*/[A-Z0-9][A-Z0-9._-]*(:[A-Z0-9][A-Z0-9._-]*)?")
 
 
+def check_symbol(value: str) -> str:
+    """Return ``value`` upper-cased; raise ``ValueError`` unless it names one ``BASE/QUOTE[:SETTLE]`` market."""
+    if "," in value or any(ch.isspace() for ch in value.strip()):
+        raise ValueError(f"one symbol at a time: '{value}' names several; run the command once per symbol")
+    if not _SYMBOL.fullmatch(value.strip().upper()):
+        raise ValueError(f"symbol '{value}' must look like BASE/QUOTE, e.g. BTC/USDT")
+    return value.strip().upper()
+
+
+def quote_of(symbol: str) -> str:
+    """Return the currency ``symbol``'s PnL is in: its settle currency (swaps), else its quote."""
+    pair, _, settle = symbol.partition(":")
+    return settle or pair.partition("/")[2]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -116,13 +131,7 @@ class DataSettings(_Section):
     @field_validator("symbol")
     @classmethod
     def _symbol_is_base_quote(cls, value: str) -> str:
-        if "," in value or any(ch.isspace() for ch in value.strip()):
-            raise ValueError(
-                f"one symbol at a time: '{value}' names several; run the command once per symbol"
-            )
-        if not _SYMBOL.fullmatch(value.strip().upper()):
-            raise ValueError(f"symbol '{value}' must look like BASE/QUOTE, e.g. BTC/USDT")
-        return value.strip().upper()
+        return check_symbol(value)
 
     @field_validator("timeframe")
     @classmethod
@@ -348,6 +357,26 @@ class BotSettings(_Section):
     """Identity of this bot's state (ledger, portfolio) in the store."""
 
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    symbols: tuple[str, ...] = Field(
+        default=(),
+        description="the symbols the bot trades on exchange.id, sharing one quote currency and the "
+        "[portfolio] budget (empty = [data.symbol])",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_are_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        symbols = tuple(check_symbol(symbol) for symbol in value)
+        repeated = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
+        if repeated:
+            raise ValueError(f"bot.symbols names {', '.join(repeated)} more than once; list each symbol once")
+        quotes = sorted({quote_of(symbol) for symbol in symbols})
+        if len(quotes) > 1:
+            raise ValueError(
+                f"bot.symbols mixes quote currencies ({', '.join(quotes)}): the bot's equity and its portfolio "
+                "budget are in one currency; trade each quote currency in its own bot"
+            )
+        return symbols
 
 
 class ServeSettings(_Section):
@@ -385,6 +414,12 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     bot: BotSettings = BotSettings()
     serve: ServeSettings = ServeSettings()
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Return the bot's symbols in the configured order (the order a bar's cycles run in); ``bot.symbols``
+        unset (empty) means the one symbol ``data.symbol``."""
+        return self.bot.symbols or (self.data.symbol,)
 
 
 class _ScalpbotEnvSource(EnvSettingsSource):

@@ -34,6 +34,7 @@ from scalpbot.jobs.services import (
     SourceChoice,
     replay_history,
     run_lease,
+    state_symbol,
     venue_profile,
 )
 from scalpbot.ports import BarHistory, Broker, Clock, FundingHistory, Notifier, Store
@@ -239,6 +240,7 @@ def paper_broker(
         initial_equity=costs.initial_equity,
         rules=venue.order_rules(),
         funding=funding if venue.market_type == "swap" else None,
+        scoped=state_symbol(settings, series.symbol) is not None,
     )
 
 
@@ -286,6 +288,7 @@ def build_executor(
         ready=cache.available,
         clock=None if paper else services.clock,
         portfolio=portfolio_limits(settings),
+        scope=state_symbol(settings, series.symbol),
     )
 
 
@@ -381,6 +384,7 @@ def memory_paper_executor(
         market_rules=venue.market_rules(),
         initial_equity=settings.backtest.initial_equity,
         portfolio=portfolio_limits(settings),
+        scope=state_symbol(settings, series.symbol),
     )
     return executor, services
 

@@ -152,3 +152,23 @@ def test_the_portfolio_section_binds_nothing_by_default_and_rejects_unknown_or_b
     path.write_text("[portfolio]\nmax_daily_loss = 1.5\n")
     with pytest.raises(ConfigError, match="portfolio.max_daily_loss"):
         load_settings(path)
+
+
+def test_bot_symbols_default_to_the_data_symbol_and_refuse_duplicates_mixed_quotes_and_bad_names(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(None).symbols == ("BTC/USDT",)
+    path = tmp_path / "scalpbot.toml"
+    path.write_text('[data]\nsymbol = "eth/usdt"\n')
+    assert load_settings(path).symbols == ("ETH/USDT",)  # unset: the one data.symbol
+    path.write_text('[bot]\nsymbols = ["sol/usdt", "BTC/USDT", "ETH/USDT"]\n')
+    assert load_settings(path).symbols == ("SOL/USDT", "BTC/USDT", "ETH/USDT")  # order kept
+    for text, message in (
+        ('symbols = ["BTC/USDT", "btc/usdt"]', "BTC/USDT more than once"),
+        ('symbols = ["BTC/USDT", "ETH/BTC"]', "mixes quote currencies"),
+        ('symbols = ["BTC-USDT"]', "must look like BASE/QUOTE"),
+        ('symbols = ["BTC/USDT,ETH/USDT"]', "one symbol at a time"),
+    ):
+        path.write_text(f"[bot]\n{text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_settings(path)

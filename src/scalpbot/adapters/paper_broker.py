@@ -35,6 +35,7 @@ from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound
 from scalpbot.ports import Store
 from scalpbot.state.codec import fill_from_dict, fill_to_dict, signal_from_dict, signal_to_dict
+from scalpbot.state.scope import state_key
 
 BarSource = Callable[[pd.Timestamp | None, pd.Timestamp], pd.DataFrame]
 """``(start, last)`` -> closed bars with open time in ``[start, last]`` (``start`` None: as far back as needed)."""
@@ -62,6 +63,8 @@ class PaperBroker:
     ``fee`` is the venue's taker fee (every simulated fill is a market fill), ``rules`` its amount step,
     minimums and whether it can short (see :meth:`scalpbot.core.venue.Venue.order_rules`). ``funding`` (swaps)
     gives the funding rates charged on open positions at their funding times, reported in each snapshot.
+    ``scoped``: the account is the symbol's own (``state/{bot}/symbols/{symbol}/paper.json``), in a bot of
+    several symbols; otherwise the bot's (``state/{bot}/paper.json``).
     """
 
     name = "paper"
@@ -79,6 +82,7 @@ class PaperBroker:
         initial_equity: float,
         rules: OrderRules,
         funding: FundingSource | None = None,
+        scoped: bool = False,
     ) -> None:
         self._store = store
         self._funding = funding
@@ -90,7 +94,7 @@ class PaperBroker:
         self._slippage = slippage
         self._initial_equity = initial_equity
         self._rules = rules
-        self._key = f"state/{bot}/paper.json"
+        self._key = state_key(bot, "paper.json", symbol if scoped else None)
 
     def snapshot(self, bars: pd.DataFrame, since: pd.Timestamp | None) -> BrokerSnapshot:
         """Simulate the open segment up to the last bar of ``bars``; close the segment when flat and idle."""

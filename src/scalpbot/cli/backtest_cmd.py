@@ -14,10 +14,11 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
+from scalpbot.cli.data_cmds import ExchangeOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import state_of
+from scalpbot.cli.symbols import SymbolsOpt, data_symbols, for_each_symbol, trading_symbols
 from scalpbot.cli.tables import metric_text, trades_table
 from scalpbot.config import BacktestSettings
 from scalpbot.core.backtest.enums import TRADE_COLUMNS
@@ -49,7 +50,7 @@ def run_backtest(
     compared: list[str] | None = typer.Argument(
         None, help="With --compare: strategies and releases (current, latest, newest, an id prefix)"
     ),
-    symbol: str | None = SymbolOpt,
+    symbol: list[str] | None = SymbolsOpt,
     timeframe: str | None = TimeframeOpt,
     exchange: str | None = ExchangeOpt,
     since: str | None = typer.Option(None, "--from", help="First bar open time, ISO-8601 UTC"),
@@ -83,11 +84,79 @@ def run_backtest(
     ),
     show_trades: bool = typer.Option(False, "--trades", help="Print the trade list with a totals row"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with metrics and trades"),
+    portfolio: bool = typer.Option(
+        False,
+        "--portfolio",
+        help="The bot's basket together: each symbol's current release through the [portfolio] caps",
+    ),
 ) -> None:
     """Backtest a strategy on stored bars with the one fill model on the venue's fee, step, minimums, shorts.
 
     `scalpbot backtest --compare current newest sma-cross` runs each on the same bars and prints one table.
+    Several symbols (``--symbol`` repeated or a comma list, else ``bot.symbols``) are backtested one by one.
     """
+    if portfolio:
+        _portfolio(ctx, symbol, since, until, days, show_trades, as_json)
+        return
+    symbols = data_symbols(state_of(ctx).settings(), symbol)
+    if len(symbols) > 1 and html_path is not None:
+        raise ConfigError("--html writes one symbol's page; give one --symbol with it")
+
+    def one_symbol(one: str | None) -> None:
+        _backtest_one(
+            ctx=ctx,
+            compared=compared,
+            symbol=one,
+            timeframe=timeframe,
+            exchange=exchange,
+            since=since,
+            until=until,
+            days=days,
+            strategy=strategy,
+            sl=sl,
+            tp=tp,
+            size=size,
+            max_hold=max_hold,
+            sma_length=sma_length,
+            fee=fee,
+            slippage=slippage,
+            initial_equity=initial_equity,
+            release=release,
+            compare=compare,
+            html_path=html_path,
+            show_trades=show_trades,
+            as_json=as_json,
+        )
+
+    for_each_symbol(symbols, as_json, one_symbol)
+
+
+def _backtest_one(
+    *,
+    ctx: typer.Context,
+    compared: list[str] | None,
+    symbol: str | None,
+    timeframe: str | None,
+    exchange: str | None,
+    since: str | None,
+    until: str | None,
+    days: float | None,
+    strategy: str | None,
+    sl: float | None,
+    tp: float | None,
+    size: float | None,
+    max_hold: int | None,
+    sma_length: int | None,
+    fee: float | None,
+    slippage: float | None,
+    initial_equity: float | None,
+    release: str | None,
+    compare: bool,
+    html_path: Path | None,
+    show_trades: bool,
+    as_json: bool,
+) -> None:
+    """Backtest one symbol (see :func:`run_backtest`)."""
     overrides: dict[str, dict[str, Any]] = {
         "exchange": {"id": exchange},
         "data": {"symbol": symbol, "timeframe": timeframe},
@@ -147,6 +216,51 @@ class _Run:
 
     def release_json(self) -> dict[str, Any]:
         return {} if self.release is None else {"release": self.release.release_id}
+
+
+def _portfolio(
+    ctx: typer.Context,
+    symbols: list[str] | None,
+    since: str | None,
+    until: str | None,
+    days: float | None,
+    show_trades: bool,
+    as_json: bool,
+) -> None:
+    """Backtest the bot's basket (or the given symbols of it) through its portfolio budget."""
+    from scalpbot.jobs.basket_backtest import basket_backtest
+
+    services = state_of(ctx).services()
+    basket = [services.series(each) for each in trading_symbols(services.settings, symbols)]
+    first, end = _window(services, *parse_range(since, until), days)
+    if first is None or end is None:
+        raise ConfigError("--portfolio needs a whole window: --from and --to, or --days")
+    result = basket_backtest(services, basket, first, end, bot=services.settings.bot.name)
+    if as_json:
+        print_json(
+            {
+                "symbols": {
+                    symbol: {"metrics": run.metrics, "trades": trades_payload(run.trades)}
+                    for symbol, run in result.results.items()
+                },
+                "denials": [
+                    {"bar": iso(d.bar), "symbol": d.symbol, "side": d.side, "codes": list(d.codes)}
+                    for d in result.denials
+                ],
+                "risk_denials": len(result.risk_denials),
+            }
+        )
+        return
+    for symbol, run in result.results.items():
+        _print_result(run, f"{symbol} in the basket, {iso(pd.Timestamp(first))} .. {iso(pd.Timestamp(end))}")
+        if show_trades:
+            out.print(trades_table(run.trades, f"trades of {symbol}", out.width))
+    codes: dict[str, int] = {}
+    for denial in result.denials:
+        for code in denial.codes:
+            codes[code] = codes.get(code, 0) + 1
+    caps = ", ".join(f"{code} {n}" for code, n in sorted(codes.items())) or "none"
+    out.print(f"entries denied by the portfolio budget: {len(result.denials)} ({caps})")
 
 
 def _window(

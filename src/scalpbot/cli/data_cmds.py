@@ -13,6 +13,7 @@ from scalpbot.adapters.progress import progress_bar
 from scalpbot.cli.dates import parse_range
 from scalpbot.cli.render import err, iso, out, print_json
 from scalpbot.cli.state import reported, state_of
+from scalpbot.cli.symbols import SymbolsOpt, data_symbols, for_each_symbol
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.core.venue import market_type_of
 from scalpbot.errors import ConfigError, DataError
@@ -48,18 +49,38 @@ def fetch(
     ctx: typer.Context,
     source: str = typer.Option("ccxt", "--source", help="ccxt | file:PATH | sample | synthetic[:SEED]"),
     exchange: str | None = ExchangeOpt,
-    symbol: str | None = SymbolOpt,
+    symbol: list[str] | None = SymbolsOpt,
     timeframe: str | None = TimeframeOpt,
     since: str | None = typer.Option(None, "--from", "--since", help="First bar open time, ISO-8601 UTC"),
     until: str | None = typer.Option(None, "--to", "--until", help="Stop before this open time [now]"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (a list of them for several symbols)"
+    ),
 ) -> None:
     """Retrieve closed bars into the store: validated, deduplicated, append-only.
 
     Synthetic bars are stored under the exchange id ``synthetic``, never mixed into a real exchange's series.
     From an exchange (``--source ccxt``), the market's venue profile is stored too when none is yet, and for a
-    perpetual swap (``BTC/USDT:USDT``) its funding-rate history over the window.
+    perpetual swap (``BTC/USDT:USDT``) its funding-rate history over the window. Several symbols (``--symbol``
+    repeated or a comma list, else ``bot.symbols``) are fetched one after another.
     """
+    symbols = data_symbols(state_of(ctx).settings(), symbol)
+    for_each_symbol(
+        symbols, as_json, lambda one: _fetch(ctx, source, exchange, one, timeframe, since, until, as_json)
+    )
+
+
+def _fetch(
+    ctx: typer.Context,
+    source: str,
+    exchange: str | None,
+    symbol: str | None,
+    timeframe: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """Fetch one symbol's bars (see :func:`fetch`)."""
     exchange = synthetic_exchange(source, exchange)
     services = state_of(ctx).services(_overrides(exchange, symbol, timeframe))
     settings = services.settings

@@ -16,7 +16,8 @@ from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import state_of
 from scalpbot.cli.summary import release_line, replay_summary
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
+from scalpbot.errors import CycleFailed, ScalpbotError
+from scalpbot.jobs.trading import basket_trader, raise_if_failed, retrieve_closed
 from scalpbot.ports import BarHistory
 from scalpbot.scheduler import ScheduledJob, Scheduler, replay_ticks, wall_ticks
 from scalpbot.wiring import (
@@ -25,7 +26,6 @@ from scalpbot.wiring import (
     build_market_data,
     build_notifier,
     replay_history,
-    run_lease,
     stored_history,
 )
 
@@ -45,13 +45,17 @@ def run_all(
         False, "--json", help="End with one JSON object instead of the summary lines"
     ),
 ) -> None:
-    """Retrieve and execute on each bar close, train daily, monitor weekly; stop cleanly on SIGINT/SIGTERM."""
+    """Retrieve and execute on each bar close, train daily, monitor weekly; stop cleanly on SIGINT/SIGTERM.
+
+    A bot of several symbols (``bot.symbols``) retrieves, trades, trains and monitors each of them, in that
+    order, through the shared portfolio budget; a symbol that fails does not stop the others."""
     from scalpbot.jobs.improve import weekly_steps
     from scalpbot.jobs.monitor import monitor
     from scalpbot.jobs.train import train
 
     services = state_of(ctx).services({"bot": {"name": bot}})
     series, name = services.series(), services.settings.bot.name
+    basket = [services.series(symbol) for symbol in services.settings.symbols]
     step = timeframe_delta(series.timeframe)
     notifier = build_notifier(services.settings, services.store, services.clock)
     stop = threading.Event()
@@ -63,53 +67,70 @@ def run_all(
     signals.signal(signals.SIGINT, request_stop)
     signals.signal(signals.SIGTERM, request_stop)
     jobs: list[ScheduledJob] = []
+    histories: dict[str, BarHistory] = {}
     if replay is None:
         choice = build_market_data(source, services)
-        bars: BarHistory = stored_history(services, series)
-        jobs.append(ScheduledJob("retrieve", lambda tick: retrieve_closed(services, choice, series, tick)))
+        for each in basket:
+            histories[each.symbol] = stored_history(services, each)
+
+        def retrieve_all(tick: pd.Timestamp) -> None:
+            failed = []
+            for each in basket:  # one symbol's outage does not keep the others' bars out
+                try:
+                    retrieve_closed(services, choice, each, tick)
+                except ScalpbotError as e:
+                    failed.append(f"{each.symbol}: {e}")
+            if failed:
+                raise CycleFailed("; ".join(failed))
+
+        jobs.append(ScheduledJob("retrieve", retrieve_all))
         ticks: Iterable[pd.Timestamp] = wall_ticks(step, lambda: pd.Timestamp(services.clock.now()), stop)
         live: SourceChoice | None = choice
     else:
         first, last = parse_range(*replay, ("--replay FROM", "--replay TO"))
         assert first is not None and last is not None
         start, end = pd.Timestamp(first), pd.Timestamp(last)
-        bars = replay_history(services, series, start, end)
+        for each in basket:
+            histories[each.symbol] = replay_history(services, each, start, end)
         ticks = tracked(replay_ticks(start, end, step), int((end - start) / step), "run --replay")
         live = None
-    executor = build_executor(
-        services,
-        series,
-        bot=name,
-        bars=bars,
-        mode="live" if replay is None else "replay",
-        notifier=notifier,
-        fallback_latest=True,
-    )
+    executors = [
+        build_executor(
+            services,
+            each,
+            bot=name,
+            bars=histories[each.symbol],
+            mode="live" if replay is None else "replay",
+            notifier=notifier,
+            fallback_latest=True,
+        )
+        for each in basket
+    ]
     # On the wall clock a bar the exchange has not published yet is fetched again, else the newest stored
-    # bar is traded (as on Lambda); a replay has every bar in memory. The lease is held for the whole run.
-    trader = BarTrader(
-        services, executor, series, source=live, lease=run_lease(services, name), release_lease=False
-    )
+    # bar is traded (as on Lambda); a replay has every bar in memory. The leases are held for the whole run.
+    trader = basket_trader(services, executors, source=live, release_lease=False)
     last_monitor: list[str] = []
 
     def execute(tick: pd.Timestamp) -> None:
         raise_if_failed(trader(tick))
 
     def train_job(tick: pd.Timestamp) -> None:
-        report = train(services, series, until=tick.to_pydatetime())
-        notifier.notify(*report.announcement())
+        for each in basket:
+            report = train(services, each, until=tick.to_pydatetime())
+            notifier.notify(*report.announcement())
 
     def monitor_job(tick: pd.Timestamp) -> None:
-        report = monitor(
-            services,
-            series,
-            bot=name,
-            days=monitor_every_days,
-            until=tick.to_pydatetime(),
-            notifier=notifier,
-            steps=weekly_steps(services, series),
-        )
-        last_monitor.append(f"{report.report_key}")
+        for each in basket:
+            report = monitor(
+                services,
+                each,
+                bot=name,
+                days=monitor_every_days,
+                until=tick.to_pydatetime(),
+                notifier=notifier,
+                steps=weekly_steps(services, each),
+            )
+            last_monitor.append(f"{report.report_key}")
 
     jobs += [
         ScheduledJob("train", train_job, pd.Timedelta(hours=train_every_hours)),

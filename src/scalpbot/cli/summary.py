@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scalpbot.errors import ModelError
+from scalpbot.jobs.services import state_symbol
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.release_choice import choose_release
@@ -16,12 +17,18 @@ def replay_summary(services: Services, bot: str, start: pd.Timestamp, end: pd.Ti
     """Return ``bot X: equity E (+R% since the start), N trades (W won) entered in [start, end)``.
 
     The return is against the equity before the first trade of the window: the last equity minus the PnL of
-    the window's trades (the open one marked at its fills so far).
+    the window's trades (the open one marked at its fills so far). A bot of several symbols: the sum of its
+    symbols' paper accounts.
     """
-    stored = PortfolioStore(services.store, bot).load()
-    if stored is None:
+    settings = services.settings
+    found = [
+        PortfolioStore(services.store, bot, state_symbol(settings, symbol)).load()
+        for symbol in settings.symbols
+    ]
+    snapshots = [stored.snapshot for stored in found if stored is not None]
+    if not snapshots:
         return f"bot {bot}: no cycle ran"
-    equity = stored.snapshot.equity
+    equity = sum(snapshot.equity for snapshot in snapshots)
     trades = Ledger(services.store, bot).trades(start, end)
     pnl = float(trades["pnl"].sum())
     before = equity - pnl

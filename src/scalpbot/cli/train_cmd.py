@@ -8,10 +8,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from scalpbot.cli.data_cmds import ExchangeOpt, SymbolOpt, TimeframeOpt
+from scalpbot.cli.data_cmds import ExchangeOpt, TimeframeOpt
 from scalpbot.cli.dates import parse_time
 from scalpbot.cli.render import err, out, print_json
 from scalpbot.cli.state import reported, state_of
+from scalpbot.cli.symbols import SymbolsOpt, data_symbols, for_each_symbol
 
 _IMPORTANT = 8
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "win_rate", "risk_reward", "trades", "fees_paid")
@@ -19,7 +20,7 @@ _SHOWN = ("total_return", "sharpe", "max_drawdown", "win_rate", "risk_reward", "
 
 def run_train(
     ctx: typer.Context,
-    symbol: str | None = SymbolOpt,
+    symbol: list[str] | None = SymbolsOpt,
     timeframe: str | None = TimeframeOpt,
     exchange: str | None = ExchangeOpt,
     until: str | None = typer.Option(
@@ -34,9 +35,28 @@ def run_train(
         min=1,
         help="Processes tuning the policy study together; > 1 needs train.study_storage on PostgreSQL",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (a list for several symbols)"),
 ) -> None:
-    """Train the model on stored bars, tune the policy, score it out of sample and maybe promote it."""
+    """Train the model on stored bars, tune the policy, score it out of sample and maybe promote it.
+
+    Several symbols (``--symbol`` repeated or a comma list, else ``bot.symbols``): one release each, in turn."""
+    symbols = data_symbols(state_of(ctx).settings(), symbol)
+    for_each_symbol(
+        symbols, as_json, lambda one: _train(ctx, one, timeframe, exchange, until, trials, workers, as_json)
+    )
+
+
+def _train(
+    ctx: typer.Context,
+    symbol: str | None,
+    timeframe: str | None,
+    exchange: str | None,
+    until: str | None,
+    trials: int | None,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Train one symbol (see :func:`run_train`)."""
     from scalpbot.jobs.train import train
 
     services = state_of(ctx).services(

@@ -94,6 +94,9 @@ class Executor:
     (a ``latency`` event); ``None`` (replays) records none."""
     portfolio: PortfolioLimits = field(default_factory=PortfolioLimits)
     """The limits of the bot's risk budget, shared by all its symbols (the defaults bind nothing)."""
+    scope: str | None = None
+    """``symbol`` in a bot of several symbols: its snapshot, lease and paper account are its own and its
+    ledger events name it (:mod:`scalpbot.state.scope`); ``None``: the bot's single-symbol keys."""
 
     @property
     def budget(self) -> RiskBudget:
@@ -102,8 +105,13 @@ class Executor:
 
     @property
     def ledger(self) -> Ledger:
-        """Return the bot's ledger."""
-        return Ledger(self.store, self.bot)
+        """Return the bot's ledger, writing as this symbol's cycles do (its events name it when scoped)."""
+        return Ledger(self.store, self.bot, self.scope)
+
+    @property
+    def snapshots(self) -> PortfolioStore:
+        """Return the store of this symbol's portfolio snapshot."""
+        return PortfolioStore(self.store, self.bot, self.scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,8 @@ class CycleReport:
     message: str = ""
     fault: str = ""
     """Where a failed cycle failed (reconcile, retrieve, data, release); the caller records and notifies it."""
+    symbol: str = ""
+    """The symbol traded, when a bot of several symbols reports its cycles together (else empty)."""
 
 
 def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None = None) -> CycleReport:
@@ -128,7 +138,7 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
     ``window``: the trailing ``FEATURE_WINDOW`` stored bars ending at ``bar``, when the caller has read them
     already; else they are read from the executor's history.
     """
-    portfolio = PortfolioStore(executor.store, executor.bot)
+    portfolio = executor.snapshots
     stored = portfolio.load()
     previous = None if stored is None else stored.snapshot
     if previous is not None and previous.last_bar_time is not None and previous.last_bar_time >= bar:
@@ -243,7 +253,8 @@ def _settle_budget(
     if book is not None and book.halted and book.halted_at == bar:
         # Only what was fixed when it engaged: any symbol's cycle for this bar writes the very same event.
         payload = {"reason": f"portfolio {book.halt_reason}"}
-        ledger.append("halt", bar, payload, event_id=event_id_for("halt", bar, "portfolio"))
+        bot_ledger = Ledger(executor.store, executor.bot)  # the bot's event: it names no symbol
+        bot_ledger.append("halt", bar, payload, event_id=event_id_for("halt", bar, "portfolio"))
         if commit.written:
             executor.notifier.notify(
                 f"{executor.bot}: kill switch engaged (all symbols)", book.halt_reason or "", level="error"

@@ -23,7 +23,7 @@ from scalpbot.core.metrics import Metrics, compute_metrics
 from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import DataError, ScalpbotError
 from scalpbot.inference.signals import TradingModel, release_signals
-from scalpbot.jobs.services import Services, venue_profile
+from scalpbot.jobs.services import Services, state_symbol, venue_profile
 from scalpbot.ports import Notifier
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.funding import load_funding
@@ -116,7 +116,7 @@ def week_window(
     if until is not None:
         end = pd.Timestamp(until)
     else:
-        stored = PortfolioStore(services.store, bot).load()
+        stored = PortfolioStore(services.store, bot, state_symbol(services.settings, series.symbol)).load()
         last = None if stored is None else stored.snapshot.last_bar_time
         end = pd.Timestamp(services.clock.now()) if last is None else last + timeframe_delta(series.timeframe)
     return end - pd.Timedelta(days=days), end
@@ -128,14 +128,16 @@ def measure_week(
     """Return the week's bars, trades (entered in the week), equity curve and metrics, and the previous week's.
 
     The previous week's metrics are ``None`` when the bot decided nothing in it (it was not trading yet).
+    In a bot of several symbols, the week of ``series``' symbol: its snapshot and its trades.
     """
     ledger = Ledger(services.store, bot)
+    scope = state_symbol(services.settings, series.symbol)
     history_start = start - (end - start)
     bars = services.dataset.read(series, history_start, end)
     if bars.empty:
         raise DataError(f"no bars of {series} stored between {start} and {end}; nothing to measure")
     last_close, last_time = float(bars["close"].iloc[-1]), pd.Timestamp(bars.index[-1])
-    stored = PortfolioStore(services.store, bot).load()
+    stored = PortfolioStore(services.store, bot, scope).load()
     # When the week reaches the bot's last cycle, every fill it counted must be in the ledger.
     reaches_end = stored is not None and (
         stored.snapshot.last_bar_time is None or stored.snapshot.last_bar_time < end
@@ -146,6 +148,7 @@ def measure_week(
         mark_price=last_close,
         mark_time=last_time,
         fill_count=stored.snapshot.fill_count if stored is not None and reaches_end else None,
+        symbol=scope,
     )
     if (
         stored is not None

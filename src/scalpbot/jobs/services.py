@@ -112,10 +112,19 @@ def replay_history(
     return MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
 
 
-def run_lease(services: Services, bot: str, *, owner: str | None = None) -> RunLease:
-    """Return the run lease of ``bot`` with the configured time to live."""
+def state_symbol(settings: Settings, symbol: str) -> str | None:
+    """Return the scope of ``symbol``'s own state: ``symbol`` in a bot of several symbols (``bot.symbols``),
+    ``None`` in a bot of one, which keeps the bot's single-symbol keys (see :mod:`scalpbot.state.scope`)."""
+    return symbol if len(settings.symbols) > 1 else None
+
+
+def run_lease(
+    services: Services, bot: str, *, owner: str | None = None, symbol: str | None = None
+) -> RunLease:
+    """Return the run lease of ``bot`` (of its ``symbol`` in a bot of several) with the configured time to live."""
     ttl = timedelta(seconds=services.settings.execute.lease_seconds)
-    return RunLease(services.store, bot, services.clock, ttl, owner=owner)
+    scope = None if symbol is None else state_symbol(services.settings, symbol)
+    return RunLease(services.store, bot, services.clock, ttl, owner=owner, symbol=scope)
 
 
 __all__ = [
@@ -125,6 +134,7 @@ __all__ = [
     "SourceChoice",
     "replay_history",
     "run_lease",
+    "state_symbol",
     "stored_funding",
     "venue_profile",
 ]

@@ -14,12 +14,17 @@ clock or ``--replay``) and the kernel warm-up - trades a bar through :class:`Bar
    several cycles (an outage) is not repeated, and its end is announced;
 6. the **decision to raise**: :func:`raise_if_failed` for entry points that must report a failure upward
    (Lambda counts it, the scheduler notes it); loops go on to the next bar.
+
+A bot of several symbols (``bot.symbols``) trades each bar through :class:`BasketTrader`: one
+:class:`BarTrader` per symbol (its own lease, snapshot and paper account), called in the configured symbol
+order, all sharing the bot's portfolio risk budget. A symbol whose cycle raises gets an ``error`` event and a
+``failed`` report; the symbols after it still trade that bar.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -29,10 +34,18 @@ from scalpbot.core.portfolio_risk import PortfolioLimits
 from scalpbot.core.risk import halt, initial_risk_state, resume
 from scalpbot.core.timeframes import last_closed_open, timeframe_delta
 from scalpbot.core.venue import market_type_of
-from scalpbot.errors import ConfigError, CycleFailed, DataError, ExchangeError, ModelError, StoreError
+from scalpbot.errors import (
+    ConfigError,
+    CycleFailed,
+    DataError,
+    ExchangeError,
+    ModelError,
+    ScalpbotError,
+    StoreError,
+)
 from scalpbot.jobs.cycle import CycleReport, Executor, run_cycle
 from scalpbot.jobs.retrieve import FundingRefresh, RetrieveReport, refresh_funding, retrieve
-from scalpbot.jobs.services import Services, SourceChoice, replay_history, run_lease
+from scalpbot.jobs.services import Services, SourceChoice, replay_history, run_lease, state_symbol
 from scalpbot.ports import Clock, Notifier
 from scalpbot.state.cycle_timing import CycleTiming, save_cycle_timing
 from scalpbot.state.dataset import SeriesId
@@ -45,6 +58,7 @@ _log = logging.getLogger("scalpbot.trading")
 
 __all__ = [
     "BarTrader",
+    "BasketTrader",
     "ReplayReport",
     "raise_if_failed",
     "replay",
@@ -220,15 +234,99 @@ class BarTrader:
             )
 
 
-def raise_if_failed(report: CycleReport) -> CycleReport:
-    """Return ``report``; raise ``CycleFailed`` (already recorded and notified) when it failed closed."""
-    if report.status == "failed":
-        raise CycleFailed(report.message)
+class BasketTrader:
+    """The execute use case of a bot of several symbols: each symbol's :class:`BarTrader` on every bar close.
+
+    ``traders``: one per symbol, in the order their cycles run within a bar (``bot.symbols``' order: the
+    portfolio budget sees the entries of a bar in that order). A trader that raises (a store or ledger fault
+    of that symbol) fails that symbol's cycle only: an ``error`` event naming the symbol, a notification, and
+    the next symbols still trade.
+    """
+
+    def __init__(self, traders: Sequence[BarTrader]) -> None:
+        if not traders:
+            raise ConfigError("a basket needs at least one symbol; set bot.symbols")
+        timeframes = {trader.series.timeframe for trader in traders}
+        if len(timeframes) > 1:
+            raise ConfigError(
+                f"the symbols of one bot trade one timeframe; got {', '.join(sorted(timeframes))}"
+            )
+        self.traders = tuple(traders)
+        self.series = traders[0].series
+
+    def __call__(self, at: pd.Timestamp) -> tuple[CycleReport, ...]:
+        """Trade the bar that closed last at ``at`` (UTC) for every symbol, in order; one report per symbol."""
+        reports = []
+        for trader in self.traders:
+            try:
+                report = trader(at)
+            except ScalpbotError as e:
+                report = CycleReport(
+                    last_closed_open(at, trader.series.timeframe),
+                    "failed",
+                    message=f"the cycle of {trader.series.symbol} raised {type(e).__name__}: {e}",
+                    fault="symbol",
+                )
+                try:
+                    trader._keep_track(report)
+                except ScalpbotError as again:  # the store itself is failing: the log keeps it
+                    _log.error("%s: %s (not recorded: %s)", trader.series.symbol, report.message, again)
+            reports.append(replace(report, symbol=trader.series.symbol))
+        return tuple(reports)
+
+    def close(self) -> None:
+        """Give back every symbol's run lease this basket holds."""
+        for trader in self.traders:
+            trader.close()
+
+
+def raise_if_failed(report: CycleReport | Sequence[CycleReport]) -> CycleReport | Sequence[CycleReport]:
+    """Return ``report``; raise ``CycleFailed`` (already recorded and notified) when it (any symbol's) failed
+    closed."""
+    failed = [r for r in ((report,) if isinstance(report, CycleReport) else report) if r.status == "failed"]
+    if failed:
+        raise CycleFailed("; ".join(f"{r.symbol}: {r.message}" if r.symbol else r.message for r in failed))
     return report
 
 
+def basket_trader(
+    services: Services,
+    executors: Sequence[Executor],
+    *,
+    source: SourceChoice | None,
+    release_lease: bool,
+) -> BarTrader | BasketTrader:
+    """Return the trader of ``executors`` (one per symbol): a :class:`BarTrader` for one symbol (exactly as a
+    single-symbol bot always traded), else a :class:`BasketTrader` of one per symbol, each with its own lease.
+
+    A bot of several symbols whose single-symbol snapshot (``state/{bot}/portfolio.json``, from before it
+    listed its symbols) holds an open position is refused: its symbols keep their own state, so that position
+    would be traded by nobody."""
+    scoped = [executor for executor in executors if executor.scope is not None]
+    if scoped:
+        stored = PortfolioStore(scoped[0].store, scoped[0].bot).load()
+        if stored is not None and stored.snapshot.position is not None:
+            raise ConfigError(
+                f"bot {scoped[0].bot} holds a position from when it traded one symbol "
+                f"(state/{scoped[0].bot}/portfolio.json); close it with that configuration first "
+                "(`scalpbot halt` flattens it), or trade the basket under another bot name"
+            )
+    traders = [
+        BarTrader(
+            services,
+            executor,
+            services.series(executor.symbol, executor.timeframe),
+            source=source,
+            lease=run_lease(services, executor.bot, symbol=executor.symbol),
+            release_lease=release_lease,
+        )
+        for executor in executors
+    ]
+    return traders[0] if len(traders) == 1 else BasketTrader(traders)
+
+
 def trade_loop(
-    trader: BarTrader,
+    trader: BarTrader | BasketTrader,
     clock: Clock,
     wait: Callable[[float], bool],
     *,
@@ -248,7 +346,8 @@ def trade_loop(
             report = trader(now)
             cycles += 1
             if on_cycle is not None:
-                on_cycle(report)
+                for each in (report,) if isinstance(report, CycleReport) else report:
+                    on_cycle(each)
             next_close = last_closed_open(now, trader.series.timeframe) + 2 * step
             if wait(max((next_close - pd.Timestamp(clock.now())).total_seconds() + delay_s, 1.0)):
                 return cycles
@@ -258,7 +357,10 @@ def trade_loop(
 
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
-    """What a replay did: cycles run per status, the bot's equity at the end and its trade count."""
+    """What a replay did: cycles run per status, the bot's equity at the end and its trade count.
+
+    A basket: ``cycles`` counts every symbol's, ``equity`` sums the symbols' paper accounts (each starts
+    with ``backtest.initial_equity``), ``symbols`` names them in their order."""
 
     bot: str
     first: pd.Timestamp
@@ -266,11 +368,12 @@ class ReplayReport:
     cycles: dict[str, int]
     equity: float | None
     trades: int
+    symbols: tuple[str, ...] = ()
 
 
 def replay(
     services: Services,
-    series: SeriesId,
+    series: SeriesId | Sequence[SeriesId],
     start: pd.Timestamp,
     end: pd.Timestamp,
     *,
@@ -283,62 +386,84 @@ def replay(
 
     The clock is the replay's: each cycle sees only bars up to the one that just closed. Cycles already
     processed by this bot are skipped, so an interrupted replay continues where it stopped.
+
+    ``series``: one, or a bot's basket (in the order their cycles run within a bar); each bar stored for any
+    of them is a bar close for all (a symbol without that bar finds it already processed: ``skipped``).
+    ``release_id`` applies to one series only; a basket trades each symbol's current release.
     """
     if start >= end:
         raise ConfigError(f"the replay window [{start}, {end}) is empty: its start must be before its end")
-    history = replay_history(services, series, start, end)
-    inside = history.between(start, end - pd.Timedelta(1, "ns"))
-    if inside.empty:
-        raise DataError(f"no bars of {series} stored in [{start}, {end}); run `scalpbot fetch` first")
-    executor = services.executor(
-        series, bot=bot, bars=history, mode="replay", notifier=notifier, release_id=release_id
-    )
-    if not executor.ready():
-        raise ModelError(f"no release of {series.symbol} is current; run `scalpbot train` first")
-    trader = BarTrader(
-        services, executor, series, source=None, lease=run_lease(services, bot), release_lease=False
-    )
-    step = timeframe_delta(series.timeframe)
+    basket = [series] if isinstance(series, SeriesId) else list(series)
+    if len(basket) > 1 and release_id is not None:
+        raise ConfigError("a release id names one symbol's release; replay a basket with each one's current")
+    executors, bars = [], pd.DatetimeIndex([], tz="UTC")
+    for each in basket:
+        history = replay_history(services, each, start, end)
+        inside = history.between(start, end - pd.Timedelta(1, "ns"))
+        if inside.empty:
+            raise DataError(f"no bars of {each} stored in [{start}, {end}); run `scalpbot fetch` first")
+        executor = services.executor(
+            each, bot=bot, bars=history, mode="replay", notifier=notifier, release_id=release_id
+        )
+        if not executor.ready():
+            raise ModelError(f"no release of {each.symbol} is current; run `scalpbot train` first")
+        executors.append(executor)
+        bars = bars.union(pd.DatetimeIndex(inside.index))
+    trader = basket_trader(services, executors, source=None, release_lease=False)
+    step = timeframe_delta(basket[0].timeframe)
     counts: dict[str, int] = {}
-    report: CycleReport | None = None
+    equity: dict[str, float | None] = {}
     try:
-        for bar in pd.DatetimeIndex(inside.index):
-            report = trader(bar + step)
-            counts[report.status] = counts.get(report.status, 0) + 1
-            if on_cycle is not None:
-                on_cycle(report)
-            if report.status == "busy":
-                raise ConfigError(f"replay of bot {bot} stopped: {report.message}")
+        for bar in bars:
+            reports = trader(bar + step)
+            for report in (reports,) if isinstance(reports, CycleReport) else reports:
+                counts[report.status] = counts.get(report.status, 0) + 1
+                equity[report.symbol] = report.equity
+                if on_cycle is not None:
+                    on_cycle(report)
+                if report.status == "busy":
+                    raise ConfigError(f"replay of bot {bot} stopped: {report.message}")
     finally:
         trader.close()
     trades = Ledger(services.store, bot).trades(start, end)
+    known = [value for value in equity.values() if value is not None]
     return ReplayReport(
         bot,
-        pd.Timestamp(inside.index[0]),
-        pd.Timestamp(inside.index[-1]),
+        pd.Timestamp(bars[0]),
+        pd.Timestamp(bars[-1]),
         counts,
-        None if report is None else report.equity,
+        sum(known) if known and len(known) == len(equity) else None,
         len(trades),
+        tuple(each.symbol for each in basket) if len(basket) > 1 else (),
     )
 
 
 def set_halt(services: Services, bot: str, *, halted: bool, reason: str) -> PortfolioSnapshot:
     """Engage (``halted``) or release the kill switch of ``bot`` by compare-and-swap; record it in the ledger.
 
-    Releasing also releases the kill switch of the bot's portfolio risk budget (all its symbols)."""
-    portfolio = PortfolioStore(services.store, bot)
-    stored = portfolio.load()
+    Releasing also releases the kill switch of the bot's portfolio risk budget (all its symbols). A bot of
+    several symbols halts (resumes) every symbol's snapshot; the snapshot returned is the last symbol's."""
     now = pd.Timestamp(services.clock.now())
-    if stored is None:
-        if not halted:
-            raise ConfigError(f"bot {bot} has never traded; there is nothing to resume")
-        equity = services.settings.backtest.initial_equity
-        snapshot = PortfolioSnapshot(None, equity, halt(initial_risk_state(equity, now), reason, now))
-        portfolio.save(snapshot, None)
-    else:
-        risk = halt(stored.snapshot.risk, reason, now) if halted else resume(stored.snapshot.risk)
-        snapshot = replace(stored.snapshot, risk=risk)
-        portfolio.save(snapshot, stored.etag)
+    snapshots = [
+        PortfolioStore(services.store, bot, state_symbol(services.settings, symbol))
+        for symbol in services.settings.symbols
+    ]
+    found = [(portfolio, portfolio.load()) for portfolio in snapshots]
+    if not halted and all(stored is None for _, stored in found):
+        raise ConfigError(f"bot {bot} has never traded; there is nothing to resume")
+    snapshot: PortfolioSnapshot | None = None
+    for portfolio, stored in found:
+        if stored is None:
+            if not halted:
+                continue
+            equity = services.settings.backtest.initial_equity
+            snapshot = PortfolioSnapshot(None, equity, halt(initial_risk_state(equity, now), reason, now))
+            portfolio.save(snapshot, None)
+        else:
+            risk = halt(stored.snapshot.risk, reason, now) if halted else resume(stored.snapshot.risk)
+            snapshot = replace(stored.snapshot, risk=risk)
+            portfolio.save(snapshot, stored.etag)
+    assert snapshot is not None  # at least one symbol, and one stored when resuming
     if not halted:  # the bot's kill switch in its risk budget is released too
         RiskBudget(services.store, bot, PortfolioLimits(**services.settings.portfolio.model_dump())).resume()
     Ledger(services.store, bot).append("halt" if halted else "resume", now, {"reason": reason})

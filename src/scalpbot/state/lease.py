@@ -35,7 +35,8 @@ from scalpbot.errors import (
     StoreError,
 )
 from scalpbot.ports import Clock, Store
-from scalpbot.state.codec import check_bot, dump, format_time, load, parse_time
+from scalpbot.state.codec import dump, format_time, load, parse_time
+from scalpbot.state.scope import state_key
 
 __all__ = ["LeaseHeld", "LeaseInfo", "LeaseLost", "RunLease"]
 
@@ -69,10 +70,18 @@ class RunLease:
     """The lease of bot ``bot``, held for ``ttl`` from each acquire or renew; a context manager.
 
     ``owner`` names this holder in errors (default: host, process id and a random suffix, unique per lease).
+    ``symbol``: the lease of that symbol's cycles, in a bot of several symbols (see :mod:`scalpbot.state.scope`).
     """
 
     def __init__(
-        self, store: Store, bot: str, clock: Clock, ttl: timedelta, *, owner: str | None = None
+        self,
+        store: Store,
+        bot: str,
+        clock: Clock,
+        ttl: timedelta,
+        *,
+        owner: str | None = None,
+        symbol: str | None = None,
     ) -> None:
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
             raise ConfigError(
@@ -83,7 +92,7 @@ class RunLease:
         self._store = store
         self._clock = clock
         self.ttl = ttl
-        self.key = f"state/{check_bot(bot)}/lease.json"
+        self.key = state_key(bot, "lease.json", symbol)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._etag: str | None = None
         self._info: LeaseInfo | None = None

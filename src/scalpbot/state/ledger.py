@@ -11,6 +11,11 @@ appends the same event again finds the object there and gets the existing event 
 there differs (the retry decided something else), :class:`LedgerConflict` says so; nothing is overwritten.
 Pass ``event_id=event_id_for(kind, time, *parts)`` to choose the identity yourself.
 
+**Symbols.** A bot of several symbols keeps one ledger; each symbol's cycles write through
+``Ledger(store, bot, symbol=...)``, which adds ``"symbol"`` to every payload (unless it names one already) and
+to the default event id, so two symbols' decisions for one bar are two events. Fill sequence numbers count per
+symbol (each symbol's snapshot counts its own). A bot of one symbol writes as it always did: no ``symbol``.
+
 **Times.** Event times are aware UTC times with microsecond resolution: a decision's is its bar open time, a
 fill's the venue's fill time; events at the same microsecond come back in kind-name order. Payload times are written as ISO-8601 UTC strings, floats must be finite, and keys
 that look like credentials (apiKey, secret, password, token, ...) are refused.
@@ -144,11 +149,13 @@ def _bound(time: datetime | pd.Timestamp | None, what: str) -> pd.Timestamp | No
 
 
 class Ledger:
-    """Append and read the events of bot ``bot`` in ``store``."""
+    """Append and read the events of bot ``bot`` in ``store``; ``symbol``: append as that symbol's cycles do
+    (see the module docstring); reading is not restricted by it (pass ``symbol=`` to :meth:`trades`)."""
 
-    def __init__(self, store: Store, bot: str) -> None:
+    def __init__(self, store: Store, bot: str, symbol: str | None = None) -> None:
         self._store = store
         self.bot = check_bot(bot)
+        self.symbol = symbol
         self.prefix = f"state/{bot}/ledger/"
 
     def key(self, time: pd.Timestamp, event_id: str) -> str:
@@ -173,6 +180,8 @@ class Ledger:
             raise LedgerError(
                 f"the {kind} payload must be a mapping (a JSON object); got {type(payload).__name__}"
             )
+        if self.symbol is not None and "symbol" not in payload:
+            payload = {**payload, "symbol": self.symbol}
         try:
             stamp = utc_time(time, f"{kind} event time")
             body = to_json_value(payload, f"{kind} payload")
@@ -180,6 +189,8 @@ class Ledger:
             raise LedgerError(f"cannot record the {kind} event: {e}") from None
         if event_id is None:
             parts = [str(body["client_id"])] if "client_id" in body else []
+            if self.symbol is not None:
+                parts.append(self.symbol)
             if kind == "error":
                 parts.append(hashlib.sha256(dump(body)).hexdigest())
             event_id = event_id_for(kind, stamp, *parts)
@@ -263,6 +274,7 @@ class Ledger:
         mark_price: float | None = None,
         mark_time: datetime | pd.Timestamp | None = None,
         fill_count: int | None = None,
+        symbol: str | None = None,
     ) -> pd.DataFrame:
         """Rebuild trades from the fill events in ``[since, until)``, with the backtest's trade columns.
 
@@ -279,6 +291,10 @@ class Ledger:
         paid so far (the entry's), as a backtest marks a position open at the end; without a mark it is left
         out. Exit fills whose entry is before ``since`` are ignored. ``funding`` sums the trade's ``funding``
         events (what it paid, negative: received), and ``pnl`` is after it.
+
+        ``symbol``: only the trades of that symbol of a bot of several (events whose payload names it); the
+        sequence numbers are checked per symbol, and ``fill_count`` is then that symbol's count. Without it,
+        every fill is read (a bot of several symbols cannot take ``fill_count`` then).
         """
         if (mark_price is None) != (mark_time is None):
             raise LedgerError("pass mark_price and mark_time together to report open positions, or neither")
@@ -292,12 +308,24 @@ class Ledger:
                 raise LedgerError(str(e)) from None
         groups: dict[str, list[LedgerEvent]] = defaultdict(list)
         fills = self.events(since, until, kinds=("fill",))
-        self._check_sequence(fills, from_first=since is None, last=fill_count)
+        if symbol is not None:
+            fills = [event for event in fills if event.payload.get("symbol") == symbol]
+        by_symbol: dict[object, list[LedgerEvent]] = defaultdict(list)
+        for event in fills:
+            by_symbol[event.payload.get("symbol")].append(event)
+        if fill_count is not None and len(by_symbol) > 1:
+            raise LedgerError(
+                f"the fills of bot {self.bot} belong to several symbols; pass symbol= with fill_count "
+                "(each symbol counts its own fills)"
+            )
+        for own in by_symbol.values() or [[]]:
+            self._check_sequence(own, from_first=since is None, last=fill_count)
         for event in fills:
             groups[_text(event, "entry_client_id")].append(event)
         paid: dict[str, float] = defaultdict(float)
         for event in self.events(since, until, kinds=("funding",)):
-            paid[_text(event, "entry_client_id")] += _number(event, "amount")
+            if symbol is None or event.payload.get("symbol") == symbol:
+                paid[_text(event, "entry_client_id")] += _number(event, "amount")
         rows = [
             row
             for entry_id, fills in groups.items()

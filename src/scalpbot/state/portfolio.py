@@ -23,7 +23,6 @@ from scalpbot.core.risk import RiskState
 from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound, PreconditionFailed
 from scalpbot.ports import Store
 from scalpbot.state.codec import (
-    check_bot,
     dump,
     float_in,
     format_time,
@@ -33,6 +32,7 @@ from scalpbot.state.codec import (
     position_to_dict,
     to_json_value,
 )
+from scalpbot.state.scope import state_key
 
 __all__ = [
     "PortfolioSnapshot",
@@ -164,11 +164,12 @@ def _snapshot(data: Mapping[str, Any]) -> PortfolioSnapshot:
 
 
 class PortfolioStore:
-    """Read and replace the snapshot of bot ``bot`` in ``store``."""
+    """Read and replace the snapshot of bot ``bot`` in ``store`` (``symbol``: that symbol's own, in a bot of
+    several symbols; see :mod:`scalpbot.state.scope`)."""
 
-    def __init__(self, store: Store, bot: str) -> None:
+    def __init__(self, store: Store, bot: str, symbol: str | None = None) -> None:
         self._store = store
-        self.key = f"state/{check_bot(bot)}/portfolio.json"
+        self.key = state_key(bot, "portfolio.json", symbol)
 
     def load(self) -> StoredPortfolio | None:
         """Return the snapshot and its ETag, or ``None`` before the first save.

@@ -1,0 +1,287 @@
+"""The portfolio backtest: several symbols of one bot, bar by bar, through one portfolio risk budget.
+
+Each symbol (a :class:`Leg`) runs the one kernel (:func:`scalpbot.core.backtest.nb.simulate_nb`) on its own
+bars with its own account (``initial_equity`` each, as each symbol's paper account of a replay). What the
+budget denies is decided exactly as the execute cycle decides it in a replay of the basket:
+
+* bars in time order; within a bar, the legs in the given order (``bot.symbols``); a leg without a bar at that
+  time does nothing (its replay cycle finds the bar processed);
+* for each leg's bar ``t``: the kernel's state at the close of ``t`` (equity, the position, the exits filled
+  since the leg's previous bar), the symbol's risk state updated with them (:func:`core.risk.update_risk_state`),
+  the budget settled (:func:`core.portfolio_risk.settle`; the first settle with an exit, or the first
+  reservation, starts the book as :class:`scalpbot.state.risk_budget.RiskBudget` does);
+* while the symbol's or the bot's kill switch is engaged: an open position is closed at the next open, no entry;
+* otherwise the signal decided on ``t``: the same direction as the open position passes unchecked; any other
+  is checked by :func:`core.risk.check_entry`, then reserved in the budget (``size x equity`` quote); a denial
+  drops it (a denied reversal still closes the position: its size becomes 0).
+
+The kernel's state at ``t`` depends only on the signals before ``t``, so a leg is re-simulated only after a
+decision changed one of its signals. Entries the venue would refuse do not happen here (the paper broker
+refuses none). Units: prices and notionals in the quote currency the legs share; times are bar open times, UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scalpbot.core.backtest.enums import NO_FUNDING, OrderRules, SimulationStatus
+from scalpbot.core.backtest.frame import BacktestResult, backtest
+from scalpbot.core.backtest.nb import simulate_nb
+from scalpbot.core.execution import Position, Signal, client_order_id
+from scalpbot.core.lots import round_to_tick_nb
+from scalpbot.core.portfolio_risk import (
+    Denied,
+    PortfolioBook,
+    PortfolioLimits,
+    Reservation,
+    check_reservation,
+    new_book,
+    reserve,
+    settle,
+)
+from scalpbot.core.risk import (
+    MarketRules,
+    RiskLimits,
+    RiskState,
+    check_entry,
+    initial_risk_state,
+    update_risk_state,
+)
+from scalpbot.errors import ConfigError, DataError
+
+__all__ = ["Leg", "PortfolioBacktest", "PortfolioDenialRecord", "portfolio_backtest"]
+
+_REASONS = ("sl", "tp", "time", "signal", "open")
+_SIGNAL_COLUMNS = ("side", "size", "sl", "tp", "max_hold")
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One symbol of the basket: its bars (open, high, low, close; UTC open times), the signals its release
+    decided on them (side, size, sl, tp, max_hold on the same index), its venue's fee and order rules, and
+    its risk limits and market rules (as the execute cycle checks an entry)."""
+
+    symbol: str
+    bars: pd.DataFrame
+    signals: pd.DataFrame
+    fee: float
+    rules: OrderRules
+    limits: RiskLimits
+    market_rules: MarketRules
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioDenialRecord:
+    """An entry the budget denied: its decision bar, symbol, side and the denial codes."""
+
+    bar: pd.Timestamp
+    symbol: str
+    side: int
+    codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PortfolioBacktest:
+    """What the basket did: each leg's backtest of the signals it kept, the budget's denials, the entries
+    its risk checks denied (``(bar, symbol, code)``), and the book at the end (``None``: never started)."""
+
+    results: dict[str, BacktestResult]
+    denials: tuple[PortfolioDenialRecord, ...]
+    risk_denials: tuple[tuple[pd.Timestamp, str, str], ...]
+    book: PortfolioBook | None
+    kept: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
+
+
+class _LegRun:
+    """One leg's arrays, the signals kept so far, and its kernel run (redone after a signal changed)."""
+
+    def __init__(self, leg: Leg, slippage: float, initial_equity: float) -> None:
+        bars, signals = leg.bars, leg.signals
+        if not bars.index.equals(signals.index):
+            raise ConfigError(f"the signals of {leg.symbol} must be on its bars' index")
+        self.leg = leg
+        self.index = pd.DatetimeIndex(bars.index)
+        self.open, self.high, self.low, self.close = (
+            np.ascontiguousarray(bars[k].to_numpy(dtype=np.float64)) for k in ("open", "high", "low", "close")
+        )
+        self.side = signals["side"].to_numpy(dtype=np.int8).copy()
+        self.size = signals["size"].to_numpy(dtype=np.float64).copy()
+        self.sl = signals["sl"].to_numpy(dtype=np.float64).copy()
+        self.tp = signals["tp"].to_numpy(dtype=np.float64).copy()
+        self.max_hold = signals["max_hold"].to_numpy(dtype=np.int64).copy()
+        self.position_of = {t: k for k, t in enumerate(self.index)}
+        self.slippage = slippage
+        self.initial_equity = initial_equity
+        self.risk: RiskState | None = None
+        self._run: tuple[np.ndarray, np.ndarray] | None = None
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the kernel's trade records and equity for the signals kept so far."""
+        if self._run is None:
+            records, equity, _, status = simulate_nb(
+                self.open,
+                self.high,
+                self.low,
+                self.close,
+                self.side,
+                self.size,
+                self.sl,
+                self.tp,
+                self.max_hold,
+                self.leg.fee,
+                self.slippage,
+                self.initial_equity,
+                False,
+                self.leg.rules,
+                NO_FUNDING,
+                np.zeros(1),
+            )
+            if status == SimulationStatus.invalid_input:
+                raise DataError(
+                    f"a bar or signal of {self.leg.symbol} is invalid (NaN or inconsistent prices)"
+                )
+            self._run = (records, equity)
+        return self._run
+
+    def keep(self, k: int, side: int, size: float, *, flatten: bool = False) -> None:
+        """Change the signal decided on bar ``k`` (dropped: side 0; close only: size 0; ``flatten``: the kill
+        switch's close, without stops, as the paper broker queues it)."""
+        if flatten:
+            self.sl[k], self.tp[k], self.max_hold[k] = math.inf, math.inf, 0
+        if (self.side[k], self.size[k]) != (side, size) or flatten:
+            self.side[k], self.size[k] = side, size
+            self._run = None
+
+    def entry_id(self, bot: str, entry_idx: int) -> str:
+        return client_order_id(bot, self.leg.symbol, self.index[entry_idx - 1], "entry")
+
+    def state(self, bot: str, k: int) -> tuple[float, Position | None, list[tuple[str, float]]]:
+        """Return the equity at the close of bar ``k``, the position open then, and the exits filled on ``k``
+        as ``(fill key, realized pnl)`` (the keys the paper broker's fills have)."""
+        records, equity = self.run()
+        position, exits = None, []
+        for rec in records:
+            entry_idx, exit_idx, reason = (
+                int(rec["entry_idx"]),
+                int(rec["exit_idx"]),
+                _REASONS[int(rec["exit_reason"])],
+            )
+            if entry_idx > k:
+                break
+            decided = self.index[entry_idx - 1]
+            if reason == "open" or exit_idx > k:
+                side, price = int(rec["side"]), float(rec["entry_price"])
+                position = Position(
+                    side,
+                    float(rec["qty"]),
+                    price,
+                    self.index[entry_idx],
+                    round_to_tick_nb(price * (1 - side * self.sl[entry_idx - 1]), self.leg.rules.price_tick),
+                    round_to_tick_nb(price * (1 + side * self.tp[entry_idx - 1]), self.leg.rules.price_tick),
+                    int(self.max_hold[entry_idx - 1]),
+                    self.entry_id(bot, entry_idx),
+                )
+            elif exit_idx == k:
+                exit_id = client_order_id(bot, self.leg.symbol, decided, reason)
+                exits.append((f"{exit_id}:{reason}", float(rec["pnl"])))
+        return float(equity[k]), position, exits
+
+
+def portfolio_backtest(
+    legs: Sequence[Leg],
+    limits: PortfolioLimits,
+    *,
+    bot: str,
+    slippage: float = 0.0,
+    initial_equity: float = 10_000.0,
+) -> PortfolioBacktest:
+    """Backtest ``legs`` together through the budget ``limits`` (see the module docstring).
+
+    ``bot``: the bot's name, which the order client ids (and so the budget's keys) are made from.
+    """
+    if not legs:
+        raise ConfigError("a portfolio backtest needs at least one symbol")
+    if len({leg.symbol for leg in legs}) != len(legs):
+        raise ConfigError("each symbol may appear once in a portfolio backtest")
+    runs = [_LegRun(leg, slippage, initial_equity) for leg in legs]
+    times = pd.DatetimeIndex(sorted(set().union(*(set(run.index) for run in runs))))
+    book: PortfolioBook | None = None
+    denials: list[PortfolioDenialRecord] = []
+    risk_denials: list[tuple[pd.Timestamp, str, str]] = []
+    for bar in times:
+        for run in runs:
+            k = run.position_of.get(bar)
+            if k is None:
+                continue
+            book = _cycle(run, k, bar, book, limits, bot, denials, risk_denials)
+    results = {}
+    kept = {}
+    for run in runs:
+        frame = pd.DataFrame(
+            {"side": run.side, "size": run.size, "sl": run.sl, "tp": run.tp, "max_hold": run.max_hold},
+            index=run.index,
+        )
+        kept[run.leg.symbol] = frame
+        results[run.leg.symbol] = backtest(
+            run.leg.bars,
+            frame,
+            fee=run.leg.fee,
+            slippage=slippage,
+            initial_equity=initial_equity,
+            rules=run.leg.rules,
+        )
+    return PortfolioBacktest(results, tuple(denials), tuple(risk_denials), book, kept)
+
+
+def _cycle(
+    run: _LegRun,
+    k: int,
+    bar: pd.Timestamp,
+    book: PortfolioBook | None,
+    limits: PortfolioLimits,
+    bot: str,
+    denials: list[PortfolioDenialRecord],
+    risk_denials: list[tuple[pd.Timestamp, str, str]],
+) -> PortfolioBook | None:
+    """One leg's execute cycle for its bar ``k`` (time ``bar``); return the book after it."""
+    symbol = run.leg.symbol
+    equity, position, exits = run.state(bot, k)
+    risk = run.risk if run.risk is not None else initial_risk_state(run.initial_equity, bar)
+    run.risk = risk = update_risk_state(risk, equity, bar, [pnl for _, pnl in exits], run.leg.limits)
+    held = None
+    if position is not None:
+        held = Reservation(
+            position.side, position.qty * position.entry_price, position.entry_client_id, position.entry_time
+        )
+    if book is None and (exits or held is not None):
+        book = new_book(equity - math.fsum(pnl for _, pnl in exits), bar)
+    if book is not None:
+        book = settle(book, symbol, exits, bar, limits, held=held)
+    side = int(run.side[k])
+    if risk.halted or (book is not None and book.halted):
+        if position is not None:
+            run.keep(k, -position.side, 0.0, flatten=True)  # closed at the next open
+        else:
+            run.keep(k, 0, 0.0)
+        return book
+    if side == 0 or (position is not None and position.side == side):
+        return book
+    signal = Signal(bar, side, float(run.size[k]), float(run.sl[k]), float(run.tp[k]), int(run.max_hold[k]))
+    price = float(run.close[k])
+    denial = check_entry(signal, equity, position, risk, run.leg.limits, run.leg.market_rules, price)
+    if denial is None:
+        client_id = client_order_id(bot, symbol, bar, "entry")
+        base = new_book(equity, bar) if book is None else book
+        verdict = check_reservation(base, symbol, signal.size * equity, limits)
+        if not isinstance(verdict, Denied):
+            return reserve(base, symbol, Reservation(side, signal.size * equity, client_id, bar), limits)
+        denials.append(PortfolioDenialRecord(bar, symbol, side, tuple(r.code for r in verdict.reasons)))
+    else:
+        risk_denials.append((bar, symbol, denial.code))
+    run.keep(k, side if position is not None else 0, 0.0)
+    return book
