@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,8 @@ def operated_store(active_release: tuple[Path, str], tmp_path_factory: pytest.Te
     ``beta`` runs with a cool-down after each loss, so its ledger holds denials as well as decisions.
     """
     store = tmp_path_factory.mktemp("operated") / "store"
-    shutil.copytree(active_release[0], store)
+    # the bars and releases only: bots other tests ran on the shared release are not this store's
+    shutil.copytree(active_release[0], store, ignore=_other_bots(active_release[0]))
     services = active_services(store)
     series = services.series()
     quiet = ConsoleNotifier()
@@ -34,6 +36,15 @@ def operated_store(active_release: tuple[Path, str], tmp_path_factory: pytest.Te
     replay(cautious, series, START, START + pd.Timedelta(hours=3), bot="beta", notifier=quiet)
     monitor(services, series, bot="alpha", days=0.5, notifier=quiet)
     return store
+
+
+def _other_bots(root: Path) -> Callable[[str, list[str]], list[str]]:
+    """Return a ``copytree`` filter that leaves out the store's bot state and reports."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if Path(folder) == root and n in ("state", "reports")]
+
+    return ignore
 
 
 def copy_of(store: Path, into: Path) -> Path:
