@@ -191,6 +191,7 @@ def test_submitting_the_same_decision_twice_queues_it_once(sample_bars: pd.DataF
     assert after.position.qty == pytest.approx(0.5 * 10_000 / (bars["open"].iloc[50] * (1 + SLIPPAGE)))
 
 
+@pytest.mark.slow  # a venue double end to end: HTTP server, ccxt markets, wiring
 def test_paper_trading_a_swap_charges_funding_at_its_times_as_the_backtest(sample_bars: pd.DataFrame) -> None:
     bars = sample_bars.iloc[:1000]  # through the 08:00 and 16:00 settlements of the first day
     times = bars.index[bars.index.hour % 8 == 0]

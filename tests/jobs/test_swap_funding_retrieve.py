@@ -49,6 +49,7 @@ def okx_swap_services(store: Path, url: str, **extra: Any) -> Services:
     return build_services(load_settings(None, overrides))
 
 
+@pytest.mark.slow  # a venue double end to end: HTTP server, ccxt markets, wiring
 def test_each_retrieve_stores_the_bars_and_the_funding_rates_settled_since_the_newest_stored_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -89,6 +90,7 @@ def test_each_retrieve_stores_the_bars_and_the_funding_rates_settled_since_the_n
     assert services.dataset.last_open_time(series) == pd.Timestamp("2024-12-26T07:59:00Z")
 
 
+@pytest.mark.slow  # a venue double end to end: HTTP server, ccxt markets, wiring
 def test_a_failed_funding_fetch_keeps_the_bars_and_reports_why(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

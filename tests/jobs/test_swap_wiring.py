@@ -51,6 +51,7 @@ def test_a_swap_symbol_gets_margin_rules_and_spot_none(tmp_path: Path) -> None:
     assert risk_limits(swap, "1m", "BTC/USDT").margin is None
 
 
+@pytest.mark.slow  # a venue double end to end: HTTP server, ccxt markets, wiring
 def test_the_configured_swap_broker_is_okxs_and_binance_spot_ids_swaps_are_refused_with_a_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,6 +98,7 @@ def test_the_configured_swap_broker_is_okxs_and_binance_spot_ids_swaps_are_refus
         live_broker(bybit, bybit.series(), bot="wired")
 
 
+@pytest.mark.slow  # a venue double end to end: HTTP server, ccxt markets, wiring
 def test_a_binanceusdm_swap_gets_the_binance_usd_m_broker_which_sets_its_leverage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
