@@ -46,13 +46,14 @@ import pandas as pd
 
 from scalpbot.adapters.ccxt._fills import IdDecoder
 from scalpbot.adapters.ccxt._sending import OrderSender
+from scalpbot.adapters.ccxt._swap_broker import SwapBroker, linear_swap, ms_after
 from scalpbot.adapters.ccxt._swap_reads import as_float, as_int
 from scalpbot.adapters.ccxt._usdm_algos import AlgoLegs
 from scalpbot.adapters.ccxt._usdm_reads import UsdmReader, entry_client_id
 from scalpbot.adapters.ccxt.common import RetryPolicy, connect
-from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position, Signal
+from scalpbot.core.execution import BrokerSnapshot, OrderAck, Position
 from scalpbot.core.lots import floor_to_step_nb
-from scalpbot.core.orders import PlannedOrder, plan_flatten, plan_orders, protection_prices
+from scalpbot.core.orders import PlannedOrder, protection_prices
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError, ExchangeError
 
@@ -68,7 +69,7 @@ _PAGE = 500
 _MARGIN_TYPES = {"isolated": "ISOLATED", "cross": "CROSSED"}
 
 
-class BinanceSwapBroker:
+class BinanceSwapBroker(SwapBroker):
     """A ``Broker`` on one Binance USDⓈ-M linear perpetual (e.g. ``BTC/USDT:USDT``), one bot per instance.
 
     ``leverage`` (a whole number, 1..125) and ``margin_mode`` are set on the venue at start and checked at every
@@ -92,12 +93,7 @@ class BinanceSwapBroker:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if not bot:
-            raise ConfigError("bot must be a non-empty name: it is hashed into every client order id")
-        if ":" not in symbol:
-            raise ConfigError(
-                f"'{symbol}' is a spot symbol; a perpetual swap is written BASE/QUOTE:SETTLE, e.g. BTC/USDT:USDT"
-            )
+        self.check_names(bot, symbol)
         if margin_mode not in _MARGIN_TYPES:
             raise ConfigError(f"margin_mode must be isolated or cross; got {margin_mode!r}")
         if not (1 <= leverage <= 125 and float(leverage).is_integer()):
@@ -146,11 +142,7 @@ class BinanceSwapBroker:
         if self._market is not None:
             return self._market
         markets = self._calls.call("loading markets", self._exchange.load_markets)
-        market: dict[str, Any] | None = markets.get(self._symbol)
-        if market is None or not market.get("swap") or not market.get("linear"):
-            raise ConfigError(
-                f"{self._symbol} is not a linear perpetual on binance USD-M; use e.g. BTC/USDT:USDT"
-            )
+        market = linear_swap(markets, self._symbol, "binance USD-M")
         dual = self._calls.call(
             "reading the position mode", self._exchange.fapiPrivateGetPositionSideDual, {}
         )
@@ -250,33 +242,6 @@ class BinanceSwapBroker:
         since_funding = tuple(p for p in funding if (since is None or p.time >= since) and p.time <= as_of)
         ids = tuple(str(a.get("clientAlgoId")) for a in algos)
         return BrokerSnapshot(as_of, equity, position, tuple(fills), ids, since_funding)
-
-    def submit(self, signal: Signal, snapshot: BrokerSnapshot) -> list[OrderAck]:
-        """Send what ``signal`` asks at the next open: exit, entry and its SL/TP; protect an unprotected position."""
-        self._ready()
-        position = snapshot.position
-        plan = plan_orders(
-            signal, position, bot=self._bot, symbol=self._symbol, bar_seconds=int(self._bar.total_seconds())
-        )
-        if position is not None and not any(o.intent == "exit" for o in plan) and _unprotected(position):
-            return self._reprotect(position, snapshot)
-        acks: list[OrderAck] = []
-        distances = {o.intent: o.distance for o in plan if o.intent in ("sl", "tp")}
-        for order in plan:
-            if order.intent == "exit":
-                acks += self._exit(order.client_id, order.decided_at, position, order.reason)
-            elif order.intent == "entry":
-                sl, tp = distances.get("sl", math.inf), distances.get("tp", math.inf)
-                acks += self._enter(order, snapshot, sl, tp)
-        return acks
-
-    def flatten(self, decided_at: pd.Timestamp, snapshot: BrokerSnapshot) -> list[OrderAck]:
-        """Cancel the protection and close the position with a reduce-only market order (tag ``kill``)."""
-        self._ready()
-        acks: list[OrderAck] = []
-        for order in plan_flatten(snapshot.position, decided_at, bot=self._bot, symbol=self._symbol):
-            acks += self._exit(order.client_id, decided_at, snapshot.position, "kill")
-        return acks
 
     # --- orders ----------------------------------------------------------------------------------------------
 
@@ -383,7 +348,7 @@ class BinanceSwapBroker:
 
     def _reprotect(self, position: Position, snapshot: BrokerSnapshot) -> list[OrderAck]:
         """Protect a position found without SL/TP again, at its cancelled legs' prices (once)."""
-        decision = self._decoder.decision(position.entry_client_id, _ms(position.entry_time))
+        decision = self._decoder.decision(position.entry_client_id, ms_after(position.entry_time))
         prices: dict[str, float] = {}
         if decision is not None:
             for intent in ("sl", "tp"):
@@ -453,11 +418,3 @@ class BinanceSwapBroker:
 
 def _step(market: Mapping[str, Any]) -> float:
     return float(market["precision"]["amount"])
-
-
-def _unprotected(position: Position) -> bool:
-    return math.isnan(position.sl_price) and math.isnan(position.tp_price)
-
-
-def _ms(time_: pd.Timestamp) -> int:
-    return int(time_.timestamp() * 1000) + 60_000
