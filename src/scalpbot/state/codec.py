@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from scalpbot.core.execution import Fill, Position, Signal
-from scalpbot.errors import ConfigError, CorruptArtifactError
+from scalpbot.errors import ConfigError, CorruptArtifactError, DataError
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """Times in state objects: UTC with microseconds, e.g. ``2024-01-01T00:01:00.000000Z``."""
@@ -142,6 +142,26 @@ def load(data: bytes, key: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise CorruptArtifactError(f"{key} holds a JSON {type(document).__name__}, expected an object")
     return document
+
+
+_T = TypeVar("_T")
+
+
+def load_versioned(data: bytes, key: str, schema: int, parse: Callable[[dict[str, Any]], _T]) -> _T:
+    """Return ``parse`` of the JSON object stored at ``key`` with schema version ``schema`` (its ``"v"``).
+
+    Raise ``CorruptArtifactError`` when it is not JSON, was written with another schema, or ``parse`` finds it
+    malformed (``KeyError``, ``TypeError``, ``ValueError``, ``DataError``): the bot never guesses its state.
+    """
+    document = load(data, key)
+    if document.get("v") != schema:
+        raise CorruptArtifactError(
+            f"{key} has schema {document.get('v')!r}; this scalpbot reads {schema}: upgrade scalpbot"
+        )
+    try:
+        return parse(document)
+    except (KeyError, TypeError, ValueError, DataError) as e:
+        raise CorruptArtifactError(f"{key} is malformed ({e!r}); inspect or restore it") from None
 
 
 # ---- the execute path's values: signals, fills, positions ---------------------------------------------------

@@ -20,13 +20,13 @@ import pandas as pd
 
 from scalpbot.core.execution import Position
 from scalpbot.core.risk import RiskState
-from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound, PreconditionFailed
+from scalpbot.errors import DataError, ObjectNotFound, PreconditionFailed
 from scalpbot.ports import Store
 from scalpbot.state.codec import (
     dump,
     float_in,
     format_time,
-    load,
+    load_versioned,
     parse_time,
     position_from_dict,
     position_to_dict,
@@ -181,16 +181,7 @@ class PortfolioStore:
             stored = self._store.get(self.key)
         except ObjectNotFound:
             return None
-        document = load(stored.data, self.key)
-        if document.get("v") != _SCHEMA:
-            raise CorruptArtifactError(
-                f"{self.key} has schema {document.get('v')!r}; this scalpbot reads {_SCHEMA}: upgrade scalpbot"
-            )
-        try:
-            snapshot = _snapshot(document)
-        except (KeyError, TypeError, ValueError, DataError) as e:
-            raise CorruptArtifactError(f"{self.key} is malformed ({e!r}); inspect or restore it") from None
-        return StoredPortfolio(snapshot, stored.etag)
+        return StoredPortfolio(load_versioned(stored.data, self.key, _SCHEMA, _snapshot), stored.etag)
 
     def save(self, snapshot: PortfolioSnapshot, etag: str | None) -> str:
         """Write ``snapshot`` and return its new ETag.

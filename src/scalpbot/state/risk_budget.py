@@ -38,9 +38,9 @@ from scalpbot.core.portfolio_risk import (
     resume_book,
     settle,
 )
-from scalpbot.errors import CorruptArtifactError, DataError, ObjectNotFound, PreconditionFailed
+from scalpbot.errors import DataError, ObjectNotFound, PreconditionFailed
 from scalpbot.ports import Store
-from scalpbot.state.codec import check_bot, dump, format_time, load, parse_time
+from scalpbot.state.codec import check_bot, dump, format_time, load_versioned, parse_time
 
 __all__ = ["BudgetCommit", "RiskBudget", "book_from_dict", "book_to_dict"]
 
@@ -210,15 +210,7 @@ class RiskBudget:
             stored = self._store.get(self.key)
         except ObjectNotFound:
             return None
-        document = load(stored.data, self.key)
-        if document.get("v") != _SCHEMA:
-            raise CorruptArtifactError(
-                f"{self.key} has schema {document.get('v')!r}; this scalpbot reads {_SCHEMA}: upgrade scalpbot"
-            )
-        try:
-            return book_from_dict(document), stored.etag
-        except (KeyError, TypeError, ValueError, DataError) as e:
-            raise CorruptArtifactError(f"{self.key} is malformed ({e!r}); inspect or restore it") from None
+        return load_versioned(stored.data, self.key, _SCHEMA, book_from_dict), stored.etag
 
     def _update(self, change: Change) -> BudgetCommit:
         """Apply ``change`` by compare-and-swap, re-reading and re-applying after each lost race."""
