@@ -125,10 +125,12 @@ def close_trade_nb(
     entry_fee: float,
     fee: float,
     exit_reason: int,
+    funding: float,
 ) -> float:
     """Record the trade closed at ``exit_price`` (after slippage) at ``k``; return the cash it releases.
 
-    Released cash = gross PnL minus the exit fee (the entry fee left cash at entry); the record's PnL is after both.
+    Released cash = gross PnL minus the exit fee (the entry fee left cash at entry and ``funding``, what the
+    position paid while open, as it fell due); the record's PnL is after all three.
     """
     exit_fee = qty * exit_price * fee
     fees = exit_fee + entry_fee
@@ -146,6 +148,7 @@ def close_trade_nb(
         fees,
         exit_reason,
     )
+    book_funding_nb(trades, k, funding)
     return gross - exit_fee
 
 
@@ -289,8 +292,8 @@ def simulate_nb(
                         entry_fee,
                         fee,
                         reason,
+                        trade_funding,
                     )
-                    book_funding_nb(trades, n_trades, trade_funding)
                     n_trades += 1
                     direction = 0
             if direction == 0 and signal != 0 and size[t - 1] > 0.0 and (signal > 0 or rules.shorts):
@@ -353,8 +356,8 @@ def simulate_nb(
                         entry_fee,
                         fee,
                         reason,
+                        trade_funding,
                     )
-                    book_funding_nb(trades, n_trades, trade_funding)
                     n_trades += 1
                     direction = 0
         if direction != 0:
