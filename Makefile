@@ -58,7 +58,7 @@ template: $(DEPLOY_STAMP)
 	$(DEPLOY_BIN)/python deploy/aws/check_template.py
 
 unit: $(STAMP) browser postgres
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 ## browser: Debian's headless Chromium and ChromeDriver for the page tests; installed when missing and allowed
 browser:
