@@ -29,6 +29,7 @@ from scalpbot.wiring import build_executor, venue_profile
 
 from support.binance_usdm_server import ORDER, running_usdm
 from support.cli import run_cli
+from support.liquidation_guard import assert_only_guard_denials, guarded_start, run_guarded_cycles
 from support.parity import assert_trades_match
 from support.swap_trained import BINANCE_USDM, HELD_OUT, funding_rates, swap_release, usdm_services
 
@@ -152,27 +153,11 @@ def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(
 ) -> None:
     store, _ = swap_release
     services = usdm_services(store, sample_bars, leverage=125.0, maintenance_margin=0.004)  # 0.4 % away
-    series = services.series()
     start = pd.Timestamp(HELD_OUT)
-    history = MemoryHistory(
-        services.dataset.read_with_warmup(series, start, start + pd.Timedelta(hours=2), FEATURE_WINDOW)
-    )
-    with running_usdm(monkeypatch, start=(start + MINUTE + pd.Timedelta(seconds=5))) as venue:
-        executor = build_executor(
-            services,
-            series,
-            bot="usdm-guarded",
-            bars=history,
-            notifier=ConsoleNotifier(),
-            broker=venue.broker(leverage=125),
+    with running_usdm(monkeypatch, start=guarded_start(start)) as venue:
+        reports = run_guarded_cycles(
+            services, venue, venue.broker(leverage=125), bot="usdm-guarded", start=start
         )
-        reports = []
-        for _ in range(30):
-            reports.append(run_cycle(executor, venue.decided()))
-            venue.server.advance_bar()
         assert venue.book.position is None and venue.book.orders == [] and venue.book.algos == []
         assert venue.book.leverage == 125
-    denials = [r.denial for r in reports if r.denial]
-    assert denials and all("liquidation guard" in d for d in denials)
-    events = Ledger(services.store, "usdm-guarded").events(kinds=("denial",))
-    assert events and {e.payload.get("code") for e in events} == {"liquidation_guard"}
+    assert_only_guard_denials(services, reports, bot="usdm-guarded")

@@ -25,6 +25,7 @@ from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, venue_profile
 
 from support.cli import run_cli
+from support.liquidation_guard import assert_only_guard_denials, guarded_start, run_guarded_cycles
 from support.okx_swap_venue import running_okx_swap
 from support.parity import assert_trades_match
 from support.swap_trained import HELD_OUT, OKX_SWAP, funding_rates, swap_release, swap_services
@@ -106,29 +107,11 @@ def test_an_entry_whose_stop_lies_beyond_the_liquidation_guard_is_denied(
 ) -> None:
     store, _ = swap_release
     services = swap_services(store, leverage=125.0, maintenance_margin=0.004)  # liquidated 0.4 % away
-    series = services.series()
     start = pd.Timestamp(HELD_OUT)
-    history = MemoryHistory(
-        services.dataset.read_with_warmup(series, start, start + pd.Timedelta(hours=2), FEATURE_WINDOW)
-    )
-    with running_okx_swap(monkeypatch, start=(start + MINUTE + pd.Timedelta(seconds=5))) as okx:
-        executor = build_executor(
-            services,
-            series,
-            bot="guarded",
-            bars=history,
-            notifier=ConsoleNotifier(),
-            broker=okx.broker(leverage=125),
-        )
-        reports = []
-        for _ in range(30):
-            reports.append(run_cycle(executor, okx.decided()))
-            okx.server.advance_bar()
+    with running_okx_swap(monkeypatch, start=guarded_start(start)) as okx:
+        reports = run_guarded_cycles(services, okx, okx.broker(leverage=125), bot="guarded", start=start)
         assert okx.book.position is None and okx.book.orders == []
-    denials = [r.denial for r in reports if r.denial]
-    assert denials and all("liquidation guard" in d for d in denials)
-    events = Ledger(services.store, "guarded").events(kinds=("denial",))
-    assert events and {e.payload.get("code") for e in events} == {"liquidation_guard"}
+    assert_only_guard_denials(services, reports, bot="guarded")
 
 
 def test_a_swap_replay_makes_exactly_the_backtests_trades_with_shorts_and_funding(
