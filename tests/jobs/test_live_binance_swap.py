@@ -10,7 +10,6 @@ days of the held-out week the parity test trades (the whole week: 7).
 
 from __future__ import annotations
 
-import json
 import os
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -20,17 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.jobs.cycle import run_cycle
-from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
-from scalpbot.wiring import build_executor, venue_profile
+from scalpbot.wiring import venue_profile
 
 from support.binance_usdm_server import ORDER, running_usdm
-from support.cli import run_cli
 from support.liquidation_guard import assert_only_guard_denials, guarded_start, run_guarded_cycles
-from support.parity import assert_trades_match
+from support.parity import assert_trades_match, marked_trades, release_backtest_trades, trade_held_out
 from support.swap_trained import BINANCE_USDM, HELD_OUT, funding_rates, swap_release, usdm_services
 
 __all__ = ["swap_release"]
@@ -56,38 +50,23 @@ def test_trade_cycles_on_the_binance_usdm_double_over_held_out_bars_make_the_bac
     end = start + pd.Timedelta(days=DAYS)
     funding = funding_rates()
     rates = {t: float(r) for t, r in funding.items() if start - MINUTE <= t < end + pd.Timedelta(hours=8)}
-    history = MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
     with running_usdm(monkeypatch, funding=rates, start=(start + MINUTE + pd.Timedelta(seconds=5))) as venue:
-        executor = build_executor(
-            services,
-            series,
-            bot="usdm-live",
-            bars=history,
-            notifier=ConsoleNotifier(),
-            broker=venue.broker(leverage=3),
-        )
-        while venue.decided() < end:  # the last cycle records the last bar's fills; what it sends fills after
-            assert run_cycle(executor, venue.decided()).status == "ok"
-            venue.server.advance_bar()
+        trade_held_out(services, venue, venue.broker(leverage=3), bot="usdm-live", start=start, end=end)
         assert venue.book.liquidations == []
         end_ms = int(end.timestamp() * 1000)  # what the last cycle sent fills after the window
         entries = [o for o in venue.book.orders if not o.reduce_only and o.time < end_ms]
         algos = len([a for a in venue.book.algos if a.create_time < end_ms])
         assert len(venue.posts(ORDER)) == len(venue.book.orders) - len(fired_or_liquidated(venue))
-    last = end - MINUTE
-    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
-    got = Ledger(services.store, "usdm-live").trades(None, end, mark_price=last_close, mark_time=last)
-
-    config = tmp_path / "scalpbot.toml"
-    config.write_text(
-        '[exchange]\nid = "binanceusdm"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
-        + "".join(f"{k} = {v!r}\n" for k, v in BINANCE_USDM.items())
+    got = marked_trades(services, bot="usdm-live", end=end)
+    want = release_backtest_trades(
+        capsys,
+        store,
+        tmp_path / "scalpbot.toml",
+        exchange="binanceusdm",
+        venue=BINANCE_USDM,
+        start=start,
+        end=end,
     )
-    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
-            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    want = pd.DataFrame(json.loads(out)["trades"])
 
     assert len(want) >= 20 * DAYS and set(want["side"]) == {-1, 1}  # shorts, natively
     assert (want["funding"] != 0).sum() >= 2 * DAYS  # positions held through funding times

@@ -17,17 +17,14 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.jobs.cycle import run_cycle
 from scalpbot.jobs.trading import replay
-from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
-from scalpbot.wiring import build_executor, venue_profile
+from scalpbot.wiring import venue_profile
 
 from support.cli import run_cli
 from support.liquidation_guard import assert_only_guard_denials, guarded_start, run_guarded_cycles
 from support.okx_swap_venue import running_okx_swap
-from support.parity import assert_trades_match
+from support.parity import assert_trades_match, marked_trades, release_backtest_trades, trade_held_out
 from support.swap_trained import HELD_OUT, OKX_SWAP, funding_rates, swap_release, swap_services
 
 __all__ = ["swap_release"]
@@ -52,36 +49,15 @@ def test_trade_cycles_on_the_okx_swap_double_over_the_held_out_week_make_the_bac
     end = start + pd.Timedelta(days=DAYS)
     funding = funding_rates()
     rates = {t: float(r) for t, r in funding.items() if start - MINUTE <= t < end + pd.Timedelta(hours=8)}
-    history = MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
     with running_okx_swap(
         monkeypatch, funding=rates, start=(start + MINUTE + pd.Timedelta(seconds=5))
     ) as okx:
-        executor = build_executor(
-            services,
-            series,
-            bot="swap-live",
-            bars=history,
-            notifier=ConsoleNotifier(),
-            broker=okx.broker(leverage=3),
-        )
-        while okx.decided() < end:  # the last cycle records the last bar's fills; what it sends fills after
-            assert run_cycle(executor, okx.decided()).status == "ok"
-            okx.server.advance_bar()
+        trade_held_out(services, okx, okx.broker(leverage=3), bot="swap-live", start=start, end=end)
         assert okx.book.liquidations == []
-    last = end - MINUTE
-    last_close = float(services.dataset.read(series, last, end)["close"].iloc[-1])
-    got = Ledger(services.store, "swap-live").trades(None, end, mark_price=last_close, mark_time=last)
-
-    config = tmp_path / "scalpbot.toml"
-    config.write_text(
-        '[exchange]\nid = "okx"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
-        + "".join(f"{k} = {v!r}\n" for k, v in OKX_SWAP.items())
+    got = marked_trades(services, bot="swap-live", end=end)
+    want = release_backtest_trades(
+        capsys, store, tmp_path / "scalpbot.toml", exchange="okx", venue=OKX_SWAP, start=start, end=end
     )
-    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
-            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    want = pd.DataFrame(json.loads(out)["trades"])
 
     assert len(want) >= 20 * DAYS and set(want["side"]) == {-1, 1}  # shorts, natively
     assert (want["funding"] != 0).sum() >= 2 * DAYS  # positions held through funding times

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from scalpbot.adapters.notify.console import ConsoleNotifier
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.lots import step_decimals_nb
 from scalpbot.jobs.cycle import run_cycle
 from scalpbot.jobs.services import Services
@@ -70,6 +71,49 @@ def closed_trades(
         side=trades["side"].astype(int),
     )
     return got, want
+
+
+def trade_held_out(
+    services: Services, market: Any, broker: Broker, *, bot: str, start: pd.Timestamp, end: pd.Timestamp
+) -> None:
+    """Run live cycles of ``bot`` through ``broker`` on ``market`` (a venue double started a bar after
+    ``start``) on every bar from ``start`` to ``end`` (exclusive), the features warmed up on earlier bars."""
+    series = services.series()
+    history = MemoryHistory(services.dataset.read_with_warmup(series, start, end, FEATURE_WINDOW))
+    live = build_executor(services, series, bot=bot, bars=history, notifier=ConsoleNotifier(), broker=broker)
+    while market.decided() < end:  # the last cycle records the last bar's fills; what it sends fills after
+        assert run_cycle(live, market.decided()).status == "ok"
+        market.server.advance_bar()
+
+
+def marked_trades(services: Services, *, bot: str, end: pd.Timestamp) -> pd.DataFrame:
+    """Return the bot's ledger trades up to ``end``, a position still open marked at the last close before it."""
+    last = end - pd.Timedelta(minutes=1)
+    last_close = float(services.dataset.read(services.series(), last, end)["close"].iloc[-1])
+    return Ledger(services.store, bot).trades(None, end, mark_price=last_close, mark_time=last)
+
+
+def release_backtest_trades(
+    capsys: pytest.CaptureFixture[str],
+    store: Path,
+    config: Path,
+    *,
+    exchange: str,
+    venue: dict[str, Any],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """Return the trades of ``backtest --strategy release`` over ``[start, end)`` on ``exchange``'s
+    BTC/USDT:USDT swap with the venue rules ``venue`` (written to the config file ``config``)."""
+    config.write_text(
+        f'[exchange]\nid = "{exchange}"\n[data]\nsymbol = "BTC/USDT:USDT"\n[venue]\n'
+        + "".join(f"{k} = {v!r}\n" for k, v in venue.items())
+    )
+    args = ("--config", str(config), "--store", str(store), "backtest", "--strategy", "release",
+            "--from", start.isoformat(), "--to", end.isoformat(), "--json")  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    return pd.DataFrame(json.loads(out)["trades"])
 
 
 def assert_trades_match(
