@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.funding import funding_at_bars, funding_payments
+from scalpbot.core.venue import default_venue
 from scalpbot.errors import DataError
 
 Bar = tuple[float, float, float, float]
@@ -115,3 +116,39 @@ def test_the_payments_of_each_trade_add_up_to_its_funding_and_equity(
         assert trade.pnl == pytest.approx(gross - trade.funding, abs=1e-9)
         total += trade.pnl
     assert result.equity.iloc[-1] == pytest.approx(10_000.0 + total, abs=1e-9)
+
+
+def test_a_venue_booking_funding_to_8_decimals_is_charged_each_payment_rounded_so() -> None:
+    """Binance USD-M writes each FUNDING_FEE with 8 decimals (half to even): the kernel charges that, and the
+    payments the paper broker books are the same figures."""
+    rng = np.random.default_rng(7)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 30)))
+    opens = np.r_[100.0, closes[:-1]]
+    rows = [(o, max(o, c) * 1.002, min(o, c) * 0.998, c) for o, c in zip(opens, closes, strict=True)]
+    bars = bars_of(rows)
+    funding = pd.Series(rng.uniform(-3e-4, 3e-4, 30), index=bars.index)[::3]
+    signals = signals_of(bars, {0: 1, 9: -1}, 0).assign(size=0.123, sl=0.5, tp=0.5)
+    rules = default_venue("binanceusdm", "BTC/USDT:USDT").order_rules()
+    assert rules.funding_step == 1e-8
+    assert default_venue("okx", "BTC/USDT:USDT").order_rules().funding_step == 0.0
+    exact = backtest(bars, signals, fee=0.0, size_in="qty", funding=funding)
+    booked = backtest(
+        bars,
+        signals,
+        fee=0.0,
+        size_in="qty",
+        funding=funding,
+        rules=rules._replace(amount_step=0.0, min_qty=0.0, min_notional=0.0),
+    )
+    per_bar = funding_at_bars(funding, pd.DatetimeIndex(bars.index))
+    entry = bars.index.get_indexer(pd.DatetimeIndex(booked.trades["entry_time"]))
+    exit_ = bars.index.get_indexer(pd.DatetimeIndex(booked.trades["exit_time"]))
+    assert len(booked.trades) == 2
+    for k, trade in enumerate(booked.trades.itertuples()):
+        paid = funding_payments(per_bar, opens, pd.DatetimeIndex(bars.index), int(entry[k]), int(exit_[k]),
+                                int(trade.side), float(trade.qty), "x", rules.funding_step)  # fmt: skip
+        assert paid and all(p.amount == round(p.amount, 8) for p in paid)
+        assert sum(p.amount for p in paid) == pytest.approx(trade.funding, abs=1e-12)
+        unrounded = sum(p.side * p.qty * p.price * p.rate for p in paid)
+        assert abs(trade.funding - unrounded) <= 5e-9 * len(paid) + 1e-15
+    assert not np.array_equal(exact.trades["funding"].to_numpy(), booked.trades["funding"].to_numpy())

@@ -278,6 +278,7 @@ class PaperBroker:
                 int(rec["side"]),
                 float(rec["qty"]),
                 entry_id,
+                self._rules.funding_step,
             )
         return tuple(paid)
 

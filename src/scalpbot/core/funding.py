@@ -13,6 +13,7 @@ import pandas as pd
 
 from scalpbot.core.backtest.enums import NO_FUNDING
 from scalpbot.core.execution import FundingPayment
+from scalpbot.core.lots import round_half_even_nb
 from scalpbot.errors import DataError
 
 __all__ = ["funding_at_bars", "funding_payments"]
@@ -53,11 +54,13 @@ def funding_payments(
     side: int,
     qty: float,
     entry_client_id: str,
+    step: float = 0.0,
 ) -> list[FundingPayment]:
     """Return the settlements a trade open from bar ``entry_idx`` to ``exit_idx`` paid, as the kernel charged them.
 
     A settlement at bar ``t`` falls on the trade when ``entry_idx < t <= exit_idx`` (held through bar ``t``'s
-    open); each pays ``side * qty * open[t] * rate[t]``, the kernel's figure to the bit.
+    open); each pays ``side * qty * open[t] * rate[t]`` rounded to ``step`` as the venue books it
+    (``OrderRules.funding_step``), the kernel's figure to the bit.
     """
     if rates.shape[0] == 0:
         return []
@@ -66,6 +69,6 @@ def funding_payments(
         rate = float(rates[t])
         if rate != 0.0:
             price = float(open_[t])
-            amount = side * qty * price * rate
+            amount = round_half_even_nb(side * qty * price * rate, step)
             payments.append(FundingPayment(index[t], side, qty, price, rate, amount, entry_client_id))
     return payments

@@ -52,6 +52,16 @@ def floor_to_step_nb(qty: float, step: float) -> float:
 
 
 @njit(cache=True)
+def round_half_even_nb(value: float, step: float) -> float:
+    """Return ``value`` rounded to the nearest multiple of ``step`` (a power of ten such as 1e-8), ties to
+    even, as a venue writing amounts with that many decimals books them; ``step`` 0: ``value`` unchanged."""
+    if step <= 0.0:
+        return value
+    scale = float(np.rint(1.0 / step))
+    return float(np.rint(value * scale)) / scale
+
+
+@njit(cache=True)
 def round_to_tick_nb(price: float, tick: float) -> float:
     """Return ``price`` rounded to the **nearest** multiple of ``tick``, halves up (``tick`` <= 0: unchanged),
     written with the tick's decimals, as ccxt's ``price_to_precision`` rounds a stop or take-profit price's

@@ -51,6 +51,10 @@ PROTECTIONS = ("oco", "attached", "reduce_only")
 """Exchange-side protection a venue offers: an OCO order list after the fill, SL/TP attached to the entry,
 reduce-only stop orders (derivatives)."""
 
+FUNDING_STEPS: Mapping[str, float] = MappingProxyType({"binanceusdm": 1e-8})
+"""Quote-currency step to which a venue books each funding payment (Binance USD-M writes its ``FUNDING_FEE``
+income with 8 decimals, half to even); a venue not listed books the exact product."""
+
 VALUE_FIELDS = (
     "taker_fee",
     "maker_fee",
@@ -168,7 +172,8 @@ class Venue:
         On spot the live broker buys a quote amount (``cost_step`` = the price tick, which ccxt truncates the
         amount to), and where ``buy_fee_in_base`` the position is the fill net of the commission in base. On
         derivatives (swaps, futures) it sends a quantity of contracts computed from the decision bar's close, so
-        the kernel sizes entries there too (``size_at_close``).
+        the kernel sizes entries there too (``size_at_close``), and charges funding rounded as the venue books it
+        (``funding_step``, :data:`FUNDING_STEPS`).
         """
         cost_step = self.price_tick if self.market_type == "spot" and self.price_tick > 0 else 0.0
         return OrderRules(
@@ -180,6 +185,7 @@ class Venue:
             bool(self.buy_fee_in_base),
             self.price_tick,
             self.market_type != "spot",
+            FUNDING_STEPS.get(self.exchange, 0.0) if self.market_type != "spot" else 0.0,
         )
 
     def trading_costs(self, slippage: float) -> TradingCosts:

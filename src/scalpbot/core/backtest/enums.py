@@ -75,7 +75,9 @@ class OrderRules(NamedTuple):
     derivatives broker sizes a market order in contracts before it knows the fill: ``size x equity`` at the
     decision bar's close (cash plus the open position marked there) divided by that close, rounded down to
     ``amount_step``, the minimum notional checked at that close; the order still fills at the next open
-    (otherwise the quantity is sized at the fill price).
+    (otherwise the quantity is sized at the fill price). ``funding_step``: each funding payment is rounded half
+    to even to this step (quote currency), as the venue books it (Binance USD-M writes 8 decimals); 0: not
+    rounded.
     """
 
     amount_step: float
@@ -86,6 +88,7 @@ class OrderRules(NamedTuple):
     buy_fee_in_base: bool = False
     price_tick: float = 0.0
     size_at_close: bool = False
+    funding_step: float = 0.0
 
 
 NO_ORDER_RULES = OrderRules(0.0, 0.0, 0.0, True)

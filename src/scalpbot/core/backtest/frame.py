@@ -170,7 +170,7 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
         raise ConfigError(
             f"rules must be an OrderRules (e.g. venue.order_rules()); got {type(rules).__name__}"
         )
-    for name in ("amount_step", "min_qty", "min_notional", "cost_step", "price_tick"):
+    for name in ("amount_step", "min_qty", "min_notional", "cost_step", "price_tick", "funding_step"):
         value = getattr(rules, name)
         if not (math.isfinite(value) and value >= 0.0):
             raise ConfigError(f"rules.{name} must be a finite number >= 0 (0 = no rule); got {value}")
@@ -183,6 +183,7 @@ def _checked_rules(rules: OrderRules) -> OrderRules:
         bool(rules.buy_fee_in_base),
         float(rules.price_tick),
         bool(rules.size_at_close),
+        float(rules.funding_step),
     )
 
 

@@ -33,6 +33,7 @@ The model (ARCHITECTURE.md, "One execution model"), in bar positions ``t``:
    event). The position held **through** that instant pays ``signed qty * open[t] * rate`` (a long pays a
    positive rate, a short receives it), before any fill at that open: a position closed at that open pays, one
    opened there does not. ``open[t]`` stands for the venue's mark price. An empty ``funding`` charges nothing.
+   Each payment is rounded as the venue books it (``rules.funding_step``, 0: not rounded).
 
 These rules and their tie orders are backtesting.py 0.6.6's with ``exclusive_orders=True`` (its order queue
 processes ``Trade.close()`` orders first, then SL, then TP, then new entries, then the new trade's SL/TP on the
@@ -45,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from scalpbot.core.backtest.enums import ExitReason, InputProblem, OrderRules, SimulationStatus, trade_dt
-from scalpbot.core.lots import floor_to_step_nb, order_qty_nb, round_to_tick_nb
+from scalpbot.core.lots import floor_to_step_nb, order_qty_nb, round_half_even_nb, round_to_tick_nb
 from scalpbot.core.metrics import drawdown_step_nb
 
 
@@ -270,7 +271,7 @@ def simulate_nb(
         ):
             return trades[:0], equity[:0], 0.0, SimulationStatus.invalid_input
         if direction != 0 and charges_funding and funding[t] != 0.0:
-            paid = signed_qty * open_[t] * funding[t]
+            paid = round_half_even_nb(signed_qty * open_[t] * funding[t], rules.funding_step)
             cash -= paid
             trade_funding += paid
         if direction != 0 or signal != 0:
