@@ -89,18 +89,8 @@ class BinanceUsdmServer(BinanceTradingServer):
         return 404, {"code": -1000, "msg": f"Unknown path {path}"}
 
 
-class UsdmVenue(SampleMarket):
+class UsdmVenue(SampleMarket[BinanceUsdmServer]):
     """The server, its futures account, its clock, and the pauses brokers took (``sleeps``)."""
-
-    def __init__(self, server: BinanceUsdmServer, clock: FixedClock) -> None:
-        self.server = server
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
-        self.sleeps.append(seconds)
-        self.server.wait(seconds)
 
     @property
     def book(self) -> UsdmBook:

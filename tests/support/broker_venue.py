@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,10 +32,28 @@ def sample_series_cached() -> dict[str, Series]:
     return sample_series()
 
 
-class SampleMarket:
-    """The bundled sample's BTC/USDT bars as a venue double serves them at its ``clock``'s time."""
+class Waits(Protocol):
+    """A venue double whose rate-limit clock a broker's pause advances."""
 
-    clock: FixedClock
+    def wait(self, seconds: float) -> None: ...
+
+
+S = TypeVar("S", bound=Waits)
+
+
+class SampleMarket(Generic[S]):
+    """A venue double's ``server`` at its ``clock``'s time: the bundled sample's BTC/USDT bars as it serves them,
+    and the pauses brokers took (``sleeps``)."""
+
+    def __init__(self, server: S, clock: FixedClock) -> None:
+        self.server = server
+        self.clock = clock
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
+        self.sleeps.append(seconds)
+        self.server.wait(seconds)
 
     def bars(self, n: int = 30) -> pd.DataFrame:
         """Return the last ``n`` bars closed at the clock's time (canonical frame)."""
@@ -62,18 +80,8 @@ class SampleMarket:
         return Signal(self.decided(), side, size, sl, tp, hold)
 
 
-class Venue(SampleMarket):
+class Venue(SampleMarket[BinanceTradingServer]):
     """The server, its clock, the bars closed so far, and the retry pauses brokers took (``sleeps``)."""
-
-    def __init__(self, server: BinanceTradingServer, clock: FixedClock) -> None:
-        self.server = server
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
-        self.sleeps.append(seconds)
-        self.server.wait(seconds)
 
     def broker(self, *, adopt: bool = False, max_wait: float = 60.0, **config: Any) -> CcxtBroker:
         """Return a new broker on the server (3 attempts, tiny backoff through :meth:`sleep`); ``config`` adds

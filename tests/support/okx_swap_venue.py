@@ -22,18 +22,8 @@ from support.okx_swap import SwapBook
 BOT, SWAP_SYMBOL = "bot-1", "BTC/USDT:USDT"
 
 
-class OkxSwapVenue(SampleMarket):
+class OkxSwapVenue(SampleMarket[OkxServer]):
     """The server, its swap account, its clock, and the pauses brokers took (``sleeps``)."""
-
-    def __init__(self, server: OkxServer, clock: FixedClock) -> None:
-        self.server = server
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
-        self.sleeps.append(seconds)
-        self.server.wait(seconds)
 
     @property
     def book(self) -> SwapBook:

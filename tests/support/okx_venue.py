@@ -20,18 +20,8 @@ BOT, SYMBOL = "bot-1", "BTC/USDT"
 MINUTE = pd.Timedelta(minutes=1)
 
 
-class OkxVenue(SampleMarket):
+class OkxVenue(SampleMarket[OkxServer]):
     """The server, its clock, the bars closed so far, and the pauses brokers took (``sleeps``)."""
-
-    def __init__(self, server: OkxServer, clock: FixedClock) -> None:
-        self.server = server
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        """Record a broker's pause and let it pass on the venue's rate-limit clock."""
-        self.sleeps.append(seconds)
-        self.server.wait(seconds)
 
     def broker(self, **config: Any) -> CcxtBroker:
         """Return a new broker on the server (3 attempts, tiny backoff recorded in ``sleeps``)."""
