@@ -13,7 +13,12 @@ month m+1 with whatever is current (nothing, until a release is promoted) and pr
 net of fees beside the newest release traded without the gate, not trading, sma-cross and random entries (as
 many as the current release took, at least one, with the sma-cross's SL/TP).
 
+Runs are independent: ``--jobs J`` runs J of them at once, each process on its own core, and ``--out F``
+appends each run's outcome to the JSON-lines file F as it ends; a rerun with the same ``--out`` skips the runs
+already there (so a long bench that was stopped goes on where it was).
+
 Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING] [--months M]
+                                [--jobs J] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ import _single_core  # noqa: F401  (first: pins the process to one core before a
 
 # isort: on
 import argparse
+import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +45,95 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.learning_cases import Outcome, load_bars, run_case, standard_cases
+from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
 
 
 def _median(values: list[float]) -> str:
     return "-" if not values else f"{np.median(values):+.2%}"
 
 
-def _window(bars: pd.DataFrame, seed: int, days: int) -> pd.DataFrame:
-    start = bars.index[0] + pd.Timedelta(days=17 * seed)
+def _window(bars: pd.DataFrame, seed: int, days: int, seeds: int) -> pd.DataFrame:
+    """Return seed ``seed``'s ``days``-long window: 17 days after the previous seed's, or closer when ``seeds``
+    windows would not fit in the bars."""
+    span = (bars.index[-1] - bars.index[0]).days
+    step = max(1, min(17, (span - days) // max(seeds - 1, 1)))
+    start = bars.index[0] + pd.Timedelta(days=step * seed)
     return bars.loc[start : start + pd.Timedelta(days=days) - pd.Timedelta(minutes=1)]
 
 
-def planted(bars: pd.DataFrame, args: argparse.Namespace) -> None:
-    """Print the known-answer table."""
+_BARS: pd.DataFrame | None = None
+
+
+def _start_worker(cores: list[int], counter: object) -> None:
+    """Give each worker process its own core (the bench process itself is pinned to one)."""
+    global _BARS
+    with counter.get_lock():  # type: ignore[attr-defined]
+        index = counter.value  # type: ignore[attr-defined]
+        counter.value += 1  # type: ignore[attr-defined]
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    _BARS = load_bars()
+
+
+def _run(task: tuple[Case, int, dict[str, int]]) -> Outcome:
+    case, seed, train = task
+    bars = _BARS if _BARS is not None else load_bars()
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_case(case, seed, _window(bars, seed, train["days"], train["seeds"]), Path(tmp), {
+            "days": train["days"], "trials": train["trials"],
+        })  # fmt: skip
+
+
+def _outcomes(tasks: list[tuple[Case, int, dict[str, int]]], args: argparse.Namespace) -> Iterator[Outcome]:
+    if args.jobs <= 1:
+        global _BARS
+        _BARS = load_bars()
+        yield from map(_run, tasks)
+        return
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    cores = list(range(os.cpu_count() or 1)) if len(cores) < args.jobs else cores
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("i", 0)
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=context, initializer=_start_worker, initargs=(cores, counter)
+    ) as pool:
+        yield from pool.map(_run, tasks)
+
+
+def _done(path: Path | None) -> dict[tuple[str, int], Outcome]:
+    if path is None or not path.exists():
+        return {}
+    outcomes = (Outcome(**json.loads(line)) for line in path.read_text().splitlines() if line.strip())
+    return {(o.case, o.seed): o for o in outcomes}
+
+
+def planted(args: argparse.Namespace) -> None:
+    """Run the known-answer cases and print their table."""
+    cases = [case for case in standard_cases() if not args.cases or args.cases in case.name]
+    done = _done(args.out)
+    train = {"days": args.days, "trials": args.trials, "seeds": args.seeds}
+    todo = [
+        (case, seed, train) for case in cases for seed in range(args.seeds) if (case.name, seed) not in done
+    ]
+    if done:
+        print(f"{len(done)} runs read from {args.out}, {len(todo)} to run")
+    for outcome in _outcomes(todo, args):
+        done[(outcome.case, outcome.seed)] = outcome
+        if args.out is not None:
+            with args.out.open("a") as out:
+                out.write(json.dumps(asdict(outcome)) + "\n")
+        print(
+            f"  {outcome.case}, seed {outcome.seed}: {'promoted' if outcome.promoted else 'refused'}, "
+            f"test {outcome.test_return:+.2%}, capture "
+            f"{'-' if outcome.capture is None else f'{outcome.capture:.0%}'}, {outcome.seconds:.0f} s",
+            flush=True,
+        )
+    table(cases, [[done[(case.name, seed)] for seed in range(args.seeds)] for case in cases])
+
+
+def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
+    """Print the known-answer table: a row per case over its seeds, then seed 0's verdict per case."""
     header = (
         "case",
         "promoted",
@@ -56,24 +142,11 @@ def planted(bars: pd.DataFrame, args: argparse.Namespace) -> None:
         "trades / oracle",
         "s/run",
     )
+    print()
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     first_lines = []
-    for case in standard_cases():
-        if args.cases and args.cases not in case.name:
-            continue
-        outcomes: list[Outcome] = []
-        for seed in range(args.seeds):
-            with tempfile.TemporaryDirectory() as tmp:
-                outcomes.append(
-                    run_case(
-                        case,
-                        seed,
-                        _window(bars, seed, args.days),
-                        Path(tmp),
-                        {"days": args.days, "trials": args.trials},
-                    )
-                )
+    for case, outcomes in zip(cases, runs, strict=True):
         captures = [o.capture for o in outcomes if o.capture is not None]
         capture = (
             "-" if not captures else f"{np.median(captures):.0%} [{min(captures):.0%}, {max(captures):.0%}]"
@@ -183,16 +256,18 @@ def main() -> None:
     parser.add_argument("--cases", default="", help="run only the cases whose name contains this")
     parser.add_argument("--months", type=int, default=0, help="also run the month-by-month walk-forward")
     parser.add_argument("--no-planted", action="store_true", help="skip the planted cases")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one core each")
+    parser.add_argument("--out", type=Path, default=None, help="JSON lines of the runs (read back on rerun)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.perf_counter()
     bars = load_bars()
     print(
         f"{len(bars):,} real 1m bars {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%Y-%m-%d}; "
-        f"{args.seeds} seeds, {args.days} days a run, {args.trials} trials"
+        f"{args.seeds} seeds, {args.days} days a run, {args.trials} trials, {args.jobs} at once"
     )
     if not args.no_planted:
-        planted(bars, args)
+        planted(args)
     if args.months:
         print()
         month_by_month(bars, args)
