@@ -113,8 +113,9 @@ def planted(args: argparse.Namespace) -> None:
     cases = [case for case in standard_cases() if not args.cases or args.cases in case.name]
     done = _done(args.out)
     train = {"days": args.days, "trials": args.trials, "seeds": args.seeds}
+    # Seed by seed over the cases, so that a stopped bench has an even sample of every case.
     todo = [
-        (case, seed, train) for case in cases for seed in range(args.seeds) if (case.name, seed) not in done
+        (case, seed, train) for seed in range(args.seeds) for case in cases if (case.name, seed) not in done
     ]
     if done:
         print(f"{len(done)} runs read from {args.out}, {len(todo)} to run")
