@@ -256,7 +256,15 @@ class GateSettings(_Section):
         le=1,
         description="probability of backtest overfitting must be below (with folds; 1: off)",
     )
-    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000, description="bootstrap resamples")
+    max_timing_p: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="random-entry p-value of the trades' timing must be below (1: off)",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, le=100_000, description="bootstrap and random-entry resamples"
+    )
 
     def rules(self, min_trades: int) -> GateRules:
         """Return the gate's rules with the fewest trades a challenger needs (``train.min_trades``)."""
@@ -266,6 +274,7 @@ class GateSettings(_Section):
             max_p_value=self.max_p_value,
             min_deflated_sharpe=self.min_deflated_sharpe,
             max_pbo=self.max_pbo,
+            max_timing_p=self.max_timing_p,
         )
 
 

@@ -86,6 +86,7 @@ def test_models_list_json_holds_every_criterion_and_statistic(
     assert statistics["n_trials"] == 20 and statistics["fee"] == 0.0004
     assert statistics["p_value"] < 0.05 < 0.95 < statistics["deflated_sharpe"]
     assert statistics["pbo"] < 0.2 and statistics["bootstrap_period"] == "hour"
-    assert [c["passed"] for c in promoted["criteria"]] == [True] * 5
+    assert [c["passed"] for c in promoted["criteria"]] == [True] * 6
+    assert statistics["timing_p"] < 0.05 and statistics["timing_observed"] > statistics["timing_random"]
     refused = rows[ids[1]]["gate"]
     assert refused["promote"] is False and refused["criteria"][2]["passed"] is False

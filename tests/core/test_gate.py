@@ -31,7 +31,18 @@ NOISE = GateStatistics(
     fee=0.0004,
     slippage=0.0,
 )
-EVIDENCE = replace(NOISE, total_return=0.0512, trades=412, p_value=0.001, deflated_sharpe=0.99, pbo=0.05)
+EVIDENCE = replace(
+    NOISE,
+    total_return=0.0512,
+    trades=412,
+    p_value=0.001,
+    deflated_sharpe=0.99,
+    pbo=0.05,
+    timing_p=0.002,
+    timing_trades=412,
+    timing_observed=0.61,
+    timing_random=-0.74,
+)
 
 
 def test_a_lucky_positive_return_is_refused_on_its_deflated_sharpe_with_the_numbers_behind_it() -> None:
@@ -40,8 +51,15 @@ def test_a_lucky_positive_return_is_refused_on_its_deflated_sharpe_with_the_numb
     assert verdict.reason == (
         "refused: deflated Sharpe 0.02 < 0.95 over 100 trials (test +0.59 %, 34 trades, bootstrap p = 0.31)"
     )
-    assert [c.name for c in verdict.criteria] == ["trades", "days", "deflated_sharpe", "bootstrap", "pbo"]
-    assert [c.passed for c in verdict.criteria] == [True, True, False, False, False]
+    assert [c.name for c in verdict.criteria] == [
+        "trades",
+        "days",
+        "deflated_sharpe",
+        "bootstrap",
+        "timing",
+        "pbo",
+    ]
+    assert [c.passed for c in verdict.criteria] == [True, True, False, False, None, False]
 
 
 def test_a_promotion_lists_every_criterion() -> None:
@@ -50,6 +68,7 @@ def test_a_promotion_lists_every_criterion() -> None:
     assert verdict.reason == (
         "promoted: 412 trades >= 20 on the test window, 18.0 days >= 7 on the test window, "
         "deflated Sharpe 0.99 > 0.95 over 100 trials, bootstrap p = 1.0e-03 < 0.05 against not trading, "
+        "random-entry p = 2.0e-03 < 0.05 (its trades earned +61.00 % of notional, at random bars -74.00 %), "
         "PBO 0.05 < 0.2 (test +5.12 % vs not trading +0.00 %)"
     )
     assert all(c.passed for c in verdict.criteria)
@@ -74,6 +93,11 @@ def test_a_promotion_lists_every_criterion() -> None:
         ),
         ({"deflated_sharpe": None}, "refused: deflated Sharpe n/a < 0.95 over 100 trials"),
         ({"pbo": 0.5}, "refused: PBO 0.50 >= 0.2 (test +5.12 %, 412 trades, bootstrap p = 1.0e-03, "),
+        (
+            {"timing_p": 0.4, "timing_observed": 0.2, "timing_random": 0.19},
+            "refused: random-entry p = 0.40 >= 0.05 (its trades earned +20.00 % of notional, at random bars "
+            "+19.00 %) (test +5.12 %, 412 trades, bootstrap p = 1.0e-03, ",
+        ),
     ],
 )
 def test_each_criterion_alone_refuses_and_is_named_first(change: dict[str, object], reason: str) -> None:
@@ -117,6 +141,7 @@ def test_the_verdict_is_plain_json_with_every_statistic() -> None:
         {"min_deflated_sharpe": 1.5},
         {"min_deflated_sharpe": -0.1},
         {"max_pbo": -1},
+        {"max_timing_p": 0.0},
     ],
 )
 def test_rules_out_of_range_are_refused(bad: dict[str, float]) -> None:
@@ -128,6 +153,18 @@ def test_a_zero_deflated_sharpe_threshold_and_a_pbo_threshold_of_one_switch_thos
     rules = GateRules(min_deflated_sharpe=0.0, max_pbo=1.0)
     verdict = judge(replace(NOISE, p_value=0.01, deflated_sharpe=0.0, pbo=1.0), rules)
     assert verdict.promote
-    assert [c.passed for c in verdict.criteria] == [True, True, None, True, None]
+    assert [c.passed for c in verdict.criteria] == [True, True, None, True, None, None]
     assert "deflated Sharpe 0.00 over 100 trials (not required)" in verdict.reason
     assert "PBO 1.00 (not required)" in verdict.reason
+
+
+def test_a_timing_threshold_of_one_switches_the_random_entry_test_off() -> None:
+    verdict = judge(replace(EVIDENCE, timing_p=0.6), GateRules(max_timing_p=1.0))
+    assert verdict.promote
+    assert "random-entry p = 0.60 (not required)" in verdict.reason
+
+
+def test_a_challenger_whose_timing_was_not_tested_is_judged_on_the_rest() -> None:
+    verdict = judge(replace(EVIDENCE, timing_p=None, timing_observed=None, timing_random=None), GateRules())
+    assert verdict.promote
+    assert "random-entry p n/a (not computed)" in verdict.reason

@@ -90,8 +90,18 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert report.promoted == gate["promote"] and report.gate == {
         k: v for k, v in gate.items() if k != "incumbent"
     }
-    assert [c["name"] for c in gate["criteria"]] == ["trades", "days", "deflated_sharpe", "bootstrap", "pbo"]
+    assert [c["name"] for c in gate["criteria"]] == [
+        "trades",
+        "days",
+        "deflated_sharpe",
+        "bootstrap",
+        "timing",
+        "pbo",
+    ]
     statistics = gate["statistics"]
+    # The test window's closed trades are weighed against the same trades entered at random bars.
+    assert statistics["timing_p"] is None or 0.0 < statistics["timing_p"] <= 1.0
+    assert statistics["timing_trades"] <= statistics["trades"]
     assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
     # Two candidate labels of FAST["trials"] trials each; the deflation counts the effective independent ones.
     assert manifest["tuning"]["trials_run"] == 2 * FAST["trials"]

@@ -9,7 +9,7 @@ probability ``q`` (the planted skill), else the opposite: its gross edge per tra
 
 "Tuning" tries ``TRIALS`` strategies whose skills ``q`` are spread evenly over the case's range, with
 independent seeded noise, picks the best daily Sharpe on validation (as Optuna's objective does), and the
-gate weighs the pick on the test window with the statistics the train job uses.
+gate weighs the pick on the test window with the statistics the train job uses (its trades' timing too).
 
 * ``no edge``: the sides are planted against the original bars but traded on bars whose one-hour blocks
   were shuffled (``shuffle_blocks``): the real returns are kept, every link between side and future is
@@ -36,6 +36,7 @@ from scalpbot.core.costs import TradingCosts
 from scalpbot.core.evaluation import daily_returns_nb, day_end_positions
 from scalpbot.core.gate import GateRules, GateVerdict, judge
 from scalpbot.ml.evidence import TrialSelection, gate_statistics, period_returns, window_days
+from scalpbot.ml.timing import timing_test
 
 REAL_BARS = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"
 HOLD = 30
@@ -147,5 +148,6 @@ def run_case(case: Case, seed: int, bars: pd.DataFrame, rules: GateRules | None 
         selection=selection,
         costs=case.costs,
         seed=seed,
+        timing=timing_test(test, result.trades, case.costs, seed=seed),
     )
     return Outcome(judge(statistics, rules or GateRules()), float(skills[best]))

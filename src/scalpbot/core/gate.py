@@ -12,10 +12,14 @@ every criterion holds, checked in this order:
    ``min_deflated_sharpe`` (Bailey & López de Prado 2014; see :mod:`scalpbot.core.overfitting`);
 4. ``bootstrap``: the stationary-bootstrap p-value of the challenger's period returns in excess of the
    rival's (H0: mean excess <= 0) is below ``max_p_value``;
-5. ``pbo``: the probability of backtest overfitting of the selection, where validation folds exist, is below
+5. ``timing``: the random-entry p-value of the challenger's trades (the same trades entered at random bars of
+   the window, :mod:`scalpbot.ml.timing`) is below ``max_timing_p``, so that a release which only holds a
+   rising market is not taken for one that knows when to enter (not applicable where it was not computed);
+6. ``pbo``: the probability of backtest overfitting of the selection, where validation folds exist, is below
    ``max_pbo`` (not applicable otherwise).
 
-``min_deflated_sharpe = 0`` and ``max_pbo = 1`` switch those two criteria off (shown as "not required").
+``min_deflated_sharpe = 0``, ``max_timing_p = 1`` and ``max_pbo = 1`` switch those criteria off (shown as "not
+required").
 
 A refusal is one line naming the first failing criterion with its numbers; a promotion lists every criterion.
 The statistics themselves are computed elsewhere (:mod:`scalpbot.ml.evidence`); this module only weighs them.
@@ -42,13 +46,18 @@ class GateRules:
     max_p_value: float = 0.05
     min_deflated_sharpe: float = 0.95
     max_pbo: float = 0.2
+    max_timing_p: float = 0.05
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_trades, int) and self.min_trades >= 1):
             raise ConfigError(f"min_trades must be a whole number >= 1, e.g. 20; got {self.min_trades!r}")
         if not (math.isfinite(self.min_days) and self.min_days > 0.0):
             raise ConfigError(f"min_days must be > 0 days, e.g. 7; got {self.min_days}")
-        for name, value in (("max_p_value", self.max_p_value), ("max_pbo", self.max_pbo)):
+        for name, value in (
+            ("max_p_value", self.max_p_value),
+            ("max_pbo", self.max_pbo),
+            ("max_timing_p", self.max_timing_p),
+        ):
             if not (math.isfinite(value) and 0.0 < value <= 1.0):
                 raise ConfigError(f"{name} must be a probability in (0, 1]; got {value}")
         if not (math.isfinite(self.min_deflated_sharpe) and 0.0 <= self.min_deflated_sharpe <= 1.0):
@@ -66,7 +75,10 @@ class GateStatistics:
     excess returns per ``bootstrap_period`` (``None`` when too few to test); ``mean_block``: the bootstrap's
     expected block length in periods. ``deflated_sharpe``: DSR of ``selected_sharpe`` (per ``selection_period``,
     not annualized) over ``n_trials`` trials whose per-period Sharpes have variance ``sharpe_variance``
-    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist.
+    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist. ``timing_p``: the
+    random-entry p-value of the challenger's ``timing_trades`` closed trades, whose net return per unit notional
+    summed to ``timing_observed`` where the same trades at random bars averaged ``timing_random``
+    (``None``: not computed).
     """
 
     window: str
@@ -88,6 +100,10 @@ class GateStatistics:
     pbo: float | None
     fee: float
     slippage: float
+    timing_p: float | None = None
+    timing_trades: int = 0
+    timing_observed: float | None = None
+    timing_random: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,7 @@ class GateVerdict:
         return summarize(asdict(self.statistics))
 
 
-_SUMMARY = ("trades", "days", "deflated_sharpe", "n_trials", "p_value", "pbo", "fee", "slippage")
+_SUMMARY = ("trades", "days", "deflated_sharpe", "n_trials", "p_value", "timing_p", "pbo", "fee", "slippage")
 
 
 def summarize(statistics: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,6 +184,7 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
     dsr_ok = s.deflated_sharpe is not None and s.deflated_sharpe > rules.min_deflated_sharpe
     p_ok = s.p_value is not None and s.p_value < rules.max_p_value
     pbo_ok = None if s.pbo is None or rules.max_pbo >= 1.0 else s.pbo < rules.max_pbo
+    timing_ok = None if s.timing_p is None or rules.max_timing_p >= 1.0 else s.timing_p < rules.max_timing_p
     rival = f"against {s.rival}"
     return (
         Criterion(
@@ -204,6 +221,13 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
             else f"bootstrap p = n/a ({s.bootstrap_obs} {s.bootstrap_period} returns) {rival}",
         ),
         Criterion(
+            "timing",
+            timing_ok,
+            s.timing_p,
+            rules.max_timing_p,
+            _timing_text(s, rules, timing_ok),
+        ),
+        Criterion(
             "pbo",
             pbo_ok,
             s.pbo,
@@ -215,6 +239,19 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
             else f"PBO {s.pbo:.2f} {'<' if pbo_ok else '>='} {rules.max_pbo:g}",
         ),
     )
+
+
+def _timing_text(s: GateStatistics, rules: GateRules, passed: bool | None) -> str:
+    if s.timing_p is None:
+        return "random-entry p n/a (not computed)"
+    random = (
+        ""
+        if s.timing_observed is None or s.timing_random is None
+        else f" (its trades earned {_pct(s.timing_observed)} of notional, at random bars {_pct(s.timing_random)})"
+    )
+    if passed is None:
+        return f"random-entry p = {_p(s.timing_p)} (not required){random}"
+    return f"random-entry p = {_p(s.timing_p)} {'<' if passed else '>='} {rules.max_timing_p:g}{random}"
 
 
 def _context(s: GateStatistics, failed: str) -> str:

@@ -61,16 +61,20 @@ def _score(
 def _online_verdict(
     services: Services,
     series: SeriesId,
+    window: pd.DataFrame,
     challenger: BacktestResult,
     incumbent: BacktestResult,
     parent: str,
 ) -> GateVerdict:
     """Weigh the fine-tuned model against its parent on the most recent window (one candidate: no trials)."""
     from scalpbot.ml.evidence import TrialSelection, gate_statistics, period_returns, window_days
+    from scalpbot.ml.timing import timing_test
 
     settings = services.settings
     venue = venue_profile(services.store, settings, series)
     returns = period_returns(challenger.equity)
+    costs = venue.trading_costs(settings.backtest.slippage)
+    resamples = settings.gate.bootstrap_resamples
     statistics = gate_statistics(
         window="most recent window",
         rival=f"parent release {parent}",
@@ -81,9 +85,10 @@ def _online_verdict(
         trades=int(challenger.metrics["trades"] or 0),
         days=window_days(pd.DatetimeIndex(challenger.equity.index)),
         selection=TrialSelection.single(returns, "hour"),
-        costs=venue.trading_costs(settings.backtest.slippage),
-        resamples=settings.gate.bootstrap_resamples,
+        costs=costs,
+        resamples=resamples,
         seed=settings.train.seed,
+        timing=timing_test(window, challenger.trades, costs, resamples=resamples, seed=settings.train.seed),
     )
     return judge(statistics, settings.gate.rules(settings.train.min_trades))
 
@@ -213,7 +218,7 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         window = bars.loc[recent]
         incumbent = _score(services, week.series, window, old_probs[recent], old_vol[recent], trading.params)
         challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
-        verdict = _online_verdict(services, week.series, challenger, incumbent, parent.release_id)
+        verdict = _online_verdict(services, week.series, window, challenger, incumbent, parent.release_id)
         return _publish(
             services, releases, pointer, parent, kind="online_learning", onnx=onnx,
             artifacts={model.artifact: model.save(tuned.model)},

@@ -225,7 +225,7 @@ def publish(
         incumbent, incumbent_equity = incumbent_score(
             releases, series, pointer, bars, test_span, costs, venue, prepared.funding
         )
-        verdict = judge_test(settings, venue, test_result, incumbent, incumbent_equity, selection)
+        verdict = judge_test(settings, venue, test_bars, test_result, incumbent, incumbent_equity, selection)
     reason = promotion_reason(verdict, fold_results, test_result.metrics, rivals)
     now = services.clock.now()
     release_id = new_release_id(now, onnx_bytes)

@@ -140,16 +140,22 @@ def incumbent_score(
 def judge_test(
     settings: Any,
     venue: Venue,
+    test_bars: pd.DataFrame,
     test: BacktestResult,
     incumbent: dict[str, Any] | None,
     incumbent_equity: pd.Series | None,
     selection: TrialSelection,
 ) -> GateVerdict:
-    """Weigh the challenger's test window against the current release (or not trading) with the gate.
+    """Weigh the challenger's test window (``test``, traded on ``test_bars``) against the current release (or not
+    trading) with the gate, its trades' timing against the same trades at random bars.
 
     A current release that cannot be loaded is no rival: the challenger must then beat not trading.
     """
     from scalpbot.ml.evidence import gate_statistics, period_returns, window_days
+    from scalpbot.ml.timing import timing_test
+
+    costs = venue.trading_costs(settings.backtest.slippage)
+    resamples = settings.gate.bootstrap_resamples
 
     rival = None if incumbent_equity is None else incumbent
     statistics = gate_statistics(
@@ -162,9 +168,10 @@ def judge_test(
         trades=int(test.metrics["trades"] or 0),
         days=window_days(pd.DatetimeIndex(test.equity.index)),
         selection=selection,
-        costs=venue.trading_costs(settings.backtest.slippage),
-        resamples=settings.gate.bootstrap_resamples,
+        costs=costs,
+        resamples=resamples,
         seed=settings.train.seed,
+        timing=timing_test(test_bars, test.trades, costs, resamples=resamples, seed=settings.train.seed),
     )
     return judge(statistics, settings.gate.rules(settings.train.min_trades))
 

@@ -14,6 +14,7 @@ periods), the way it was selected (:class:`TrialSelection`) and the costs it was
   validation window for tuning), with ``n_trials`` the trials actually run and the variance of their Sharpes
   (:mod:`scalpbot.core.overfitting`). A challenger that was not chosen among many (online learning, RL) is one
   trial: its DSR is its probabilistic Sharpe ratio against zero on the scored window.
+* **Timing** (:mod:`scalpbot.ml.timing`): the random-entry p-value of the challenger's trades, passed in.
 * **PBO**: CSCV over the trials' validation daily returns (:func:`tuning_pbo`), when there are enough days.
 """
 
@@ -36,6 +37,7 @@ from scalpbot.core.overfitting import (
     return_moments,
 )
 from scalpbot.errors import DataError
+from scalpbot.ml.timing import TimingTest
 
 if TYPE_CHECKING:
     from scalpbot.ml.tuning import TuningResult
@@ -280,11 +282,13 @@ def gate_statistics(
     period: str = "hour",
     resamples: int = 2000,
     seed: int = 0,
+    timing: TimingTest | None = None,
 ) -> GateStatistics:
     """Return the statistics the gate weighs for a challenger scored at ``costs`` on ``window``.
 
     ``challenger_returns``/``rival_returns``: per-``period`` returns on the same periods (``None``: the rival is
-    not trading); ``total_return``/``rival_return``: over the window, fractions of equity.
+    not trading); ``total_return``/``rival_return``: over the window, fractions of equity; ``timing``: the
+    random-entry test of the challenger's trades (:mod:`scalpbot.ml.timing`), where computed.
     """
     challenger = np.asarray(challenger_returns, dtype=np.float64)
     excess = challenger if rival_returns is None else challenger - np.asarray(rival_returns, np.float64)
@@ -311,4 +315,8 @@ def gate_statistics(
         pbo=selection.pbo,
         fee=costs.fee,
         slippage=costs.slippage,
+        timing_p=None if timing is None else timing.p_value,
+        timing_trades=0 if timing is None else timing.trades,
+        timing_observed=None if timing is None or timing.p_value is None else timing.observed,
+        timing_random=None if timing is None or timing.p_value is None else timing.random_mean,
     )
