@@ -190,11 +190,9 @@ class LambdaRuntime:
         started = time.perf_counter()
         settings = self.services.settings
         named = event.get("symbol") if isinstance(event, Mapping) else None
-        fields = {
-            "job": name,
-            "symbol": self.series.symbol if named is None else str(named),
-            "bot": settings.bot.name,
-        }
+        if named is None and len(settings.symbols) == 1:
+            named = self.series.symbol
+        fields = {"job": name, "symbol": None if named is None else str(named), "bot": settings.bot.name}
         try:
             at = event_time(event, self.now)
             series = self.services.series(event_symbol(event, settings.bot.name, settings.symbols))
