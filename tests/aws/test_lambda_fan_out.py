@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.store.factory import open_store
+from scalpbot.ports import Store
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
@@ -33,7 +35,9 @@ from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from support.binance_server import BinanceServer, Series, sample_series
 from support.lambda_runtime import Invocation, LocalLambda
 from support.moto_server import MotoServer
+from support.sam_template import fan_out_module, load_template
 from support.sns_inbox import SnsInbox
+from support.step_functions import LambdaPool, executing_state_machines
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +90,18 @@ def _versions(endpoint: str, prefix: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_concurrent_symbol_invocations_trade_each_under_its_own_lease_within_the_shared_budget(
-    active_release: tuple[Path, str], moto_server: MotoServer, exchange: BinanceServer
-) -> None:
+@dataclass(frozen=True)
+class Basket:
+    """The functions' environment for Symbols=BTC/USDT,ETH/USDT,SOL/USDT, its store and the topic's inbox."""
+
+    endpoint: str
+    env: dict[str, str]
+    store: Store
+    inbox: SnsInbox
+
+
+@pytest.fixture
+def basket(active_release: tuple[Path, str], moto_server: MotoServer, exchange: BinanceServer) -> Basket:
     moto_server.reset()
     endpoint = moto_server.endpoint_url
     _deploy(active_release, endpoint)
@@ -111,7 +124,13 @@ def test_concurrent_symbol_invocations_trade_each_under_its_own_lease_within_the
         "SCALPBOT_RISK__MAX_DAILY_LOSS": "1.0",
         "SCALPBOT_RISK__MAX_DRAWDOWN": "1.0",
     }
-    store = open_store(env["SCALPBOT_STORE"], endpoint, "us-east-1")
+    return Basket(endpoint, env, open_store(env["SCALPBOT_STORE"], endpoint, "us-east-1"), inbox)
+
+
+def test_concurrent_symbol_invocations_trade_each_under_its_own_lease_within_the_shared_budget(
+    basket: Basket,
+) -> None:
+    endpoint, env, store, inbox = basket.endpoint, basket.env, basket.store, basket.inbox
     results: dict[str, list[Invocation]] = {symbol: [] for symbol in SYMBOLS}
     spans: list[dict[str, tuple[float, float]]] = []
     open_positions: list[int] = []
@@ -205,3 +224,86 @@ def test_concurrent_symbol_invocations_trade_each_under_its_own_lease_within_the
     assert max(open_positions) <= 1
     denied = [e for e in ledger if e.kind == "denial" and e.payload.get("scope") == "portfolio"]
     assert denied and {e.payload["code"] for e in denied} == {"max_positions"}
+
+
+def test_the_templates_minute_state_machine_fans_out_to_the_handlers_and_contains_a_failed_symbol(
+    basket: Basket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The minute fan-out as written in the template, on moto's Step Functions interpreter: each symbol's
+    retrieve and execute run on the real handlers with the symbol and the scheduled time; the symbol without
+    bars fails, is caught and notified by the state machine, and the others trade that minute."""
+    fan_out = fan_out_module()
+    template = load_template()
+    machine = template["Resources"]["MinuteStateMachine"]["Properties"]
+    (schedule,) = fan_out.schedules_of(template, "MinuteStateMachine")
+    options: dict[str, Any] = {"env": basket.env, "timeout_s": 50}
+    with ExitStack() as stack:
+        pools = {
+            "scalpbot-retrieve": LambdaPool(
+                stack, "scalpbot.aws.data_retrieval_lambda_handler", 3, **options
+            ),
+            "scalpbot-execute": LambdaPool(stack, "scalpbot.aws.execution_lambda_handler", 3, **options),
+        }
+        endpoint = stack.enter_context(executing_state_machines(monkeypatch, pools))
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+        role = iam.create_role(RoleName="scalpbot-fan-out", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        aws_lambda = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1")
+        arns = {
+            name: aws_lambda.create_function(
+                FunctionName=name, Role=role, Runtime="python3.12", Handler="image", Code={"ZipFile": b"PK"}
+            )["FunctionArn"]
+            for name in pools
+        }
+        definition = fan_out.resolve(
+            {"Fn::Sub": json.dumps(machine["Definition"])},
+            {
+                "Partition": "aws",
+                "RetrieveFunctionArn": arns["scalpbot-retrieve"],
+                "ExecuteFunctionArn": arns["scalpbot-execute"],
+                "TopicArn": basket.inbox.topic_arn,
+            },
+        )
+        sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1")
+        # STANDARD here: moto describes the executions of standard machines only (the template's is EXPRESS).
+        state_machine = sfn.create_state_machine(name="minute", definition=definition, roleArn=role)
+        given = fan_out.resolve(
+            schedule["input"], {"Symbols": list(SYMBOLS), "SymbolConcurrency": len(SYMBOLS)}
+        )
+        outputs = []
+        for minute in range(2):
+            fired = (START + pd.Timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            started = sfn.start_execution(
+                stateMachineArn=state_machine["stateMachineArn"],
+                name=f"minute-{minute}",
+                input=given.replace("<aws.scheduler.scheduled-time>", fired),
+            )
+            deadline = time.monotonic() + 240
+            while (run := sfn.describe_execution(executionArn=started["executionArn"]))[
+                "status"
+            ] == "RUNNING":
+                assert time.monotonic() < deadline, "the fan-out did not finish in 240 s"
+                time.sleep(0.5)
+            assert run["status"] == "SUCCEEDED", run
+            outputs.append(json.loads(run["output"]))
+
+    # Every symbol's retrieve and execute got its own payload: the symbol and the scheduled time.
+    for name, pool in pools.items():
+        assert sorted((event["symbol"], event["time"]) for event, _ in pool.invocations) == sorted(
+            (symbol, (START + pd.Timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            for symbol in SYMBOLS
+            for m in range(2)
+        ), name
+    # The Map's output, one entry per symbol in order: [retrieve, execute].
+    for output in outputs:
+        assert len(output) == len(SYMBOLS)
+        for symbol, (retrieved, executed) in zip(TRADED, output, strict=False):
+            assert "added" in retrieved
+            assert (executed["symbol"], executed["status"]) == (symbol, "ok")
+        assert "MessageId" in output[-1][1]  # SOL/USDT's execute failed: caught and published
+    executed = [result for _, result in pools["scalpbot-execute"].invocations]
+    assert sorted(r.payload["errorType"] for r in executed if not r.ok) == ["CycleFailed", "CycleFailed"]
+    subjects = [m["Subject"] for m in basket.inbox.read()]
+    assert subjects.count(f"scalpbot execute failed for {EMPTY}") == 2  # the state machine's notice
+    assert f"{BOT}: execute failed closed" in subjects  # the handler's own, with the cause
+    decisions = Ledger(basket.store, BOT).events(kinds=("decision",))
+    assert {e.payload["symbol"] for e in decisions} == set(TRADED)
