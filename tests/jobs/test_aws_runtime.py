@@ -243,3 +243,17 @@ def test_a_basket_runs_the_symbol_its_event_names_on_that_symbols_state_and_refu
     assert decisions and {d.payload["symbol"] for d in decisions} == {"BTC/USDT"}
     errors = [s for s in notifier.sent if s[0] == "error"]
     assert len(errors) == 1 and errors[0][1] == "scalpbot execute failed: ConfigError"  # names no symbol
+
+
+def test_a_one_symbol_bot_keeps_its_keys_whether_or_not_the_event_names_its_symbol(
+    store: Path, exchange: BinanceServer
+) -> None:
+    runtime, _ = _runtime(store, exchange, bot={"name": "one"})
+    unnamed = runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+    named = runtime.execute({"time": "2024-12-30T06:01:00Z", "symbol": "BTC/USDT"}, None)
+    assert (unnamed["status"], named["status"]) == ("ok", "ok")
+    keys = runtime.services.store.list("state/one/")
+    assert "state/one/portfolio.json" in keys and "state/one/paper.json" in keys
+    assert not [k for k in keys if "/symbols/" in k]
+    decisions = Ledger(runtime.services.store, "one").events(kinds=("decision",))
+    assert len(decisions) == 2 and all("symbol" not in d.payload for d in decisions)
