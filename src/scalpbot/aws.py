@@ -22,7 +22,8 @@ one invocation cannot trade every symbol within its minute. A bot of one symbol 
 as it always did. A symbol outside ``bot.symbols`` is refused before anything is written.
 
 A failing job is notified (job, symbol, cause), logged as one structured record and raised again, so that
-Lambda counts the error (the alarms) and hands the event to the function's on-failure destination. Imports
+Lambda counts the error (the alarms) and the state machine catches it into a notice of that symbol (an
+asynchronous invocation by hand goes to the function's on-failure destination). Imports
 stay light for retrieve and execute: the ML stack loads only in the train and monitor handlers.
 """
 
