@@ -8,8 +8,11 @@ and boto3 that conflict with the project's::
 1. The SAM template is loaded and each image function gets a placeholder ``ImageUri`` (``sam build``
    fills in the real one), then samtranslator turns it into plain CloudFormation, offline: a fixed
    region and an empty managed policy map (the template names no managed policies).
-2. cfn-lint checks the translated template; any error or warning fails.
-3. checkov scans the translated template with ``deploy/aws/.checkov.yaml``; any failed check fails.
+2. The fan-out per symbol is checked on the translated template (``fan_out.py``): each schedule starts its
+   state machine with the symbols and the scheduled time, whose Map invokes the job's function once per symbol
+   with ``{"symbol", "time"}``, for the default ``Symbols`` and for a basket of three.
+3. cfn-lint checks the translated template; any error or warning fails.
+4. checkov scans the translated template with ``deploy/aws/.checkov.yaml``; any failed check fails.
    Skips are documented there (whole checks) or in the resource's ``Metadata.checkov.skip`` (one resource).
 
 Nothing is deployed and no AWS credentials are used. Exit status 0 only when every step passed.
@@ -25,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from fan_out import FAN_OUTS, WiringError, check_fan_out
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -86,6 +91,25 @@ def translate(template: dict[str, Any]) -> dict[str, Any]:
         causes = "\n".join(f"  - {cause.message}" for cause in e.causes)
         raise CheckFailed(f"SAM translation failed:\n{causes}") from None
     return translated
+
+
+BASKET = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+def check_wiring(translated: dict[str, Any]) -> None:
+    """Check the fan-out per symbol for the default Symbols (one) and for a basket; raise on a miswiring."""
+    parameters = translated.get("Parameters", {})
+    default = str(parameters["Symbols"]["Default"]).split(",")
+    concurrency = int(parameters["SymbolConcurrency"]["Default"])
+    for symbols, at_once in ((default, concurrency), (list(BASKET), len(BASKET))):
+        try:
+            payloads = check_fan_out(translated, symbols, at_once)
+        except WiringError as e:
+            raise CheckFailed(f"fan-out for Symbols={','.join(symbols)}: {e}") from None
+        for machine, items in payloads.items():
+            if [item["symbol"] for item in items] != symbols:
+                raise CheckFailed(f"{machine} does not give each of {symbols} its own invocation: {items}")
+    print(f"fan-out: {len(FAN_OUTS)} state machines invoke each job once per symbol with its scheduled time")
 
 
 def run_cfn_lint(path: Path) -> None:
@@ -201,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(translated, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         count = len(translated.get("Resources", {}))
         print(f"samtranslator: {args.template} -> {out} ({count} resources)")
+        check_wiring(translated)
         run_cfn_lint(out)
         run_checkov(out, CHECKOV_CONFIG)
     except CheckFailed as e:

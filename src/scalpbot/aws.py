@@ -13,19 +13,29 @@ the wall clock when the event has none, so a retried event redoes the same work:
 that closed before that time, execute trades the bar that closed last at that time, train uses the bars up to
 it, and monitor reviews the days before it.
 
+**One symbol per invocation.** An event may name the ``symbol`` it is for (``{"symbol": "ETH/USDT", "time":
+...}``): the job runs for that symbol only, on its own state - its run lease and snapshot (the keys
+``basket_trader`` gives it locally), the bot's shared portfolio risk budget (compare-and-swap in the store),
+ledger events that name it. A bot of several symbols (``bot.symbols``) is fanned out by the template's state
+machines, one invocation per symbol in parallel; invoked without a symbol it refuses (``ConfigError``), since
+one invocation cannot trade every symbol within its minute. A bot of one symbol may omit it and runs exactly
+as it always did. A symbol outside ``bot.symbols`` is refused before anything is written.
+
 A failing job is notified (job, symbol, cause), logged as one structured record and raised again, so that
-Lambda counts the error (the alarms) and hands the event to the function's on-failure destination. Imports
+Lambda counts the error (the alarms) and the state machine catches it into a notice of that symbol (an
+asynchronous invocation by hand goes to the function's on-failure destination). Imports
 stay light for retrieve and execute: the ML stack loads only in the train and monitor handlers.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,8 +52,9 @@ from scalpbot.config import NUMBA_CACHE_SEED_ENV, Settings, load_settings
 from scalpbot.core.bars import Gap
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.cycle import CycleReport
-from scalpbot.jobs.trading import BarTrader, raise_if_failed, retrieve_closed
+from scalpbot.jobs.trading import BarTrader, basket_trader, raise_if_failed, retrieve_closed
 from scalpbot.ports import Notifier
+from scalpbot.state.dataset import SeriesId
 from scalpbot.wiring import (
     Services,
     SourceChoice,
@@ -58,6 +69,7 @@ from scalpbot.wiring import (
 __all__ = [
     "LambdaRuntime",
     "data_retrieval_lambda_handler",
+    "event_symbol",
     "event_time",
     "execution_lambda_handler",
     "monitoring_and_optimization_lambda_handler",
@@ -69,7 +81,7 @@ _log = logging.getLogger("scalpbot.aws")
 _log.setLevel(logging.INFO)
 
 Event = Mapping[str, Any]
-"""The invoking event: an EventBridge scheduled event, or any JSON object (``time`` is the only field read)."""
+"""The invoking event: an EventBridge scheduled event, or any JSON object (``time`` and ``symbol`` are read)."""
 
 
 def event_time(event: object, wall_clock: Callable[[], pd.Timestamp]) -> pd.Timestamp:
@@ -91,19 +103,44 @@ def event_time(event: object, wall_clock: Callable[[], pd.Timestamp]) -> pd.Time
     return at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
 
 
+def event_symbol(event: object, bot: str, symbols: Sequence[str]) -> str:
+    """Return the symbol an invocation is for: the event's ``symbol``, one of the bot's ``symbols``.
+
+    A bot of one symbol may omit it (that symbol, as before symbols were listed). Refused (``ConfigError``): a
+    symbol the bot does not trade, and a bot of several symbols invoked without one (the fan-out names it).
+    """
+    raw = event.get("symbol") if isinstance(event, Mapping) else None
+    if raw is None:
+        if len(symbols) == 1:
+            return symbols[0]
+        raise ConfigError(
+            f"bot {bot} trades {len(symbols)} symbols ({', '.join(symbols)}); invoke once per symbol with "
+            '{"symbol": ..., "time": ...} (the state machines of deploy/aws/template.yaml do)'
+        )
+    if raw not in symbols:
+        close = difflib.get_close_matches(str(raw), symbols, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(
+            f"event symbol {raw!r} is not traded by bot {bot} (bot.symbols: {', '.join(symbols)}){hint}"
+        )
+    return str(raw)
+
+
 class LambdaRuntime:
     """The clients of one execution environment and the four jobs run against them.
 
     ``source`` names where new bars come from (``ccxt`` on AWS; see ``services.build_market_data``).
+    ``series`` is the bot's first symbol; each invocation runs for the symbol its event names (see
+    :func:`event_symbol`), and the execute use case of each symbol is built once and kept while warm.
     """
 
     def __init__(self, services: Services, notifier: Notifier, *, source: str = "ccxt") -> None:
         self.services = services
         self.notifier = notifier
-        self.series = services.series()
+        self.series = services.series(services.settings.symbols[0])
         self._source_spec = source
         self._source: SourceChoice | None = None
-        self._trader: BarTrader | None = None
+        self._traders: dict[str, BarTrader] = {}
 
     @classmethod
     def from_environment(cls, settings: Settings | None = None) -> LambdaRuntime:
@@ -119,64 +156,65 @@ class LambdaRuntime:
             self._source = build_market_data(self._source_spec, self.services)
         return self._source
 
-    def trader(self, owner: str) -> BarTrader:
-        """The bot's execute use case (broker, release cache, risk limits), built on first use.
+    def trader(self, owner: str, series: SeriesId | None = None) -> BarTrader:
+        """The execute use case of ``series`` (default: the bot's first symbol), built on first use.
 
-        ``owner`` names this invocation in the run lease, which is taken and given back on every invocation.
+        As ``basket_trader`` builds it for that symbol locally: its broker and snapshot, the bot's risk budget,
+        its run lease (a bot of one symbol: the bot's). ``owner`` names this invocation in the run lease,
+        which is taken and given back on every invocation.
         """
-        services = self.services
-        if self._trader is None:
+        services, bot = self.services, self.services.settings.bot.name
+        series = series or self.series
+        trader = self._traders.get(series.symbol)
+        if trader is None:
             executor = build_executor(
                 services,
-                self.series,
-                bot=services.settings.bot.name,
-                bars=stored_history(services, self.series),
+                series,
+                bot=bot,
+                bars=stored_history(services, series),
                 notifier=self.notifier,
             )
-            self._trader = BarTrader(
-                services,
-                executor,
-                self.series,
-                source=self.source,
-                lease=run_lease(services, services.settings.bot.name, owner=owner),
-                release_lease=True,
-            )
-        else:
-            self._trader.lease = run_lease(services, services.settings.bot.name, owner=owner)
-        return self._trader
+            built = basket_trader(services, [executor], source=self.source, release_lease=True)
+            assert isinstance(built, BarTrader)  # one executor: one symbol's trader
+            trader = self._traders[series.symbol] = built
+        trader.lease = run_lease(services, bot, owner=owner, symbol=series.symbol)
+        return trader
 
     def now(self) -> pd.Timestamp:
         """Return the wall clock (UTC)."""
         return pd.Timestamp(self.services.clock.now())
 
     @contextmanager
-    def job(self, name: str, event: object, context: object) -> Iterator[pd.Timestamp]:
-        """Run one job: yield its time, log start and end as structured records, notify and re-raise errors."""
+    def job(self, name: str, event: object, context: object) -> Iterator[tuple[pd.Timestamp, SeriesId]]:
+        """Run one job: yield its time and series, log start and end as structured records, notify and
+        re-raise errors (a refused symbol too, named as the event gave it)."""
         started = time.perf_counter()
-        fields = {
-            "job": name,
-            "symbol": self.series.symbol,
-            "bot": self.services.settings.bot.name,
-        }
+        settings = self.services.settings
+        named = event.get("symbol") if isinstance(event, Mapping) else None
+        if named is None and len(settings.symbols) == 1:
+            named = self.series.symbol
+        fields = {"job": name, "symbol": None if named is None else str(named), "bot": settings.bot.name}
         try:
             at = event_time(event, self.now)
+            series = self.services.series(event_symbol(event, settings.bot.name, settings.symbols))
+            fields["symbol"] = series.symbol
             _log.info("%s started", name, extra={**fields, "at": at.isoformat()})
-            yield at
+            yield at, series
         except Exception as e:
             _log.exception("%s failed", name, extra={**fields, "seconds": _elapsed(started)})
-            notify_job_error(self.notifier, name, self.series.symbol, e)
+            notify_job_error(self.notifier, name, fields["symbol"], e)
             raise
         _log.info("%s finished", name, extra={**fields, "seconds": _elapsed(started)})
 
     def retrieve(self, event: object, context: object) -> dict[str, Any]:
         """Store the bars closed before the event's time; the first run fetches ``data.lookback_days``."""
-        with self.job("retrieve", event, context) as at:
-            report = retrieve_closed(self.services, self.source, self.series, at)
+        with self.job("retrieve", event, context) as (at, series):
+            report = retrieve_closed(self.services, self.source, series, at)
             # A day's partition is checked whole on every append: warn about the holes this run found only.
             fresh = [g for g in report.gaps if report.since is None or g.before >= report.since]
             if fresh or report.conflicts:
                 self.notifier.notify(
-                    f"retrieve {self.series}: check the data",
+                    f"retrieve {series}: check the data",
                     _data_warning(fresh, report.conflicts),
                     level="warning",
                 )
@@ -184,18 +222,18 @@ class LambdaRuntime:
             if report.funding is not None and report.funding.error is not None:
                 # the bars are stored; the rates are asked for again on the next run
                 _log.error(report.funding.error, extra={"job": "retrieve", "result": summary})
-                self.notifier.notify(f"retrieve {self.series}: funding", report.funding.error, level="error")
+                self.notifier.notify(f"retrieve {series}: funding", report.funding.error, level="error")
             _log.info(
                 "retrieve stored %d new bars", report.added, extra={"job": "retrieve", "result": summary}
             )
         return summary
 
     def execute(self, event: object, context: object) -> dict[str, Any]:
-        """Trade the bar that closed last at the event's time, under the bot's run lease."""
-        with self.job("execute", event, context) as at:
+        """Trade the bar that closed last at the event's time for its symbol, under that symbol's run lease."""
+        with self.job("execute", event, context) as (at, series):
             owner = f"lambda:{getattr(context, 'aws_request_id', os.getpid())}"
-            report = self.trader(owner)(at)
-            summary = _cycle_summary(report)
+            report = self.trader(owner, series)(at)
+            summary = {"symbol": series.symbol, **_cycle_summary(report)}
             if report.status == "idle":
                 # Nothing was ever traded without a release: idle until the train job promotes one.
                 _log.warning("execute idle: no current release", extra={"job": "execute", "result": summary})
@@ -208,8 +246,8 @@ class LambdaRuntime:
         """Train on the bars up to the event's time, tune the policy, promote only through the gate."""
         from scalpbot.jobs.train import train
 
-        with self.job("train", event, context) as at:
-            report = train(self.services, self.series, until=at.to_pydatetime())
+        with self.job("train", event, context) as (at, series):
+            report = train(self.services, series, until=at.to_pydatetime())
             self.notifier.notify(*report.announcement())
             summary = report.payload()
             _log.info(
@@ -227,14 +265,14 @@ class LambdaRuntime:
         from scalpbot.jobs.improve import weekly_steps
         from scalpbot.jobs.monitor import monitor, monitor_payload
 
-        with self.job("monitor", event, context) as at:
+        with self.job("monitor", event, context) as (at, series):
             report = monitor(
                 self.services,
-                self.series,
+                series,
                 bot=self.services.settings.bot.name,
                 until=at.to_pydatetime(),
                 notifier=self.notifier,
-                steps=weekly_steps(self.services, self.series),
+                steps=weekly_steps(self.services, series),
             )
             summary = monitor_payload(report)
             _log.info("monitor wrote %s", report.report_key, extra={"job": "monitor", "result": summary})

@@ -1,24 +1,22 @@
 """The AWS template runs the four jobs on their cadences, with the right handlers and images.
 
 The template is read as YAML (CloudFormation short tags such as ``!Ref`` become plain mappings); the full
-translation and lint is ``make template``, in its own virtual environment.
+translation and lint is ``make template``, in its own virtual environment. Each job is started per symbol by
+its cadence's state machine (tests/deploy/test_template_fan_out.py checks the fan-out itself).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from scalpbot.config import SECTIONS, STORE_URL_ENV
 
+from support.sam_template import fan_out_module, function_properties, load_template
 from support.schedules import ScheduleError, schedule_period
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "template.yaml"
 
 # logical id -> (handler, schedule period, image build target)
 JOBS = {
@@ -29,33 +27,9 @@ JOBS = {
 }
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """A safe loader that reads ``!Ref x`` as ``{"Ref": "x"}`` and ``!Sub s`` as ``{"Fn::Sub": "s"}``."""
-
-
-def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        value = loader.construct_mapping(node, deep=True)
-    else:
-        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{suffix}", node.start_mark)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _short_tag)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)
+    loaded = load_template()
     assert loaded["Transform"] == "AWS::Serverless-2016-10-31"
     return loaded
 
@@ -64,19 +38,6 @@ def template() -> dict[str, Any]:
 def resources(template: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = template["Resources"]
     return found
-
-
-def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
-    """Return the function's properties over the template's Globals (environment variables merged)."""
-    shared: dict[str, Any] = template.get("Globals", {}).get("Function", {})
-    own: dict[str, Any] = template["Resources"][name]["Properties"]
-    merged = {**shared, **own}
-    variables = {
-        **shared.get("Environment", {}).get("Variables", {}),
-        **own.get("Environment", {}).get("Variables", {}),
-    }
-    merged["Environment"] = {"Variables": variables}
-    return merged
 
 
 @pytest.mark.parametrize(
@@ -157,16 +118,19 @@ def test_exactly_the_four_jobs_are_functions(resources: dict[str, Any]) -> None:
     assert functions == set(JOBS)
 
 
+def _starting_schedules(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """The schedules of the state machines that invoke ``function`` per symbol."""
+    fan_out = fan_out_module()
+    machines = [name for name, f in fan_out.FAN_OUTS.items() if function in f.tasks.values()]
+    return [schedule for machine in machines for schedule in fan_out.schedules_of(template, machine)]
+
+
 @pytest.mark.parametrize("name", list(JOBS))
-def test_each_job_runs_on_its_cadence(resources: dict[str, Any], name: str) -> None:
-    events = resources[name]["Properties"]["Events"].values()
-    schedules = [
-        e["Properties"]["ScheduleExpression" if e["Type"] == "ScheduleV2" else "Schedule"]
-        for e in events
-        if e["Type"] in ("Schedule", "ScheduleV2")
-    ]
-    assert len(schedules) == 1, f"{name} has {len(schedules)} schedules"
-    assert schedule_period(schedules[0]) == JOBS[name][1]
+def test_each_job_runs_on_its_cadence(template: dict[str, Any], name: str) -> None:
+    schedules = _starting_schedules(template, name)
+    assert len(schedules) == 1, f"{name} is started by {len(schedules)} schedules"
+    assert schedule_period(schedules[0]["expression"]) == JOBS[name][1]
+    assert not template["Resources"][name]["Properties"].get("Events")  # never without a symbol
 
 
 @pytest.mark.parametrize("name", list(JOBS))
@@ -181,13 +145,16 @@ def test_each_job_runs_its_handler_in_its_image(resources: dict[str, Any], name:
 
 
 @pytest.mark.parametrize("name", [n for n, job in JOBS.items() if job[1] == timedelta(minutes=1)])
-def test_minute_jobs_end_within_their_minute_alone_and_are_not_retried(
+def test_minute_jobs_end_within_their_minute_one_run_per_symbol_and_are_not_retried(
     template: dict[str, Any], name: str
 ) -> None:
     properties = function_properties(template, name)
     assert properties["Timeout"] < 60
-    assert properties["ReservedConcurrentExecutions"] == 1
+    # As many runs at once as the fan-out starts: SymbolConcurrency (its Map reads it from the input).
+    assert properties["ReservedConcurrentExecutions"] == {"Ref": "SymbolConcurrency"}
     assert properties["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    (schedule,) = fan_out_module().schedules_of(template, "MinuteStateMachine")
+    assert "${SymbolConcurrency}" in schedule["input"]["Fn::Sub"][0]
 
 
 def test_scalpbot_variables_name_known_settings(template: dict[str, Any]) -> None:
@@ -204,15 +171,21 @@ def test_scalpbot_variables_name_known_settings(template: dict[str, Any]) -> Non
         assert key in SECTIONS[section].model_fields, variable
 
 
-@pytest.mark.parametrize("name", [n for n, job in JOBS.items() if job[1] == timedelta(minutes=1)])
 def test_minute_jobs_start_at_the_bar_close_not_at_any_second_of_the_minute(
-    resources: dict[str, Any], name: str
+    resources: dict[str, Any],
 ) -> None:
     # A rule's rate(1 minute) fires at whatever second the rule was created; EventBridge Scheduler's cron
     # without a flexible window fires at second 0, when the bar has just closed.
-    (event,) = resources[name]["Properties"]["Events"].values()
+    (event,) = resources["MinuteStateMachine"]["Properties"]["Events"].values()
     assert event["Type"] == "ScheduleV2"
     assert event["Properties"]["ScheduleExpression"] == "cron(* * * * ? *)"
     assert event["Properties"]["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
-    assert json.loads(event["Properties"]["Input"]) == {"time": "<aws.scheduler.scheduled-time>"}
+    given = fan_out_module().resolve(
+        event["Properties"]["Input"], {"Symbols": ["BTC/USDT"], "SymbolConcurrency": 1}
+    )
+    assert json.loads(given) == {
+        "time": "<aws.scheduler.scheduled-time>",
+        "symbols": ["BTC/USDT"],
+        "concurrency": 1,
+    }

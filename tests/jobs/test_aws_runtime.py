@@ -16,7 +16,7 @@ import pytest
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
-from scalpbot.aws import LambdaRuntime, event_time
+from scalpbot.aws import LambdaRuntime, event_symbol, event_time
 from scalpbot.config import load_settings
 from scalpbot.errors import ConfigError, CycleFailed, ExchangeError
 from scalpbot.state.ledger import Ledger
@@ -198,3 +198,62 @@ def test_an_exchange_outage_fails_the_execute_job_with_one_notification(
     assert {k: v for k, v in _objects(store).items() if k not in {*added, timing}} == _objects_of(before)
     errors = [s for s in notifier.sent if s[0] == "error"]
     assert len(errors) == 1 and errors[0][1] == "outage: execute failed closed"
+
+
+def test_the_event_names_the_symbol_of_the_run_one_of_the_bots() -> None:
+    basket = ("BTC/USDT", "ETH/USDT")
+    assert event_symbol({"time": "2024-12-30T06:01:00Z"}, "one", ("BTC/USDT",)) == "BTC/USDT"
+    assert event_symbol({"symbol": "BTC/USDT"}, "one", ("BTC/USDT",)) == "BTC/USDT"
+    assert event_symbol({"symbol": "ETH/USDT"}, "pair", basket) == "ETH/USDT"
+    with pytest.raises(ConfigError, match=r"invoke once per symbol"):
+        event_symbol({"time": "2024-12-30T06:01:00Z"}, "pair", basket)
+    with pytest.raises(ConfigError, match=r"'ETH/USDC' is not traded by bot pair .*did you mean ETH/USDT"):
+        event_symbol({"symbol": "ETH/USDC"}, "pair", basket)
+    with pytest.raises(ConfigError, match="is not traded by bot one"):
+        event_symbol({"symbol": ["BTC/USDT"]}, "one", ("BTC/USDT",))
+
+
+def test_a_symbol_the_bot_does_not_trade_is_refused_notified_and_writes_nothing(
+    store: Path, exchange: BinanceServer
+) -> None:
+    runtime, notifier = _runtime(store, exchange, bot={"name": "solo"})
+    before = snapshot(store)
+    with pytest.raises(ConfigError, match="'ETH/USDT' is not traded by bot solo"):
+        runtime.execute({"time": "2024-12-30T06:00:00Z", "symbol": "ETH/USDT"}, None)
+    assert snapshot(store) == before
+    errors = [s for s in notifier.sent if s[0] == "error"]
+    assert len(errors) == 1 and errors[0][1].startswith("scalpbot execute failed for ETH/USDT: ConfigError")
+
+
+def test_a_basket_runs_the_symbol_its_event_names_on_that_symbols_state_and_refuses_none(
+    store: Path, exchange: BinanceServer
+) -> None:
+    basket = {"name": "pair", "symbols": ["BTC/USDT", "ETH/USDT"]}
+    runtime, notifier = _runtime(store, exchange, bot=basket)
+    before = snapshot(store)
+    with pytest.raises(ConfigError, match="bot pair trades 2 symbols"):
+        runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+    assert snapshot(store) == before
+    btc = runtime.execute({"time": "2024-12-30T06:00:00Z", "symbol": "BTC/USDT"}, None)
+    assert (btc["symbol"], btc["status"], btc["bar"]) == ("BTC/USDT", "ok", "2024-12-30T05:59:00+00:00")
+    keys = runtime.services.store.list("state/pair/")
+    assert "state/pair/symbols/BTC_USDT/portfolio.json" in keys
+    assert "state/pair/portfolio.json" not in keys and not [k for k in keys if k.endswith("lease.json")]
+    decisions = Ledger(runtime.services.store, "pair").events(kinds=("decision",))
+    assert decisions and {d.payload["symbol"] for d in decisions} == {"BTC/USDT"}
+    errors = [s for s in notifier.sent if s[0] == "error"]
+    assert len(errors) == 1 and errors[0][1] == "scalpbot execute failed: ConfigError"  # names no symbol
+
+
+def test_a_one_symbol_bot_keeps_its_keys_whether_or_not_the_event_names_its_symbol(
+    store: Path, exchange: BinanceServer
+) -> None:
+    runtime, _ = _runtime(store, exchange, bot={"name": "one"})
+    unnamed = runtime.execute({"time": "2024-12-30T06:00:00Z"}, None)
+    named = runtime.execute({"time": "2024-12-30T06:01:00Z", "symbol": "BTC/USDT"}, None)
+    assert (unnamed["status"], named["status"]) == ("ok", "ok")
+    keys = runtime.services.store.list("state/one/")
+    assert "state/one/portfolio.json" in keys and "state/one/paper.json" in keys
+    assert not [k for k in keys if "/symbols/" in k]
+    decisions = Ledger(runtime.services.store, "one").events(kinds=("decision",))
+    assert len(decisions) == 2 and all("symbol" not in d.payload for d in decisions)

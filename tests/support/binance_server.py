@@ -2,7 +2,8 @@
 
 It serves what ccxt's ``binance`` class needs for public market data:
 
-* ``GET /api/v3/exchangeInfo``: BTCUSDT and ETHUSDT with Binance's real field names and filters.
+* ``GET /api/v3/exchangeInfo``: the served symbols (BTCUSDT, ETHUSDT; SOLUSDT when given a series) with
+  Binance's real field names and filters.
 * ``GET /api/v3/klines``: kline arrays ``[openTime, "open", "high", "low", "close", "volume", closeTime,
   "quoteVolume", trades, "takerBuyBase", "takerBuyQuote", "0"]`` honouring ``symbol``, ``interval``,
   ``startTime``, ``endTime`` and ``limit`` (default 500, at most 1000), with Binance's error bodies.
@@ -304,6 +305,7 @@ MARKETS = {
     # symbol: (base, quote, tickSize, stepSize, marketMaxQty)
     "BTCUSDT": ("BTC", "USDT", "0.01000000", "0.00001000", "123.45678900"),
     "ETHUSDT": ("ETH", "USDT", "0.01000000", "0.00010000", "2876.99873000"),
+    "SOLUSDT": ("SOL", "USDT", "0.01000000", "0.00100000", "9000.00000000"),
 }
 
 

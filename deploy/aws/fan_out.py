@@ -1,0 +1,271 @@
+"""Check how the template fans each job out to one Lambda invocation per symbol (standard library only).
+
+Used by ``check_template.py`` on the translated CloudFormation template and by ``tests/deploy`` on the SAM
+template as written (short tags read as ``{"Ref": ...}``, ``{"Fn::Sub": ...}`` mappings): both forms carry the
+same state machine definitions and substitutions; the schedules are ``Events`` of the state machine in the SAM
+form and ``AWS::Scheduler::Schedule`` resources once translated.
+
+What is checked, for each state machine of :data:`FAN_OUTS`:
+
+* a schedule at the job's cadence starts it with ``{"time": <the scheduled time>, "symbols": [the Symbols
+  parameter], "concurrency": SymbolConcurrency}``;
+* its first state is a Map over ``$.symbols``, ``SymbolConcurrency`` at once, whose items are
+  ``{"symbol": <the item>, "time": <the scheduled time>}``;
+* each Lambda task in it invokes, by ``DefinitionSubstitutions``, the function of that job, with the item as
+  its payload; it retries Lambda service errors only, and catches every error into an SNS publish to the
+  stack's topic (which itself cannot fail the other symbols);
+* every function is invoked by a fan-out and has no schedule of its own (a basket refuses a symbol-less run).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+ITEM_SELECTOR = {"symbol.$": "$$.Map.Item.Value", "time.$": "$.time"}
+LAMBDA_SERVICE_ERRORS = frozenset(
+    {
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A state machine that runs ``tasks`` (state name -> function logical id) per symbol on ``schedule``."""
+
+    schedule: str
+    tasks: Mapping[str, str]
+
+
+FAN_OUTS = {
+    "MinuteStateMachine": FanOut(
+        "cron(* * * * ? *)", {"Retrieve": "RetrieveFunction", "Execute": "ExecuteFunction"}
+    ),
+    "DailyStateMachine": FanOut("rate(1 day)", {"Train": "TrainFunction"}),
+    "WeeklyStateMachine": FanOut("rate(7 days)", {"Monitor": "MonitorFunction"}),
+}
+
+
+class WiringError(Exception):
+    """The fan-out is not wired as described in the module docstring; the message says where."""
+
+
+def resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
+    """Return ``value`` with ``Ref`` (to ``parameters``), ``Fn::Sub``, ``Fn::Join`` and ``Fn::Select`` applied."""
+    if isinstance(value, list):
+        return [resolve(each, parameters) for each in value]
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((name, argument),) = value.items()
+    if name == "Ref":
+        if argument not in parameters:
+            raise WiringError(f"Ref {argument} is not a parameter given to the check")
+        return parameters[argument]
+    if name == "Fn::Join":
+        separator, items = argument
+        return str(separator).join(str(item) for item in resolve(items, parameters))
+    if name == "Fn::Select":
+        index, items = argument
+        return resolve(items, parameters)[int(index)]
+    if name == "Fn::Sub":
+        text, names = (argument, {}) if isinstance(argument, str) else argument
+        known = {**parameters, **{k: resolve(v, parameters) for k, v in names.items()}}
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(1) not in known:
+                raise WiringError(f"Fn::Sub names ${{{match.group(1)}}}, which the check was not given")
+            return str(known[match.group(1)])
+
+        return re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", substitute, text)
+    return value
+
+
+def definition_of(machine: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the state machine's definition: the SAM ``Definition``, or the translated ``DefinitionString``."""
+    properties = machine.get("Properties", {})
+    if "Definition" in properties:
+        found: dict[str, Any] = properties["Definition"]
+        return found
+    text = properties.get("DefinitionString")
+    if isinstance(text, dict) and "Fn::Join" in text:
+        separator, lines = text["Fn::Join"]
+        if all(isinstance(line, str) for line in lines):
+            text = separator.join(lines)
+    if not isinstance(text, str):
+        raise WiringError(
+            "the state machine's definition is neither Definition nor a literal DefinitionString"
+        )
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+def schedules_of(template: Mapping[str, Any], machine: str) -> list[dict[str, Any]]:
+    """Return ``{"expression", "input"}`` of each schedule that starts ``machine`` (SAM or translated form)."""
+    resources = template["Resources"]
+    found = []
+    for event in resources[machine].get("Properties", {}).get("Events", {}).values():
+        if event.get("Type") == "ScheduleV2":
+            properties = event["Properties"]
+            found.append({"expression": properties["ScheduleExpression"], "input": properties.get("Input")})
+    for resource in resources.values():
+        if resource.get("Type") == "AWS::Scheduler::Schedule":
+            properties = resource["Properties"]
+            if properties["Target"]["Arn"] == {"Ref": machine}:
+                found.append(
+                    {
+                        "expression": properties["ScheduleExpression"],
+                        "input": properties["Target"].get("Input"),
+                    }
+                )
+    return found
+
+
+def _states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], Mapping[str, Any]]]:
+    """Yield ``(name, state, its siblings)`` for every state, inside Parallel branches too."""
+    for name, state in states.items():
+        yield name, state, states
+        for branch in state.get("Branches", []):
+            yield from _states(branch["States"])
+
+
+def map_items(map_state: Mapping[str, Any], machine_input: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the inputs the Map state gives its iterations for ``machine_input`` (its ItemSelector applied)."""
+    items_path = map_state.get("ItemsPath", "$")
+    if not items_path.startswith("$."):
+        raise WiringError(f"the Map iterates {items_path!r}, not a field of the machine's input")
+    items = machine_input[items_path[2:]]
+    payloads = []
+    for index, item in enumerate(items):
+        payload = {}
+        for key, path in map_state["ItemSelector"].items():
+            if not key.endswith(".$"):
+                payload[key] = path
+            elif path == "$$.Map.Item.Value":
+                payload[key[:-2]] = item
+            elif path == "$$.Map.Item.Index":
+                payload[key[:-2]] = index
+            elif path.startswith("$."):
+                payload[key[:-2]] = machine_input[path[2:]]
+            else:
+                raise WiringError(f"ItemSelector {key}: {path!r} is not understood by this check")
+        payloads.append(payload)
+    return payloads
+
+
+def check_machine(
+    template: Mapping[str, Any], name: str, fan_out: FanOut, parameters: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Check one fan-out (see the module docstring); return the payloads its Map gives each symbol."""
+    resources = template["Resources"]
+    machine = resources.get(name)
+    if machine is None or machine["Type"] not in (
+        "AWS::Serverless::StateMachine",
+        "AWS::StepFunctions::StateMachine",
+    ):
+        raise WiringError(f"{name} is not a state machine of the template")
+    schedules = schedules_of(template, name)
+    if [s["expression"] for s in schedules] != [fan_out.schedule]:
+        raise WiringError(f"{name} is started by {schedules}, not once by {fan_out.schedule}")
+    raw_input = resolve(schedules[0]["input"], parameters)
+    machine_input = json.loads(raw_input)
+    expected_input = {
+        "time": SCHEDULED_TIME,
+        "symbols": list(parameters["Symbols"]),
+        "concurrency": int(parameters["SymbolConcurrency"]),
+    }
+    if machine_input != expected_input:
+        raise WiringError(f"{name} is started with {machine_input}, not {expected_input}")
+    definition = definition_of(machine)
+    substitutions = machine["Properties"].get("DefinitionSubstitutions", {})
+    first = definition["States"][definition["StartAt"]]
+    if first.get("Type") != "Map" or first.get("ItemSelector") != ITEM_SELECTOR:
+        raise WiringError(f"{name} does not start with a Map whose items are {ITEM_SELECTOR}")
+    if first.get("MaxConcurrencyPath") != "$.concurrency" or "MaxConcurrency" in first:
+        raise WiringError(f"{name}: the Map's concurrency is not the input's SymbolConcurrency")
+    processor = first.get("ItemProcessor") or first.get("Iterator") or {}
+    invoked: dict[str, str] = {}
+    for state_name, state, siblings in _states(processor.get("States", {})):
+        if not str(state.get("Resource", "")).endswith(":states:::lambda:invoke"):
+            continue
+        invoked[state_name] = _check_task(name, state_name, state, siblings, substitutions)
+    if invoked != dict(fan_out.tasks):
+        raise WiringError(f"{name} invokes {invoked} per symbol, not {dict(fan_out.tasks)}")
+    return map_items(first, machine_input)
+
+
+def _check_task(
+    machine: str,
+    name: str,
+    state: Mapping[str, Any],
+    siblings: Mapping[str, Any],
+    substitutions: Mapping[str, Any],
+) -> str:
+    """Check one Lambda task of a symbol's iteration; return the logical id of the function it invokes."""
+    where = f"{machine}.{name}"
+    parameters = state.get("Parameters", {})
+    if parameters.get("Payload.$") != "$":
+        raise WiringError(f"{where}: the payload is not the symbol's item")
+    function_arn = _substituted(where, parameters.get("FunctionName"), substitutions)
+    if not (isinstance(function_arn, dict) and list(function_arn) == ["Fn::GetAtt"]):
+        raise WiringError(f"{where}: FunctionName resolves to {function_arn}, not a function's Arn")
+    function, attribute = function_arn["Fn::GetAtt"]
+    if attribute != "Arn":
+        raise WiringError(f"{where}: FunctionName is {function}.{attribute}, not its Arn")
+    for retry in state.get("Retry", []):
+        unexpected = set(retry["ErrorEquals"]) - LAMBDA_SERVICE_ERRORS
+        if unexpected:
+            raise WiringError(f"{where} retries {sorted(unexpected)}: only Lambda service errors are retried")
+    catches = state.get("Catch", [])
+    if [c["ErrorEquals"] for c in catches] != [["States.ALL"]]:
+        raise WiringError(f"{where} does not catch every error once")
+    notify = siblings[catches[0]["Next"]]
+    if not str(notify.get("Resource", "")).endswith(":states:::sns:publish"):
+        raise WiringError(f"{where}: a failure goes to {catches[0]['Next']}, not an SNS publish")
+    if _substituted(where, notify["Parameters"].get("TopicArn"), substitutions) != {"Ref": "Topic"}:
+        raise WiringError(f"{where}: the failure notice is not published to the stack's topic")
+    if [c["ErrorEquals"] for c in notify.get("Catch", [])] != [["States.ALL"]]:
+        raise WiringError(f"{where}: a refused notice would fail the other symbols")
+    return str(function)
+
+
+def _substituted(where: str, value: Any, substitutions: Mapping[str, Any]) -> Any:
+    match = re.fullmatch(r"\$\{([A-Za-z0-9_]+)\}", str(value))
+    if match is None or match.group(1) not in substitutions:
+        raise WiringError(f"{where}: {value!r} is not one of the machine's DefinitionSubstitutions")
+    return substitutions[match.group(1)]
+
+
+def check_fan_out(template: Mapping[str, Any], symbols: Sequence[str], concurrency: int) -> dict[str, Any]:
+    """Check every fan-out for the parameters ``Symbols``/``SymbolConcurrency``; return each machine's payloads.
+
+    Raise :class:`WiringError` when a machine, a schedule or a function is wired otherwise.
+    """
+    parameters = {"Symbols": list(symbols), "SymbolConcurrency": concurrency}
+    payloads = {
+        name: check_machine(template, name, fan_out, parameters) for name, fan_out in FAN_OUTS.items()
+    }
+    functions = {
+        name
+        for name, resource in template["Resources"].items()
+        if resource["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")
+    }
+    fanned = {function for fan_out in FAN_OUTS.values() for function in fan_out.tasks.values()}
+    if functions != fanned:
+        raise WiringError(f"functions {sorted(functions ^ fanned)} are not (or not only) run by a fan-out")
+    for function in functions:
+        events = template["Resources"][function].get("Properties", {}).get("Events", {})
+        if any(event.get("Type") in ("Schedule", "ScheduleV2") for event in events.values()):
+            raise WiringError(f"{function} has a schedule of its own: it would run without a symbol")
+    for resource in template["Resources"].values():
+        target = resource.get("Properties", {}).get("Target", {}).get("Arn")
+        if resource["Type"] == "AWS::Scheduler::Schedule" and target not in [{"Ref": m} for m in FAN_OUTS]:
+            raise WiringError(f"a schedule targets {target}, not a fan-out")
+    return payloads
