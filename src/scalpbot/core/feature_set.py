@@ -66,10 +66,14 @@ class FeatureSet:
         values = np.concatenate([features.to_numpy(), flow.to_numpy()], axis=1)
         return pd.DataFrame(values, index=bars.index, columns=list(self.names), copy=False)
 
+    def absent_columns(self, bars: pd.DataFrame) -> tuple[str, ...]:
+        """Return the bar columns this set needs that ``bars`` do not have at all."""
+        return tuple(c for c in self.bar_columns if c not in bars.columns)
+
     def missing_inputs(self, bars: pd.DataFrame) -> str | None:
         """Return what ``bars`` lack for this set (a missing column, or the first bar without order flow), or
         ``None`` when every bar has every input."""
-        absent = [c for c in self.bar_columns if c not in bars.columns]
+        absent = self.absent_columns(bars)
         if absent:
             return f"the bars have no {', '.join(absent)}"
         for column in self.bar_columns:
@@ -78,13 +82,14 @@ class FeatureSet:
                 return f"the bar of {pd.Timestamp(bars.index[int(empty[0])]).isoformat()} has no {column}"
         return None
 
-    def require(self, bars: pd.DataFrame, *, release: str, series: str) -> None:
+    def require(self, bars: pd.DataFrame, *, release: str, series: str | None = None) -> None:
         """Raise :class:`~scalpbot.errors.ModelError` when ``bars`` (of ``series``) lack an input of ``release``."""
         missing = self.missing_inputs(bars)
         if missing is None:
             return
+        where = "" if series is None else f" in {series}"
         raise ModelError(
-            f"release {release} reads order flow ({', '.join(self.bar_columns)}) but {missing} in {series}: "
+            f"release {release} reads order flow ({', '.join(self.bar_columns)}) but {missing}{where}: "
             "its source does not report order flow. Fetch the bars from a source that does (Binance spot or "
             'USD-M, or Binance\'s kline files), or train a release without it (train.order_flow = "off")'
         )
