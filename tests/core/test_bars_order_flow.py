@@ -58,10 +58,6 @@ def test_an_order_flow_column_empty_in_every_row_is_left_out(sample_bars: pd.Dat
             r"row 2 \(2024-11-20T00:01:00Z\): taker_buy_volume -0.1 is negative",
         ),
         (
-            lambda r: r.assign(trades=[3.0, 4.0, np.nan, 1.0, 1.0]),
-            r"row 3 \(2024-11-20T00:02:00Z\): trades is missing \(NaN\) while other rows have it",
-        ),
-        (
             lambda r: r.assign(trades=["3", "4", "many", "1", "1"]),
             r"row 3 \(2024-11-20T00:02:00Z\): trades 'many' is not a number",
         ),
@@ -71,7 +67,6 @@ def test_an_order_flow_column_empty_in_every_row_is_left_out(sample_bars: pd.Dat
         "negative-trades",
         "taker-above-volume",
         "negative-taker",
-        "partial-nan",
         "text",
     ],
 )
@@ -87,3 +82,11 @@ def test_taker_buy_volume_may_equal_the_whole_volume(sample_bars: pd.DataFrame) 
     raw = _raw(sample_bars).assign(taker_buy_volume=lambda r: r["volume"])
     bars = validate_bars(raw, "1m", source="src")
     assert (bars["taker_buy_volume"] == bars["volume"]).all()
+
+
+def test_an_empty_value_is_a_bar_without_order_flow(sample_bars: pd.DataFrame) -> None:
+    raw = _raw(sample_bars).assign(
+        trades=[3.0, 4.0, np.nan, 1.0, 1.0], taker_buy_volume=lambda r: r["volume"].where(r.index != 2)
+    )
+    bars = validate_bars(raw, "1m", source="src")
+    assert np.isnan(bars["trades"].iloc[2]) and bars["trades"].notna().sum() == 4

@@ -62,8 +62,9 @@ def validate_bars(raw: pd.DataFrame, timeframe: str, *, source: str) -> pd.DataF
     prices > 0, volume >= 0, and ``low <= min(open, close) <= max(open, close) <= high``.
 
     The order-flow columns (:data:`ORDER_FLOW_COLUMNS`) are kept when ``raw`` has them: ``trades`` a whole
-    number >= 0, ``0 <= taker_buy_volume <= volume``, no NaN. A column that is empty in every row is dropped
-    (the source does not report it); other columns are dropped.
+    number >= 0, ``0 <= taker_buy_volume <= volume``; an empty value (NaN) is a bar without order flow, as a
+    series exported from a store that mixes sources has. A column that is empty in every row is dropped (the
+    source does not report it); other columns are dropped.
     """
     frame = raw.reset_index() if "timestamp" not in raw.columns and raw.index.name == "timestamp" else raw
     missing = [c for c in ("timestamp", *BAR_COLUMNS) if c not in frame.columns]
@@ -188,19 +189,13 @@ def _check_order_flow(values: dict[str, np.ndarray], stamps: pd.DatetimeIndex, s
         if name not in values:
             continue
         array = values[name]
-        nan = np.flatnonzero(np.isnan(array))
-        if nan.size:
-            raise DataError(
-                f"{source}: {_row(stamps, int(nan[0]))}: {name} is missing (NaN) while other rows have it; "
-                f"a source reports {name} for every bar or for none"
-            )
         negative = np.flatnonzero(array < 0)
         if negative.size:
             i = int(negative[0])
             raise DataError(f"{source}: {_row(stamps, i)}: {name} {float(array[i])!r} is negative")
     if "trades" in values:
         trades = values["trades"]
-        fractional = np.flatnonzero(np.floor(trades) != trades)
+        fractional = np.flatnonzero((np.floor(trades) != trades) & ~np.isnan(trades))
         if fractional.size:
             i = int(fractional[0])
             raise DataError(

@@ -30,6 +30,7 @@ import pandas as pd
 
 from scalpbot.core.bars import (
     BAR_COLUMNS,
+    ORDER_FLOW_COLUMNS,
     Gap,
     Spike,
     canonical_columns,
@@ -89,6 +90,8 @@ class DatasetSummary:
     partitions: int
     gaps: tuple[Gap, ...] = field(default=())
     spikes: tuple[Spike, ...] = field(default=())
+    order_flow_bars: int = 0
+    """Bars that carry order flow (both ``trades`` and ``taker_buy_volume``)."""
 
     @property
     def missing_bars(self) -> int:
@@ -277,6 +280,7 @@ class BarDataset:
             partitions=len(keys),
             gaps=tuple(find_gaps(pd.DatetimeIndex(bars.index), series.timeframe)),
             spikes=tuple(find_spikes(bars, sigmas=spike_sigmas, min_move=spike_min_move)),
+            order_flow_bars=_order_flow_bars(bars),
         )
 
     def _load(self, key: str) -> pd.DataFrame:
@@ -325,6 +329,12 @@ class _DayOutcome:
     conflicts: int
     first_conflict: pd.Timestamp | None
     stored: pd.DataFrame  # the day's bars as stored after the merge
+
+
+def _order_flow_bars(bars: pd.DataFrame) -> int:
+    if any(c not in bars.columns for c in ORDER_FLOW_COLUMNS):
+        return 0
+    return int(bars[list(ORDER_FLOW_COLUMNS)].notna().all(axis=1).sum())
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
