@@ -223,6 +223,10 @@ class TrainSettings(_Section):
         description="Bayesian trials over the model's widths, dropout and learning rate; 0: use widths",
     )
     seed: int = 7
+    order_flow: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="order-flow features (trades, taker-buy volume): 'auto' when every bar trained on has them",
+    )
 
     @field_validator("model")
     @classmethod

@@ -76,7 +76,8 @@ class MarketData(Protocol):
         """Yield closed bars in chunks, oldest first.
 
         Each chunk has a ``timestamp`` column (UTC bar **open** time) and float columns
-        ``open, high, low, close, volume``. ``since`` is inclusive, ``until`` exclusive (bar open
+        ``open, high, low, close, volume``, then ``trades, taker_buy_volume`` where the source reports order
+        flow (:mod:`scalpbot.core.bars`; absent, not zero, where it does not). ``since`` is inclusive, ``until`` exclusive (bar open
         times); ``None`` means from the source's first bar / up to the last closed bar.
         """
         ...

@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.request import urlopen
 
 import ccxt
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from scalpbot.adapters.ccxt.common import RetryPolicy, rebased_api_urls
 from scalpbot.adapters.ccxt.market_data import CcxtMarketData, ccxt_exchange
 from scalpbot.adapters.clock import FixedClock
+from scalpbot.core.bars import ORDER_FLOW_COLUMNS, validate_bars
 from scalpbot.errors import ConfigError, ExchangeError, ExchangeTemporaryError
 
 from support.binance_server import BinanceServer, Series, sample_series
@@ -98,7 +100,7 @@ def test_bars_span_several_pages_exactly_once_with_sample_values(server, clock, 
 
     assert [len(c) for c in chunks] == [1000, 1000, 1000, 600]
     bars = pd.concat(chunks, ignore_index=True)
-    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    pd.testing.assert_frame_equal(bars.drop(columns=list(ORDER_FLOW_COLUMNS)), expected(series, since, until))
     assert bars["timestamp"].is_unique
     assert (bars["timestamp"].diff().iloc[1:] == MINUTE).all()
     starts = [int(r.params["startTime"]) for r in server.requests_to(KLINES)]
@@ -111,7 +113,7 @@ def test_page_boundaries_never_repeat_or_drop_bars_with_small_pages(server, cloc
 
     bars = fetch(src, since, until)
 
-    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    pd.testing.assert_frame_equal(bars.drop(columns=list(ORDER_FLOW_COLUMNS)), expected(series, since, until))
     assert len(server.requests_to(KLINES)) == 8  # 53 bars in pages of 7
 
 
@@ -120,6 +122,25 @@ def test_chunks_have_utc_open_times_and_float_columns(server, clock, sleeps):
 
     assert str(bars["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert all(bars[c].dtype == np.float64 for c in ["open", "high", "low", "close", "volume"])
+
+
+def test_binance_klines_bring_the_number_of_trades_and_the_taker_buy_volume(server, clock, sleeps):
+    since, until = datetime(2024, 12, 1, 3, 0, tzinfo=UTC), datetime(2024, 12, 1, 3, 30, tzinfo=UTC)
+    raw = json.loads(
+        urlopen(
+            f"{server.url}/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={int(since.timestamp() * 1000)}"
+            f"&endTime={int(until.timestamp() * 1000) - 1}"
+        ).read()
+    )
+
+    bars = fetch(source(server, clock, sleeps, page_limit=7), since, until)
+
+    assert list(bars.columns) == ["timestamp", "open", "high", "low", "close", "volume", *ORDER_FLOW_COLUMNS]
+    assert bars["trades"].tolist() == [float(row[8]) for row in raw]
+    assert bars["taker_buy_volume"].tolist() == [float(row[9]) for row in raw]
+    assert (bars[list(ORDER_FLOW_COLUMNS)].dtypes == np.float64).all()
+    stored = validate_bars(bars, "1m", source="binance")
+    assert list(stored.columns[-2:]) == list(ORDER_FLOW_COLUMNS)
 
 
 def test_still_forming_bar_is_served_but_never_yielded(server, clock, sleeps):
@@ -180,7 +201,7 @@ def test_temporary_http_errors_are_retried_with_growing_backoff(server, clock, s
 
     bars = fetch(source(server, clock, sleeps), since, until)
 
-    pd.testing.assert_frame_equal(bars, expected(series, since, until))
+    pd.testing.assert_frame_equal(bars.drop(columns=list(ORDER_FLOW_COLUMNS)), expected(series, since, until))
     assert len(server.requests_to(KLINES)) == 4
     assert len(sleeps) == 3
     if status in (418, 429):  # the server asks for Retry-After: 1, which is honoured over a shorter backoff
@@ -348,3 +369,20 @@ def test_a_retry_policy_refuses_values_it_cannot_follow(values: dict[str, Any], 
 def test_retry_delays_double_up_to_the_cap() -> None:
     policy = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=3.0)
     assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_usdm_perpetual_klines_bring_order_flow_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.binance_usdm_server import running_usdm
+
+    with running_usdm(monkeypatch) as usdm:
+        src = CcxtMarketData(
+            "binanceusdm",
+            usdm.clock,
+            config={"rateLimit": 1},
+            api_urls=rebased_api_urls("binanceusdm", usdm.server.url),
+        )
+        bars = fetch(src, usdm.clock.now() - 30 * MINUTE, None, symbol="BTC/USDT:USDT")
+    assert len(bars) == 29  # from 11:31, the first open at or after now - 30 min, to 11:59
+    assert list(bars.columns[-2:]) == list(ORDER_FLOW_COLUMNS)
+    assert (bars["trades"] > 0).all()
+    assert (bars["taker_buy_volume"] <= bars["volume"]).all()

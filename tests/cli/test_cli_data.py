@@ -149,3 +149,28 @@ def test_config_show_prints_json_with_secrets_redacted(
 def test_a_bad_option_value_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "data", "show", "--timeframe", "1min")
     assert code == 1 and "timeframe '1min' is not supported (did you mean '1m'?)" in err
+
+
+def test_order_flow_is_shown_and_a_mixed_series_exports_and_reads_back_as_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sample_bars: pd.DataFrame
+) -> None:
+    from scalpbot.adapters.store.folder import FolderStore
+    from scalpbot.state.dataset import BarDataset, SeriesId
+
+    from support.order_flow import with_order_flow
+
+    plain = write_csv(sample_bars.iloc[:2000], tmp_path / "plain.csv")
+    flow = write_csv(with_order_flow(sample_bars.iloc[2000:5000]), tmp_path / "flow.csv")
+    for source in (plain, flow):
+        assert run_cli(capsys, "fetch", "--source", f"file:{source}")[0] == 0
+    assert show_json(capsys)["order_flow_bars"] == 3000
+    code, out, _ = run_cli(capsys, "data", "show")
+    assert code == 0 and "3,000 bars with trades and taker-buy volume" in out
+    series = SeriesId("binance", "BTC/USDT", "1m")
+    stored = BarDataset(FolderStore(tmp_path / "scalpbot-data")).read(series)
+    for fmt in ("csv", "parquet"):
+        out_file = tmp_path / f"mixed.{fmt}"
+        assert run_cli(capsys, "data", "export", "--format", fmt, "--out", str(out_file))[0] == 0
+        copy = tmp_path / f"copy-{fmt}"
+        assert run_cli(capsys, "--store", str(copy), "fetch", "--source", f"file:{out_file}")[0] == 0
+        pd.testing.assert_frame_equal(BarDataset(FolderStore(copy)).read(series), stored, check_freq=False)

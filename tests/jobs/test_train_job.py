@@ -74,6 +74,7 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     manifest = release.manifest
     assert manifest["feature_spec_version"] == FEATURE_SPEC_VERSION
     assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert manifest["feature_set"] == {"name": "ohlcv", "bar_columns": []}  # the sample has no order flow
     assert set(manifest["data_window"]) == {"train", "validation", "test"}
     assert manifest["data_window"]["test"][1] == "2024-12-31T23:59:00Z"
     assert set(manifest["metrics"]) == {"validation", "test"}

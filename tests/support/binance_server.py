@@ -6,7 +6,9 @@ It serves what ccxt's ``binance`` class needs for public market data:
   Binance's real field names and filters.
 * ``GET /api/v3/klines``: kline arrays ``[openTime, "open", "high", "low", "close", "volume", closeTime,
   "quoteVolume", trades, "takerBuyBase", "takerBuyQuote", "0"]`` honouring ``symbol``, ``interval``,
-  ``startTime``, ``endTime`` and ``limit`` (default 500, at most 1000), with Binance's error bodies.
+  ``startTime``, ``endTime`` and ``limit`` (default 500, at most 1000), with Binance's error bodies. The sample
+  has no order flow: the trade count grows with the volume, and takers buy 20-80 % of each minute's volume,
+  leaning with its move.
 
 Bars come from the bundled real sample (BTCUSDT, 2024-11-20..2024-12-31, 1m); ETHUSDT is the same series
 rescaled. The server has its own clock: a kline whose open time is at or before ``clock.now()`` is served, so
@@ -269,6 +271,10 @@ def _aggregate(series: Series, open_ms: int, step: int, now: int) -> list[Any] |
     o, h, lo, c, v = bars[0, 0], bars[:, 1].max(), bars[:, 2].min(), bars[-1, 3], bars[:, 4].sum()
     quote = v * (o + c) / 2
     trades = int(v * 40) + len(bars)
+    # Takers lean with each minute's move: the share they buy rises with the close against the open.
+    span = bars[:, 1] - bars[:, 2]
+    lean = np.divide(bars[:, 3] - bars[:, 0], span, out=np.zeros(len(bars)), where=span > 0)
+    taker = float(np.sum(bars[:, 4] * (0.5 + 0.3 * lean)))
     return [
         open_ms,
         f"{o:.8f}",
@@ -279,8 +285,8 @@ def _aggregate(series: Series, open_ms: int, step: int, now: int) -> list[Any] |
         open_ms + step - 1,
         f"{quote:.8f}",
         trades,
-        f"{v * 0.48:.8f}",
-        f"{quote * 0.48:.8f}",
+        f"{min(taker, v):.8f}",
+        f"{min(taker, v) * (o + c) / 2:.8f}",
         "0",
     ]
 

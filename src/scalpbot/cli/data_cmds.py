@@ -188,6 +188,7 @@ def summary_payload(summary: DatasetSummary) -> dict[str, Any]:
         if largest is None
         else {"after": iso(largest.after), "before": iso(largest.before), "missing": largest.missing},
         "spikes": [{"time": iso(s.time), "log_move": s.log_move, "sigmas": s.sigmas} for s in summary.spikes],
+        "order_flow_bars": summary.order_flow_bars,
     }
 
 
@@ -204,6 +205,7 @@ def _print_summary(summary: DatasetSummary, where: str) -> None:
         ("gaps", f"{len(summary.gaps)} ({summary.missing_bars:,} missing bars)"),
         ("largest gap", "-" if largest is None else f"{largest.missing} bars after {iso(largest.after)}"),
         ("spikes", str(len(summary.spikes))),
+        ("order flow", f"{summary.order_flow_bars:,} bars with trades and taker-buy volume"),
     ]
     for name, value in rows:
         table.add_row(name, value)

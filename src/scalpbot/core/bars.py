@@ -3,6 +3,12 @@
 A bar frame has a UTC ``DatetimeIndex`` named ``timestamp`` holding each bar's **open** time, and
 float64 columns ``open, high, low, close, volume``. Prices are in the quote currency, volume in the
 base asset. Missing bars are gaps: they are reported, never filled.
+
+Order flow (:data:`ORDER_FLOW_COLUMNS`) follows, only where the source reports it (Binance klines do):
+``trades``, the number of trades in the bar, and ``taker_buy_volume``, the base volume bought by takers
+(aggressive buyers), both float64. A source that does not report them leaves the columns out - they are never
+filled with zeros. In a stored series a bar whose source did not report them holds NaN there (see
+:mod:`scalpbot.state.dataset`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from scalpbot.errors import DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
+ORDER_FLOW_COLUMNS = ("trades", "taker_buy_volume")
+"""Optional bar columns, in this order after :data:`BAR_COLUMNS`: trade count and taker-buy base volume."""
 _NS = 1_000_000_000
 _SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 
@@ -52,6 +60,11 @@ def validate_bars(raw: pd.DataFrame, timeframe: str, *, source: str) -> pd.DataF
     the order received; rows are numbered from 1 in that order. Checks: columns present and numeric,
     timestamps UTC and aligned to ``timeframe``, strictly increasing (sorted, no duplicates), no NaN,
     prices > 0, volume >= 0, and ``low <= min(open, close) <= max(open, close) <= high``.
+
+    The order-flow columns (:data:`ORDER_FLOW_COLUMNS`) are kept when ``raw`` has them: ``trades`` a whole
+    number >= 0, ``0 <= taker_buy_volume <= volume``; an empty value (NaN) is a bar without order flow, as a
+    series exported from a store that mixes sources has. A column that is empty in every row is dropped (the
+    source does not report it); other columns are dropped.
     """
     frame = raw.reset_index() if "timestamp" not in raw.columns and raw.index.name == "timestamp" else raw
     missing = [c for c in ("timestamp", *BAR_COLUMNS) if c not in frame.columns]
@@ -67,8 +80,26 @@ def validate_bars(raw: pd.DataFrame, timeframe: str, *, source: str) -> pd.DataF
     ns = stamps.asi8 if stamps.unit == "ns" else stamps.as_unit("ns").asi8
     _check_order(ns, stamps, timeframe, source)
     _check_values(values, stamps, source)
+    for name in ORDER_FLOW_COLUMNS:
+        if name in frame.columns:
+            flow = _numeric(frame[name], name, stamps, source)
+            if not np.isnan(flow).all():
+                values[name] = flow
+    _check_order_flow(values, stamps, source)
     index = pd.DatetimeIndex(stamps.as_unit("ns"), name="timestamp")
     return pd.DataFrame(values, index=index)
+
+
+def order_flow_columns(bars: pd.DataFrame) -> tuple[str, ...]:
+    """Return the order-flow columns ``bars`` holds, in canonical order."""
+    return tuple(name for name in ORDER_FLOW_COLUMNS if name in bars.columns)
+
+
+def canonical_columns(bars: pd.DataFrame) -> pd.DataFrame:
+    """Return ``bars`` with the OHLCV columns then its order-flow columns, dropping an order-flow column
+    that is NaN in every row (no bar of the frame reports it); the frame itself when already so."""
+    keep = [*BAR_COLUMNS, *(c for c in order_flow_columns(bars) if bars[c].notna().any())]
+    return bars if list(bars.columns) == keep else bars.loc[:, keep]
 
 
 def _row(stamps: pd.DatetimeIndex, position: int) -> str:
@@ -151,6 +182,34 @@ def _check_values(values: dict[str, np.ndarray], stamps: pd.DatetimeIndex, sourc
             f"{source}: {_row(stamps, i)}: inconsistent bar open={float(o[i])!r} high={float(h[i])!r} "
             f"low={float(lo[i])!r} close={float(c[i])!r}; need low <= open, close <= high"
         )
+
+
+def _check_order_flow(values: dict[str, np.ndarray], stamps: pd.DatetimeIndex, source: str) -> None:
+    for name in ORDER_FLOW_COLUMNS:
+        if name not in values:
+            continue
+        array = values[name]
+        negative = np.flatnonzero(array < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise DataError(f"{source}: {_row(stamps, i)}: {name} {float(array[i])!r} is negative")
+    if "trades" in values:
+        trades = values["trades"]
+        fractional = np.flatnonzero((np.floor(trades) != trades) & ~np.isnan(trades))
+        if fractional.size:
+            i = int(fractional[0])
+            raise DataError(
+                f"{source}: {_row(stamps, i)}: trades {float(trades[i])!r} is not a whole number of trades"
+            )
+    if "taker_buy_volume" in values:
+        taker, volume = values["taker_buy_volume"], values["volume"]
+        over = np.flatnonzero(taker > volume)
+        if over.size:
+            i = int(over[0])
+            raise DataError(
+                f"{source}: {_row(stamps, i)}: taker_buy_volume {float(taker[i])!r} exceeds volume "
+                f"{float(volume[i])!r}; taker-buy volume is the part of the bar's base volume bought by takers"
+            )
 
 
 def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> list[Gap]:

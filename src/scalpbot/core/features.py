@@ -34,8 +34,9 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
 * ``moh_sin``, ``moh_cos``: the minute of the hour on the unit circle (a 24th harmonic of the day), which tells
   neighbouring minutes apart far better than the day's own circle.
 
-Order flow (trade counts, taker-buy volume) is not a feature: the bar sources this project reads do not all
-carry it, and a feature must mean the same thing for every release.
+These features read OHLCV only, so they mean the same thing for every source. Order flow (trade counts,
+taker-buy volume), which only some sources report, has its own features after these
+(:mod:`scalpbot.core.order_flow`); a release records which set it reads (:mod:`scalpbot.core.feature_set`).
 """
 
 from __future__ import annotations

@@ -248,3 +248,25 @@ def bucket_returns_nb(
             begin -= 1
         previous[t] = math.log(close[last] / open_[begin])
     return current, previous
+
+
+@njit(cache=True)
+def taker_imbalance_nb(taker_buy: np.ndarray, volume: np.ndarray, window: int) -> np.ndarray:
+    """Return the taker-buy imbalance of bars ``t - window + 1 .. t``: ``sum(2 * taker_buy - volume) / sum(volume)``.
+
+    From -1 (every taker sold) to +1 (every taker bought); 0 when the window traded nothing. Volume-weighted, so a
+    bar with no volume counts for nothing instead of dividing by zero.
+    """
+    n = volume.shape[0]
+    net = np.empty(n)
+    for t in range(n):
+        net[t] = 2.0 * taker_buy[t] - volume[t]
+    net_sum = rolling_sum_nb(net, window)
+    volume_sum = rolling_sum_nb(volume, window)
+    out = np.full(n, np.nan)
+    for t in range(window - 1, n):
+        if volume_sum[t] > 0.0:
+            out[t] = min(max(net_sum[t] / volume_sum[t], -1.0), 1.0)
+        elif volume_sum[t] == 0.0:
+            out[t] = 0.0  # NaN inputs stay NaN
+    return out

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_features
+from scalpbot.core.feature_set import OHLCV_FEATURES, FeatureSet
+from scalpbot.core.features import FEATURE_SPEC_VERSION
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ModelError
@@ -23,11 +24,12 @@ from scalpbot.state.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 @dataclass(frozen=True, slots=True)
 class TradingModel:
-    """A release ready to trade: its ONNX model, its tuned params and its identity."""
+    """A release ready to trade: its ONNX model, its tuned params, its identity and the feature set it reads."""
 
     release_id: str
     model: Predictor
     params: StrategyParams
+    feature_set: FeatureSet = OHLCV_FEATURES
 
     @classmethod
     def from_release(cls, release: Release) -> TradingModel:
@@ -38,12 +40,14 @@ class TradingModel:
                 f"release {release.release_id} uses feature spec {spec!r}, this scalpbot computes "
                 f"{FEATURE_SPEC_VERSION!r}; train a new release"
             )
+        feature_set = FeatureSet.from_manifest(release.manifest.document, release.release_id)
         model = OnnxModel.from_bytes(release.artifacts[ONNX_ARTIFACT])
-        if model.n_features != len(FEATURE_NAMES):
+        if model.n_features != len(feature_set.names):
             raise ModelError(
-                f"release {release.release_id} expects {model.n_features} features, not {len(FEATURE_NAMES)}"
+                f"release {release.release_id} expects {model.n_features} features, not {len(feature_set.names)}"
             )
-        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest.params))
+        params = StrategyParams.from_dict(release.manifest.params)
+        return cls(release.release_id, model, params, feature_set)
 
     def for_venue(self, venue: Venue) -> TradingModel:
         """Return the model trading on ``venue``: no short decision where the venue cannot short.
@@ -55,9 +59,12 @@ class TradingModel:
         return dataclasses.replace(self, params=self.params.replace(allow_short=False))
 
 
-def predict_bars(bars: pd.DataFrame, model: Predictor) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up."""
-    features = build_features(bars).to_numpy(dtype=np.float64)
+def predict_bars(
+    bars: pd.DataFrame, model: Predictor, feature_set: FeatureSet = OHLCV_FEATURES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up (or, with
+    order flow, where a bar in the window has none). ``DataError`` when the bars lack a column the set needs."""
+    features = feature_set.build(bars).to_numpy(dtype=np.float64)
     ready = np.isfinite(features).all(axis=1)
     probs = np.full((len(bars), 3), np.nan)
     vol = np.full(len(bars), np.nan)
@@ -69,8 +76,13 @@ def predict_bars(bars: pd.DataFrame, model: Predictor) -> tuple[np.ndarray, np.n
 def release_signals(
     bars: pd.DataFrame, trading: TradingModel, params: StrategyParams | None = None
 ) -> pd.DataFrame:
-    """Return the signal frame (side/size/sl/tp/max_hold per bar) the release trades on ``bars``."""
-    probs, vol = predict_bars(bars, trading.model)
+    """Return the signal frame (side/size/sl/tp/max_hold per bar) the release trades on ``bars``.
+
+    ``ModelError`` when the release reads order flow and the bars have none at all.
+    """
+    if trading.feature_set.absent_columns(bars):
+        trading.feature_set.require(bars, release=trading.release_id)
+    probs, vol = predict_bars(bars, trading.model, trading.feature_set)
     return signals_frame(bars.index, probs, vol, params or trading.params)
 
 

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
-from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.policy import decide
 from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
@@ -371,9 +371,14 @@ def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, 
     """Return the signal for the open after the window's last bar, with the model's outputs; ``None``: no trade.
 
     ``window`` holds closed bars ending with the decision bar; the last ``FEATURE_WINDOW`` are used, so the
-    features equal the training computation bit for bit. The hot path of every execute cycle.
+    features equal the training computation bit for bit. The hot path of every execute cycle. A release that
+    reads order flow raises ``ModelError`` when a bar of that window has none (its source does not report it);
+    the cycle fails closed and the use case records and notifies it once.
     """
-    features = build_features(window.iloc[-FEATURE_WINDOW:]).to_numpy(dtype=np.float64)[-1]
+    recent = window.iloc[-FEATURE_WINDOW:]
+    if trading.feature_set.order_flow:  # refuse, naming the fix, rather than wait on inputs that never come
+        trading.feature_set.require(recent, release=trading.release_id)
+    features = trading.feature_set.build(recent).to_numpy(dtype=np.float64)[-1]
     if not np.isfinite(features).all():
         return None  # not enough history yet for a decision
     probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.backtest.frame import BacktestResult
-from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
@@ -192,7 +192,9 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         recent_start = end - pd.Timedelta(days=recent_days)
         step = timeframe_delta(timeframe)
         bars = services.dataset.read(week.series, cutoff - FEATURE_WINDOW * step, end)
-        features = build_features(bars).to_numpy(np.float64)
+        trading = TradingModel.from_release(parent)
+        trading.feature_set.require(bars, release=parent.release_id, series=str(week.series))
+        features = trading.feature_set.build(bars).to_numpy(np.float64)
         label, fwd, usable = labelled_rows(bars, features, label_config)
         times = pd.DatetimeIndex(bars.index)
         rows = (times > cutoff) & (times < recent_start - horizon * step) & usable
@@ -212,9 +214,8 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         from scalpbot.inference.onnx import OnnxModel
 
         recent = times >= recent_start
-        trading = TradingModel.from_release(parent)
-        old_probs, old_vol = predict_bars(bars, trading.model)
-        new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx))
+        old_probs, old_vol = predict_bars(bars, trading.model, trading.feature_set)
+        new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx), trading.feature_set)
         window = bars.loc[recent]
         incumbent = _score(services, week.series, window, old_probs[recent], old_vol[recent], trading.params)
         challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
@@ -255,7 +256,8 @@ def reinforcement_learning(
         step = timeframe_delta(week.series.timeframe)
         start = week.start - pd.Timedelta(days=train_days)
         history = services.dataset.read(week.series, start - FEATURE_WINDOW * step, week.end)
-        probs, vol = predict_bars(history, trading.model)
+        trading.feature_set.require(history, release=parent.release_id, series=str(week.series))
+        probs, vol = predict_bars(history, trading.model, trading.feature_set)
         ready = np.asarray(history.index >= start)
         bars, probs, vol = history.loc[ready], probs[ready], vol[ready]
         before = np.asarray(bars.index < week.start)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from scalpbot.core.features import FEATURE_SPEC_VERSION
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import signals_frame
 from scalpbot.inference.signals import predict_bars
@@ -188,7 +188,7 @@ def publish(
         model_bytes = kind.save(chosen.models[-1])
         onnx_bytes = kind.export_onnx(chosen.models[-1])
     with timed(timings, "predict"):
-        probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes))
+        probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes), prepared.feature_set)
     params, tuned = chosen.tuned.best_params, chosen.tuned
     with timed(timings, "evaluation"):
         val_span, test_span = slice(*folds.validation), slice(*folds.test)
@@ -244,7 +244,8 @@ def publish(
         },
         "folds": fold_results,
         "feature_spec_version": FEATURE_SPEC_VERSION,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(prepared.feature_names),
+        "feature_set": prepared.feature_set.to_manifest(),
         "feature_importance": [[name, value] for name, value in importance.items()],
         "labels": chosen.label.to_dict(),
         "costs": {"fee": venue.taker_fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.backtest.frame import BacktestResult
-from scalpbot.core.features import FEATURE_NAMES
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.folds import label_rows
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
@@ -127,9 +127,13 @@ def incumbent_score(
         return None, None
     try:
         trading = TradingModel.from_release(releases.load(series.symbol, pointer.release_id)).for_venue(venue)
+        scored = bars.iloc[
+            max((test.start or 0) - FEATURE_WINDOW, 0) : test.stop
+        ]  # the window and its warm-up
+        trading.feature_set.require(scored, release=pointer.release_id, series=str(series))
+        probs, vol = predict_bars(bars, trading.model, trading.feature_set)
     except ScalpbotError as e:
         return {"release_id": pointer.release_id, "error": str(e)}, None
-    probs, vol = predict_bars(bars, trading.model)
     window = bars.iloc[test]
     result = simulate(
         window, signals_frame(window.index, probs[test], vol[test], trading.params), costs, venue, funding
@@ -216,23 +220,22 @@ def feature_importance(prepared: Prepared, chosen: Fitted, kind: ModelKind, *, s
     n = len(prepared.bars)
     y, _, usable = labelled_rows(prepared.bars, prepared.features, chosen.label)
     rng = np.random.default_rng(seed)
-    rises = np.zeros(len(FEATURE_NAMES))
+    names = prepared.feature_names
+    rises = np.zeros(len(names))
     for fold, model in zip(prepared.folds.folds, chosen.models, strict=True):
         rows = np.flatnonzero(usable & label_rows(fold.validation, chosen.label.horizon, n))
         if rows.size > _IMPORTANCE_ROWS:
             rows = np.sort(rng.choice(rows, _IMPORTANCE_ROWS, replace=False))
         x, labels = prepared.features[rows].astype(np.float32), y[rows].astype(np.int64)
         base = _log_loss(kind.predict(model, x)[0], labels)
-        stacked = np.repeat(x[None], len(FEATURE_NAMES), axis=0)
-        for j in range(len(FEATURE_NAMES)):
+        stacked = np.repeat(x[None], len(names), axis=0)
+        for j in range(len(names)):
             stacked[j, :, j] = x[rng.permutation(rows.size), j]
-        probs = kind.predict(model, stacked.reshape(-1, x.shape[1]))[0].reshape(
-            len(FEATURE_NAMES), rows.size, 3
-        )
-        rises += np.array([_log_loss(probs[j], labels) - base for j in range(len(FEATURE_NAMES))])
+        probs = kind.predict(model, stacked.reshape(-1, x.shape[1]))[0].reshape(len(names), rows.size, 3)
+        rises += np.array([_log_loss(probs[j], labels) - base for j in range(len(names))])
     rises /= len(prepared.folds.folds)
     order = np.argsort(-rises)
-    return {FEATURE_NAMES[j]: float(rises[j]) for j in order}
+    return {names[j]: float(rises[j]) for j in order}
 
 
 def top_features(importance: Mapping[str, float], count: int = _IMPORTANCE_SHOWN) -> str:

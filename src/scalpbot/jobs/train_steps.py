@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.evaluation import PolicyWindow
-from scalpbot.core.features import FEATURE_SPEC_VERSION, FEATURE_WARMUP, build_features
+from scalpbot.core.feature_set import OHLCV_FEATURES, FeatureSet, choose_feature_set
+from scalpbot.core.features import FEATURE_SPEC_VERSION, FEATURE_WARMUP
 from scalpbot.core.folds import WalkForward, label_rows, walk_forward
 from scalpbot.core.funding import funding_at_bars
+from scalpbot.core.order_flow import ORDER_FLOW_SPEC_VERSION
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
@@ -55,7 +57,8 @@ _HOURS_PER_YEAR = 365.0 * 24.0
 @dataclass(frozen=True)
 class Prepared:
     """The inputs of a run: bars, venue, features, folds, the candidate labels and the training key; on a
-    perpetual swap the funding rates stored over the bars (``None`` elsewhere), charged wherever a run simulates.
+    perpetual swap the funding rates stored over the bars (``None`` elsewhere), charged wherever a run simulates;
+    the feature set the ``features`` columns follow (OHLCV, or with order flow where every bar has it).
     """
 
     series: SeriesId
@@ -67,6 +70,12 @@ class Prepared:
     key: str
     trials: int
     funding: pd.Series | None = None
+    feature_set: FeatureSet = OHLCV_FEATURES
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Return the names of the ``features`` columns, in order."""
+        return self.feature_set.names
 
 
 @dataclass(frozen=True)
@@ -122,10 +131,11 @@ def prepare(
         funding = stored_funding(services.store, series, index[0], index[-1]) if len(bars) else None
     candidates = _candidates(cfg, venue, settings.backtest.slippage)
     folds = split_folds(len(bars), cfg, max(c.horizon for c in candidates))
-    key = training_key(series, bars, settings, venue, trials, funding)
+    feature_set = choose_feature_set(bars, cfg.order_flow, series=str(series))
+    key = training_key(series, bars, settings, venue, trials, funding, feature_set)
     with timed(timings, "features"):
-        features = build_features(bars).to_numpy(dtype=np.float64) if len(bars) else np.empty((0, 0))
-    return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding)
+        features = feature_set.build(bars).to_numpy(dtype=np.float64) if len(bars) else np.empty((0, 0))
+    return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding, feature_set)
 
 
 def fit(
@@ -318,10 +328,15 @@ def training_key(
     venue: Venue,
     trials: int,
     funding: pd.Series | None = None,
+    feature_set: FeatureSet = OHLCV_FEATURES,
 ) -> str:
-    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings, and a
-    swap's funding rates over the bars (none stored: the key of a market without funding)."""
-    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage"})
+    """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings, a
+    swap's funding rates over the bars (none stored: the key of a market without funding) and the feature set
+    (``train.order_flow`` counts only through the set it chose)."""
+    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage", "order_flow"})
+    features = FEATURE_SPEC_VERSION
+    if feature_set.order_flow:
+        features += f"+order_flow{ORDER_FLOW_SPEC_VERSION}"
     identity = {
         "series": str(series),
         "trials": trials,
@@ -329,7 +344,7 @@ def training_key(
         "costs": settings.backtest.model_dump(mode="json"),
         "gate": settings.gate.model_dump(mode="json"),
         "venue": venue.to_dict(),
-        "features": FEATURE_SPEC_VERSION,
+        "features": features,
         "scalpbot": library_versions()["scalpbot"],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())

@@ -8,6 +8,14 @@ each with a conditional write (create-only for a new day, compare-and-swap for a
 ascending day order. A bar already stored is never changed; a differing copy is counted as a conflict.
 Each partition is replaced atomically, so a run killed at any moment leaves a readable dataset whose
 days are each either before or after the run.
+
+**Order flow.** The optional columns ``trades`` and ``taker_buy_volume`` (:mod:`scalpbot.core.bars`) are
+stored with the bars of a source that reports them and left out otherwise; nothing is zero-filled. A series
+may mix both kinds of bars (a source reporting order flow appended to days stored without it, or the other
+way round): a day holding both keeps the columns with NaN for the bars that came without them, and a read
+returns the columns, NaN where a bar has none, as soon as one bar it returns has them. Features
+that need order flow are NaN over windows touching such bars (:mod:`scalpbot.core.order_flow`). A bar
+already stored keeps its values: order flow arriving later for it is not added.
 """
 
 from __future__ import annotations
@@ -20,7 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.bars import BAR_COLUMNS, Gap, Spike, empty_bars, find_gaps, find_spikes
+from scalpbot.core.bars import (
+    BAR_COLUMNS,
+    ORDER_FLOW_COLUMNS,
+    Gap,
+    Spike,
+    canonical_columns,
+    empty_bars,
+    find_gaps,
+    find_spikes,
+)
 from scalpbot.errors import ConfigError, ObjectNotFound, PreconditionFailed, StoreError
 from scalpbot.ports import Store
 from scalpbot.state.bar_codec import EXTENSIONS, Format, decode_bars, encode_bars
@@ -73,6 +90,8 @@ class DatasetSummary:
     partitions: int
     gaps: tuple[Gap, ...] = field(default=())
     spikes: tuple[Spike, ...] = field(default=())
+    order_flow_bars: int = 0
+    """Bars that carry order flow (both ``trades`` and ``taker_buy_volume``)."""
 
     @property
     def missing_bars(self) -> int:
@@ -135,13 +154,13 @@ class BarDataset:
         frames = [self._load(key) for key in chosen]
         if not frames:
             return empty_bars()
-        bars = pd.concat(frames) if len(frames) > 1 else frames[0]
+        bars = _concat(frames)
         inside = np.ones(len(bars), dtype=bool)
         if start is not None:
             inside &= bars.index >= start
         if end is not None:
             inside &= bars.index < end
-        return bars if inside.all() else bars.loc[inside]
+        return bars if inside.all() else canonical_columns(bars.loc[inside])
 
     def read_tail(self, series: SeriesId, last: pd.Timestamp, count: int) -> pd.DataFrame:
         """Return the last ``count`` stored bars with open time ``<= last`` (fewer when less is stored).
@@ -167,8 +186,8 @@ class BarDataset:
                 break
         if not frames:
             return empty_bars()
-        bars = pd.concat(frames[::-1]) if len(frames) > 1 else frames[0]
-        return bars.iloc[-count:]
+        bars = _concat(frames[::-1])
+        return canonical_columns(bars.iloc[-count:])
 
     def read_with_warmup(
         self, series: SeriesId, start: pd.Timestamp, end: pd.Timestamp | None, warmup: int
@@ -178,7 +197,7 @@ class BarDataset:
         inside = self.read(series, start, end)
         if before.empty:
             return inside
-        return pd.concat([before, inside]) if len(inside) else before
+        return _concat([before, inside]) if len(inside) else before
 
     def last_open_time(self, series: SeriesId) -> pd.Timestamp | None:
         """Return the open time of the newest stored bar, or ``None`` for an empty series."""
@@ -261,6 +280,7 @@ class BarDataset:
             partitions=len(keys),
             gaps=tuple(find_gaps(pd.DatetimeIndex(bars.index), series.timeframe)),
             spikes=tuple(find_spikes(bars, sigmas=spike_sigmas, min_move=spike_min_move)),
+            order_flow_bars=_order_flow_bars(bars),
         )
 
     def _load(self, key: str) -> pd.DataFrame:
@@ -293,7 +313,7 @@ class BarDataset:
             outcome = _compare(old, new)
             if outcome.added.empty:
                 return outcome
-            merged = pd.concat([old, outcome.added]).sort_index()
+            merged = canonical_columns(pd.concat([old, outcome.added]).sort_index())
             try:
                 self._store.put_if_match(key, encode_bars(merged, self._format), stored.etag)
             except PreconditionFailed:
@@ -309,6 +329,19 @@ class _DayOutcome:
     conflicts: int
     first_conflict: pd.Timestamp | None
     stored: pd.DataFrame  # the day's bars as stored after the merge
+
+
+def _order_flow_bars(bars: pd.DataFrame) -> int:
+    if any(c not in bars.columns for c in ORDER_FLOW_COLUMNS):
+        return 0
+    return int(bars[list(ORDER_FLOW_COLUMNS)].notna().all(axis=1).sum())
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Return consecutive bar frames as one, order-flow columns NaN where a frame has none."""
+    if len(frames) == 1:
+        return frames[0]
+    return canonical_columns(pd.concat(frames))
 
 
 def _compare(old: pd.DataFrame, new: pd.DataFrame) -> _DayOutcome:

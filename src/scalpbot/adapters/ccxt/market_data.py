@@ -5,6 +5,12 @@ failures and maps ccxt's errors to scalpbot's (see that module); a symbol or tim
 list is a ``ConfigError`` raised here before any bar is requested.
 
 Credentials passed in ``config`` are redacted from every message and never shown by ``repr``.
+
+Order flow: on Binance spot and USD-M linear markets (ccxt ids ``binance`` and ``binanceusdm``) the pages are
+Binance's raw klines, fetched with ccxt's own endpoint methods (``publicGetKlines``, ``fapiPublicGetKlines``:
+the same request ``fetch_ohlcv`` sends, with its rate limiting and error mapping), because ``fetch_ohlcv``
+keeps only OHLCV. Their chunks carry ``trades`` (number of trades) and ``taker_buy_volume`` (taker-buy base
+volume) as well. Other venues and markets report no order flow: their chunks have OHLCV only.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import difflib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +28,7 @@ import pandas as pd
 
 from scalpbot.adapters.ccxt.common import RetryPolicy, ccxt_exchange, connect
 from scalpbot.adapters.marketdata._bars import bars_frame, iso_ms, utc_ms
+from scalpbot.core.bars import ORDER_FLOW_COLUMNS
 from scalpbot.core.timeframes import timeframe_seconds
 from scalpbot.errors import ConfigError
 from scalpbot.ports import Clock
@@ -29,6 +36,9 @@ from scalpbot.ports import Clock
 __all__ = ["CcxtMarketData", "ccxt_exchange"]  # ccxt_exchange: re-exported from .common
 
 _log = logging.getLogger(__name__)
+_BINANCE_IDS = ("binance", "binanceusdm")
+_BINANCE_KLINE_LIMIT = 1000  # the spot endpoint's maximum (USD-M allows 1500)
+_KLINE_FIELDS = (0, 1, 2, 3, 4, 5, 8, 9)  # open time, OHLCV, number of trades, taker-buy base volume
 
 
 class CcxtMarketData:
@@ -100,24 +110,48 @@ class CcxtMarketData:
         end_ms = now_ms - step_ms + 1  # exclusive bound on open times: open + step <= now
         if until_ms is not None:
             end_ms = min(end_ms, until_ms)
+        klines = self._kline_endpoint(symbol)
         cursor, newest_yielded = start_ms, -1
         while cursor < end_ms:
             what = f"fetching {symbol} {timeframe} bars from {iso_ms(cursor)}"
-            rows = self._calls.call(
-                what, self._exchange.fetch_ohlcv, symbol, timeframe, cursor, self._page_limit
-            )
+            if klines is None:
+                rows = self._calls.call(
+                    what, self._exchange.fetch_ohlcv, symbol, timeframe, cursor, self._page_limit
+                )
+            else:
+                request = {
+                    "symbol": self._exchange.market(symbol)["id"],
+                    "interval": self._exchange.timeframes.get(timeframe, timeframe),
+                    "startTime": cursor,
+                    "limit": min(self._page_limit, _BINANCE_KLINE_LIMIT),
+                }
+                rows = self._calls.call(what, klines, request)
             if not rows:
                 return
-            open_ms, ohlcv = _page_arrays(rows)
+            open_ms, values = _page_arrays(rows, _KLINE_FIELDS if klines is not None else range(6))
             keep = (open_ms >= cursor) & (open_ms > newest_yielded) & (open_ms < end_ms)
             if keep.any():
                 newest_yielded = int(open_ms[keep][-1])
-                yield bars_frame(open_ms[keep], ohlcv[keep])
+                chunk = bars_frame(open_ms[keep], values[keep, :5])
+                for k, name in enumerate(ORDER_FLOW_COLUMNS[: values.shape[1] - 5]):
+                    chunk[name] = values[keep, 5 + k]
+                yield chunk
             next_cursor = int(open_ms[-1]) + step_ms
             if next_cursor <= cursor:
                 _log.warning("%s: page did not advance past %s; stopping", self.name, iso_ms(cursor))
                 return
             cursor = next_cursor
+
+    def _kline_endpoint(self, symbol: str) -> Callable[[dict[str, Any]], Any] | None:
+        """Return ccxt's raw Binance klines method for ``symbol``'s market, or ``None`` (use ``fetch_ohlcv``)."""
+        if self._exchange.id not in _BINANCE_IDS:
+            return None
+        market = self._exchange.market(symbol)
+        if market.get("spot"):
+            return self._exchange.publicGetKlines  # type: ignore[no-any-return]
+        if market.get("linear") and not market.get("option"):
+            return self._exchange.fapiPublicGetKlines  # type: ignore[no-any-return]
+        return None  # coin-M (volume in contracts) and options: OHLCV through fetch_ohlcv
 
     def _check_series(self, symbol: str, timeframe: str) -> None:
         markets = self._calls.call("loading markets", self._exchange.load_markets)
@@ -138,9 +172,11 @@ class CcxtMarketData:
             raise ConfigError(f"{self.name} has no '{timeframe}' bars; it offers {offered}")
 
 
-def _page_arrays(rows: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Return a page's open times (epoch ms) and OHLCV values, sorted, keeping the last of equal times."""
-    table = np.array([row[:6] for row in rows], dtype=np.float64)
+def _page_arrays(rows: list[list[Any]], fields: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return a page's open times (epoch ms) and the values of ``fields`` after the first (OHLCV, then the
+    order flow of a raw kline), sorted, keeping the last of equal times. Binance sends decimals as strings."""
+    chosen = list(fields)
+    table = np.array([[row[i] for i in chosen] for row in rows], dtype=np.float64)
     order = np.argsort(table[:, 0], kind="stable")
     table = table[order]
     open_ms = table[:, 0].astype(np.int64)
