@@ -56,7 +56,9 @@ def test_models_list_json_names_origin_and_gate(
 ) -> None:
     code, out, _ = cli(capsys, operated_store, "models", "list", "--json")
     rows = json.loads(out)["releases"]
-    assert code == 0 and {r["origin"] for r in rows} == {"train"} and {r["model_kind"] for r in rows} == {"mlp"}
+    assert (
+        code == 0 and {r["origin"] for r in rows} == {"train"} and {r["model_kind"] for r in rows} == {"mlp"}
+    )
     assert all(isinstance(r["reason"], str) and r["passed_gate"] in (True, False) for r in rows)
 
 
