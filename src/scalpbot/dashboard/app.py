@@ -139,8 +139,8 @@ def build_app(services: Services) -> Starlette:
         def apply(request: Request) -> dict[str, Any]:
             from scalpbot.jobs.trading import set_halt
 
-            bot = bot_of(request)
-            snapshot = set_halt(services, bot, halted=halted, reason=reason)
+            bot = bot_of(request)  # a basket halts (resumes) every symbol it keeps state for
+            snapshot = set_halt(basket.for_bot(services, bot), bot, halted=halted, reason=reason)
             return {"bot": bot, "halted": snapshot.risk.halted, "halt_reason": snapshot.risk.halt_reason}
 
         return await guarded(apply)(request)
@@ -225,7 +225,7 @@ def build_app(services: Services) -> Starlette:
         "portfolio": portfolio,
         "events": events,
         "notifications": lambda r: queries.notifications(services, bot_of(r)),
-        "drift": lambda r: queries.drift(services, bot_of(r)),
+        "drift": of_symbol(lambda s, bot, symbol, r: queries.drift(s, bot, symbol)),
     }
     routes = [
         Route("/", index),

@@ -21,7 +21,7 @@ from scalpbot.dashboard import queries
 from scalpbot.state.denials import count_denials
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.risk_budget import RiskBudget
-from scalpbot.state.scope import stored_symbols
+from scalpbot.state.scope import state_key, stored_symbols
 from scalpbot.wiring import Services
 
 __all__ = ["DENIAL_DAYS", "basket_symbols", "bot_status", "for_bot", "portfolio"]
@@ -37,10 +37,13 @@ def basket_symbols(services: Services, bot: str) -> tuple[str, ...]:
 
 
 def for_bot(services: Services, bot: str) -> Services:
-    """Return ``services`` whose ``bot.symbols`` are ``bot``'s own (its basket, else its one symbol), so that
-    every read keys the bot's state as its cycles wrote it."""
+    """Return ``services`` whose ``bot.symbols`` are ``bot``'s own, so that every read and the kill switch key
+    the bot's state as its cycles wrote it: its basket as the store holds it, or its one symbol when it keeps
+    a single-symbol snapshot; a bot with neither yet keeps the configured ones."""
     symbols = basket_symbols(services, bot)
     settings = services.settings
+    if not symbols and services.store.head(state_key(bot, "portfolio.json")) is None:
+        return services
     if settings.bot.symbols == symbols:
         return services
     bot_settings = settings.bot.model_copy(update={"symbols": symbols})

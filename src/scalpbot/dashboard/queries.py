@@ -334,9 +334,15 @@ def releases(services: Services, symbol: str | None = None) -> dict[str, Any]:
     }
 
 
-def drift(services: Services, bot: str) -> dict[str, Any]:
-    """Return live against simulated results from the bot's latest weekly report (``scalpbot monitor``)."""
-    keys = [k for k in services.store.list(f"reports/{bot}/") if k.endswith("/metrics.json")]
+def drift(services: Services, bot: str, symbol: str | None = None) -> dict[str, Any]:
+    """Return live against simulated results from the bot's latest weekly report (``scalpbot monitor``); a
+    basket's symbol: from that symbol's page of the week (``reports/{bot}/{date}/{BASE_QUOTE}/``)."""
+    from scalpbot.state.scope import symbol_folder
+
+    ending = "/metrics.json" if symbol is None else f"/{symbol_folder(symbol)}/metrics.json"
+    keys = [k for k in services.store.list(f"reports/{bot}/") if k.endswith(ending)]
+    if symbol is None:  # the bot's own pages: reports/{bot}/{date}/metrics.json
+        keys = [k for k in keys if k.count("/") == 3]
     if not keys:
         return {"bot": bot, "report": None, "totals": None}
     try:
