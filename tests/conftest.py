@@ -18,14 +18,14 @@ from scalpbot.adapters.store import S3Store
 from scalpbot.core.bars import validate_bars
 
 from support.moto_server import MotoServer, running_moto_server
-from support.operated import operated_store
+from support.operated import basket_store, operated_store
 from support.postgres import postgres_server, postgres_url
 from support.trained import active_release
 from support.web import browser
 
 # A trained release on the sample, shared by the job, broker and Lambda tests; a store with replayed bots; a
 # PostgreSQL server for the shared tuning studies.
-__all__ = ["active_release", "browser", "operated_store", "postgres_server", "postgres_url"]
+__all__ = ["active_release", "basket_store", "browser", "operated_store", "postgres_server", "postgres_url"]
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

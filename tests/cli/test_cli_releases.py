@@ -43,7 +43,7 @@ def test_models_list_shows_full_ids_origin_and_the_gates_reason_at_any_width(
     ids = _releases(operated_store).list("BTC/USDT")
     for release_id in ids:
         row = next(line for line in lines if release_id in line)  # the whole id, never cut
-        assert " train " in row and ("promoted" in row or "refused" in row)
+        assert " train " in row and " mlp " in row and ("promoted" in row or "refused" in row)
     current = next(line for line in lines if "*" in line and "20" in line)
     assert _releases(operated_store).pointer("BTC/USDT").release_id in current  # type: ignore[union-attr]
     text = " ".join(out.split())
@@ -56,7 +56,9 @@ def test_models_list_json_names_origin_and_gate(
 ) -> None:
     code, out, _ = cli(capsys, operated_store, "models", "list", "--json")
     rows = json.loads(out)["releases"]
-    assert code == 0 and {r["origin"] for r in rows} == {"train"}
+    assert (
+        code == 0 and {r["origin"] for r in rows} == {"train"} and {r["model_kind"] for r in rows} == {"mlp"}
+    )
     assert all(isinstance(r["reason"], str) and r["passed_gate"] in (True, False) for r in rows)
 
 

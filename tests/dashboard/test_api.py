@@ -84,6 +84,7 @@ def test_risk_cycle_equity_price_releases_and_drift_answer(base: str) -> None:
     ids = [r["release_id"] for r in releases["releases"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == 2
     assert {r["origin"] for r in releases["releases"]} == {"train"}
+    assert {r["model_kind"] for r in releases["releases"]} == {"mlp"}
     _, drift, _ = call(f"{base}/api/bots/alpha/drift")
     assert drift["totals"]["matched_trades"] >= 0 and drift["report"].endswith("metrics.json")
     _, none, _ = call(f"{base}/api/bots/beta/drift")

@@ -13,7 +13,7 @@ from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import build_services
 
-from support.operated import copy_of
+from support.operated import BASKET, BASKET_BOT, BASKET_LIMITS, copy_of
 from support.web import call, console_errors, running_app, screenshot_path
 from support.web import wait_for as _wait
 
@@ -93,3 +93,57 @@ def test_the_page_refreshes_by_itself_and_shows_a_bots_denials(
         assert browser.find_element(By.ID, "bot-name").text == "beta"  # the selection survives a refresh
         browser.save_screenshot(str(screenshot_path(tmp_path, "dashboard-denials.png")))
         assert console_errors(browser) == []
+
+
+def test_a_basket_bot_shows_its_portfolio_and_each_symbol_and_charts_the_symbol_clicked(
+    basket_store: Path, tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    store = copy_of(basket_store, tmp_path)
+    settings = load_settings(
+        None, {"store": {"url": str(store)}, "serve": {"token": TOKEN}, "portfolio": dict(BASKET_LIMITS)}
+    )
+    services = build_services(settings)
+    with running_app(build_app(services)) as url:
+        browser.get(url)
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-bot="{BASKET_BOT}"]'))
+        alpha = browser.find_element(By.ID, "portfolio")
+        assert not alpha.is_displayed()  # alpha (one symbol) is selected first: no portfolio section
+        browser.find_element(By.CSS_SELECTOR, f'tr[data-bot="{BASKET_BOT}"]').click()
+        _wait(browser, lambda d: d.find_element(By.ID, "portfolio").is_displayed())
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-bot="{BASKET_BOT}"]').text
+        assert "basket of 2: " in row and " open" in row
+        summary = _wait(browser, lambda d: d.find_element(By.ID, "portfolio-summary").text)
+        assert "gross exposure" in summary and "of 10,000.00 cap" in summary
+        assert "open positions" in summary and "(no max)" in summary
+        assert "max_gross_exposure" in summary  # the denials by reason
+        symbols = browser.find_elements(By.CSS_SELECTOR, "#symbols tr[data-symbol]")
+        assert [r.get_attribute("data-symbol") for r in symbols] == list(BASKET)
+        assert "selected" in (symbols[0].get_attribute("class") or "")
+        assert browser.find_element(By.ID, "bot-name").text == f"{BASKET_BOT} · BTC/USDT"
+        for chart in ("equity-chart", "price-chart"):
+            _wait(browser, lambda d, c=chart: d.find_elements(By.CSS_SELECTOR, f"#{c} svg.main-svg"))
+
+        def select_eth(d: Any) -> bool:
+            d.find_element(By.CSS_SELECTOR, '#symbols tr[data-symbol="ETH/USDT"]').click()
+            return bool(d.find_element(By.ID, "bot-name").text == f"{BASKET_BOT} · ETH/USDT")
+
+        _wait(browser, select_eth)
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#price-chart .point")) > 0)
+        assert _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#decisions tr"))  # ETH/USDT's own
+        assert "mlp" in browser.find_element(By.ID, "releases").text  # the model kind of its releases
+        browser.save_screenshot(str(screenshot_path(tmp_path, "dashboard-basket.png")))
+        assert console_errors(browser) == []
+
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.CSS_SELECTOR, f'button[data-bot="{BASKET_BOT}"][data-action="halt"]').click()
+        _wait(
+            browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-bot="{BASKET_BOT}"] .badge.halted')
+        )
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#symbols .badge.halted")) == 2)
+        assert console_errors(browser) == []
+    for symbol in BASKET:  # a halt from the page reaches every symbol of the basket
+        loaded = PortfolioStore(services.store, BASKET_BOT, symbol).load()
+        assert loaded is not None and loaded.snapshot.risk.halted
+    assert PortfolioStore(services.store, BASKET_BOT).load() is None  # no single-symbol snapshot made up

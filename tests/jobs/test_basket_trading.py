@@ -3,12 +3,15 @@ bars or whose cycle raises is recorded as an error naming it, and the others sti
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
@@ -16,10 +19,11 @@ from scalpbot.core.execution import BrokerSnapshot, OrderAck, Signal
 from scalpbot.errors import ConfigError, CycleFailed, StoreError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import BasketTrader, basket_trader, raise_if_failed, set_halt
+from scalpbot.state.cycle_timing import load_cycle_timing
 from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
-from scalpbot.wiring import Services, build_executor, build_services, stored_history
+from scalpbot.wiring import Services, build_executor, build_market_data, build_services, stored_history
 
 from support.trained import LOOSE_RISK
 
@@ -149,3 +153,46 @@ def test_a_basket_refuses_a_position_left_open_by_the_bot_as_a_single_symbol_bot
     ]
     with pytest.raises(ConfigError, match="holds a position from when it traded one symbol"):
         basket_trader(services, executors, source=None, release_lease=True)
+
+
+class _TickingClock(FixedClock):
+    """A clock that moves a quarter of a second each time it is read: a cycle takes wall-clock time."""
+
+    def now(self) -> datetime:
+        self.advance(timedelta(seconds=0.25))
+        return super().now()
+
+
+def test_a_live_basket_records_each_symbols_cycle_timing_and_the_bar_close_as_a_whole(trio: Services) -> None:
+    clock = _TickingClock((AT + pd.Timedelta(seconds=2)).to_pydatetime())
+    services = dataclasses.replace(trio, clock=clock)
+    executors = [
+        build_executor(
+            services,
+            services.series(s),
+            bot=BOT,
+            bars=stored_history(services, services.series(s)),
+            notifier=ConsoleNotifier(),
+        )
+        for s in SYMBOLS[:2]
+    ]
+    trader = basket_trader(
+        services, executors, source=build_market_data("sample", services), release_lease=True
+    )
+    reports = trader(pd.Timestamp(clock.now()))
+
+    assert [(r.symbol, r.status) for r in reports] == [("BTC/USDT", "ok"), ("ETH/USDT", "ok")]
+    btc, eth = (load_cycle_timing(services.store, BOT, s) for s in SYMBOLS[:2])
+    total = load_cycle_timing(services.store, BOT)
+    assert btc is not None and eth is not None and total is not None
+    assert btc.bar == eth.bar == total.bar == pd.Timestamp("2024-12-30T11:59:00Z")
+    assert btc.finished_at <= eth.started_at  # in the basket's order, one after the other
+    assert (total.started_at, total.finished_at) == (
+        min(btc.started_at, total.started_at),
+        max(eth.finished_at, total.finished_at),
+    )
+    assert total.started_at < btc.started_at and total.finished_at > eth.finished_at
+    assert total.cycle_seconds > btc.cycle_seconds + eth.cycle_seconds > 0
+    assert total.latency_seconds > eth.latency_seconds > btc.latency_seconds > 0
+    assert dict(total.symbols) == {"BTC/USDT": "ok", "ETH/USDT": "ok"} and not btc.symbols
+    assert f"state/{BOT}/symbols/BTC_USDT/last_cycle.json" in services.store.list(f"state/{BOT}/")

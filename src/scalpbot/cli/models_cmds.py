@@ -31,7 +31,8 @@ def list_releases(
     symbol: str | None = SymbolOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
-    """List the releases of a symbol: full id, origin (train, online, rl), the gate's verdict and reason."""
+    """List the releases of a symbol: full id, origin (train, online, rl), model kind, the gate's verdict and
+    reason."""
     releases, pair, _ = _context(ctx, symbol)
     pointer = releases.pointer(pair)
     current = None if pointer is None else pointer.release_id
@@ -51,6 +52,7 @@ def list_releases(
                 "data_window": manifest.get("data_window"),
                 "metrics": manifest.metrics,
                 "origin": release_origin(manifest),
+                "model_kind": manifest.model_kind,
                 "gate": manifest.get("gate"),
                 "passed_gate": manifest.gate.get("promote"),
                 "reason": manifest.gate.get("reason"),
@@ -66,6 +68,7 @@ def list_releases(
     table.add_column("release", no_wrap=True)
     table.add_column("", no_wrap=True)
     table.add_column("origin", no_wrap=True)
+    table.add_column("model", no_wrap=True)
     table.add_column("gate", no_wrap=True)
     table.add_column("return", justify="right", no_wrap=True)
     if wide:
@@ -76,6 +79,7 @@ def list_releases(
             table.add_row(
                 row["release_id"],
                 "*" if row["current"] else "",
+                "-",
                 "-",
                 "unreadable",
                 "-",
@@ -88,6 +92,7 @@ def list_releases(
             row["release_id"],
             "*" if row["current"] else "",
             row["origin"],
+            row["model_kind"],
             "-" if gate is None else ("promoted" if gate else "refused"),
             percent(judged.get("total_return")),
         ]

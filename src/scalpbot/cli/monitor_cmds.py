@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from scalpbot.adapters.progress import progress_bar
@@ -18,7 +20,7 @@ from scalpbot.cli.state import reported, state_of
 from scalpbot.cli.tables import metric_text
 from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.reporting.changes import change_row
-from scalpbot.wiring import build_notifier
+from scalpbot.wiring import Services, build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
 
@@ -36,12 +38,20 @@ def run_monitor(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
-    """Measure the bot's week from its ledger, compare with the simulator, improve through the gate, report."""
+    """Measure the bot's week from its ledger, compare with the simulator, improve through the gate, report.
+
+    A bot of several symbols (``bot.symbols``) is reviewed as a whole and per symbol (``--symbol``: that symbol
+    only)."""
     from scalpbot.jobs.improve import weekly_steps
     from scalpbot.jobs.monitor import monitor, monitor_payload
+    from scalpbot.state.scope import symbol_folder
 
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
     series, name = services.series(), services.settings.bot.name
+    basket = services.settings.symbols
+    if len(basket) > 1 and symbol is None:
+        _monitor_basket(services, days, parse_time(until, "--to"), improve, as_json)
+        return
     steps = weekly_steps(services, series) if improve else ()
     with (
         reported(services, "monitor") as notifier,
@@ -55,6 +65,7 @@ def run_monitor(
             until=parse_time(until, "--to"),
             notifier=notifier,
             steps=tuple(_advancing(step, advance) for step in steps),
+            report_folder=symbol_folder(series.symbol) if len(basket) > 1 else "",
         )
     week = report.week
     if as_json:
@@ -76,6 +87,52 @@ def run_monitor(
     for note in report.notes:
         out.print(f"note: {note}")
     out.print(f"report: {report.report_key} in {services.store.describe()}")
+
+
+def _monitor_basket(
+    services: Services, days: float, until: datetime | None, improve: bool, as_json: bool
+) -> None:
+    """Review the bot's basket: the portfolio and each symbol, one table with a column each."""
+    from scalpbot.jobs.basket_monitor import basket_payload, monitor_basket
+    from scalpbot.jobs.improve import weekly_steps
+
+    basket = [services.series(each) for each in services.settings.symbols]
+    name = services.settings.bot.name
+    with reported(services, "monitor") as notifier:
+        review = monitor_basket(
+            services,
+            basket,
+            bot=name,
+            days=days,
+            until=until,
+            notifier=notifier,
+            steps=(lambda series: weekly_steps(services, series)) if improve else (lambda series: ()),
+        )
+    if as_json:
+        print_json(basket_payload(review))
+        return
+    table = Table(
+        title=f"bot {name}: {review.start:%Y-%m-%d %H:%M} .. {review.end:%Y-%m-%d %H:%M} UTC",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("metric", no_wrap=True)
+    table.add_column("portfolio", justify="right", no_wrap=True)
+    for symbol in review.symbols:
+        table.add_column(symbol, justify="right", no_wrap=True)
+    for metric, value in review.metrics.items():
+        per_symbol = [metric_text(metric, each.week.metrics.get(metric)) for each in review.symbols.values()]
+        table.add_row(metric, metric_text(metric, value), *per_symbol)
+    out.print(table)
+    out.print(f"denied entries: {review.denials.describe()}")
+    for symbol, each in review.symbols.items():
+        for change in each.changes:
+            kind, outcome, release, why, *_ = change_row(change)
+            out.print(f"{symbol} {kind}: {outcome}{'' if release == '-' else ' ' + release} - {why}")
+        for note in each.notes:
+            out.print(f"{symbol} note: {note}")
+    out.print(f"report: {review.report_key} in {services.store.describe()}")
 
 
 def _advancing(step: Any, advance: Any) -> Any:

@@ -49,6 +49,7 @@ def run_all(
 
     A bot of several symbols (``bot.symbols``) retrieves, trades, trains and monitors each of them, in that
     order, through the shared portfolio budget; a symbol that fails does not stop the others."""
+    from scalpbot.jobs.basket_monitor import monitor_basket
     from scalpbot.jobs.improve import weekly_steps
     from scalpbot.jobs.monitor import monitor
     from scalpbot.jobs.train import train
@@ -120,6 +121,18 @@ def run_all(
             notifier.notify(*report.announcement())
 
     def monitor_job(tick: pd.Timestamp) -> None:
+        if len(basket) > 1:  # the portfolio and each symbol, one report and one notification
+            review = monitor_basket(
+                services,
+                basket,
+                bot=name,
+                days=monitor_every_days,
+                until=tick.to_pydatetime(),
+                notifier=notifier,
+                steps=lambda each: weekly_steps(services, each),
+            )
+            last_monitor.append(f"{review.report_key}")
+            return
         for each in basket:
             report = monitor(
                 services,

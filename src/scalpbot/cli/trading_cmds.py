@@ -22,6 +22,7 @@ from scalpbot.cli.summary import release_line
 from scalpbot.cli.symbols import SymbolsOpt, parse_symbols, trading_symbols
 from scalpbot.cli.tables import trades_table
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.dashboard.basket import for_bot
 from scalpbot.errors import ConfigError
 from scalpbot.jobs.cycle import CycleReport
 from scalpbot.jobs.services import state_symbol
@@ -303,9 +304,12 @@ def halt_bot(
     bot: str | None = BotOpt,
     reason: str = typer.Option("manual halt", "--reason", help="Why; recorded in the ledger"),
 ) -> None:
-    """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`."""
+    """Engage the kill switch: the next cycle flattens and no entry is placed until `scalpbot resume`.
+
+    A bot of several symbols is halted on every symbol it keeps state for, whatever the configuration lists."""
     services = _read_services(ctx, bot)
     check_bot_exists(services.store, services.settings.bot.name)
+    services = for_bot(services, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=True, reason=reason)
     out.print(f"bot {services.settings.bot.name} halted: {reason}")
 
@@ -314,6 +318,7 @@ def resume_bot(ctx: typer.Context, bot: str | None = BotOpt) -> None:
     """Release the kill switch; losses so far are accepted as the new baseline."""
     services = _read_services(ctx, bot)
     check_bot_exists(services.store, services.settings.bot.name)
+    services = for_bot(services, services.settings.bot.name)
     set_halt(services, services.settings.bot.name, halted=False, reason="resumed by the operator")
     out.print(f"bot {services.settings.bot.name} resumed")
 

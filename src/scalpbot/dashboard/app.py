@@ -5,6 +5,8 @@ Routes (``{bot}`` must have state in the store; otherwise 404 with a did-you-mea
     GET  /                                  the page (refreshes itself)
     GET  /assets/plotly.min.js              plotly.js from the installed plotly package (no CDN)
     GET  /api/bots                          every bot at a glance: status, last bar, equity, position
+                                            (a basket: its portfolio under ``basket``)
+    GET  /api/bots/{bot}/portfolio          a basket's portfolio: budget, denials by reason, each symbol
     GET  /api/bots/{bot}/position           open position, equity, release
     GET  /api/bots/{bot}/risk               kill switch, cool-down, drawdown, limits
     GET  /api/bots/{bot}/cycle              last processed bar, its status, events and age
@@ -14,9 +16,12 @@ Routes (``{bot}`` must have state in the store; otherwise 404 with a did-you-mea
     GET  /api/bots/{bot}/events?kind=&from=&to=&limit=   ledger events, newest first
     GET  /api/bots/{bot}/notifications      halts, resumes, errors, failed notifications
     GET  /api/bots/{bot}/drift              live against simulated, from the latest weekly report
-    GET  /api/releases                      releases with gate verdicts, reasons and metrics
+    GET  /api/releases?symbol=              releases with model kinds, gate verdicts, reasons and metrics
     POST /api/bots/{bot}/halt   {"reason"}  engage the kill switch   (Authorization: Bearer TOKEN)
     POST /api/bots/{bot}/resume             release the kill switch  (Authorization: Bearer TOKEN)
+
+A bot of several symbols (a basket) answers the per-bot reads for one of its symbols with ``?symbol=BTC/USDT``
+(the first of its basket without one); a symbol outside its basket is 400.
 
 The actions compare the bearer token with ``serve.token`` in constant time; without a configured token they
 are refused (403), with a wrong or missing one too (401). The token is never logged or echoed.
@@ -36,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from scalpbot.dashboard import queries
+from scalpbot.dashboard import basket, queries
 from scalpbot.dashboard.page import render_page
 from scalpbot.errors import ConfigError, ScalpbotError
 from scalpbot.wiring import Services
@@ -44,6 +49,8 @@ from scalpbot.wiring import Services
 __all__ = ["build_app"]
 
 _Handler = Callable[[Request], Awaitable[Response]]
+_Scoped = Callable[[Services, str, str | None, Request], Any]
+"""A read of one bot's state: the services keyed as its cycles key it, the bot, its symbol, the request."""
 
 
 def _json(payload: Any, status: int = 200) -> JSONResponse:
@@ -74,22 +81,6 @@ def _number(request: Request, name: str, default: float, low: float, high: float
     if not low <= number <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}; got {number:g}")
     return number
-
-
-def _bot_status(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any]:
-    held = queries.position(services, bot)
-    state = queries.risk(services, bot)
-    cycle = queries.last_cycle(services, bot, now)
-    return {
-        **held,
-        "release_id": held["release_id"] or cycle["release_id"],
-        "halted": state["halted"],
-        "halt_reason": state["halt_reason"],
-        "drawdown": state.get("drawdown"),
-        "status": "halted" if state["halted"] else ("idle" if cycle["bar"] is None else "trading"),
-        "age_seconds": cycle["age_seconds"],
-        "latency_seconds": cycle["latency_seconds"],
-    }
 
 
 def build_app(services: Services) -> Starlette:
@@ -148,8 +139,8 @@ def build_app(services: Services) -> Starlette:
         def apply(request: Request) -> dict[str, Any]:
             from scalpbot.jobs.trading import set_halt
 
-            bot = bot_of(request)
-            snapshot = set_halt(services, bot, halted=halted, reason=reason)
+            bot = bot_of(request)  # a basket halts (resumes) every symbol it keeps state for
+            snapshot = set_halt(basket.for_bot(services, bot), bot, halted=halted, reason=reason)
             return {"bot": bot, "halted": snapshot.risk.halted, "halt_reason": snapshot.risk.halt_reason}
 
         return await guarded(apply)(request)
@@ -174,12 +165,26 @@ def build_app(services: Services) -> Starlette:
             "timeframe": services.settings.data.timeframe,
             "now": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "actions": token is not None,
-            "bots": [_bot_status(services, name, moment) for name in names],
+            "bots": [basket.bot_status(services, name, moment) for name in names],
         }
+
+    def scoped(request: Request) -> tuple[Services, str, str | None]:
+        """Return the services keyed as the bot's cycles key its state, the bot, and the symbol asked for
+        (``None``: a bot of one symbol)."""
+        bot = bot_of(request)
+        symbols = basket.basket_symbols(services, bot)
+        asked = request.query_params.get("symbol") or None
+        if not symbols:
+            if asked is not None and asked != services.settings.data.symbol:
+                raise ConfigError(f"bot {bot} trades one symbol; leave out symbol={asked}")
+            return basket.for_bot(services, bot), bot, None
+        if asked is not None and asked not in symbols:
+            raise ConfigError(f"symbol {asked!r} is not in bot {bot}'s basket: {', '.join(symbols)}")
+        return basket.for_bot(services, bot), bot, asked or symbols[0]
 
     def events(request: Request) -> list[dict[str, Any]]:
         kinds = [k for part in request.query_params.getlist("kind") for k in part.split(",") if k]
-        return queries.events(
+        found = queries.events(
             services,
             bot_of(request),
             kinds=kinds or None,
@@ -187,23 +192,46 @@ def build_app(services: Services) -> Starlette:
             until=_time(request, "to"),
             limit=int(_number(request, "limit", 100, 1, 10_000)),
         )
+        asked = request.query_params.get("symbol")
+        return found if not asked else [e for e in found if e["payload"].get("symbol") in (None, asked)]
+
+    def portfolio(request: Request) -> dict[str, Any]:
+        bot = bot_of(request)
+        found = basket.portfolio(services, bot, now())
+        return {"bot": bot, "symbols": []} if found is None else found
+
+    def releases(request: Request) -> dict[str, Any]:
+        return queries.releases(services, request.query_params.get("symbol") or None)
+
+    def of_symbol(read: _Scoped) -> Callable[[Request], Any]:
+        """Return a read of the bot's state (for the symbol asked for, in a basket)."""
+        return lambda request: read(*scoped(request), request)
 
     per_bot: dict[str, Callable[[Request], Any]] = {
-        "position": lambda r: queries.position(services, bot_of(r)),
-        "risk": lambda r: queries.risk(services, bot_of(r)),
-        "cycle": lambda r: queries.last_cycle(services, bot_of(r), now()),
-        "equity": lambda r: queries.equity_curve(services, bot_of(r), _number(r, "days", 2.0, 0.01, 366)),
-        "price": lambda r: queries.price_with_trades(services, bot_of(r), _number(r, "days", 1.0, 0.01, 31)),
-        "trades": lambda r: queries.trades(services, bot_of(r), _time(r, "from"), _time(r, "to")),
+        "position": of_symbol(lambda s, bot, symbol, r: queries.position(s, bot, symbol)),
+        "risk": of_symbol(lambda s, bot, symbol, r: queries.risk(s, bot, symbol)),
+        "cycle": of_symbol(lambda s, bot, symbol, r: queries.last_cycle(s, bot, now(), symbol)),
+        "equity": of_symbol(
+            lambda s, bot, symbol, r: queries.equity_curve(s, bot, _number(r, "days", 2.0, 0.01, 366), symbol)
+        ),
+        "price": of_symbol(
+            lambda s, bot, symbol, r: queries.price_with_trades(
+                s, bot, _number(r, "days", 1.0, 0.01, 31), symbol
+            )
+        ),
+        "trades": of_symbol(
+            lambda s, bot, symbol, r: queries.trades(s, bot, _time(r, "from"), _time(r, "to"), symbol)
+        ),
+        "portfolio": portfolio,
         "events": events,
         "notifications": lambda r: queries.notifications(services, bot_of(r)),
-        "drift": lambda r: queries.drift(services, bot_of(r)),
+        "drift": of_symbol(lambda s, bot, symbol, r: queries.drift(s, bot, symbol)),
     }
     routes = [
         Route("/", index),
         Route("/assets/plotly.min.js", plotly),
         Route("/api/bots", guarded(bots)),
-        Route("/api/releases", guarded(lambda r: queries.releases(services))),
+        Route("/api/releases", guarded(releases)),
         *(Route(f"/api/bots/{{bot}}/{name}", guarded(work)) for name, work in per_bot.items()),
         Route("/api/bots/{bot}/halt", partial(switch, halted=True), methods=["POST"]),
         Route("/api/bots/{bot}/resume", partial(switch, halted=False), methods=["POST"]),

@@ -37,6 +37,7 @@ background:#fff;cursor:pointer}button.halt{border-color:#b91c1c;color:#b91c1c}
 _SCRIPT = r"""
 const cfg = JSON.parse(document.getElementById('config').textContent);
 let selected = null;
+let selectedSymbol = null;  // one symbol of a basket bot; null for a bot of one symbol
 const $ = (id) => document.getElementById(id);
 const pct = (v) => v == null ? '-' : (Math.abs(v) < 0.00005 ? 0 : v * 100).toFixed(2) + '%';
 const money = (v) => v == null ? '-' : (Math.abs(v) < 0.005 ? 0 : v).toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
@@ -92,25 +93,70 @@ function held(p) {
   if (!p) return 'flat';
   return `${p.side} ${price(p.qty)} @ ${price(p.entry_price)}`;
 }
+function basketText(k) { return `basket of ${k.symbols.length}: ${k.open_positions} open`; }
+const scope = (sep) => selectedSymbol ? `${sep}symbol=${encodeURIComponent(selectedSymbol)}` : '';
+let basketOf = {};
 async function drawBots() {
   const data = await api('/api/bots');
   $('series').textContent = `${data.symbol} ${data.timeframe} · ${cfg.store} · ${when(data.now)} UTC`;
   if (!selected || !data.bots.some((b) => b.bot === selected)) selected = data.bots.length ? data.bots[0].bot : null;
+  basketOf = Object.fromEntries(data.bots.map((b) => [b.bot, b.basket || null]));
+  const symbols = basketOf[selected] ? basketOf[selected].symbols : [];
+  if (!symbols.includes(selectedSymbol)) selectedSymbol = symbols.length ? symbols[0] : null;
   fill('bots', data.bots.map((b) => {
     const tr = row([b.bot, badge(b.status), when(b.last_bar), age(b.age_seconds), age(b.latency_seconds),
-      money(b.equity), signed(b.drawdown, pct), held(b.position), b.release_id, actionButton(b.bot, b.halted)],
+      money(b.equity), signed(b.drawdown, pct), b.basket ? basketText(b.basket) : held(b.position), b.release_id,
+      actionButton(b.bot, b.halted)],
       [null, null, null, 'num', 'num', 'num', 'num', null, null, null]);
     tr.dataset.bot = b.bot;
     if (b.bot === selected) tr.className = 'selected';
-    tr.addEventListener('click', () => { selected = b.bot; refresh(); });
+    tr.addEventListener('click', () => { if (selected !== b.bot) selectedSymbol = null; selected = b.bot; refresh(); });
     return tr;
   }), 'no bot has state in this store yet: run `scalpbot replay` or `scalpbot trade`');
+}
+function killSwitch(b) {
+  const s = document.createElement('span');
+  s.appendChild(badge(b && b.halted ? 'halted' : 'trading'));
+  if (b && b.halted) s.append(' ' + (b.halt_reason || ''));
+  return s;
+}
+function counts(c) { const e = Object.entries(c || {}); return e.length ? e.map(([k, n]) => `${k} ${n}`).join(', ') : 'none'; }
+function drawPortfolio(bot) {
+  const k = basketOf[bot];
+  $('portfolio').hidden = !k;
+  if (!k) return;
+  $('portfolio-name').textContent = bot;
+  const b = k.budget;
+  const d = k.denials;
+  const cap = b && b.gross_cap != null ? ` of ${money(b.gross_cap)} cap` : ' (no cap)';
+  const most = b && b.max_positions != null ? ` of ${b.max_positions} max` : ' (no max)';
+  fill('portfolio-summary', [
+    row(['equity (the accounts of its symbols)', money(k.equity)], [null, 'num']),
+    row(['budget equity (realized)', b ? money(b.equity) : '-'], [null, 'num']),
+    row(['gross exposure', b ? money(b.gross) + cap : '-'], [null, 'num']),
+    row(['open positions', b ? b.positions + most : String(k.open_positions)], [null, 'num']),
+    row(['kill switch', killSwitch(b)], [null, 'num']),
+    row(['denials, last day: portfolio', d ? counts(d.by_reason.portfolio) : '-'], [null, 'num reason']),
+    row(['denials, last day: risk checks', d ? counts(d.by_reason.risk) : '-'], [null, 'num reason']),
+  ], '');
+  fill('symbols', k.per_symbol.map((s) => {
+    const c = s.cycle;
+    const tr = row([s.symbol, s.halted ? badge('halted') : badge(c.bar ? 'trading' : 'idle'), held(s.position),
+      money(s.reserved), when(s.last_bar), c.status, age(c.age_seconds), age(c.latency_seconds),
+      signed(s.pnl, money), s.trades, s.wins],
+      [null, null, null, 'num', null, null, 'num', 'num', 'num', 'num', 'num']);
+    tr.dataset.symbol = s.symbol;
+    if (s.symbol === selectedSymbol) tr.className = 'selected';
+    tr.addEventListener('click', () => { selectedSymbol = s.symbol; refresh(); });
+    return tr;
+  }), 'no symbol has traded yet');
 }
 const layout = (extra) => Object.assign({margin: {l: 56, r: 12, t: 8, b: 32}, height: 240, showlegend: false,
   xaxis: {type: 'date'}, font: {size: 11}}, extra);
 const plotConfig = {displaylogo: false, responsive: true, displayModeBar: false};
 async function drawCharts(bot) {
-  const [eq, px] = await Promise.all([api(`/api/bots/${bot}/equity?days=2`), api(`/api/bots/${bot}/price?days=1`)]);
+  const [eq, px] = await Promise.all([api(`/api/bots/${bot}/equity?days=2${scope('&')}`),
+    api(`/api/bots/${bot}/price?days=1${scope('&')}`)]);
   Plotly.react('equity-chart', [{x: eq.time, y: eq.equity, mode: 'lines', line: {color: '#2c7fb8', width: 1.5},
     hovertemplate: '%{x} UTC<br>equity %{y:,.2f}<extra></extra>'}], layout({yaxis: {tickformat: ',.0f'}}), plotConfig);
   Plotly.react('drawdown-chart', [{x: eq.time, y: eq.drawdown, mode: 'lines', fill: 'tozeroy',
@@ -139,7 +185,7 @@ async function drawCharts(bot) {
 }
 async function drawTables(bot) {
   const [ev, rel, drift, notes] = await Promise.all([
-    api(`/api/bots/${bot}/events?kind=decision,denial&limit=15`), api('/api/releases'),
+    api(`/api/bots/${bot}/events?kind=decision,denial&limit=15${scope('&')}`), api(`/api/releases${scope('?')}`),
     api(`/api/bots/${bot}/drift`), api(`/api/bots/${bot}/notifications`)]);
   fill('decisions', ev.map((e) => {
     const p = e.payload;
@@ -148,10 +194,10 @@ async function drawTables(bot) {
     const side = p.side > 0 ? 'long' : p.side < 0 ? 'short' : 'flat';
     return row([when(e.time), e.kind, side, what], [null, e.kind === 'denial' ? 'neg' : null, null, 'reason']);
   }), 'no decision recorded yet');
-  fill('releases', rel.releases.map((r) => row([r.release_id, r.current ? 'current' : '', r.origin,
+  fill('releases', rel.releases.map((r) => row([r.release_id, r.current ? 'current' : '', r.origin, r.model_kind,
     r.passed_gate == null ? '-' : r.passed_gate ? 'promoted' : 'refused', pct(r.total_return),
     r.sharpe == null ? '-' : r.sharpe.toFixed(2), r.trades, r.reason],
-    [null, null, null, null, 'num', 'num', 'num', 'reason'])), 'no release yet: run `scalpbot train`');
+    [null, null, null, null, null, 'num', 'num', 'num', 'reason'])), 'no release yet: run `scalpbot train`');
   const tot = drift.totals;
   fill('drift', tot ? [
     row(['live PnL', money(tot.live_pnl)], [null, 'num']), row(['simulated PnL', money(tot.simulated_pnl)], [null, 'num']),
@@ -169,7 +215,8 @@ async function refresh() {
   try {
     await drawBots();
     if (selected) {
-      $('bot-name').textContent = selected;
+      $('bot-name').textContent = selected + (selectedSymbol ? ' · ' + selectedSymbol : '');
+      drawPortfolio(selected);
       await Promise.all([drawCharts(selected), drawTables(selected)]);
     }
     $('updated').textContent = 'updated ' + new Date().toISOString().slice(11, 19) + ' UTC';
@@ -187,6 +234,12 @@ _BODY = """
 <section class="wide"><h2>Bots</h2><div id="status"></div><table><thead><tr><th>bot</th><th>status</th>
 <th>last bar (UTC)</th><th class="num">age</th><th class="num" title="from the bar's close to the end of its live cycle">latency</th><th class="num">equity</th><th class="num">drawdown</th>
 <th>position</th><th>release</th><th></th></tr></thead><tbody id="bots"></tbody></table></section>
+<section class="wide" id="portfolio" hidden><h2>Portfolio · <span id="portfolio-name"></span></h2>
+<div class="muted">the bot's symbols share one risk budget; click a symbol for its charts and tables</div>
+<table><tbody id="portfolio-summary"></tbody></table>
+<table><thead><tr><th>symbol</th><th>status</th><th>position</th><th class="num">reserved</th>
+<th>last bar (UTC)</th><th>cycle</th><th class="num">age</th><th class="num">latency</th><th class="num">PnL</th>
+<th class="num">trades</th><th class="num">won</th></tr></thead><tbody id="symbols"></tbody></table></section>
 <section><h2>Equity and drawdown · <span id="bot-name"></span></h2><div class="muted" id="equity-note"></div>
 <div id="equity-chart" class="chart"></div><div id="drawdown-chart" class="chart"></div></section>
 <section><h2>Price, entries and exits (last day)</h2><div id="price-chart" class="chart"></div></section>
@@ -196,7 +249,7 @@ _BODY = """
 <tbody id="drift"></tbody></table><h2>Notifications</h2><div class="scroll"><table><tbody id="notifications">
 </tbody></table></div></section>
 <section class="wide"><h2>Releases</h2><div class="scroll"><table><thead><tr><th>release</th><th></th>
-<th>origin</th><th>gate</th><th class="num">return</th><th class="num">sharpe</th><th class="num">trades</th>
+<th>origin</th><th>model</th><th>gate</th><th class="num">return</th><th class="num">sharpe</th><th class="num">trades</th>
 <th>reason</th></tr></thead><tbody id="releases"></tbody></table></div></section>
 </main>
 """

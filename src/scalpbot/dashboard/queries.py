@@ -3,7 +3,12 @@
 Every function takes :class:`~scalpbot.wiring.Services` (the store, the dataset and the settings) and returns
 JSON-ready values: times as ISO-8601 UTC strings (``YYYY-MM-DDTHH:MM:SSZ``), money in the quote currency,
 fractions as fractions (0.012 is 1.2 %), ``None`` where nothing is known. Bar times are bar **open** times;
-equity points are at bar **closes**. One symbol and timeframe per server: the configured ``data`` series.
+equity points are at bar **closes**. One timeframe per server, the configured ``data`` one.
+
+``symbol`` (where a function takes it): one symbol of a bot of several (a basket, whose symbols keep their own
+state: :mod:`scalpbot.state.scope`); ``None``: the bot's single-symbol state and the configured ``data.symbol``.
+A basket's functions expect services whose ``bot.symbols`` are that bot's (:func:`scalpbot.dashboard.basket.
+for_bot`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "equity_curve",
     "events",
     "first_event_time",
+    "iso",
     "last_cycle",
     "notifications",
     "position",
@@ -49,24 +55,25 @@ NOTIFICATION_KINDS = ("halt", "resume", "error", "notify_error")
 _MAX_CHART_POINTS = 2_000
 
 
-def _iso(time: pd.Timestamp | None) -> str | None:
+def iso(time: pd.Timestamp | None) -> str | None:
+    """Return ``time`` as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC), ``None`` for ``None``."""
     return None if time is None else pd.Timestamp(time).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _snapshot(services: Services, bot: str) -> PortfolioSnapshot | None:
-    stored = PortfolioStore(services.store, bot).load()
+def _snapshot(services: Services, bot: str, symbol: str | None = None) -> PortfolioSnapshot | None:
+    stored = PortfolioStore(services.store, bot, symbol).load()
     return None if stored is None else stored.snapshot
 
 
-def position(services: Services, bot: str) -> dict[str, Any]:
+def position(services: Services, bot: str, symbol: str | None = None) -> dict[str, Any]:
     """Return the bot's last bar, equity, open position (``side`` as ``long``/``short``) and release."""
-    snap = _snapshot(services, bot)
+    snap = _snapshot(services, bot, symbol)
     if snap is None:
         return {"bot": bot, "last_bar": None, "equity": None, "position": None, "release_id": None}
     held = snap.position
     return {
         "bot": bot,
-        "last_bar": _iso(snap.last_bar_time),
+        "last_bar": iso(snap.last_bar_time),
         "equity": snap.equity,
         "release_id": snap.release_id,
         "position": None
@@ -75,16 +82,16 @@ def position(services: Services, bot: str) -> dict[str, Any]:
             "side": "long" if held.side > 0 else "short",
             "qty": held.qty,
             "entry_price": held.entry_price,
-            "entry_time": _iso(held.entry_time),
+            "entry_time": iso(held.entry_time),
             "sl_price": held.sl_price,
             "tp_price": held.tp_price,
         },
     }
 
 
-def risk(services: Services, bot: str) -> dict[str, Any]:
+def risk(services: Services, bot: str, symbol: str | None = None) -> dict[str, Any]:
     """Return the kill switch, cool-down, losing streak and the equity marks the risk limits are checked on."""
-    snap = _snapshot(services, bot)
+    snap = _snapshot(services, bot, symbol)
     if snap is None:
         return {"bot": bot, "halted": False, "halt_reason": None, "known": False}
     state = snap.risk
@@ -94,8 +101,8 @@ def risk(services: Services, bot: str) -> dict[str, Any]:
         "known": True,
         "halted": state.halted,
         "halt_reason": state.halt_reason,
-        "halted_at": _iso(state.halted_at),
-        "cooldown_until": _iso(state.cooldown_until),
+        "halted_at": iso(state.halted_at),
+        "cooldown_until": iso(state.cooldown_until),
         "consecutive_losses": state.consecutive_losses,
         "day": state.day.isoformat(),
         "day_start_equity": state.day_start_equity,
@@ -109,19 +116,19 @@ def risk(services: Services, bot: str) -> dict[str, Any]:
     }
 
 
-def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any]:
+def last_cycle(services: Services, bot: str, now: pd.Timestamp, symbol: str | None = None) -> dict[str, Any]:
     """Return the last processed bar, its status and events, and its age: ``now`` (UTC) minus the bar's close.
 
     The age is how late the bot is: about one bar for a bot trading live, more when a cycle is stuck or the
     bot stopped. A live cycle also records its wall-clock timing: ``latency_seconds`` from the bar's close to
     the end of its cycle, and ``cycle_seconds`` (``None`` for a bot that only replayed).
     """
-    timing = load_cycle_timing(services.store, bot)
+    timing = load_cycle_timing(services.store, bot, symbol)
     timed = {
         "latency_seconds": None if timing is None else round(timing.latency_seconds, 3),
         "cycle_seconds": None if timing is None else round(timing.cycle_seconds, 3),
     }
-    snap = _snapshot(services, bot)
+    snap = _snapshot(services, bot, symbol)
     if snap is None or snap.last_bar_time is None:
         return {
             "bot": bot,
@@ -134,12 +141,16 @@ def last_cycle(services: Services, bot: str, now: pd.Timestamp) -> dict[str, Any
         }
     bar = pd.Timestamp(snap.last_bar_time)
     close = bar + timeframe_delta(services.settings.data.timeframe)
-    recorded = Ledger(services.store, bot).events(bar, close)
+    recorded = [
+        event
+        for event in Ledger(services.store, bot).events(bar, close)
+        if symbol is None or event.payload.get("symbol") in (None, symbol)
+    ]
     decided = [e.payload.get("release_id") for e in recorded if e.kind == "decision"]
     return {
         "release_id": snap.release_id or (str(decided[-1]) if decided and decided[-1] else None),
         "bot": bot,
-        "bar": _iso(bar),
+        "bar": iso(bar),
         "status": "halted" if snap.risk.halted else "ok",
         "age_seconds": max((now - close).total_seconds(), 0.0),
         "events": [event.kind for event in recorded],
@@ -159,7 +170,7 @@ def events(
     """Return the newest ``limit`` ledger events in ``[since, until)`` of the given ``kinds``, newest first."""
     found = Ledger(services.store, bot).events(since, until, kinds)
     return [
-        {"kind": e.kind, "time": _iso(e.time), "event_id": e.event_id, "payload": jsonable(dict(e.payload))}
+        {"kind": e.kind, "time": iso(e.time), "event_id": e.event_id, "payload": jsonable(dict(e.payload))}
         for e in reversed(found[-limit:] if limit > 0 else [])
     ]
 
@@ -178,9 +189,11 @@ def first_event_time(services: Services, bot: str) -> pd.Timestamp | None:
     return pd.Timestamp(pd.to_datetime(stamp, format="%Y%m%dT%H%M%S%fZ", utc=True))
 
 
-def _window(services: Services, bot: str, days: float) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+def _window(
+    services: Services, bot: str, days: float, symbol: str | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """Return the bot's last ``days`` up to its last bar's close, starting no earlier than its first event."""
-    snap = _snapshot(services, bot)
+    snap = _snapshot(services, bot, symbol)
     if snap is None or snap.last_bar_time is None:
         return None
     end = pd.Timestamp(snap.last_bar_time) + timeframe_delta(services.settings.data.timeframe)
@@ -190,10 +203,14 @@ def _window(services: Services, bot: str, days: float) -> tuple[pd.Timestamp, pd
 
 
 def trades(
-    services: Services, bot: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
+    services: Services,
+    bot: str,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    symbol: str | None = None,
 ) -> dict[str, Any]:
     """Return the bot's trades entered in ``[since, until)`` (open ones marked at the last close) and totals."""
-    frame = Ledger(services.store, bot).trades(since, until)
+    frame = Ledger(services.store, bot).trades(since, until, symbol=symbol)
     rows = trade_rows(frame)
     totals = {
         "trades": len(rows),
@@ -201,13 +218,13 @@ def trades(
         "pnl": float(sum(r["pnl"] for r in rows)),
         "fees": float(sum(r["fees"] for r in rows)),
     }
-    return {"bot": bot, "trades": rows, "totals": totals}
+    return {"bot": bot, **({"symbol": symbol} if symbol else {}), "trades": rows, "totals": totals}
 
 
 def trade_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Return a trades frame (backtest trade columns) as JSON-ready rows, ``side`` as ``long``/``short``."""
-    entry = [_iso(t) for t in pd.DatetimeIndex(frame["entry_time"])]
-    exit_ = [_iso(t) for t in pd.DatetimeIndex(frame["exit_time"])]
+    entry = [iso(t) for t in pd.DatetimeIndex(frame["entry_time"])]
+    exit_ = [iso(t) for t in pd.DatetimeIndex(frame["exit_time"])]
     sides = frame["side"].to_numpy(dtype=np.int64)
     numbers = {
         name: frame[name].to_numpy(dtype=np.float64).tolist()
@@ -226,7 +243,9 @@ def trade_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def equity_curve(services: Services, bot: str, days: float = 2.0) -> dict[str, Any]:
+def equity_curve(
+    services: Services, bot: str, days: float = 2.0, symbol: str | None = None
+) -> dict[str, Any]:
     """Return equity and drawdown at bar closes over the bot's last ``days``, as the monitor job measures them.
 
     At most 2,000 points: longer windows keep each bucket's last equity and deepest drawdown.
@@ -235,52 +254,55 @@ def equity_curve(services: Services, bot: str, days: float = 2.0) -> dict[str, A
     from scalpbot.jobs.monitor import measure_week
     from scalpbot.reporting.charts import downsample_equity
 
-    window = _window(services, bot, days)
+    window = _window(services, bot, days, symbol)
     if window is None:
         return {"bot": bot, "time": [], "equity": [], "drawdown": []}
-    week = measure_week(services, bot, services.series(), *window)
+    week = measure_week(services, bot, services.series(symbol), *window)
     timeframe = services.settings.data.timeframe
     points = downsample_equity(week.equity, timeframe, timeframe_seconds(timeframe), _MAX_CHART_POINTS)
     times = pd.to_datetime(points.x, unit="ms", utc=True)
     return {
         "bot": bot,
-        "time": [_iso(t) for t in times],
+        "time": [iso(t) for t in times],
         "equity": [float(v) for v in points.values[0]],
         "drawdown": [float(v) for v in points.values[1]],
         "metrics": jsonable(week.metrics),
     }
 
 
-def price_with_trades(services: Services, bot: str, days: float = 1.0) -> dict[str, Any]:
+def price_with_trades(
+    services: Services, bot: str, days: float = 1.0, symbol: str | None = None
+) -> dict[str, Any]:
     """Return OHLC candles (bar open times) over the bot's last ``days`` and the trades entered in them."""
     from scalpbot.core.timeframes import timeframe_seconds
     from scalpbot.reporting.charts import downsample_bars
 
-    window = _window(services, bot, days)
+    window = _window(services, bot, days, symbol)
     if window is None:
         return {"bot": bot, "time": [], "open": [], "high": [], "low": [], "close": [], "trades": []}
-    bars = services.dataset.read(services.series(), *window)
+    bars = services.dataset.read(services.series(symbol), *window)
     timeframe = services.settings.data.timeframe
     candles = downsample_bars(bars, timeframe, timeframe_seconds(timeframe), _MAX_CHART_POINTS)
     times = pd.to_datetime(candles.x, unit="ms", utc=True)
     return {
         "bot": bot,
         "timeframe": candles.timeframe,
-        "time": [_iso(t) for t in times],
+        "time": [iso(t) for t in times],
         **{
             name: [float(v) for v in values]
             for name, values in zip(("open", "high", "low", "close"), candles.values, strict=True)
         },
-        "trades": trades(services, bot, *window)["trades"],
+        "trades": trades(services, bot, *window, symbol=symbol)["trades"],
     }
 
 
-def releases(services: Services) -> dict[str, Any]:
-    """Return the configured symbol's releases, newest first: origin, gate verdict and reason, key metrics."""
+def releases(services: Services, symbol: str | None = None) -> dict[str, Any]:
+    """Return the configured symbol's releases, newest first: origin, model kind, gate verdict and reason, key
+    metrics."""
     from scalpbot.state.releases import ReleaseStore
 
     store = ReleaseStore(services.store)
-    symbol = services.settings.data.symbol
+    symbol = symbol or services.settings.data.symbol
     pointer = store.pointer(symbol)
     current = None if pointer is None else pointer.release_id
     rows = []
@@ -294,6 +316,7 @@ def releases(services: Services) -> dict[str, Any]:
                 "current": release_id == current,
                 "created_at": manifest.created_at,
                 "origin": release_origin(manifest),
+                "model_kind": manifest.model_kind,
                 "passed_gate": gate.get("promote"),
                 "reason": gate.get("reason"),
                 "total_return": judged.get("total_return"),
@@ -311,9 +334,15 @@ def releases(services: Services) -> dict[str, Any]:
     }
 
 
-def drift(services: Services, bot: str) -> dict[str, Any]:
-    """Return live against simulated results from the bot's latest weekly report (``scalpbot monitor``)."""
-    keys = [k for k in services.store.list(f"reports/{bot}/") if k.endswith("/metrics.json")]
+def drift(services: Services, bot: str, symbol: str | None = None) -> dict[str, Any]:
+    """Return live against simulated results from the bot's latest weekly report (``scalpbot monitor``); a
+    basket's symbol: from that symbol's page of the week (``reports/{bot}/{date}/{BASE_QUOTE}/``)."""
+    from scalpbot.state.scope import symbol_folder
+
+    ending = "/metrics.json" if symbol is None else f"/{symbol_folder(symbol)}/metrics.json"
+    keys = [k for k in services.store.list(f"reports/{bot}/") if k.endswith(ending)]
+    if symbol is None:  # the bot's own pages: reports/{bot}/{date}/metrics.json
+        keys = [k for k in keys if k.count("/") == 3]
     if not keys:
         return {"bot": bot, "report": None, "totals": None}
     try:

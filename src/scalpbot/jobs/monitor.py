@@ -357,12 +357,18 @@ def monitor(
     notifier: Notifier,
     steps: tuple[Step, ...] = (),
     write_report: bool = True,
+    report_folder: str = "",
+    announce: bool = True,
 ) -> MonitorReport:
     """Measure the week, compare it with the simulator, run the improvement ``steps``, report and notify.
 
     The changes start with the gate's verdict on each release trained in the week (:func:`trained_in_week`);
     each step (online learning, reinforcement learning) adds a change record with its verdict; a failing step is
     recorded in the notes and notified, and the others still run.
+
+    ``report_folder``: a folder under the week's report folder (one symbol of a basket:
+    ``reports/{bot}/{date}/{BASE_QUOTE}/``); ``announce``: send the weekly summary (a basket sends one for all
+    its symbols, :func:`scalpbot.jobs.basket_monitor.monitor_basket`).
     """
     start, end = week_window(services, bot, series, days, until)
     week = measure_week(services, bot, series, start, end)
@@ -387,15 +393,23 @@ def monitor(
             notifier.notify(f"{bot}: monitor step failed", f"{series.symbol}: {e}", level="error")
     report = MonitorReport(week, drift, changes, notes)
     if write_report:
-        report = _write_report(services, report, simulated_equity)
-    m = week.metrics
-    summary = (
-        f"{series.symbol} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'), '+')}, "
-        f"win rate {_pct(m.get('win_rate'))}, trades {m.get('trades')}, max drawdown {_pct(m.get('max_drawdown'))}"
-    )
-    where = f"; report {report.report_key}" if report.report_key else ""
-    notifier.notify(f"{bot}: weekly report", summary + where)
+        report = _write_report(services, report, simulated_equity, report_folder)
+    if announce:
+        summary = week_summary(series.symbol, start, end, week.metrics)
+        where = f"; report {report.report_key}" if report.report_key else ""
+        notifier.notify(f"{bot}: weekly report", summary + where)
     return report
+
+
+def week_summary(label: str, start: pd.Timestamp, end: pd.Timestamp, m: Metrics) -> str:
+    """Return the week in one line: return, win rate, risk/reward, trades, max drawdown, return on capital."""
+    rr = m.get("risk_reward")
+    return (
+        f"{label} {start:%Y-%m-%d}..{end:%Y-%m-%d}: return {_pct(m.get('total_return'), '+')}, "
+        f"win rate {_pct(m.get('win_rate'))}, risk/reward {'-' if rr is None else f'{rr:.2f}'}, "
+        f"trades {m.get('trades')}, max drawdown {_pct(m.get('max_drawdown'))}, "
+        f"return on capital {_pct(m.get('return_on_capital'), '+')}"
+    )
 
 
 def _pct(value: Any, sign: str = "") -> str:
@@ -407,7 +421,7 @@ REPORT_ASSETS = "reports/assets/"
 
 
 def _write_report(
-    services: Services, report: MonitorReport, simulated_equity: pd.Series | None = None
+    services: Services, report: MonitorReport, simulated_equity: pd.Series | None = None, folder: str = ""
 ) -> MonitorReport:
     """Write ``report.html`` and ``metrics.json``; the page references one shared plotly.js in the store."""
     from scalpbot.errors import PreconditionFailed
@@ -436,8 +450,8 @@ def _write_report(
     if services.store.head(REPORT_ASSETS + name) is None:
         with contextlib.suppress(PreconditionFailed):  # another run wrote the same file first
             services.store.put_if_absent(REPORT_ASSETS + name, script)
-    prefix = f"reports/{week.bot}/{week.end:%Y-%m-%d}/"
-    page = render_html(weekly, plotly_src=f"../../assets/{name}")
+    prefix = f"reports/{week.bot}/{week.end:%Y-%m-%d}/" + (f"{folder}/" if folder else "")
+    page = render_html(weekly, plotly_src="../" * (prefix.count("/") - 1) + f"assets/{name}")
     services.store.put(prefix + "report.html", page.encode())
     services.store.put(
         prefix + "metrics.json", json.dumps(report_json(weekly), indent=2, allow_nan=False).encode()

@@ -164,7 +164,7 @@ class BarTrader:
             report.bar, report.status, started, pd.Timestamp(self.services.clock.now()), report.bar + step
         )
         try:
-            save_cycle_timing(self.services.store, self.executor.bot, timing)
+            save_cycle_timing(self.services.store, self.executor.bot, timing, self.executor.scope)
         except StoreError as e:
             _log.warning("the cycle's timing was not recorded: %s", e)
 
@@ -255,7 +255,11 @@ class BasketTrader:
         self.series = traders[0].series
 
     def __call__(self, at: pd.Timestamp) -> tuple[CycleReport, ...]:
-        """Trade the bar that closed last at ``at`` (UTC) for every symbol, in order; one report per symbol."""
+        """Trade the bar that closed last at ``at`` (UTC) for every symbol, in order; one report per symbol.
+
+        Live, each symbol's cycle records its own timing and the bar close as a whole is recorded for the bot
+        (:mod:`scalpbot.state.cycle_timing`)."""
+        started = pd.Timestamp(self.traders[0].services.clock.now())
         reports = []
         for trader in self.traders:
             try:
@@ -272,7 +276,28 @@ class BasketTrader:
                 except ScalpbotError as again:  # the store itself is failing: the log keeps it
                     _log.error("%s: %s (not recorded: %s)", trader.series.symbol, report.message, again)
             reports.append(replace(report, symbol=trader.series.symbol))
+        if any(trader.source is not None for trader in self.traders):
+            self._record_timing(at, started, reports)
         return tuple(reports)
+
+    def _record_timing(self, at: pd.Timestamp, started: pd.Timestamp, reports: Sequence[CycleReport]) -> None:
+        """Write the bar close's wall-clock timing over every symbol; a failed write is logged, never fatal."""
+        first = self.traders[0]
+        bar = last_closed_open(at, self.series.timeframe)
+        statuses = [report.status for report in reports]
+        status = "failed" if "failed" in statuses else "ok" if "ok" in statuses else statuses[0]
+        timing = CycleTiming(
+            bar,
+            status,
+            started,
+            pd.Timestamp(first.services.clock.now()),
+            bar + timeframe_delta(self.series.timeframe),
+            {report.symbol: report.status for report in reports},
+        )
+        try:
+            save_cycle_timing(first.services.store, first.executor.bot, timing)
+        except StoreError as e:
+            _log.warning("the bar close's timing was not recorded: %s", e)
 
     def close(self) -> None:
         """Give back every symbol's run lease this basket holds."""

@@ -77,6 +77,9 @@ class WeeklyReport:
     drift: Mapping[str, Any] = field(default_factory=dict)
     notes: Sequence[str] = ()
     simulated_equity: pd.Series | None = None
+    symbols: Sequence[Mapping[str, Any]] = ()
+    """A portfolio's week (a bot of several symbols): one row per symbol - ``symbol``, ``report`` (its own
+    page, relative to this one), ``pnl`` and its ``metrics`` - shown in a "Symbols" section."""
 
     def __post_init__(self) -> None:
         timeframe_seconds(self.timeframe)  # ConfigError naming the supported ones
@@ -146,6 +149,8 @@ def report_json(report: WeeklyReport) -> dict[str, Any]:
         "drift": drift,
         "notes": list(report.notes),
     }
+    if report.symbols:
+        payload["symbols"] = [dict(row) for row in report.symbols]
     result: dict[str, Any] = jsonable(payload)
     return result
 
@@ -322,6 +327,37 @@ def _drift_section(report: WeeklyReport) -> str:
     return f'<section id="drift"><h2>Drift against the simulator</h2>{"".join(parts)}</section>'
 
 
+_SYMBOL_METRICS = ("total_return", "win_rate", "risk_reward", "max_drawdown", "return_on_capital", "trades")
+
+
+def _symbols_section(report: WeeklyReport) -> str:
+    """Return the per-symbol table of a portfolio's week (nothing for one symbol's week)."""
+    if not report.symbols:
+        return ""
+    head = "".join(
+        f"<th>{html.escape(label)}</th>"
+        for label in ("Symbol", *(METRIC_FORMATS[name][0] for name in _SYMBOL_METRICS), "PnL")
+    )
+    rows = []
+    for row in report.symbols:
+        symbol = html.escape(str(row.get("symbol")))
+        link = row.get("report")
+        name = f'<a href="{html.escape(str(link))}">{symbol}</a>' if link else symbol
+        metrics: Mapping[str, Any] = row.get("metrics") or {}
+        cells = "".join(
+            f"<td>{_metric(metrics.get(metric), METRIC_FORMATS[metric][1])}</td>"
+            for metric in _SYMBOL_METRICS
+        )
+        rows.append(
+            f'<tr data-symbol="{symbol}"><th scope="row">{name}</th>{cells}'
+            f"<td>{_metric(row.get('pnl'), 'money')}</td></tr>"
+        )
+    return (
+        '<section id="symbols"><h2>Symbols</h2><table class="metrics">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
 def _notes_section(report: WeeklyReport) -> str:
     body = (
         "<ul>" + "".join(f"<li>{html.escape(str(note))}</li>" for note in report.notes) + "</ul>"
@@ -382,6 +418,7 @@ def render_html(report: WeeklyReport, *, plotly_src: str | None = None) -> str:
         (
             header,
             _metrics_section(report),
+            _symbols_section(report),
             chart_sections,
             _changes_section(report),
             _drift_section(report),

@@ -1,33 +1,48 @@
-"""How the bot's last live cycle went, in wall-clock time: ``state/{bot}/last_cycle.json``, overwritten each cycle.
+"""How the bot's last live cycle went, in wall-clock time: ``last_cycle.json``, overwritten each cycle.
 
 Telemetry for the operator (the dashboard, ``/api/bots/{bot}/cycle``), not state the bot decides on: the ledger
 records bar times only, so how long after the bar's close a cycle finished is kept here. ``latency_seconds`` is
 the time from the bar's close to the end of its cycle (orders acknowledged); ``cycle_seconds`` what the cycle
 itself took. Replays do not write it: their wall clock says nothing about the market's.
+
+A bot of one symbol keeps one record, ``state/{bot}/last_cycle.json``. A bot of several (a basket) keeps one
+per symbol beside that symbol's state (``state/{bot}/symbols/{BASE_QUOTE}/last_cycle.json``: that symbol's own
+cycle) and, at ``state/{bot}/last_cycle.json``, the bar close as a whole: from the start of the first symbol's
+cycle to the end of the last one, with each symbol's status under ``symbols``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from scalpbot.errors import CorruptArtifactError, ObjectNotFound
 from scalpbot.ports import Store
-from scalpbot.state.codec import check_bot, dump, format_time, load, parse_time
+from scalpbot.state.codec import dump, format_time, load, parse_time
+from scalpbot.state.scope import state_key
 
 __all__ = ["CycleTiming", "load_cycle_timing", "save_cycle_timing"]
+
+_NAME = "last_cycle.json"
 
 
 @dataclass(frozen=True, slots=True)
 class CycleTiming:
-    """One live cycle: its bar (open time), status, and when it started and finished (UTC wall clock)."""
+    """One live cycle: its bar (open time), status, and when it started and finished (UTC wall clock).
+
+    ``symbols``: a basket's bar close as a whole - each symbol's status, in the order the cycles ran (empty for
+    one symbol's cycle).
+    """
 
     bar: pd.Timestamp
     status: str
     started_at: pd.Timestamp
     finished_at: pd.Timestamp
     bar_close: pd.Timestamp
+    symbols: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def cycle_seconds(self) -> float:
@@ -40,13 +55,9 @@ class CycleTiming:
         return (self.finished_at - self.bar_close).total_seconds()
 
 
-def _key(bot: str) -> str:
-    return f"state/{check_bot(bot)}/last_cycle.json"
-
-
-def save_cycle_timing(store: Store, bot: str, timing: CycleTiming) -> None:
-    """Overwrite the bot's last-cycle record."""
-    document = {
+def save_cycle_timing(store: Store, bot: str, timing: CycleTiming, symbol: str | None = None) -> None:
+    """Overwrite the bot's last-cycle record (``symbol``: that symbol's own, in a bot of several)."""
+    document: dict[str, Any] = {
         "v": 1,
         "bar": format_time(timing.bar),
         "status": timing.status,
@@ -56,12 +67,15 @@ def save_cycle_timing(store: Store, bot: str, timing: CycleTiming) -> None:
         "cycle_seconds": round(timing.cycle_seconds, 6),
         "latency_seconds": round(timing.latency_seconds, 6),
     }
-    store.put(_key(bot), dump(document))
+    if timing.symbols:
+        document["symbols"] = dict(timing.symbols)
+    store.put(state_key(bot, _NAME, symbol), dump(document))
 
 
-def load_cycle_timing(store: Store, bot: str) -> CycleTiming | None:
-    """Return the bot's last live cycle, or ``None`` when none was recorded; unreadable records are an error."""
-    key = _key(bot)
+def load_cycle_timing(store: Store, bot: str, symbol: str | None = None) -> CycleTiming | None:
+    """Return the bot's last live cycle (``symbol``: that symbol's own), or ``None`` when none was recorded;
+    unreadable records are an error."""
+    key = state_key(bot, _NAME, symbol)
     try:
         data = store.get(key).data
     except ObjectNotFound:
@@ -74,6 +88,7 @@ def load_cycle_timing(store: Store, bot: str) -> CycleTiming | None:
             started_at=parse_time(document["started_at"]),
             finished_at=parse_time(document["finished_at"]),
             bar_close=parse_time(document["bar_close"]),
+            symbols={str(k): str(v) for k, v in dict(document.get("symbols") or {}).items()},
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptArtifactError(

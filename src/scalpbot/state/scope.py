@@ -16,9 +16,12 @@ The ledger (``state/{bot}/ledger/``: events of such a bot carry their ``symbol``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from scalpbot.ports import Store
 from scalpbot.state.codec import check_bot
 
-__all__ = ["state_key", "symbol_folder"]
+__all__ = ["state_key", "stored_symbols", "symbol_folder", "symbol_of_folder"]
 
 
 def symbol_folder(symbol: str) -> str:
@@ -32,3 +35,29 @@ def state_key(bot: str, name: str, symbol: str | None = None) -> str:
     if symbol is None:
         return f"state/{check_bot(bot)}/{name}"
     return f"state/{check_bot(bot)}/symbols/{symbol_folder(symbol)}/{name}"
+
+
+def symbol_of_folder(folder: str, known: Iterable[str] = ()) -> str:
+    """Return the symbol whose state folder is ``folder``: one of ``known`` whose folder it is, else read back
+    from the name (``BTC_USDT`` -> ``BTC/USDT``, ``BTC_USDT_USDT`` -> ``BTC/USDT:USDT``)."""
+    for symbol in known:
+        if symbol_folder(symbol) == folder:
+            return symbol
+    parts = folder.split("_")
+    if len(parts) == 2:
+        return f"{parts[0]}/{parts[1]}"
+    if len(parts) == 3:
+        return f"{parts[0]}/{parts[1]}:{parts[2]}"
+    return folder
+
+
+def stored_symbols(store: Store, bot: str, known: Iterable[str] = ()) -> tuple[str, ...]:
+    """Return the symbols that have state of their own under ``state/{bot}/symbols/`` (a bot of several);
+    empty for a bot of one symbol. ``known`` (the configuration's ``bot.symbols``) names folders first and
+    comes first in its order; the others follow by folder name."""
+    prefix = f"state/{check_bot(bot)}/symbols/"
+    folders = {key[len(prefix) :].split("/", 1)[0] for key in store.list(prefix) if "/" in key[len(prefix) :]}
+    named = tuple(known)
+    symbols = [symbol_of_folder(folder, named) for folder in sorted(folders)]
+    order = {symbol: i for i, symbol in enumerate(named)}
+    return tuple(sorted(symbols, key=lambda symbol: order.get(symbol, len(order))))
