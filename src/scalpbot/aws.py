@@ -261,10 +261,19 @@ class LambdaRuntime:
         return summary
 
     def monitor(self, event: object, context: object) -> dict[str, Any]:
-        """Review the week before the event's time, run online learning and the RL adjustment, report."""
+        """Review the week before the event's time, run online learning and the RL adjustment, report.
+
+        A symbol of a basket writes its page under the week's folder in its own (``{BASE_QUOTE}/``) and sends
+        no summary; the event ``{"scope": "portfolio", "time": ...}``, sent once the symbols are reviewed, writes
+        the whole account's page and the one notification with every symbol's line (:meth:`portfolio_monitor`).
+        """
         from scalpbot.jobs.improve import weekly_steps
         from scalpbot.jobs.monitor import monitor, monitor_payload
+        from scalpbot.state.scope import symbol_folder
 
+        if isinstance(event, Mapping) and event.get("scope") == "portfolio":
+            return self.portfolio_monitor(event, context)
+        basket = len(self.services.settings.symbols) > 1
         with self.job("monitor", event, context) as (at, series):
             report = monitor(
                 self.services,
@@ -273,9 +282,41 @@ class LambdaRuntime:
                 until=at.to_pydatetime(),
                 notifier=self.notifier,
                 steps=weekly_steps(self.services, series),
+                report_folder=symbol_folder(series.symbol) if basket else "",
+                announce=not basket,  # a basket's one weekly notification comes with the portfolio's review
             )
             summary = monitor_payload(report)
             _log.info("monitor wrote %s", report.report_key, extra={"job": "monitor", "result": summary})
+        return summary
+
+    def portfolio_monitor(self, event: Mapping[str, Any], context: object) -> dict[str, Any]:
+        """Review a basket's week as one account (its page and one notification), from the symbols' weeks;
+        their own pages, written by their invocations, are left as they are. A bot of one symbol has no
+        portfolio beside it: nothing to do."""
+        from scalpbot.jobs.basket_monitor import basket_payload, monitor_basket
+
+        settings = self.services.settings
+        if len(settings.symbols) == 1:
+            return {"scope": "portfolio", "skipped": "a bot of one symbol: its review is the portfolio's"}
+        bot = settings.bot.name
+        fields = {"job": "monitor", "symbol": None, "bot": bot, "scope": "portfolio"}
+        started = time.perf_counter()
+        try:
+            at = event_time(event, self.now)
+            review = monitor_basket(
+                self.services,
+                [self.services.series(symbol) for symbol in settings.symbols],
+                bot=bot,
+                until=at.to_pydatetime(),
+                notifier=self.notifier,
+                symbol_pages=False,
+            )
+        except Exception as e:
+            _log.exception("monitor failed", extra={**fields, "seconds": _elapsed(started)})
+            notify_job_error(self.notifier, "monitor", None, e)
+            raise
+        summary = basket_payload(review)
+        _log.info("monitor wrote %s", review.report_key, extra={**fields, "seconds": _elapsed(started)})
         return summary
 
 

@@ -24,6 +24,7 @@ from scalpbot.wiring import build_services
 
 from support.binance_server import BinanceServer, Series, sample_series
 from support.files import snapshot
+from support.operated import BASKET, BASKET_BOT, BASKET_HOURS, BASKET_LIMITS, START, copy_of
 from support.trained import LOOSE_RISK
 
 pytestmark = pytest.mark.slow
@@ -257,3 +258,46 @@ def test_a_one_symbol_bot_keeps_its_keys_whether_or_not_the_event_names_its_symb
     assert not [k for k in keys if "/symbols/" in k]
     decisions = Ledger(runtime.services.store, "one").events(kinds=("decision",))
     assert len(decisions) == 2 and all("symbol" not in d.payload for d in decisions)
+
+
+def test_a_baskets_symbols_review_their_weeks_then_one_invocation_reviews_the_portfolio(
+    basket_store: Path, tmp_path: Path, exchange: BinanceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scalpbot.jobs.improve
+
+    monkeypatch.setattr(
+        scalpbot.jobs.improve, "weekly_steps", lambda services, series: ()
+    )  # tested elsewhere
+    store = copy_of(basket_store, tmp_path)
+    shutil.rmtree(store / "reports")
+    runtime, notifier = _runtime(
+        store,
+        exchange,
+        bot={"name": BASKET_BOT, "symbols": list(BASKET)},
+        portfolio=dict(BASKET_LIMITS),
+    )
+    at = (START + pd.Timedelta(hours=BASKET_HOURS)).isoformat()
+    folder = f"reports/{BASKET_BOT}/{START:%Y-%m-%d}/"
+    for symbol in BASKET:  # the state machine's Map, one invocation per symbol
+        runtime.monitor({"time": at, "symbol": symbol}, None)
+    pages = {k: runtime.services.store.get(k).data for k in runtime.services.store.list(folder)}
+    assert f"{folder}BTC_USDT/report.html" in pages and f"{folder}ETH_USDT/report.html" in pages
+    assert f"{folder}report.html" not in pages  # no symbol writes the portfolio's page
+    summary = runtime.monitor({"time": at, "scope": "portfolio"}, None)
+    assert summary["report"] == f"{folder}report.html" and set(summary["symbols"]) == set(BASKET)  # type: ignore[arg-type]
+    after = {k: runtime.services.store.get(k).data for k in runtime.services.store.list(folder)}
+    assert {k: v for k, v in after.items() if k in pages} == pages  # the symbols' pages are theirs
+    portfolio_page = after[f"{folder}report.html"].decode()
+    assert 'href="BTC_USDT/report.html"' in portfolio_page and 'href="ETH_USDT/report.html"' in portfolio_page
+    weekly = [s for s in notifier.sent if s[1] == f"{BASKET_BOT}: weekly report"]
+    assert len(weekly) == 1 and all(symbol in weekly[0][2] for symbol in ("portfolio", *BASKET))
+
+
+def test_a_one_symbol_bot_has_no_portfolio_review_beside_its_own(
+    store: Path, exchange: BinanceServer
+) -> None:
+    runtime, _ = _runtime(store, exchange)
+    before = snapshot(store)
+    summary = runtime.monitor({"time": "2024-12-30T00:00:00Z", "scope": "portfolio"}, None)
+    assert summary["skipped"].startswith("a bot of one symbol")
+    assert snapshot(store) == before

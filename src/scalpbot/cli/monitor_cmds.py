@@ -111,20 +111,10 @@ def _monitor_basket(
     if as_json:
         print_json(basket_payload(review))
         return
-    table = Table(
-        title=f"bot {name}: {review.start:%Y-%m-%d %H:%M} .. {review.end:%Y-%m-%d %H:%M} UTC",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("metric", no_wrap=True)
-    table.add_column("portfolio", justify="right", no_wrap=True)
-    for symbol in review.symbols:
-        table.add_column(symbol, justify="right", no_wrap=True)
-    for metric, value in review.metrics.items():
-        per_symbol = [metric_text(metric, each.week.metrics.get(metric)) for each in review.symbols.values()]
-        table.add_row(metric, metric_text(metric, value), *per_symbol)
-    out.print(table)
+    title = f"bot {name}: {review.start:%Y-%m-%d %H:%M} .. {review.end:%Y-%m-%d %H:%M} UTC"
+    columns = {"portfolio": review.metrics, **{s: each.week.metrics for s, each in review.symbols.items()}}
+    for table in _metric_tables(title, columns, out.width):
+        out.print(table)
     out.print(f"denied entries: {review.denials.describe()}")
     for symbol, each in review.symbols.items():
         for change in each.changes:
@@ -133,6 +123,36 @@ def _monitor_basket(
         for note in each.notes:
             out.print(f"{symbol} note: {note}")
     out.print(f"report: {review.report_key} in {services.store.describe()}")
+
+
+_METRIC_WIDTH = 18  # the metric names' column
+_VALUE_WIDTH = 13  # a value column: "+1,234,567.89" or a symbol's name
+
+
+def _metric_tables(title: str, columns: dict[str, Any], width: int) -> list[Table]:
+    """Return tables of metric rows with a column per name in ``columns`` (each a metrics mapping), as many
+    columns a table as fit in ``width`` characters (80 fits the portfolio and four symbols), the rest in the
+    next tables."""
+    per_table = max(1, (width - _METRIC_WIDTH) // _VALUE_WIDTH)
+    names = list(columns)
+    tables = []
+    for first in range(0, len(names), per_table):
+        chunk = names[first : first + per_table]
+        table = Table(
+            title=title if first == 0 else None,
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            collapse_padding=True,
+        )
+        table.add_column("metric", no_wrap=True)
+        for column in chunk:
+            table.add_column(
+                column, justify="right", no_wrap=True, overflow="ellipsis", max_width=_VALUE_WIDTH
+            )
+        for metric in columns[names[0]]:
+            table.add_row(metric, *(metric_text(metric, columns[c].get(metric)) for c in chunk))
+        tables.append(table)
+    return tables
 
 
 def _advancing(step: Any, advance: Any) -> Any:

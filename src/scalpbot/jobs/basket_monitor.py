@@ -76,9 +76,11 @@ def monitor_basket(
     notifier: Notifier,
     steps: Callable[[SeriesId], tuple[Step, ...]] = lambda series: (),
     write_report: bool = True,
+    symbol_pages: bool = True,
 ) -> BasketReview:
     """Review each symbol's week and the portfolio's, write their pages, send one notification (see the module
-    docstring). ``steps``: each symbol's improvement steps."""
+    docstring). ``steps``: each symbol's improvement steps; ``symbol_pages`` off: the symbols' pages are not
+    written (on AWS each symbol's own invocation wrote its page, with its improvement steps)."""
     if len(basket) < 2:
         raise ConfigError("a basket review needs several symbols; review one symbol with `monitor`")
     end = _window_end(services, bot, basket, until)
@@ -91,7 +93,7 @@ def monitor_basket(
             until=end.to_pydatetime(),
             notifier=notifier,
             steps=steps(series),
-            write_report=write_report,
+            write_report=write_report and symbol_pages,
             report_folder=symbol_folder(series.symbol),
             announce=False,
         )
@@ -150,10 +152,17 @@ def _write_report(services: Services, review: BasketReview, timeframe: str) -> B
     """Write the portfolio's ``report.html`` and ``metrics.json`` beside the symbols' folders."""
     from scalpbot.reporting.html_report import WeeklyReport, plotly_asset, render_html, report_json
 
+    prefix = f"reports/{review.bot}/{review.end:%Y-%m-%d}/"
+
+    def page(symbol: str, key: str | None) -> str | None:
+        """The symbol's page relative to the portfolio's, when written (by this review or the symbol's own)."""
+        relative = f"{symbol_folder(symbol)}/report.html"
+        return relative if key or services.store.head(prefix + relative) is not None else None
+
     rows = [
         {
             "symbol": symbol,
-            "report": f"{symbol_folder(symbol)}/report.html" if each.report_key else None,
+            "report": page(symbol, each.report_key),
             "pnl": float(each.week.trades["pnl"].sum()) if len(each.week.trades) else 0.0,
             "metrics": each.week.metrics,
         }
@@ -174,7 +183,6 @@ def _write_report(services: Services, review: BasketReview, timeframe: str) -> B
         symbols=rows,
     )
     name, _ = plotly_asset()  # the symbols' reviews stored it
-    prefix = f"reports/{review.bot}/{review.end:%Y-%m-%d}/"
     services.store.put(
         prefix + "report.html", render_html(weekly, plotly_src=f"../../assets/{name}").encode()
     )
