@@ -16,8 +16,10 @@ each symbol's final snapshot):
   at least its notional, in the book as it stood when that bar opened - so the positions actually held never
   outnumber ``max_positions`` nor exceed the gross cap either;
 * every decision was either reserved and sent, or denied with its reasons in a ``denial`` event, or taken
-  while the symbol already held a position that way; a ``max_positions`` denial saw that many other symbols
-  holding one;
+  while the symbol already held a position that way whose time stop was not due (a re-entry at a time stop is
+  an entry: reserved or denied); a ``max_positions`` denial saw that many other symbols holding one;
+* when the bot's kill switch engages (a ``max_daily_loss`` is drawn in some runs) it is recorded once for the
+  bot, and no book reserves anything new after it;
 * at the end the books agree with the ledger: each symbol's open position holds the budget's reservation and
   nothing else is reserved but entries sent on the last bar; the book's equity is its start plus every exit's
   realized PnL in the ledger; every symbol's fills rebuild into trades without a gap.
@@ -46,6 +48,7 @@ from scalpbot.adapters.store import S3Store
 from scalpbot.adapters.store.folder import FolderStore
 from scalpbot.core.execution import client_order_id
 from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.orders import held_bars
 from scalpbot.core.portfolio_risk import PortfolioBook, PortfolioLimits, Reservation, new_book
 from scalpbot.errors import PreconditionFailed
 from scalpbot.ports import Store
@@ -63,7 +66,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT")
-PRICES = {"BTC/USDT": 60_000.0, "ETH/USDT": 3_000.0, "SOL/USDT": 150.0, "XRP/USDT": 0.6, "ADA/USDT": 0.45}
+PRICES = dict(zip(SYMBOLS, (60_000.0, 3_000.0, 150.0, 0.6, 0.45, 0.15), strict=True))
 START = pd.Timestamp("2025-03-03T00:00:00Z")
 EQUITY = 10_000.0  # backtest.initial_equity: each symbol's paper account, and the budget's start
 PORTFOLIO_CODES = {"max_gross_exposure", "max_symbol_notional", "max_positions"}
@@ -361,9 +364,10 @@ def _check_decisions(
         symbol, bar = decision.payload["symbol"], decision.time
         entry = client_order_id(bot, symbol, bar, "entry")
         denial = denials.get((symbol, bar))
-        holding = any(
-            p.symbol == symbol and p.first <= bar and (p.last is None or p.last >= bar) for p in held
-        )
+        max_hold = case.walks[case.symbols.index(symbol)].max_hold
+        holding = [
+            p for p in held if p.symbol == symbol and p.first <= bar and (p.last is None or p.last >= bar)
+        ]
         if entry in reserved:
             assert denial is None and entry in sent, f"{symbol} at {bar}: reserved but not sent"
         elif denial is not None:
@@ -381,6 +385,8 @@ def _check_decisions(
                     ), f"{symbol} at {bar} denied for max_positions, but no book it could see was full"
         else:
             assert holding, f"{symbol} at {bar}: decided long, neither reserved nor denied nor holding"
+            due = max_hold > 0 and held_bars(holding[0].first, bar, 60) >= max_hold
+            assert not due, f"{symbol} at {bar}: re-entered at its time stop without a reservation"
     for symbol, bar in denials:
         assert (symbol, bar) in {(e.payload["symbol"], e.time) for e in events if e.kind == "decision"}
 

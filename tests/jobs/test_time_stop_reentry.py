@@ -14,9 +14,12 @@ import pytest
 from scalpbot.adapters.clock import SystemClock
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.adapters.store.folder import FolderStore
+from scalpbot.core.backtest.portfolio import Leg, portfolio_backtest
 from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.portfolio_risk import PortfolioLimits, Reservation
+from scalpbot.inference.signals import release_signals
 from scalpbot.jobs.cycle import Executor, run_cycle
+from scalpbot.jobs.services import venue_profile
 from scalpbot.state.dataset import BarDataset
 from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
@@ -57,7 +60,7 @@ def _bars() -> pd.DataFrame:
     )
 
 
-def _executor(tmp_path: Path) -> Executor:
+def _services(tmp_path: Path) -> Services:
     """A bot of two symbols whose BTC/USDT release is long on every bar, holding each position two bars."""
     store = FolderStore(tmp_path / "store")
     release = EdgeRelease(
@@ -65,9 +68,11 @@ def _executor(tmp_path: Path) -> Executor:
     )
     publish_release(store, SYMBOL, release, START)
     settings = bot_settings((SYMBOL, OTHER), LIMITS)
-    services = Services(
-        settings, store, BarDataset(store, settings.data.format), SystemClock(), build_executor
-    )
+    return Services(settings, store, BarDataset(store, settings.data.format), SystemClock(), build_executor)
+
+
+def _executor(tmp_path: Path) -> Executor:
+    services = _services(tmp_path)
     return build_executor(
         services,
         services.series(SYMBOL),
@@ -132,3 +137,38 @@ def test_a_denied_reentry_lets_the_time_stop_close_the_position(tmp_path: Path) 
         f for f in Ledger(executor.store, BOT).events(kinds=("fill",)) if f.payload["reason"] == "time"
     ]
     assert [f.time for f in time_exit] == [bars[3]]
+
+
+def test_the_portfolio_backtest_reserves_the_reentry_as_the_cycle_does(tmp_path: Path) -> None:
+    services = _services(tmp_path)
+    series = services.series(SYMBOL)
+    bars = _bars()
+    executor = build_executor(
+        services,
+        series,
+        bot=BOT,
+        bars=MemoryHistory(bars),
+        mode="replay",
+        notifier=ConsoleNotifier(io.StringIO()),
+    )
+    traded = _bars_traded()
+    for bar in traded:
+        run_cycle(executor, bar)
+    venue = venue_profile(services.store, services.settings, series)
+    inside = (bars.index >= traded[0]) & (bars.index <= traded[-1])
+    leg = Leg(
+        SYMBOL,
+        bars.loc[inside],
+        release_signals(bars, executor.model()).loc[inside],
+        fee=venue.taker_fee,
+        rules=venue.order_rules(),
+        limits=executor.limits,
+        market_rules=executor.market_rules,
+    )
+    expected = portfolio_backtest([leg], executor.portfolio, bot=BOT, initial_equity=10_000.0)
+    book = RiskBudget(services.store, BOT, executor.portfolio).load()
+    assert book is not None and expected.book is not None
+    assert {s: (r.client_id, r.bar) for s, r in book.reservations.items()} == {
+        s: (r.client_id, r.bar) for s, r in expected.book.reservations.items()
+    }
+    assert book.equity == pytest.approx(expected.book.equity, rel=1e-12)

@@ -46,9 +46,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Position, Signal, client_order_id
+from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
 from scalpbot.core.features import FEATURE_WINDOW, build_features
-from scalpbot.core.orders import held_bars
+from scalpbot.core.orders import time_stop_due
 from scalpbot.core.policy import decide
 from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
@@ -298,7 +298,8 @@ def _decide(
     position = snapshot.position
     reentry = False
     if position is not None and position.side == signal.side:
-        if not _time_stop_due(executor, position, bar):
+        bar_seconds = int(timeframe_delta(executor.timeframe).total_seconds())
+        if not time_stop_due(position, bar, bar_seconds):
             return signal, None  # same direction: the broker ignores it
         reentry = True
     # A same-direction signal when the time stop closes the position at the next open re-enters at that open
@@ -332,13 +333,6 @@ def _decide(
     if position is not None and not reentry:
         return dataclasses.replace(signal, size=0.0), message  # still close the opposite position
     return None, message  # a denied re-entry: the time stop still closes the position
-
-
-def _time_stop_due(executor: Executor, position: Position, bar: pd.Timestamp) -> bool:
-    """Return whether ``position``'s time stop closes it at the open after ``bar`` (its bars counted by time, as
-    the live broker counts them; across a hole in the data that is sooner than the paper broker's count)."""
-    bar_seconds = int(timeframe_delta(executor.timeframe).total_seconds())
-    return position.max_hold > 0 and held_bars(position.entry_time, bar, bar_seconds) >= position.max_hold
 
 
 def feature_warmup(window: pd.DataFrame) -> str | None:
