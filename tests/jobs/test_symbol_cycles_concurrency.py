@@ -46,18 +46,24 @@ from hypothesis import strategies as st
 
 from scalpbot.adapters.store import S3Store
 from scalpbot.adapters.store.folder import FolderStore
-from scalpbot.core.execution import client_order_id
 from scalpbot.core.features import FEATURE_WINDOW
-from scalpbot.core.orders import held_bars
-from scalpbot.core.portfolio_risk import PortfolioBook, PortfolioLimits, Reservation, new_book
+from scalpbot.core.portfolio_risk import PortfolioLimits, Reservation, new_book
 from scalpbot.errors import PreconditionFailed
 from scalpbot.ports import Store
-from scalpbot.state.codec import dump, load
-from scalpbot.state.ledger import Ledger, LedgerEvent
-from scalpbot.state.portfolio import PortfolioStore
-from scalpbot.state.risk_budget import RiskBudget, book_from_dict, book_to_dict
+from scalpbot.state.codec import dump
+from scalpbot.state.ledger import Ledger
+from scalpbot.state.risk_budget import RiskBudget, book_to_dict
 
 from support.budget_workers import StoreSpec
+from support.cycle_history import (
+    PORTFOLIO_CODES,
+    check_decisions,
+    check_final,
+    check_kill_switch,
+    check_positions,
+    committed_books,
+    held_positions,
+)
 from support.moto_server import MotoServer
 from support.symbol_cycles import EdgeRelease, SymbolRun, publish_release, trade_symbol
 
@@ -69,9 +75,6 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USD
 PRICES = dict(zip(SYMBOLS, (60_000.0, 3_000.0, 150.0, 0.6, 0.45, 0.15), strict=True))
 START = pd.Timestamp("2025-03-03T00:00:00Z")
 EQUITY = 10_000.0  # backtest.initial_equity: each symbol's paper account, and the budget's start
-PORTFOLIO_CODES = {"max_gross_exposure", "max_symbol_notional", "max_positions"}
-HALTED = "portfolio_halted"
-"""Denies a symbol's entry when another symbol's exit engaged the bot's kill switch in the same bar."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,211 +246,6 @@ def _warm_after(seconds: float) -> None:
     time.sleep(seconds)  # each worker takes one, so that all six start
 
 
-# ---------------------------------------------------------------------------------------------- the checks
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A position the ledger's fills show: its symbol, entry client id, notional at the fill, and the first and
-    last bars (open times) during which it was held (``last`` None: still open)."""
-
-    symbol: str
-    client_id: str
-    notional: float
-    first: pd.Timestamp
-    last: pd.Timestamp | None
-
-
-AT_THE_OPEN = {"time", "signal", "kill"}
-"""Exits filled at a bar's open: the position is not held during that bar (stops fill inside it)."""
-
-
-def _positions(fills: list[LedgerEvent]) -> list[Held]:
-    entries = {e.payload["client_id"]: e for e in fills if e.payload["reason"] == "entry"}
-    exits = {e.payload["entry_client_id"]: e for e in fills if e.payload["reason"] != "entry"}
-    step = pd.Timedelta(minutes=1)
-
-    def last(client_id: str) -> pd.Timestamp | None:
-        fill = exits.get(client_id)
-        if fill is None:
-            return None
-        return fill.time - step if fill.payload["reason"] in AT_THE_OPEN else fill.time
-
-    return [
-        Held(e.payload["symbol"], cid, float(e.payload["qty"]) * float(e.payload["price"]), e.time, last(cid))
-        for cid, e in entries.items()
-    ]
-
-
-def _history(runs: list[SymbolRun], case: Case) -> list[tuple[int, PortfolioBook]]:
-    """Return every committed book with the bar it was written in, in version order; check the chain."""
-    commits = sorted(
-        ((bar, book_from_dict(load(data, "budget"))) for run in runs for bar, data in run.committed),
-        key=lambda c: c[1].version,
-    )
-    versions = [book.version for _, book in commits]
-    assert versions == list(range(1, len(versions) + 1)), f"versions lost or doubled: {versions}"
-    bars = [bar for bar, _ in commits]
-    assert bars == sorted(bars), "a later bar's cycle wrote before an earlier bar's was done"
-    limits = PortfolioLimits(**case.portfolio)
-    for _, book in commits:
-        cap = limits.gross_cap(book.equity)
-        assert book.gross <= cap * (1 + 1e-9), (
-            f"version {book.version}: gross {book.gross:.2f} > cap {cap:.2f}"
-        )
-        assert book.positions <= (limits.max_positions or 0), f"version {book.version}: {book.positions} open"
-        for symbol, held in book.reservations.items():
-            assert held.notional <= limits.max_symbol_notional * (1 + 1e-9), f"{symbol} over its cap"
-    return commits
-
-
-def _book_at(commits: list[tuple[int, PortfolioBook]], before: int) -> PortfolioBook | None:
-    """Return the book as it stood once every cycle of the bars before position ``before`` was done."""
-    done = [book for bar, book in commits if bar < before]
-    return done[-1] if done else None
-
-
-def _check_positions(
-    commits: list[tuple[int, PortfolioBook]],
-    held: list[Held],
-    closes: list[pd.Timestamp],
-    markets: dict[str, pd.DataFrame],
-) -> None:
-    """Every position held during a bar was reserved in the book as it stood when that bar opened.
-
-    An entry from flat fills at most its reserved notional (``size`` x the equity it was decided on). One that
-    re-enters at the open where the symbol's previous position closed (a time stop) spends the equity after
-    that exit, which has moved with the previous position from the decision's close to that open: the bound
-    grows by that move, never by more.
-    """
-    step = pd.Timedelta(minutes=1)
-    exits_at_open = {(p.symbol, p.last + step) for p in held if p.last is not None}
-    for k, close in enumerate(closes):
-        bar = close - step  # the bar traded at close k, whose open saw the entries decided at k - 1
-        book = _book_at(commits, k)
-        for position in held:
-            if position.first > bar or (position.last is not None and position.last < bar):
-                continue
-            assert book is not None, f"{position.symbol} held a position at {bar} before any reservation"
-            reserved = book.reservations.get(position.symbol)
-            assert reserved is not None, f"{position.symbol} held a position at {bar} without a reservation"
-            assert reserved.client_id == position.client_id, (
-                f"{position.symbol} held entry {position.client_id} at {bar}, the budget reserved "
-                f"{reserved.client_id} (decided {reserved.bar})"
-            )
-            bars = markets[position.symbol]
-            opens, closes_ = bars["open"], bars["close"]
-            move = float(opens.loc[position.first]) / float(closes_.loc[position.first - step])
-            slack = max(move, 1.0) if (position.symbol, position.first) in exits_at_open else 1.0
-            assert position.notional <= reserved.notional * slack * (1 + 1e-9), (
-                f"{position.symbol} entry {position.client_id} filled {position.notional:.2f}, reserved "
-                f"{reserved.notional:.2f}"
-            )
-
-
-def _check_decisions(
-    bot: str,
-    events: list[LedgerEvent],
-    commits: list[tuple[int, PortfolioBook]],
-    held: list[Held],
-    case: Case,
-    closes: list[pd.Timestamp],
-) -> None:
-    """Every decision was reserved and sent, denied with its reasons, or taken on a position held that way."""
-    reserved = {r.client_id for _, book in commits for r in book.reservations.values()}
-    denials = {(e.payload["symbol"], e.time): e.payload for e in events if e.kind == "denial"}
-    sent = {
-        e.payload["client_id"] for e in events if e.kind == "order_ack" and e.payload["intent"] == "entry"
-    }
-    limit = case.portfolio["max_positions"]
-    for decision in (e for e in events if e.kind == "decision"):
-        symbol, bar = decision.payload["symbol"], decision.time
-        entry = client_order_id(bot, symbol, bar, "entry")
-        denial = denials.get((symbol, bar))
-        max_hold = case.walks[case.symbols.index(symbol)].max_hold
-        holding = [
-            p for p in held if p.symbol == symbol and p.first <= bar and (p.last is None or p.last >= bar)
-        ]
-        if entry in reserved:
-            assert denial is None and entry in sent, f"{symbol} at {bar}: reserved but not sent"
-        elif denial is not None:
-            assert denial["code"] and denial["message"], denial
-            if denial.get("scope") == "portfolio":
-                codes = {r["code"] for r in denial["reasons"]}
-                assert codes and codes <= {*PORTFOLIO_CODES, HALTED} and denial["code"] in codes, denial
-                if HALTED in codes:
-                    assert any(book.halted for _, book in commits), denial
-                if "max_positions" in codes:
-                    k = closes.index(bar + pd.Timedelta(minutes=1))
-                    seen = [book for at, book in commits if at == k] + [_book_at(commits, k)]
-                    assert any(
-                        b is not None and len(set(b.reservations) - {symbol}) >= limit for b in seen
-                    ), f"{symbol} at {bar} denied for max_positions, but no book it could see was full"
-        else:
-            assert holding, f"{symbol} at {bar}: decided long, neither reserved nor denied nor holding"
-            due = max_hold > 0 and held_bars(holding[0].first, bar, 60) >= max_hold
-            assert not due, f"{symbol} at {bar}: re-entered at its time stop without a reservation"
-    for symbol, bar in denials:
-        assert (symbol, bar) in {(e.payload["symbol"], e.time) for e in events if e.kind == "decision"}
-
-
-def _check_kill_switch(
-    commits: list[tuple[int, PortfolioBook]], events: list[LedgerEvent], halted: bool
-) -> None:
-    """Once the bot's kill switch engaged no book reserves anything new, and it is recorded once for the bot."""
-    engaged = [book for _, book in commits if book.halted]
-    halts = [e for e in events if e.kind == "halt"]
-    assert halted == bool(engaged), "a cycle reported halted without the budget's kill switch, or the reverse"
-    if not engaged:
-        assert not halts
-        return
-    first = engaged[0]
-    assert all(book.halted for _, book in commits if book.version >= first.version), "resumed by itself"
-    for _, book in commits:
-        if book.version > first.version:
-            new = {r.client_id for r in book.reservations.values()}
-            assert new <= {r.client_id for r in first.reservations.values()}, "reserved after the kill switch"
-    assert [(e.time, e.payload) for e in halts] == [
-        (first.halted_at, {"reason": f"portfolio {first.halt_reason}"})
-    ]
-
-
-def _check_final(
-    store: Store,
-    bot: str,
-    case: Case,
-    events: list[LedgerEvent],
-    commits: list[tuple[int, PortfolioBook]],
-) -> None:
-    """The final books agree with the ledger and each symbol's snapshot (no book: nothing was ever reserved)."""
-    last = _closes(case)[-1] - pd.Timedelta(minutes=1)
-    final = commits[-1][1] if commits else None
-    reserved = {r.client_id for _, book in commits for r in book.reservations.values()}
-    expected = {}
-    for symbol in case.symbols:
-        stored = PortfolioStore(store, bot, symbol).load()
-        assert stored is not None and stored.snapshot.last_bar_time == last
-        position = stored.snapshot.position
-        if position is not None:
-            expected[symbol] = position.entry_client_id
-    pending = {
-        e.payload["symbol"]: e.payload["client_id"]
-        for e in events
-        if e.kind == "order_ack" and e.payload["intent"] == "entry" and e.time == last
-    }
-    # An entry sent on the last bar (from flat, or re-entering at a time stop) holds the symbol's reservation.
-    expected.update({s: cid for s, cid in pending.items() if cid in reserved})
-    reservations = {} if final is None else dict(final.reservations)
-    assert {s: r.client_id for s, r in reservations.items()} == expected, (
-        "the budget's reservations are not the symbols' positions and entries sent"
-    )
-    pnl = [float(e.payload["pnl"]) for e in events if e.kind == "fill" and e.payload["reason"] != "entry"]
-    assert (EQUITY if final is None else final.equity) == pytest.approx(EQUITY + sum(pnl), abs=1e-6)
-    ledger = Ledger(store, bot)
-    for symbol in case.symbols:
-        ledger.trades(symbol=symbol)  # raises on a gap or a conflict in the symbol's fills
-
-
 def _run(store: Store, spec: StoreSpec, runner: Runner, case: Case) -> dict[str, int]:
     """Publish each symbol's release, trade the case, check everything; return how often each portfolio limit
     was a reason to deny an entry."""
@@ -460,16 +258,19 @@ def _run(store: Store, spec: StoreSpec, runner: Runner, case: Case) -> dict[str,
     assert statuses <= {"ok", "halted"}, [
         c for run in runs for c in run.cycles if c[1] not in ("ok", "halted")
     ]
-    commits = _history(runs, case)
+    commits = committed_books(runs, case.portfolio)
     final = RiskBudget(store, bot, PortfolioLimits(**case.portfolio)).load()
     assert final == (commits[-1][1] if commits else None)
     events = Ledger(store, bot).events()
-    _check_kill_switch(commits, events, "halted" in statuses)
-    held = _positions([e for e in events if e.kind == "fill"])
+    check_kill_switch(commits, events, "halted" in statuses)
+    held = held_positions([e for e in events if e.kind == "fill"])
     closes = _closes(case)
-    _check_positions(commits, held, closes, markets)
-    _check_decisions(bot, events, commits, held, case, closes)
-    _check_final(store, bot, case, events, commits)
+    check_positions(commits, held, closes, markets)
+    max_holds = {s: w.max_hold for s, w in zip(case.symbols, case.walks, strict=True)}
+    max_positions = case.portfolio["max_positions"]
+    check_decisions(bot, events, commits, held, closes, max_positions=max_positions, max_holds=max_holds)
+    last = closes[-1] - pd.Timedelta(minutes=1)
+    check_final(store, bot, case.symbols, events, commits, last=last, equity=EQUITY)
     codes: dict[str, int] = {}
     for e in events:
         if e.kind == "denial" and e.payload.get("scope") == "portfolio":
@@ -577,4 +378,4 @@ def test_the_history_check_catches_a_book_over_the_caps() -> None:
         for s, b in (("BTC/USDT", first), ("ETH/USDT", second))
     ]
     with pytest.raises(AssertionError, match="version 2: 2 open"):
-        _history(runs, case)
+        committed_books(runs, case.portfolio)
