@@ -40,6 +40,7 @@ __all__ = [
     "plan_flatten",
     "plan_orders",
     "protection_prices",
+    "time_stop_due",
 ]
 
 Reason = Literal["entry", "signal", "time", "kill", "sl", "tp"]
@@ -83,6 +84,14 @@ def held_bars(entry_time: pd.Timestamp, decided_at: pd.Timestamp, bar_seconds: i
     return (decided_at.tz_convert("UTC") - entered) // step + 1
 
 
+def time_stop_due(position: Position, decided_at: pd.Timestamp, bar_seconds: int) -> bool:
+    """Return whether ``position``'s time stop closes it at the open after bar ``decided_at`` (its bars counted
+    by time, :func:`held_bars`; ``max_hold`` 0: no time stop)."""
+    return (
+        position.max_hold > 0 and held_bars(position.entry_time, decided_at, bar_seconds) >= position.max_hold
+    )
+
+
 def protection_prices(entry_price: float, side: int, sl: float, tp: float) -> tuple[float, float]:
     """Return the ``(stop loss, take profit)`` prices of a position, as the kernel fixes them at entry.
 
@@ -105,9 +114,7 @@ def plan_orders(
     _check(signal, bar_seconds)
     orders: list[PlannedOrder] = []
     if position is not None:
-        if position.max_hold > 0 and held_bars(position.entry_time, signal.decided_at, bar_seconds) >= (
-            position.max_hold
-        ):
+        if time_stop_due(position, signal.decided_at, bar_seconds):
             orders.append(_exit(position, signal.decided_at, "time", bot, symbol))
         elif signal.side == -position.side:
             orders.append(_exit(position, signal.decided_at, "signal", bot, symbol))

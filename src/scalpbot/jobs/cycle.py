@@ -14,7 +14,8 @@ One cycle for the bar ``t`` that just closed, in this order:
 5. Features on the trailing window -> ONNX model -> policy -> a ``Signal`` for the next open.
 6. Risk checks on an entry, then its reservation in the portfolio budget (gross exposure, per-symbol cap,
    open positions across the bot): a denial by either is recorded, not raised (a denied reversal still
-   closes the position). An entry the venue refuses gives its reservation back.
+   closes the position). A same-direction signal while the position's time stop closes it at the next open
+   is an entry too (the broker re-enters at that open). An entry the venue refuses gives its reservation back.
 7. Submit to the broker with deterministic client ids; record what was sent and what the venue answered. With
    a position open the broker is called on every cycle, whatever the model decides (a zero-side signal when it
    wants nothing), so the time stop and the broker's protection check run on every bar; refused protection is
@@ -47,6 +48,7 @@ import pandas as pd
 
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
 from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.orders import time_stop_due
 from scalpbot.core.policy import decide
 from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
@@ -294,11 +296,23 @@ def _decide(
     }
     ledger.append("decision", bar, payload)
     position = snapshot.position
+    reentry = False
     if position is not None and position.side == signal.side:
-        return signal, None  # same direction: the broker ignores it unless a time stop frees the slot
+        bar_seconds = int(timeframe_delta(executor.timeframe).total_seconds())
+        if not time_stop_due(position, bar, bar_seconds):
+            return signal, None  # same direction: the broker ignores it
+        reentry = True
+    # A same-direction signal when the time stop closes the position at the next open re-enters at that open
+    # (the kernel's and the live broker's rule): it is an entry like any other, checked and reserved.
     price = float(window["close"].iloc[-1])
     denial = check_entry(
-        signal, snapshot.equity, position, risk, executor.limits, executor.market_rules, price
+        signal,
+        snapshot.equity,
+        None if reentry else position,
+        risk,
+        executor.limits,
+        executor.market_rules,
+        price,
     )
     if denial is None:
         verdict, _ = budget.reserve(
@@ -316,9 +330,9 @@ def _decide(
     else:
         refused, message = dict(denial.to_dict()), denial.message
     ledger.append("denial", bar, {**refused, "side": signal.side})
-    if position is not None:
+    if position is not None and not reentry:
         return dataclasses.replace(signal, size=0.0), message  # still close the opposite position
-    return None, message
+    return None, message  # a denied re-entry: the time stop still closes the position
 
 
 def feature_warmup(window: pd.DataFrame) -> str | None:

@@ -11,8 +11,9 @@ budget denies is decided exactly as the execute cycle decides it in a replay of 
   the budget settled (:func:`core.portfolio_risk.settle`; the first settle with an exit, or the first
   reservation, starts the book as :class:`scalpbot.state.risk_budget.RiskBudget` does);
 * while the symbol's or the bot's kill switch is engaged: an open position is closed at the next open, no entry;
-* otherwise the signal decided on ``t``: the same direction as the open position passes unchecked; any other
-  is checked by :func:`core.risk.check_entry`, then reserved in the budget (``size x equity`` quote); a denial
+* otherwise the signal decided on ``t``: the same direction as the open position passes unchecked, unless the
+  position's time stop closes it at the next open (the signal then re-enters there: an entry); any other is
+  checked by :func:`core.risk.check_entry`, then reserved in the budget (``size x equity`` quote); a denial
   drops it (a denied reversal still closes the position: its size becomes 0).
 
 The kernel's state at ``t`` depends only on the signals before ``t``, so a leg is re-simulated only after a
@@ -34,6 +35,7 @@ from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.backtest.nb import simulate_nb
 from scalpbot.core.execution import Position, Signal, client_order_id
 from scalpbot.core.lots import round_to_tick_nb
+from scalpbot.core.orders import time_stop_due
 from scalpbot.core.portfolio_risk import (
     Denied,
     PortfolioBook,
@@ -52,6 +54,7 @@ from scalpbot.core.risk import (
     initial_risk_state,
     update_risk_state,
 )
+from scalpbot.core.timeframes import timeframe_delta
 from scalpbot.errors import ConfigError, DataError
 
 __all__ = ["Leg", "PortfolioBacktest", "PortfolioDenialRecord", "portfolio_backtest"]
@@ -269,11 +272,18 @@ def _cycle(
         else:
             run.keep(k, 0, 0.0)
         return book
-    if side == 0 or (position is not None and position.side == side):
+    if side == 0:
         return book
+    reentry = False
+    if position is not None and position.side == side:
+        bar_seconds = int(timeframe_delta(run.leg.limits.timeframe).total_seconds())
+        if not time_stop_due(position, bar, bar_seconds):
+            return book
+        reentry = True  # the time stop closes the position at the next open, where this signal re-enters
     signal = Signal(bar, side, float(run.size[k]), float(run.sl[k]), float(run.tp[k]), int(run.max_hold[k]))
     price = float(run.close[k])
-    denial = check_entry(signal, equity, position, risk, run.leg.limits, run.leg.market_rules, price)
+    open_before = None if reentry else position
+    denial = check_entry(signal, equity, open_before, risk, run.leg.limits, run.leg.market_rules, price)
     if denial is None:
         client_id = client_order_id(bot, symbol, bar, "entry")
         base = new_book(equity, bar) if book is None else book
@@ -283,5 +293,5 @@ def _cycle(
         denials.append(PortfolioDenialRecord(bar, symbol, side, tuple(r.code for r in verdict.reasons)))
     else:
         risk_denials.append((bar, symbol, denial.code))
-    run.keep(k, side if position is not None else 0, 0.0)
+    run.keep(k, side if position is not None and not reentry else 0, 0.0)
     return book
