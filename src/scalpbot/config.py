@@ -200,8 +200,10 @@ class TrainSettings(_Section):
     dispersion: float = Field(
         default=1.0, ge=0, description="weight of the folds' spread of mean returns in the tuning objective"
     )
-    objective: Literal["sharpe", "return"] = Field(
-        default="return", description="tuning maximizes the folds' Sharpe ratio or their mean return"
+    objective: Literal["sharpe", "return", "alpha"] = Field(
+        default="alpha",
+        description="tuning maximizes the folds' mean return hedged of the market's (alpha), their mean return "
+        "or their Sharpe ratio",
     )
     trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"

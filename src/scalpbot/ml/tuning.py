@@ -7,6 +7,13 @@ trial is scored on all of them: its period returns are pooled in time order and 
 ratio with a penalty for results that hold in some folds only. With one window it is the plain Sharpe ratio.
 The trade count of ``min_trades`` is the folds' total.
 
+**Objectives.** ``"sharpe"`` as above; ``"return"``: the mean (less the folds' spread) without dividing by the
+std; ``"alpha"``: ``"return"`` of the trial's period returns hedged of the market's, ``r - beta * m`` with ``m``
+the windows' own close-to-close returns over the same periods and ``beta`` the trial's regression slope on
+them (pooled over the folds). A policy that only holds a trending market has ``beta`` near 1 and no alpha; one
+that times its entries keeps its returns. The tuner then prefers timing to exposure, which the gate's
+random-entry test asks of the release.
+
 Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
 (``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
 :func:`scalpbot.core.metrics.sharpe_ratio` of :func:`scalpbot.core.metrics.daily_returns`), maximized. A trial
@@ -46,7 +53,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
-from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
+from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow, daily_returns_nb
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.overfitting import (
     BacktestOverfitting,
@@ -186,22 +193,47 @@ def _score(
     dispersion: float,
     periods_per_year: float,
     objective: str = "sharpe",
+    market: np.ndarray | None = None,
 ) -> float:
-    """Return the objective of pooled fold returns (see the module docstring); penalties below ``penalty``."""
+    """Return the objective of pooled fold returns (see the module docstring); penalties below ``penalty``.
+
+    ``market``: the windows' own returns over the same periods (the ``"alpha"`` objective hedges them out).
+    """
     if trades < min_trades:
         return penalty - (min_trades - trades) / min_trades
     if returns.size < 2:
         return penalty - 1.0
+    if objective == "alpha" and market is not None:
+        returns = hedged_returns(returns, market)
     std = float(np.std(returns, ddof=1))
     if not std > 0.0:
         return penalty - 1.0
     mean = float(np.mean(returns))
     if len(slices) > 1 and dispersion > 0.0:
         mean -= dispersion * float(np.std([returns[a:b].mean() for a, b in slices if b > a]))
-    if objective == "return":
+    if objective in ("return", "alpha"):
         return mean * periods_per_year
     value = mean / std * math.sqrt(periods_per_year)
     return value if math.isfinite(value) else penalty - 1.0
+
+
+def hedged_returns(returns: np.ndarray, market: np.ndarray) -> np.ndarray:
+    """Return ``returns - beta * market``, ``beta`` the least-squares slope of ``returns`` on ``market`` (0 when
+    the market does not move); both are simple returns over the same periods."""
+    centred = market - market.mean()
+    variance = float(centred @ centred)
+    if not variance > 0.0:
+        return returns
+    beta = float(centred @ (returns - returns.mean())) / variance
+    return returns - beta * market
+
+
+def market_returns(window: PolicyWindow) -> np.ndarray:
+    """Return the window's close-to-close return over each of its periods (the first: over the first close),
+    aligned with an evaluation's period returns."""
+    out = np.empty(window.day_ends.shape[0])
+    daily_returns_nb(window.close, window.day_ends, out)
+    return out
 
 
 def _fold_record(evaluation: Evaluation) -> dict[str, Any]:
@@ -312,7 +344,7 @@ def tune_policy(
     rules: OrderRules = NO_ORDER_RULES,
     initial_equity: float = 1.0,
     dispersion: float = 1.0,
-    objective: Literal["sharpe", "return"] = "sharpe",
+    objective: Literal["sharpe", "return", "alpha"] = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult:
@@ -412,7 +444,7 @@ def _tune(
     rules: OrderRules = NO_ORDER_RULES,
     initial_equity: float = 1.0,
     dispersion: float = 1.0,
-    objective: Literal["sharpe", "return"] = "sharpe",
+    objective: Literal["sharpe", "return", "alpha"] = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult | int:
@@ -447,6 +479,9 @@ def _tune(
         settings["dispersion"] = dispersion
     if objective != "sharpe":
         settings["objective_return"] = 1.0
+    if objective == "alpha":
+        settings["objective_alpha"] = 1.0
+    market = np.concatenate([market_returns(w) for w in windows]) if objective == "alpha" else None
     fingerprint = _fingerprint(
         windows, bounds, {**settings, "periods_per_year": periods_per_year}, [e.funding for e in evaluators]
     )
@@ -470,6 +505,7 @@ def _tune(
             dispersion=dispersion,
             periods_per_year=periods_per_year,
             objective=objective,
+            market=market,
         )
 
     def trial_value(trial: optuna.Trial) -> float:
