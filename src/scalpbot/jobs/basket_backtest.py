@@ -87,7 +87,8 @@ def _check_market_types(venues: Sequence[Venue]) -> None:
     """Raise ``ConfigError`` unless the basket is all spot or all perpetual swaps.
 
     The settings let spot and swaps of one quote currency share a bot (``BTC/USDT`` beside ``ETH/USDT:USDT``);
-    their portfolio backtest is refused rather than guessed at: one budget over cash and margin accounts.
+    no replay of such a basket has been compared with this backtest, so it is refused rather than claimed
+    equal. A dated future is refused too: only spot and perpetual swap baskets are compared with their replays.
     """
     kinds = {venue.market_type for venue in venues}
     dated = [venue.symbol for venue in venues if venue.market_type not in ("spot", "swap")]
