@@ -85,7 +85,7 @@ def _settings(store: Path) -> dict[str, Any]:
 def _moved(bars: pd.DataFrame, days: int, scale: float, tick: float) -> pd.DataFrame:
     """Return ``bars`` moved ``days`` earlier, prices times ``scale`` on the tick, volume in the new base units."""
     moved = bars.copy()
-    moved.index = moved.index - pd.Timedelta(days=days)
+    moved.index = pd.DatetimeIndex(bars.index) - pd.Timedelta(days=days)
     for column in ("open", "high", "low", "close"):
         moved[column] = np.round(np.round(bars[column].to_numpy() * scale / tick) * tick, 10)
     moved["volume"] = bars["volume"].to_numpy() / scale
