@@ -1,8 +1,10 @@
 """The portfolio backtest: several symbols of one bot, bar by bar, through one portfolio risk budget.
 
 Each symbol (a :class:`Leg`) runs the one kernel (:func:`scalpbot.core.backtest.nb.simulate_nb`) on its own
-bars with its own account (``initial_equity`` each, as each symbol's paper account of a replay). What the
-budget denies is decided exactly as the execute cycle decides it in a replay of the basket:
+bars with its own account (``initial_equity`` each, as each symbol's paper account of a replay), its venue's
+order rules and, for a perpetual swap, its funding (shorts, entries sized at the decision close, funding paid
+on the positions held through each settlement: the kernel's rules 7 and 8). What the budget denies is decided
+exactly as the execute cycle decides it in a replay of the basket:
 
 * bars in time order; within a bar, the legs in the given order (``bot.symbols``); a leg without a bar at that
   time does nothing (its replay cycle finds the bar processed);
@@ -13,12 +15,16 @@ budget denies is decided exactly as the execute cycle decides it in a replay of 
 * while the symbol's or the bot's kill switch is engaged: an open position is closed at the next open, no entry;
 * otherwise the signal decided on ``t``: the same direction as the open position passes unchecked, unless the
   position's time stop closes it at the next open (the signal then re-enters there: an entry); any other is
-  checked by :func:`core.risk.check_entry`, then reserved in the budget (``size x equity`` quote); a denial
-  drops it (a denied reversal still closes the position: its size becomes 0).
+  checked by :func:`core.risk.check_entry`, then reserved in the budget (``size x equity`` quote, long or short
+  alike: a short holds its gross notional); a denial drops it (a denied reversal still closes the position: its
+  size becomes 0). A reversal replaces its symbol's reservation, so it is checked without the position it
+  closes (its symbol's notional is counted once, and it adds no position).
 
 The kernel's state at ``t`` depends only on the signals before ``t``, so a leg is re-simulated only after a
 decision changed one of its signals. Entries the venue would refuse do not happen here (the paper broker
-refuses none). Units: prices and notionals in the quote currency the legs share; times are bar open times, UTC.
+refuses none). The exits booked carry each trade's PnL after fees and funding, as the paper broker's exit fills
+do. Units: prices, notionals and funding in the quote (settle) currency the legs share; times are bar open
+times, UTC.
 """
 
 from __future__ import annotations
@@ -66,8 +72,10 @@ _SIGNAL_COLUMNS = ("side", "size", "sl", "tp", "max_hold")
 @dataclass(frozen=True)
 class Leg:
     """One symbol of the basket: its bars (open, high, low, close; UTC open times), the signals its release
-    decided on them (side, size, sl, tp, max_hold on the same index), its venue's fee and order rules, and
-    its risk limits and market rules (as the execute cycle checks an entry)."""
+    decided on them (side, size, sl, tp, max_hold on the same index), its venue's fee and order rules, its
+    risk limits and market rules (as the execute cycle checks an entry), and its funding: the rate falling due
+    at each bar's open (fraction of position value, 0 where none; :func:`scalpbot.core.funding.funding_at_bars`),
+    one per bar, or empty (:data:`~scalpbot.core.backtest.enums.NO_FUNDING`) for a market without funding."""
 
     symbol: str
     bars: pd.DataFrame
@@ -76,6 +84,7 @@ class Leg:
     rules: OrderRules
     limits: RiskLimits
     market_rules: MarketRules
+    funding: np.ndarray = field(default_factory=lambda: NO_FUNDING, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,7 @@ class _LegRun:
         self.sl = signals["sl"].to_numpy(dtype=np.float64).copy()
         self.tp = signals["tp"].to_numpy(dtype=np.float64).copy()
         self.max_hold = signals["max_hold"].to_numpy(dtype=np.int64).copy()
+        self.funding = _checked_funding(leg, len(bars))
         self.position_of = {t: k for k, t in enumerate(self.index)}
         self.slippage = slippage
         self.initial_equity = initial_equity
@@ -141,7 +151,7 @@ class _LegRun:
                 self.initial_equity,
                 False,
                 self.leg.rules,
-                NO_FUNDING,
+                self.funding,
                 np.zeros(1),
             )
             if status == SimulationStatus.invalid_input:
@@ -150,6 +160,13 @@ class _LegRun:
                 )
             self._run = (records, equity)
         return self._run
+
+    def funding_series(self) -> pd.Series | None:
+        """Return the leg's funding as rates by funding time (the settlements only), ``None`` without any."""
+        due = np.flatnonzero(self.funding)
+        if due.size == 0:
+            return None
+        return pd.Series(self.funding[due], index=self.index[due], name="funding_rate")
 
     def keep(self, k: int, side: int, size: float, *, flatten: bool = False) -> None:
         """Change the signal decided on bar ``k`` (dropped: side 0; close only: size 0; ``flatten``: the kill
@@ -195,6 +212,21 @@ class _LegRun:
         return float(equity[k]), position, exits
 
 
+def _checked_funding(leg: Leg, bars: int) -> np.ndarray:
+    """Return ``leg``'s funding as a float64 array; raise ``ConfigError`` unless it is empty or one finite rate
+    per bar."""
+    rates = np.ascontiguousarray(leg.funding, dtype=np.float64)
+    if rates.ndim != 1 or rates.shape[0] not in (0, bars):
+        raise ConfigError(
+            f"the funding of {leg.symbol} must hold one rate per bar ({bars}), or none for a market without "
+            f"funding; got {rates.shape}: build it with core.funding.funding_at_bars(rates, bars.index)"
+        )
+    if not np.isfinite(rates).all():
+        first = int(np.argmin(np.isfinite(rates)))
+        raise DataError(f"the funding rate of {leg.symbol} at {leg.bars.index[first]} is not a finite number")
+    return rates
+
+
 def portfolio_backtest(
     legs: Sequence[Leg],
     limits: PortfolioLimits,
@@ -237,6 +269,7 @@ def portfolio_backtest(
             slippage=slippage,
             initial_equity=initial_equity,
             rules=run.leg.rules,
+            funding=run.funding_series(),
         )
     return PortfolioBacktest(results, tuple(denials), tuple(risk_denials), book, kept)
 
