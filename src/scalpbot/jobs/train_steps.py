@@ -369,7 +369,9 @@ def training_key(
     """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings, a
     swap's funding rates over the bars (none stored: the key of a market without funding) and the feature set
     (``train.order_flow`` counts only through the set it chose)."""
-    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage", "order_flow"})
+    train_settings = settings.train.model_dump(
+        mode="json", exclude={"study_storage", "study_storage_secret_id", "order_flow"}
+    )
     features = FEATURE_SPEC_VERSION
     if feature_set.order_flow:
         features += f"+order_flow{ORDER_FLOW_SPEC_VERSION}"
