@@ -67,6 +67,7 @@ from scalpbot.wiring import (
 )
 
 __all__ = [
+    "TUNE_MARGIN_S",
     "LambdaRuntime",
     "data_retrieval_lambda_handler",
     "event_symbol",

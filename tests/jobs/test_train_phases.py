@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from scalpbot.adapters.clock import FixedClock
 from scalpbot.adapters.marketdata.files import FileMarketData
+from scalpbot.aws import TUNE_MARGIN_S, tuning_seconds
 from scalpbot.config import load_settings
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import retrieve
@@ -159,3 +161,28 @@ def test_a_tune_phase_needs_a_shared_study_storage(
     services = _copy(prepared_store[0], tmp_path)
     with pytest.raises(ConfigError, match="postgresql://"):
         tune_phase(services, services.series(), UNTIL, worker=0, seconds=None)
+
+
+def test_a_tune_worker_out_of_time_leaves_its_trials_to_finish(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path, postgres_url: str
+) -> None:
+    shutil.copytree(prepared_store[0], tmp_path / "store")
+    services = _services(tmp_path / "store", study_storage=postgres_url)
+    late = tune_phase(services, services.series(), UNTIL, worker=1, seconds=1e-6)
+    assert late["status"] == "out of time" and sum(late["trials"].values()) == 0
+    with pytest.raises(ConfigError, match="needs time to tune"):
+        tune_phase(services, services.series(), UNTIL, worker=2, seconds=0.0)
+    report = finish_phase(services, services.series(), UNTIL)  # finish tops every study up to its budget
+    for study in prepared_store[1]["studies"]:
+        trials = optuna.load_study(study_name=study, storage=postgres_url).get_trials()
+        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * FAST["trials"]
+    assert report.tuning["n_trials"] == FAST["trials"]
+
+
+def test_a_tune_invocation_keeps_a_margin_of_its_remaining_time() -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
+
+    assert tuning_seconds(Context()) == 900.0 - TUNE_MARGIN_S
+    assert tuning_seconds(object()) is None  # called outside Lambda: no limit
