@@ -21,6 +21,11 @@ machines, one invocation per symbol in parallel; invoked without a symbol it ref
 one invocation cannot trade every symbol within its minute. A bot of one symbol may omit it and runs exactly
 as it always did. A symbol outside ``bot.symbols`` is refused before anything is written.
 
+**A train split into phases.** With several tuning workers the daily state machine invokes the train function
+with ``"phase": "prepare"``, then ``"tune"`` (``"worker": k``) several times at once, then ``"finish"`` (see
+:mod:`scalpbot.jobs.train_phases`); an event without a phase trains in one invocation, as always. A tune
+invocation stops starting trials ``TUNE_MARGIN_S`` before its timeout.
+
 A failing job is notified (job, symbol, cause), logged as one structured record and raised again, so that
 Lambda counts the error (the alarms) and the state machine catches it into a notice of that symbol (an
 asynchronous invocation by hand goes to the function's on-failure destination). Imports

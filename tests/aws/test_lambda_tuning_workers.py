@@ -9,6 +9,7 @@ studies live in a fresh PostgreSQL database per test (``train.study_storage``).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -35,7 +36,9 @@ from support.files import write_csv
 from support.lambda_runtime import Invocation, LocalLambda, LocalLambdaError
 from support.moto_server import MotoServer
 from support.postgres import PostgresServer
+from support.sam_template import fan_out_module, load_template
 from support.sns_inbox import SnsInbox
+from support.step_functions import LambdaPool, executing_state_machines
 
 pytestmark = [
     pytest.mark.slow,
@@ -241,3 +244,60 @@ def test_finish_without_an_intact_hand_over_names_its_key_and_publishes_nothing(
     assert ReleaseStore(deployment.store).list(SYMBOL) == []
     notices = deployment.inbox.read()
     assert len(notices) == 2 and all(key in n["Message"] for n in notices), [json.dumps(n) for n in notices]
+
+
+def test_the_templates_daily_state_machine_runs_prepare_the_workers_at_once_and_finish(
+    deployment: Deployment, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily fan-out as written in the template, with TuningWorkers=2, on moto's Step Functions
+    interpreter: the train function's real handler gets prepare, then both workers together, then finish, and
+    the symbol's release is published once."""
+    fan_out = fan_out_module()
+    template = load_template()
+    machine = template["Resources"]["DailyStateMachine"]["Properties"]
+    (schedule,) = fan_out.schedules_of(template, "DailyStateMachine")
+    url = postgres_server.create_database()
+    env = {**deployment.env, "SCALPBOT_TRAIN__STUDY_STORAGE": url}
+    at = "2024-12-28T12:00:00Z"
+    with ExitStack() as stack:
+        pool = LambdaPool(stack, HANDLER, 2, env=env, timeout_s=900, memory_mb=10240)
+        endpoint = stack.enter_context(executing_state_machines(monkeypatch, {"scalpbot-train": pool}))
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+        role = iam.create_role(RoleName="scalpbot-daily", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        aws_lambda = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1")
+        arn = aws_lambda.create_function(
+            FunctionName="scalpbot-train",
+            Role=role,
+            Runtime="python3.12",
+            Handler="image",
+            Code={"ZipFile": b"PK"},
+        )["FunctionArn"]
+        definition = fan_out.resolve(
+            {"Fn::Sub": json.dumps(machine["Definition"])},
+            {"Partition": "aws", "TrainFunctionArn": arn, "TopicArn": deployment.inbox.topic_arn},
+        )
+        sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1")
+        state_machine = sfn.create_state_machine(name="daily", definition=definition, roleArn=role)
+        given = fan_out.resolve(
+            schedule["input"], {"Symbols": [SYMBOL], "SymbolConcurrency": 1, "TuningWorkers": 2}
+        )
+        started = sfn.start_execution(
+            stateMachineArn=state_machine["stateMachineArn"],
+            input=given.replace("<aws.scheduler.scheduled-time>", at),
+        )
+        deadline = time.monotonic() + 600
+        while (run := sfn.describe_execution(executionArn=started["executionArn"]))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the daily run did not finish in 600 s"
+            time.sleep(1)
+    assert run["status"] == "SUCCEEDED", run
+    events = [event for event, _ in pool.invocations]
+    assert [e.get("phase") for e in events] == ["prepare", "tune", "tune", "finish"], events
+    assert sorted(e["worker"] for e in events[1:3]) == [1, 2]
+    assert all((e["symbol"], e["time"]) == (SYMBOL, at) for e in events)
+    assert all(result.ok for _, result in pool.invocations), [r.payload for _, r in pool.invocations]
+    (output,) = json.loads(run["output"])
+    assert output["phase"] == "finish" and ReleaseStore(deployment.store).list(SYMBOL) == [
+        output["release_id"]
+    ]
+    for study in pool.invocations[0][1].payload["studies"]:
+        assert Counter(t.state for t in _trials(url, study)) == {State.COMPLETE: BUDGET}
