@@ -10,7 +10,8 @@ and boto3 that conflict with the project's::
    region and an empty managed policy map (the template names no managed policies).
 2. The fan-out per symbol is checked on the translated template (``fan_out.py``): each schedule starts its
    state machine with the symbols and the scheduled time, whose Map invokes the job's function once per symbol
-   with ``{"symbol", "time"}``, for the default ``Symbols`` and for a basket of three.
+   with ``{"symbol", "time"}``, for the default ``Symbols`` and for a basket of three; with three tuning
+   workers, the daily one runs prepare, three tune invocations and finish per symbol.
 3. cfn-lint checks the translated template; any error or warning fails.
 4. checkov scans the translated template with ``deploy/aws/.checkov.yaml``; any failed check fails.
    Skips are documented there (whole checks) or in the resource's ``Metadata.checkov.skip`` (one resource).
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fan_out import FAN_OUTS, WiringError, check_fan_out
+from fan_out import FAN_OUTS, TUNED, WiringError, check_fan_out
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -94,22 +95,40 @@ def translate(template: dict[str, Any]) -> dict[str, Any]:
 
 
 BASKET = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+WORKERS = 3  # tuning workers for the basket's check
 
 
 def check_wiring(translated: dict[str, Any]) -> None:
-    """Check the fan-out per symbol for the default Symbols (one) and for a basket; raise on a miswiring."""
+    """Check the fan-out per symbol for the default Symbols (one) and for a basket, with the default
+    TuningWorkers and with several workers; raise on a miswiring."""
     parameters = translated.get("Parameters", {})
     default = str(parameters["Symbols"]["Default"]).split(",")
     concurrency = int(parameters["SymbolConcurrency"]["Default"])
-    for symbols, at_once in ((default, concurrency), (list(BASKET), len(BASKET))):
+    one_worker = int(parameters["TuningWorkers"]["Default"])
+    cases = ((default, concurrency, one_worker), (list(BASKET), len(BASKET), WORKERS))
+    for symbols, at_once, workers in cases:
         try:
-            payloads = check_fan_out(translated, symbols, at_once)
+            payloads = check_fan_out(translated, symbols, at_once, workers)
         except WiringError as e:
-            raise CheckFailed(f"fan-out for Symbols={','.join(symbols)}: {e}") from None
+            raise CheckFailed(
+                f"fan-out for Symbols={','.join(symbols)}, TuningWorkers={workers}: {e}"
+            ) from None
         for machine, items in payloads.items():
-            if [item["symbol"] for item in items] != symbols:
+            if machine.endswith(TUNED):
+                phases = [[(run["phase"], run.get("worker")) for run in runs] for runs in items]
+                expected = [
+                    ("prepare", None),
+                    *(("tune", k) for k in range(1, workers + 1)),
+                    ("finish", None),
+                ]
+                if [runs[0]["symbol"] for runs in items] != symbols or any(p != expected for p in phases):
+                    raise CheckFailed(f"{machine} does not run prepare, {workers} workers, finish per symbol")
+            elif [item["symbol"] for item in items] != symbols:
                 raise CheckFailed(f"{machine} does not give each of {symbols} its own invocation: {items}")
-    print(f"fan-out: {len(FAN_OUTS)} state machines invoke each job once per symbol with its scheduled time")
+    print(
+        f"fan-out: {len(FAN_OUTS)} state machines invoke each job once per symbol with its scheduled time; "
+        f"with TuningWorkers={WORKERS} the daily one runs prepare, {WORKERS} tune workers, finish per symbol"
+    )
 
 
 def run_cfn_lint(path: Path) -> None:

@@ -15,6 +15,14 @@ What is checked, for each state machine of :data:`FAN_OUTS`:
   its payload; it retries Lambda service errors only, and catches every error into an SNS publish to the
   stack's topic (which itself cannot fail the other symbols);
 * every function is invoked by a fan-out and has no schedule of its own (a basket refuses a symbol-less run).
+
+The daily machine also carries ``"tuning_workers": TuningWorkers`` in its input and starts with a Choice: at
+most one worker, the Map above (one train invocation per symbol); more, a Pass that lists the worker numbers
+``1..TuningWorkers`` (``States.ArrayRange``) and a second Map over the symbols whose iteration runs
+``Prepare`` (``{"symbol", "time", "phase": "prepare"}``), then a Map over the workers, all at once, each
+invoking ``{"symbol", "time", "phase": "tune", "worker": k}`` (a lost worker goes to a Pass: the others and
+finish run its trials), then ``Finish`` (``"phase": "finish"``). Each of the three is caught into the SNS
+notice, and every one of these invocations is of the train function and retries Lambda service errors only.
 """
 
 from __future__ import annotations
@@ -39,19 +47,27 @@ LAMBDA_SERVICE_ERRORS = frozenset(
 
 @dataclass(frozen=True)
 class FanOut:
-    """A state machine that runs ``tasks`` (state name -> function logical id) per symbol on ``schedule``."""
+    """A state machine that runs ``tasks`` (state name -> function logical id) per symbol on ``schedule``.
+
+    ``tuned``: the function whose run is split into phases when several workers tune (the daily train).
+    """
 
     schedule: str
     tasks: Mapping[str, str]
+    tuned: str | None = None
 
 
 FAN_OUTS = {
     "MinuteStateMachine": FanOut(
         "cron(* * * * ? *)", {"Retrieve": "RetrieveFunction", "Execute": "ExecuteFunction"}
     ),
-    "DailyStateMachine": FanOut("rate(1 day)", {"Train": "TrainFunction"}),
+    "DailyStateMachine": FanOut("rate(1 day)", {"Train": "TrainFunction"}, tuned="TrainFunction"),
     "WeeklyStateMachine": FanOut("rate(7 days)", {"Monitor": "MonitorFunction"}),
 }
+TUNED = "(tuned)"
+"""Suffix of the daily machine's name in :func:`check_fan_out`'s payloads for its phased branch."""
+WORKER_NUMBERS = "States.ArrayRange(1, $.tuning_workers, 1)"
+PHASES = ("Prepare", "Tune", "Finish")
 
 
 class WiringError(Exception):
@@ -181,11 +197,15 @@ def check_machine(
         "symbols": list(parameters["Symbols"]),
         "concurrency": int(parameters["SymbolConcurrency"]),
     }
+    if fan_out.tuned is not None:
+        expected_input["tuning_workers"] = int(parameters["TuningWorkers"])
     if machine_input != expected_input:
         raise WiringError(f"{name} is started with {machine_input}, not {expected_input}")
     definition = definition_of(machine)
     substitutions = machine["Properties"].get("DefinitionSubstitutions", {})
     first = definition["States"][definition["StartAt"]]
+    if fan_out.tuned is not None:
+        first = definition["States"][_tuning_choice(name, first)[1]]
     if first.get("Type") != "Map" or first.get("ItemSelector") != ITEM_SELECTOR:
         raise WiringError(f"{name} does not start with a Map whose items are {ITEM_SELECTOR}")
     if first.get("MaxConcurrencyPath") != "$.concurrency" or "MaxConcurrency" in first:
@@ -201,6 +221,115 @@ def check_machine(
     return map_items(first, machine_input)
 
 
+def _tuning_choice(machine: str, first: Mapping[str, Any]) -> tuple[str, str]:
+    """Return the states the daily machine's first Choice goes to: (several workers, one worker)."""
+    choices = first.get("Choices", [])
+    if first.get("Type") != "Choice" or len(choices) != 1:
+        raise WiringError(f"{machine} does not start with a Choice between one and several tuning workers")
+    rule = choices[0]
+    if (rule.get("Variable"), rule.get("NumericGreaterThan")) != ("$.tuning_workers", 1):
+        raise WiringError(f"{machine}: the Choice is not on $.tuning_workers > 1")
+    return str(rule["Next"]), str(first["Default"])
+
+
+def check_tuned(
+    template: Mapping[str, Any], name: str, fan_out: FanOut, parameters: Mapping[str, Any]
+) -> list[list[dict[str, Any]]]:
+    """Check the daily machine's branch of several tuning workers; return each symbol's invocation payloads.
+
+    The payloads of one symbol, in order: prepare, one tune per worker, finish (``TuningWorkers`` workers).
+    """
+    machine = template["Resources"][name]
+    definition = definition_of(machine)
+    substitutions = machine["Properties"].get("DefinitionSubstitutions", {})
+    states = definition["States"]
+    workers_state = states[_tuning_choice(name, states[definition["StartAt"]])[0]]
+    expected_pass = {
+        "time.$": "$.time",
+        "symbols.$": "$.symbols",
+        "concurrency.$": "$.concurrency",
+        "workers.$": WORKER_NUMBERS,
+    }
+    if workers_state.get("Type") != "Pass" or workers_state.get("Parameters") != expected_pass:
+        raise WiringError(f"{name}: several workers start with a Pass other than {expected_pass}")
+    each = states[workers_state["Next"]]
+    selector = {**ITEM_SELECTOR, "workers.$": "$.workers"}
+    if (
+        each.get("Type") != "Map"
+        or each.get("ItemsPath") != "$.symbols"
+        or each.get("ItemSelector") != selector
+    ):
+        raise WiringError(f"{name}: several workers do not run a Map over $.symbols with items {selector}")
+    if each.get("MaxConcurrencyPath") != "$.concurrency" or "MaxConcurrency" in each:
+        raise WiringError(f"{name}: the tuned Map's concurrency is not the input's SymbolConcurrency")
+    iteration = (each.get("ItemProcessor") or {}).get("States", {})
+    processor = each.get("ItemProcessor") or {}
+    order, at = [], processor.get("StartAt")
+    while at is not None and len(order) < 10:
+        order.append(at)
+        at = iteration[at].get("Next")
+    if order != list(PHASES):
+        raise WiringError(f"{name}: a symbol's tuned run goes {order}, not {list(PHASES)}")
+    for phase in ("Prepare", "Finish"):
+        payload = iteration[phase].get("Parameters", {}).get("Payload")
+        expected = {"symbol.$": "$.symbol", "time.$": "$.time", "phase": phase.lower()}
+        if payload != expected:
+            raise WiringError(f"{name}.{phase}: the payload is {payload}, not {expected}")
+        function = _check_invocation(name, phase, iteration[phase], iteration, substitutions)
+        if function != fan_out.tuned:
+            raise WiringError(f"{name}.{phase} invokes {function}, not {fan_out.tuned}")
+    if iteration["Prepare"].get("ResultPath", "$") is not None:
+        raise WiringError(
+            f"{name}.Prepare replaces the symbol's item with its result; ResultPath must be null"
+        )
+    tune = iteration["Tune"]
+    tune_selector = {
+        "symbol.$": "$.symbol",
+        "time.$": "$.time",
+        "phase": "tune",
+        "worker.$": "$$.Map.Item.Value",
+    }
+    if (
+        tune.get("Type") != "Map"
+        or tune.get("ItemsPath") != "$.workers"
+        or tune.get("ItemSelector") != tune_selector
+    ):
+        raise WiringError(f"{name}.Tune is not a Map over $.workers with items {tune_selector}")
+    if "MaxConcurrency" in tune or "MaxConcurrencyPath" in tune or tune.get("ResultPath", "$") is not None:
+        raise WiringError(
+            f"{name}.Tune must run every worker at once and keep the symbol's item (ResultPath null)"
+        )
+    _check_notice(f"{name}.Tune", tune, iteration, substitutions)
+    workers = (tune.get("ItemProcessor") or {}).get("States", {})
+    tasks = [n for n, s in workers.items() if str(s.get("Resource", "")).endswith(":states:::lambda:invoke")]
+    if len(tasks) != 1:
+        raise WiringError(f"{name}.Tune: a worker's iteration invokes {tasks}, not one task")
+    worker = workers[tasks[0]]
+    if worker.get("Parameters", {}).get("Payload.$") != "$":
+        raise WiringError(f"{name}.Tune.{tasks[0]}: the payload is not the worker's item")
+    function = _function_of(f"{name}.Tune.{tasks[0]}", worker, substitutions)
+    if function != fan_out.tuned:
+        raise WiringError(f"{name}.Tune.{tasks[0]} invokes {function}, not {fan_out.tuned}")
+    catches = worker.get("Catch", [])
+    if [c["ErrorEquals"] for c in catches] != [["States.ALL"]] or workers[catches[0]["Next"]].get(
+        "Type"
+    ) != "Pass":
+        raise WiringError(f"{name}.Tune.{tasks[0]}: a lost worker must go to a Pass (the others carry on)")
+    symbols_items = map_items(
+        each,
+        {
+            **json.loads(resolve(schedules_of(template, name)[0]["input"], parameters)),
+            "workers": list(range(1, int(parameters["TuningWorkers"]) + 1)),
+        },
+    )
+    runs = []
+    for item in symbols_items:
+        base = {"symbol": item["symbol"], "time": item["time"]}
+        tuned = [{**base, "phase": "tune", "worker": k} for k in item["workers"]]
+        runs.append([{**base, "phase": "prepare"}, *tuned, {**base, "phase": "finish"}])
+    return runs
+
+
 def _check_task(
     machine: str,
     name: str,
@@ -213,6 +342,26 @@ def _check_task(
     parameters = state.get("Parameters", {})
     if parameters.get("Payload.$") != "$":
         raise WiringError(f"{where}: the payload is not the symbol's item")
+    return _check_invocation(machine, name, state, siblings, substitutions)
+
+
+def _check_invocation(
+    machine: str,
+    name: str,
+    state: Mapping[str, Any],
+    siblings: Mapping[str, Any],
+    substitutions: Mapping[str, Any],
+) -> str:
+    """Check a Lambda task's function, retries and failure notice; return the function's logical id."""
+    where = f"{machine}.{name}"
+    function = _function_of(where, state, substitutions)
+    _check_notice(where, state, siblings, substitutions)
+    return function
+
+
+def _function_of(where: str, state: Mapping[str, Any], substitutions: Mapping[str, Any]) -> str:
+    """Return the function a Lambda task invokes (by its Arn) after checking it retries service errors only."""
+    parameters = state.get("Parameters", {})
     function_arn = _substituted(where, parameters.get("FunctionName"), substitutions)
     if not (isinstance(function_arn, dict) and list(function_arn) == ["Fn::GetAtt"]):
         raise WiringError(f"{where}: FunctionName resolves to {function_arn}, not a function's Arn")
@@ -223,6 +372,13 @@ def _check_task(
         unexpected = set(retry["ErrorEquals"]) - LAMBDA_SERVICE_ERRORS
         if unexpected:
             raise WiringError(f"{where} retries {sorted(unexpected)}: only Lambda service errors are retried")
+    return str(function)
+
+
+def _check_notice(
+    where: str, state: Mapping[str, Any], siblings: Mapping[str, Any], substitutions: Mapping[str, Any]
+) -> None:
+    """Check that every error of ``state`` goes to an SNS notice to the stack's topic that cannot fail."""
     catches = state.get("Catch", [])
     if [c["ErrorEquals"] for c in catches] != [["States.ALL"]]:
         raise WiringError(f"{where} does not catch every error once")
@@ -233,7 +389,6 @@ def _check_task(
         raise WiringError(f"{where}: the failure notice is not published to the stack's topic")
     if [c["ErrorEquals"] for c in notify.get("Catch", [])] != [["States.ALL"]]:
         raise WiringError(f"{where}: a refused notice would fail the other symbols")
-    return str(function)
 
 
 def _substituted(where: str, value: Any, substitutions: Mapping[str, Any]) -> Any:
@@ -243,15 +398,22 @@ def _substituted(where: str, value: Any, substitutions: Mapping[str, Any]) -> An
     return substitutions[match.group(1)]
 
 
-def check_fan_out(template: Mapping[str, Any], symbols: Sequence[str], concurrency: int) -> dict[str, Any]:
-    """Check every fan-out for the parameters ``Symbols``/``SymbolConcurrency``; return each machine's payloads.
+def check_fan_out(
+    template: Mapping[str, Any], symbols: Sequence[str], concurrency: int, tuning_workers: int = 1
+) -> dict[str, Any]:
+    """Check every fan-out for the parameters ``Symbols``/``SymbolConcurrency``/``TuningWorkers``; return each
+    machine's payloads per symbol, and under ``"DailyStateMachine (tuned)"`` each symbol's invocations when
+    several workers tune (prepare, the workers, finish).
 
     Raise :class:`WiringError` when a machine, a schedule or a function is wired otherwise.
     """
-    parameters = {"Symbols": list(symbols), "SymbolConcurrency": concurrency}
-    payloads = {
+    parameters = {"Symbols": list(symbols), "SymbolConcurrency": concurrency, "TuningWorkers": tuning_workers}
+    payloads: dict[str, Any] = {
         name: check_machine(template, name, fan_out, parameters) for name, fan_out in FAN_OUTS.items()
     }
+    for name, fan_out in FAN_OUTS.items():
+        if fan_out.tuned is not None:
+            payloads[f"{name} {TUNED}"] = check_tuned(template, name, fan_out, parameters)
     functions = {
         name
         for name, resource in template["Resources"].items()

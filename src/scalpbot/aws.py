@@ -21,6 +21,11 @@ machines, one invocation per symbol in parallel; invoked without a symbol it ref
 one invocation cannot trade every symbol within its minute. A bot of one symbol may omit it and runs exactly
 as it always did. A symbol outside ``bot.symbols`` is refused before anything is written.
 
+**A train split into phases.** With several tuning workers the daily state machine invokes the train function
+with ``"phase": "prepare"``, then ``"tune"`` (``"worker": k``) several times at once, then ``"finish"`` (see
+:mod:`scalpbot.jobs.train_phases`); an event without a phase trains in one invocation, as always. A tune
+invocation stops starting trials ``TUNE_MARGIN_S`` before its timeout.
+
 A failing job is notified (job, symbol, cause), logged as one structured record and raised again, so that
 Lambda counts the error (the alarms) and the state machine catches it into a notice of that symbol (an
 asynchronous invocation by hand goes to the function's on-failure destination). Imports
@@ -67,6 +72,7 @@ from scalpbot.wiring import (
 )
 
 __all__ = [
+    "TUNE_MARGIN_S",
     "LambdaRuntime",
     "data_retrieval_lambda_handler",
     "event_symbol",
@@ -75,6 +81,7 @@ __all__ = [
     "monitoring_and_optimization_lambda_handler",
     "seed_numba_cache",
     "training_and_deployment_lambda_handler",
+    "tuning_seconds",
 ]
 
 _log = logging.getLogger("scalpbot.aws")
@@ -243,9 +250,14 @@ class LambdaRuntime:
         return summary
 
     def train(self, event: object, context: object) -> dict[str, Any]:
-        """Train on the bars up to the event's time, tune the policy, promote only through the gate."""
+        """Train on the bars up to the event's time, tune the policy, promote only through the gate.
+
+        An event with a ``phase`` runs one phase of a run split across invocations (see :meth:`train_phase`).
+        """
         from scalpbot.jobs.train import train
 
+        if isinstance(event, Mapping) and event.get("phase") is not None:
+            return self.train_phase(event, context)
         with self.job("train", event, context) as (at, series):
             report = train(self.services, series, until=at.to_pydatetime())
             self.notifier.notify(*report.announcement())
@@ -257,6 +269,36 @@ class LambdaRuntime:
                     "job": "train",
                     "result": {k: summary[k] for k in ("release_id", "promoted", "reason", "timings")},
                 },
+            )
+        return summary
+
+    def train_phase(self, event: Event, context: object) -> dict[str, Any]:
+        """Run the event's phase of the train run of its (symbol, time), split so that workers tune together.
+
+        ``{"phase": "prepare"}`` fits and writes the hand-over; ``{"phase": "tune", "worker": k}`` joins the
+        shared studies until they are complete or the invocation's remaining time, less
+        ``TUNE_MARGIN_S``, is spent; ``{"phase": "finish"}`` completes the studies and publishes through the
+        gate, announcing the verdict as the one-invocation train does (:mod:`scalpbot.jobs.train_phases`).
+        """
+        from scalpbot.jobs.train_phases import PHASES, finish_phase, prepare_phase, tune_phase
+
+        phase = event.get("phase")
+        with self.job(f"train {phase}", event, context) as (at, series):
+            until = at.to_pydatetime()
+            if phase == "prepare":
+                summary = prepare_phase(self.services, series, until)
+            elif phase == "tune":
+                summary = tune_phase(
+                    self.services, series, until, worker=_worker(event), seconds=tuning_seconds(context)
+                )
+            elif phase == "finish":
+                report = finish_phase(self.services, series, until)
+                self.notifier.notify(*report.announcement())
+                summary = {"phase": "finish", **report.payload()}
+            else:
+                raise ConfigError(f"train phase {phase!r} is not one of {', '.join(PHASES)}")
+            _log.info(
+                "train %s %s", phase, summary.get("status", ""), extra={"job": "train", "result": summary}
             )
         return summary
 
@@ -318,6 +360,28 @@ class LambdaRuntime:
         summary = basket_payload(review)
         _log.info("monitor wrote %s", review.report_key, extra={**fields, "seconds": _elapsed(started)})
         return summary
+
+
+TUNE_MARGIN_S = 60.0
+"""Seconds a tune-phase invocation keeps for itself: it starts no trial after its remaining time falls below."""
+
+
+def tuning_seconds(context: object) -> float | None:
+    """Return how long a tune-phase invocation may tune: its remaining time less ``TUNE_MARGIN_S``.
+
+    ``None`` (no limit) when the context does not tell its remaining time (a local call).
+    """
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return float(remaining()) / 1000.0 - TUNE_MARGIN_S
+
+
+def _worker(event: Event) -> int:
+    raw = event.get("worker", 0)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ConfigError(f"event worker {raw!r} must be a worker index >= 0")
+    return raw
 
 
 def _elapsed(started: float) -> float:

@@ -211,6 +211,12 @@ class TrainSettings(_Section):
         default=None,
         description="Optuna RDB URL; default: a study kept in the store; postgresql://...: shared by --workers",
     )
+    study_storage_secret_id: str | None = Field(
+        default=None,
+        description="AWS Secrets Manager id of the study_storage URL (it holds the database password): the "
+        "secret's string is the postgresql:// URL, or RDS's JSON {host, port, username, password, dbname}; "
+        "read when the services are built, used where study_storage is unset",
+    )
     min_trades: int = Field(
         default=20, ge=1, description="fewest trades a tuning trial and a promoted challenger need"
     )

@@ -49,7 +49,17 @@ SWAP_VENUES = ("okx", "binanceusdm")
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
-    """Return the services for ``settings`` (store from ``store.url``, wall clock by default)."""
+    """Return the services for ``settings`` (store from ``store.url``, wall clock by default).
+
+    ``train.study_storage_secret_id`` without ``train.study_storage``: the study storage URL is read from
+    that Secrets Manager secret here, once.
+    """
+    train = settings.train
+    if train.study_storage_secret_id and not train.study_storage:
+        from scalpbot.adapters.secrets import study_storage_url
+
+        url = study_storage_url(train.study_storage_secret_id)
+        settings = settings.model_copy(update={"train": train.model_copy(update={"study_storage": url})})
     store = open_store(settings.store.url, settings.store.endpoint_url, settings.store.region)
     return Services(
         settings, store, BarDataset(store, settings.data.format), clock or SystemClock(), build_executor

@@ -39,9 +39,60 @@ def test_each_cadence_invokes_its_jobs_once_per_symbol_with_the_scheduled_time(
     template: dict[str, Any], symbols: list[str]
 ) -> None:
     payloads = fan_out.check_fan_out(template, symbols, len(symbols))
+    tuned = payloads.pop("DailyStateMachine (tuned)")
     assert set(payloads) == {"MinuteStateMachine", "DailyStateMachine", "WeeklyStateMachine"}
     for items in payloads.values():
         assert items == [{"symbol": s, "time": "<aws.scheduler.scheduled-time>"} for s in symbols]
+    at = "<aws.scheduler.scheduled-time>"
+    assert tuned == [  # one worker never takes the tuned branch, yet it is wired for any number
+        [{"symbol": s, "time": at, "phase": "prepare"}, {"symbol": s, "time": at, "phase": "tune", "worker": 1},
+         {"symbol": s, "time": at, "phase": "finish"}]
+        for s in symbols
+    ]  # fmt: skip
+
+
+def test_several_tuning_workers_run_prepare_then_every_worker_then_finish_per_symbol(
+    template: dict[str, Any],
+) -> None:
+    runs = fan_out.check_fan_out(template, BASKET, 3, tuning_workers=4)["DailyStateMachine (tuned)"]
+    assert [[(r["symbol"], r["phase"], r.get("worker")) for r in symbol_runs] for symbol_runs in runs] == [
+        [(s, "prepare", None), *((s, "tune", k) for k in range(1, 5)), (s, "finish", None)] for s in BASKET
+    ]
+    states = template["Resources"]["DailyStateMachine"]["Properties"]["Definition"]["States"]
+    assert states["Plan"]["Default"] == "EachSymbol"  # one worker: the one train invocation of before
+    assert _map(template, "DailyStateMachine")["ItemProcessor"]["StartAt"] == "Train"
+
+
+def test_the_train_function_reads_the_study_storage_from_its_secret_and_only_it_may(
+    template: dict[str, Any],
+) -> None:
+    variables = function_properties(template, "TrainFunction")["Environment"]["Variables"]
+    assert variables["SCALPBOT_TRAIN__STUDY_STORAGE_SECRET_ID"] == {
+        "Fn::If": ["HasStudyStorage", {"Ref": "StudyStorageSecretArn"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "SCALPBOT_TRAIN__STUDY_STORAGE" not in variables  # never the URL (and its password) itself
+    for name in ("RetrieveFunction", "ExecuteFunction", "MonitorFunction"):
+        assert "SCALPBOT_TRAIN__STUDY_STORAGE_SECRET_ID" not in str(function_properties(template, name))
+    policy = template["Resources"]["TrainSecretPolicy"]
+    assert policy["Condition"] == "HasStudyStorage" and policy["Properties"]["Roles"] == [
+        {"Ref": "TrainRole"}
+    ]
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "StudyStorageSecretArn"},
+        }
+    ]
+    parameter = template["Parameters"]["StudyStorageSecretArn"]
+    assert parameter["Default"] == "" and parameter["Type"] == "String"
+    rule = template["Rules"]["TuningWorkersShareAStudy"]
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "StudyStorageSecretArn"}, ""]}]
+    }
+    # The studies keep the windows' fingerprint whether the URL came from the secret or the setting.
+    settings = load_settings(None, {"train": {"study_storage_secret_id": "arn:aws:secretsmanager:x"}})
+    assert "study_storage_secret_id" in settings.train.model_dump()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +167,40 @@ def _own_schedule(t: dict[str, Any]) -> None:
     }
 
 
+def _tuned(t: dict[str, Any]) -> dict[str, Any]:
+    states = t["Resources"]["DailyStateMachine"]["Properties"]["Definition"]["States"]
+    found: dict[str, Any] = states["EachSymbolTuned"]["ItemProcessor"]["States"]
+    return found
+
+
+def _workers_one_at_a_time(t: dict[str, Any]) -> None:
+    _tuned(t)["Tune"]["MaxConcurrency"] = 1
+
+
+def _finish_before_the_workers(t: dict[str, Any]) -> None:
+    _tuned(t)["Prepare"]["Next"] = "Finish"
+
+
+def _prepare_replaces_the_item(t: dict[str, Any]) -> None:
+    del _tuned(t)["Prepare"]["ResultPath"]
+
+
+def _lost_worker_fails_the_symbol(t: dict[str, Any]) -> None:
+    _tuned(t)["Tune"]["ItemProcessor"]["States"]["TuneWorker"]["Catch"][0]["Next"] = "Nowhere"
+    _tuned(t)["Tune"]["ItemProcessor"]["States"]["Nowhere"] = {"Type": "Fail"}
+
+
+def _finish_named_as_tune(t: dict[str, Any]) -> None:
+    _tuned(t)["Finish"]["Parameters"]["Payload"]["phase"] = "tune"
+
+
+def _no_workers_in_input(t: dict[str, Any]) -> None:
+    event = t["Resources"]["DailyStateMachine"]["Properties"]["Events"]["Daily"]
+    event["Properties"]["Input"]["Fn::Sub"][0] = event["Properties"]["Input"]["Fn::Sub"][0].replace(
+        ', "tuning_workers": ${TuningWorkers}', ""
+    )
+
+
 def _no_symbols_in_input(t: dict[str, Any]) -> None:
     event = t["Resources"]["WeeklyStateMachine"]["Properties"]["Events"]["Weekly"]
     event["Properties"]["Input"] = json.dumps({"time": "<aws.scheduler.scheduled-time>"})
@@ -132,6 +217,12 @@ def _no_symbols_in_input(t: dict[str, Any]) -> None:
         _fixed_concurrency,
         _own_schedule,
         _no_symbols_in_input,
+        _workers_one_at_a_time,
+        _finish_before_the_workers,
+        _prepare_replaces_the_item,
+        _lost_worker_fails_the_symbol,
+        _finish_named_as_tune,
+        _no_workers_in_input,
     ],
 )
 def test_the_check_refuses_a_miswired_fan_out(
@@ -140,4 +231,4 @@ def test_the_check_refuses_a_miswired_fan_out(
     broken = copy.deepcopy(template)
     miswire(broken)
     with pytest.raises(fan_out.WiringError):
-        fan_out.check_fan_out(broken, BASKET, 3)
+        fan_out.check_fan_out(broken, BASKET, 3, tuning_workers=2)

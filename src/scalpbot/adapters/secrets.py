@@ -1,4 +1,5 @@
-"""Exchange API keys: from the environment (settings), AWS Secrets Manager or SSM Parameter Store.
+"""Exchange API keys: from the environment (settings), AWS Secrets Manager or SSM Parameter Store; the URL of
+the tuning studies' PostgreSQL database (it holds a password) from Secrets Manager.
 
 Keys never enter logs, the ledger or error messages: errors name where the keys were looked for, not them.
 """
@@ -37,6 +38,39 @@ def exchange_credentials(exchange: ExchangeSettings, client_factory: Any = None)
         "the ccxt broker needs exchange keys: set SCALPBOT_EXCHANGE__API_KEY and SCALPBOT_EXCHANGE__SECRET, "
         "or exchange.secret_id (AWS Secrets Manager), or exchange.ssm_prefix (SSM Parameter Store)"
     )
+
+
+def study_storage_url(secret_id: str, client_factory: Any = None) -> str:
+    """Return the PostgreSQL URL of the tuning studies kept in the Secrets Manager secret ``secret_id``.
+
+    The secret's string is the URL itself (``postgresql://user:password@host:5432/database?sslmode=require``)
+    or the JSON object RDS keeps for a database (``host``, ``port``, ``username``, ``password``, ``dbname``;
+    user and password are URL-quoted).
+    """
+    from urllib.parse import quote
+
+    make = client_factory or _boto3_client
+    try:
+        raw = str(make("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]).strip()
+    except Exception as e:  # name the secret, never its value
+        raise ConfigError(
+            f"the study storage cannot be read from Secrets Manager secret {secret_id!r}: {type(e).__name__}"
+        ) from None
+    if raw.startswith(("postgresql:", "postgresql+", "postgres:")):
+        return raw
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    needed = ("host", "username", "password")
+    if not isinstance(body, dict) or not all(body.get(name) for name in needed):
+        raise ConfigError(
+            f"Secrets Manager secret {secret_id!r} must hold a postgresql:// URL or a JSON object with host, "
+            "username, password (port, dbname optional)"
+        )
+    user, password = quote(str(body["username"]), safe=""), quote(str(body["password"]), safe="")
+    database = quote(str(body.get("dbname") or "postgres"), safe="")
+    return f"postgresql://{user}:{password}@{body['host']}:{int(body.get('port') or 5432)}/{database}"
 
 
 def _boto3_client(service: str) -> Any:

@@ -61,16 +61,28 @@ from scalpbot.jobs.train_steps import (
     hyper_parameters,
     prepare,
     split_folds,
+    study_name,
     training_key,
     tune,
 )
 from scalpbot.state.dataset import SeriesId
-from scalpbot.state.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id, pair_of
+from scalpbot.state.releases import ONNX_ARTIFACT, ReleaseStore, new_release_id
 
 if TYPE_CHECKING:
     from scalpbot.ml.registry import ModelKind
 
-__all__ = ["TrainReport", "report_of", "score_signals", "simulate", "split_folds", "train", "training_key"]
+__all__ = [
+    "TrainReport",
+    "conclude",
+    "report_of",
+    "resumed",
+    "score_signals",
+    "simulate",
+    "split_folds",
+    "train",
+    "training_key",
+    "tune_candidate",
+]
 
 
 @dataclass(frozen=True)
@@ -132,35 +144,71 @@ def train(
     trained = ReleaseStore(services.store).find(series.symbol, training_key=prepared.key)
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
-        return _resumed(services, series, *trained, timings)
+        return resumed(services, series, *trained, timings)
     kind = model_kind(cfg.model)
     kind.threads(1)
     hp, model_record = hyper_parameters(prepared, kind, cfg, timings, log)
     fits = []
-    stamp = f"{prepared.bars.index[-1]:%Y%m%dT%H%M}"
     for i, label in enumerate(prepared.candidates):
         models, records, probs, vol = fit(prepared, kind, label, hp, timings, show_progress)
-        name = f"{series.exchange}-{pair_of(series.symbol)}-{series.timeframe}-{stamp}" + (
-            f"-l{i}" if i else ""
-        )
-        with timed(timings, "tuning"):
-            tuned = tune(
-                services,
-                prepared,
-                fold_windows(prepared, probs, vol),
-                study_name=name,
-                show_progress=show_progress,
-                log=log,
-                workers=workers,
+        fits.append(
+            tune_candidate(
+                services, prepared, i, models, records, probs, vol, timings, log, show_progress, workers
             )
-        fits.append(Fitted(label, models, records, probs, vol, tuned))
-        log(
-            f"label horizon {label.horizon}, SL/TP {label.k_sl:g}/{label.k_tp:g} sigma: fold objective "
-            f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
         )
+    return conclude(services, prepared, kind, fits, kind.describe(hp), model_record, timings, log)
+
+
+def tune_candidate(
+    services: Services,
+    prepared: Prepared,
+    candidate: int,
+    models: tuple[Any, ...],
+    records: tuple[dict[str, Any], ...],
+    probs: np.ndarray,
+    vol: np.ndarray,
+    timings: dict[str, float],
+    log: Callable[[str], None],
+    show_progress: bool = False,
+    workers: int = 1,
+    artifact: bytes | None = None,
+) -> Fitted:
+    """Tune the policy on candidate label ``candidate``'s fold predictions (its study topped up to the budget).
+
+    ``artifact``: the last fold model's bytes as saved when fitted, when the fit ran in another invocation.
+    """
+    label = prepared.candidates[candidate]
+    with timed(timings, "tuning"):
+        tuned = tune(
+            services,
+            prepared,
+            fold_windows(prepared, probs, vol),
+            study_name=study_name(prepared, candidate),
+            show_progress=show_progress,
+            log=log,
+            workers=workers,
+        )
+    log(
+        f"label horizon {label.horizon}, SL/TP {label.k_sl:g}/{label.k_tp:g} sigma: fold objective "
+        f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
+    )
+    return Fitted(label, models, records, probs, vol, tuned, artifact)
+
+
+def conclude(
+    services: Services,
+    prepared: Prepared,
+    kind: ModelKind,
+    fits: list[Fitted],
+    hyperparams: dict[str, Any],
+    model_record: dict[str, Any],
+    timings: dict[str, float],
+    log: Callable[[str], None],
+) -> TrainReport:
+    """Choose the candidate label whose study scored best and publish it (:func:`publish`)."""
     chosen = max(fits, key=lambda f: f.tuned.best_value)
     model_record.update(folds=list(chosen.records), label_candidates=[f.label.to_dict() for f in fits])
-    return publish(services, prepared, kind, chosen, fits, hp, model_record, timings, log)
+    return publish(services, prepared, kind, chosen, fits, hyperparams, model_record, timings, log)
 
 
 def publish(
@@ -169,7 +217,7 @@ def publish(
     kind: ModelKind,
     chosen: Fitted,
     fits: list[Fitted],
-    hp: Any,
+    hyperparams: dict[str, Any],
     model_record: dict[str, Any],
     timings: dict[str, float],
     log: Callable[[str], None],
@@ -185,7 +233,7 @@ def publish(
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
     bars, venue, series, folds = prepared.bars, prepared.venue, prepared.series, prepared.folds
     with timed(timings, "export"):
-        model_bytes = kind.save(chosen.models[-1])
+        model_bytes = kind.save(chosen.models[-1]) if chosen.artifact is None else chosen.artifact
         onnx_bytes = kind.export_onnx(chosen.models[-1])
     with timed(timings, "predict"):
         probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes), prepared.feature_set)
@@ -251,7 +299,7 @@ def publish(
         "costs": {"fee": venue.taker_fee, "slippage": costs.slippage, "initial_equity": costs.initial_equity},
         "venue": venue.to_dict(),
         "model_kind": kind.name,
-        "hyperparams": kind.describe(hp),
+        "hyperparams": hyperparams,
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test_result.metrics},
         "baselines": rivals,
@@ -302,7 +350,7 @@ def report_of(
     )
 
 
-def _resumed(
+def resumed(
     services: Services,
     series: SeriesId,
     release_id: str,

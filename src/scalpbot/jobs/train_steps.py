@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from scalpbot.ml.registry import ModelKind
 
 __all__ = [
+    "TUNING_PERIOD",
     "Fitted",
     "Prepared",
     "check_workers",
@@ -45,12 +46,15 @@ __all__ = [
     "hyper_parameters",
     "prepare",
     "split_folds",
+    "study_name",
     "training_key",
     "tune",
+    "tuning_options",
 ]
 
 _MIN_FOLD_BARS = 1440
-_TUNING_PERIOD = "1h"
+TUNING_PERIOD = "1h"
+"""The policy is tuned on hourly returns of the validation folds."""
 _HOURS_PER_YEAR = 365.0 * 24.0
 
 
@@ -80,7 +84,11 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Fitted:
-    """One candidate label's fold models, the fold predictions and the tuned policy."""
+    """One candidate label's fold models, the fold predictions and the tuned policy.
+
+    ``artifact``: the last fold model as saved when it was fitted (a run split across invocations hands it
+    over); ``None``: saved when the release is written.
+    """
 
     label: LabelConfig
     models: tuple[Any, ...]
@@ -88,6 +96,7 @@ class Fitted:
     probs: np.ndarray
     vol: np.ndarray
     tuned: Any
+    artifact: bytes | None = None
 
 
 def split_folds(n_bars: int, cfg: Any, horizon: int) -> WalkForward:
@@ -190,7 +199,7 @@ def fold_windows(prepared: Prepared, probs: np.ndarray, vol: np.ndarray) -> list
     for fold in prepared.folds.folds:
         span = slice(*fold.validation)
         bars = prepared.bars.iloc[span]
-        windows.append(PolicyWindow.from_frame(bars, probs[span], vol[span], period=_TUNING_PERIOD))
+        windows.append(PolicyWindow.from_frame(bars, probs[span], vol[span], period=TUNING_PERIOD))
     return windows
 
 
@@ -228,8 +237,9 @@ def tune(
     """
     from scalpbot.ml.tuning import load_study_db, save_study_db, tune_policy
 
-    cfg, costs, venue = services.settings.train, services.settings.backtest, prepared.venue
+    cfg = services.settings.train
     key = f"models/{pair_of(prepared.series.symbol)}/studies/{study_name}.db"
+    funding = [funding_at_bars(prepared.funding, w.index) for w in windows]
     stored = cfg.study_storage is None
     check_workers(cfg, workers)
     with TemporaryDirectory() as tmp:
@@ -239,29 +249,12 @@ def tune(
         storage = cfg.study_storage or f"sqlite:///{study_db}"
 
         def run() -> Any:
-            if workers > 1:
-                return _tune_in_workers(windows, workers, storage, options(), log)
-            return tune_policy(windows, storage=storage, **options())
-
-        def options() -> dict[str, Any]:
-            return dict(
-                bounds=ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
-                n_trials=prepared.trials,
-                seed=cfg.seed,
-                sampler=cfg.sampler,
-                fee=venue.taker_fee,
-                slippage=costs.slippage,
-                rules=venue.order_rules(),
-                funding=[funding_at_bars(prepared.funding, w.index) for w in windows],
-                initial_equity=costs.initial_equity,
-                min_trades=cfg.min_trades,
-                periods_per_year=_HOURS_PER_YEAR,
-                dispersion=cfg.dispersion,
-                objective=cfg.objective,
-                study_name=study_name,
-                show_progress=show_progress,
-                top_up=True,
+            options = tuning_options(
+                services.settings, prepared.venue, prepared.trials, funding, study_name, show_progress
             )
+            if workers > 1:
+                return _tune_in_workers(windows, workers, storage, options, log)
+            return tune_policy(windows, storage=storage, **options)
 
         try:
             tuned = run()
@@ -274,6 +267,49 @@ def tune(
         if stored:
             save_study_db(services.store, key, study_db)
     return tuned
+
+
+def tuning_options(
+    settings: Any,
+    venue: Venue,
+    trials: int,
+    funding: list[np.ndarray],
+    study_name: str,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Return the options of :func:`scalpbot.ml.tuning.tune_policy` for one study of a train run (storage aside).
+
+    ``trials`` is the study's budget of complete trials (``top_up``); ``funding`` holds one array per validation
+    window, the rate due at each bar's open (empty arrays: none). Every worker of a shared study and the run
+    that collects it pass the same options, so they all tune one fingerprint.
+    """
+    cfg, costs = settings.train, settings.backtest
+    return dict(
+        bounds=ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
+        n_trials=trials,
+        seed=cfg.seed,
+        sampler=cfg.sampler,
+        fee=venue.taker_fee,
+        slippage=costs.slippage,
+        rules=venue.order_rules(),
+        funding=funding,
+        initial_equity=costs.initial_equity,
+        min_trades=cfg.min_trades,
+        periods_per_year=_HOURS_PER_YEAR,
+        dispersion=cfg.dispersion,
+        objective=cfg.objective,
+        study_name=study_name,
+        show_progress=show_progress,
+        top_up=True,
+    )
+
+
+def study_name(prepared: Prepared, candidate: int) -> str:
+    """Return the name of the tuning study of candidate label ``candidate`` (0: the configured label)."""
+    series = prepared.series
+    stamp = f"{prepared.bars.index[-1]:%Y%m%dT%H%M}"
+    name = f"{series.exchange}-{pair_of(series.symbol)}-{series.timeframe}-{stamp}"
+    return name + (f"-l{candidate}" if candidate else "")
 
 
 def _tune_in_workers(
@@ -333,7 +369,9 @@ def training_key(
     """Return the sha256 that identifies a train run: series, bars, venue, train, cost and gate settings, a
     swap's funding rates over the bars (none stored: the key of a market without funding) and the feature set
     (``train.order_flow`` counts only through the set it chose)."""
-    train_settings = settings.train.model_dump(mode="json", exclude={"study_storage", "order_flow"})
+    train_settings = settings.train.model_dump(
+        mode="json", exclude={"study_storage", "study_storage_secret_id", "order_flow"}
+    )
     features = FEATURE_SPEC_VERSION
     if feature_set.order_flow:
         features += f"+order_flow{ORDER_FLOW_SPEC_VERSION}"

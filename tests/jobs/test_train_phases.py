@@ -1,0 +1,188 @@
+"""The train run split into prepare, tune and finish publishes what one ``train`` publishes, fits once, and
+refuses a hand-over that is missing or altered before anything is published."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from scalpbot.adapters.clock import FixedClock
+from scalpbot.adapters.marketdata.files import FileMarketData
+from scalpbot.aws import TUNE_MARGIN_S, tuning_seconds
+from scalpbot.config import load_settings
+from scalpbot.errors import ConfigError, DataError
+from scalpbot.jobs.retrieve import retrieve
+from scalpbot.jobs.train import TrainReport, train
+from scalpbot.jobs.train_phases import finish_phase, prepare_phase, tune_phase
+from scalpbot.ml.registry import model_kind
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
+from scalpbot.state.tuning_handover import handover_prefix
+from scalpbot.wiring import Services, build_services
+
+from support.files import write_csv
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
+
+FAST = {"trials": 6, "max_epochs": 2, "min_trades": 5, "days": 21}
+UNTIL = datetime(2024, 12, 31, 12, tzinfo=UTC)
+NOW = datetime(2024, 12, 31, 12, 30, tzinfo=UTC)
+SAME_RUN = ("created_at", "libraries", "artifacts", "seal")
+"""Manifest fields that name when and with what a run was made, not what it made (the Keras artifact is
+saved with its date: compared by its weights; the artifacts' hashes and the seal follow from it)."""
+
+
+def _services(store: Path, **train: Any) -> Services:
+    settings = load_settings(None, {"store": {"url": str(store)}, "train": {**FAST, **train}})
+    return build_services(settings, FixedClock(NOW))
+
+
+@pytest.fixture(scope="module")
+def bars_store(tmp_path_factory: pytest.TempPathFactory, sample_bars: pd.DataFrame) -> Path:
+    root = tmp_path_factory.mktemp("phases")
+    services = _services(root / "store")
+    retrieve(services.dataset, FileMarketData(write_csv(sample_bars, root / "sample.csv")), services.series())
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def prepared_store(bars_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    store = tmp_path_factory.mktemp("prepared") / "store"
+    shutil.copytree(bars_store, store)
+    services = _services(store)
+    return store, prepare_phase(services, services.series(), UNTIL)
+
+
+@pytest.fixture(scope="module")
+def one_run(bars_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainReport]:
+    store = tmp_path_factory.mktemp("one") / "store"
+    shutil.copytree(bars_store, store)
+    services = _services(store)
+    return store, train(services, services.series(), until=UNTIL)
+
+
+def _copy(source: Path, tmp_path: Path) -> Services:
+    shutil.copytree(source, tmp_path / "store")
+    return _services(tmp_path / "store")
+
+
+def _release(store: Path, release_id: str) -> tuple[dict[str, Any], Mapping[str, bytes]]:
+    loaded = ReleaseStore(_services(store).store).load(
+        "BTC/USDT", release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT)
+    )
+    return dict(loaded.manifest), loaded.artifacts
+
+
+def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
+    prepared_store: tuple[Path, dict[str, Any]], one_run: tuple[Path, TrainReport], tmp_path: Path
+) -> None:
+    store, prepared = prepared_store
+    assert prepared["status"] == "prepared" and len(prepared["studies"]) == 2  # two candidate labels
+    services = _copy(store, tmp_path)
+    report = finish_phase(services, services.series(), UNTIL)
+    reference_store, reference = one_run
+    assert report.release_id == reference.release_id  # same clock, same ONNX bytes
+    manifest, artifacts = _release(tmp_path / "store", report.release_id)
+    expected, expected_artifacts = _release(reference_store, reference.release_id)
+    for record in (manifest, expected):
+        del record["tuning"]["elapsed_s"]  # wall seconds of this run
+    assert {k: v for k, v in manifest.items() if k not in SAME_RUN} == {
+        k: v for k, v in expected.items() if k not in SAME_RUN
+    }
+    assert artifacts[ONNX_ARTIFACT] == expected_artifacts[ONNX_ARTIFACT]
+    kind = model_kind("mlp")
+    weights = kind.load(artifacts[KERAS_ARTIFACT]).get_weights()
+    expected_weights = kind.load(expected_artifacts[KERAS_ARTIFACT]).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, expected_weights, strict=True))
+    assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
+
+
+def test_prepare_run_again_finds_its_hand_over_and_fits_nothing(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    services = _copy(prepared_store[0], tmp_path)
+    again = prepare_phase(services, services.series(), UNTIL)
+    assert again["status"] == "found" and again["studies"] == prepared_store[1]["studies"]
+    assert "fit" not in again["timings"] and "labels" not in again["timings"]
+
+
+def test_finish_run_twice_publishes_one_release(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    services = _copy(prepared_store[0], tmp_path)
+    first = finish_phase(services, services.series(), UNTIL)
+    second = finish_phase(services, services.series(), UNTIL)
+    releases = ReleaseStore(services.store)
+    assert releases.list("BTC/USDT") == [first.release_id] == [second.release_id]
+    assert "fit" not in second.timings and "tuning" not in second.timings
+    pointer = releases.pointer("BTC/USDT")
+    assert (pointer is not None and pointer.release_id == first.release_id) == first.promoted
+    assert second.promoted == first.promoted
+
+
+@pytest.mark.parametrize("damage", ["altered", "missing"])
+def test_a_damaged_hand_over_is_an_error_naming_its_key_and_nothing_is_published(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path, damage: str
+) -> None:
+    services = _copy(prepared_store[0], tmp_path)
+    key = handover_prefix("BTC/USDT", UNTIL) + "windows.npz"
+    data = services.store.get(key).data
+    if damage == "altered":
+        services.store.put(key, data[:-100] + bytes(100))
+    else:
+        services.store.delete(key)
+    with pytest.raises(DataError, match=f"{key} (is missing|does not match its sha256)"):
+        finish_phase(services, services.series(), UNTIL)
+    assert ReleaseStore(services.store).list("BTC/USDT") == []
+    again = prepare_phase(services, services.series(), UNTIL)  # prepare repairs it by fitting again
+    assert again["status"] == "prepared" and services.store.get(key).data == data
+
+
+def test_finish_without_a_prepared_run_names_the_missing_hand_over(bars_store: Path, tmp_path: Path) -> None:
+    services = _copy(bars_store, tmp_path)
+    with pytest.raises(DataError, match=f"no tuning hand-over at {handover_prefix('BTC/USDT', UNTIL)}"):
+        finish_phase(services, services.series(), UNTIL)
+    assert ReleaseStore(services.store).list("BTC/USDT") == []
+
+
+def test_a_tune_phase_needs_a_shared_study_storage(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    services = _copy(prepared_store[0], tmp_path)
+    with pytest.raises(ConfigError, match="postgresql://"):
+        tune_phase(services, services.series(), UNTIL, worker=0, seconds=None)
+
+
+def test_a_tune_worker_out_of_time_leaves_its_trials_to_finish(
+    prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path, postgres_url: str
+) -> None:
+    shutil.copytree(prepared_store[0], tmp_path / "store")
+    services = _services(tmp_path / "store", study_storage=postgres_url)
+    late = tune_phase(services, services.series(), UNTIL, worker=1, seconds=1e-6)
+    assert late["status"] == "out of time" and sum(late["trials"].values()) == 0
+    with pytest.raises(ConfigError, match="needs time to tune"):
+        tune_phase(services, services.series(), UNTIL, worker=2, seconds=0.0)
+    report = finish_phase(services, services.series(), UNTIL)  # finish tops every study up to its budget
+    for study in prepared_store[1]["studies"]:
+        trials = optuna.load_study(study_name=study, storage=postgres_url).get_trials()
+        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * FAST["trials"]
+    assert report.tuning["n_trials"] == FAST["trials"]
+
+
+def test_a_tune_invocation_keeps_a_margin_of_its_remaining_time() -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
+
+    assert tuning_seconds(Context()) == 900.0 - TUNE_MARGIN_S
+    assert tuning_seconds(object()) is None  # called outside Lambda: no limit
