@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fan_out import FAN_OUTS, TUNED, WiringError, check_fan_out
+from fan_out import FAN_OUTS, SCHEDULED_TIME, THEN, TUNED, WiringError, check_fan_out
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -123,11 +123,17 @@ def check_wiring(translated: dict[str, Any]) -> None:
                 ]
                 if [runs[0]["symbol"] for runs in items] != symbols or any(p != expected for p in phases):
                     raise CheckFailed(f"{machine} does not run prepare, {workers} workers, finish per symbol")
+            elif machine.endswith(THEN):
+                if items.get("scope") != "portfolio" or items.get("time") != SCHEDULED_TIME:
+                    raise CheckFailed(
+                        f"{machine} does not review the portfolio at the scheduled time: {items}"
+                    )
             elif [item["symbol"] for item in items] != symbols:
                 raise CheckFailed(f"{machine} does not give each of {symbols} its own invocation: {items}")
     print(
         f"fan-out: {len(FAN_OUTS)} state machines invoke each job once per symbol with its scheduled time; "
-        f"with TuningWorkers={WORKERS} the daily one runs prepare, {WORKERS} tune workers, finish per symbol"
+        f"with TuningWorkers={WORKERS} the daily one runs prepare, {WORKERS} tune workers, finish per symbol; "
+        "the weekly one then reviews the portfolio"
     )
 
 

@@ -14,7 +14,10 @@ What is checked, for each state machine of :data:`FAN_OUTS`:
 * each Lambda task in it invokes, by ``DefinitionSubstitutions``, the function of that job, with the item as
   its payload; it retries Lambda service errors only, and catches every error into an SNS publish to the
   stack's topic (which itself cannot fail the other symbols);
-* every function is invoked by a fan-out and has no schedule of its own (a basket refuses a symbol-less run).
+* every function is invoked by a fan-out and has no schedule of its own (a basket refuses a symbol-less run);
+* a machine with a ``then`` step (the weekly review) keeps its input past the Map (``ResultPath: null``) and
+  goes on to one invocation of that function with its fixed payload and the scheduled time (the whole
+  account's review, once every symbol's is done), caught into the SNS notice like the symbols' tasks.
 
 The daily machine also carries ``"tuning_workers": TuningWorkers`` in its input and starts with a Choice: at
 most one worker, the Map above (one train invocation per symbol); more, a Pass that lists the worker numbers
@@ -50,11 +53,14 @@ class FanOut:
     """A state machine that runs ``tasks`` (state name -> function logical id) per symbol on ``schedule``.
 
     ``tuned``: the function whose run is split into phases when several workers tune (the daily train).
+    ``then``: a step after the Map, ``(state name, function, payload)``, the payload with the scheduled time
+    added as ``time``.
     """
 
     schedule: str
     tasks: Mapping[str, str]
     tuned: str | None = None
+    then: tuple[str, str, Mapping[str, str]] | None = None
 
 
 FAN_OUTS = {
@@ -62,8 +68,14 @@ FAN_OUTS = {
         "cron(* * * * ? *)", {"Retrieve": "RetrieveFunction", "Execute": "ExecuteFunction"}
     ),
     "DailyStateMachine": FanOut("rate(1 day)", {"Train": "TrainFunction"}, tuned="TrainFunction"),
-    "WeeklyStateMachine": FanOut("rate(7 days)", {"Monitor": "MonitorFunction"}),
+    "WeeklyStateMachine": FanOut(
+        "rate(7 days)",
+        {"Monitor": "MonitorFunction"},
+        then=("Portfolio", "MonitorFunction", {"scope": "portfolio"}),
+    ),
 }
+THEN = "(then)"
+"""Suffix of a machine's name in :func:`check_fan_out`'s payloads for its step after the Map."""
 TUNED = "(tuned)"
 """Suffix of the daily machine's name in :func:`check_fan_out`'s payloads for its phased branch."""
 WORKER_NUMBERS = "States.ArrayRange(1, $.tuning_workers, 1)"
@@ -219,6 +231,33 @@ def check_machine(
     if invoked != dict(fan_out.tasks):
         raise WiringError(f"{name} invokes {invoked} per symbol, not {dict(fan_out.tasks)}")
     return map_items(first, machine_input)
+
+
+def check_then(
+    template: Mapping[str, Any], name: str, fan_out: FanOut, parameters: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Check the step a machine runs after its Map (see the module docstring); return its payload."""
+    assert fan_out.then is not None
+    state_name, function, payload = fan_out.then
+    machine = template["Resources"][name]
+    definition = definition_of(machine)
+    substitutions = machine["Properties"].get("DefinitionSubstitutions", {})
+    states = definition["States"]
+    first = states[definition["StartAt"]]
+    if "ResultPath" not in first or first["ResultPath"] is not None or first.get("Next") != state_name:
+        raise WiringError(
+            f"{name}: the Map does not keep its input (ResultPath null) and go on to {state_name}"
+        )
+    state = states.get(state_name, {})
+    if not str(state.get("Resource", "")).endswith(":states:::lambda:invoke") or not state.get("End"):
+        raise WiringError(f"{name}.{state_name} is not the machine's last step, a Lambda invocation")
+    expected = {**payload, "time.$": "$.time"}
+    if state.get("Parameters", {}).get("Payload") != expected:
+        raise WiringError(f"{name}.{state_name}: the payload is not {expected}")
+    invoked = _check_invocation(name, state_name, state, states, substitutions)
+    if invoked != function:
+        raise WiringError(f"{name}.{state_name} invokes {invoked}, not {function}")
+    return {**payload, "time": SCHEDULED_TIME}
 
 
 def _tuning_choice(machine: str, first: Mapping[str, Any]) -> tuple[str, str]:
@@ -414,6 +453,8 @@ def check_fan_out(
     for name, fan_out in FAN_OUTS.items():
         if fan_out.tuned is not None:
             payloads[f"{name} {TUNED}"] = check_tuned(template, name, fan_out, parameters)
+        if fan_out.then is not None:
+            payloads[f"{name} {THEN}"] = check_then(template, name, fan_out, parameters)
     functions = {
         name
         for name, resource in template["Resources"].items()

@@ -40,6 +40,11 @@ def test_each_cadence_invokes_its_jobs_once_per_symbol_with_the_scheduled_time(
 ) -> None:
     payloads = fan_out.check_fan_out(template, symbols, len(symbols))
     tuned = payloads.pop("DailyStateMachine (tuned)")
+    # once every symbol's week is reviewed, one invocation reviews the whole account
+    assert payloads.pop("WeeklyStateMachine (then)") == {
+        "scope": "portfolio",
+        "time": "<aws.scheduler.scheduled-time>",
+    }
     assert set(payloads) == {"MinuteStateMachine", "DailyStateMachine", "WeeklyStateMachine"}
     for items in payloads.values():
         assert items == [{"symbol": s, "time": "<aws.scheduler.scheduled-time>"} for s in symbols]
@@ -201,6 +206,19 @@ def _no_workers_in_input(t: dict[str, Any]) -> None:
     )
 
 
+def _weekly_map_result_replaces_the_input(t: dict[str, Any]) -> None:
+    del _map(t, "WeeklyStateMachine")["ResultPath"]
+
+
+def _portfolio_review_of_one_symbol(t: dict[str, Any]) -> None:
+    states = t["Resources"]["WeeklyStateMachine"]["Properties"]["Definition"]["States"]
+    states["Portfolio"]["Parameters"]["Payload"]["symbol"] = "BTC/USDT"
+
+
+def _portfolio_review_uncaught(t: dict[str, Any]) -> None:
+    del t["Resources"]["WeeklyStateMachine"]["Properties"]["Definition"]["States"]["Portfolio"]["Catch"]
+
+
 def _no_symbols_in_input(t: dict[str, Any]) -> None:
     event = t["Resources"]["WeeklyStateMachine"]["Properties"]["Events"]["Weekly"]
     event["Properties"]["Input"] = json.dumps({"time": "<aws.scheduler.scheduled-time>"})
@@ -223,6 +241,9 @@ def _no_symbols_in_input(t: dict[str, Any]) -> None:
         _lost_worker_fails_the_symbol,
         _finish_named_as_tune,
         _no_workers_in_input,
+        _weekly_map_result_replaces_the_input,
+        _portfolio_review_of_one_symbol,
+        _portfolio_review_uncaught,
     ],
 )
 def test_the_check_refuses_a_miswired_fan_out(
