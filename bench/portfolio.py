@@ -1,20 +1,23 @@
 """Many symbols in one bot (not a test): the bar close at 1, 10 and 50 symbols, and training 10 symbols with
 1, 2 and 4 tuning workers.
 
-1. **Bar close at scale.** A bot of N spot symbols quoted in USDT (``bot.symbols``), paper broker, its bars from
-   a local Binance look-alike (``tests/support/binance_server.py``) through ccxt exactly as ``scalpbot run``
-   wires it (``build_market_data("ccxt")``: ccxt's rate limiter on, Binance's ``rateLimit`` and endpoint costs).
-   Each bar close runs the bot's basket trader: for every symbol in order, retrieve the bar that just closed
-   (one klines request), then the cycle (reconcile, risk, features on the stored window, ONNX, policy, paper
-   orders, ledger, snapshot). The first close backfills ``data.lookback_days`` of bars and is not timed; the
-   next ``--closes`` are, one simulated minute apart. Reported per N: p50/p95 of the whole bar close and of
-   its share per symbol, the share of it spent fetching (ccxt, its limiter, the HTTP round trip), the klines
-   requests' spacing, and the ratio per-symbol(N)/per-symbol(1) (flat is 1). The largest N is run a second time
-   with the limiter's spacing cut to 1 ms: the difference is what the rate limit costs.
+1. **Bar close at scale.** A bot of N spot symbols quoted in USDT (``bot.symbols``), paper broker, a folder
+   store, its bars from a local Binance look-alike (``tests/support/binance_server.py``) through ccxt exactly as
+   ``scalpbot run`` wires it (``build_market_data("ccxt")``: ccxt's rate limiter on, Binance's ``rateLimit``
+   and endpoint costs). Each bar close runs the bot's basket trader: for every symbol in order, retrieve the
+   bar that just closed (one klines request), then the cycle (reconcile, risk, budget, features on the stored
+   window, ONNX, policy, paper orders, ledger, snapshot). The first close backfills ``data.lookback_days`` of
+   bars and is not timed; the next ``--closes`` are, one simulated minute apart, the bots of each N taking
+   turns so that other work on the machine weighs on all alike. Reported per N: p50/p95 of the whole bar close
+   and per symbol, the ratio per-symbol(N)/per-symbol(1) (flat is 1) in wall and CPU time, the time per
+   symbol spent fetching (ccxt, its limiter, the HTTP round trip) and waiting for the limiter, the durable
+   store writes per symbol and their time, and the spacing of the klines requests.
 2. **Training 10 symbols** with ``scalpbot train --workers W`` for W in 1, 2, 4: the train job run for each
-   symbol in turn (``train.study_storage`` on a throwaway PostgreSQL server, as
-   ``tests/support/postgres.py`` starts it; a fresh database and store per W). Reported: the wall time of the
-   ten, the share spent tuning, and the speed-up over one worker, with the machine's core count.
+   symbol in turn (``train.study_storage`` on a throwaway PostgreSQL server, as ``tests/support/postgres.py``
+   starts it; a fresh database and store per W), one label candidate by default (one fit and one study per
+   symbol; ``--all-labels`` for ``train.label_search``'s). Reported: the wall time of the ten, the time spent
+   tuning, the speed-up of each over one worker, the core count, and per W the studies' mean length, the
+   share of trials the spawned workers ran and how late their first trial came.
 
 Symbols: BTC/USDT is the bundled sample's real bars (2024-11-20..2024-12-31); every other symbol (ETH, BNB,
 SOL, ...: names only) is the same real series shifted ``i`` hours later in time and rescaled in price (volume
@@ -24,14 +27,15 @@ Binance look-alike lists every symbol in ``exchangeInfo`` and serves its klines.
 Release: one model is trained once on the sample (a few trials and epochs: the timing does not depend on it)
 and published with an eager policy (enters on any signal), then the same release (ONNX + Keras artifacts,
 one manifest) is written and promoted under each symbol: the release store keys releases per symbol, and a
-release does not depend on the symbol's bars. So every cycle decides, and most place paper orders.
+release does not depend on the symbol's bars. So every cycle decides, and many place paper orders.
 
 The bot and the server share the process (the server answers on a thread); thread pools are held to one
 thread (numba, BLAS), the cores are not pinned (the tuning workers need both). On a shared machine treat the
 figures as ranges.
 
-Usage: python bench/portfolio.py [--symbols 1,10,50] [--closes 30] [--train-symbols 10] [--workers 1,2,4]
-                                 [--trials 40] [--train-days 12] [--skip-close] [--skip-train] [--quick]
+Usage: python bench/portfolio.py [--symbols 1,10,50] [--closes 20] [--train-symbols 10] [--workers 1,2,4]
+                                 [--trials 40] [--train-days 12] [--all-labels] [--skip-close] [--skip-train]
+                                 [--quick]
 """
 
 from __future__ import annotations
@@ -400,7 +404,9 @@ def bar_close_part(counts: Sequence[int], closes: int, work: Path) -> None:
 # --- 2. training 10 symbols with 1, 2, 4 workers --------------------------------------------------------------
 
 
-def train_part(n: int, worker_counts: Sequence[int], trials: int, days: int, work: Path) -> None:
+def train_part(
+    n: int, worker_counts: Sequence[int], trials: int, days: int, all_labels: bool, work: Path
+) -> None:
     """Print the wall time of training ``n`` symbols with each worker count, and the speed-up."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
@@ -410,22 +416,28 @@ def train_part(n: int, worker_counts: Sequence[int], trials: int, days: int, wor
     series, _ = derived_series(n)
     symbols = [unified(i) for i in range(n)]
     seed = work / "train-bars"
-    seeded = _train_services(seed, None, trials, days, symbols)
+    seeded = _train_services(seed, None, trials, days, all_labels, symbols)
     for symbol, one in zip(symbols, series.values(), strict=True):
         seeded.dataset.append(seeded.series(symbol), series_frame(one))
     print(
         f"{cores} cores (os.cpu_count() {os.cpu_count()}); {days} days of 1m bars per symbol, "
-        f"{trials} trials per study, 2 epochs, the default label candidates; load average "
+        f"{trials} trials per study, 2 epochs, {'the default' if all_labels else 'one'} label candidate(s) "
+        f"(one model fit and one study each); load average "
         f"{os.getloadavg()[0]:.1f}"
     )
     with running_postgres(durable=True) as pg:
         print(f"storage: a local PostgreSQL server ({pg.bin_dir}), default durability (fsync on)")
+        warm = work / "train-warm-up"  # imports, kernels compiled or loaded, the first fit: not timed
+        shutil.copytree(seed, warm)
+        storage = pg.create_database("warm")
+        warmed = _train_services(warm, storage, trials, days, all_labels, symbols)
+        train(warmed, warmed.series(symbols[0]), until=TRAIN_UNTIL)
         base = base_tuning = None
         for workers in worker_counts:
             root = work / f"train-{workers}"
             shutil.copytree(seed, root)
             storage = pg.create_database(f"w{workers}")
-            services = _train_services(root, storage, trials, days, symbols)
+            services = _train_services(root, storage, trials, days, all_labels, symbols)
             tick = time.perf_counter()
             tuning = 0.0
             for symbol in symbols:
@@ -441,15 +453,18 @@ def train_part(n: int, worker_counts: Sequence[int], trials: int, days: int, wor
                 f"the rest (bars, features, fits, export, gate) {wall - tuning:6.1f} s; "
                 f"load {os.getloadavg()[0]:.1f}"
             )
-            print(
-                f"    {split.studies} studies of {split.seconds:4.1f} s on average; "
-                f"{split.extra_share:.0%} of the trials run by the spawned workers"
-                + (
-                    f", whose first trial starts {split.extra_lag:.1f} s after the study's first "
-                    "(median: the start of a fresh process per study)"
-                    if workers > 1
-                    else ""
+            if workers == 1:
+                late = ""
+            elif split.extra_share == 0:
+                late = ": every study was over before they had started"
+            else:
+                late = (
+                    f", whose first trial starts {split.extra_lag:.1f} s after the study's first (median: a "
+                    "fresh process per study)"
                 )
+            print(
+                f"    {split.studies} studies of {split.seconds:4.1f} s on average (first trial start to last "
+                f"trial end); {split.extra_share:.0%} of the trials run by the spawned workers{late}"
             )
 
 
@@ -490,7 +505,7 @@ def study_split(storage: str) -> StudySplit:
 
 
 def _train_services(
-    root: Path, storage: str | None, trials: int, days: int, symbols: Sequence[str]
+    root: Path, storage: str | None, trials: int, days: int, all_labels: bool, symbols: Sequence[str]
 ) -> Services:
     overrides: dict[str, Any] = {
         "store": {"url": str(root)},
@@ -501,16 +516,21 @@ def _train_services(
     }
     if storage is not None:
         overrides["train"]["study_storage"] = storage
+    if not all_labels:
+        overrides["train"]["label_search"] = []
     return build_services(load_settings(None, overrides))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", default="1,10,50", help="symbol counts of the bar-close part")
-    parser.add_argument("--closes", type=int, default=30, help="timed bar closes per symbol count")
+    parser.add_argument("--closes", type=int, default=20, help="timed bar closes per symbol count")
     parser.add_argument("--train-symbols", type=int, default=10)
     parser.add_argument("--workers", default="1,2,4", help="tuning worker counts of the training part")
     parser.add_argument("--trials", type=int, default=40, help="policy trials per study")
+    parser.add_argument(
+        "--all-labels", action="store_true", help="train.label_search's candidates too [one label]"
+    )
     parser.add_argument("--train-days", type=int, default=12, help="days of bars per training run")
     parser.add_argument("--skip-close", action="store_true", help="only the training part")
     parser.add_argument("--skip-train", action="store_true", help="only the bar-close part")
@@ -530,7 +550,7 @@ def main() -> None:
             bar_close_part([int(n) for n in args.symbols.split(",")], args.closes, Path(tmp))
         if not args.skip_train:
             workers = [int(n) for n in args.workers.split(",")]
-            train_part(args.train_symbols, workers, args.trials, args.train_days, Path(tmp))
+            train_part(args.train_symbols, workers, args.trials, args.train_days, args.all_labels, Path(tmp))
 
 
 if __name__ == "__main__":
