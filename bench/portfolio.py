@@ -83,6 +83,8 @@ from scalpbot.wiring import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tuning_workers import server_cpu_s
+
 from support.binance_server import BinanceServer, Market, Series, sample_series
 from support.postgres import running_postgres
 
@@ -438,12 +440,13 @@ def train_part(
             shutil.copytree(seed, root)
             storage = pg.create_database(f"w{workers}")
             services = _train_services(root, storage, trials, days, all_labels, symbols)
-            tick = time.perf_counter()
+            tick, before, server_before = time.perf_counter(), os.times(), server_cpu_s(pg.pid)
             tuning = 0.0
             for symbol in symbols:
                 report = train(services, services.series(symbol), until=TRAIN_UNTIL, workers=workers)
                 tuning += report.timings.get("tuning", 0.0)
-            wall = time.perf_counter() - tick
+            wall, after = time.perf_counter() - tick, os.times()
+            cpu = sum(after[:4]) - sum(before[:4]) + server_cpu_s(pg.pid) - server_before
             base = base or wall
             base_tuning = base_tuning or tuning
             split = study_split(storage)
@@ -451,6 +454,7 @@ def train_part(
                 f"{workers} worker(s): {wall:6.1f} s for {n} symbols ({wall / n:5.1f} s each), speed-up "
                 f"{base / wall:4.2f}x; tuning {tuning:6.1f} s (speed-up {base_tuning / tuning:4.2f}x), "
                 f"the rest (bars, features, fits, export, gate) {wall - tuning:6.1f} s; "
+                f"{cpu / wall:.2f} cores busy (this process, its workers and the server); "
                 f"load {os.getloadavg()[0]:.1f}"
             )
             if workers == 1:
