@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backtest_overhead.py
 	$(BIN)/python bench/policy_search.py
 	$(BIN)/python bench/tuning_workers.py
+	$(BIN)/python bench/portfolio.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/rl.py

@@ -273,6 +273,56 @@ def test_load_markets_failures_are_retried_too(server, clock, sleeps):
     assert len(server.requests_to("/api/v3/exchangeInfo")) == 3
 
 
+def test_a_venue_lists_and_serves_the_markets_it_is_given_and_no_others(clock, sleeps, series, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    btc = series["BTCUSDT"]
+    sol = Series(btc.open_ms + 3_600_000, btc.ohlcv * np.array([0.002, 0.002, 0.002, 0.002, 500.0]))
+    listed = {"SOLUSDT": ("SOL", "USDT", "0.01000000", "0.00100000", "90000.00000000")}
+    with BinanceServer(clock, {**series, "SOLUSDT": sol}, listed) as venue:
+        src = source(venue, clock, sleeps)
+        bars = fetch(src, NOW - 3 * MINUTE, None, symbol="SOL/USDT")
+
+        assert sorted(src.exchange.markets) == ["SOL/USDT"]
+        assert src.exchange.markets["SOL/USDT"]["precision"]["amount"] == 0.001
+        hour_before = (NOW - 3 * MINUTE - timedelta(hours=1)).timestamp() * 1000
+        first = int(np.searchsorted(btc.open_ms, hour_before))
+        assert bars["close"].tolist() == pytest.approx((btc.ohlcv[first : first + 2, 3] * 0.002).tolist())
+        with pytest.raises(ConfigError, match="'BTC/USDT' is not listed on binance"):
+            fetch(src, NOW - 3 * MINUTE, None)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "limit"),
+    [
+        (None, None, 500),
+        (None, "2024-12-01T11:00", 30),
+        ("2024-11-30T23:30", None, 1000),
+        ("2024-11-30T23:30", "2024-12-01T01:00", 1000),
+        ("2024-12-01T11:58", None, 1000),
+        ("2024-12-01T13:00", None, 10),
+        ("2024-12-31T23:58", "2025-01-01T00:00", 5),
+    ],
+)
+@pytest.mark.parametrize("interval", ["1m", "5m", "1h"])
+def test_klines_are_the_opens_in_the_window_up_to_the_venues_now(server, series, start, end, limit, interval):
+    step = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}[interval]
+    ms = {
+        k: int(pd.Timestamp(v, tz="UTC").timestamp() * 1000)
+        for k, v in (("startTime", start), ("endTime", end))
+        if v
+    }
+    status, rows = server._respond(
+        KLINES,
+        {"symbol": "BTCUSDT", "interval": interval, "limit": str(limit)} | {k: str(v) for k, v in ms.items()},
+    )
+
+    opens = np.unique(series["BTCUSDT"].open_ms // step * step)
+    now = int(NOW.timestamp() * 1000)
+    keep = (opens <= now) & (opens >= ms.get("startTime", 0)) & (opens <= ms.get("endTime", now))
+    wanted = opens[keep][:limit] if start else opens[keep][-limit:]
+    assert status == 200 and [row[0] for row in rows] == wanted.tolist()
+
+
 def test_unknown_symbol_is_a_config_error_suggesting_listed_ones(server, clock, sleeps):
     with pytest.raises(ConfigError, match=r"'BTC/USD' is not listed on binance \(did you mean 'BTC/USDT'"):
         fetch(source(server, clock, sleeps), NOW - 3 * MINUTE, None, symbol="BTC/USD")

@@ -3,6 +3,7 @@ trial retried, and the same kind of result as one worker's."""
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import time
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import psycopg
 import pytest
 
 from scalpbot.core.evaluation import PolicyWindow
@@ -190,3 +192,43 @@ def test_tune_with_workers_runs_the_budget_in_spawned_processes(
     assert [t.number for t in trials] == list(range(30)) and {t.state for t in trials} == {State.COMPLETE}
     assert result.n_trials == 30 and 0 < result.new_trials <= 30
     _assert_result_covers(result, trials)
+
+
+@pytest.mark.slow
+def test_the_calling_process_tunes_while_its_workers_start(
+    window: PolicyWindow, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting a spawned worker blocks until it has imported the main module and read its windows: the caller
+    does not wait for that. Here each start is held until the caller has completed a trial (at most 30 s)."""
+    held: list[int] = []
+    start = multiprocessing.context.SpawnProcess.start
+
+    def start_once_tuning(process: multiprocessing.process.BaseProcess) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            complete = _complete_trials(postgres_url.replace("+psycopg", ""))
+            if complete:
+                held.append(complete)
+                break
+            time.sleep(0.05)
+        start(process)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start_once_tuning)
+    result, exits = tune_with_workers(
+        window, workers=3, storage=postgres_url, study_name="early", n_trials=40, min_trades=5,
+        show_progress=False,
+    )  # fmt: skip
+    assert len(held) == 2 and min(held) >= 1  # both started once the caller had tuned
+    assert exits == (0, 0) and result.n_trials == 40
+    assert {t.state for t in _trials(postgres_url, "early")} == {State.COMPLETE}
+
+
+def _complete_trials(dsn: str) -> int:
+    """Return the complete trials in the database ``dsn`` by plain SQL (0 before Optuna has made its tables):
+    reading through Optuna would create the tables, racing the workers that do."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        try:
+            row = connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+    return int(row[0]) if row else 0

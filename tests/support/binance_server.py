@@ -2,8 +2,8 @@
 
 It serves what ccxt's ``binance`` class needs for public market data:
 
-* ``GET /api/v3/exchangeInfo``: the served symbols (BTCUSDT, ETHUSDT; SOLUSDT when given a series) with
-  Binance's real field names and filters.
+* ``GET /api/v3/exchangeInfo``: the served symbols that are listed (BTCUSDT, ETHUSDT, SOLUSDT by default, or
+  the ``markets`` given) with Binance's real field names and filters.
 * ``GET /api/v3/klines``: kline arrays ``[openTime, "open", "high", "low", "close", "volume", closeTime,
   "quoteVolume", trades, "takerBuyBase", "takerBuyQuote", "0"]`` honouring ``symbol``, ``interval``,
   ``startTime``, ``endTime`` and ``limit`` (default 500, at most 1000), with Binance's error bodies. The sample
@@ -111,9 +111,16 @@ def sample_series() -> dict[str, Series]:
 class BinanceServer:
     """A threaded Binance look-alike on ``127.0.0.1`` (ephemeral port); use as a context manager."""
 
-    def __init__(self, clock: FixedClock, series: Mapping[str, Series] | None = None) -> None:
+    def __init__(
+        self,
+        clock: FixedClock,
+        series: Mapping[str, Series] | None = None,
+        markets: Mapping[str, Market] | None = None,
+    ) -> None:
         self.clock = clock
         self._series = dict(series if series is not None else sample_series())
+        self._markets = dict(markets if markets is not None else MARKETS)
+        self._opens: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
@@ -208,7 +215,7 @@ class BinanceServer:
         if path == "/api/v3/time":
             return 200, {"serverTime": self._now_ms()}
         if path == "/api/v3/exchangeInfo":
-            return 200, exchange_info(self._now_ms(), self._series)
+            return 200, exchange_info(self._now_ms(), self._series, self._markets)
         if path == "/api/v3/klines":
             return self._klines(params)
         return 404, {"code": -1000, "msg": f"Unknown path {path}"}
@@ -236,19 +243,23 @@ class BinanceServer:
             return 400, {"code": -1100, "msg": "Illegal characters found in a parameter."}
         if not 1 <= limit <= 1000:
             return 400, {"code": -1130, "msg": "Invalid data sent for a parameter."}
-        return 200, list(self._kline_rows(self._series[symbol], step, start, end, limit))
+        return 200, list(self._kline_rows(symbol, step, start, end, limit))
+
+    def _kline_opens(self, symbol: str, step: int) -> np.ndarray:
+        """Return the sorted open times (ms) of ``symbol``'s klines of ``step`` ms, computed once."""
+        opens = self._opens.get((symbol, step))
+        if opens is None:
+            opens = self._opens[(symbol, step)] = np.unique(self._series[symbol].open_ms // step * step)
+        return opens
 
     def _kline_rows(
-        self, series: Series, step: int, start: int | None, end: int | None, limit: int
+        self, symbol: str, step: int, start: int | None, end: int | None, limit: int
     ) -> Iterator[list[Any]]:
         now = self._now_ms()
-        opens = np.unique(series.open_ms // step * step)
-        keep = opens <= now
-        if start is not None:
-            keep &= opens >= start
-        if end is not None:
-            keep &= opens <= end
-        opens = opens[keep]
+        series, opens = self._series[symbol], self._kline_opens(symbol, step)
+        last = now if end is None else min(now, end)
+        first = 0 if start is None else int(np.searchsorted(opens, start, side="left"))
+        opens = opens[first : int(np.searchsorted(opens, last, side="right"))]
         opens = opens[:limit] if start is not None else opens[-limit:]
         for open_ms in opens:
             row = _aggregate(series, int(open_ms), step, now)
@@ -291,8 +302,12 @@ def _aggregate(series: Series, open_ms: int, step: int, now: int) -> list[Any] |
     ]
 
 
-def exchange_info(now_ms: int, series: Mapping[str, Series]) -> dict[str, Any]:
-    """Return a minimal ``/api/v3/exchangeInfo`` reply with Binance's real layout for the served symbols."""
+def exchange_info(
+    now_ms: int, series: Mapping[str, Series], markets: Mapping[str, Market] | None = None
+) -> dict[str, Any]:
+    """Return a minimal ``/api/v3/exchangeInfo`` reply with Binance's real layout for the served symbols that
+    ``markets`` (default :data:`MARKETS`) lists."""
+    listed = MARKETS if markets is None else markets
     return {
         "timezone": "UTC",
         "serverTime": now_ms,
@@ -303,11 +318,14 @@ def exchange_info(now_ms: int, series: Mapping[str, Series]) -> dict[str, Any]:
             {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
         ],
         "exchangeFilters": [],
-        "symbols": [_symbol_info(name) for name in series if name in MARKETS],
+        "symbols": [_symbol_info(name, listed[name]) for name in series if name in listed],
     }
 
 
-MARKETS = {
+Market = tuple[str, str, str, str, str]
+"""A spot market's listing: (baseAsset, quoteAsset, tickSize, stepSize, MARKET_LOT_SIZE maxQty)."""
+
+MARKETS: dict[str, Market] = {
     # symbol: (base, quote, tickSize, stepSize, marketMaxQty)
     "BTCUSDT": ("BTC", "USDT", "0.01000000", "0.00001000", "123.45678900"),
     "ETHUSDT": ("ETH", "USDT", "0.01000000", "0.00010000", "2876.99873000"),
@@ -315,8 +333,8 @@ MARKETS = {
 }
 
 
-def _symbol_info(symbol: str) -> dict[str, Any]:
-    base, quote, tick, step, market_max = MARKETS[symbol]
+def _symbol_info(symbol: str, market: Market) -> dict[str, Any]:
+    base, quote, tick, step, market_max = market
     return {
         "symbol": symbol,
         "status": "TRADING",

@@ -10,7 +10,9 @@ again, so the budget completes while any worker lives.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +24,23 @@ from scalpbot.ml.tuning import TuningResult, join_policy_study, tune_policy
 
 __all__ = ["tune_with_workers"]
 
+_log = logging.getLogger(__name__)
+
 _JOIN_S = 120.0
 
 
 def _work(window: Sequence[PolicyWindow], bounds: ParamBounds | None, options: dict[str, Any]) -> None:
     join_policy_study(window, bounds, **options)
+
+
+def _start(processes: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    """Start ``processes`` in turn; on a failure log it and start no more (those running share the budget)."""
+    for process in processes:
+        try:
+            process.start()
+        except Exception:
+            _log.exception("tuning worker %s could not start; tuning goes on without it", process.name)
+            return
 
 
 def tune_with_workers(
@@ -41,8 +55,9 @@ def tune_with_workers(
 
     ``options`` are :func:`scalpbot.ml.tuning.tune_policy`'s; ``n_trials`` is the study's total budget
     (``top_up`` is implied). One worker on a non-shared ``storage`` is plain :func:`tune_policy`; several need
-    a PostgreSQL ``storage``. An exit code other than 0 means that worker died or failed: its trials were run
-    by the others (the result holds the whole budget).
+    a PostgreSQL ``storage``. An exit code other than 0 means that worker died or failed (``None``: it could not
+    start): its trials were run by the others (the result holds the whole budget). The extra processes are
+    started while this one tunes already.
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1 process; got {workers}")
@@ -59,14 +74,19 @@ def tune_with_workers(
         context.Process(target=_work, args=(windows, bounds, worker_options), name=f"tuning-worker-{i + 1}")
         for i in range(workers - 1)
     ]
-    for process in extra:
-        process.start()
+    # Starting a spawned process blocks until it has re-imported the main module and read its pickled
+    # windows (about a second each): this process tunes meanwhile, and the workers join the study when ready.
+    starter = threading.Thread(target=_start, args=(extra,), name="tuning-workers-start", daemon=True)
+    starter.start()
     finished = False
     try:
         result = tune_policy(windows, bounds, storage=storage, **options)
         finished = True
     finally:
+        starter.join()
         for process in extra:
+            if process.pid is None:  # its start failed (logged by the starter)
+                continue
             if not finished:
                 process.terminate()
             process.join(_JOIN_S)
