@@ -168,6 +168,7 @@ def lazy_kind(module: str, attribute: str = "KIND") -> KindLoader:
 
 MODEL_KINDS: dict[str, KindLoader] = {
     "mlp": lazy_kind("scalpbot.ml.kinds.mlp"),
+    "conv1d": lazy_kind("scalpbot.ml.kinds.conv1d"),
 }
 """Every model kind by its ``train.model`` name. Adding a model type: its module and one line here."""
 
