@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, build_features
+from scalpbot.core.features import FEATURE_SPEC_VERSION
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.venue import Venue
+from scalpbot.core.window_features import model_input_count, model_inputs
 from scalpbot.errors import ModelError
 from scalpbot.inference.onnx import OnnxModel
 from scalpbot.ports import Predictor
@@ -23,11 +24,17 @@ from scalpbot.state.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 @dataclass(frozen=True, slots=True)
 class TradingModel:
-    """A release ready to trade: its ONNX model, its tuned params and its identity."""
+    """A release ready to trade: its ONNX model, its tuned params, its identity and the trailing window it reads.
+
+    ``window``: bars of the raw trailing window (:mod:`scalpbot.core.window_features`) the model reads after the
+    feature matrix's columns; 0 (every MLP release, and every release whose manifest has no ``window_bars``):
+    the feature matrix alone.
+    """
 
     release_id: str
     model: Predictor
     params: StrategyParams
+    window: int = 0
 
     @classmethod
     def from_release(cls, release: Release) -> TradingModel:
@@ -39,11 +46,13 @@ class TradingModel:
                 f"{FEATURE_SPEC_VERSION!r}; train a new release"
             )
         model = OnnxModel.from_bytes(release.artifacts[ONNX_ARTIFACT])
-        if model.n_features != len(FEATURE_NAMES):
+        window = int(release.manifest.get("window_bars") or 0)
+        if model.n_features != model_input_count(window):
             raise ModelError(
-                f"release {release.release_id} expects {model.n_features} features, not {len(FEATURE_NAMES)}"
+                f"release {release.release_id} expects {model.n_features} input columns, not "
+                f"{model_input_count(window)} (the features and a trailing window of {window} bars)"
             )
-        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest.params))
+        return cls(release.release_id, model, StrategyParams.from_dict(release.manifest.params), window)
 
     def for_venue(self, venue: Venue) -> TradingModel:
         """Return the model trading on ``venue``: no short decision where the venue cannot short.
@@ -55,9 +64,12 @@ class TradingModel:
         return dataclasses.replace(self, params=self.params.replace(allow_short=False))
 
 
-def predict_bars(bars: pd.DataFrame, model: Predictor) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up."""
-    features = build_features(bars).to_numpy(dtype=np.float64)
+def predict_bars(bars: pd.DataFrame, model: Predictor, window: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up.
+
+    ``window``: the trailing bars the model reads beside the features (:attr:`TradingModel.window`).
+    """
+    features = model_inputs(bars, window)
     ready = np.isfinite(features).all(axis=1)
     probs = np.full((len(bars), 3), np.nan)
     vol = np.full(len(bars), np.nan)
@@ -70,7 +82,7 @@ def release_signals(
     bars: pd.DataFrame, trading: TradingModel, params: StrategyParams | None = None
 ) -> pd.DataFrame:
     """Return the signal frame (side/size/sl/tp/max_hold per bar) the release trades on ``bars``."""
-    probs, vol = predict_bars(bars, trading.model)
+    probs, vol = predict_bars(bars, trading.model, trading.window)
     return signals_frame(bars.index, probs, vol, params or trading.params)
 
 

@@ -47,6 +47,7 @@ import pandas as pd
 
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
 from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.window_features import model_inputs
 from scalpbot.core.policy import decide
 from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
@@ -371,9 +372,13 @@ def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, 
     """Return the signal for the open after the window's last bar, with the model's outputs; ``None``: no trade.
 
     ``window`` holds closed bars ending with the decision bar; the last ``FEATURE_WINDOW`` are used, so the
-    features equal the training computation bit for bit. The hot path of every execute cycle.
+    features (and the trailing window of a model that reads one) equal the training computation bit for bit. The hot path of every execute cycle.
     """
-    features = build_features(window.iloc[-FEATURE_WINDOW:]).to_numpy(dtype=np.float64)[-1]
+    bars = window.iloc[-FEATURE_WINDOW:]
+    if trading.window:
+        features = model_inputs(bars, trading.window)[-1]
+    else:
+        features = build_features(bars).to_numpy(dtype=np.float64)[-1]
     if not np.isfinite(features).all():
         return None  # not enough history yet for a decision
     probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))

@@ -33,6 +33,8 @@ __all__ = [
     "LabelledRows",
     "ModelKind",
     "TrainedModel",
+    "WindowedKind",
+    "input_window",
     "kind_names",
     "lazy_kind",
     "model_kind",
@@ -148,6 +150,23 @@ class ModelKind(Protocol):
         with an ``optuna.trial.FixedTrial`` of the winner's parameters to rebuild them.
         """
         ...
+
+
+@runtime_checkable
+class WindowedKind(Protocol):
+    """A kind that reads the raw trailing window beside the feature matrix (:mod:`scalpbot.core.window_features`).
+
+    Its rows are ``model_inputs(bars, window(hp))``; a kind without this method reads the feature matrix alone.
+    """
+
+    def window(self, hp: Any) -> int:
+        """Return the trailing bars the model with ``hp`` reads (0: none)."""
+        ...
+
+
+def input_window(kind: ModelKind, hp: Any) -> int:
+    """Return the trailing-window bars ``kind`` with ``hp`` reads: the manifest's ``window_bars``."""
+    return int(kind.window(hp)) if isinstance(kind, WindowedKind) else 0
 
 
 KindLoader = Callable[[], ModelKind]
