@@ -47,7 +47,9 @@ def _check_window(window: int) -> None:
 def trailing_window(bars: pd.DataFrame, window: int) -> np.ndarray:
     """Return the trailing-window columns [n, window * 3] float64 of OHLCV ``bars`` (see the module docstring)."""
     _check_window(window)
-    close, high, low, volume = (bars[c].to_numpy(dtype=np.float64) for c in ("close", "high", "low", "volume"))
+    close, high, low, volume = (
+        bars[c].to_numpy(dtype=np.float64) for c in ("close", "high", "low", "volume")
+    )
     n = close.size
     out = np.full((n, window * len(WINDOW_CHANNELS)), np.nan)
     if n <= window:

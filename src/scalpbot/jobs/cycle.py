@@ -47,7 +47,6 @@ import pandas as pd
 
 from scalpbot.core.execution import BrokerSnapshot, Fill, OrderAck, Signal, client_order_id
 from scalpbot.core.features import FEATURE_WINDOW, build_features
-from scalpbot.core.window_features import model_inputs
 from scalpbot.core.policy import decide
 from scalpbot.core.portfolio_risk import Approved, PortfolioBook, PortfolioLimits, Reservation
 from scalpbot.core.risk import (
@@ -60,6 +59,7 @@ from scalpbot.core.risk import (
     update_risk_state,
 )
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.window_features import model_inputs
 from scalpbot.errors import ExchangeError
 from scalpbot.inference.signals import TradingModel
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store

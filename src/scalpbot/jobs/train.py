@@ -52,13 +52,14 @@ from scalpbot.jobs.train_evaluation import (
     promotion_reason,
     timed,
 )
+from scalpbot.jobs.train_models import calibrate, choose_kind
 from scalpbot.jobs.train_steps import (
     Fitted,
     Prepared,
     check_workers,
     fit,
     fold_windows,
-    hyper_parameters,
+    model_rows,
     prepare,
     split_folds,
     training_key,
@@ -121,8 +122,6 @@ def train(
 
     ``workers``: local processes tuning each study together (> 1 needs ``train.study_storage`` on PostgreSQL).
     """
-    from scalpbot.ml.registry import model_kind
-
     cfg = services.settings.train
     check_workers(cfg, workers)
     timings: dict[str, float] = {}
@@ -133,13 +132,17 @@ def train(
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
         return _resumed(services, series, *trained, timings)
-    kind = model_kind(cfg.model)
-    kind.threads(1)
-    hp, model_record = hyper_parameters(prepared, kind, cfg, timings, log)
+    choice = choose_kind(prepared, cfg, timings, log, show_progress)
+    kind, hp, model_record = choice.kind, choice.hp, choice.record
     fits = []
     stamp = f"{prepared.bars.index[-1]:%Y%m%dT%H%M}"
     for i, label in enumerate(prepared.candidates):
-        models, records, probs, vol = fit(prepared, kind, label, hp, timings, show_progress)
+        fitted = choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings, show_progress)
+        models, records, probs, vol = fitted
+        calibration, calibration_record = None, None
+        if cfg.calibration == "isotonic":
+            calibration, calibration_record = calibrate(prepared, label, probs, timings)
+            probs = calibration.apply(probs)
         name = f"{series.exchange}-{pair_of(series.symbol)}-{series.timeframe}-{stamp}" + (
             f"-l{i}" if i else ""
         )
@@ -153,7 +156,7 @@ def train(
                 log=log,
                 workers=workers,
             )
-        fits.append(Fitted(label, models, records, probs, vol, tuned))
+        fits.append(Fitted(label, models, records, probs, vol, tuned, calibration, calibration_record))
         log(
             f"label horizon {label.horizon}, SL/TP {label.k_sl:g}/{label.k_tp:g} sigma: fold objective "
             f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
@@ -181,14 +184,18 @@ def publish(
     """
     from scalpbot.inference.onnx import OnnxModel
     from scalpbot.ml.evidence import TrialSelection
+    from scalpbot.ml.registry import input_window
 
     settings, cfg, costs = services.settings, services.settings.train, services.settings.backtest
     bars, venue, series, folds = prepared.bars, prepared.venue, prepared.series, prepared.folds
+    window = input_window(kind, hp)
     with timed(timings, "export"):
         model_bytes = kind.save(chosen.models[-1])
         onnx_bytes = kind.export_onnx(chosen.models[-1])
+        if chosen.calibration is not None:
+            onnx_bytes = chosen.calibration.append_to(onnx_bytes)
     with timed(timings, "predict"):
-        probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes))
+        probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes), window)
     params, tuned = chosen.tuned.best_params, chosen.tuned
     with timed(timings, "evaluation"):
         val_span, test_span = slice(*folds.validation), slice(*folds.test)
@@ -199,7 +206,7 @@ def publish(
         test_signals = signals_frame(test_bars.index, probs[test_span], vol[test_span], params)
         test_result = simulate(test_bars, test_signals, costs, venue, funding)
         rivals = baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed, funding)
-        importance = feature_importance(prepared, chosen, kind, seed=cfg.seed)
+        importance = feature_importance(prepared, chosen, kind, seed=cfg.seed, x=model_rows(prepared, window))
     fold_results = [
         {**record, "validation": [bars.index[a].isoformat(), bars.index[b - 1].isoformat()], **result}
         for record, result, (a, b) in zip(
@@ -251,6 +258,9 @@ def publish(
         "venue": venue.to_dict(),
         "model_kind": kind.name,
         "hyperparams": kind.describe(hp),
+        "window_bars": window,
+        "ensemble": cfg.ensemble,
+        "calibration": chosen.calibration_record,
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test_result.metrics},
         "baselines": rivals,

@@ -87,14 +87,10 @@ def _class_map(p: np.ndarray, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     order = np.argsort(p, kind="stable")
     bins = max(1, min(_BINS, p.size // _MIN_ROWS_PER_BIN))
     groups = np.array_split(order, bins)
-    x = np.array([p[g].mean() for g in groups])
-    rate = np.array([wins[g].mean() for g in groups])
-    weight = np.array([g.size for g in groups], dtype=np.float64)
-    x = np.unique(x)  # tied bins (equal raw probabilities) merge into one knot
-    if x.size < len(groups):
-        keys = np.searchsorted(x, [p[g].mean() for g in groups])
-        rate = np.bincount(keys, rate * weight, x.size) / np.bincount(keys, weight, x.size)
-        weight = np.bincount(keys, weight, x.size)
+    means = np.array([p[g].mean() for g in groups])
+    x, keys = np.unique(means, return_inverse=True)  # tied bins (equal raw probabilities) share one knot
+    weight = np.bincount(keys, weights=[g.size for g in groups]).astype(np.float64)
+    rate = np.bincount(keys, weights=[wins[g].sum() for g in groups]).astype(np.float64) / weight
     fitted = isotonic_regression(rate, weights=weight, increasing=True).x
     knots_x = np.concatenate([[0.0], x, [1.0]])
     knots_y = np.concatenate([[fitted[0]], fitted, [fitted[-1]]])

@@ -82,12 +82,12 @@ class EnsembleKind:
             self.member.fit(train, validation, self._seeded(hp, i), show_progress=show_progress and i == 0)
             for i in range(self.size)
         ]
-        losses = [f.best_val_loss for f in fits]
+        losses = [f.best_val_loss for f in fits if f.best_val_loss is not None]
         return TrainedModel(
             model=tuple(f.model for f in fits),
             epochs_run=sum(f.epochs_run for f in fits),
             best_epoch=max(f.best_epoch for f in fits),
-            best_val_loss=None if any(v is None for v in losses) else float(np.mean(losses)),
+            best_val_loss=float(np.mean(losses)) if len(losses) == len(fits) else None,
             final_train_loss=float(np.mean([f.final_train_loss for f in fits])),
             train_seconds=sum(f.train_seconds for f in fits),
         )
@@ -135,7 +135,9 @@ class EnsembleKind:
                 f"{ENSEMBLE_ARTIFACT} ({len(data)} bytes) cannot be read: {e}; the artifact is damaged"
             ) from e
         if len(blobs) != self.size:
-            raise CorruptArtifactError(f"{ENSEMBLE_ARTIFACT} holds {len(blobs)} members, expected {self.size}")
+            raise CorruptArtifactError(
+                f"{ENSEMBLE_ARTIFACT} holds {len(blobs)} members, expected {self.size}"
+            )
         return tuple(self.member.load(b) for b in blobs)
 
     def export_onnx(self, model: Any) -> bytes:

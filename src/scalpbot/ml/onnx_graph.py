@@ -32,7 +32,9 @@ def _outputs(graph: onnx.GraphProto) -> tuple[str, str]:
         elif last == 1 or len(dims) == 1:
             vol = out.name
     if probs is None or vol is None or len(graph.output) != 2:
-        raise ModelError("the ONNX graph must have two outputs, probabilities [batch, 3] and volatility [batch, 1]")
+        raise ModelError(
+            "the ONNX graph must have two outputs, probabilities [batch, 3] and volatility [batch, 1]"
+        )
     return probs, vol
 
 
@@ -83,7 +85,8 @@ def average_graphs(graphs: Sequence[bytes]) -> bytes:
         graph, opset_imports=list(first.opset_import), functions=functions, ir_version=first.ir_version
     )
     onnx.checker.check_model(merged)
-    return merged.SerializeToString()
+    data: bytes = merged.SerializeToString()
+    return data
 
 
 def append_monotone_maps(
@@ -122,9 +125,7 @@ def append_monotone_maps(
         ]
         p = f"cal_{name}_p"
         nodes += [
-            helper.make_node(
-                "Slice", [probs, f"cal_start_{column}", f"cal_end_{column}", "cal_axis"], [p]
-            ),
+            helper.make_node("Slice", [probs, f"cal_start_{column}", f"cal_end_{column}", "cal_axis"], [p]),
             helper.make_node("Sub", [p, f"cal_{name}_x"], [f"{p}_d"]),
             helper.make_node("Max", [f"{p}_d", "cal_zero"], [f"{p}_pos"]),
             helper.make_node("Min", [f"{p}_pos", f"cal_{name}_w"], [f"{p}_seg"]),
@@ -153,4 +154,5 @@ def append_monotone_maps(
     del g.output[:]
     g.output.extend(outputs)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data

@@ -58,7 +58,7 @@ class Conv1dHyperParams(ModelHyperParams):
             problems.append(f"window must be 1 to {MAX_WINDOW} bars, got {self.window}")
         if self.filters < 1:
             problems.append(f"filters must be >= 1, got {self.filters}")
-        if not 1 <= self.kernel_size or 2 * self.kernel_size > self.window + 1:
+        if self.kernel_size < 1 or 2 * self.kernel_size > self.window + 1:
             problems.append(
                 f"kernel_size must be >= 1 and fit twice in the window of {self.window} bars, "
                 f"got {self.kernel_size}"
