@@ -87,15 +87,17 @@ def _class_map(p: np.ndarray, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     order = np.argsort(p, kind="stable")
     bins = max(1, min(_BINS, p.size // _MIN_ROWS_PER_BIN))
     groups = np.array_split(order, bins)
-    means = np.array([p[g].mean() for g in groups])
-    x, keys = np.unique(means, return_inverse=True)  # tied bins (equal raw probabilities) share one knot
+    # Knots are float32 values (the graph's precision), so the graph computes the map the tuning saw to ~1e-7;
+    # bins whose means round to the same float32 (tied raw probabilities) share one knot.
+    means = np.array([p[g].mean() for g in groups]).astype(np.float32).astype(np.float64)
+    x, keys = np.unique(means, return_inverse=True)
     weight = np.bincount(keys, weights=[g.size for g in groups]).astype(np.float64)
     rate = np.bincount(keys, weights=[wins[g].sum() for g in groups]).astype(np.float64) / weight
     fitted = isotonic_regression(rate, weights=weight, increasing=True).x
     knots_x = np.concatenate([[0.0], x, [1.0]])
     knots_y = np.concatenate([[fitted[0]], fitted, [fitted[-1]]])
     keep = np.concatenate([[True], np.diff(knots_x) > 0.0])  # a knot at 0 or 1 already is not repeated
-    return knots_x[keep], np.clip(knots_y[keep], 0.0, 1.0)
+    return knots_x[keep], np.clip(knots_y[keep], 0.0, 1.0).astype(np.float32).astype(np.float64)
 
 
 def fit_calibration(probs: np.ndarray, y_class: np.ndarray) -> Calibration:
