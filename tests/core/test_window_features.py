@@ -38,7 +38,9 @@ def test_the_last_row_of_any_trailing_slice_equals_the_full_history_row_bit_for_
     np.testing.assert_array_equal(row, sample_window[end - 1])
 
 
-def test_a_row_does_not_change_when_later_bars_change(sample_bars: pd.DataFrame, sample_window: np.ndarray) -> None:
+def test_a_row_does_not_change_when_later_bars_change(
+    sample_bars: pd.DataFrame, sample_window: np.ndarray
+) -> None:
     t = 5_000
     later = sample_bars.copy()
     later.iloc[t + 1 :, :] = later.iloc[t + 1 :, :].to_numpy()[::-1]  # any future at all
@@ -79,5 +81,7 @@ def test_model_inputs_are_the_feature_matrix_then_the_window_and_a_window_of_zer
 
 @pytest.mark.parametrize("window", [0, MAX_WINDOW + 1])
 def test_a_window_outside_its_range_is_refused_with_the_range(sample_bars: pd.DataFrame, window: int) -> None:
-    with pytest.raises(ConfigError, match=f"the trailing window must be 1 to {MAX_WINDOW} bars; got {window}"):
+    with pytest.raises(
+        ConfigError, match=f"the trailing window must be 1 to {MAX_WINDOW} bars; got {window}"
+    ):
         trailing_window(sample_bars.iloc[:100], window)

@@ -112,7 +112,10 @@ def calibrate(
     record = {
         **calibration.to_dict(),
         "fitted_on": [
-            [index[a].isoformat(), index[max(b - label.horizon, a + 1) - 1].isoformat()]
+            [
+                f"{index[a]:%Y-%m-%dT%H:%M:%SZ}",
+                f"{index[max(b - label.horizon, a + 1) - 1]:%Y-%m-%dT%H:%M:%SZ}",
+            ]
             for a, b in (f.validation for f in prepared.folds.folds)
         ],
         "validation_log_loss": {"raw": _log_loss(raw, y[rows]), "calibrated": _log_loss(calibrated, y[rows])},
