@@ -228,3 +228,33 @@ def test_a_calibrated_conv1d_ensemble_trains_publishes_trades_and_fine_tunes_thr
         calibration.apply(tuned),
         atol=1e-5,
     )
+
+
+class RecordingModel:
+    """A predictor that records the rows it is asked about and answers a confident long."""
+
+    def __init__(self, n_features: int) -> None:
+        self.n_features = n_features
+        self.rows: list[np.ndarray] = []
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.rows.append(features.copy())
+        return np.tile([0.1, 0.2, 0.7], (features.shape[0], 1)), np.full(features.shape[0], 2e-3)
+
+
+@pytest.mark.parametrize("window", [0, 32])
+def test_the_execute_path_feeds_a_model_the_row_training_built_bit_for_bit(
+    sample_bars: pd.DataFrame, window: int
+) -> None:
+    from scalpbot.core.features import FEATURE_WINDOW
+    from scalpbot.core.policy_params import StrategyParams
+    from scalpbot.inference.signals import TradingModel
+    from scalpbot.jobs.cycle import decide_on_bar
+
+    full = model_inputs(sample_bars.iloc[:6_000], window)
+    model = RecordingModel(model_input_count(window))
+    trading = TradingModel("rows", model, StrategyParams(), window)
+    for t in (2_000, 4_321, 5_999):
+        assert decide_on_bar(sample_bars.iloc[t + 1 - FEATURE_WINDOW : t + 1], trading) is not None
+        assert model.rows[-1].dtype == np.float32
+        np.testing.assert_array_equal(model.rows[-1][0], full[t].astype(np.float32))

@@ -59,7 +59,7 @@ from scalpbot.core.risk import (
     update_risk_state,
 )
 from scalpbot.core.timeframes import timeframe_delta
-from scalpbot.core.window_features import model_inputs
+from scalpbot.core.window_features import trailing_window
 from scalpbot.errors import ExchangeError
 from scalpbot.inference.signals import TradingModel
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
@@ -374,11 +374,10 @@ def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, 
     ``window`` holds closed bars ending with the decision bar; the last ``FEATURE_WINDOW`` are used, so the
     features (and the trailing window of a model that reads one) equal the training computation bit for bit. The hot path of every execute cycle.
     """
-    bars = window.iloc[-FEATURE_WINDOW:]
-    if trading.window:
-        features = model_inputs(bars, trading.window)[-1]
-    else:
-        features = build_features(bars).to_numpy(dtype=np.float64)[-1]
+    features = build_features(window.iloc[-FEATURE_WINDOW:]).to_numpy(dtype=np.float64)[-1]
+    if trading.window:  # only the decision bar's trailing window: a row depends on its window + 1 bars alone
+        last = trailing_window(window.iloc[-(trading.window + 1) :], trading.window)[-1]
+        features = np.concatenate([features, last])
     if not np.isfinite(features).all():
         return None  # not enough history yet for a decision
     probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))
