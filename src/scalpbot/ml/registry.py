@@ -7,7 +7,8 @@ model search. The train job, the weekly online learning and the evaluation see o
 kind is its module plus one line in :data:`MODEL_KINDS`.
 
 **The ONNX contract** (:mod:`scalpbot.inference.onnx`, the only thing execution loads): one float32 input
-``features`` [batch, n_features] and two outputs, class probabilities [batch, 3] (0 short wins, 1 neither,
+``features`` [batch, n_features] (the feature matrix's columns, then for a :class:`WindowedKind` the raw
+trailing window's: :func:`scalpbot.core.window_features.model_inputs`) and two outputs, class probabilities [batch, 3] (0 short wins, 1 neither,
 2 long wins) and forward volatility [batch, 1] (> 0, the unit of the label's volatility target).
 
 This module is light: the registry maps names to loaders, and a kind's module (and its libraries: Keras,
