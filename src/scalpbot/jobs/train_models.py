@@ -71,7 +71,7 @@ def choose_kind(
 
     names = cfg.model_kinds()
     label = prepared.candidates[0]
-    rows, y = validation_rows(prepared, label)
+    rows, y = validation_rows(prepared, label) if len(names) > 1 else (None, np.empty(0, dtype=np.int64))
     choices: list[tuple[float, KindChoice]] = []
     for name in names:
         member = model_kind(name)
@@ -79,11 +79,11 @@ def choose_kind(
         hp, record = hyper_parameters(prepared, member, cfg, timings, log)
         kind = member if cfg.ensemble <= 1 else EnsembleKind(member, cfg.ensemble)
         fitted = fit(prepared, kind, label, hp, timings, show_progress)
-        loss = _log_loss(fitted[2][rows], y[rows]) if rows.any() else float("inf")
+        loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[2][rows], y[rows])
         choices.append((loss, KindChoice(kind, hp, fitted, record)))
     _, best = min(choices, key=lambda c: c[0])
     record = {**best.record, "ensemble": cfg.ensemble}
-    if len(names) > 1:
+    if rows is not None:
         record["kind_search"] = {
             "chosen": best.kind.name,
             "validation_rows": int(rows.sum()),
