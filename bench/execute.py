@@ -7,11 +7,12 @@
    makes its first decision (target <= 1.5 s), timed from process start.
 
 A model is trained on the bundled sample first (a few trials and epochs: the timing does not depend on it).
-Usage: python bench/execute.py
+Usage: python bench/execute.py [--model mlp|conv1d] [--ensemble K] [--calibration none|isotonic]
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -22,13 +23,14 @@ import numpy as np
 
 from scalpbot.adapters.marketdata.files import FileMarketData, sample_path
 from scalpbot.config import load_settings
-from scalpbot.core.features import FEATURE_WINDOW, build_features
+from scalpbot.core.features import FEATURE_WINDOW
 from scalpbot.core.orders import plan_orders
+from scalpbot.core.window_features import model_inputs
 from scalpbot.inference.signals import ReleaseCache
 from scalpbot.jobs.cycle import decide_on_bar
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import train
-from scalpbot.state.releases import KERAS_ARTIFACT, ReleaseStore
+from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services
 
 COLD = """
@@ -50,11 +52,22 @@ print(imported - start, time.perf_counter() - start)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", help="train.model: the model kind (default mlp)")
+    parser.add_argument("--ensemble", type=int, default=1, help="train.ensemble: members per model")
+    parser.add_argument("--calibration", default="none", help="train.calibration: none or isotonic")
+    args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
-        services = build_services(
-            load_settings(None, {"store": {"url": tmp}, "train": {"trials": 5, "max_epochs": 2}})
-        )
+        train_settings = {
+            "trials": 5,
+            "max_epochs": 2,
+            "model": args.model,
+            "ensemble": args.ensemble,
+            "calibration": args.calibration,
+        }
+        services = build_services(load_settings(None, {"store": {"url": tmp}, "train": train_settings}))
+        print(f"model {args.model}, ensemble {args.ensemble}, calibration {args.calibration}")
         retrieve(services.dataset, FileMarketData(sample_path()), services.series(), resume=False)
         release_id = train(services, services.series()).release_id
         trading = ReleaseCache(ReleaseStore(services.store), "BTC/USDT", release_id).current()
@@ -71,18 +84,20 @@ def main() -> None:
         p50, p99 = np.percentile(latencies, [50, 99]) * 1000
         print(f"decision latency over 10,000 bars: p50 {p50:.3f} ms, p99 {p99:.3f} ms (target p99 <= 2 ms)")
 
-        from scalpbot.ml.model import configure_threads, load_keras
+        from scalpbot.ml.ensemble import release_kind
+        from scalpbot.ml.model import configure_threads
 
         configure_threads(1)
-        keras_model = load_keras(
-            ReleaseStore(services.store)
-            .load("BTC/USDT", release_id, (KERAS_ARTIFACT,))
-            .artifacts[KERAS_ARTIFACT]
-        )
-        row = build_features(bars.iloc[-FEATURE_WINDOW:]).to_numpy(np.float32)[-1:]
+        kind = release_kind(args.model, args.ensemble)
+        release = ReleaseStore(services.store).load("BTC/USDT", release_id, (kind.artifact,))
+        keras_model = kind.load(release.artifacts[kind.artifact])
+        members = keras_model if isinstance(keras_model, tuple) else (keras_model,)
+        row = model_inputs(bars.iloc[-FEATURE_WINDOW:], trading.window, trading.feature_set).astype(
+            np.float32
+        )[-1:]
         for name, call in (
-            ("keras predict()", lambda: keras_model.predict(row, verbose=0)),
-            ("keras model(x)", lambda: keras_model(row)),
+            ("keras predict()", lambda: [m.predict(row, verbose=0) for m in members]),
+            ("keras model(x)", lambda: [m(row) for m in members]),
         ):
             call()
             samples = []

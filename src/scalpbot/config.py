@@ -41,6 +41,8 @@ from scalpbot.errors import ConfigError, ScalpbotError
 ENV_PREFIX = "SCALPBOT_"
 DEFAULT_CONFIG_FILE = "scalpbot.toml"
 STORE_URL_ENV = "SCALPBOT_STORE"
+AUTO_MODEL = "auto"
+"""``train.model`` for every registered model kind, the walk-forward folds' validation choosing between them."""
 NUMBA_CACHE_SEED_ENV = "SCALPBOT_NUMBA_CACHE_SEED"
 """Not a setting: the folder of prebuilt numba kernels a Lambda environment starts from (``scalpbot.aws``)."""
 
@@ -220,8 +222,17 @@ class TrainSettings(_Section):
     min_trades: int = Field(
         default=20, ge=1, description="fewest trades a tuning trial and a promoted challenger need"
     )
-    model: str = Field(
-        default="mlp", description="the model kind trained (scalpbot.ml.registry): 'mlp', the Keras MLP"
+    model: str | tuple[str, ...] = Field(
+        default="mlp",
+        description="the model kind trained (scalpbot.ml.registry): 'mlp' (Keras MLP), 'conv1d' (temporal "
+        "convolution over the trailing window); a list, or 'auto' for every kind: the folds' validation choose",
+    )
+    ensemble: int = Field(
+        default=1, ge=1, le=16, description="models per fold with consecutive seeds, averaged (1: one model)"
+    )
+    calibration: Literal["none", "isotonic"] = Field(
+        default="none",
+        description="isotonic calibration of the win probabilities on the folds' out-of-sample predictions",
     )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
@@ -238,12 +249,28 @@ class TrainSettings(_Section):
 
     @field_validator("model")
     @classmethod
-    def _model_is_registered(cls, value: str) -> str:
+    def _model_is_registered(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         from scalpbot.ml.registry import MODEL_KINDS, unknown_kind  # light: names only, no kind is loaded
 
-        if value not in MODEL_KINDS:
-            raise ValueError(unknown_kind(value))
-        return value
+        names = (value,) if isinstance(value, str) else value
+        if not names:
+            raise ValueError("name at least one model kind, or 'auto' for every registered kind")
+        if isinstance(value, str) and value == AUTO_MODEL:
+            return value
+        for name in names:
+            if name not in MODEL_KINDS:
+                raise ValueError(unknown_kind(name))
+        if len(set(names)) != len(names):
+            raise ValueError(f"model kinds are named more than once: {list(names)}")
+        return value if isinstance(value, str) or len(names) > 1 else names[0]
+
+    def model_kinds(self) -> tuple[str, ...]:
+        """Return the kinds the train job chooses from: ``model`` as a tuple, every registered kind for 'auto'."""
+        from scalpbot.ml.registry import kind_names
+
+        if self.model == AUTO_MODEL:
+            return tuple(kind_names())
+        return (self.model,) if isinstance(self.model, str) else self.model
 
 
 class GateSettings(_Section):

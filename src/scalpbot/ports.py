@@ -111,7 +111,8 @@ class BarHistory(Protocol):
 class Predictor(Protocol):
     """A release's model as the trading path uses it (``scalpbot.inference.onnx.OnnxModel`` in production).
 
-    ``predict(features)`` takes float32 rows ``(n, n_features)`` of the feature matrix and returns the class
+    ``predict(features)`` takes float32 rows ``(n, n_features)`` of the model's inputs (the feature matrix, then
+    any trailing window: :func:`scalpbot.core.window_features.model_inputs`) and returns the class
     probabilities ``(n, 3)`` of {short wins, neither, long wins} and the predicted forward volatility ``(n,)``
     (a fraction of price over the label horizon).
     """

@@ -79,7 +79,7 @@ def test_a_decision_reads_the_order_flow_and_equals_the_full_history_computation
     services = active_services(store)
     trading = TradingModel.from_release(ReleaseStore(services.store).load("BTC/USDT", report.release_id))
     history = services.dataset.read(services.series(), None, CUT)
-    probs, _ = predict_bars(history, trading.model, trading.feature_set)
+    probs, _ = predict_bars(history, trading.model, feature_set=trading.feature_set)
     window = history.iloc[-FEATURE_WINDOW - 40 :]
     decide_on_bar(window, trading)  # no refusal: every bar of the window reports order flow
     last, _ = trading.model.predict(

@@ -155,6 +155,29 @@ def test_finish_without_a_prepared_run_names_the_missing_hand_over(bars_store: P
     assert ReleaseStore(services.store).list("BTC/USDT") == []
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("model", "conv1d"),
+        ("model", ["mlp", "conv1d"]),
+        ("model", "auto"),
+        ("ensemble", 2),
+        ("calibration", "isotonic"),
+    ],
+)
+def test_the_split_run_refuses_a_model_it_cannot_hand_over_naming_the_setting(
+    bars_store: Path, tmp_path: Path, setting: str, value: Any
+) -> None:
+    shutil.copytree(bars_store, tmp_path / "store")
+    services = _services(tmp_path / "store", **{setting: value})
+    for phase in (prepare_phase, finish_phase):
+        with pytest.raises(ConfigError, match=rf"split train run .*; train\.{setting} is ") as refused:
+            phase(services, services.series(), UNTIL)
+        assert "\n" not in str(refused.value)
+    prefix = handover_prefix("BTC/USDT", UNTIL)
+    assert services.store.list(prefix) == [] and ReleaseStore(services.store).list("BTC/USDT") == []
+
+
 def test_a_tune_phase_needs_a_shared_study_storage(
     prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

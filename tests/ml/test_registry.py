@@ -26,8 +26,8 @@ HEAVY = ("keras", "torch", "optuna")
 def test_an_unknown_kind_is_one_config_error_line_with_the_known_kinds_and_the_closest_one() -> None:
     with pytest.raises(ConfigError) as error:
         model_kind("mpl")
-    assert str(error.value) == "unknown model kind 'mpl' (did you mean 'mlp'?); known kinds: mlp"
-    with pytest.raises(ConfigError, match=r"^unknown model kind 'lightgbm'; known kinds: mlp$"):
+    assert str(error.value) == "unknown model kind 'mpl' (did you mean 'mlp'?); known kinds: conv1d, mlp"
+    with pytest.raises(ConfigError, match=r"^unknown model kind 'lightgbm'; known kinds: conv1d, mlp$"):
         model_kind("lightgbm")
 
 
@@ -54,7 +54,7 @@ def test_a_registered_kind_is_accepted_by_the_settings_and_found_by_name(
 ) -> None:
     mlp = model_kind("mlp")
     monkeypatch.setitem(MODEL_KINDS, "other", lambda: mlp)
-    assert kind_names() == ["mlp", "other"]
+    assert kind_names() == ["conv1d", "mlp", "other"]
     assert load_settings(None, {"train": {"model": "other"}}).train.model == "other"
     with pytest.raises(ModelError, match="registered with a kind named 'mlp'"):
         model_kind("other")  # the entry and the kind disagree on the name

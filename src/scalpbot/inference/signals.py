@@ -16,6 +16,7 @@ from scalpbot.core.feature_set import OHLCV_FEATURES, FeatureSet
 from scalpbot.core.features import FEATURE_SPEC_VERSION
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.venue import Venue
+from scalpbot.core.window_features import model_input_count, model_inputs
 from scalpbot.errors import ModelError
 from scalpbot.inference.onnx import OnnxModel
 from scalpbot.ports import Predictor
@@ -24,12 +25,19 @@ from scalpbot.state.releases import ONNX_ARTIFACT, Release, ReleaseStore
 
 @dataclass(frozen=True, slots=True)
 class TradingModel:
-    """A release ready to trade: its ONNX model, its tuned params, its identity and the feature set it reads."""
+    """A release ready to trade: its ONNX model, its tuned params, its identity, the feature set and the trailing
+    window it reads.
+
+    ``feature_set``: the feature matrix's columns (:mod:`scalpbot.core.feature_set`). ``window``: bars of the raw
+    trailing window (:mod:`scalpbot.core.window_features`) the model reads after the feature matrix's columns; 0
+    (every MLP release, and every release whose manifest has no ``window_bars``): the feature matrix alone.
+    """
 
     release_id: str
     model: Predictor
     params: StrategyParams
     feature_set: FeatureSet = OHLCV_FEATURES
+    window: int = 0
 
     @classmethod
     def from_release(cls, release: Release) -> TradingModel:
@@ -42,12 +50,15 @@ class TradingModel:
             )
         feature_set = FeatureSet.from_manifest(release.manifest.document, release.release_id)
         model = OnnxModel.from_bytes(release.artifacts[ONNX_ARTIFACT])
-        if model.n_features != len(feature_set.names):
+        window = int(release.manifest.get("window_bars") or 0)
+        inputs = model_input_count(window, feature_set)
+        if model.n_features != inputs:
             raise ModelError(
-                f"release {release.release_id} expects {model.n_features} features, not {len(feature_set.names)}"
+                f"release {release.release_id} expects {model.n_features} input columns, not {inputs} "
+                f"({feature_set.name} features and a trailing window of {window} bars)"
             )
         params = StrategyParams.from_dict(release.manifest.params)
-        return cls(release.release_id, model, params, feature_set)
+        return cls(release.release_id, model, params, feature_set=feature_set, window=window)
 
     def for_venue(self, venue: Venue) -> TradingModel:
         """Return the model trading on ``venue``: no short decision where the venue cannot short.
@@ -60,11 +71,18 @@ class TradingModel:
 
 
 def predict_bars(
-    bars: pd.DataFrame, model: Predictor, feature_set: FeatureSet = OHLCV_FEATURES
+    bars: pd.DataFrame,
+    model: Predictor,
+    feature_set: FeatureSet = OHLCV_FEATURES,
+    window: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(probs (n, 3), vol (n,))`` for every bar; NaN rows where features are still warming up (or, with
-    order flow, where a bar in the window has none). ``DataError`` when the bars lack a column the set needs."""
-    features = feature_set.build(bars).to_numpy(dtype=np.float64)
+    order flow, where a bar in the window has none). ``DataError`` when the bars lack a column the set needs.
+
+    ``feature_set`` and ``window``: the features and the trailing bars the model reads
+    (:attr:`TradingModel.feature_set`, :attr:`TradingModel.window`).
+    """
+    features = model_inputs(bars, window, feature_set)
     ready = np.isfinite(features).all(axis=1)
     probs = np.full((len(bars), 3), np.nan)
     vol = np.full(len(bars), np.nan)
@@ -82,7 +100,7 @@ def release_signals(
     """
     if trading.feature_set.absent_columns(bars):
         trading.feature_set.require(bars, release=trading.release_id)
-    probs, vol = predict_bars(bars, trading.model, trading.feature_set)
+    probs, vol = predict_bars(bars, trading.model, feature_set=trading.feature_set, window=trading.window)
     return signals_frame(bars.index, probs, vol, params or trading.params)
 
 

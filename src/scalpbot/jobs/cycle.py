@@ -61,6 +61,7 @@ from scalpbot.core.risk import (
     update_risk_state,
 )
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.window_features import trailing_window
 from scalpbot.errors import ExchangeError
 from scalpbot.inference.signals import TradingModel
 from scalpbot.ports import BarHistory, Broker, Clock, Notifier, Store
@@ -385,14 +386,18 @@ def decide_on_bar(window: pd.DataFrame, trading: TradingModel) -> tuple[Signal, 
     """Return the signal for the open after the window's last bar, with the model's outputs; ``None``: no trade.
 
     ``window`` holds closed bars ending with the decision bar; the last ``FEATURE_WINDOW`` are used, so the
-    features equal the training computation bit for bit. The hot path of every execute cycle. A release that
-    reads order flow raises ``ModelError`` when a bar of that window has none (its source does not report it);
-    the cycle fails closed and the use case records and notifies it once.
+    features (and the trailing window of a model that reads one) equal the training computation bit for bit. The
+    hot path of every execute cycle. A release that reads order flow raises ``ModelError`` when a bar of that
+    window has none (its source does not report it); the cycle fails closed and the use case records and notifies
+    it once.
     """
     recent = window.iloc[-FEATURE_WINDOW:]
     if trading.feature_set.order_flow:  # refuse, naming the fix, rather than wait on inputs that never come
         trading.feature_set.require(recent, release=trading.release_id)
     features = trading.feature_set.build(recent).to_numpy(dtype=np.float64)[-1]
+    if trading.window:  # only the decision bar's trailing window: a row depends on its window + 1 bars alone
+        last = trailing_window(window.iloc[-(trading.window + 1) :], trading.window)[-1]
+        features = np.concatenate([features, last])
     if not np.isfinite(features).all():
         return None  # not enough history yet for a decision
     probs, vol = trading.model.predict(features.reshape(1, -1).astype(np.float32))

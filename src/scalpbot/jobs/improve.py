@@ -1,7 +1,8 @@
 """Weekly improvements of the current release, each promoted only through the gate.
 
 * Online learning: fine-tune the current release's model with its own model kind (for the Keras MLP: restored
-  optimizer state, small learning rate, few epochs) on the bars since its training cut-off, up to the most
+  optimizer state, small learning rate, few epochs; each member of an ensemble; a calibrated release keeps
+  its calibration) on the bars since its training cut-off, up to the most
   recent window (``recent_days``, 7 by default), and score it beside its parent on that window. A kind that
   cannot be fine-tuned is skipped with its reason.
 * Reinforcement learning: a PPO agent trained on history before the most recent window proposes adjusted
@@ -28,6 +29,7 @@ from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.policy import StrategyParams, signals_frame
 from scalpbot.core.timeframes import timeframe_delta
+from scalpbot.core.window_features import model_inputs
 from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import LabelConfig, labelled_rows, promote_through_gate, simulate
 from scalpbot.jobs.monitor import Change, Step, WeekData
@@ -100,14 +102,15 @@ def _current(
 
     The release is the current one, else the one that traded the week (nothing current yet).
     """
-    from scalpbot.ml.registry import model_kind
+    from scalpbot.ml.ensemble import release_kind
 
     releases = ReleaseStore(services.store)
     pointer = releases.pointer(symbol)
     release_id = pointer.release_id if pointer is not None else (traded[-1] if traded else None)
     if release_id is None:
         return None
-    kind = model_kind(releases.manifest(symbol, release_id).model_kind)
+    manifest = releases.manifest(symbol, release_id)
+    kind = release_kind(manifest.model_kind, int(manifest.get("ensemble") or 1))
     return releases, pointer, releases.load(symbol, release_id, (ONNX_ARTIFACT, kind.artifact)), kind
 
 
@@ -194,7 +197,7 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
         bars = services.dataset.read(week.series, cutoff - FEATURE_WINDOW * step, end)
         trading = TradingModel.from_release(parent)
         trading.feature_set.require(bars, release=parent.release_id, series=str(week.series))
-        features = trading.feature_set.build(bars).to_numpy(np.float64)
+        features = model_inputs(bars, trading.window, trading.feature_set)
         label, fwd, usable = labelled_rows(bars, features, label_config)
         times = pd.DatetimeIndex(bars.index)
         rows = (times > cutoff) & (times < recent_start - horizon * step) & usable
@@ -211,11 +214,20 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
             epochs=2,
         )
         onnx = model.export_onnx(tuned.model)
+        calibration = parent.manifest.get("calibration")
+        if calibration:  # the parent's calibration: its policy was tuned on calibrated probabilities
+            from scalpbot.ml.calibration import Calibration
+
+            onnx = Calibration.from_dict(calibration).append_to(onnx)
         from scalpbot.inference.onnx import OnnxModel
 
         recent = times >= recent_start
-        old_probs, old_vol = predict_bars(bars, trading.model, trading.feature_set)
-        new_probs, new_vol = predict_bars(bars, OnnxModel.from_bytes(onnx), trading.feature_set)
+        old_probs, old_vol = predict_bars(
+            bars, trading.model, feature_set=trading.feature_set, window=trading.window
+        )
+        new_probs, new_vol = predict_bars(
+            bars, OnnxModel.from_bytes(onnx), feature_set=trading.feature_set, window=trading.window
+        )
         window = bars.loc[recent]
         incumbent = _score(services, week.series, window, old_probs[recent], old_vol[recent], trading.params)
         challenger = _score(services, week.series, window, new_probs[recent], new_vol[recent], trading.params)
@@ -257,7 +269,9 @@ def reinforcement_learning(
         start = week.start - pd.Timedelta(days=train_days)
         history = services.dataset.read(week.series, start - FEATURE_WINDOW * step, week.end)
         trading.feature_set.require(history, release=parent.release_id, series=str(week.series))
-        probs, vol = predict_bars(history, trading.model, trading.feature_set)
+        probs, vol = predict_bars(
+            history, trading.model, feature_set=trading.feature_set, window=trading.window
+        )
         ready = np.asarray(history.index >= start)
         bars, probs, vol = history.loc[ready], probs[ready], vol[ready]
         before = np.asarray(bars.index < week.start)

@@ -52,13 +52,14 @@ from scalpbot.jobs.train_evaluation import (
     promotion_reason,
     timed,
 )
+from scalpbot.jobs.train_models import calibrate, choose_kind
 from scalpbot.jobs.train_steps import (
     Fitted,
     Prepared,
     check_workers,
     fit,
     fold_windows,
-    hyper_parameters,
+    model_rows,
     prepare,
     split_folds,
     study_name,
@@ -133,7 +134,7 @@ def train(
 
     ``workers``: local processes tuning each study together (> 1 needs ``train.study_storage`` on PostgreSQL).
     """
-    from scalpbot.ml.registry import model_kind
+    from scalpbot.ml.registry import input_window
 
     cfg = services.settings.train
     check_workers(cfg, workers)
@@ -145,18 +146,45 @@ def train(
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
         return resumed(services, series, *trained, timings)
-    kind = model_kind(cfg.model)
-    kind.threads(1)
-    hp, model_record = hyper_parameters(prepared, kind, cfg, timings, log)
+    choice = choose_kind(prepared, cfg, timings, log, show_progress)
+    kind, hp, model_record = choice.kind, choice.hp, choice.record
     fits = []
     for i, label in enumerate(prepared.candidates):
-        models, records, probs, vol = fit(prepared, kind, label, hp, timings, show_progress)
+        models, records, probs, vol = (
+            choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings, show_progress)
+        )
+        calibration, calibration_record = None, None
+        if cfg.calibration == "isotonic":  # the policy is tuned on what the release will output
+            calibration, calibration_record = calibrate(prepared, label, probs, timings)
+            probs = calibration.apply(probs)
         fits.append(
             tune_candidate(
-                services, prepared, i, models, records, probs, vol, timings, log, show_progress, workers
+                services,
+                prepared,
+                i,
+                models,
+                records,
+                probs,
+                vol,
+                timings,
+                log,
+                show_progress,
+                workers,
+                calibration=calibration,
+                calibration_record=calibration_record,
             )
         )
-    return conclude(services, prepared, kind, fits, kind.describe(hp), model_record, timings, log)
+    return conclude(
+        services,
+        prepared,
+        kind,
+        fits,
+        kind.describe(hp),
+        model_record,
+        timings,
+        log,
+        window=input_window(kind, hp),
+    )
 
 
 def tune_candidate(
@@ -172,10 +200,14 @@ def tune_candidate(
     show_progress: bool = False,
     workers: int = 1,
     artifact: bytes | None = None,
+    *,
+    calibration: Any = None,
+    calibration_record: dict[str, Any] | None = None,
 ) -> Fitted:
     """Tune the policy on candidate label ``candidate``'s fold predictions (its study topped up to the budget).
 
     ``artifact``: the last fold model's bytes as saved when fitted, when the fit ran in another invocation.
+    ``calibration`` (and its manifest record): the calibration ``probs`` already went through, or ``None``.
     """
     label = prepared.candidates[candidate]
     with timed(timings, "tuning"):
@@ -192,7 +224,7 @@ def tune_candidate(
         f"label horizon {label.horizon}, SL/TP {label.k_sl:g}/{label.k_tp:g} sigma: fold objective "
         f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
     )
-    return Fitted(label, models, records, probs, vol, tuned, artifact)
+    return Fitted(label, models, records, probs, vol, tuned, artifact, calibration, calibration_record)
 
 
 def conclude(
@@ -204,11 +236,18 @@ def conclude(
     model_record: dict[str, Any],
     timings: dict[str, float],
     log: Callable[[str], None],
+    *,
+    window: int,
 ) -> TrainReport:
-    """Choose the candidate label whose study scored best and publish it (:func:`publish`)."""
+    """Choose the candidate label whose study scored best and publish it (:func:`publish`).
+
+    ``window``: the bars of the trailing window the model reads beside the features (0: none).
+    """
     chosen = max(fits, key=lambda f: f.tuned.best_value)
     model_record.update(folds=list(chosen.records), label_candidates=[f.label.to_dict() for f in fits])
-    return publish(services, prepared, kind, chosen, fits, hyperparams, model_record, timings, log)
+    return publish(
+        services, prepared, kind, chosen, fits, hyperparams, model_record, timings, log, window=window
+    )
 
 
 def publish(
@@ -221,11 +260,14 @@ def publish(
     model_record: dict[str, Any],
     timings: dict[str, float],
     log: Callable[[str], None],
+    *,
+    window: int,
 ) -> TrainReport:
     """Evaluate the chosen candidate on the test window, write the release and promote it through the gate.
 
-    The release holds the ONNX export (what execution loads) and the kind's own artifact (what online
-    learning fine-tunes); the manifest records the kind.
+    The release holds the ONNX export (what execution loads; with the chosen candidate's calibration appended)
+    and the kind's own artifact (what online learning fine-tunes); the manifest records the kind, the feature
+    set and the ``window`` bars of the trailing window the model reads after the features.
     """
     from scalpbot.inference.onnx import OnnxModel
     from scalpbot.ml.evidence import TrialSelection
@@ -235,8 +277,12 @@ def publish(
     with timed(timings, "export"):
         model_bytes = kind.save(chosen.models[-1]) if chosen.artifact is None else chosen.artifact
         onnx_bytes = kind.export_onnx(chosen.models[-1])
+        if chosen.calibration is not None:
+            onnx_bytes = chosen.calibration.append_to(onnx_bytes)
     with timed(timings, "predict"):
-        probs, vol = predict_bars(bars, OnnxModel.from_bytes(onnx_bytes), prepared.feature_set)
+        probs, vol = predict_bars(
+            bars, OnnxModel.from_bytes(onnx_bytes), feature_set=prepared.feature_set, window=window
+        )
     params, tuned = chosen.tuned.best_params, chosen.tuned
     with timed(timings, "evaluation"):
         val_span, test_span = slice(*folds.validation), slice(*folds.test)
@@ -247,7 +293,7 @@ def publish(
         test_signals = signals_frame(test_bars.index, probs[test_span], vol[test_span], params)
         test_result = simulate(test_bars, test_signals, costs, venue, funding)
         rivals = baselines(test_bars, test_signals, test_result.trades, costs, venue, cfg.seed, funding)
-        importance = feature_importance(prepared, chosen, kind, seed=cfg.seed)
+        importance = feature_importance(prepared, chosen, kind, seed=cfg.seed, x=model_rows(prepared, window))
     fold_results = [
         {**record, "validation": [bars.index[a].isoformat(), bars.index[b - 1].isoformat()], **result}
         for record, result, (a, b) in zip(
@@ -300,6 +346,9 @@ def publish(
         "venue": venue.to_dict(),
         "model_kind": kind.name,
         "hyperparams": hyperparams,
+        "window_bars": window,
+        "ensemble": cfg.ensemble,
+        "calibration": chosen.calibration_record,
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test_result.metrics},
         "baselines": rivals,

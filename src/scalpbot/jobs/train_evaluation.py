@@ -60,6 +60,7 @@ _LIBRARIES = (
 )
 _IMPORTANCE_ROWS = 20_000
 _IMPORTANCE_SHOWN = 5
+_IMPORTANCE_CELLS = 40_000_000  # float32 cells of shuffled copies per prediction call (160 MB)
 
 
 @contextmanager
@@ -131,7 +132,7 @@ def incumbent_score(
             max((test.start or 0) - FEATURE_WINDOW, 0) : test.stop
         ]  # the window and its warm-up
         trading.feature_set.require(scored, release=pointer.release_id, series=str(series))
-        probs, vol = predict_bars(bars, trading.model, trading.feature_set)
+        probs, vol = predict_bars(bars, trading.model, feature_set=trading.feature_set, window=trading.window)
     except ScalpbotError as e:
         return {"release_id": pointer.release_id, "error": str(e)}, None
     window = bars.iloc[test]
@@ -211,12 +212,16 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def feature_importance(prepared: Prepared, chosen: Fitted, kind: ModelKind, *, seed: int) -> dict[str, float]:
+def feature_importance(
+    prepared: Prepared, chosen: Fitted, kind: ModelKind, *, seed: int, x: np.ndarray | None = None
+) -> dict[str, float]:
     """Return each feature's permutation importance, averaged over the validation folds, largest first.
 
     The importance is the rise of the class cross-entropy (nats per row) of the fold's own model when the
-    feature's column is shuffled across at most 20,000 of the fold's labelled rows.
+    feature's column is shuffled across at most 20,000 of the fold's labelled rows. ``x``: the rows the model
+    reads (default: the features); only the feature matrix's columns, which come first, are shuffled.
     """
+    inputs = prepared.features if x is None else x
     n = len(prepared.bars)
     y, _, usable = labelled_rows(prepared.bars, prepared.features, chosen.label)
     rng = np.random.default_rng(seed)
@@ -226,13 +231,21 @@ def feature_importance(prepared: Prepared, chosen: Fitted, kind: ModelKind, *, s
         rows = np.flatnonzero(usable & label_rows(fold.validation, chosen.label.horizon, n))
         if rows.size > _IMPORTANCE_ROWS:
             rows = np.sort(rng.choice(rows, _IMPORTANCE_ROWS, replace=False))
-        x, labels = prepared.features[rows].astype(np.float32), y[rows].astype(np.int64)
-        base = _log_loss(kind.predict(model, x)[0], labels)
-        stacked = np.repeat(x[None], len(names), axis=0)
-        for j in range(len(names)):
-            stacked[j, :, j] = x[rng.permutation(rows.size), j]
-        probs = kind.predict(model, stacked.reshape(-1, x.shape[1]))[0].reshape(len(names), rows.size, 3)
-        rises += np.array([_log_loss(probs[j], labels) - base for j in range(len(names))])
+        x_rows, labels = inputs[rows].astype(np.float32), y[rows].astype(np.int64)
+        base = _log_loss(kind.predict(model, x_rows)[0], labels)
+        permutations = [rng.permutation(rows.size) for _ in names]
+        chunk = max(1, _IMPORTANCE_CELLS // max(1, x_rows.size))  # features shuffled per prediction call
+        for first in range(0, len(names), chunk):
+            columns = range(first, min(first + chunk, len(names)))
+            stacked = np.repeat(x_rows[None], len(columns), axis=0)
+            for i, j in enumerate(columns):
+                stacked[i, :, j] = x_rows[permutations[j], j]
+            probs = kind.predict(model, stacked.reshape(-1, x_rows.shape[1]))[0].reshape(
+                len(columns), rows.size, 3
+            )
+            rises[first : first + len(columns)] += [
+                _log_loss(probs[i], labels) - base for i in range(len(columns))
+            ]
     rises /= len(prepared.folds.folds)
     order = np.argsort(-rises)
     return {names[j]: float(rises[j]) for j in order}

@@ -35,11 +35,11 @@ from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.services import Services
 from scalpbot.jobs.train import TrainReport, conclude, resumed, tune_candidate
 from scalpbot.jobs.train_evaluation import timed
+from scalpbot.jobs.train_models import choose_kind
 from scalpbot.jobs.train_steps import (
     TUNING_PERIOD,
     Prepared,
     fit,
-    hyper_parameters,
     prepare,
     study_name,
     tuning_options,
@@ -51,13 +51,33 @@ from scalpbot.state.tuning_handover import handover_prefix, read_handover, read_
 if TYPE_CHECKING:
     from scalpbot.ml.registry import ModelKind
 
-__all__ = ["PHASES", "finish_phase", "prepare_phase", "tune_phase"]
+__all__ = ["PHASES", "check_phased_model", "finish_phase", "prepare_phase", "tune_phase"]
 
 _SAME_PREDICTION = 1e-6
 """Largest difference in a class probability between a fold model read back and the model fitted."""
 
 PHASES = ("prepare", "tune", "finish")
 """The phases of a split train run, in the order they run (``tune`` by several workers at once)."""
+
+
+def check_phased_model(cfg: Any) -> None:
+    """Raise :class:`~scalpbot.errors.ConfigError` naming the setting when ``train`` asks for a model the split
+    run does not hand over: it fits one MLP per fold, uncalibrated (no kind choice, ensemble or calibration)."""
+    if cfg.model_kinds() != ("mlp",):
+        raise ConfigError(
+            f"the split train run (prepare/tune/finish) fits the MLP only; train.model is {cfg.model!r}: "
+            'set train.model = "mlp" or train in one run (scalpbot train)'
+        )
+    if cfg.ensemble > 1:
+        raise ConfigError(
+            f"the split train run (prepare/tune/finish) fits one model per fold; train.ensemble is "
+            f"{cfg.ensemble}: set train.ensemble = 1 or train in one run (scalpbot train)"
+        )
+    if cfg.calibration != "none":
+        raise ConfigError(
+            f"the split train run (prepare/tune/finish) does not calibrate; train.calibration is "
+            f'{cfg.calibration!r}: set train.calibration = "none" or train in one run (scalpbot train)'
+        )
 
 
 def prepare_phase(
@@ -68,9 +88,8 @@ def prepare_phase(
     ``status``: ``prepared`` (fitted and written), ``found`` (a complete hand-over of the same training key
     was there: nothing fitted) or ``trained`` (a release of this run exists: finish will complete it).
     """
-    from scalpbot.ml.registry import model_kind
-
     cfg, timings = services.settings.train, dict[str, float]()
+    check_phased_model(cfg)
     prepared = prepare(services, series, until, cfg.trials, timings)
     prefix = handover_prefix(series.symbol, until)
     summary: dict[str, Any] = {
@@ -91,10 +110,12 @@ def prepare_phase(
         else:
             log(f"the fold models of this run are at {prefix}: nothing to fit")
             return {**summary, "status": "found", "studies": studies, "timings": timings}
-    kind = model_kind(cfg.model)
-    kind.threads(1)
-    hp, model_record = hyper_parameters(prepared, kind, cfg, timings, log)
-    fitted = [fit(prepared, kind, label, hp, timings) for label in prepared.candidates]
+    choice = choose_kind(prepared, cfg, timings, log)  # the MLP alone (check_phased_model), as train chooses
+    kind, hp, model_record = choice.kind, choice.hp, choice.record
+    fitted = [
+        choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings)
+        for i, label in enumerate(prepared.candidates)
+    ]
     spans = [fold.validation for fold in prepared.folds.folds]
     meta = {
         "symbol": series.symbol,
@@ -185,6 +206,7 @@ def finish_phase(
     from scalpbot.ml.registry import model_kind
 
     cfg, timings = services.settings.train, dict[str, float]()
+    check_phased_model(cfg)
     prepared = prepare(services, series, until, cfg.trials, timings)
     trained = ReleaseStore(services.store).find(series.symbol, training_key=prepared.key)
     if trained is not None:
@@ -193,7 +215,7 @@ def finish_phase(
     prefix = handover_prefix(series.symbol, until)
     handover = read_handover(services.store, prefix)
     _check_handover(prepared, handover.training_key, handover.meta, prefix)
-    kind = model_kind(cfg.model)
+    kind = model_kind("mlp")  # check_phased_model
     kind.threads(1)
     fits = []
     for i in range(len(prepared.candidates)):
@@ -215,7 +237,15 @@ def finish_phase(
         )
     hyperparams = dict(handover.meta["hyperparams"])
     return conclude(
-        services, prepared, kind, fits, hyperparams, dict(handover.meta["model_record"]), timings, log
+        services,
+        prepared,
+        kind,
+        fits,
+        hyperparams,
+        dict(handover.meta["model_record"]),
+        timings,
+        log,
+        window=0,  # the MLP reads the features alone (check_phased_model)
     )
 
 

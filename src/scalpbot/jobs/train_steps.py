@@ -26,6 +26,7 @@ from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.order_flow import ORDER_FLOW_SPEC_VERSION
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.venue import Venue
+from scalpbot.core.window_features import trailing_window
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
 from scalpbot.jobs.services import Services, stored_funding, venue_profile
@@ -44,6 +45,7 @@ __all__ = [
     "fit",
     "fold_windows",
     "hyper_parameters",
+    "model_rows",
     "prepare",
     "split_folds",
     "study_name",
@@ -84,7 +86,8 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Fitted:
-    """One candidate label's fold models, the fold predictions and the tuned policy.
+    """One candidate label's fold models, the fold predictions (calibrated when ``calibration`` is set: the
+    policy is tuned on what the release will output) and the tuned policy.
 
     ``artifact``: the last fold model as saved when it was fitted (a run split across invocations hands it
     over); ``None``: saved when the release is written.
@@ -97,6 +100,22 @@ class Fitted:
     vol: np.ndarray
     tuned: Any
     artifact: bytes | None = None
+    calibration: Any = None
+    """The :class:`scalpbot.ml.calibration.Calibration` fitted on the folds' validation predictions, or None."""
+    calibration_record: dict[str, Any] | None = None
+    """The manifest's ``calibration`` record (None: not calibrated)."""
+
+
+def model_rows(prepared: Prepared, window: int) -> np.ndarray:
+    """Return the rows a model reads: the feature set's features, then ``window`` bars of the trailing window
+    (0: none).
+
+    Equal to :func:`scalpbot.core.window_features.model_inputs` of the bars with the run's feature set, reusing
+    the computed features.
+    """
+    if window == 0:
+        return prepared.features
+    return np.hstack([prepared.features, trailing_window(prepared.bars, window)])
 
 
 def split_folds(n_bars: int, cfg: Any, horizon: int) -> WalkForward:
@@ -159,12 +178,13 @@ def fit(
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
     """
-    from scalpbot.ml.registry import LabelledRows
+    from scalpbot.ml.registry import LabelledRows, input_window
 
     n = len(prepared.bars)
     with timed(timings, "labels"):
         y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
-    x = prepared.features
+    with timed(timings, "features"):
+        x = model_rows(prepared, input_window(kind, hp))
     probs = np.full((n, 3), np.nan)
     vol = np.full(n, np.nan)
     models, records = [], []
@@ -337,9 +357,11 @@ def hyper_parameters(
     if not cfg.model_trials:
         return hp, {}
     from scalpbot.ml.model_search import search_model
+    from scalpbot.ml.registry import input_window
 
-    label, x, n = prepared.candidates[0], prepared.features, len(prepared.bars)
-    y, fwd_vol, usable = labelled_rows(prepared.bars, x, label)
+    label, n = prepared.candidates[0], len(prepared.bars)
+    y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
+    x = model_rows(prepared, input_window(kind, hp))
     fold = prepared.folds.folds[-1]
     tr = usable & label_rows(fold.train, label.horizon, n)
     va = usable & label_rows(fold.validation, label.horizon, n)
@@ -352,7 +374,8 @@ def hyper_parameters(
         for name, value in search.best_record.items()
     )
     log(
-        f"model search: {cfg.model_trials} trials, chosen {chosen} (validation loss {search.best_val_loss:.4f})"
+        f"model search ({kind.name}): {cfg.model_trials} trials, chosen {chosen} "
+        f"(validation loss {search.best_val_loss:.4f})"
     )
     return search.best, {"search": search.summary()}
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +136,7 @@ def train_model(
     hp: ModelHyperParams | None = None,
     *,
     show_progress: bool = False,
+    build: Callable[[np.ndarray, np.ndarray, Any], Any] | None = None,
 ) -> TrainedModel:
     """Build and train a model with early stopping on the validation loss; restore the best epoch's weights.
 
@@ -143,12 +144,14 @@ def train_model(
     ``y_vol_*``: [n] forward volatility >= 0. With class weighting on, the validation loss is weighted by the
     training class frequencies too, so early stopping watches the objective being trained. ``show_progress``:
     a bar over the epochs with an ETA on stderr (a terminal only; early stopping may end it sooner).
+    ``build(x_train, y_vol_train, hp)``: the uncompiled graph with the two heads (default: the MLP); its
+    input, heads, losses and training are this function's.
     """
     hp = hp or ModelHyperParams()
     x_tr, yc_tr, yv_tr = _checked(x_train, y_class_train, y_vol_train, "training", None)
     x_va, yc_va, yv_va = _checked(x_val, y_class_val, y_vol_val, "validation", x_tr.shape[1])
     _seed_everything(hp.seed)
-    model = _build_model(x_tr, yv_tr, hp)
+    model = (build or _build_model)(x_tr, yv_tr, hp)
     _compile(model, hp.learning_rate, hp.vol_loss_weight)
     weights = _class_weights(yc_tr) if hp.class_weighting else None
     stopper = keras.callbacks.EarlyStopping(
@@ -327,11 +330,21 @@ def export_onnx(model: Any) -> bytes:
 
 
 def _build_model(x_train: np.ndarray, y_vol_train: np.ndarray, hp: ModelHyperParams) -> Any:
-    layers = keras.layers
-    normalize = layers.Normalization(axis=-1, name="normalize")
+    inputs, h = normalized_input(x_train)
+    return keras.Model(inputs=inputs, outputs=dense_heads(h, y_vol_train, hp), name="scalpbot_mlp")
+
+
+def normalized_input(x_train: np.ndarray) -> tuple[Any, Any]:
+    """Return the ``features`` input [batch, columns] and its normalization, adapted on ``x_train``."""
+    normalize = keras.layers.Normalization(axis=-1, name="normalize")
     normalize.adapt(x_train)
     inputs = keras.Input(shape=(x_train.shape[1],), dtype="float32", name=INPUT_NAME)
-    h = normalize(inputs)
+    return inputs, normalize(inputs)
+
+
+def dense_heads(h: Any, y_vol_train: np.ndarray, hp: ModelHyperParams) -> list[Any]:
+    """Return the two heads (class probabilities, volatility) on ``hp.widths`` dense layers over ``h``."""
+    layers = keras.layers
     for i, width in enumerate(hp.widths):
         h = layers.Dense(width, activation="relu", name=f"dense_{i}")(h)
         if hp.dropout > 0.0:
@@ -340,7 +353,7 @@ def _build_model(x_train: np.ndarray, y_vol_train: np.ndarray, hp: ModelHyperPar
     log_vol_mean = float(np.mean(np.log(np.maximum(y_vol_train, VOL_FLOOR))))
     log_vol = layers.Dense(1, bias_initializer=keras.initializers.Constant(log_vol_mean), name="log_vol")(h)
     vol = layers.Activation("exponential", name=VOL_OUTPUT)(log_vol)
-    return keras.Model(inputs=inputs, outputs=[probs, vol], name="scalpbot_mlp")
+    return [probs, vol]
 
 
 def _compile(model: Any, learning_rate: float, vol_loss_weight: float) -> None:

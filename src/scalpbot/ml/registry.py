@@ -7,7 +7,8 @@ model search. The train job, the weekly online learning and the evaluation see o
 kind is its module plus one line in :data:`MODEL_KINDS`.
 
 **The ONNX contract** (:mod:`scalpbot.inference.onnx`, the only thing execution loads): one float32 input
-``features`` [batch, n_features] and two outputs, class probabilities [batch, 3] (0 short wins, 1 neither,
+``features`` [batch, n_features] (the feature matrix's columns, then for a :class:`WindowedKind` the raw
+trailing window's: :func:`scalpbot.core.window_features.model_inputs`) and two outputs, class probabilities [batch, 3] (0 short wins, 1 neither,
 2 long wins) and forward volatility [batch, 1] (> 0, the unit of the label's volatility target).
 
 This module is light: the registry maps names to loaders, and a kind's module (and its libraries: Keras,
@@ -33,6 +34,8 @@ __all__ = [
     "LabelledRows",
     "ModelKind",
     "TrainedModel",
+    "WindowedKind",
+    "input_window",
     "kind_names",
     "lazy_kind",
     "model_kind",
@@ -150,6 +153,23 @@ class ModelKind(Protocol):
         ...
 
 
+@runtime_checkable
+class WindowedKind(Protocol):
+    """A kind that reads the raw trailing window beside the feature matrix (:mod:`scalpbot.core.window_features`).
+
+    Its rows are ``model_inputs(bars, window(hp))``; a kind without this method reads the feature matrix alone.
+    """
+
+    def window(self, hp: Any) -> int:
+        """Return the trailing bars the model with ``hp`` reads (0: none)."""
+        ...
+
+
+def input_window(kind: ModelKind, hp: Any) -> int:
+    """Return the trailing-window bars ``kind`` with ``hp`` reads: the manifest's ``window_bars``."""
+    return int(kind.window(hp)) if isinstance(kind, WindowedKind) else 0
+
+
 KindLoader = Callable[[], ModelKind]
 """Return the kind, importing its module (and its libraries) on first use."""
 
@@ -168,6 +188,7 @@ def lazy_kind(module: str, attribute: str = "KIND") -> KindLoader:
 
 MODEL_KINDS: dict[str, KindLoader] = {
     "mlp": lazy_kind("scalpbot.ml.kinds.mlp"),
+    "conv1d": lazy_kind("scalpbot.ml.kinds.conv1d"),
 }
 """Every model kind by its ``train.model`` name. Adding a model type: its module and one line here."""
 
