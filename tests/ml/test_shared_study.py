@@ -232,3 +232,20 @@ def _complete_trials(dsn: str) -> int:
         except psycopg.errors.UndefinedTable:
             return 0
     return int(row[0]) if row else 0
+
+
+def test_a_workers_study_sessions_do_not_wait_for_the_disk_on_each_commit() -> None:
+    from scalpbot.ml.shared_study import join_study
+
+    from support.postgres import running_postgres
+
+    with running_postgres(durable=True) as server:  # the server's own default: every commit flushed
+        url = server.create_database()
+        with psycopg.connect(url.replace("+psycopg", "")) as plain:
+            assert plain.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        joined = join_study(url, "sessions", heartbeat_s=5, check=lambda study: None)
+        storage = getattr(joined.study._storage, "_backend", joined.study._storage)  # optuna's cache wraps it
+        assert isinstance(storage, optuna.storages.RDBStorage)
+        with storage.engine.connect() as connection:
+            setting = connection.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+        assert setting == "off"  # a trial's many small commits are not each flushed to the WAL on disk

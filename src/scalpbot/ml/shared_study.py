@@ -1,7 +1,8 @@
 """Studies that several workers tune at once on PostgreSQL: race-free creation, an exact trial budget, retries.
 
 **Storage.** A ``postgresql://`` or ``postgresql+psycopg://`` URL (``train.study_storage``) opens Optuna's
-``RDBStorage`` with the psycopg 3 driver. Every trial records a heartbeat every ``heartbeat_s`` seconds; a
+``RDBStorage`` with the psycopg 3 driver, its sessions with ``synchronous_commit=off`` (a trial is many small
+commits; waiting for the disk on each serialized the workers). Every trial records a heartbeat every ``heartbeat_s`` seconds; a
 running trial whose heartbeat is older than three intervals (its worker was killed, or its machine lost) is
 marked ``FAIL`` by the next worker that looks, and retried once with the same parameters
 (``RetryHeartbeatStaleTrialCallback``).
@@ -40,6 +41,8 @@ from scalpbot.errors import ConfigError
 __all__ = ["SharedStudy", "is_shared", "join_study", "shared_url"]
 
 _SCHEMA_LOCK = "scalpbot optuna schema"
+_SESSION_OPTIONS = "-c synchronous_commit=off"
+"""The study connections' PostgreSQL settings: commits do not wait for the disk (see :func:`join_study`)."""
 _WORKERS_ATTR = "scalpbot_workers_joined"
 WORKER_ATTR = "scalpbot_worker"
 _POLL_S = 0.2
@@ -190,7 +193,14 @@ def join_study(
     try:
         storage = RDBStorage(
             url,
-            engine_kwargs={"pool_pre_ping": True},
+            # A trial's record is many small commits (each parameter, the heartbeats, the value); waiting for
+            # each to reach the disk serialized the workers on PostgreSQL's WAL flush. A server crash may lose
+            # the last fraction of a second of them (never corrupt them): such a trial goes stale and is
+            # retried, and the budget stays exact. Bars, releases and orders are not in this database.
+            engine_kwargs={
+                "pool_pre_ping": True,
+                "connect_args": {"options": _SESSION_OPTIONS},
+            },
             heartbeat_interval=heartbeat_s,
             grace_period=3 * heartbeat_s,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
