@@ -34,7 +34,7 @@ thread (numba, BLAS), the cores are not pinned (the tuning workers need both). O
 figures as ranges.
 
 Usage: python bench/portfolio.py [--symbols 1,10,50] [--closes 20] [--train-symbols 10] [--workers 1,2,4]
-                                 [--trials 40] [--train-days 12] [--all-labels] [--skip-close] [--skip-train]
+                                 [--trials 200] [--train-days 12] [--all-labels] [--skip-close] [--skip-train]
                                  [--quick]
 """
 
@@ -531,7 +531,12 @@ def main() -> None:
     parser.add_argument("--closes", type=int, default=20, help="timed bar closes per symbol count")
     parser.add_argument("--train-symbols", type=int, default=10)
     parser.add_argument("--workers", default="1,2,4", help="tuning worker counts of the training part")
-    parser.add_argument("--trials", type=int, default=40, help="policy trials per study")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=200,
+        help="policy trials per study (a study much shorter than a worker's start-up gains nothing from workers)",
+    )
     parser.add_argument(
         "--all-labels", action="store_true", help="train.label_search's candidates too [one label]"
     )
