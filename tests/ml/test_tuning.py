@@ -183,3 +183,21 @@ def test_the_return_objective_is_the_annualized_mean_return_less_the_spread(wind
     returns = tuned.trial_returns[tuned.best_index]
     spread = np.std([returns[a:b].mean() for a, b in tuned.fold_slices])
     assert tuned.best_value == pytest.approx((returns.mean() - spread) * 365.0)
+
+
+def test_the_alpha_objective_gives_a_policy_that_only_holds_the_market_nothing_and_keeps_timing() -> None:
+    from scalpbot.ml.tuning import _score, hedged_returns
+
+    rng = np.random.default_rng(11)
+    market = rng.normal(0.002, 0.01, 2_000)  # a strongly rising market, hour by hour
+    holding = 0.9 * market  # long 90 % of the time: its mean return is the market's drift
+    timing = rng.normal(0.0004, 0.004, 2_000)  # an edge of its own, unrelated to the market
+    assert np.allclose(hedged_returns(holding, market), 0.0, atol=1e-15)
+    assert np.allclose(hedged_returns(timing + 0.5 * market, market), timing, atol=2e-4)
+    options = {"min_trades": 1, "penalty": -100.0, "dispersion": 0.0, "periods_per_year": 8760.0}
+    slices = ((0, 2_000),)
+    for objective, holder_wins in (("return", True), ("alpha", False)):
+        held = _score(50, holding, slices, objective=objective, market=market, **options)
+        timed = _score(50, timing, slices, objective=objective, market=market, **options)
+        assert (held > timed) is holder_wins, objective
+    assert hedged_returns(timing, np.zeros(2_000)) is timing  # a flat market: nothing to hedge
