@@ -30,6 +30,7 @@ import numpy as np
 from scalpbot.core.window_features import MAX_WINDOW, WINDOW_CHANNELS
 from scalpbot.errors import ConfigError
 from scalpbot.ml import model as keras_model
+from scalpbot.ml.kinds._keras import KerasArtifacts
 from scalpbot.ml.model import ModelHyperParams
 from scalpbot.ml.registry import LabelledRows, TrainedModel
 
@@ -106,7 +107,7 @@ def _build(x_train: np.ndarray, y_vol_train: np.ndarray, hp: Conv1dHyperParams) 
     return keras.Model(inputs=inputs, outputs=outputs, name="scalpbot_conv1d")
 
 
-class Conv1dKind:
+class Conv1dKind(KerasArtifacts):
     """The temporal convolution over the trailing window with the MLP's heads (see the module docstring)."""
 
     name = "conv1d"
@@ -152,30 +153,6 @@ class Conv1dKind:
             validation.x, validation.y_class, validation.y_vol,
             hp, show_progress=show_progress, build=_build,
         )  # fmt: skip
-
-    def predict(self, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return probabilities [n, 3] and volatility [n] from the Keras model."""
-        return keras_model.predict_keras(model, x)
-
-    def fine_tune(
-        self, model: Any, rows: LabelledRows, *, learning_rate: float, epochs: int, seed: int | None = None
-    ) -> TrainedModel:
-        """Continue training with the restored optimizer state (:func:`scalpbot.ml.model.fine_tune`)."""
-        return keras_model.fine_tune(
-            model, rows.x, rows.y_class, rows.y_vol, learning_rate=learning_rate, epochs=epochs, seed=seed
-        )
-
-    def save(self, model: Any) -> bytes:
-        """Return ``model.keras`` bytes."""
-        return keras_model.save_keras(model)
-
-    def load(self, data: bytes) -> Any:
-        """Load ``model.keras`` bytes in safe mode (the split layer is registered by this module)."""
-        return keras_model.load_keras(data)
-
-    def export_onnx(self, model: Any) -> bytes:
-        """Export the Keras graph to ONNX."""
-        return keras_model.export_onnx(model)
 
     def suggest(self, trial: Any, base: Conv1dHyperParams, budget: int | None) -> Conv1dHyperParams:
         """Draw the filters, kernel, widths, dropout and learning rate; cap the epochs at ``budget``."""

@@ -11,9 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from scalpbot.ml import model as keras_mlp
+from scalpbot.ml.kinds._keras import KerasArtifacts
 from scalpbot.ml.model import ModelHyperParams
 from scalpbot.ml.registry import LabelledRows, TrainedModel
 
@@ -33,7 +32,7 @@ _DROPOUT = (0.0, 0.4)
 _LEARNING_RATE = (1e-4, 3e-3)
 
 
-class MlpKind:
+class MlpKind(KerasArtifacts):
     """The Keras MLP with a class-probability head and a volatility head (see :mod:`scalpbot.ml.model`)."""
 
     name = "mlp"
@@ -76,30 +75,6 @@ class MlpKind:
             validation.x, validation.y_class, validation.y_vol,
             hp, show_progress=show_progress,
         )  # fmt: skip
-
-    def predict(self, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return probabilities [n, 3] and volatility [n] from the Keras model."""
-        return keras_mlp.predict_keras(model, x)
-
-    def fine_tune(
-        self, model: Any, rows: LabelledRows, *, learning_rate: float, epochs: int, seed: int | None = None
-    ) -> TrainedModel:
-        """Continue training with the restored optimizer state (:func:`scalpbot.ml.model.fine_tune`)."""
-        return keras_mlp.fine_tune(
-            model, rows.x, rows.y_class, rows.y_vol, learning_rate=learning_rate, epochs=epochs, seed=seed
-        )
-
-    def save(self, model: Any) -> bytes:
-        """Return ``model.keras`` bytes."""
-        return keras_mlp.save_keras(model)
-
-    def load(self, data: bytes) -> Any:
-        """Load ``model.keras`` bytes in safe mode."""
-        return keras_mlp.load_keras(data)
-
-    def export_onnx(self, model: Any) -> bytes:
-        """Export the Keras graph to ONNX."""
-        return keras_mlp.export_onnx(model)
 
     def suggest(self, trial: Any, base: ModelHyperParams, budget: int | None) -> ModelHyperParams:
         """Draw the widths, dropout and learning rate; cap the epochs at ``budget``."""
