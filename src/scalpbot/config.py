@@ -295,6 +295,13 @@ class GateSettings(_Section):
         le=1,
         description="probability of backtest overfitting must be below (with folds; 1: off)",
     )
+    max_pbo_loss: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="a PBO at or above max_pbo still passes when the in-sample winner's probability of loss "
+        "out of sample is below this (0: PBO alone)",
+    )
     max_timing_p: float = Field(
         default=0.05,
         gt=0,
@@ -314,6 +321,7 @@ class GateSettings(_Section):
             min_deflated_sharpe=self.min_deflated_sharpe,
             max_pbo=self.max_pbo,
             max_timing_p=self.max_timing_p,
+            max_pbo_loss=self.max_pbo_loss,
         )
 
 

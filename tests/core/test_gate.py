@@ -142,6 +142,8 @@ def test_the_verdict_is_plain_json_with_every_statistic() -> None:
         {"min_deflated_sharpe": -0.1},
         {"max_pbo": -1},
         {"max_timing_p": 0.0},
+        {"max_pbo_loss": 1.5},
+        {"max_pbo_loss": -0.1},
     ],
 )
 def test_rules_out_of_range_are_refused(bad: dict[str, float]) -> None:
@@ -168,3 +170,29 @@ def test_a_challenger_whose_timing_was_not_tested_is_judged_on_the_rest() -> Non
     verdict = judge(replace(EVIDENCE, timing_p=None, timing_observed=None, timing_random=None), GateRules())
     assert verdict.promote
     assert "random-entry p n/a (not computed)" in verdict.reason
+
+
+def test_a_high_pbo_passes_when_its_winner_does_not_lose_out_of_sample_and_says_so() -> None:
+    """Several trials sharing one real edge: a coin-toss PBO, but the in-sample winner earns out of sample."""
+    shared = replace(EVIDENCE, pbo=0.45, pbo_loss=0.02)
+    verdict = judge(shared, GateRules())
+    assert verdict.promote
+    assert "PBO 0.45 >= 0.2 but its winner's probability of loss 0.02 < 0.1" in verdict.reason
+    assert verdict.criteria[-1].passed is True
+
+
+def test_a_high_pbo_whose_winner_loses_is_refused_in_one_line_with_both_numbers() -> None:
+    verdict = judge(replace(EVIDENCE, pbo=0.45, pbo_loss=0.3), GateRules())
+    assert not verdict.promote
+    assert verdict.reason.startswith(
+        "refused: PBO 0.45 >= 0.2 and its winner's probability of loss 0.30 >= 0.1 (test +5.12 %"
+    )
+    assert "\n" not in verdict.reason
+    unknown = judge(replace(EVIDENCE, pbo=0.45, pbo_loss=None), GateRules())
+    assert not unknown.promote and unknown.reason.startswith("refused: PBO 0.45 >= 0.2 (test")
+
+
+def test_a_zero_loss_threshold_judges_the_pbo_alone() -> None:
+    verdict = judge(replace(EVIDENCE, pbo=0.45, pbo_loss=0.0), GateRules(max_pbo_loss=0.0))
+    assert not verdict.promote
+    assert verdict.reason.startswith("refused: PBO 0.45 >= 0.2 (test")

@@ -124,3 +124,27 @@ def test_pbo_of_pure_noise_is_near_one_half() -> None:
     result = probability_of_backtest_overfitting(rng.normal(0.0, 0.01, (240, 50)), n_splits=8)
     assert result.logits.shape == (70,)  # C(8, 4)
     assert 0.2 < result.probability < 0.8
+
+
+def test_trials_sharing_one_real_edge_have_a_coin_toss_pbo_but_their_winner_does_not_lose() -> None:
+    """Five trials of one edge (the same mean, independent noise): which wins in sample says nothing about out of
+    sample (a PBO of 1/2 or more: ties at the median count), yet the winner earns out of sample in every split;
+    noise's winner loses in about half."""
+    rng = np.random.default_rng(11)
+    shared = rng.normal(0.0, 0.01, (320, 5)) + 0.006
+    edge = probability_of_backtest_overfitting(shared)
+    assert edge.probability > 0.3
+    assert edge.loss_probability < 0.01
+    noise = probability_of_backtest_overfitting(rng.normal(0.0, 0.01, (320, 5)))
+    assert 0.3 < noise.loss_probability < 0.7
+
+
+def test_the_probability_of_loss_counts_a_winner_that_earns_nothing_out_of_sample() -> None:
+    """Two trials that trade only in the first half of the rows: every split whose out-of-sample half is the
+    second half (flat) is a loss, the others are not."""
+    returns = np.zeros((64, 2))
+    returns[:32, 0] = np.tile([0.02, -0.01], 16)
+    returns[:32, 1] = np.tile([0.01, -0.005], 16) + 0.001
+    result = probability_of_backtest_overfitting(returns, n_splits=4)
+    # C(4, 2) = 6 splits; out of sample = the two blocks not in sample; blocks 2 and 3 are flat.
+    assert result.loss_probability == pytest.approx(1 / 6)

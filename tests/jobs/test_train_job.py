@@ -276,8 +276,9 @@ def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_st
 def test_a_corrupted_current_release_is_reported_and_never_loaded(
     trained: tuple[Path, TrainReport], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store, _ = trained
+    store, report = trained
     services = _services(store)
+    _cli_ok(capsys, store, "models", "promote", report.release_id)  # current, whichever test ran before
     pointer = ReleaseStore(services.store).pointer("BTC/USDT")
     assert pointer is not None
     key = f"models/BTC_USDT/releases/{pointer.release_id}/model.onnx"

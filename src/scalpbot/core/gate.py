@@ -16,10 +16,14 @@ every criterion holds, checked in this order:
    the window, :mod:`scalpbot.ml.timing`) is below ``max_timing_p``, so that a release which only holds a
    rising market is not taken for one that knows when to enter (not applicable where it was not computed);
 6. ``pbo``: the probability of backtest overfitting of the selection, where validation folds exist, is below
-   ``max_pbo`` (not applicable otherwise).
+   ``max_pbo``, **or** the selection's probability of loss on the same splits (its in-sample winner earning
+   <= 0 out of sample) is below ``max_pbo_loss`` (not applicable without folds). PBO ranks the winner among
+   the candidates: when several trials share one real edge, which of them wins in sample is a coin toss out
+   of sample (PBO near 0.5) although every one of them earns; overfitting that matters to a trader is a winner
+   that then loses, which noise does in about half the splits.
 
 ``min_deflated_sharpe = 0``, ``max_timing_p = 1`` and ``max_pbo = 1`` switch those criteria off (shown as "not
-required").
+required"); ``max_pbo_loss = 0`` judges the PBO alone.
 
 A refusal is one line naming the first failing criterion with its numbers; a promotion lists every criterion.
 The statistics themselves are computed elsewhere (:mod:`scalpbot.ml.evidence`); this module only weighs them.
@@ -47,6 +51,7 @@ class GateRules:
     min_deflated_sharpe: float = 0.95
     max_pbo: float = 0.2
     max_timing_p: float = 0.05
+    max_pbo_loss: float = 0.1
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_trades, int) and self.min_trades >= 1):
@@ -64,6 +69,10 @@ class GateRules:
             raise ConfigError(
                 f"min_deflated_sharpe must be a probability in [0, 1] (0: off); got {self.min_deflated_sharpe}"
             )
+        if not (math.isfinite(self.max_pbo_loss) and 0.0 <= self.max_pbo_loss <= 1.0):
+            raise ConfigError(
+                f"max_pbo_loss must be a probability in [0, 1] (0: PBO alone); got {self.max_pbo_loss}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,8 @@ class GateStatistics:
     excess returns per ``bootstrap_period`` (``None`` when too few to test); ``mean_block``: the bootstrap's
     expected block length in periods. ``deflated_sharpe``: DSR of ``selected_sharpe`` (per ``selection_period``,
     not annualized) over ``n_trials`` trials whose per-period Sharpes have variance ``sharpe_variance``
-    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist. ``timing_p``: the
+    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist; ``pbo_loss``: the
+    selection's probability of loss over the same CSCV splits (``None``: not computed). ``timing_p``: the
     random-entry p-value of the challenger's ``timing_trades`` closed trades, whose net return per unit notional
     summed to ``timing_observed`` where the same trades at random bars averaged ``timing_random``
     (``None``: not computed).
@@ -104,6 +114,7 @@ class GateStatistics:
     timing_trades: int = 0
     timing_observed: float | None = None
     timing_random: float | None = None
+    pbo_loss: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +194,7 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
     dsr_required = rules.min_deflated_sharpe > 0.0
     dsr_ok = s.deflated_sharpe is not None and s.deflated_sharpe > rules.min_deflated_sharpe
     p_ok = s.p_value is not None and s.p_value < rules.max_p_value
-    pbo_ok = None if s.pbo is None or rules.max_pbo >= 1.0 else s.pbo < rules.max_pbo
+    pbo_ok = None if s.pbo is None or rules.max_pbo >= 1.0 else s.pbo < rules.max_pbo or _loss_ok(s, rules)
     timing_ok = None if s.timing_p is None or rules.max_timing_p >= 1.0 else s.timing_p < rules.max_timing_p
     rival = f"against {s.rival}"
     return (
@@ -227,18 +238,27 @@ def _criteria(s: GateStatistics, rules: GateRules) -> tuple[Criterion, ...]:
             rules.max_timing_p,
             _timing_text(s, rules, timing_ok),
         ),
-        Criterion(
-            "pbo",
-            pbo_ok,
-            s.pbo,
-            rules.max_pbo,
-            "PBO n/a (no validation folds)"
-            if s.pbo is None
-            else f"PBO {s.pbo:.2f} (not required)"
-            if pbo_ok is None
-            else f"PBO {s.pbo:.2f} {'<' if pbo_ok else '>='} {rules.max_pbo:g}",
-        ),
+        Criterion("pbo", pbo_ok, s.pbo, rules.max_pbo, _pbo_text(s, rules, pbo_ok)),
     )
+
+
+def _loss_ok(s: GateStatistics, rules: GateRules) -> bool:
+    return s.pbo_loss is not None and s.pbo_loss < rules.max_pbo_loss
+
+
+def _pbo_text(s: GateStatistics, rules: GateRules, passed: bool | None) -> str:
+    if s.pbo is None:
+        return "PBO n/a (no validation folds)"
+    if passed is None:
+        return f"PBO {s.pbo:.2f} (not required)"
+    if s.pbo < rules.max_pbo:
+        return f"PBO {s.pbo:.2f} < {rules.max_pbo:g}"
+    if s.pbo_loss is None or (rules.max_pbo_loss <= 0.0 and not passed):
+        return f"PBO {s.pbo:.2f} >= {rules.max_pbo:g}"
+    loss = f"its winner's probability of loss {s.pbo_loss:.2f}"
+    if passed:
+        return f"PBO {s.pbo:.2f} >= {rules.max_pbo:g} but {loss} < {rules.max_pbo_loss:g}"
+    return f"PBO {s.pbo:.2f} >= {rules.max_pbo:g} and {loss} >= {rules.max_pbo_loss:g}"
 
 
 def _timing_text(s: GateStatistics, rules: GateRules, passed: bool | None) -> str:

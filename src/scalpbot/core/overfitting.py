@@ -19,7 +19,10 @@ PBO (Bailey, Borwein, López de Prado & Zhu, "The Probability of Backtest Overfi
 symmetric cross-validation: split the return matrix's rows into ``S`` blocks; for every half of the blocks taken
 as in-sample, pick the trial with the best in-sample Sharpe and find its relative rank ``w`` among all trials
 out of sample; PBO is the share of splits whose logit ``log(w / (1 - w))`` is <= 0 (the in-sample winner is at
-or below the out-of-sample median).
+or below the out-of-sample median). The same splits give the **probability of loss** (ibid.): the
+share of splits in which the in-sample winner's out-of-sample return is <= 0. A high PBO among candidates that
+all earn out of sample (a real edge that several trials share) is a coin toss between winners; a high PBO whose
+winner also loses out of sample is overfitting that costs money.
 """
 
 from __future__ import annotations
@@ -123,10 +126,12 @@ def deflated_sharpe_ratio(
 
 @dataclass(frozen=True)
 class BacktestOverfitting:
-    """PBO in [0, 1] and the logit of the in-sample winner's out-of-sample relative rank for each split."""
+    """PBO in [0, 1], the logit of the in-sample winner's out-of-sample relative rank for each split, and
+    ``loss_probability``: the share of splits whose in-sample winner returned <= 0 out of sample."""
 
     probability: float
     logits: np.ndarray
+    loss_probability: float = math.nan
 
 
 def _sharpes_from_sums(total: np.ndarray, squares: np.ndarray, count: float) -> np.ndarray:
@@ -170,13 +175,19 @@ def probability_of_backtest_overfitting(
     n_trials = m.shape[1]
     half = float(block * n_splits // 2)
     logits = np.empty(masks.shape[0])
+    losses = np.empty(masks.shape[0], dtype=bool)
     for start in range(0, masks.shape[0], chunk):
         mk = masks[start : start + chunk]
         in_sums, in_squares = mk @ sums, mk @ squares
         in_sharpe = _sharpes_from_sums(in_sums, in_squares, half)
         out_sharpe = _sharpes_from_sums(sums.sum(0) - in_sums, squares.sum(0) - in_squares, half)
-        chosen = out_sharpe[np.arange(mk.shape[0]), np.argmax(in_sharpe, axis=1)][:, None]
+        winner = np.argmax(in_sharpe, axis=1)
+        out_sums = sums.sum(0) - in_sums
+        losses[start : start + mk.shape[0]] = out_sums[np.arange(mk.shape[0]), winner] <= 0.0
+        chosen = out_sharpe[np.arange(mk.shape[0]), winner][:, None]
         rank = np.sum(out_sharpe < chosen, axis=1) + (np.sum(out_sharpe == chosen, axis=1) + 1) / 2.0
         relative = rank / (n_trials + 1.0)
         logits[start : start + mk.shape[0]] = np.log(relative / (1.0 - relative))
-    return BacktestOverfitting(probability=float(np.mean(logits <= 0.0)), logits=logits)
+    return BacktestOverfitting(
+        probability=float(np.mean(logits <= 0.0)), logits=logits, loss_probability=float(np.mean(losses))
+    )

@@ -310,6 +310,7 @@ def publish(
         overfitting = {
             **tuned.summary(),
             "probability_of_backtest_overfitting": selection.pbo,
+            "probability_of_loss": selection.pbo_loss,
             "deflated_sharpe": selection.deflated_sharpe(),
             "trials_run": returns.shape[0] * max(1, cfg.model_trials),
             "effective_trials": selection.n_trials,

@@ -52,6 +52,7 @@ __all__ = [
     "effective_trials",
     "gate_statistics",
     "period_returns",
+    "tuning_overfitting",
     "tuning_pbo",
     "window_days",
 ]
@@ -128,13 +129,15 @@ def window_days(index: pd.DatetimeIndex) -> float:
 class TrialSelection:
     """How the challenger was chosen: among ``n_trials`` trials whose per-period Sharpes have variance
     ``sharpe_variance``; ``moments`` are the selected trial's returns per ``period`` where it was selected;
-    ``pbo`` the selection's probability of backtest overfitting (``None``: no validation folds)."""
+    ``pbo`` the selection's probability of backtest overfitting and ``pbo_loss`` its probability of loss (the
+    in-sample winner earning <= 0 out of sample) over the same splits (``None``: no validation folds)."""
 
     n_trials: int
     sharpe_variance: float
     moments: ReturnMoments | None
     period: str
     pbo: float | None
+    pbo_loss: float | None = None
 
     @classmethod
     def single(cls, returns: np.ndarray, period: str) -> TrialSelection:
@@ -161,7 +164,7 @@ class TrialSelection:
         finite = sharpes[np.isfinite(sharpes)]
         variance = float(np.var(finite, ddof=1)) if finite.size >= 2 else 0.0
         n = r.shape[0] if trials_run is None else max(trials_run, r.shape[0])
-        return cls(n, variance, return_moments(r[chosen]), period, tuning_pbo(r))
+        return cls(n, variance, return_moments(r[chosen]), period, *tuning_overfitting(r))
 
     @classmethod
     def from_folds(
@@ -185,7 +188,11 @@ class TrialSelection:
             )
         n = max(1, round(effective_trials(r) * max(1, multiplier)))
         return cls(
-            n, 1.0 / (r.shape[1] - 1), return_moments(r[chosen]), period, tuning_pbo(distinct_trials(r))
+            n,
+            1.0 / (r.shape[1] - 1),
+            return_moments(r[chosen]),
+            period,
+            *tuning_overfitting(distinct_trials(r)),
         )
 
     @classmethod
@@ -259,12 +266,20 @@ def tuning_pbo(trial_returns: np.ndarray) -> float | None:
 
     CSCV with an even number of blocks of at least 2 days, at most 16, and at least 4.
     """
+    return tuning_overfitting(trial_returns)[0]
+
+
+def tuning_overfitting(trial_returns: np.ndarray) -> tuple[float | None, float | None]:
+    """Return the PBO and the probability of loss of picking the best of ``(n_trials, n_periods)`` returns,
+    both ``None`` if too few (CSCV as :func:`tuning_pbo`)."""
     n_trials, days = trial_returns.shape
     splits = min(16, days // 2) // 2 * 2
     if splits < 4 or n_trials < 2:
-        return None
-    value = probability_of_backtest_overfitting(trial_returns.T, n_splits=splits).probability
-    return value if math.isfinite(value) else None
+        return None, None
+    cscv = probability_of_backtest_overfitting(trial_returns.T, n_splits=splits)
+    if not math.isfinite(cscv.probability):
+        return None, None
+    return cscv.probability, cscv.loss_probability if math.isfinite(cscv.loss_probability) else None
 
 
 def gate_statistics(
@@ -313,6 +328,7 @@ def gate_statistics(
         selected_sharpe=sharpe if sharpe is not None and math.isfinite(sharpe) else None,
         selection_period=selection.period,
         pbo=selection.pbo,
+        pbo_loss=selection.pbo_loss,
         fee=costs.fee,
         slippage=costs.slippage,
         timing_p=None if timing is None else timing.p_value,
