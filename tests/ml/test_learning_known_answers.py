@@ -31,8 +31,9 @@ def test_a_planted_shock_reversion_above_costs_is_found_and_most_of_its_edge_cap
     assert outcome.oracle_net is not None and outcome.oracle_net > 0.1 and outcome.oracle_trades >= 20
     assert outcome.capture is not None and outcome.capture >= 0.6, outcome
     assert outcome.test_return > 0.1 and "bootstrap p = 5.0e-04" in outcome.reason
-    # At this size the PBO can still refuse it (bench/learning.py promotes it at 45 days in 3 of 3 seeds).
-    assert outcome.reason.startswith(("promoted: ", "refused: PBO")) and "\n" not in outcome.reason
+    assert outcome.promoted, outcome.reason
+    assert outcome.reason.startswith("promoted: ") and "\n" not in outcome.reason
+    assert "; validation folds " in outcome.reason and "beside not-trading" in outcome.reason
 
 
 def test_block_shuffled_real_returns_are_not_promoted(month: pd.DataFrame, tmp_path: Path) -> None:
