@@ -24,7 +24,7 @@ from scalpbot.jobs.train import TrainReport, train
 from scalpbot.jobs.train_phases import finish_phase, prepare_phase, tune_phase
 from scalpbot.ml.registry import model_kind
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
-from scalpbot.state.tuning_handover import handover_prefix
+from scalpbot.state.tuning_handover import handover_prefix, read_handover
 from scalpbot.wiring import Services, build_services
 
 from support.files import write_csv
@@ -107,6 +107,34 @@ def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
     assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
 
 
+def test_a_calibrated_run_split_in_phases_publishes_the_release_one_calibrated_train_run_publishes(
+    bars_store: Path, tmp_path: Path
+) -> None:
+    """The calibration is fitted once (prepare), recorded in the hand-over, tuned through and carried into the
+    release: the same manifest (its calibration record included) and the same ONNX bytes as ``train``."""
+    shutil.copytree(bars_store, tmp_path / "one")
+    one = _services(tmp_path / "one", calibration="isotonic")
+    reference = train(one, one.series(), until=UNTIL)
+    shutil.copytree(bars_store, tmp_path / "split")
+    split = _services(tmp_path / "split", calibration="isotonic")
+    prepared = prepare_phase(split, split.series(), UNTIL)
+    assert prepared["status"] == "prepared" and "calibration" in prepared["timings"]
+    handover = read_handover(split.store, handover_prefix("BTC/USDT", UNTIL), models=False)
+    assert [handover.calibration(i) is not None for i in range(len(handover.studies))] == [True, True]
+    report = finish_phase(split, split.series(), UNTIL)
+    assert report.release_id == reference.release_id
+    manifest, artifacts = _release(tmp_path / "split", report.release_id)
+    expected, expected_artifacts = _release(tmp_path / "one", reference.release_id)
+    assert manifest["calibration"] is not None and manifest["calibration"] == expected["calibration"]
+    for record in (manifest, expected):
+        del record["tuning"]["elapsed_s"]
+    assert {k: v for k, v in manifest.items() if k not in SAME_RUN} == {
+        k: v for k, v in expected.items() if k not in SAME_RUN
+    }
+    assert artifacts[ONNX_ARTIFACT] == expected_artifacts[ONNX_ARTIFACT]
+    assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
+
+
 def test_prepare_run_again_finds_its_hand_over_and_fits_nothing(
     prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -162,7 +190,6 @@ def test_finish_without_a_prepared_run_names_the_missing_hand_over(bars_store: P
         ("model", ["mlp", "conv1d"]),
         ("model", "auto"),
         ("ensemble", 2),
-        ("calibration", "isotonic"),
     ],
 )
 def test_the_split_run_refuses_a_model_it_cannot_hand_over_naming_the_setting(

@@ -35,7 +35,7 @@ from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.services import Services
 from scalpbot.jobs.train import TrainReport, conclude, resumed, tune_candidate
 from scalpbot.jobs.train_evaluation import timed
-from scalpbot.jobs.train_models import choose_kind
+from scalpbot.jobs.train_models import calibrate, choose_kind
 from scalpbot.jobs.train_steps import (
     TUNING_PERIOD,
     Prepared,
@@ -46,9 +46,16 @@ from scalpbot.jobs.train_steps import (
 )
 from scalpbot.state.dataset import SeriesId
 from scalpbot.state.releases import ReleaseStore
-from scalpbot.state.tuning_handover import handover_prefix, read_handover, read_manifest, write_handover
+from scalpbot.state.tuning_handover import (
+    Handover,
+    handover_prefix,
+    read_handover,
+    read_manifest,
+    write_handover,
+)
 
 if TYPE_CHECKING:
+    from scalpbot.ml.calibration import Calibration
     from scalpbot.ml.registry import ModelKind
 
 __all__ = ["PHASES", "check_phased_model", "finish_phase", "prepare_phase", "tune_phase"]
@@ -62,7 +69,7 @@ PHASES = ("prepare", "tune", "finish")
 
 def check_phased_model(cfg: Any) -> None:
     """Raise :class:`~scalpbot.errors.ConfigError` naming the setting when ``train`` asks for a model the split
-    run does not hand over: it fits one MLP per fold, uncalibrated (no kind choice, ensemble or calibration)."""
+    run does not hand over: it fits one MLP per fold (no kind choice or ensemble); calibration is handed over."""
     if cfg.model_kinds() != ("mlp",):
         raise ConfigError(
             f"the split train run (prepare/tune/finish) fits the MLP only; train.model is {cfg.model!r}: "
@@ -72,11 +79,6 @@ def check_phased_model(cfg: Any) -> None:
         raise ConfigError(
             f"the split train run (prepare/tune/finish) fits one model per fold; train.ensemble is "
             f"{cfg.ensemble}: set train.ensemble = 1 or train in one run (scalpbot train)"
-        )
-    if cfg.calibration != "none":
-        raise ConfigError(
-            f"the split train run (prepare/tune/finish) does not calibrate; train.calibration is "
-            f'{cfg.calibration!r}: set train.calibration = "none" or train in one run (scalpbot train)'
         )
 
 
@@ -117,6 +119,10 @@ def prepare_phase(
         for i, label in enumerate(prepared.candidates)
     ]
     spans = [fold.validation for fold in prepared.folds.folds]
+    calibrations = [
+        calibrate(prepared, label, probs, timings)[1] if cfg.calibration == "isotonic" else None
+        for label, (_, _, probs, _) in zip(prepared.candidates, fitted, strict=True)
+    ]
     meta = {
         "symbol": series.symbol,
         "until": until.isoformat(),
@@ -129,6 +135,7 @@ def prepare_phase(
         "records": [list(records) for _, records, _, _ in fitted],
         "hyperparams": kind.describe(hp),
         "model_record": model_record,
+        "calibrations": calibrations,
     }
     with timed(timings, "handover"):
         write_handover(
@@ -187,8 +194,9 @@ def tune_phase(
         options = tuning_options(
             services.settings, venue, int(handover.meta["trials"]), list(handover.funding), name
         )
+        windows = handover.policy_windows(i, TUNING_PERIOD, _tuned_probs(handover, i)[0])
         summary["trials"][name] = join_policy_study(
-            handover.policy_windows(i, TUNING_PERIOD), storage=cfg.study_storage, timeout_s=left, **options
+            windows, storage=cfg.study_storage, timeout_s=left, **options
         )
         log(f"worker {worker}: {summary['trials'][name]} trials of {name}")
     done = deadline is None or len(summary["trials"]) == len(handover.studies)
@@ -221,6 +229,7 @@ def finish_phase(
     for i in range(len(prepared.candidates)):
         models = _fold_models(prepared, kind, handover.models[i], handover.probs[i], prefix)
         records = tuple(dict(record) for record in handover.meta["records"][i])
+        probs, calibration = _tuned_probs(handover, i)
         fits.append(
             tune_candidate(
                 services,
@@ -228,11 +237,13 @@ def finish_phase(
                 i,
                 models,
                 records,
-                handover.probs[i],
+                probs,
                 handover.vol[i],
                 timings,
                 log,
                 artifact=handover.models[i][-1],
+                calibration=calibration,
+                calibration_record=handover.calibration(i),
             )
         )
     hyperparams = dict(handover.meta["hyperparams"])
@@ -247,6 +258,18 @@ def finish_phase(
         log,
         window=0,  # the MLP reads the features alone (check_phased_model)
     )
+
+
+def _tuned_probs(handover: Handover, candidate: int) -> tuple[np.ndarray, Calibration | None]:
+    """Return candidate ``candidate``'s probabilities as its policy is tuned on them (through its calibration,
+    when the run calibrates) and the calibration."""
+    from scalpbot.ml.calibration import Calibration
+
+    record = handover.calibration(candidate)
+    if record is None:
+        return handover.probs[candidate], None
+    calibration = Calibration.from_dict(record)
+    return calibration.apply(handover.probs[candidate]), calibration
 
 
 def _fold_models(

@@ -12,7 +12,9 @@ publishes. Everything lives under ``models/{pair}/tuning/{time}/`` (``time`` the
   of the run (NaN outside the validation folds).
 * ``l{i}-f{k}.{artifact}`` - candidate ``i``'s fold ``k`` model, as the model kind saves it.
 * ``manifest.json`` - written last, so a hand-over is visible once complete: the run's training key, the
-  study names, the fold spans, the models' records, the sha256 of every object above.
+  study names, the fold spans, the models' records, each candidate's calibration (``calibrations``: the
+  isotonic maps fitted on its folds' validation rows, ``None`` without), the sha256 of every object above.
+  The predictions are stored raw; tune and finish apply the calibration, as ``train`` tunes on it.
 
 Every object is checked against the manifest's sha256 when read; a missing or altered one is a ``DataError``
 that names its key.
@@ -82,10 +84,24 @@ class Handover:
         """Return the name of each candidate label's study, candidate 0 first."""
         return tuple(str(name) for name in self.meta["studies"])
 
-    def policy_windows(self, candidate: int, period: str) -> list[PolicyWindow]:
-        """Return candidate ``candidate``'s policy windows, one per fold, scored per ``period`` ("1h")."""
+    def calibration(self, candidate: int) -> dict[str, Any] | None:
+        """Return the manifest record of the calibration candidate ``candidate``'s policy is tuned through
+        (``None``: its probabilities are tuned as the models output them)."""
+        records = self.meta.get("calibrations") or [None] * len(self.studies)
+        record = records[candidate]
+        return None if record is None else dict(record)
+
+    def policy_windows(
+        self, candidate: int, period: str, probs: np.ndarray | None = None
+    ) -> list[PolicyWindow]:
+        """Return candidate ``candidate``'s policy windows, one per fold, scored per ``period`` ("1h").
+
+        ``probs``: the class probabilities to tune on over every bar of the run (its calibrated predictions),
+        instead of the fold models' raw ones.
+        """
+        p = self.probs[candidate] if probs is None else probs
         return [
-            PolicyWindow.from_frame(bars, self.probs[candidate][a:b], self.vol[candidate][a:b], period=period)
+            PolicyWindow.from_frame(bars, p[a:b], self.vol[candidate][a:b], period=period)
             for bars, (a, b) in zip(self.windows, self.folds, strict=True)
         ]
 
