@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from scalpbot.adapters.marketdata.files import read_bar_file, sample_path
 from scalpbot.adapters.store import S3Store
@@ -22,6 +23,10 @@ from support.operated import basket_store, operated_store
 from support.postgres import postgres_server, postgres_url
 from support.trained import active_release
 from support.web import browser
+
+# Property tests assert results, never speed: a test case that runs slowly on a loaded machine is not a failure.
+settings.register_profile("scalpbot", deadline=None)
+settings.load_profile("scalpbot")
 
 # A trained release on the sample, shared by the job, broker and Lambda tests; a store with replayed bots; a
 # PostgreSQL server for the shared tuning studies.
