@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mlp", help="train.model: the model kind (default mlp)")
     parser.add_argument("--ensemble", type=int, default=1, help="train.ensemble: members per model")
-    parser.add_argument("--calibration", default="none", help="train.calibration: none or isotonic")
+    parser.add_argument("--calibration", default="isotonic", help="train.calibration: isotonic or none")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:

@@ -231,7 +231,7 @@ class TrainSettings(_Section):
         default=1, ge=1, le=16, description="models per fold with consecutive seeds, averaged (1: one model)"
     )
     calibration: Literal["none", "isotonic"] = Field(
-        default="none",
+        default="isotonic",
         description="isotonic calibration of the win probabilities on the folds' out-of-sample predictions",
     )
     max_epochs: int = Field(default=30, ge=1)
