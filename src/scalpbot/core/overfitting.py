@@ -179,10 +179,10 @@ def probability_of_backtest_overfitting(
     for start in range(0, masks.shape[0], chunk):
         mk = masks[start : start + chunk]
         in_sums, in_squares = mk @ sums, mk @ squares
-        in_sharpe = _sharpes_from_sums(in_sums, in_squares, half)
-        out_sharpe = _sharpes_from_sums(sums.sum(0) - in_sums, squares.sum(0) - in_squares, half)
-        winner = np.argmax(in_sharpe, axis=1)
         out_sums = sums.sum(0) - in_sums
+        in_sharpe = _sharpes_from_sums(in_sums, in_squares, half)
+        out_sharpe = _sharpes_from_sums(out_sums, squares.sum(0) - in_squares, half)
+        winner = np.argmax(in_sharpe, axis=1)
         losses[start : start + mk.shape[0]] = out_sums[np.arange(mk.shape[0]), winner] <= 0.0
         chosen = out_sharpe[np.arange(mk.shape[0]), winner][:, None]
         rank = np.sum(out_sharpe < chosen, axis=1) + (np.sum(out_sharpe == chosen, axis=1) + 1) / 2.0
