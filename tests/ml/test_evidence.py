@@ -19,7 +19,7 @@ from scalpbot.ml.evidence import (
     effective_trials,
     gate_statistics,
     period_returns,
-    tuning_pbo,
+    tuning_overfitting,
     window_days,
 )
 
@@ -108,7 +108,7 @@ def test_the_selection_counts_policy_times_model_trials_and_their_sharpe_varianc
     assert selection.n_trials == 36
     assert selection.sharpe_variance == pytest.approx(np.var(sharpes, ddof=1), rel=1e-12)
     assert selection.moments is not None and selection.moments.sharpe == pytest.approx(sharpes[5])
-    assert selection.pbo == tuning_pbo(returns)
+    assert (selection.pbo, selection.pbo_loss) == tuning_overfitting(returns)
     single = TrialSelection.single(returns[5], "hour")
     assert (single.n_trials, single.sharpe_variance, single.pbo) == (1, 0.0, None)
     assert single.deflated_sharpe() == pytest.approx(

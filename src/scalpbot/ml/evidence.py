@@ -15,7 +15,7 @@ periods), the way it was selected (:class:`TrialSelection`) and the costs it was
   (:mod:`scalpbot.core.overfitting`). A challenger that was not chosen among many (online learning, RL) is one
   trial: its DSR is its probabilistic Sharpe ratio against zero on the scored window.
 * **Timing** (:mod:`scalpbot.ml.timing`): the random-entry p-value of the challenger's trades, passed in.
-* **PBO**: CSCV over the trials' validation daily returns (:func:`tuning_pbo`), when there are enough days.
+* **PBO**: CSCV over the trials' validation daily returns (:func:`tuning_overfitting`, with its probability of loss), when there are enough days.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ __all__ = [
     "gate_statistics",
     "period_returns",
     "tuning_overfitting",
-    "tuning_pbo",
     "window_days",
 ]
 
@@ -261,17 +260,12 @@ def distinct_trials(trial_returns: np.ndarray, threshold: float = DISTINCT_CORRE
     return distinct
 
 
-def tuning_pbo(trial_returns: np.ndarray) -> float | None:
-    """Return the PBO of picking the best of ``(n_trials, n_days)`` daily returns, ``None`` if too few.
-
-    CSCV with an even number of blocks of at least 2 days, at most 16, and at least 4.
-    """
-    return tuning_overfitting(trial_returns)[0]
-
-
 def tuning_overfitting(trial_returns: np.ndarray) -> tuple[float | None, float | None]:
     """Return the PBO and the probability of loss of picking the best of ``(n_trials, n_periods)`` returns,
-    both ``None`` if too few (CSCV as :func:`tuning_pbo`)."""
+    both ``None`` if too few.
+
+    CSCV with an even number of blocks of at least 2 periods, at most 16, and at least 4.
+    """
     n_trials, days = trial_returns.shape
     splits = min(16, days // 2) // 2 * 2
     if splits < 4 or n_trials < 2:
