@@ -202,10 +202,10 @@ class TrainSettings(_Section):
     dispersion: float = Field(
         default=1.0, ge=0, description="weight of the folds' spread of mean returns in the tuning objective"
     )
-    objective: Literal["sharpe", "return", "alpha"] = Field(
-        default="alpha",
-        description="tuning maximizes the folds' mean return hedged of the market's (alpha), their mean return "
-        "or their Sharpe ratio",
+    objective: Literal["sharpe", "return", "alpha", "timing"] = Field(
+        default="timing",
+        description="tuning maximizes the folds' mean return beyond the same exposure at random bars (timing), "
+        "hedged of the market's (alpha), their mean return or their Sharpe ratio",
     )
     trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"

@@ -102,3 +102,39 @@ def test_window_slices_share_memory_and_fingerprint_by_content(sample_bars: pd.D
         == PolicyWindow.from_frame(bars.iloc[1000:2000], probs[1000:2000], vol[1000:2000]).fingerprint()
     )
     assert part.fingerprint() != window.slice(1001, 2001).fingerprint()
+
+
+@pytest.mark.parametrize("period", ["1D", "1h"])
+def test_the_exposure_is_each_periods_sum_of_the_notional_shares_held_bar_by_bar(
+    window_and_bars: tuple[PolicyWindow, pd.DataFrame, np.ndarray, np.ndarray], period: str
+) -> None:
+    _, bars, probs, vol = window_and_bars
+    window = PolicyWindow.from_frame(bars, probs, vol, period=period)
+    params = StrategyParams(entry_threshold=0.2, max_hold=7, max_position=2.0, sl_mult=0.7, tp_mult=1.0)
+    result = backtest(bars, signals_frame(bars.index, probs, vol, params), fee=0.0005)
+    evaluation = PolicyEvaluator(window, fee=0.0005, track_exposure=True)(params)
+    assert PolicyEvaluator(window, fee=0.0005)(params).exposure is None
+    reasons = set(result.trades["exit_reason"])
+    assert {"sl", "tp", "time"} <= reasons  # every way out is counted
+    held = np.zeros(len(bars))
+    for trade in result.trades.itertuples():
+        entry, exit_ = bars.index.get_loc(trade.entry_time), bars.index.get_loc(trade.exit_time)
+        before = result.equity.iloc[entry - 1] if entry else 1.0
+        last = (
+            exit_ if trade.exit_reason in ("sl", "tp", "open") else exit_ - 1
+        )  # a time exit fills at the open
+        held[entry : last + 1] += trade.side * trade.qty * trade.entry_price / before
+    expected = pd.Series(held, index=bars.index).groupby(bars.index.floor(period)).sum().to_numpy()
+    assert evaluation.exposure is not None
+    np.testing.assert_allclose(evaluation.exposure, expected, rtol=1e-12, atol=1e-12)
+    assert evaluation.exposure.max() <= 2.0 * (1440 if period == "1D" else 60) + 1e-9
+
+
+def test_the_mean_bar_return_is_what_a_random_bar_earns() -> None:
+    from scalpbot.core.evaluation import mean_bar_return
+
+    close = np.array([100.0, 101.0, 99.99, 100.0])
+    index = pd.date_range("2024-01-01", periods=4, freq="1min", tz="UTC")
+    bars = pd.DataFrame({"open": close, "high": close, "low": close, "close": close}, index=index)
+    window = PolicyWindow.from_frame(bars, np.tile([0.3, 0.4, 0.3], (4, 1)), np.full(4, 0.002))
+    assert mean_bar_return(window) == pytest.approx(np.mean([0.01, -0.01, 100.0 / 99.99 - 1.0]), rel=1e-12)

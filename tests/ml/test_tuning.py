@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scalpbot.adapters.store.memory import MemoryStore
@@ -201,3 +202,75 @@ def test_the_alpha_objective_gives_a_policy_that_only_holds_the_market_nothing_a
         timed = _score(50, timing, slices, objective=objective, market=market, **options)
         assert (held > timed) is holder_wins, objective
     assert hedged_returns(timing, np.zeros(2_000)) is timing  # a flat market: nothing to hedge
+
+
+def _drift_after_events(days: int = 6, seed: int = 5) -> PolicyWindow:
+    """Return hourly-scored bars whose price drifts up 1 % over the 30 bars after an event every 120 bars (so
+    the market itself rises about 12 % a day), with predictions that flag each event (edge 0.6) and lean long
+    everywhere else (edge 0.1)."""
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    moves = rng.normal(0.0, 0.0004, n)
+    events = np.arange(7, n - 31, 120)
+    for event in events:
+        moves[event + 1 : event + 31] += 0.01 / 30
+    close = 100.0 * np.exp(np.cumsum(moves))
+    open_ = np.append(100.0, close[:-1])
+    bars = pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.0001,
+            "low": np.minimum(open_, close) * 0.9999,
+            "close": close,
+        },
+        index=pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC"),
+    )
+    probs = np.tile([0.35, 0.2, 0.45], (n, 1))
+    probs[events] = [0.1, 0.2, 0.7]
+    return PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
+
+
+def test_the_timing_objective_keeps_an_edge_that_moves_the_market_and_gives_holding_it_nothing() -> None:
+    from scalpbot.core.evaluation import mean_bar_return
+    from scalpbot.ml.tuning import _score, market_returns
+
+    window = _drift_after_events()
+    base = StrategyParams(sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, allow_short=False)
+    holder = base.replace(entry_threshold=0.05, max_hold=240)  # long nearly all the time
+    timer = base.replace(entry_threshold=0.5, max_hold=30)  # long for the 30 bars after each event
+    evaluator = PolicyEvaluator(window, fee=0.001, periods_per_year=8760.0, track_exposure=True)
+    options = {"min_trades": 1, "penalty": -100.0, "dispersion": 0.0, "periods_per_year": 8760.0}
+    slices = ((0, window.day_ends.shape[0]),)
+    market, drift = market_returns(window), mean_bar_return(window)
+
+    def scores(params: StrategyParams) -> dict[str, float]:
+        e = evaluator(params)
+        assert e.exposure is not None
+        return {
+            objective: _score(
+                e.trades, e.daily_returns, slices, objective=objective, market=market,
+                at_random=e.exposure * drift, **options,
+            )
+            for objective in ("return", "alpha", "timing")
+        }  # fmt: skip
+
+    held, timed = scores(holder), scores(timer)
+    assert held["return"] > 0.0 and timed["return"] > 0.0
+    assert held["timing"] < 0.1 * held["return"]  # what it earns, the same exposure earns at random bars
+    assert timed["timing"] > 0.6 * timed["return"]  # the timing keeps most of what it earns
+    assert timed["timing"] > held["timing"]
+    assert timed["alpha"] < 0.5 * timed["return"]  # regressed on a market its own edge moves: hedged away
+
+    bounds = ParamBounds({"entry_threshold": (0.05, 0.7), "max_hold": (5, 240)}, base=base)
+    tuned = tune_policy(
+        window, bounds, n_trials=40, seed=3, fee=0.001, min_trades=10, periods_per_year=8760.0,
+        objective="timing", show_progress=False,
+    )  # fmt: skip
+    assert 0.1 < tuned.best_params.entry_threshold <= 0.6  # the events alone
+    assert tuned.best_params.max_hold <= 60  # for about the drift they start
+    e = evaluator(tuned.best_params)
+    assert e.exposure is not None
+    expected = _score(
+        e.trades, e.daily_returns, slices, objective="timing", at_random=e.exposure * drift, **options
+    )
+    assert tuned.best_value == pytest.approx(expected, rel=1e-12)

@@ -33,7 +33,7 @@ from scalpbot.core.policy import fill_signals_nb, prediction_arrays
 from scalpbot.core.policy_params import StrategyParams
 from scalpbot.errors import ConfigError, DataError
 
-__all__ = ["Evaluation", "PolicyEvaluator", "PolicyWindow", "day_end_positions"]
+__all__ = ["Evaluation", "PolicyEvaluator", "PolicyWindow", "day_end_positions", "mean_bar_return"]
 
 _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
@@ -69,6 +69,59 @@ def daily_returns_nb(equity: np.ndarray, day_ends: np.ndarray, out: np.ndarray) 
         value = equity[day_ends[i]]
         out[i] = value / previous - 1.0
         previous = value
+
+
+_SL, _TP, _OPEN = int(ExitReason.sl), int(ExitReason.tp), int(ExitReason.open)
+
+
+@njit(cache=True)
+def exposure_nb(
+    records: np.ndarray,
+    equity: np.ndarray,
+    initial_equity: float,
+    day_ends: np.ndarray,
+    held: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write each period's bar-weighted exposure: the sum over its bars of the signed notional share held.
+
+    A trade holds ``side * qty * entry_price / equity`` (equity at the close before its entry) from its entry
+    bar through the bar before a time or signal exit (filled at that bar's open), or through the bar a stop
+    filled inside (or the last bar, while open). ``held`` is a scratch buffer of one float per bar.
+    """
+    n = held.shape[0]
+    held[:] = 0.0
+    for k in range(records.shape[0]):
+        entry = records[k]["entry_idx"]
+        base = equity[entry - 1] if entry > 0 else initial_equity
+        if not base > 0.0:
+            continue
+        share = records[k]["side"] * records[k]["qty"] * records[k]["entry_price"] / base
+        reason = records[k]["exit_reason"]
+        inside = reason in (_SL, _TP, _OPEN)
+        last = records[k]["exit_idx"] if inside else records[k]["exit_idx"] - 1
+        if last < entry:
+            continue
+        held[entry] += share
+        if last + 1 < n:
+            held[last + 1] -= share
+    running = 0.0
+    total = 0.0
+    period = 0
+    for t in range(n):
+        running += held[t]
+        total += running
+        if period < day_ends.shape[0] and t == day_ends[period]:
+            out[period] = total
+            total = 0.0
+            period += 1
+
+
+def mean_bar_return(window: PolicyWindow) -> float:
+    """Return the window's mean close-to-close simple return per bar: what one unit of notional held over one bar
+    earns on average at a random bar of the window."""
+    close = window.close
+    return float(np.mean(close[1:] / close[:-1] - 1.0))
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -165,7 +218,9 @@ class Evaluation:
 
     ``daily_returns`` are simple returns of each UTC day's last equity (as
     :func:`scalpbot.core.metrics.daily_returns`); ``sharpe`` is their annualized Sharpe ratio (``None`` when
-    undefined); ``status`` is the kernel's (``ok`` or ``equity_depleted``).
+    undefined); ``status`` is the kernel's (``ok`` or ``equity_depleted``). ``exposure`` (evaluators built with
+    ``track_exposure``): each period's bar-weighted exposure, the sum over its bars of the signed notional held as
+    a share of equity (:func:`exposure_nb`; 60.0 for an hour fully long at 1x), else ``None``.
     """
 
     trades: int
@@ -173,6 +228,7 @@ class Evaluation:
     total_return: float
     sharpe: float | None
     status: str
+    exposure: np.ndarray | None = None
 
 
 class PolicyEvaluator:
@@ -188,8 +244,11 @@ class PolicyEvaluator:
         rules: OrderRules = NO_ORDER_RULES,
         initial_equity: float = 1.0,
         funding: np.ndarray = NO_FUNDING,
+        track_exposure: bool = False,
     ) -> None:
         """``fee``/``slippage`` as in ``backtest``; ``rules``: the venue's step, minimums and shorts.
+
+        ``track_exposure``: report each period's exposure in the evaluation (``Evaluation.exposure``).
 
         ``funding``: the funding rate due at each bar's open of the window (0 where none; empty: no funding),
         e.g. :func:`scalpbot.core.funding.funding_at_bars` over the window's index.
@@ -225,6 +284,7 @@ class PolicyEvaluator:
         self._tp = np.zeros(n)
         self._hold = np.zeros(n, dtype=np.int64)
         self._hold_value = 0
+        self._held = np.zeros(n) if track_exposure else None
 
     def __call__(self, params: StrategyParams, out: np.ndarray | None = None) -> Evaluation:
         """Return the evaluation of ``params``; daily returns go into ``out`` (length ``len(day_ends)``) if given."""
@@ -261,10 +321,15 @@ class PolicyEvaluator:
         closed = records.shape[0] - int(
             records.shape[0] > 0 and records[-1]["exit_reason"] == ExitReason.open
         )
+        exposure = None
+        if self._held is not None:
+            exposure = np.empty(w.day_ends.shape[0])
+            exposure_nb(records, equity, self.initial_equity, w.day_ends, self._held, exposure)
         return Evaluation(
             trades=closed,
             daily_returns=returns,
             total_return=float(equity[-1] / self.initial_equity - 1.0),
             sharpe=sharpe_ratio(returns, self.periods_per_year),
             status=SimulationStatusT._fields[status],
+            exposure=exposure,
         )

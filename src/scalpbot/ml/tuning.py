@@ -8,11 +8,17 @@ ratio with a penalty for results that hold in some folds only. With one window i
 The trade count of ``min_trades`` is the folds' total.
 
 **Objectives.** ``"sharpe"`` as above; ``"return"``: the mean (less the folds' spread) without dividing by the
-std; ``"alpha"``: ``"return"`` of the trial's period returns hedged of the market's, ``r - beta * m`` with ``m``
-the windows' own close-to-close returns over the same periods and ``beta`` the trial's regression slope on
-them (pooled over the folds). A policy that only holds a trending market has ``beta`` near 1 and no alpha; one
-that times its entries keeps its returns. The tuner then prefers timing to exposure, which the gate's
-random-entry test asks of the release.
+std; ``"timing"`` (the train job's default): ``"return"`` of what the trial earns beyond the same exposure at
+random bars, ``r - E * mu`` per period, with ``E`` the period's bar-weighted exposure (the sum over its bars of
+the signed notional held as a share of equity, :func:`scalpbot.core.evaluation.exposure_nb`) and ``mu`` the
+fold's mean return per bar - the expected earnings of those bars in position placed at random bars of the fold,
+which is what the gate's random-entry test compares the release's trades with. A policy that only holds a
+trending market earns ``E * mu`` and scores nothing; one that times its entries keeps what the timing earns,
+however much of the fold's move that timing makes. ``"alpha"``: ``"return"`` of the trial's period returns
+hedged of the market's, ``r - beta * m`` with ``m`` the windows' own close-to-close returns over the same
+periods and ``beta`` the trial's regression slope on them (pooled over the folds); it also removes an edge
+that moves the market itself (a drift after an event is most of the period's market return, so the timing
+that earns it regresses on the market and is hedged away).
 
 Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
 (``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
@@ -53,7 +59,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
-from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow, daily_returns_nb
+from scalpbot.core.evaluation import (
+    Evaluation,
+    PolicyEvaluator,
+    PolicyWindow,
+    daily_returns_nb,
+    mean_bar_return,
+)
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.overfitting import (
     BacktestOverfitting,
@@ -179,6 +191,10 @@ class TuningResult:
         }
 
 
+Objective = Literal["sharpe", "return", "alpha", "timing"]
+"""What a tuning study maximizes (see the module docstring)."""
+
+
 def _none_if_nan(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -194,10 +210,12 @@ def _score(
     periods_per_year: float,
     objective: str = "sharpe",
     market: np.ndarray | None = None,
+    at_random: np.ndarray | None = None,
 ) -> float:
     """Return the objective of pooled fold returns (see the module docstring); penalties below ``penalty``.
 
-    ``market``: the windows' own returns over the same periods (the ``"alpha"`` objective hedges them out).
+    ``market``: the windows' own returns over the same periods (the ``"alpha"`` objective hedges them out);
+    ``at_random``: what the trial's exposure earns at random bars in each period (``"timing"`` subtracts it).
     """
     if trades < min_trades:
         return penalty - (min_trades - trades) / min_trades
@@ -205,13 +223,15 @@ def _score(
         return penalty - 1.0
     if objective == "alpha" and market is not None:
         returns = hedged_returns(returns, market)
+    if objective == "timing" and at_random is not None:
+        returns = returns - at_random
     std = float(np.std(returns, ddof=1))
     if not std > 0.0:
         return penalty - 1.0
     mean = float(np.mean(returns))
     if len(slices) > 1 and dispersion > 0.0:
         mean -= dispersion * float(np.std([returns[a:b].mean() for a, b in slices if b > a]))
-    if objective in ("return", "alpha"):
+    if objective in ("return", "alpha", "timing"):
         return mean * periods_per_year
     value = mean / std * math.sqrt(periods_per_year)
     return value if math.isfinite(value) else penalty - 1.0
@@ -344,7 +364,7 @@ def tune_policy(
     rules: OrderRules = NO_ORDER_RULES,
     initial_equity: float = 1.0,
     dispersion: float = 1.0,
-    objective: Literal["sharpe", "return", "alpha"] = "sharpe",
+    objective: Objective = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult:
@@ -444,7 +464,7 @@ def _tune(
     rules: OrderRules = NO_ORDER_RULES,
     initial_equity: float = 1.0,
     dispersion: float = 1.0,
-    objective: Literal["sharpe", "return", "alpha"] = "sharpe",
+    objective: Objective = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
 ) -> TuningResult | int:
@@ -466,6 +486,7 @@ def _tune(
             rules=rules,
             initial_equity=initial_equity,
             funding=r,
+            track_exposure=objective == "timing",
         )
         for w, r in zip(windows, rates, strict=True)
     ]
@@ -481,7 +502,14 @@ def _tune(
         settings["objective_return"] = 1.0
     if objective == "alpha":
         settings["objective_alpha"] = 1.0
+    if objective == "timing":
+        settings["objective_timing"] = 1.0
     market = np.concatenate([market_returns(w) for w in windows]) if objective == "alpha" else None
+    drift = (
+        np.concatenate([np.full(w.day_ends.shape[0], mean_bar_return(w)) for w in windows])
+        if objective == "timing"
+        else None
+    )
     fingerprint = _fingerprint(
         windows, bounds, {**settings, "periods_per_year": periods_per_year}, [e.funding for e in evaluators]
     )
@@ -495,7 +523,10 @@ def _tune(
         returns = np.concatenate([e.daily_returns for e in evaluations])
         return sum(e.trades for e in evaluations), returns, evaluations
 
-    def score(trades: int, returns: np.ndarray) -> float:
+    def score(trades: int, returns: np.ndarray, evaluations: list[Evaluation]) -> float:
+        at_random = None
+        if drift is not None:
+            at_random = np.concatenate([e.exposure for e in evaluations if e.exposure is not None]) * drift
         return _score(
             trades,
             returns,
@@ -506,16 +537,17 @@ def _tune(
             periods_per_year=periods_per_year,
             objective=objective,
             market=market,
+            at_random=at_random,
         )
 
     def trial_value(trial: optuna.Trial) -> float:
         nonlocal kernel_seconds
         params = _suggest(trial, bounds)
         tick = time.perf_counter()
-        trades, returns, _ = evaluate(params)
+        trades, returns, evaluations = evaluate(params)
         kernel_seconds += time.perf_counter() - tick
         cache[trial.number] = (trades, returns)
-        value = score(trades, returns)
+        value = score(trades, returns, evaluations)
         progress.advance(value)
         return value
 
