@@ -45,6 +45,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from scalpbot.config import TrainSettings
+
 from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
 
 
@@ -253,7 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--days", type=int, default=45)
-    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=TrainSettings().trials, help="default: train.trials")
     parser.add_argument("--cases", default="", help="run only the cases whose name contains this")
     parser.add_argument("--months", type=int, default=0, help="also run the month-by-month walk-forward")
     parser.add_argument("--no-planted", action="store_true", help="skip the planted cases")

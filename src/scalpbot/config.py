@@ -207,7 +207,7 @@ class TrainSettings(_Section):
         description="tuning maximizes the folds' mean return beyond the same exposure at random bars (timing), "
         "hedged of the market's (alpha), their mean return or their Sharpe ratio",
     )
-    trials: int = Field(default=100, ge=1, description="Bayesian optimization trials over StrategyParams")
+    trials: int = Field(default=300, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(
         default=None,

@@ -274,3 +274,18 @@ def test_the_timing_objective_keeps_an_edge_that_moves_the_market_and_gives_hold
         e.trades, e.daily_returns, slices, objective="timing", at_random=e.exposure * drift, **options
     )
     assert tuned.best_value == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_time_stop_is_sampled_on_a_log_scale_unless_its_bounds_start_at_zero() -> None:
+    import optuna
+
+    from scalpbot.ml.tuning import _suggest
+
+    for low, log in ((5, True), (0, False)):  # a study keeps one scale per parameter: one study each
+        trial = optuna.create_study().ask()
+        params = _suggest(trial, ParamBounds({"max_hold": (low, 240)}))
+        assert trial.distributions["max_hold"].log is log  # type: ignore[attr-defined]
+        assert low <= params.max_hold <= 240
+    study = optuna.create_study()
+    samples = [_suggest(study.ask(), ParamBounds({"max_hold": (5, 240)})).max_hold for _ in range(400)]
+    assert 0.35 < np.mean(np.array(samples) <= 34) < 0.65  # the geometric middle of 5..240 is 34 bars

@@ -307,6 +307,7 @@ def tuning_options(
     return dict(
         bounds=ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
         n_trials=trials,
+        n_startup_trials=max(20, trials // 10),  # random proposals first: a tenth of the budget
         seed=cfg.seed,
         sampler=cfg.sampler,
         fee=venue.taker_fee,

@@ -310,8 +310,8 @@ def _suggest(trial: optuna.Trial, bounds: ParamBounds) -> StrategyParams:
     for name, (low, high) in bounds.ranges.items():
         if low == high:
             values[name] = low
-        elif name == "max_hold":
-            values[name] = trial.suggest_int(name, int(low), int(high))
+        elif name == "max_hold":  # log scale: 5-30 bars as likely as 30-180 (linear bounds from 0)
+            values[name] = trial.suggest_int(name, int(low), int(high), log=low >= 1)
         else:
             values[name] = trial.suggest_float(name, low, high, log=name in _LOG_SCALE)
     return bounds.with_values(values)
@@ -504,6 +504,8 @@ def _tune(
         settings["objective_alpha"] = 1.0
     if objective == "timing":
         settings["objective_timing"] = 1.0
+    if bounds.ranges.get("max_hold", (0.0, 0.0))[0] >= 1:  # sampled on a log scale since the timing objective
+        settings["max_hold_log"] = 1.0
     market = np.concatenate([market_returns(w) for w in windows]) if objective == "alpha" else None
     drift = (
         np.concatenate([np.full(w.day_ends.shape[0], mean_bar_return(w)) for w in windows])
