@@ -504,7 +504,8 @@ def _tune(
         settings["objective_alpha"] = 1.0
     if objective == "timing":
         settings["objective_timing"] = 1.0
-    if bounds.ranges.get("max_hold", (0.0, 0.0))[0] >= 1:  # a log scale: studies sampled linearly are not resumed
+    # the time stop is sampled on a log scale (see _suggest): a study sampled linearly is not resumed
+    if bounds.ranges.get("max_hold", (0.0, 0.0))[0] >= 1:
         settings["max_hold_log"] = 1.0
     market = np.concatenate([market_returns(w) for w in windows]) if objective == "alpha" else None
     drift = (
