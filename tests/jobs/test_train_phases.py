@@ -76,10 +76,10 @@ def _copy(source: Path, tmp_path: Path) -> Services:
     return _services(tmp_path / "store")
 
 
-def _release(store: Path, release_id: str) -> tuple[dict[str, Any], Mapping[str, bytes]]:
-    loaded = ReleaseStore(_services(store).store).load(
-        "BTC/USDT", release_id, (ONNX_ARTIFACT, KERAS_ARTIFACT)
-    )
+def _release(
+    store: Path, release_id: str, names: tuple[str, ...] = (ONNX_ARTIFACT, KERAS_ARTIFACT)
+) -> tuple[dict[str, Any], Mapping[str, bytes]]:
+    loaded = ReleaseStore(_services(store).store).load("BTC/USDT", release_id, names)
     return dict(loaded.manifest), loaded.artifacts
 
 
@@ -184,25 +184,44 @@ def test_finish_without_a_prepared_run_names_the_missing_hand_over(bars_store: P
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
-    [
-        ("model", "conv1d"),
-        ("model", ["mlp", "conv1d"]),
-        ("model", "auto"),
-        ("ensemble", 2),
-    ],
+    "choice",
+    [{"model": "conv1d", "ensemble": 2}, {"model": "auto"}],
+    ids=["conv1d-ensemble", "auto"],
 )
-def test_the_split_run_refuses_a_model_it_cannot_hand_over_naming_the_setting(
-    bars_store: Path, tmp_path: Path, setting: str, value: Any
+def test_a_run_split_in_phases_trains_any_kind_and_ensemble_as_one_train_run_does(
+    bars_store: Path, tmp_path: Path, choice: dict[str, Any]
 ) -> None:
-    shutil.copytree(bars_store, tmp_path / "store")
-    services = _services(tmp_path / "store", **{setting: value})
-    for phase in (prepare_phase, finish_phase):
-        with pytest.raises(ConfigError, match=rf"split train run .*; train\.{setting} is ") as refused:
-            phase(services, services.series(), UNTIL)
-        assert "\n" not in str(refused.value)
-    prefix = handover_prefix("BTC/USDT", UNTIL)
-    assert services.store.list(prefix) == [] and ReleaseStore(services.store).list("BTC/USDT") == []
+    """The temporal convolution (it reads a trailing window beside the features) as an ensemble of two seeds,
+    and the kind chosen on the folds among every registered kind: prepare records the kind, its members and
+    its window; finish reads the fold models back as that kind and publishes the release ``train`` publishes
+    (the same manifest, kind search and window included, and the same ONNX bytes)."""
+    shutil.copytree(bars_store, tmp_path / "one")
+    one = _services(tmp_path / "one", **choice)
+    reference = train(one, one.series(), until=UNTIL)
+    shutil.copytree(bars_store, tmp_path / "split")
+    split = _services(tmp_path / "split", **choice)
+    assert prepare_phase(split, split.series(), UNTIL)["status"] == "prepared"
+    meta = read_handover(split.store, handover_prefix("BTC/USDT", UNTIL), models=False).meta
+    manifest, artifacts = _release(tmp_path / "one", reference.release_id, (ONNX_ARTIFACT,))
+    assert (meta["model_kind"], meta["ensemble"], meta["window"]) == (
+        manifest["model_kind"],
+        choice.get("ensemble", 1),
+        manifest["window_bars"],
+    )
+    if choice["model"] == "conv1d":
+        assert manifest["window_bars"] > 0 and manifest["model"]["ensemble"] == 2
+    else:
+        assert set(manifest["model"]["kind_search"]["validation_log_loss"]) == {"conv1d", "mlp"}
+    report = finish_phase(split, split.series(), UNTIL)
+    assert report.release_id == reference.release_id
+    published, published_artifacts = _release(tmp_path / "split", report.release_id, (ONNX_ARTIFACT,))
+    for record in (manifest, published):
+        del record["tuning"]["elapsed_s"]
+    assert {k: v for k, v in published.items() if k not in SAME_RUN} == {
+        k: v for k, v in manifest.items() if k not in SAME_RUN
+    }
+    assert published_artifacts[ONNX_ARTIFACT] == artifacts[ONNX_ARTIFACT]
+    assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
 
 
 def test_a_tune_phase_needs_a_shared_study_storage(

@@ -3,14 +3,17 @@
 :func:`scalpbot.jobs.train.train` runs a whole train in one process. On AWS a Lambda invocation lives at most
 15 minutes and one process tunes alone, so the daily state machine may split the run of one (symbol, time):
 
-1. :func:`prepare_phase` - prepare, fit the fold models of every candidate label, and write the hand-over
-   (:mod:`scalpbot.state.tuning_handover`: the policy windows with the fold predictions, the fold models).
+1. :func:`prepare_phase` - prepare, choose the model kind as ``train`` does (``train.model``: one kind, a list,
+   or ``"auto"``), fit the fold models of every candidate label (``train.ensemble`` members each) and write the
+   hand-over (:mod:`scalpbot.state.tuning_handover`: the policy windows with the fold predictions, the fold
+   models, the kind, its ensemble size and the trailing-window bars it reads).
    Run again for the same bars and settings it finds the hand-over and fits nothing.
 2. :func:`tune_phase` - one of several workers: read the windows (sha256-checked), join each candidate's study
    on the shared PostgreSQL storage (``train.study_storage``) until it holds its budget of complete trials or
    the worker's time is up. A worker killed mid-trial costs only time: the trial's heartbeat stops and
    another worker (or finish) runs it again.
-3. :func:`finish_phase` - prepare again (bars and features, no fit), read the fold models back, top every study
+3. :func:`finish_phase` - prepare again (bars and features, no fit), read the fold models back as the kind the
+   hand-over names (each checked to predict its fold as it did when fitted), top every study
    up to its budget and collect it, then evaluate, gate and publish exactly as ``train`` does. A run whose
    release exists (finish ran before) only completes that release's promotion: a release is written once.
 
@@ -40,6 +43,7 @@ from scalpbot.jobs.train_steps import (
     TUNING_PERIOD,
     Prepared,
     fit,
+    model_rows,
     prepare,
     study_name,
     tuning_options,
@@ -58,28 +62,13 @@ if TYPE_CHECKING:
     from scalpbot.ml.calibration import Calibration
     from scalpbot.ml.registry import ModelKind
 
-__all__ = ["PHASES", "check_phased_model", "finish_phase", "prepare_phase", "tune_phase"]
+__all__ = ["PHASES", "finish_phase", "prepare_phase", "tune_phase"]
 
 _SAME_PREDICTION = 1e-6
 """Largest difference in a class probability between a fold model read back and the model fitted."""
 
 PHASES = ("prepare", "tune", "finish")
 """The phases of a split train run, in the order they run (``tune`` by several workers at once)."""
-
-
-def check_phased_model(cfg: Any) -> None:
-    """Raise :class:`~scalpbot.errors.ConfigError` naming the setting when ``train`` asks for a model the split
-    run does not hand over: it fits one MLP per fold (no kind choice or ensemble); calibration is handed over."""
-    if cfg.model_kinds() != ("mlp",):
-        raise ConfigError(
-            f"the split train run (prepare/tune/finish) fits the MLP only; train.model is {cfg.model!r}: "
-            'set train.model = "mlp" or train in one run (scalpbot train)'
-        )
-    if cfg.ensemble > 1:
-        raise ConfigError(
-            f"the split train run (prepare/tune/finish) fits one model per fold; train.ensemble is "
-            f"{cfg.ensemble}: set train.ensemble = 1 or train in one run (scalpbot train)"
-        )
 
 
 def prepare_phase(
@@ -90,8 +79,9 @@ def prepare_phase(
     ``status``: ``prepared`` (fitted and written), ``found`` (a complete hand-over of the same training key
     was there: nothing fitted) or ``trained`` (a release of this run exists: finish will complete it).
     """
+    from scalpbot.ml.registry import input_window
+
     cfg, timings = services.settings.train, dict[str, float]()
-    check_phased_model(cfg)
     prepared = prepare(services, series, until, cfg.trials, timings)
     prefix = handover_prefix(series.symbol, until)
     summary: dict[str, Any] = {
@@ -112,7 +102,7 @@ def prepare_phase(
         else:
             log(f"the fold models of this run are at {prefix}: nothing to fit")
             return {**summary, "status": "found", "studies": studies, "timings": timings}
-    choice = choose_kind(prepared, cfg, timings, log)  # the MLP alone (check_phased_model), as train chooses
+    choice = choose_kind(prepared, cfg, timings, log)  # as train chooses: on the first label's folds
     kind, hp, model_record = choice.kind, choice.hp, choice.record
     fitted = [
         choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings)
@@ -130,6 +120,8 @@ def prepare_phase(
         "trials": prepared.trials,
         "venue": prepared.venue.to_dict(),
         "model_kind": kind.name,
+        "ensemble": cfg.ensemble,
+        "window": input_window(kind, hp),
         "studies": studies,
         "labels": [label.to_dict() for label in prepared.candidates],
         "records": [list(records) for _, records, _, _ in fitted],
@@ -211,10 +203,9 @@ def finish_phase(
     ``DataError`` naming the key when the hand-over is missing, altered, or was prepared from other bars or
     settings (nothing is published then).
     """
-    from scalpbot.ml.registry import model_kind
+    from scalpbot.ml.ensemble import release_kind
 
     cfg, timings = services.settings.train, dict[str, float]()
-    check_phased_model(cfg)
     prepared = prepare(services, series, until, cfg.trials, timings)
     trained = ReleaseStore(services.store).find(series.symbol, training_key=prepared.key)
     if trained is not None:
@@ -223,11 +214,14 @@ def finish_phase(
     prefix = handover_prefix(series.symbol, until)
     handover = read_handover(services.store, prefix)
     _check_handover(prepared, handover.training_key, handover.meta, prefix)
-    kind = model_kind("mlp")  # check_phased_model
+    meta = handover.meta
+    kind = release_kind(str(meta["model_kind"]), int(meta.get("ensemble", 1)))
     kind.threads(1)
+    window = int(meta.get("window", 0))
+    x = model_rows(prepared, window)
     fits = []
     for i in range(len(prepared.candidates)):
-        models = _fold_models(prepared, kind, handover.models[i], handover.probs[i], prefix)
+        models = _fold_models(prepared, kind, x, handover.models[i], handover.probs[i], prefix)
         records = tuple(dict(record) for record in handover.meta["records"][i])
         probs, calibration = _tuned_probs(handover, i)
         fits.append(
@@ -256,7 +250,7 @@ def finish_phase(
         dict(handover.meta["model_record"]),
         timings,
         log,
-        window=0,  # the MLP reads the features alone (check_phased_model)
+        window=window,
     )
 
 
@@ -273,15 +267,20 @@ def _tuned_probs(handover: Handover, candidate: int) -> tuple[np.ndarray, Calibr
 
 
 def _fold_models(
-    prepared: Prepared, kind: ModelKind, saved: tuple[bytes, ...], probs: np.ndarray, prefix: str
+    prepared: Prepared,
+    kind: ModelKind,
+    x: np.ndarray,
+    saved: tuple[bytes, ...],
+    probs: np.ndarray,
+    prefix: str,
 ) -> tuple[Any, ...]:
-    """Load a candidate's fold models and check each predicts its fold as it did when fitted (which also
-    builds the model's graph for the export)."""
+    """Load a candidate's fold models and check each predicts its fold's rows of ``x`` (the model's inputs) as
+    it did when fitted (which also builds the model's graph for the export)."""
     models = []
     for k, (data, fold) in enumerate(zip(saved, prepared.folds.folds, strict=True)):
         model = kind.load(data)
         span = slice(*fold.validation)
-        again, _ = kind.predict(model, prepared.features[span])
+        again, _ = kind.predict(model, x[span])
         if not np.allclose(again, probs[span], rtol=0.0, atol=_SAME_PREDICTION, equal_nan=True):
             raise DataError(
                 f"fold {k + 1}'s model in {prefix} does not predict its validation fold as it did when fitted; "

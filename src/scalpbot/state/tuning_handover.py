@@ -12,7 +12,8 @@ publishes. Everything lives under ``models/{pair}/tuning/{time}/`` (``time`` the
   of the run (NaN outside the validation folds).
 * ``l{i}-f{k}.{artifact}`` - candidate ``i``'s fold ``k`` model, as the model kind saves it.
 * ``manifest.json`` - written last, so a hand-over is visible once complete: the run's training key, the
-  study names, the fold spans, the models' records, each candidate's calibration (``calibrations``: the
+  study names, the fold spans, the model kind (``model_kind``; ``ensemble``: its members per fold, 1 when
+  absent; ``window``: the trailing-window bars it reads after the features, 0 when absent), the models' records, each candidate's calibration (``calibrations``: the
   isotonic maps fitted on its folds' validation rows, ``None`` without), the sha256 of every object above.
   The predictions are stored raw; tune and finish apply the calibration, as ``train`` tunes on it.
 
