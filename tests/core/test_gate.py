@@ -62,6 +62,23 @@ def test_a_lucky_positive_return_is_refused_on_its_deflated_sharpe_with_the_numb
     assert [c.passed for c in verdict.criteria] == [True, True, False, False, None, False]
 
 
+def test_a_deflation_over_fewer_independent_trials_than_ran_names_both_counts() -> None:
+    """The tuner's trials are far from independent: the deflated Sharpe counts the independent ones, and the
+    line says how many ran, so 600 trials deflated as 2 does not read as a two-trial search."""
+    searched = replace(NOISE, n_trials=2, trials_run=600)
+    refused = judge(searched, GateRules())
+    assert refused.reason.startswith("refused: deflated Sharpe 0.02 < 0.95 over 600 trials (2 independent) (")
+    assert (
+        "over 600 trials (2 independent), bootstrap"
+        in judge(replace(EVIDENCE, n_trials=2, trials_run=600), GateRules()).reason
+    )
+    assert (
+        judge(replace(searched, trials_run=2), GateRules()).reason
+        == judge(replace(NOISE, n_trials=2), GateRules()).reason
+    )
+    assert refused.summary()["trials_run"] == 600 and refused.summary()["n_trials"] == 2
+
+
 def test_a_promotion_lists_every_criterion() -> None:
     verdict = judge(EVIDENCE, GateRules())
     assert verdict.promote

@@ -144,9 +144,10 @@ def test_models_list_shows_the_release_its_metrics_and_the_gates_refusal_with_it
     assert not report.promoted  # noise on six weeks of real bars, tuned over 8 trials: refused
     assert row["gate"]["reason"] == report.reason
     assert report.reason.startswith("refused: ")
-    effective = report.tuning["effective_trials"]
+    effective, run = report.tuning["effective_trials"], report.tuning["trials_run"]
+    assert run > effective  # the trials of a study are far from independent
     assert (
-        f"over {effective} trial{'s' if effective != 1 else ''}" in report.reason
+        f"over {run} trials ({effective} independent)" in report.reason
         and f"{report.test['trades']} trades" in report.reason
     )
     assert "\n" not in report.reason  # a refusal is one line

@@ -115,6 +115,7 @@ class GateStatistics:
     timing_observed: float | None = None
     timing_random: float | None = None
     pbo_loss: float | None = None
+    trials_run: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,19 @@ class GateVerdict:
         return summarize(asdict(self.statistics))
 
 
-_SUMMARY = ("trades", "days", "deflated_sharpe", "n_trials", "p_value", "timing_p", "pbo", "fee", "slippage")
+_SUMMARY = (
+    "trades",
+    "days",
+    "deflated_sharpe",
+    "n_trials",
+    "trials_run",
+    "p_value",
+    "timing_p",
+    "pbo",
+    "pbo_loss",
+    "fee",
+    "slippage",
+)
 
 
 def summarize(statistics: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +198,10 @@ def _dsr(s: GateStatistics) -> str:
 
 
 def _trials(s: GateStatistics) -> str:
+    """Return ``over 600 trials (2 independent)`` when the deflation counted fewer trials than ran, else
+    ``over 100 trials``."""
+    if s.trials_run is not None and s.trials_run > s.n_trials:
+        return f"over {s.trials_run} trials ({s.n_trials} independent)"
     return f"over {s.n_trials} trial{'s' if s.n_trials != 1 else ''}"
 
 

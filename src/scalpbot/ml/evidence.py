@@ -129,7 +129,8 @@ class TrialSelection:
     """How the challenger was chosen: among ``n_trials`` trials whose per-period Sharpes have variance
     ``sharpe_variance``; ``moments`` are the selected trial's returns per ``period`` where it was selected;
     ``pbo`` the selection's probability of backtest overfitting and ``pbo_loss`` its probability of loss (the
-    in-sample winner earning <= 0 out of sample) over the same splits (``None``: no validation folds)."""
+    in-sample winner earning <= 0 out of sample) over the same splits (``None``: no validation folds);
+    ``trials_run`` the trials actually run when ``n_trials`` counts the independent ones (``None``: the same)."""
 
     n_trials: int
     sharpe_variance: float
@@ -137,6 +138,7 @@ class TrialSelection:
     period: str
     pbo: float | None
     pbo_loss: float | None = None
+    trials_run: int | None = None
 
     @classmethod
     def single(cls, returns: np.ndarray, period: str) -> TrialSelection:
@@ -186,12 +188,15 @@ class TrialSelection:
                 f"trial returns must be (n_trials, n_periods >= 3) with row {chosen}; got {r.shape}"
             )
         n = max(1, round(effective_trials(r) * max(1, multiplier)))
+        pbo, pbo_loss = tuning_overfitting(distinct_trials(r))
         return cls(
             n,
             1.0 / (r.shape[1] - 1),
             return_moments(r[chosen]),
             period,
-            *tuning_overfitting(distinct_trials(r)),
+            pbo,
+            pbo_loss,
+            trials_run=r.shape[0] * max(1, multiplier),
         )
 
     @classmethod
@@ -318,6 +323,7 @@ def gate_statistics(
         resamples=resamples,
         deflated_sharpe=dsr,
         n_trials=selection.n_trials,
+        trials_run=selection.trials_run,
         sharpe_variance=selection.sharpe_variance,
         selected_sharpe=sharpe if sharpe is not None and math.isfinite(sharpe) else None,
         selection_period=selection.period,
