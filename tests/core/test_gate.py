@@ -77,6 +77,7 @@ def test_a_deflation_over_fewer_independent_trials_than_ran_names_both_counts() 
         == judge(replace(NOISE, n_trials=2), GateRules()).reason
     )
     assert refused.summary()["trials_run"] == 600 and refused.summary()["n_trials"] == 2
+    assert "trials_run" not in judge(NOISE, GateRules()).summary()  # 100 trials ran, 100 counted
 
 
 def test_a_promotion_lists_every_criterion() -> None:

@@ -7,9 +7,10 @@ every criterion holds, checked in this order:
 
 1. ``trades``: at least ``min_trades`` closed trades on the window;
 2. ``days``: the window spans at least ``min_days`` days;
-3. ``deflated_sharpe``: the deflated Sharpe ratio of the selected trial, deflated by the number of trials
-   actually run (policy trials times model trials) and the variance of their Sharpe ratios, is above
-   ``min_deflated_sharpe`` (Bailey & López de Prado 2014; see :mod:`scalpbot.core.overfitting`);
+3. ``deflated_sharpe``: the deflated Sharpe ratio of the selected trial, deflated by the number of
+   independent trials among those run (``n_trials``; ``trials_run`` counts every policy trial times model
+   trial, :meth:`scalpbot.ml.evidence.TrialSelection.from_folds`) and the variance of their Sharpe ratios, is
+   above ``min_deflated_sharpe`` (Bailey & López de Prado 2014; see :mod:`scalpbot.core.overfitting`);
 4. ``bootstrap``: the stationary-bootstrap p-value of the challenger's period returns in excess of the
    rival's (H0: mean excess <= 0) is below ``max_p_value``;
 5. ``timing``: the random-entry p-value of the challenger's trades (the same trades entered at random bars of
@@ -83,8 +84,9 @@ class GateStatistics:
     close of the last). ``p_value``: one-sided stationary-bootstrap p-value of the mean of ``bootstrap_obs``
     excess returns per ``bootstrap_period`` (``None`` when too few to test); ``mean_block``: the bootstrap's
     expected block length in periods. ``deflated_sharpe``: DSR of ``selected_sharpe`` (per ``selection_period``,
-    not annualized) over ``n_trials`` trials whose per-period Sharpes have variance ``sharpe_variance``
-    (``None`` when the Sharpe is undefined). ``pbo``: ``None`` when no validation folds exist; ``pbo_loss``: the
+    not annualized) over ``n_trials`` independent trials whose per-period Sharpes have variance
+    ``sharpe_variance`` (``None`` when the Sharpe is undefined); ``trials_run``: the trials run, when more
+    than ``n_trials`` (``None``: ``n_trials`` ran). ``pbo``: ``None`` when no validation folds exist; ``pbo_loss``: the
     selection's probability of loss over the same CSCV splits (``None``: not computed). ``timing_p``: the
     random-entry p-value of the challenger's ``timing_trades`` closed trades, whose net return per unit notional
     summed to ``timing_observed`` where the same trades at random bars averaged ``timing_random``
@@ -171,6 +173,10 @@ def summarize(statistics: Mapping[str, Any]) -> dict[str, Any]:
     """Return the headline numbers of stored :class:`GateStatistics` data (missing ones as ``None``)."""
     summary = {name: statistics.get(name) for name in _SUMMARY}
     summary["bootstrap_p"] = summary.pop("p_value")
+    if summary["trials_run"] is None or summary["trials_run"] == summary["n_trials"]:
+        del summary["trials_run"]  # a challenger chosen among n trials, or a verdict stored before the count
+    if summary["pbo_loss"] is None:
+        del summary["pbo_loss"]
     return summary
 
 

@@ -240,6 +240,7 @@ def finish_phase(
                 calibration_record=handover.calibration(i),
             )
         )
+    del x  # publish builds the rows it needs
     hyperparams = dict(handover.meta["hyperparams"])
     return conclude(
         services,

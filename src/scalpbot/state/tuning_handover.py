@@ -13,8 +13,9 @@ publishes. Everything lives under ``models/{pair}/tuning/{time}/`` (``time`` the
 * ``l{i}-f{k}.{artifact}`` - candidate ``i``'s fold ``k`` model, as the model kind saves it.
 * ``manifest.json`` - written last, so a hand-over is visible once complete: the run's training key, the
   study names, the fold spans, the model kind (``model_kind``; ``ensemble``: its members per fold, 1 when
-  absent; ``window``: the trailing-window bars it reads after the features, 0 when absent), the models' records, each candidate's calibration (``calibrations``: the
-  isotonic maps fitted on its folds' validation rows, ``None`` without), the sha256 of every object above.
+  absent; ``window``: the trailing-window bars it reads after the features, 0 when absent), the models'
+  records, each candidate's calibration (``calibrations``: the isotonic maps fitted on its folds' validation
+  rows, ``None`` without), the sha256 of every object above.
   The predictions are stored raw; tune and finish apply the calibration, as ``train`` tunes on it.
 
 Every object is checked against the manifest's sha256 when read; a missing or altered one is a ``DataError``
