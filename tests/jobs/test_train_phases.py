@@ -83,6 +83,13 @@ def _release(
     return dict(loaded.manifest), loaded.artifacts
 
 
+def _made(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return what a release's manifest records of its run: all but when and with what it was made
+    (``SAME_RUN``) and the tuning's wall seconds."""
+    tuning = {k: v for k, v in manifest["tuning"].items() if k != "elapsed_s"}
+    return {**{k: v for k, v in manifest.items() if k not in SAME_RUN}, "tuning": tuning}
+
+
 def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
     prepared_store: tuple[Path, dict[str, Any]], one_run: tuple[Path, TrainReport], tmp_path: Path
 ) -> None:
@@ -94,11 +101,7 @@ def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
     assert report.release_id == reference.release_id  # same clock, same ONNX bytes
     manifest, artifacts = _release(tmp_path / "store", report.release_id)
     expected, expected_artifacts = _release(reference_store, reference.release_id)
-    for record in (manifest, expected):
-        del record["tuning"]["elapsed_s"]  # wall seconds of this run
-    assert {k: v for k, v in manifest.items() if k not in SAME_RUN} == {
-        k: v for k, v in expected.items() if k not in SAME_RUN
-    }
+    assert _made(manifest) == _made(expected)
     assert artifacts[ONNX_ARTIFACT] == expected_artifacts[ONNX_ARTIFACT]
     kind = model_kind("mlp")
     weights = kind.load(artifacts[KERAS_ARTIFACT]).get_weights()
@@ -126,11 +129,7 @@ def test_a_calibrated_run_split_in_phases_publishes_the_release_one_calibrated_t
     manifest, artifacts = _release(tmp_path / "split", report.release_id)
     expected, expected_artifacts = _release(tmp_path / "one", reference.release_id)
     assert manifest["calibration"] is not None and manifest["calibration"] == expected["calibration"]
-    for record in (manifest, expected):
-        del record["tuning"]["elapsed_s"]
-    assert {k: v for k, v in manifest.items() if k not in SAME_RUN} == {
-        k: v for k, v in expected.items() if k not in SAME_RUN
-    }
+    assert _made(manifest) == _made(expected)
     assert artifacts[ONNX_ARTIFACT] == expected_artifacts[ONNX_ARTIFACT]
     assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
 
@@ -215,11 +214,7 @@ def test_a_run_split_in_phases_trains_any_kind_and_ensemble_as_one_train_run_doe
     report = finish_phase(split, split.series(), UNTIL)
     assert report.release_id == reference.release_id
     published, published_artifacts = _release(tmp_path / "split", report.release_id, (ONNX_ARTIFACT,))
-    for record in (manifest, published):
-        del record["tuning"]["elapsed_s"]
-    assert {k: v for k, v in published.items() if k not in SAME_RUN} == {
-        k: v for k, v in manifest.items() if k not in SAME_RUN
-    }
+    assert _made(published) == _made(manifest)
     assert published_artifacts[ONNX_ARTIFACT] == artifacts[ONNX_ARTIFACT]
     assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
 
