@@ -86,11 +86,11 @@ class GateStatistics:
     expected block length in periods. ``deflated_sharpe``: DSR of ``selected_sharpe`` (per ``selection_period``,
     not annualized) over ``n_trials`` independent trials whose per-period Sharpes have variance
     ``sharpe_variance`` (``None`` when the Sharpe is undefined); ``trials_run``: the trials run, when more
-    than ``n_trials`` (``None``: ``n_trials`` ran). ``pbo``: ``None`` when no validation folds exist; ``pbo_loss``: the
-    selection's probability of loss over the same CSCV splits (``None``: not computed). ``timing_p``: the
-    random-entry p-value of the challenger's ``timing_trades`` closed trades, whose net return per unit notional
-    summed to ``timing_observed`` where the same trades at random bars averaged ``timing_random``
-    (``None``: not computed).
+    than ``n_trials`` (``None``: ``n_trials`` ran). ``pbo``: ``None`` when no validation folds exist;
+    ``pbo_loss``: the selection's probability of loss over the same CSCV splits (``None``: not computed).
+    ``timing_p``: the random-entry p-value of the challenger's ``timing_trades`` closed trades, whose net
+    return per unit notional summed to ``timing_observed`` where the same trades at random bars averaged
+    ``timing_random`` (``None``: not computed).
     """
 
     window: str

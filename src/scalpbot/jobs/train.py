@@ -312,7 +312,7 @@ def publish(
             "probability_of_backtest_overfitting": selection.pbo,
             "probability_of_loss": selection.pbo_loss,
             "deflated_sharpe": selection.deflated_sharpe(),
-            "trials_run": returns.shape[0] * max(1, cfg.model_trials),
+            "trials_run": selection.trials_run,
             "effective_trials": selection.n_trials,
             "label_candidates": len(fits),
         }
