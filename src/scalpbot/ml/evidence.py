@@ -165,7 +165,7 @@ class TrialSelection:
         finite = sharpes[np.isfinite(sharpes)]
         variance = float(np.var(finite, ddof=1)) if finite.size >= 2 else 0.0
         n = r.shape[0] if trials_run is None else max(trials_run, r.shape[0])
-        return cls(n, variance, return_moments(r[chosen]), period, *tuning_overfitting(r), trials_run=n)
+        return cls(n, variance, return_moments(r[chosen]), period, *tuning_overfitting(r))
 
     @classmethod
     def from_folds(
