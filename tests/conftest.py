@@ -44,10 +44,14 @@ def sample_bars() -> pd.DataFrame:
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each test in its own folder with no SCALPBOT_* variables from the outer environment."""
+    """Run each test in its own folder with no SCALPBOT_* variables from the outer environment but one:
+    the folds are fitted in the test's own process."""
     for name in list(os.environ):
         if name.upper().startswith("SCALPBOT"):
             monkeypatch.delenv(name)
+    # The folds' fits run in this process: a test's fits are too small to pay for starting worker processes
+    # (tests/ml/test_fit_pool.py and the train phase tests set train.fit_workers themselves).
+    monkeypatch.setenv("SCALPBOT_TRAIN__FIT_WORKERS", "1")
     monkeypatch.chdir(tmp_path)
     return
 

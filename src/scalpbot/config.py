@@ -242,6 +242,12 @@ class TrainSettings(_Section):
         description="Bayesian trials over the model's widths, dropout and learning rate; 0: use widths",
     )
     seed: int = 7
+    fit_workers: int = Field(
+        default=0,
+        ge=0,
+        description="processes fitting the folds' models at once (0: one per CPU core; 1: in the job's process); "
+        "the models are the same for any number",
+    )
     order_flow: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="order-flow features (trades, taker-buy volume): 'auto' when every bar trained on has them",

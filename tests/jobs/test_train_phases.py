@@ -219,6 +219,25 @@ def test_a_run_split_in_phases_trains_any_kind_and_ensemble_as_one_train_run_doe
     assert (report.promoted, report.reason) == (reference.promoted, reference.reason)
 
 
+def test_a_run_fitting_its_folds_in_worker_processes_publishes_the_release_of_one_process(
+    bars_store: Path, tmp_path: Path
+) -> None:
+    """``train.fit_workers`` changes how long the fits take, not what they make: an ensemble of two fitted in
+    two worker processes (its 3 folds x 2 members apart) is the release of the fits made one after another,
+    bit for bit, under the same training key."""
+    runs = {}
+    for workers in (1, 2):
+        shutil.copytree(bars_store, tmp_path / str(workers))
+        services = _services(tmp_path / str(workers), ensemble=2, fit_workers=workers)
+        report = train(services, services.series(), until=UNTIL)
+        runs[workers] = (report, *_release(tmp_path / str(workers), report.release_id, (ONNX_ARTIFACT,)))
+    (one, manifest, artifacts), (two, published, published_artifacts) = runs[1], runs[2]
+    assert two.release_id == one.release_id and published["training_key"] == manifest["training_key"]
+    assert _made(published) == _made(manifest)
+    assert published_artifacts[ONNX_ARTIFACT] == artifacts[ONNX_ARTIFACT]
+    assert (two.promoted, two.reason) == (one.promoted, one.reason)
+
+
 def test_a_tune_phase_needs_a_shared_study_storage(
     prepared_store: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

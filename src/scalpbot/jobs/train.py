@@ -151,7 +151,9 @@ def train(
     fits = []
     for i, label in enumerate(prepared.candidates):
         models, records, probs, vol = (
-            choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings, show_progress)
+            choice.first_fit
+            if i == 0
+            else fit(prepared, kind, label, hp, timings, show_progress, cfg.fit_workers)
         )
         calibration, calibration_record = None, None
         if cfg.calibration == "isotonic":  # the policy is tuned on what the release will output

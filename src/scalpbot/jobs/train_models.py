@@ -78,7 +78,7 @@ def choose_kind(
         member.threads(1)
         hp, record = hyper_parameters(prepared, member, cfg, timings, log)
         kind = member if cfg.ensemble <= 1 else EnsembleKind(member, cfg.ensemble)
-        fitted = fit(prepared, kind, label, hp, timings, show_progress)
+        fitted = fit(prepared, kind, label, hp, timings, show_progress, cfg.fit_workers)
         loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[2][rows], y[rows])
         choices.append((loss, KindChoice(kind, hp, fitted, record)))
     _, best = min(choices, key=lambda c: c[0])

@@ -105,7 +105,7 @@ def prepare_phase(
     choice = choose_kind(prepared, cfg, timings, log)  # as train chooses: on the first label's folds
     kind, hp, model_record = choice.kind, choice.hp, choice.record
     fitted = [
-        choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings)
+        choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings, workers=cfg.fit_workers)
         for i, label in enumerate(prepared.candidates)
     ]
     spans = [fold.validation for fold in prepared.folds.folds]

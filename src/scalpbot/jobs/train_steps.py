@@ -173,11 +173,15 @@ def fit(
     hp: Any,
     timings: dict[str, float],
     show_progress: bool = False,
+    workers: int = 1,
 ) -> tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]:
     """Fit one model of ``kind`` per fold on ``label``; return the models, their records and the fold predictions.
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
+    ``workers``: processes fitting the folds at once (``train.fit_workers``; 0: one per core,
+    :func:`scalpbot.ml.fit_pool.fit_each`); the models are the same for any number.
     """
+    from scalpbot.ml.fit_pool import fit_each
     from scalpbot.ml.registry import LabelledRows, input_window
 
     n = len(prepared.bars)
@@ -185,32 +189,38 @@ def fit(
         y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
     with timed(timings, "features"):
         x = model_rows(prepared, input_window(kind, hp))
-    probs = np.full((n, 3), np.nan)
-    vol = np.full(n, np.nan)
-    models, records = [], []
-    for k, fold in enumerate(prepared.folds.folds):
+    rows, counts = [], []
+    for fold in prepared.folds.folds:
         train_rows = usable & label_rows(fold.train, label.horizon, n)
         val_rows = usable & label_rows(fold.validation, label.horizon, n)
-        with timed(timings, "fit"):
-            fitted = kind.fit(
+        rows.append(
+            (
                 LabelledRows(x[train_rows], y[train_rows], fwd_vol[train_rows]),
                 LabelledRows(x[val_rows], y[val_rows], fwd_vol[val_rows]),
-                hp, show_progress=show_progress and k == len(prepared.folds.folds) - 1,
-            )  # fmt: skip
+            )
+        )
+        counts.append((int(train_rows.sum()), int(val_rows.sum())))
+    with timed(timings, "fit"):
+        fitted = fit_each(kind, rows, hp, workers=workers, show_progress=show_progress)
+    probs = np.full((n, 3), np.nan)
+    vol = np.full(n, np.nan)
+    records = []
+    for k, (fold, model, (train_count, val_count)) in enumerate(
+        zip(prepared.folds.folds, fitted, counts, strict=True)
+    ):
         with timed(timings, "predict"):
             span = slice(*fold.validation)
-            probs[span], vol[span] = kind.predict(fitted.model, x[span])
-        models.append(fitted.model)
+            probs[span], vol[span] = kind.predict(model.model, x[span])
         records.append(
             {
                 "fold": k + 1,
-                "train_rows": int(train_rows.sum()),
-                "validation_rows": int(val_rows.sum()),
-                "epochs_run": fitted.epochs_run,
-                "best_val_loss": fitted.best_val_loss,
+                "train_rows": train_count,
+                "validation_rows": val_count,
+                "epochs_run": model.epochs_run,
+                "best_val_loss": model.best_val_loss,
             }
         )
-    return tuple(models), tuple(records), probs, vol
+    return tuple(m.model for m in fitted), tuple(records), probs, vol
 
 
 def fold_windows(prepared: Prepared, probs: np.ndarray, vol: np.ndarray) -> list[PolicyWindow]:
@@ -394,7 +404,7 @@ def training_key(
     swap's funding rates over the bars (none stored: the key of a market without funding) and the feature set
     (``train.order_flow`` counts only through the set it chose)."""
     train_settings = settings.train.model_dump(
-        mode="json", exclude={"study_storage", "study_storage_secret_id", "order_flow"}
+        mode="json", exclude={"study_storage", "study_storage_secret_id", "order_flow", "fit_workers"}
     )
     features = FEATURE_SPEC_VERSION
     if feature_set.order_flow:

@@ -67,7 +67,8 @@ class EnsembleKind:
         """Limit the member kind's threads."""
         self.member.threads(n)
 
-    def _seeded(self, hp: Any, i: int) -> Any:
+    def seeded(self, hp: Any, i: int) -> Any:
+        """Return member ``i``'s hyper-parameters: ``hp`` with seed ``hp.seed + i``."""
         if not dataclasses.is_dataclass(hp) or not hasattr(hp, "seed"):
             raise ConfigError(
                 f"model kind {self.member.name!r} has no seed in its hyper-parameters; set train.ensemble = 1"
@@ -78,10 +79,17 @@ class EnsembleKind:
         self, train: LabelledRows, validation: LabelledRows, hp: Any, *, show_progress: bool = False
     ) -> TrainedModel:
         """Fit every member; the validation loss is the members' mean, the passes their sum."""
-        fits = [
-            self.member.fit(train, validation, self._seeded(hp, i), show_progress=show_progress and i == 0)
-            for i in range(self.size)
-        ]
+        return self.combine(
+            [
+                self.member.fit(train, validation, self.seeded(hp, i), show_progress=show_progress and i == 0)
+                for i in range(self.size)
+            ]
+        )
+
+    @staticmethod
+    def combine(fits: list[TrainedModel]) -> TrainedModel:
+        """Return the ensemble of the members' fits (in member order): the validation loss is their mean, the
+        passes their sum."""
         losses = [f.best_val_loss for f in fits if f.best_val_loss is not None]
         return TrainedModel(
             model=tuple(f.model for f in fits),

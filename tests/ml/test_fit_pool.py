@@ -1,0 +1,140 @@
+"""The folds' fits in worker processes: the same models as in-process fits, and never lost to the pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scalpbot.errors import DataError
+from scalpbot.ml.ensemble import EnsembleKind, release_kind
+from scalpbot.ml.fit_pool import fit_each
+from scalpbot.ml.model import ModelHyperParams, configure_threads
+from scalpbot.ml.registry import LabelledRows, ModelKind, TrainedModel, model_kind
+
+from support.model_data import synthetic
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
+]
+
+HP = ModelHyperParams(widths=(16,), batch_size=256, max_epochs=3, seed=11)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> None:
+    configure_threads(1)
+
+
+def folds(n: int = 3) -> list[tuple[LabelledRows, LabelledRows]]:
+    """Return ``n`` folds' (train, validation) rows, each fold its own data."""
+    return [
+        (LabelledRows(*synthetic(1_500, seed=10 + k)), LabelledRows(*synthetic(400, seed=20 + k)))
+        for k in range(n)
+    ]
+
+
+def predictions(kind: ModelKind, fits: list[TrainedModel]) -> list[np.ndarray]:
+    x = synthetic(300, seed=99)[0]
+    return [np.hstack([p, v[:, None]]) for p, v in (kind.predict(f.model, x) for f in fits)]
+
+
+def assert_same_fits(kind: ModelKind, got: list[TrainedModel], expected: list[TrainedModel]) -> None:
+    assert len(got) == len(expected)
+    for a, b in zip(predictions(kind, got), predictions(kind, expected), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+    assert [(f.epochs_run, f.best_epoch, f.best_val_loss) for f in got] == [
+        (f.epochs_run, f.best_epoch, f.best_val_loss) for f in expected
+    ]
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_fits_in_worker_processes_are_the_models_an_in_process_fit_makes(members: int) -> None:
+    kind = release_kind("mlp", members)
+    rows = folds()
+    in_process = fit_each(kind, rows, HP, workers=1)
+    in_workers = fit_each(kind, rows, HP, workers=2)
+    assert_same_fits(kind, in_workers, in_process)
+    if members > 1:  # an ensemble's members are fitted apart and put back in member order
+        assert isinstance(kind, EnsembleKind)
+        assert all(len(f.model) == members for f in in_workers)
+        member = kind.member
+        alone = member.fit(*rows[2], kind.seeded(HP, 1))
+        got = TrainedModel(in_workers[2].model[1], 0, 0, None, 0, 0)
+        np.testing.assert_array_equal(predictions(member, [got])[0], predictions(member, [alone])[0])
+
+
+def test_where_worker_processes_cannot_start_the_fits_run_here_and_the_log_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_process(self: Any) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", no_process)
+    kind = model_kind("mlp")
+    rows = folds(2)
+    said: list[str] = []
+    got = fit_each(kind, rows, HP, workers=2, log=said.append)
+    assert_same_fits(kind, got, fit_each(kind, rows, HP, workers=1))
+    assert said == [
+        "model fits in 2 worker processes: 0 of 2 started (OSError: [Errno 38] Function not implemented); "
+        "fitting the 2 remaining of 2 in this process"
+    ]
+
+
+def test_a_worker_killed_mid_run_loses_only_time() -> None:
+    """SIGKILL one of two workers while it starts or fits: the other takes the pending folds, this process
+    fits the one the dead worker held, and the models are the in-process fits'."""
+    kind = release_kind("mlp", 2)
+    rows = folds()
+    said: list[str] = []
+    result: list[list[TrainedModel]] = []
+    run = threading.Thread(target=lambda: result.append(fit_each(kind, rows, HP, workers=2, log=said.append)))
+    run.start()
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        victim = next((p for p in multiprocessing.active_children() if p.name == "fit worker 1"), None)
+        time.sleep(0.05)
+    assert victim is not None and victim.pid is not None
+    time.sleep(1.0)
+    os.kill(victim.pid, signal.SIGKILL)
+    run.join(300)
+    assert not run.is_alive() and victim.exitcode == -signal.SIGKILL
+    assert_same_fits(kind, result[0], fit_each(kind, rows, HP, workers=1))
+    assert not said or ("fit worker 1 died (exit code -9)" in said[0] and "in this process" in said[0])
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("fit worker")] == []
+
+
+def test_a_fit_that_fails_in_a_worker_raises_its_own_error() -> None:
+    kind = model_kind("mlp")
+    rows = folds(2)
+    bad = LabelledRows(rows[1][0].x, rows[1][0].y_class, np.full(rows[1][0].y_vol.size, np.nan))
+    with pytest.raises(DataError, match="training y_vol is negative or not finite in 1500 row"):
+        fit_each(kind, [rows[0], (bad, rows[1][1])], HP, workers=2)
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("fit worker")] == []
+
+
+def test_a_kind_a_worker_cannot_load_is_fitted_here() -> None:
+    class Renamed:
+        """The MLP under a name no registry holds (a kind a test or a plug-in defines in-process)."""
+
+        def __init__(self) -> None:
+            self.mlp = model_kind("mlp")
+            self.name = "unregistered"
+            self.calls = 0
+
+        def fit(self, train: LabelledRows, validation: LabelledRows, hp: Any, **kw: Any) -> TrainedModel:
+            self.calls += 1
+            return self.mlp.fit(train, validation, hp, **kw)
+
+    kind = Renamed()
+    got = fit_each(kind, folds(2), HP, workers=2)  # type: ignore[arg-type]
+    assert kind.calls == 2 and len(got) == 2
