@@ -57,7 +57,6 @@ from scalpbot.jobs.train_steps import (
     Fitted,
     Prepared,
     check_workers,
-    fit,
     fold_windows,
     model_rows,
     prepare,
@@ -150,11 +149,7 @@ def train(
     kind, hp, model_record = choice.kind, choice.hp, choice.record
     fits = []
     for i, label in enumerate(prepared.candidates):
-        models, records, probs, vol = (
-            choice.first_fit
-            if i == 0
-            else fit(prepared, kind, label, hp, timings, show_progress, cfg.fit_workers)
-        )
+        models, records, probs, vol = choice.fits[i]
         calibration, calibration_record = None, None
         if cfg.calibration == "isotonic":  # the policy is tuned on what the release will output
             calibration, calibration_record = calibrate(prepared, label, probs, timings)

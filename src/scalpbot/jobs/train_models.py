@@ -3,7 +3,8 @@
 * :func:`choose_kind`: each kind ``train.model`` names (every registered kind for ``"auto"``) is fitted per fold
   on the first candidate label, as an ensemble of ``train.ensemble`` seeds; the kind whose folds' validation
   predictions have the lowest class log loss wins. The losses are comparable across kinds because every fold
-  is predicted by its own model on the same labelled rows; the test window is never seen.
+  is predicted by its own model on the same labelled rows; the test window is never seen. The chosen kind is
+  then fitted on the other candidate labels (one kind alone: every label at once, one batch of fits).
 * :func:`calibrate`: the isotonic calibration of the win probabilities (:mod:`scalpbot.ml.calibration`), fitted
   on the folds' validation rows whose label windows end inside their fold, so no label looks into the next
   fold or the test window.
@@ -20,7 +21,7 @@ import numpy as np
 from scalpbot.core.folds import label_rows
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
 from scalpbot.jobs.train_evaluation import timed
-from scalpbot.jobs.train_steps import Prepared, fit, hyper_parameters
+from scalpbot.jobs.train_steps import FoldFit, Prepared, fit_labels, hyper_parameters
 
 if TYPE_CHECKING:
     from scalpbot.ml.calibration import Calibration
@@ -28,18 +29,15 @@ if TYPE_CHECKING:
 
 __all__ = ["KindChoice", "calibrate", "choose_kind", "validation_rows"]
 
-FoldFit = tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]
-"""What :func:`scalpbot.jobs.train_steps.fit` returns: models, records, fold probabilities and volatilities."""
-
 
 @dataclass(frozen=True)
 class KindChoice:
-    """The chosen kind (an ensemble when ``train.ensemble`` > 1), its hyper-parameters, its fit on the first
-    candidate label (reused, not refitted) and the record of the choice for the manifest."""
+    """The chosen kind (an ensemble when ``train.ensemble`` > 1), its hyper-parameters, its fit on each
+    candidate label (in ``Prepared.candidates`` order) and the record of the choice for the manifest."""
 
     kind: ModelKind
     hp: Any
-    first_fit: FoldFit
+    fits: tuple[FoldFit, ...]
     record: dict[str, Any]
 
 
@@ -65,33 +63,40 @@ def choose_kind(
     log: Callable[[str], None],
     show_progress: bool = False,
 ) -> KindChoice:
-    """Return the kind of ``train.model`` with the lowest validation log loss on the first candidate label."""
+    """Return the kind of ``train.model`` with the lowest validation log loss on the first candidate label,
+    fitted on every candidate label."""
     from scalpbot.ml.ensemble import EnsembleKind
     from scalpbot.ml.registry import model_kind
 
     names = cfg.model_kinds()
-    label = prepared.candidates[0]
-    rows, y = validation_rows(prepared, label) if len(names) > 1 else (None, np.empty(0, dtype=np.int64))
+    labels = prepared.candidates
+    several = len(names) > 1
+    rows, y = validation_rows(prepared, labels[0]) if several else (None, np.empty(0, dtype=np.int64))
     choices: list[tuple[float, KindChoice]] = []
     for name in names:
         member = model_kind(name)
         member.threads(1)
         hp, record = hyper_parameters(prepared, member, cfg, timings, log)
         kind = member if cfg.ensemble <= 1 else EnsembleKind(member, cfg.ensemble)
-        fitted = fit(prepared, kind, label, hp, timings, show_progress, cfg.fit_workers)
-        loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[2][rows], y[rows])
-        choices.append((loss, KindChoice(kind, hp, fitted, record)))
+        fitted = fit_labels(
+            prepared, kind, labels[:1] if several else labels, hp, timings, show_progress, cfg.fit_workers
+        )
+        loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[0][2][rows], y[rows])
+        choices.append((loss, KindChoice(kind, hp, tuple(fitted), record)))
     _, best = min(choices, key=lambda c: c[0])
     record = {**best.record, "ensemble": cfg.ensemble}
-    if rows is not None:
-        record["kind_search"] = {
-            "chosen": best.kind.name,
-            "validation_rows": int(rows.sum()),
-            "validation_log_loss": {c.kind.name: loss for loss, c in choices},
-        }
+    fits = best.fits
+    if several:
         losses = ", ".join(f"{c.kind.name} {loss:.4f}" for loss, c in choices)
         log(f"model kinds on the validation folds (class log loss): {losses}; chosen {best.kind.name}")
-    return KindChoice(best.kind, best.hp, best.first_fit, record)
+        record["kind_search"] = {
+            "chosen": best.kind.name,
+            "validation_rows": int(rows.sum()) if rows is not None else 0,
+            "validation_log_loss": {c.kind.name: loss for loss, c in choices},
+        }
+        rest = fit_labels(prepared, best.kind, labels[1:], best.hp, timings, show_progress, cfg.fit_workers)
+        fits = (*fits, *rest)
+    return KindChoice(best.kind, best.hp, fits, record)
 
 
 def calibrate(

@@ -42,7 +42,6 @@ from scalpbot.jobs.train_models import calibrate, choose_kind
 from scalpbot.jobs.train_steps import (
     TUNING_PERIOD,
     Prepared,
-    fit,
     model_rows,
     prepare,
     study_name,
@@ -104,10 +103,7 @@ def prepare_phase(
             return {**summary, "status": "found", "studies": studies, "timings": timings}
     choice = choose_kind(prepared, cfg, timings, log)  # as train chooses: on the first label's folds
     kind, hp, model_record = choice.kind, choice.hp, choice.record
-    fitted = [
-        choice.first_fit if i == 0 else fit(prepared, kind, label, hp, timings, workers=cfg.fit_workers)
-        for i, label in enumerate(prepared.candidates)
-    ]
+    fitted = list(choice.fits)
     spans = [fold.validation for fold in prepared.folds.folds]
     calibrations = [
         calibrate(prepared, label, probs, timings)[1] if cfg.calibration == "isotonic" else None

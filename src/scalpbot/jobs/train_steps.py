@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 __all__ = [
     "TUNING_PERIOD",
     "Fitted",
+    "FoldFit",
     "Prepared",
     "check_workers",
-    "fit",
+    "fit_labels",
     "fold_windows",
     "hyper_parameters",
     "model_rows",
@@ -166,61 +167,70 @@ def prepare(
     return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding, feature_set)
 
 
-def fit(
+FoldFit = tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]
+"""One label's fit on the folds: the fold models, their records, the fold probabilities and volatilities."""
+
+
+def fit_labels(
     prepared: Prepared,
     kind: ModelKind,
-    label: LabelConfig,
+    labels: Sequence[LabelConfig],
     hp: Any,
     timings: dict[str, float],
     show_progress: bool = False,
     workers: int = 1,
-) -> tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]:
-    """Fit one model of ``kind`` per fold on ``label``; return the models, their records and the fold predictions.
+) -> list[FoldFit]:
+    """Fit one model of ``kind`` per fold on each of ``labels``; return each label's :data:`FoldFit`.
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
-    ``workers``: processes fitting the folds at once (``train.fit_workers``; 0: one per core,
-    :func:`scalpbot.ml.fit_pool.fit_each`); the models are the same for any number.
+    ``workers``: processes fitting at once (``train.fit_workers``; 0: one per core); every label's folds are
+    one batch of work (:func:`scalpbot.ml.fit_pool.fit_each`), and the models are the same for any number.
     """
     from scalpbot.ml.fit_pool import fit_each
     from scalpbot.ml.registry import LabelledRows, input_window
 
     n = len(prepared.bars)
-    with timed(timings, "labels"):
-        y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
     with timed(timings, "features"):
         x = model_rows(prepared, input_window(kind, hp))
     rows, counts = [], []
-    for fold in prepared.folds.folds:
-        train_rows = usable & label_rows(fold.train, label.horizon, n)
-        val_rows = usable & label_rows(fold.validation, label.horizon, n)
-        rows.append(
-            (
-                LabelledRows(x[train_rows], y[train_rows], fwd_vol[train_rows]),
-                LabelledRows(x[val_rows], y[val_rows], fwd_vol[val_rows]),
+    for label in labels:
+        with timed(timings, "labels"):
+            y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
+        for fold in prepared.folds.folds:
+            train_rows = usable & label_rows(fold.train, label.horizon, n)
+            val_rows = usable & label_rows(fold.validation, label.horizon, n)
+            rows.append(
+                (
+                    LabelledRows(x[train_rows], y[train_rows], fwd_vol[train_rows]),
+                    LabelledRows(x[val_rows], y[val_rows], fwd_vol[val_rows]),
+                )
             )
-        )
-        counts.append((int(train_rows.sum()), int(val_rows.sum())))
+            counts.append((int(train_rows.sum()), int(val_rows.sum())))
     with timed(timings, "fit"):
         fitted = fit_each(kind, rows, hp, workers=workers, show_progress=show_progress)
-    probs = np.full((n, 3), np.nan)
-    vol = np.full(n, np.nan)
-    records = []
-    for k, (fold, model, (train_count, val_count)) in enumerate(
-        zip(prepared.folds.folds, fitted, counts, strict=True)
-    ):
-        with timed(timings, "predict"):
-            span = slice(*fold.validation)
-            probs[span], vol[span] = kind.predict(model.model, x[span])
-        records.append(
-            {
-                "fold": k + 1,
-                "train_rows": train_count,
-                "validation_rows": val_count,
-                "epochs_run": model.epochs_run,
-                "best_val_loss": model.best_val_loss,
-            }
-        )
-    return tuple(m.model for m in fitted), tuple(records), probs, vol
+    folds = prepared.folds.folds
+    fits: list[FoldFit] = []
+    for i in range(len(labels)):
+        probs = np.full((n, 3), np.nan)
+        vol = np.full(n, np.nan)
+        records = []
+        models = fitted[i * len(folds) : (i + 1) * len(folds)]
+        for k, (fold, model) in enumerate(zip(folds, models, strict=True)):
+            with timed(timings, "predict"):
+                span = slice(*fold.validation)
+                probs[span], vol[span] = kind.predict(model.model, x[span])
+            train_count, val_count = counts[i * len(folds) + k]
+            records.append(
+                {
+                    "fold": k + 1,
+                    "train_rows": train_count,
+                    "validation_rows": val_count,
+                    "epochs_run": model.epochs_run,
+                    "best_val_loss": model.best_val_loss,
+                }
+            )
+        fits.append((tuple(m.model for m in models), tuple(records), probs, vol))
+    return fits
 
 
 def fold_windows(prepared: Prepared, probs: np.ndarray, vol: np.ndarray) -> list[PolicyWindow]:
