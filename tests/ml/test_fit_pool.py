@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +142,54 @@ def test_a_kind_a_worker_cannot_load_is_fitted_here() -> None:
     kind = Renamed()
     got = fit_each(kind, folds(2), HP, workers=2)  # type: ignore[arg-type]
     assert kind.calls == 2 and len(got) == 2
+
+
+NO_SEMAPHORES = """
+import multiprocessing.synchronize
+
+
+def _no_sem_open(self, *args, **kwargs):  # as on AWS Lambda: no /dev/shm, so sem_open fails
+    raise OSError(38, "Function not implemented")
+
+
+multiprocessing.synchronize.SemLock.__init__ = _no_sem_open
+"""
+
+LAMBDA_LIKE_RUN = """
+import concurrent.futures, json, sys
+sys.path.insert(0, sys.argv[1])
+from support.model_data import synthetic
+from scalpbot.ml.fit_pool import fit_each
+from scalpbot.ml.model import ModelHyperParams
+from scalpbot.ml.registry import LabelledRows, model_kind
+try:
+    concurrent.futures.ProcessPoolExecutor(2).submit(print).result()
+    pool = "started"
+except OSError as e:
+    pool = str(e)
+hp = ModelHyperParams(widths=(16,), batch_size=256, max_epochs=3, seed=11)
+rows = [(LabelledRows(*synthetic(1_500, seed=10 + k)), LabelledRows(*synthetic(400, seed=20 + k))) for k in range(3)]
+said = []
+fits = fit_each(model_kind("mlp"), rows, hp, workers=2, log=said.append)
+x = synthetic(300, seed=99)[0]
+print(json.dumps({"pool": pool, "said": said, "probs": [model_kind("mlp").predict(f.model, x)[0].tolist() for f in fits]}))
+"""
+
+
+def test_the_workers_need_no_posix_semaphores_which_aws_lambda_lacks(tmp_path: Path) -> None:
+    """In an interpreter (and its children) where every semaphore fails as on Lambda, a process pool cannot
+    start, the fit workers do: the fits run in parallel, with no fallback, and equal the in-process fits."""
+    (tmp_path / "sitecustomize.py").write_text(NO_SEMAPHORES)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    tests = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", LAMBDA_LIKE_RUN, str(tests)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["pool"] == "[Errno 38] Function not implemented" and out["said"] == []
+    kind = model_kind("mlp")
+    expected = predictions(kind, fit_each(kind, folds(), HP, workers=1))
+    for got, want in zip(out["probs"], expected, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want[:, :3])  # JSON keeps every float64 bit
