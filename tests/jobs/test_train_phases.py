@@ -225,12 +225,14 @@ def test_a_run_fitting_its_folds_in_worker_processes_publishes_the_release_of_on
     """``train.fit_workers`` changes how long the fits take, not what they make: an ensemble of two fitted in
     two worker processes (its 3 folds x 2 members apart) is the release of the fits made one after another,
     bit for bit, under the same training key."""
-    runs = {}
+    runs, said = {}, []
     for workers in (1, 2):
         shutil.copytree(bars_store, tmp_path / str(workers))
         services = _services(tmp_path / str(workers), ensemble=2, fit_workers=workers)
-        report = train(services, services.series(), until=UNTIL)
+        report = train(services, services.series(), until=UNTIL, log=said.append)
         runs[workers] = (report, *_release(tmp_path / str(workers), report.release_id, (ONNX_ARTIFACT,)))
+    pooled = [line for line in said if "worker processes" in line]
+    assert len(pooled) == 1 and pooled[0].startswith("12 model fits in 2 worker processes (0 in this one): ")
     (one, manifest, artifacts), (two, published, published_artifacts) = runs[1], runs[2]
     assert two.release_id == one.release_id and published["training_key"] == manifest["training_key"]
     assert _made(published) == _made(manifest)

@@ -9,18 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import scalpbot.ml.fit_pool as fit_pool
 from scalpbot.errors import DataError
 from scalpbot.ml.ensemble import EnsembleKind, release_kind
-from scalpbot.ml.fit_pool import fit_each
+from scalpbot.ml.fit_pool import RowsSource, fit_each
 from scalpbot.ml.model import ModelHyperParams, configure_threads
-from scalpbot.ml.registry import LabelledRows, ModelKind, TrainedModel, model_kind
+from scalpbot.ml.registry import MODEL_KINDS, LabelledRows, ModelKind, TrainedModel, model_kind
 
 from support.model_data import synthetic
 
@@ -37,12 +37,16 @@ def _one_thread() -> None:
     configure_threads(1)
 
 
-def folds(n: int = 3) -> list[tuple[LabelledRows, LabelledRows]]:
-    """Return ``n`` folds' (train, validation) rows, each fold its own data."""
-    return [
-        (LabelledRows(*synthetic(1_500, seed=10 + k)), LabelledRows(*synthetic(400, seed=20 + k)))
-        for k in range(n)
-    ]
+def folds(n: int = 3) -> list[RowsSource]:
+    """Return ``n`` folds' sources of (train, validation) rows, each fold its own data."""
+
+    def source(k: int) -> RowsSource:
+        return lambda: (
+            LabelledRows(*synthetic(1_500, seed=10 + k)),
+            LabelledRows(*synthetic(400, seed=20 + k)),
+        )
+
+    return [source(k) for k in range(n)]
 
 
 def predictions(kind: ModelKind, fits: list[TrainedModel]) -> list[np.ndarray]:
@@ -59,18 +63,27 @@ def assert_same_fits(kind: ModelKind, got: list[TrainedModel], expected: list[Tr
     ]
 
 
+def no_workers_left() -> bool:
+    return not [p for p in multiprocessing.active_children() if p.name.startswith("fit worker")]
+
+
 @pytest.mark.parametrize("members", [1, 2])
 def test_fits_in_worker_processes_are_the_models_an_in_process_fit_makes(members: int) -> None:
     kind = release_kind("mlp", members)
     rows = folds()
-    in_process = fit_each(kind, rows, HP, workers=1)
-    in_workers = fit_each(kind, rows, HP, workers=2)
+    in_process = fit_each(kind, rows, HP, workers=1, log=pytest.fail)  # nothing to say
+    said: list[str] = []
+    in_workers = fit_each(kind, rows, HP, workers=2, log=said.append)
     assert_same_fits(kind, in_workers, in_process)
+    assert len(said) == 1 and said[0].startswith(
+        f"{3 * members} model fits in 2 worker processes (0 in this one): "
+    )
+    assert no_workers_left()
     if members > 1:  # an ensemble's members are fitted apart and put back in member order
         assert isinstance(kind, EnsembleKind)
         assert all(len(f.model) == members for f in in_workers)
         member = kind.member
-        alone = member.fit(*rows[2], kind.seeded(HP, 1))
+        alone = member.fit(*rows[2](), kind.seeded(HP, 1))
         got = TrainedModel(in_workers[2].model[1], 0, 0, None, 0, 0)
         np.testing.assert_array_equal(predictions(member, [got])[0], predictions(member, [alone])[0])
 
@@ -87,61 +100,77 @@ def test_where_worker_processes_cannot_start_the_fits_run_here_and_the_log_says_
     said: list[str] = []
     got = fit_each(kind, rows, HP, workers=2, log=said.append)
     assert_same_fits(kind, got, fit_each(kind, rows, HP, workers=1))
-    assert said == [
+    assert said[0] == (
         "model fits in 2 worker processes: 0 of 2 started (OSError: [Errno 38] Function not implemented); "
         "fitting the 2 remaining of 2 in this process"
-    ]
+    )
+    assert said[1].startswith("2 model fits in 2 worker processes (2 in this one): ")
 
 
-def test_a_worker_killed_mid_run_loses_only_time() -> None:
-    """SIGKILL one of two workers while it starts or fits: the other takes the pending folds, this process
-    fits the one the dead worker held, and the models are the in-process fits'."""
+def test_a_worker_killed_while_it_fits_loses_only_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL one of two workers once it holds a fit: the other takes the pending fits, this process makes
+    the one the dead worker held, and the models are the in-process fits'."""
+    sent = threading.Event()
+    send_next = fit_pool._Workers.send_next
+
+    def send_and_tell(self: Any, connection: Any) -> None:
+        send_next(self, connection)
+        if connection in self.held and self.processes[connection].name == "fit worker 1":
+            sent.set()
+
+    monkeypatch.setattr(fit_pool._Workers, "send_next", send_and_tell)
     kind = release_kind("mlp", 2)
     rows = folds()
     said: list[str] = []
     result: list[list[TrainedModel]] = []
     run = threading.Thread(target=lambda: result.append(fit_each(kind, rows, HP, workers=2, log=said.append)))
     run.start()
-    victim = None
-    deadline = time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline:
-        victim = next((p for p in multiprocessing.active_children() if p.name == "fit worker 1"), None)
-        time.sleep(0.05)
-    assert victim is not None and victim.pid is not None
-    time.sleep(1.0)
-    os.kill(victim.pid, signal.SIGKILL)
+    assert sent.wait(120)
+    victim = next(p for p in multiprocessing.active_children() if p.name == "fit worker 1")
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)  # it holds its first fit: starting up, or fitting
     run.join(300)
     assert not run.is_alive() and victim.exitcode == -signal.SIGKILL
     assert_same_fits(kind, result[0], fit_each(kind, rows, HP, workers=1))
-    assert not said or ("fit worker 1 died (exit code -9)" in said[0] and "in this process" in said[0])
-    assert [p for p in multiprocessing.active_children() if p.name.startswith("fit worker")] == []
+    assert said[0] == (
+        "model fits in 2 worker processes: fit worker 1 died (no reply, exit code -9); "
+        "fitting the 1 remaining of 6 in this process"
+    )
+    assert no_workers_left()
 
 
-def test_a_fit_that_fails_in_a_worker_raises_its_own_error() -> None:
+def test_a_fit_that_fails_in_a_worker_raises_its_own_error_with_the_workers_traceback() -> None:
     kind = model_kind("mlp")
-    rows = folds(2)
-    bad = LabelledRows(rows[1][0].x, rows[1][0].y_class, np.full(rows[1][0].y_vol.size, np.nan))
-    with pytest.raises(DataError, match="training y_vol is negative or not finite in 1500 row"):
-        fit_each(kind, [rows[0], (bad, rows[1][1])], HP, workers=2)
-    assert [p for p in multiprocessing.active_children() if p.name.startswith("fit worker")] == []
+    good = folds(2)
+
+    def bad() -> tuple[LabelledRows, LabelledRows]:
+        train, validation = good[1]()
+        return LabelledRows(train.x, train.y_class, np.full(train.y_vol.size, np.nan)), validation
+
+    with pytest.raises(DataError, match="training y_vol is negative or not finite in 1500 row") as raised:
+        fit_each(kind, [good[0], bad], HP, workers=2)
+    assert any("raised in fit worker process" in note for note in raised.value.__notes__)
+    assert no_workers_left()
 
 
-def test_a_kind_a_worker_cannot_load_is_fitted_here() -> None:
-    class Renamed:
-        """The MLP under a name no registry holds (a kind a test or a plug-in defines in-process)."""
+def test_a_kind_a_worker_cannot_load_is_fitted_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind registered at run time (a plug-in) is in this process's registry, not in a fresh worker's: the
+    workers say so and this process fits every model."""
+    mlp = model_kind("mlp")
+    monkeypatch.setitem(MODEL_KINDS, "plugin", lambda: plugin)
 
-        def __init__(self) -> None:
-            self.mlp = model_kind("mlp")
-            self.name = "unregistered"
-            self.calls = 0
+    class Plugin:
+        name = "plugin"
 
-        def fit(self, train: LabelledRows, validation: LabelledRows, hp: Any, **kw: Any) -> TrainedModel:
-            self.calls += 1
-            return self.mlp.fit(train, validation, hp, **kw)
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(mlp, attribute)
 
-    kind = Renamed()
-    got = fit_each(kind, folds(2), HP, workers=2)  # type: ignore[arg-type]
-    assert kind.calls == 2 and len(got) == 2
+    plugin = Plugin()
+    said: list[str] = []
+    got = fit_each(plugin, folds(3), HP, workers=2, log=said.append)  # type: ignore[arg-type]
+    assert_same_fits(mlp, got, fit_each(mlp, folds(3), HP, workers=1))
+    assert "a worker cannot load model kind 'plugin'" in said[0] and "fitting the 3 remaining of 3" in said[0]
+    assert no_workers_left()
 
 
 NO_SEMAPHORES = """
@@ -159,7 +188,8 @@ LAMBDA_LIKE_RUN = """
 import concurrent.futures, json, sys
 sys.path.insert(0, sys.argv[1])
 from support.model_data import synthetic
-from scalpbot.ml.fit_pool import fit_each
+import scalpbot.ml.fit_pool as fit_pool
+from scalpbot.ml.fit_pool import RowsSource, fit_each
 from scalpbot.ml.model import ModelHyperParams
 from scalpbot.ml.registry import LabelledRows, model_kind
 try:
@@ -168,7 +198,10 @@ try:
 except OSError as e:
     pool = str(e)
 hp = ModelHyperParams(widths=(16,), batch_size=256, max_epochs=3, seed=11)
-rows = [(LabelledRows(*synthetic(1_500, seed=10 + k)), LabelledRows(*synthetic(400, seed=20 + k))) for k in range(3)]
+rows = [
+    (lambda k=k: (LabelledRows(*synthetic(1_500, seed=10 + k)), LabelledRows(*synthetic(400, seed=20 + k))))
+    for k in range(3)
+]
 said = []
 fits = fit_each(model_kind("mlp"), rows, hp, workers=2, log=said.append)
 x = synthetic(300, seed=99)[0]
@@ -188,7 +221,8 @@ def test_the_workers_need_no_posix_semaphores_which_aws_lambda_lacks(tmp_path: P
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["pool"] == "[Errno 38] Function not implemented" and out["said"] == []
+    assert out["pool"] == "[Errno 38] Function not implemented" and len(out["said"]) == 1
+    assert out["said"][0].startswith("3 model fits in 2 worker processes (0 in this one): ")
     kind = model_kind("mlp")
     expected = predictions(kind, fit_each(kind, folds(), HP, workers=1))
     for got, want in zip(out["probs"], expected, strict=True):

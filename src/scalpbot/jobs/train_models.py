@@ -79,7 +79,14 @@ def choose_kind(
         hp, record = hyper_parameters(prepared, member, cfg, timings, log)
         kind = member if cfg.ensemble <= 1 else EnsembleKind(member, cfg.ensemble)
         fitted = fit_labels(
-            prepared, kind, labels[:1] if several else labels, hp, timings, show_progress, cfg.fit_workers
+            prepared,
+            kind,
+            labels[:1] if several else labels,
+            hp,
+            timings,
+            show_progress,
+            cfg.fit_workers,
+            log,
         )
         loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[0][2][rows], y[rows])
         choices.append((loss, KindChoice(kind, hp, tuple(fitted), record)))
@@ -94,7 +101,9 @@ def choose_kind(
             "validation_rows": int(rows.sum()) if rows is not None else 0,
             "validation_log_loss": {c.kind.name: loss for loss, c in choices},
         }
-        rest = fit_labels(prepared, best.kind, labels[1:], best.hp, timings, show_progress, cfg.fit_workers)
+        rest = fit_labels(
+            prepared, best.kind, labels[1:], best.hp, timings, show_progress, cfg.fit_workers, log
+        )
         fits = (*fits, *rest)
     return KindChoice(best.kind, best.hp, fits, record)
 

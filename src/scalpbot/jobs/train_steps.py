@@ -179,36 +179,43 @@ def fit_labels(
     timings: dict[str, float],
     show_progress: bool = False,
     workers: int = 1,
+    log: Callable[[str], None] = lambda _: None,
 ) -> list[FoldFit]:
     """Fit one model of ``kind`` per fold on each of ``labels``; return each label's :data:`FoldFit`.
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
     ``workers``: processes fitting at once (``train.fit_workers``; 0: one per core); every label's folds are
-    one batch of work (:func:`scalpbot.ml.fit_pool.fit_each`), and the models are the same for any number.
+    one batch of work (:func:`scalpbot.ml.fit_pool.fit_each`, which says on ``log`` how it went), and the
+    models are the same for any number.
     """
-    from scalpbot.ml.fit_pool import fit_each
+    from scalpbot.ml.fit_pool import RowsSource, fit_each
     from scalpbot.ml.registry import LabelledRows, input_window
 
     n = len(prepared.bars)
     with timed(timings, "features"):
         x = model_rows(prepared, input_window(kind, hp))
-    rows, counts = [], []
+    folds = prepared.folds.folds
+    sources: list[RowsSource] = []
+    counts = []
     for label in labels:
         with timed(timings, "labels"):
             y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
-        for fold in prepared.folds.folds:
+        for fold in folds:
             train_rows = usable & label_rows(fold.train, label.horizon, n)
             val_rows = usable & label_rows(fold.validation, label.horizon, n)
-            rows.append(
-                (
-                    LabelledRows(x[train_rows], y[train_rows], fwd_vol[train_rows]),
-                    LabelledRows(x[val_rows], y[val_rows], fwd_vol[val_rows]),
-                )
-            )
+
+            def rows(
+                y: np.ndarray = y,
+                v: np.ndarray = fwd_vol,
+                t: np.ndarray = train_rows,
+                w: np.ndarray = val_rows,
+            ) -> tuple[LabelledRows, LabelledRows]:
+                return LabelledRows(x[t], y[t], v[t]), LabelledRows(x[w], y[w], v[w])
+
+            sources.append(rows)
             counts.append((int(train_rows.sum()), int(val_rows.sum())))
     with timed(timings, "fit"):
-        fitted = fit_each(kind, rows, hp, workers=workers, show_progress=show_progress)
-    folds = prepared.folds.folds
+        fitted = fit_each(kind, sources, hp, workers=workers, show_progress=show_progress, log=log)
     fits: list[FoldFit] = []
     for i in range(len(labels)):
         probs = np.full((n, 3), np.nan)
