@@ -87,6 +87,12 @@ __all__ = [
 _log = logging.getLogger("scalpbot.aws")
 _log.setLevel(logging.INFO)
 
+
+def _job_line(job: str) -> Callable[[str], None]:
+    """Return a callback that logs a job's progress lines (the train log: folds, fits, labels) as INFO."""
+    return lambda line: _log.info(line, extra={"job": job})
+
+
 Event = Mapping[str, Any]
 """The invoking event: an EventBridge scheduled event, or any JSON object (``time`` and ``symbol`` are read)."""
 
@@ -259,7 +265,7 @@ class LambdaRuntime:
         if isinstance(event, Mapping) and event.get("phase") is not None:
             return self.train_phase(event, context)
         with self.job("train", event, context) as (at, series):
-            report = train(self.services, series, until=at.to_pydatetime())
+            report = train(self.services, series, until=at.to_pydatetime(), log=_job_line("train"))
             self.notifier.notify(*report.announcement())
             summary = report.payload()
             _log.info(
@@ -286,7 +292,7 @@ class LambdaRuntime:
         with self.job(f"train {phase}", event, context) as (at, series):
             until = at.to_pydatetime()
             if phase == "prepare":
-                summary = prepare_phase(self.services, series, until)
+                summary = prepare_phase(self.services, series, until, log=_job_line("train prepare"))
             elif phase == "tune":
                 summary = tune_phase(
                     self.services, series, until, worker=_worker(event), seconds=tuning_seconds(context)

@@ -88,6 +88,7 @@ def deployment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iter
             "SCALPBOT_TRAIN__TRIALS": "5",
             "SCALPBOT_TRAIN__MAX_EPOCHS": "2",
             "SCALPBOT_TRAIN__MIN_TRADES": "40",
+            "SCALPBOT_TRAIN__FIT_WORKERS": "2",  # the folds' fits in worker processes, as on six vCPUs
             "SCALPBOT_RISK__COOLDOWN_AFTER_LOSSES": "0",
             "SCALPBOT_RISK__MAX_DAILY_LOSS": "1.0",
             "SCALPBOT_RISK__MAX_DRAWDOWN": "1.0",
@@ -132,7 +133,10 @@ def test_the_four_handlers_in_order_through_the_lambda_runtime_client(
     # 2. Train: a release is written (and promoted only if it beats the baselines) and announced.
     with _function("train", env) as train:
         trained = train.invoke(scheduled(START + pd.Timedelta(minutes=1)), timeout=600)
+        fits = [r for r in train.log_records() if "worker processes" in str(r.get("message"))]
     assert trained.ok, trained.payload
+    assert len(fits) == 1 and fits[0]["job"] == "train", fits
+    assert fits[0]["message"].startswith("6 model fits in 2 worker processes (0 in this one): "), fits
     release_id = trained.payload["release_id"]
     assert release_id in releases.list("BTC/USDT")
     assert pd.Timestamp(trained.payload["windows"]["test"][1]) <= START
