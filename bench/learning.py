@@ -46,6 +46,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from scalpbot.config import TrainSettings
+from scalpbot.ml.fit_pool import die_with_parent
 
 from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
 
@@ -74,6 +75,7 @@ def _start_worker(cores: list[int], counter: object) -> None:
         counter.value += 1  # type: ignore[attr-defined]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cores[index % len(cores)]})
+    die_with_parent()  # a bench stopped (SIGTERM, SIGKILL) leaves no run computing
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     _BARS = load_bars()
 

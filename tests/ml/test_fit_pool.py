@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,66 @@ def test_the_workers_need_no_posix_semaphores_which_aws_lambda_lacks(tmp_path: P
     expected = predictions(kind, fit_each(kind, folds(), HP, workers=1))
     for got, want in zip(out["probs"], expected, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want[:, :3])  # JSON keeps every float64 bit
+
+
+JOB_TO_KILL = """
+import multiprocessing, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from support.model_data import synthetic
+from scalpbot.ml.fit_pool import fit_each
+from scalpbot.ml.model import ModelHyperParams
+from scalpbot.ml.registry import LabelledRows, model_kind
+
+
+def tell_pids():
+    while len(multiprocessing.active_children()) < 2:
+        time.sleep(0.05)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+
+
+threading.Thread(target=tell_pids, daemon=True).start()
+hp = ModelHyperParams(widths=(256, 256), batch_size=64, max_epochs=500, patience=500, seed=1)
+rows = [lambda: (LabelledRows(*synthetic(20_000, seed=1)), LabelledRows(*synthetic(2_000, seed=2)))] * 2
+fit_each(model_kind("mlp"), rows, hp, workers=2)
+"""
+
+
+def test_a_job_killed_while_its_workers_fit_leaves_no_worker_running() -> None:
+    tests = Path(__file__).resolve().parents[1]
+    job = subprocess.Popen(
+        [sys.executable, "-c", JOB_TO_KILL, str(tests)], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    assert job.stdout is not None
+    pids = [int(pid) for pid in job.stdout.readline().split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and min(_cpu_seconds(pid) for pid in pids) < 8.0:
+        time.sleep(0.2)  # past their imports (about 3 s of CPU): fitting
+    job.kill()
+    job.wait(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    orphans = [pid for pid in pids if _alive(pid)]
+    for pid in orphans:  # leave nothing running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU time process ``pid`` has used (user and system), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().split(")")[-1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _alive(pid: int) -> bool:
+    """Return whether process ``pid`` still runs (a zombie, dead but not reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

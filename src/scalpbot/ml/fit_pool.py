@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from scalpbot.ml.registry import LabelledRows, ModelKind, TrainedModel, model_kind
 
-__all__ = ["RowsSource", "available_cores", "fit_each"]
+__all__ = ["RowsSource", "available_cores", "die_with_parent", "fit_each"]
 
 _log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _fits_progress(total: int, show: bool) -> Iterator[Callable[[], None]]:
         yield lambda: advance(1)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the job that started it dies (``PR_SET_PDEATHSIG``)."""
     if not sys.platform.startswith("linux"):
         return
@@ -179,7 +179,7 @@ def _die_with_parent() -> None:
 
 def _serve(connection: Connection, parent: int) -> None:
     """Worker loop: fit each unit received and send back its artifact (or why not); stop on None."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:  # the job died before the request above took effect
         return
     while True:
