@@ -127,10 +127,12 @@ def test_the_kind_with_the_lowest_validation_log_loss_over_the_folds_is_chosen(
     picked = np.array([0.9, 0.05, 0.05])[y[rows]]
     assert losses["confident"] == pytest.approx(-np.mean(np.log(picked)))
     assert choice.record["kind_search"]["validation_rows"] == int(rows.sum())
-    # Only the validation folds were predicted: the test window is never seen by the choice.
-    assert kinds["prior"].predicted_rows == sum(
-        b - a for a, b in (f.validation for f in prepared.folds.folds)
-    )
+    # Only the validation folds were predicted: the test window is never seen by the choice. The kind not
+    # chosen predicted them for the first candidate label; the chosen one for every candidate label.
+    folds = sum(b - a for a, b in (f.validation for f in prepared.folds.folds))
+    assert kinds["confident"].predicted_rows == folds
+    assert kinds["prior"].predicted_rows == len(prepared.candidates) * folds
+    assert len(choice.fits) == len(prepared.candidates) == 2
     assert "chosen prior" in logged[-1]
 
 
