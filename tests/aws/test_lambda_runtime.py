@@ -39,7 +39,8 @@ def test_one_warm_process_serves_consecutive_invocations_with_a_lambda_context()
     assert first.payload["cwd"] == first.payload["task_root"]
     assert first.duration_s > 0
     assert fn.returncode is not None  # stopped on exit
-    assert set(threading.enumerate()) == threads_before  # server, request and reaper threads joined
+    # server, request and reaper threads joined (a thread an earlier test left may have ended meanwhile)
+    assert set(threading.enumerate()) - threads_before == set()
 
 
 def test_a_raising_handler_posts_an_error_and_logs_it_as_json() -> None:
