@@ -191,6 +191,8 @@ def fit_labels(
     from scalpbot.ml.fit_pool import RowsSource, fit_each
     from scalpbot.ml.registry import LabelledRows, input_window
 
+    if not labels:
+        return []
     n = len(prepared.bars)
     with timed(timings, "features"):
         x = model_rows(prepared, input_window(kind, hp))

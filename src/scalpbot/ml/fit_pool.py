@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -63,18 +63,6 @@ class _Unit:
     kind: str
     rows: RowsSource
     hp: Any
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    """What a worker returns: the model as its kind's artifact bytes and the fit's summary."""
-
-    artifact: bytes
-    epochs_run: int
-    best_epoch: int
-    best_val_loss: float | None
-    final_train_loss: float
-    train_seconds: float
 
 
 def _registered(kind: ModelKind) -> str | None:
@@ -193,20 +181,9 @@ def _serve(connection: Connection, parent: int) -> None:
             connection.send(("unavailable", f"{type(e).__name__}: {e}", ""))
             continue
         kind.threads(1)
-        try:
+        try:  # the model travels as its kind's artifact bytes
             fitted = kind.fit(train, validation, hp)
-            reply: tuple[str, Any, str] = (
-                "fitted",
-                _Fitted(
-                    kind.save(fitted.model),
-                    fitted.epochs_run,
-                    fitted.best_epoch,
-                    fitted.best_val_loss,
-                    fitted.final_train_loss,
-                    fitted.train_seconds,
-                ),
-                "",
-            )
+            reply: tuple[str, Any, str] = ("fitted", replace(fitted, model=kind.save(fitted.model)), "")
         except Exception as e:  # the job raises it, as the fit in-process would
             reply = ("failed", e, traceback.format_exc())
         connection.send(reply)
@@ -231,14 +208,7 @@ def _in_workers(
                     lost.append(f"a worker cannot load model kind {units[j].kind!r} ({result})")
                     pool.pending.clear()  # no worker can: every remaining fit is made here
                     continue
-                done[j] = TrainedModel(
-                    model=member.load(result.artifact),
-                    epochs_run=result.epochs_run,
-                    best_epoch=result.best_epoch,
-                    best_val_loss=result.best_val_loss,
-                    final_train_loss=result.final_train_loss,
-                    train_seconds=result.train_seconds,
-                )
+                done[j] = replace(result, model=member.load(result.model))
                 advance()
                 pool.send_next(connection)
     finally:
