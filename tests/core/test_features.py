@@ -17,6 +17,7 @@ from scalpbot.core.features import (
     FEATURE_SPEC_VERSION,
     FEATURE_WARMUP,
     FEATURE_WINDOW,
+    ONE_HOT_GROUPS,
     build_features,
 )
 from scalpbot.errors import DataError
@@ -25,7 +26,7 @@ GAPPY_FILE = Path(__file__).parents[1] / "fixtures" / "XMR_BTC-1m.csv"
 SETTINGS = settings(max_examples=60, deadline=None)
 
 # Changing a feature? Bump FEATURE_SPEC_VERSION, then update these two.
-EXPECTED_VERSION = "2"
+EXPECTED_VERSION = "3"
 EXPECTED_NAMES = (
     "ret_1",
     "ret_5",
@@ -69,6 +70,8 @@ EXPECTED_NAMES = (
     "tod4_cos",
     "moh_sin",
     "moh_cos",
+    *(f"hour_{h}" for h in range(24)),
+    *(f"minute_{m}" for m in range(60)),
 )
 
 
@@ -275,6 +278,11 @@ def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame
         expected[f"{name}_sin"] = np.sin(2 * np.pi * k * minute / 1440)
         expected[f"{name}_cos"] = np.cos(2 * np.pi * k * minute / 1440)
     assert expected["moh_sin"] == pytest.approx(np.sin(2 * np.pi * stamp.minute / 60))
+    for h in range(24):
+        expected[f"hour_{h}"] = float(h == stamp.hour)
+    for m in range(60):
+        expected[f"minute_{m}"] = float(m == stamp.minute)
+    assert set(FEATURE_NAMES) - set(expected) == {"tod_sin", "tod_cos", "dow_sin", "dow_cos"}  # tested below
     for name, value in expected.items():
         assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
@@ -299,6 +307,9 @@ def test_feature_values_match_the_spec_version(sample_features: np.ndarray) -> N
         "tf15_prev": 0.002641593326233407,
         "tf60_now": 0.004075975747300131,
         "tod4_sin": -0.34202014332566866,
+        "hour_21": 1.0,
+        "minute_20": 1.0,
+        "minute_21": 0.0,
     }
     row = dict(zip(FEATURE_NAMES, sample_features[20_000], strict=True))
     assert {name: row[name] for name in pinned} == pytest.approx(pinned, rel=1e-12)
@@ -313,6 +324,21 @@ def test_time_of_day_and_weekday_encode_the_bar_open_time() -> None:
     assert row["tod_sin"] == pytest.approx(1.0)
     assert row["tod_cos"] == pytest.approx(0.0, abs=1e-12)
     assert (row["dow_sin"], row["dow_cos"]) == (0.0, 1.0)
+
+
+def test_the_hour_and_minute_columns_single_out_the_bars_open_time_one_hot() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW + 3 * 1440)
+    bars.index = pd.date_range(end="2024-03-04T13:29:00Z", periods=len(bars), freq="1min", name="timestamp")
+    features = build_features(bars).iloc[FEATURE_WARMUP:]
+    hours = features[list(ONE_HOT_GROUPS["hour"])].to_numpy()
+    minutes = features[list(ONE_HOT_GROUPS["minute"])].to_numpy()
+    assert (hours.sum(axis=1) == 1.0).all() and (minutes.sum(axis=1) == 1.0).all()
+    assert (np.argmax(hours, axis=1) == features.index.hour).all()
+    assert (np.argmax(minutes, axis=1) == features.index.minute).all()
+    last = features.iloc[-1]  # opened 13:29 UTC: the bar before a half-hour release at 13:30
+    assert last["hour_13"] == last["minute_29"] == 1.0
+    assert last["minute_28"] == last["minute_30"] == last["hour_12"] == 0.0
+    assert set(ONE_HOT_GROUPS["hour"]) | set(ONE_HOT_GROUPS["minute"]) <= set(FEATURE_NAMES)
 
 
 def test_an_invalid_bar_frame_raises_a_data_error_naming_the_problem() -> None:

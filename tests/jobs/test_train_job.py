@@ -14,7 +14,7 @@ import pytest
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.cli.app import main
 from scalpbot.config import load_settings
-from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP
+from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, ONE_HOT_GROUPS
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
@@ -84,7 +84,8 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert manifest["tuning"]["n_trials"] == FAST["trials"]
     assert len(manifest["folds"]) == 3 and [f["fold"] for f in manifest["folds"]] == [1, 2, 3]
     assert [name for name, _ in manifest["feature_importance"]] == list(report.importance)
-    assert sorted(report.importance) == sorted(FEATURE_NAMES)
+    one_hot = {column for columns in ONE_HOT_GROUPS.values() for column in columns}
+    assert sorted(report.importance) == sorted({*FEATURE_NAMES} - one_hot | {*ONE_HOT_GROUPS})
     assert manifest["labels"] in manifest["model"]["label_candidates"]
     assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export", "gate"}
     gate = manifest["gate"]

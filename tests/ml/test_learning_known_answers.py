@@ -54,3 +54,16 @@ def test_momentum_after_planted_volume_bursts_is_found_though_its_drifts_lift_th
     assert outcome.promoted, outcome.reason
     assert "random-entry p = 5.0e-04" in outcome.reason
     assert outcome.capture is not None and outcome.capture >= 0.6, outcome
+
+
+def test_a_drift_at_fixed_times_of_day_is_found_by_the_hour_and_minute_it_starts(
+    month: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Four drifts a day start at 01:30, 07:30, 13:30 and 19:30 UTC: the release trades them, and the clock's
+    one-hot columns (shuffled as a whole group each) lead its feature importance."""
+    case = Case("time of day, strong", Effect("time of day", 0.010, per_day=4.0), above_costs=True)
+    outcome = run_case(case, 0, month, tmp_path / "store", SMALL)
+    assert outcome.oracle_net is not None and outcome.oracle_net > 0.1 and outcome.oracle_trades >= 20
+    assert outcome.promoted, outcome.reason
+    assert outcome.capture is not None and outcome.capture >= 0.6, outcome
+    assert outcome.top_features[0] in {"hour", "minute"}, outcome.top_features

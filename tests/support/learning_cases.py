@@ -216,7 +216,8 @@ def standard_cases() -> tuple[Case, ...]:
 @dataclass(frozen=True)
 class Outcome:
     """One run of a case: the verdict, the test window's return, and the model's and oracle's net PnL per unit
-    notional on the test window (``capture``: their ratio; ``None`` without an oracle)."""
+    notional on the test window (``capture``: their ratio; ``None`` without an oracle), and the release's five most
+important features."""
 
     case: str
     seed: int
@@ -229,6 +230,7 @@ class Outcome:
     capture: float | None
     oracle_trades: int
     seconds: float
+    top_features: tuple[str, ...] = ()
 
 
 def run_case(
@@ -272,4 +274,5 @@ def run_case(
     return Outcome(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
+        tuple(list(report.importance)[:5]),
     )  # fmt: skip

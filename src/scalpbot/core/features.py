@@ -33,6 +33,10 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
   periods), so that a few fixed times of day are easy to single out.
 * ``moh_sin``, ``moh_cos``: the minute of the hour on the unit circle (a 24th harmonic of the day), which tells
   neighbouring minutes apart far better than the day's own circle.
+* ``hour_0`` .. ``hour_23``, ``minute_0`` .. ``minute_59``: the UTC hour of the day and the minute of the hour of
+  the bar's open time, one-hot [1 in the bar's hour and minute column, 0 elsewhere]. A clock-fixed effect (a
+  funding time, a scheduled release at :30, a session open) starts at one minute; the smooth circles above tell
+  that minute from its neighbours only by small differences, these columns by a column of its own.
 
 These features read OHLCV only, so they mean the same thing for every source. Order flow (trade counts,
 taker-buy volume), which only some sources report, has its own features after these
@@ -59,9 +63,16 @@ from scalpbot.core.features_nb import (
 )
 from scalpbot.errors import DataError
 
-__all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "FEATURE_WARMUP", "FEATURE_WINDOW", "build_features"]
+__all__ = [
+    "FEATURE_NAMES",
+    "FEATURE_SPEC_VERSION",
+    "FEATURE_WARMUP",
+    "FEATURE_WINDOW",
+    "ONE_HOT_GROUPS",
+    "build_features",
+]
 
-FEATURE_SPEC_VERSION = "2"
+FEATURE_SPEC_VERSION = "3"
 """Version of the feature definitions; bump it whenever a feature's name, order or values change."""
 
 _RETURN_LAGS = (1, 5, 15, 60, 240)
@@ -81,6 +92,8 @@ _TOD_HARMONICS = (
     ("tod4", 4),
     ("moh", 24),
 )  # harmonics of the day (the 24th: minute of the hour)
+_HOURS = 24
+_MINUTES = 60
 _MIN_VOL = 1e-8  # per-bar volatility floor of the shock and regime ratios: flat stretches stay finite
 
 _MIN_ATR_FRACTION = 1e-6  # ATR floor as a fraction of the close: keeps flat stretches finite
@@ -112,8 +125,17 @@ FEATURE_NAMES: tuple[str, ...] = (
     "vol_regime",
     *(f"tf{m}_{when}" for m in _TIMEFRAMES for when in ("now", "prev")),
     *(f"{name}_{fn}" for name, _ in _TOD_HARMONICS for fn in ("sin", "cos")),
+    *(f"hour_{h}" for h in range(_HOURS)),
+    *(f"minute_{m}" for m in range(_MINUTES)),
 )
 """Column names of :func:`build_features`, in order."""
+
+ONE_HOT_GROUPS: dict[str, tuple[str, ...]] = {
+    "hour": tuple(f"hour_{h}" for h in range(_HOURS)),
+    "minute": tuple(f"minute_{m}" for m in range(_MINUTES)),
+}
+"""The one-hot columns of one quantity each (UTC hour of the day, minute of the hour): a feature's importance
+shuffles a group's columns together, rows whole, so that every row keeps exactly one 1."""
 
 FEATURE_WARMUP = max(
     max(_RETURN_LAGS),
@@ -229,8 +251,11 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
         *(series for pair in timeframes for series in pair),
         *(series for pair in harmonics for series in pair),
     ]
-    values = np.empty((len(columns), len(bars)))  # one row per feature: the frame's own (transposed) layout
+    values = np.empty((len(FEATURE_NAMES), len(bars)))  # one row per feature: the frame's (transposed) layout
     for i, column in enumerate(columns):
         values[i] = column
+    first = len(columns)
+    values[first : first + _HOURS] = np.eye(_HOURS)[:, minute // 60]
+    values[first + _HOURS :] = np.eye(_MINUTES)[:, minute % 60]
     values[:, :FEATURE_WARMUP] = np.nan
     return pd.DataFrame(values.T, index=bars.index, columns=list(FEATURE_NAMES), copy=False)

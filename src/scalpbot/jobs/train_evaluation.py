@@ -2,7 +2,8 @@
 
 All scores are on the test window, which neither the fits nor the tuning saw, on the venue's profile.
 Feature importance is measured on the validation folds, each by its own model: the rise of the class
-cross-entropy when one feature column is shuffled across the fold's rows (permutation importance).
+cross-entropy when one feature is shuffled across the fold's rows (permutation importance); a one-hot feature
+(hour, minute) is shuffled as its whole group of columns.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.backtest.frame import BacktestResult
-from scalpbot.core.features import FEATURE_WINDOW
+from scalpbot.core.features import FEATURE_WINDOW, ONE_HOT_GROUPS
 from scalpbot.core.folds import label_rows
 from scalpbot.core.gate import GateVerdict, judge
 from scalpbot.core.metrics import Metrics
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "baselines",
     "feature_importance",
+    "importance_units",
     "incumbent_score",
     "judge_test",
     "library_versions",
@@ -212,43 +214,56 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
+def importance_units(names: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Return the features whose importance is measured, each with its columns in ``names``: a column of its
+    own, or a one-hot group (:data:`~scalpbot.core.features.ONE_HOT_GROUPS`) named by the group, in the order
+    of their first column."""
+    group_of = {column: group for group, columns in ONE_HOT_GROUPS.items() for column in columns}
+    units: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        units.setdefault(group_of.get(name, name), []).append(j)
+    return list(units.items())
+
+
 def feature_importance(
     prepared: Prepared, chosen: Fitted, kind: ModelKind, *, seed: int, x: np.ndarray | None = None
 ) -> dict[str, float]:
     """Return each feature's permutation importance, averaged over the validation folds, largest first.
 
     The importance is the rise of the class cross-entropy (nats per row) of the fold's own model when the
-    feature's column is shuffled across at most 20,000 of the fold's labelled rows. ``x``: the rows the model
-    reads (default: the features); only the feature matrix's columns, which come first, are shuffled.
+    feature is shuffled across at most 20,000 of the fold's labelled rows: its column, or a one-hot group's
+    columns together (``hour``, ``minute``: rows moved whole). ``x``: the rows the model reads (default: the
+    features); only the feature matrix's columns, which come first, are shuffled.
     """
     inputs = prepared.features if x is None else x
     n = len(prepared.bars)
     y, _, usable = labelled_rows(prepared.bars, prepared.features, chosen.label)
     rng = np.random.default_rng(seed)
-    names = prepared.feature_names
-    rises = np.zeros(len(names))
+    units = importance_units(prepared.feature_names)
+    rises = np.zeros(len(units))
     for fold, model in zip(prepared.folds.folds, chosen.models, strict=True):
         rows = np.flatnonzero(usable & label_rows(fold.validation, chosen.label.horizon, n))
         if rows.size > _IMPORTANCE_ROWS:
             rows = np.sort(rng.choice(rows, _IMPORTANCE_ROWS, replace=False))
         x_rows, labels = inputs[rows].astype(np.float32), y[rows].astype(np.int64)
         base = _log_loss(kind.predict(model, x_rows)[0], labels)
-        permutations = [rng.permutation(rows.size) for _ in names]
+        permutations = [rng.permutation(rows.size) for _ in units]
         chunk = max(1, _IMPORTANCE_CELLS // max(1, x_rows.size))  # features shuffled per prediction call
-        for first in range(0, len(names), chunk):
-            columns = range(first, min(first + chunk, len(names)))
-            stacked = np.repeat(x_rows[None], len(columns), axis=0)
-            for i, j in enumerate(columns):
-                stacked[i, :, j] = x_rows[permutations[j], j]
+        for first in range(0, len(units), chunk):
+            batch = range(first, min(first + chunk, len(units)))
+            stacked = np.repeat(x_rows[None], len(batch), axis=0)
+            for i, u in enumerate(batch):
+                columns = units[u][1]
+                stacked[i][:, columns] = x_rows[np.ix_(permutations[u], columns)]
             probs = kind.predict(model, stacked.reshape(-1, x_rows.shape[1]))[0].reshape(
-                len(columns), rows.size, 3
+                len(batch), rows.size, 3
             )
-            rises[first : first + len(columns)] += [
-                _log_loss(probs[i], labels) - base for i in range(len(columns))
+            rises[first : first + len(batch)] += [
+                _log_loss(probs[i], labels) - base for i in range(len(batch))
             ]
     rises /= len(prepared.folds.folds)
     order = np.argsort(-rises)
-    return {names[j]: float(rises[j]) for j in order}
+    return {units[j][0]: float(rises[j]) for j in order}
 
 
 def top_features(importance: Mapping[str, float], count: int = _IMPORTANCE_SHOWN) -> str:
