@@ -71,7 +71,7 @@ def test_the_release_records_the_order_flow_feature_set_and_ranks_its_features(
     trading = TradingModel.from_release(release)
     assert (
         trading.feature_set == ORDER_FLOW_FEATURES
-        and trading.model.n_features == len(ORDER_FLOW_FEATURES.names) == 50
+        and trading.model.n_features == len(ORDER_FLOW_FEATURES.names) == 134
     )
 
 

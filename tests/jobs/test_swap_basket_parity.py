@@ -1,11 +1,13 @@
 """A replay of a basket of three perpetual swaps trades exactly what the portfolio backtest trades: shorts,
 reversals, entries sized at the decision close, funding paid, the same entries denied by the budget.
 
-One bot on OKX linear swaps trades BTC/USDT:USDT (the sample's real bars), ETH/USDT:USDT and SOL/USDT:USDT
-(the sample's real bars of two and four days later, moved onto the same times and rescaled to those markets'
-prices and ticks), each with the eager swap release of ``support.swap_trained``, 10,000 USDT per symbol's paper
-account, through a budget of at most two open positions and a gross notional of at most 1.5 x the book's
-equity. Each symbol's venue profile is stored beside its bars, and so is its funding (three patterns of
+One bot on OKX linear swaps trades BTC/USDT:USDT (the sample's real bars), ETH/USDT:USDT and SOL/USDT:USDT (the
+sample's real bars of two and four days later, moved onto the same times and rescaled to those markets' prices and
+ticks), each with the eager swap release of ``support.swap_trained`` (ETH and SOL entering on the stronger half of
+its edges only: a position the same signal keeps passes the budget unchecked and, within a bar, BTC is checked
+first, before the others' exits settle, so two symbols always in position would hold both places), 10,000 USDT per
+symbol's paper account, through a budget of at most two open positions and a gross notional of at most 1.5 x the
+book's equity. Each symbol's venue profile is stored beside its bars, and so is its funding (three patterns of
 typical sizes, one of them negative), settled at 08:00 and 16:00 UTC inside the window. The replay drives the
 execute cycle (paper broker, stored state, the ledger); the backtest runs the pure kernel and the pure budget.
 """
@@ -25,12 +27,13 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.config import load_settings
 from scalpbot.core.venue import default_venue
 from scalpbot.errors import ConfigError
+from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.basket_backtest import basket_backtest
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import replay
 from scalpbot.state.funding import append_funding
 from scalpbot.state.ledger import Ledger
-from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
+from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, Release, ReleaseStore
 from scalpbot.state.risk_budget import RiskBudget
 from scalpbot.state.venues import save_venue
 from scalpbot.wiring import Services, build_services, portfolio_limits, venue_profile
@@ -92,6 +95,14 @@ def _moved(bars: pd.DataFrame, days: int, scale: float, tick: float) -> pd.DataF
     return moved
 
 
+def _median_edge(release: Release, bars: pd.DataFrame) -> float:
+    """Return the median |p_long - p_short| of ``release`` on ``bars`` inside the replay's window."""
+    trading = TradingModel.from_release(release)
+    probs, _ = predict_bars(bars, trading.model, trading.feature_set, trading.window)
+    inside = np.asarray((bars.index >= START) & (bars.index < END))
+    return float(np.median(np.abs(probs[inside, 2] - probs[inside, 0])))
+
+
 @pytest.fixture
 def basket(swap_release: tuple[Path, str], sample_bars: pd.DataFrame, tmp_path: Path) -> Services:
     """A copy of the swap store with each symbol's bars, venue profile, funding and the eager release."""
@@ -111,7 +122,11 @@ def basket(swap_release: tuple[Path, str], sample_bars: pd.DataFrame, tmp_path: 
         path = write_csv(bars, tmp_path / f"{symbol.partition('/')[0]}.csv")
         retrieve(services.dataset, FileMarketData(path), series, resume=False)
         append_funding(services.store, "okx", symbol, np.round(funding_rates() * market["funding"], 8))
-        releases.write(symbol, eager, manifest, dict(source.artifacts))
+        selective = {
+            **manifest,
+            "params": {**manifest["params"], "entry_threshold": _median_edge(source, bars)},
+        }
+        releases.write(symbol, eager, selective, dict(source.artifacts))
         releases.promote(symbol, eager, expected=None, reason="test", now=services.clock.now())
     return services
 
