@@ -215,9 +215,9 @@ def standard_cases() -> tuple[Case, ...]:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One run of a case: the verdict, the test window's return, and the model's and oracle's net PnL per unit
-    notional on the test window (``capture``: their ratio; ``None`` without an oracle), and the release's five most
-important features."""
+    """One run of a case: the verdict, the test window's return, the model's and oracle's net PnL per unit
+    notional on the test window (``capture``: their ratio; ``None`` without an oracle), and the release's five
+    most important features."""
 
     case: str
     seed: int

@@ -254,7 +254,7 @@ def feature_importance(
             stacked = np.repeat(x_rows[None], len(batch), axis=0)
             for i, u in enumerate(batch):
                 columns = units[u][1]
-                stacked[i][:, columns] = x_rows[np.ix_(permutations[u], columns)]
+                stacked[i][:, columns] = x_rows[np.ix_(permutations[u], np.asarray(columns))]
             probs = kind.predict(model, stacked.reshape(-1, x_rows.shape[1]))[0].reshape(
                 len(batch), rows.size, 3
             )
