@@ -103,6 +103,14 @@ _PARKINSON = math.sqrt(4.0 * math.log(2.0))
 _MINUTE_NS = 60_000_000_000
 _DAY_NS = 1440 * _MINUTE_NS
 
+ONE_HOT_GROUPS: dict[str, tuple[str, ...]] = {
+    "hour": tuple(f"hour_{h}" for h in range(_HOURS)),
+    "minute": tuple(f"minute_{m}" for m in range(_MINUTES)),
+}
+"""The one-hot columns of one quantity each (UTC hour of the day, minute of the hour), last in
+:data:`FEATURE_NAMES`: a feature's importance shuffles a group's columns together, rows whole, so that every row
+keeps exactly one 1."""
+
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"ret_{lag}" for lag in _RETURN_LAGS),
     *(f"rv_{w}" for w in _VOL_WINDOWS),
@@ -125,17 +133,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "vol_regime",
     *(f"tf{m}_{when}" for m in _TIMEFRAMES for when in ("now", "prev")),
     *(f"{name}_{fn}" for name, _ in _TOD_HARMONICS for fn in ("sin", "cos")),
-    *(f"hour_{h}" for h in range(_HOURS)),
-    *(f"minute_{m}" for m in range(_MINUTES)),
+    *ONE_HOT_GROUPS["hour"],
+    *ONE_HOT_GROUPS["minute"],
 )
 """Column names of :func:`build_features`, in order."""
-
-ONE_HOT_GROUPS: dict[str, tuple[str, ...]] = {
-    "hour": tuple(f"hour_{h}" for h in range(_HOURS)),
-    "minute": tuple(f"minute_{m}" for m in range(_MINUTES)),
-}
-"""The one-hot columns of one quantity each (UTC hour of the day, minute of the hour): a feature's importance
-shuffles a group's columns together, rows whole, so that every row keeps exactly one 1."""
 
 FEATURE_WARMUP = max(
     max(_RETURN_LAGS),
