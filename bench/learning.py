@@ -137,6 +137,12 @@ def planted(args: argparse.Namespace) -> None:
     table(cases, [[done[(case.name, seed)] for seed in range(args.seeds)] for case in cases])
 
 
+def _label_counts(outcomes: list[Outcome]) -> str:
+    """Return how many runs chose each kind of label: ``barrier 8, holding 12``."""
+    kinds = ["holding" if o.label.startswith("holding") else "barrier" for o in outcomes if o.label]
+    return ", ".join(f"{kind} {kinds.count(kind)}" for kind in sorted(set(kinds))) or "-"
+
+
 def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
     """Print the known-answer table: a row per case over its seeds, then seed 0's verdict per case."""
     header = (
@@ -145,6 +151,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
         "test return (median)",
         "capture (median [min, max])",
         "trades / oracle",
+        "labels chosen",
         "s/run",
     )
     print()
@@ -163,6 +170,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
             _median([o.test_return for o in outcomes]),
             capture,
             trades,
+            _label_counts(outcomes),
             f"{np.mean([o.seconds for o in outcomes]):.0f}",
         )
         print(" | ".join(row), flush=True)

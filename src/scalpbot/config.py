@@ -185,8 +185,15 @@ class TrainSettings(_Section):
         default=((60, 2.0, 2.0),),
         description="more (horizon, k_sl, k_tp) labels to try beside horizon/k_sl/k_tp; the folds choose",
     )
+    holding_horizons: tuple[int, ...] = Field(
+        default=(30,),
+        description="horizons (bars) of holding labels to try beside the barrier labels: a side wins when "
+        "holding it that long made money after costs; the folds choose",
+    )
     min_tp_round_trips: float = Field(
-        default=1.0, ge=0, description="a label's take profit is at least this many round trips of cost"
+        default=1.0,
+        ge=0,
+        description="a label's take profit (a holding label's move) is at least this many round trips of cost",
     )
     validation_fraction: float = Field(
         default=0.3, gt=0, lt=0.6, description="share of the bars cut into the walk-forward validation folds"

@@ -8,7 +8,9 @@ import pytest
 
 from scalpbot.core.features import build_features
 from scalpbot.core.gate import GateStatistics, GateVerdict
+from scalpbot.core.holding_labels import holding_labels
 from scalpbot.core.labels import LABEL_LONG, barrier_volatility, triple_barrier_labels
+from scalpbot.errors import ConfigError
 from scalpbot.jobs.learning import LabelConfig, labelled_rows
 from scalpbot.jobs.train_evaluation import promotion_reason
 
@@ -42,6 +44,28 @@ def test_a_label_config_round_trips_through_the_manifest_and_reads_old_manifests
     assert LabelConfig.from_manifest(config.to_dict()) == config
     old = LabelConfig.from_manifest({"horizon": 30, "k_sl": 1.0, "k_tp": 1.0, "fee": 0.0004})
     assert (old.slippage, old.shorts, old.min_tp_round_trips) == (0.0, True, 0.0)
+
+
+def test_a_holding_label_round_trips_through_the_manifest_and_wins_only_past_its_round_trips(
+    sample_bars: pd.DataFrame,
+) -> None:
+    config = LabelConfig.holding(30, 0.0004, 0.0001, True, 2.0)
+    record = config.to_dict()
+    assert record["kind"] == "holding" and "k_tp" not in record
+    assert LabelConfig.from_manifest(record) == config
+    assert config.describe() == "holding 30 bars"
+    assert LabelConfig(30, 1.0, 1.5, 0.0004).describe() == "horizon 30 bars, SL/TP 1/1.5 sigma"
+    assert "kind" not in LabelConfig(30, 1.0, 1.5, 0.0004).to_dict()  # barrier manifests read as before
+    bars = sample_bars.iloc[:4000]
+    label, _, usable = labelled_rows(bars, build_features(bars).to_numpy(), config)
+    plain = holding_labels(bars, horizon=30, fee=0.0004, slippage=0.0001)
+    move = (bars["close"].shift(-30) / bars["open"].shift(-1) - 1.0).to_numpy()
+    wins = usable & (label == LABEL_LONG)
+    assert wins.sum() > 100 and (move[wins] >= 2.0 * 0.001).all()
+    far = usable & (np.abs(move) >= 0.002)
+    assert np.array_equal(label[far], plain["label"].to_numpy()[far])
+    with pytest.raises(ConfigError, match="label kind"):
+        LabelConfig(30, 1.0, 1.0, 0.0004, kind="fixed")
 
 
 def _verdict(promote: bool) -> GateVerdict:

@@ -35,6 +35,7 @@ from scalpbot.config import load_settings
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.bars import validate_bars
 from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.jobs.learning import describe_label
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
 from scalpbot.state.releases import ReleaseStore
@@ -216,8 +217,8 @@ def standard_cases() -> tuple[Case, ...]:
 @dataclass(frozen=True)
 class Outcome:
     """One run of a case: the verdict, the test window's return, the model's and oracle's net PnL per unit
-    notional on the test window (``capture``: their ratio; ``None`` without an oracle), and the release's five
-    most important features."""
+    notional on the test window (``capture``: their ratio; ``None`` without an oracle), the release's five
+    most important features and its label in words."""
 
     case: str
     seed: int
@@ -231,6 +232,7 @@ class Outcome:
     oracle_trades: int
     seconds: float
     top_features: tuple[str, ...] = ()
+    label: str = ""
 
 
 def run_case(
@@ -274,5 +276,5 @@ def run_case(
     return Outcome(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
-        tuple(list(report.importance)[:5]),
+        tuple(list(report.importance)[:5]), describe_label(report.labels),
     )  # fmt: skip

@@ -94,12 +94,13 @@ def _train(
         table.add_row(metric, *(_fmt(metric, column.get(metric)) for column in columns.values()))
     out.print(table)
     out.print(_fold_lines(report.folds), markup=False, highlight=False)
+    from scalpbot.jobs.learning import describe_label
+
     dsr = report.tuning.get("deflated_sharpe")
     out.print(
         f"tuning: {report.tuning.get('trials_run')} trials ({report.tuning.get('effective_trials')} effective), "
         f"best fold objective {report.tuning.get('best_value'):.2f}, deflated Sharpe ratio "
-        f"{'-' if dsr is None else f'{dsr:.3f}'}; label: horizon {report.labels.get('horizon')} bars, SL/TP "
-        f"{report.labels.get('k_sl')}/{report.labels.get('k_tp')} sigma"
+        f"{'-' if dsr is None else f'{dsr:.3f}'}; label: {describe_label(report.labels)}"
     )
     shown = list(report.importance.items())[:_IMPORTANT]
     out.print(

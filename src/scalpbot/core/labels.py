@@ -29,7 +29,16 @@ from scalpbot.core.backtest.nb import fill_price_nb, stop_exit_nb
 from scalpbot.core.features_nb import bar_series_nb, rolling_rms_nb
 from scalpbot.errors import ConfigError, DataError
 
-__all__ = ["LABEL_LONG", "LABEL_NEITHER", "LABEL_SHORT", "barrier_volatility", "triple_barrier_labels"]
+__all__ = [
+    "LABEL_LONG",
+    "LABEL_NEITHER",
+    "LABEL_SHORT",
+    "barrier_volatility",
+    "check_horizon",
+    "forward_volatility_nb",
+    "ohlc_prices",
+    "triple_barrier_labels",
+]
 
 LABEL_SHORT = 0
 LABEL_NEITHER = 1
@@ -129,7 +138,8 @@ def forward_volatility_nb(ret: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
-def _prices(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def ohlc_prices(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the bars' open, high, low and close as float64 arrays; ``DataError`` if missing or not valid OHLC."""
     if not isinstance(bars, pd.DataFrame):
         raise DataError(f"bars must be a pandas DataFrame of OHLC bars; got {type(bars).__name__}")
     missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
@@ -152,7 +162,8 @@ def _prices(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return open_, high, low, close
 
 
-def _check_horizon(horizon: int) -> None:
+def check_horizon(horizon: int) -> None:
+    """Raise ``ConfigError`` unless ``horizon`` is a whole number of bars in [1, 10000]."""
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= 10_000:
         raise ConfigError(f"horizon must be a whole number of bars in [1, 10000], e.g. 30; got {horizon!r}")
 
@@ -164,10 +175,10 @@ def barrier_volatility(bars: pd.DataFrame, *, horizon: int, window: int = 60) ->
     volatility of 1-bar log returns over the last ``window`` bars (the ``rv_60`` feature for the default window),
     as a fraction of price over ``horizon`` bars. NaN for ``t < window``. Same units as ``fwd_vol``.
     """
-    _check_horizon(horizon)
+    check_horizon(horizon)
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 2:
         raise ConfigError(f"window must be a whole number of bars >= 2, e.g. 60; got {window!r}")
-    open_, high, low, close = _prices(bars)
+    open_, high, low, close = ohlc_prices(bars)
     ret = bar_series_nb(open_, high, low, close)[0]
     sigma: np.ndarray = rolling_rms_nb(ret, int(window)) * math.sqrt(horizon)
     return sigma
@@ -197,7 +208,7 @@ def triple_barrier_labels(
     ``long_exit``/``short_exit`` (int8 ``ExitReason`` code: sl, tp or time, -1 invalid) and
     ``long_bars``/``short_bars`` (int16: bars after ``t`` of the exit bar, ``H`` for time, -1 invalid).
     """
-    _check_horizon(horizon)
+    check_horizon(horizon)
     for name, value in (("k_sl", k_sl), ("k_tp", k_tp)):
         if not (math.isfinite(value) and value > 0.0):
             raise ConfigError(
@@ -206,7 +217,7 @@ def triple_barrier_labels(
     for name, value, example in (("fee", fee, "0.0004"), ("slippage", slippage, "0.0001")):
         if not (math.isfinite(value) and 0.0 <= value < 0.1):
             raise ConfigError(f"{name} must be a fraction in [0, 0.1), e.g. {example}; got {value!r}")
-    open_, high, low, close = _prices(bars)
+    open_, high, low, close = ohlc_prices(bars)
     if vol is None:
         sigma = barrier_volatility(bars, horizon=horizon)
     else:

@@ -1,9 +1,11 @@
 """Steps shared by the train job and the weekly improvements: labelled rows, scoring, promotion through the gate.
 
-* :class:`LabelConfig` and :func:`labelled_rows`: the cost-aware triple-barrier labels of a release and the rows
-  a model may learn from. A barrier win must clear the venue's round trip: the label's take profit is never
-  closer than ``min_tp_round_trips`` round trips (taker fee and slippage on both fills), and a TP that fills
-  still counts only if the trade made money after those costs (:mod:`scalpbot.core.labels`).
+* :class:`LabelConfig` and :func:`labelled_rows`: the cost-aware labels of a release and the rows a model may
+  learn from. A **barrier** label (:mod:`scalpbot.core.labels`): its take profit is never closer than
+  ``min_tp_round_trips`` round trips (taker fee and slippage on both fills), and a TP that fills still counts
+  only if the trade made money after those costs. A **holding** label (:mod:`scalpbot.core.holding_labels`): a
+  side wins when holding it ``horizon`` bars made money after those costs and moved at least
+  ``min_tp_round_trips`` round trips.
 * :func:`simulate` / :func:`score_signals`: a backtest on the venue's profile with the configured slippage.
 * :func:`promote_through_gate`: move ``current.json`` to a release by compare-and-swap when the gate said so.
 """
@@ -20,19 +22,37 @@ import pandas as pd
 
 from scalpbot.core.backtest.frame import BacktestResult, backtest
 from scalpbot.core.gate import GateVerdict
+from scalpbot.core.holding_labels import holding_labels
 from scalpbot.core.labels import barrier_volatility, triple_barrier_labels
 from scalpbot.core.metrics import Metrics
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, PreconditionFailed
 from scalpbot.state.releases import Pointer, ReleaseStore
 
-__all__ = ["LabelConfig", "labelled_rows", "promote_through_gate", "score_signals", "simulate"]
+__all__ = [
+    "LABEL_KINDS",
+    "LabelConfig",
+    "describe_label",
+    "labelled_rows",
+    "promote_through_gate",
+    "score_signals",
+    "simulate",
+]
+
+
+LABEL_KINDS = ("barrier", "holding")
+"""``barrier``: triple-barrier labels at multiples of the recent volatility; ``holding``: the sign of the net
+return of holding a side for the horizon."""
 
 
 @dataclass(frozen=True, slots=True)
 class LabelConfig:
-    """A triple-barrier label: ``horizon`` bars, SL/TP at ``k_sl``/``k_tp`` barrier volatilities, the TP at
-    least ``min_tp_round_trips`` round trips away, and the costs and shorting of the venue it was made for."""
+    """A label of ``kind`` over ``horizon`` bars, made for a venue's costs and shorting.
+
+    ``barrier``: SL/TP at ``k_sl``/``k_tp`` barrier volatilities, the TP at least ``min_tp_round_trips`` round
+    trips away. ``holding``: a side wins when holding it ``horizon`` bars made money after the round trip and
+    moved at least ``min_tp_round_trips`` round trips (``k_sl``/``k_tp`` unused, 0).
+    """
 
     horizon: int
     k_sl: float
@@ -41,22 +61,43 @@ class LabelConfig:
     slippage: float = 0.0
     shorts: bool = True
     min_tp_round_trips: float = 0.0
+    kind: str = "barrier"
 
     def __post_init__(self) -> None:
         if not self.min_tp_round_trips >= 0.0:
             raise ConfigError(f"min_tp_round_trips must be >= 0 round trips; got {self.min_tp_round_trips}")
+        if self.kind not in LABEL_KINDS:
+            raise ConfigError(f"label kind must be one of {', '.join(LABEL_KINDS)}; got {self.kind!r}")
+
+    @classmethod
+    def holding(
+        cls,
+        horizon: int,
+        fee: float,
+        slippage: float = 0.0,
+        shorts: bool = True,
+        min_tp_round_trips: float = 0.0,
+    ) -> LabelConfig:
+        """Return a holding-period label over ``horizon`` bars."""
+        return cls(horizon, 0.0, 0.0, fee, slippage, shorts, min_tp_round_trips, "holding")
 
     @property
     def round_trip(self) -> float:
         """Return the cost of a round trip as a fraction of notional: fee and slippage on both fills."""
         return 2.0 * (self.fee + self.slippage)
 
+    def describe(self) -> str:
+        """Return ``horizon 30 bars, SL/TP 1/1 sigma`` or ``holding 30 bars``, for logs and summaries."""
+        return describe_label(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the manifest's ``labels`` entry."""
+        """Return the manifest's ``labels`` entry (a barrier label's has no ``kind``, as before holding labels)."""
+        shape: dict[str, Any] = (
+            {"k_sl": self.k_sl, "k_tp": self.k_tp} if self.kind == "barrier" else {"kind": self.kind}
+        )
         return {
             "horizon": self.horizon,
-            "k_sl": self.k_sl,
-            "k_tp": self.k_tp,
+            **shape,
             "fee": self.fee,
             "slippage": self.slippage,
             "shorts": self.shorts,
@@ -66,14 +107,16 @@ class LabelConfig:
     @classmethod
     def from_manifest(cls, labels: Mapping[str, Any]) -> LabelConfig:
         """Return the label a release was trained on (manifests before cost floors have none)."""
+        kind = str(labels.get("kind", "barrier"))
         return cls(
             horizon=int(labels["horizon"]),
-            k_sl=float(labels["k_sl"]),
-            k_tp=float(labels["k_tp"]),
+            k_sl=float(labels["k_sl"]) if kind == "barrier" else 0.0,
+            k_tp=float(labels["k_tp"]) if kind == "barrier" else 0.0,
             fee=float(labels["fee"]),
             slippage=float(labels.get("slippage", 0.0)),
             shorts=bool(labels.get("shorts", True)),
             min_tp_round_trips=float(labels.get("min_tp_round_trips", 0.0)),
+            kind=kind,
         )
 
     def barrier_vol(self, bars: pd.DataFrame) -> np.ndarray:
@@ -84,21 +127,38 @@ class LabelConfig:
         return floored
 
 
+def describe_label(labels: Mapping[str, Any]) -> str:
+    """Return a manifest ``labels`` entry in words: ``horizon 30 bars, SL/TP 1/1 sigma`` or ``holding 30 bars``."""
+    if labels.get("kind", "barrier") == "holding":
+        return f"holding {labels.get('horizon')} bars"
+    return f"horizon {labels.get('horizon')} bars, SL/TP {labels.get('k_sl'):g}/{labels.get('k_tp'):g} sigma"
+
+
 def labelled_rows(
     bars: pd.DataFrame, features: np.ndarray, config: LabelConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(label, fwd_vol, usable)`` per bar: the class, the forward volatility and whether the row has
     finite features, a complete label window and a positive forward volatility."""
-    labels = triple_barrier_labels(
-        bars,
-        horizon=config.horizon,
-        k_sl=config.k_sl,
-        k_tp=config.k_tp,
-        vol=config.barrier_vol(bars),
-        fee=config.fee,
-        slippage=config.slippage,
-        shorts=config.shorts,
-    )
+    if config.kind == "holding":
+        labels = holding_labels(
+            bars,
+            horizon=config.horizon,
+            fee=config.fee,
+            slippage=config.slippage,
+            min_move=config.min_tp_round_trips * config.round_trip,
+            shorts=config.shorts,
+        )
+    else:
+        labels = triple_barrier_labels(
+            bars,
+            horizon=config.horizon,
+            k_sl=config.k_sl,
+            k_tp=config.k_tp,
+            vol=config.barrier_vol(bars),
+            fee=config.fee,
+            slippage=config.slippage,
+            shorts=config.shorts,
+        )
     label = labels["label"].to_numpy()
     fwd_vol = labels["fwd_vol"].to_numpy()
     usable = (label >= 0) & np.isfinite(features).all(axis=1) & np.isfinite(fwd_vol) & (fwd_vol > 0)

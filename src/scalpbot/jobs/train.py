@@ -3,7 +3,8 @@
 * **prepare**: bars ``[until - days, until)``, the venue profile, the features and the walk-forward folds
   (:func:`scalpbot.core.folds.walk_forward`): consecutive validation folds, each with a training span that ends
   a purge (the longest label horizon) plus an embargo before it, then the test window that only the gate sees.
-* **fit**: for each candidate label (``train.horizon``/``k_sl``/``k_tp`` and ``train.label_search``; cost-aware,
+* **fit**: for each candidate label (the barrier labels ``train.horizon``/``k_sl``/``k_tp`` and
+  ``train.label_search``, the holding labels ``train.holding_horizons``; cost-aware,
   :class:`scalpbot.jobs.learning.LabelConfig`), one model per fold, fitted on the fold's training rows with early
   stopping on its validation rows; each fold's validation window is predicted by its own model only. The model
   is of the kind ``train.model`` names (:mod:`scalpbot.ml.registry`; the Keras MLP by default).
@@ -218,7 +219,7 @@ def tune_candidate(
             workers=workers,
         )
     log(
-        f"label horizon {label.horizon}, SL/TP {label.k_sl:g}/{label.k_tp:g} sigma: fold objective "
+        f"label {label.describe()}: fold objective "
         f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
     )
     return Fitted(label, models, records, probs, vol, tuned, artifact, calibration, calibration_record)

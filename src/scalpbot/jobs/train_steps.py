@@ -137,10 +137,15 @@ def split_folds(n_bars: int, cfg: Any, horizon: int) -> WalkForward:
 def _candidates(cfg: Any, venue: Venue, slippage: float) -> tuple[LabelConfig, ...]:
     shapes = [(cfg.horizon, cfg.k_sl, cfg.k_tp), *cfg.label_search]
     unique = list(dict.fromkeys((int(h), float(a), float(b)) for h, a, b in shapes))
-    return tuple(
+    barriers = tuple(
         LabelConfig(h, k_sl, k_tp, venue.taker_fee, slippage, venue.shorts, cfg.min_tp_round_trips)
         for h, k_sl, k_tp in unique
     )
+    holdings = tuple(
+        LabelConfig.holding(h, venue.taker_fee, slippage, venue.shorts, cfg.min_tp_round_trips)
+        for h in dict.fromkeys(int(h) for h in cfg.holding_horizons)
+    )
+    return barriers + holdings
 
 
 def prepare(
