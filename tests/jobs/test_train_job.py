@@ -53,7 +53,7 @@ def _cli(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> Any:
 
 def test_the_folds_are_purged_by_the_longest_candidate_label_and_embargoed() -> None:
     cfg = load_settings(None, {}).train
-    horizon = max(cfg.horizon, *(h for h, _, _ in cfg.label_search))
+    horizon = max(cfg.horizon, *(h for h, _, _ in cfg.label_search), *cfg.holding_horizons)
     folds = split_folds(60_000, cfg, horizon)
     assert len(folds.folds) == cfg.folds and folds.folds[0].train[0] == FEATURE_WARMUP
     for fold in folds.folds:
