@@ -136,7 +136,7 @@ def test_the_four_handlers_in_order_through_the_lambda_runtime_client(
         fits = [r for r in train.log_records() if "worker processes" in str(r.get("message"))]
     assert trained.ok, trained.payload
     assert len(fits) == 1 and fits[0]["job"] == "train", fits
-    assert fits[0]["message"].startswith("6 model fits in 2 worker processes (0 in this one): "), fits
+    assert fits[0]["message"].startswith("9 model fits in 2 worker processes (0 in this one): "), fits
     release_id = trained.payload["release_id"]
     assert release_id in releases.list("BTC/USDT")
     assert pd.Timestamp(trained.payload["windows"]["test"][1]) <= START

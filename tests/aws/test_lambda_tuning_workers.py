@@ -139,7 +139,7 @@ def test_two_tune_workers_share_the_budget_and_finish_publishes_what_train_picks
     prepared = _invoke(env, _event(at, "prepare"))
     assert prepared.ok and prepared.payload["status"] == "prepared", prepared.payload
     studies = prepared.payload["studies"]
-    assert len(studies) == 2  # one study per candidate label
+    assert len(studies) == 3  # one study per candidate label
 
     tuned = _tune_together(env, at, workers=2)
     assert all(t.ok and t.payload["status"] == "tuned" for t in tuned), [t.payload for t in tuned]

@@ -132,7 +132,7 @@ def test_the_kind_with_the_lowest_validation_log_loss_over_the_folds_is_chosen(
     folds = sum(b - a for a, b in (f.validation for f in prepared.folds.folds))
     assert kinds["confident"].predicted_rows == folds
     assert kinds["prior"].predicted_rows == len(prepared.candidates) * folds
-    assert len(choice.fits) == len(prepared.candidates) == 2
+    assert len(choice.fits) == len(prepared.candidates) == 3
     assert "chosen prior" in logged[-1]
 
 

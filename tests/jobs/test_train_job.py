@@ -105,9 +105,10 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert statistics["timing_p"] is None or 0.0 < statistics["timing_p"] <= 1.0
     assert statistics["timing_trades"] <= statistics["trades"]
     assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
-    # Two candidate labels of FAST["trials"] trials each; the deflation counts the effective independent ones.
-    assert manifest["tuning"]["trials_run"] == 2 * FAST["trials"]
-    assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= 2 * FAST["trials"]
+    # Three candidate labels (two barrier, one holding) of FAST["trials"] trials each; the deflation counts the
+    # effective independent ones.
+    assert manifest["tuning"]["trials_run"] == 3 * FAST["trials"]
+    assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= 3 * FAST["trials"]
     assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"
     assert statistics["total_return"] == report.test["total_return"]
     assert statistics["pbo"] == manifest["tuning"]["probability_of_backtest_overfitting"]
@@ -266,6 +267,7 @@ def test_training_the_same_data_again_finds_its_release_or_tops_up_the_stored_st
     services = _services(store)
     assert services.store.list("models/BTC_USDT/studies/") == [
         "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359-l1.db",
+        "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359-l2.db",
         "models/BTC_USDT/studies/binance-BTC_USDT-1m-20241231T2359.db",
     ]
     same = train(services, services.series())
@@ -326,7 +328,7 @@ def test_two_tuning_workers_fill_each_candidate_study_on_postgresql(
     assert report.tuning["n_trials"] == FAST["trials"] + 2
     assert any("tuning with 2 worker processes" in line for line in lines)
     summaries = optuna.get_all_study_summaries(postgres_url)
-    assert len(summaries) == 2  # one study per candidate label, each holding exactly the budget
+    assert len(summaries) == 3  # one study per candidate label, each holding exactly the budget
     for summary in summaries:
         trials = optuna.load_study(study_name=summary.study_name, storage=postgres_url).trials
         assert [t.number for t in trials] == list(range(FAST["trials"] + 2))

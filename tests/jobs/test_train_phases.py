@@ -94,7 +94,7 @@ def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
     prepared_store: tuple[Path, dict[str, Any]], one_run: tuple[Path, TrainReport], tmp_path: Path
 ) -> None:
     store, prepared = prepared_store
-    assert prepared["status"] == "prepared" and len(prepared["studies"]) == 2  # two candidate labels
+    assert prepared["status"] == "prepared" and len(prepared["studies"]) == 3  # three candidate labels
     services = _copy(store, tmp_path)
     report = finish_phase(services, services.series(), UNTIL)
     reference_store, reference = one_run
@@ -123,7 +123,7 @@ def test_a_calibrated_run_split_in_phases_publishes_the_release_one_calibrated_t
     prepared = prepare_phase(split, split.series(), UNTIL)
     assert prepared["status"] == "prepared" and "calibration" in prepared["timings"]
     handover = read_handover(split.store, handover_prefix("BTC/USDT", UNTIL), models=False)
-    assert [handover.calibration(i) is not None for i in range(len(handover.studies))] == [True, True]
+    assert [handover.calibration(i) is not None for i in range(len(handover.studies))] == [True] * 3
     report = finish_phase(split, split.series(), UNTIL)
     assert report.release_id == reference.release_id
     manifest, artifacts = _release(tmp_path / "split", report.release_id)
@@ -232,7 +232,7 @@ def test_a_run_fitting_its_folds_in_worker_processes_publishes_the_release_of_on
         report = train(services, services.series(), until=UNTIL, log=said.append)
         runs[workers] = (report, *_release(tmp_path / str(workers), report.release_id, (ONNX_ARTIFACT,)))
     pooled = [line for line in said if "worker processes" in line]
-    assert len(pooled) == 1 and pooled[0].startswith("12 model fits in 2 worker processes (0 in this one): ")
+    assert len(pooled) == 1 and pooled[0].startswith("18 model fits in 2 worker processes (0 in this one): ")
     (one, manifest, artifacts), (two, published, published_artifacts) = runs[1], runs[2]
     assert two.release_id == one.release_id and published["training_key"] == manifest["training_key"]
     assert _made(published) == _made(manifest)

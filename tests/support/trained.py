@@ -24,7 +24,14 @@ def active_services(store: Path, venue: dict[str, float] | None = None, **risk: 
     overrides = {
         "store": {"url": str(store)},
         # an eager release on raw probabilities: the tests that share it need trades, wins and losses
-        "train": {"trials": 5, "max_epochs": 2, "min_trades": 5, "calibration": "none"},
+        # on the barrier label, whose SL and TP both fire in the shared stretch (the parity tests want both)
+        "train": {
+            "trials": 5,
+            "max_epochs": 2,
+            "min_trades": 5,
+            "calibration": "none",
+            "holding_horizons": [],
+        },
         "risk": {**LOOSE_RISK, **risk},
         "venue": venue or {},
     }
