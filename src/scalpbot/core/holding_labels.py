@@ -20,23 +20,20 @@ the probability of a positive return falls by far less). The train job tries bot
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from numba import njit
 
 from scalpbot.core.backtest.nb import fill_price_nb
-from scalpbot.core.features_nb import bar_series_nb
 from scalpbot.core.labels import (
     LABEL_LONG,
     LABEL_NEITHER,
     LABEL_SHORT,
+    check_fraction,
     check_horizon,
-    forward_volatility_nb,
+    forward_volatility,
     ohlc_prices,
 )
-from scalpbot.errors import ConfigError
 
 __all__ = ["holding_labels", "holding_returns_nb"]
 
@@ -92,21 +89,16 @@ def holding_labels(
     unit of entry notional, NaN where invalid).
     """
     check_horizon(horizon)
-    for name, value, example in (
-        ("fee", fee, "0.0004"),
-        ("slippage", slippage, "0.0001"),
-        ("min_move", min_move, "0.002"),
-    ):
-        if not (math.isfinite(value) and 0.0 <= value < 0.1):
-            raise ConfigError(f"{name} must be a fraction in [0, 0.1), e.g. {example}; got {value!r}")
+    check_fraction("fee", fee, "0.0004")
+    check_fraction("slippage", slippage, "0.0001")
+    check_fraction("min_move", min_move, "0.002")
     open_, high, low, close = ohlc_prices(bars)
     long_ret, short_ret = holding_returns_nb(open_, close, int(horizon), float(fee), float(slippage))
     label = _classes_nb(open_, long_ret, short_ret, close, int(horizon), float(min_move), bool(shorts))
-    ret = bar_series_nb(open_, high, low, close)[0]
     return pd.DataFrame(
         {
             "label": label,
-            "fwd_vol": forward_volatility_nb(ret, int(horizon)),
+            "fwd_vol": forward_volatility(open_, high, low, close, horizon),
             "long_return": long_ret,
             "short_return": short_ret,
         },

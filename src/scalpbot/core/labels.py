@@ -34,7 +34,9 @@ __all__ = [
     "LABEL_NEITHER",
     "LABEL_SHORT",
     "barrier_volatility",
+    "check_fraction",
     "check_horizon",
+    "forward_volatility",
     "forward_volatility_nb",
     "ohlc_prices",
     "triple_barrier_labels",
@@ -162,6 +164,21 @@ def ohlc_prices(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return open_, high, low, close
 
 
+def check_fraction(name: str, value: float, example: str) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a fraction in [0, 0.1) (a fee, a slippage, a move)."""
+    if not (math.isfinite(value) and 0.0 <= value < 0.1):
+        raise ConfigError(f"{name} must be a fraction in [0, 0.1), e.g. {example}; got {value!r}")
+
+
+def forward_volatility(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, horizon: int
+) -> np.ndarray:
+    """Return the ``fwd_vol`` column: the realized volatility of 1-bar close log returns over bars
+    ``t + 1 .. t + horizon`` as a fraction of price; NaN where ``t + horizon`` is past the end."""
+    out: np.ndarray = forward_volatility_nb(bar_series_nb(open_, high, low, close)[0], int(horizon))
+    return out
+
+
 def check_horizon(horizon: int) -> None:
     """Raise ``ConfigError`` unless ``horizon`` is a whole number of bars in [1, 10000]."""
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or not 1 <= horizon <= 10_000:
@@ -214,9 +231,8 @@ def triple_barrier_labels(
             raise ConfigError(
                 f"{name} must be a positive multiple of the volatility, e.g. 1.5; got {value!r}"
             )
-    for name, value, example in (("fee", fee, "0.0004"), ("slippage", slippage, "0.0001")):
-        if not (math.isfinite(value) and 0.0 <= value < 0.1):
-            raise ConfigError(f"{name} must be a fraction in [0, 0.1), e.g. {example}; got {value!r}")
+    check_fraction("fee", fee, "0.0004")
+    check_fraction("slippage", slippage, "0.0001")
     open_, high, low, close = ohlc_prices(bars)
     if vol is None:
         sigma = barrier_volatility(bars, horizon=horizon)
@@ -236,11 +252,10 @@ def triple_barrier_labels(
         float(slippage),
         bool(shorts),
     )
-    ret = bar_series_nb(open_, high, low, close)[0]
     return pd.DataFrame(
         {
             "label": label,
-            "fwd_vol": forward_volatility_nb(ret, int(horizon)),
+            "fwd_vol": forward_volatility(open_, high, low, close, horizon),
             "long_exit": long_exit,
             "long_bars": long_bars,
             "short_exit": short_exit,
