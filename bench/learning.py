@@ -76,6 +76,9 @@ def _start_worker(cores: list[int], counter: object) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cores[index % len(cores)]})
     die_with_parent()  # a bench stopped (SIGTERM, SIGKILL) leaves no run computing
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it was stopped before the request took effect
+        os._exit(1)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     _BARS = load_bars()
 
@@ -138,8 +141,13 @@ def planted(args: argparse.Namespace) -> None:
 
 
 def _label_counts(outcomes: list[Outcome]) -> str:
-    """Return how many runs chose each kind of label: ``barrier 8, holding 12``."""
-    kinds = ["holding" if o.label.startswith("holding") else "barrier" for o in outcomes if o.label]
+    """Return how many runs chose each kind of label: ``barrier 8, holding 12`` (outcomes recorded before the
+    kind was kept: by their label's words)."""
+    kinds = [
+        o.label_kind or ("holding" if o.label.startswith("holding") else "barrier")
+        for o in outcomes
+        if o.label
+    ]
     return ", ".join(f"{kind} {kinds.count(kind)}" for kind in sorted(set(kinds))) or "-"
 
 

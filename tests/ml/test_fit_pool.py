@@ -154,6 +154,35 @@ def test_a_fit_that_fails_in_a_worker_raises_its_own_error_with_the_workers_trac
     assert no_workers_left()
 
 
+def test_of_several_failing_fits_the_first_in_order_raises_whichever_worker_fails_first() -> None:
+    """Fold 1's fit fails in a worker held stopped until fold 2's has failed in the other: the error raised is
+    fold 1's, as fitting the folds one after another here would raise, and no worker is left running."""
+    kind = model_kind("mlp")
+    good = folds(3)
+
+    def failing(k: int, hold_first: bool = False) -> RowsSource:
+        def rows() -> tuple[LabelledRows, LabelledRows]:
+            if hold_first:  # the worker holding fold 1 (sent just before) waits until fold 2 has failed
+                (worker,) = [p for p in multiprocessing.active_children() if p.name == "fit worker 1"]
+                os.kill(worker.pid, signal.SIGSTOP)
+                threading.Timer(2.0, os.kill, (worker.pid, signal.SIGCONT)).start()
+            train, validation = good[k]()
+            vol = np.full(train.y_vol.size, np.nan)
+            vol[: k + 1] = 1.0
+            return LabelledRows(train.x, train.y_class, vol), validation
+
+        return rows
+
+    said: list[str] = []
+    with pytest.raises(DataError, match="not finite in 1499 row") as raised:
+        fit_each(kind, [failing(0), failing(1, hold_first=True), good[2]], HP, workers=2, log=said.append)
+    assert any("raised in fit worker process" in note for note in raised.value.__notes__)
+    assert said == []
+    assert no_workers_left()
+    with pytest.raises(DataError, match="not finite in 1499 row"):
+        fit_each(kind, [failing(0), failing(1), good[2]], HP, workers=1)
+
+
 def test_a_kind_a_worker_cannot_load_is_fitted_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """A kind registered at run time (a plug-in) is in this process's registry, not in a fresh worker's: the
     workers say so and this process fits every model."""

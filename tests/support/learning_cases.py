@@ -11,7 +11,9 @@ bars are kept, only a drift is added. ``shape``:
   bars.
 
 Prices move inside a bar: a bar opens at the previous close's shift and closes at its own, its high and low
-follow (so bars stay valid OHLC). Events are ``hold * 3`` bars apart at least. The **oracle rule** knows the
+follow (so bars stay valid OHLC). Shocks and bursts fall at random bars, ``hold * 3`` bars apart at least and
+on no grid of the clock (events every 90 minutes from midnight would all fall at minute 0 or 30, and the clock
+features would find them by their time rather than by their shock or volume). The **oracle rule** knows the
 events: it buys at the open after each event bar and sells ``hold`` bars later at the open, through the
 project's one fill kernel at the venue's costs; its net PnL per unit of notional (the sum over trades of
 ``pnl / (entry price * quantity)``) is what a perfect learner could earn. Binance spot is long only, so every
@@ -95,9 +97,12 @@ def _event_positions(bars: pd.DataFrame, effect: Effect, rng: np.random.Generato
         starts = np.flatnonzero(np.isin(minutes, TIME_OF_DAY_STARTS))
         events = starts - 1
         return events[(events >= 1) & (events < n - effect.hold - 2)]
-    count = int(effect.per_day * n / 1440)
-    slots = np.arange(gap, n - gap, gap)
-    return np.sort(rng.choice(slots, size=min(count, slots.size), replace=False))
+    # Uniform among the placements at least ``gap`` apart (and ``gap`` from either end): a position drawn
+    # from the room left once the gaps are set aside, plus the gaps before it. Not on a grid of the clock,
+    # which the time-of-day features would read as the event's time.
+    count = min(int(effect.per_day * n / 1440), max(n - gap, 0) // (gap + 1))
+    room = n - gap - count * gap
+    return gap + np.sort(rng.choice(room, size=count, replace=False)) + gap * np.arange(count)
 
 
 def plant(bars: pd.DataFrame, effect: Effect, rng: np.random.Generator) -> Planted:
@@ -218,7 +223,8 @@ def standard_cases() -> tuple[Case, ...]:
 class Outcome:
     """One run of a case: the verdict, the test window's return, the model's and oracle's net PnL per unit
     notional on the test window (``capture``: their ratio; ``None`` without an oracle), the release's five
-    most important features and its label in words."""
+    most important features, its label in words and the label's kind (``barrier``, ``holding``; empty in
+    outcomes recorded before it was kept)."""
 
     case: str
     seed: int
@@ -233,6 +239,7 @@ class Outcome:
     seconds: float
     top_features: tuple[str, ...] = ()
     label: str = ""
+    label_kind: str = ""
 
 
 def run_case(
@@ -277,4 +284,5 @@ def run_case(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
         tuple(list(report.importance)[:5]), describe_label(report.labels),
+        str(report.labels.get("kind", "barrier")),
     )  # fmt: skip

@@ -101,7 +101,8 @@ def fit_each(
     ``workers``: processes fitting at once (0: :func:`available_cores`; 1: every fit in this process, the last
     one with a progress bar of its epochs when ``show_progress``; more: a bar of the fits). The models equal
     the in-process fits'. ``log`` gets one line when workers fitted, and why any fit was made here instead.
-    A fit that fails raises its own error (with the worker's traceback as a note).
+    A fit that fails raises its own error (with the worker's traceback as a note); of several, the first in
+    the order of ``rows``, as in-process fits would (the fits after it are not waited for).
     """
     workers = available_cores() if workers == 0 else workers
     plan = _units(kind, rows, hp) if workers > 1 else None
@@ -111,16 +112,19 @@ def fit_each(
     workers = min(workers, len(units))
     started = time.perf_counter()
     with _fits_progress(len(units), show_progress) as advance:
-        done, lost = _in_workers(member, units, workers, advance)
-        here = [j for j, fitted in enumerate(done) if fitted is None]
+        done, lost, failed = _in_workers(member, units, workers, advance)
+        first_failed = min(failed, default=len(units))
+        here = [j for j, fitted in enumerate(done[:first_failed]) if fitted is None]
         if lost:
             log(
                 f"model fits in {workers} worker processes: {'; '.join(lost)}; "
                 f"fitting the {len(here)} remaining of {len(units)} in this process"
             )
-        for j in here:
+        for j in here:  # a fit that fails here is earlier in order than any that failed in a worker
             done[j] = member.fit(*units[j].rows(), units[j].hp)
             advance()
+    if failed:
+        raise failed[first_failed]
     fits = [cast(TrainedModel, fitted) for fitted in done]
     log(
         f"{len(units)} model fits in {workers} worker processes ({len(here)} in this one): "
@@ -191,11 +195,16 @@ def _serve(connection: Connection, parent: int) -> None:
 
 def _in_workers(
     member: ModelKind, units: list[_Unit], workers: int, advance: Callable[[], None]
-) -> tuple[list[TrainedModel | None], list[str]]:
-    """Fit ``units`` in ``workers`` spawned processes; return the fits (None: not done, fit it here) and why
-    any were not."""
+) -> tuple[list[TrainedModel | None], list[str], dict[int, BaseException]]:
+    """Fit ``units`` in ``workers`` spawned processes; return the fits (None: not done, fit it here), why any
+    were not, and the errors of the fits that failed by unit.
+
+    Once a fit has failed, only the units before it are still sent and waited for (one of them may fail
+    first in order); the busy workers fitting later ones are stopped.
+    """
     done: list[TrainedModel | None] = [None] * len(units)
     lost: list[str] = []
+    failed: dict[int, BaseException] = {}
     pool = _Workers(units, lost)
     try:
         pool.start(workers)
@@ -203,7 +212,10 @@ def _in_workers(
             for connection, j, (status, result, remote) in pool.replies():
                 if status == "failed":
                     result.add_note(f"raised in fit worker process:\n{remote}")
-                    raise result
+                    failed[j] = result
+                    pool.keep_before(min(failed))
+                    pool.send_next(connection)
+                    continue
                 if status == "unavailable":
                     lost.append(f"a worker cannot load model kind {units[j].kind!r} ({result})")
                     pool.pending.clear()  # no worker can: every remaining fit is made here
@@ -213,7 +225,7 @@ def _in_workers(
                 pool.send_next(connection)
     finally:
         pool.stop()
-    return done, lost
+    return done, lost, failed
 
 
 class _Workers:
@@ -246,6 +258,17 @@ class _Workers:
     def busy(self) -> bool:
         """Return whether any worker holds a unit."""
         return bool(self.held)
+
+    def keep_before(self, unit: int) -> None:
+        """Forget the units from ``unit`` on: the pending ones are not sent, the workers holding one stopped."""
+        self.pending = [j for j in self.pending if j < unit]
+        for connection, j in list(self.held.items()):
+            if j >= unit:
+                del self.held[connection]
+                process = self.processes.pop(connection)
+                process.kill()
+                process.join()
+                connection.close()
 
     def send_next(self, connection: Connection) -> None:
         """Send the worker on ``connection`` the next pending unit, its rows sliced now (if any is left)."""

@@ -1,0 +1,60 @@
+"""The known-answer cases plant their events where the case says, and nowhere a clock feature could find them
+(``support.learning_cases``; the learning runs over them are ``test_learning_known_answers.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from support.learning_cases import TIME_OF_DAY_STARTS, Effect, plant
+
+
+def _bars(days: int) -> pd.DataFrame:
+    n = days * 1440
+    index = pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC")
+    price = 60_000.0 * np.exp(np.cumsum(np.random.default_rng(1).normal(0.0, 5e-4, n)))
+    return pd.DataFrame(
+        {"open": price, "high": price * 1.0005, "low": price * 0.9995, "close": price, "volume": 3.0},
+        index=index,
+    )
+
+
+@pytest.mark.parametrize("shape", ["shock reversion", "volume momentum"])
+@given(seed=st.integers(0, 2**32 - 1), days=st.integers(2, 20), per_day=st.sampled_from([1.0, 6.0, 15.0]))
+def test_shocks_and_bursts_are_as_many_as_asked_spaced_three_holds_apart_and_inside_the_bars(
+    shape: str, seed: int, days: int, per_day: float
+) -> None:
+    effect = Effect(shape, 0.01, per_day=per_day)
+    bars = _bars(days)
+    events = plant(bars, effect, np.random.default_rng(seed)).events
+    gap = 3 * effect.hold
+    assert len(events) == min(int(per_day * days), (len(bars) - gap) // (gap + 1))
+    assert (np.diff(events) > gap).all()
+    assert events[0] >= gap and events[-1] < len(bars) - gap
+
+
+@pytest.mark.parametrize("shape", ["shock reversion", "volume momentum"])
+def test_shocks_and_bursts_fall_at_any_minute_so_the_clock_cannot_tell_them(shape: str) -> None:
+    """Events every 90 minutes from midnight would all sit at minute 0 or 30 of an hour; random ones spread
+    over the hour and the day as evenly as chance allows."""
+    bars = _bars(40)
+    events = plant(bars, Effect(shape, 0.01), np.random.default_rng(0)).events
+    minutes = bars.index[events].minute
+    hours = bars.index[events].hour
+    assert len(events) == 240
+    assert len(set(minutes)) >= 50 and np.bincount(minutes, minlength=60).max() <= 12
+    assert len(set(hours)) == 24 and np.bincount(hours, minlength=24).max() <= 25
+
+
+def test_time_of_day_drifts_start_at_their_minutes_every_day() -> None:
+    bars = _bars(5)
+    effect = Effect("time of day", 0.01, per_day=4.0)
+    planted = plant(bars, effect, np.random.default_rng(0))
+    starts = bars.index[planted.events + 1]
+    assert sorted(set(starts.hour * 60 + starts.minute)) == list(TIME_OF_DAY_STARTS)
+    drift = np.log(planted.bars["close"] / bars["close"]).to_numpy()
+    first = planted.events[0]
+    assert drift[first + effect.hold] - drift[first] == pytest.approx(effect.drift)
