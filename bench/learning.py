@@ -17,7 +17,7 @@ Runs are independent: ``--jobs J`` runs J of them at once, each process on its o
 appends each run's outcome to the JSON-lines file F as it ends; a rerun with the same ``--out`` skips the runs
 already there (so a long bench that was stopped goes on where it was).
 
-Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING] [--months M]
+Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING[|...]] [--months M]
                                 [--jobs J] [--out FILE]
 """
 
@@ -117,7 +117,8 @@ def _done(path: Path | None) -> dict[tuple[str, int], Outcome]:
 
 def planted(args: argparse.Namespace) -> None:
     """Run the known-answer cases and print their table."""
-    cases = [case for case in standard_cases() if not args.cases or args.cases in case.name]
+    wanted = [part for part in args.cases.split("|") if part]
+    cases = [case for case in standard_cases() if not wanted or any(part in case.name for part in wanted)]
     done = _done(args.out)
     train = {"days": args.days, "trials": args.trials, "seeds": args.seeds}
     # Seed by seed over the cases, so that a stopped bench has an even sample of every case.
@@ -274,7 +275,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--days", type=int, default=45)
     parser.add_argument("--trials", type=int, default=TrainSettings().trials, help="default: train.trials")
-    parser.add_argument("--cases", default="", help="run only the cases whose name contains this")
+    parser.add_argument(
+        "--cases", default="", help="run only the cases whose name contains this (or any of A|B)"
+    )
     parser.add_argument("--months", type=int, default=0, help="also run the month-by-month walk-forward")
     parser.add_argument("--no-planted", action="store_true", help="skip the planted cases")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one core each")
