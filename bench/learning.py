@@ -50,6 +50,9 @@ from scalpbot.ml.fit_pool import die_with_parent
 
 from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
 
+_TARGET_CAPTURE = 0.6
+"""The share of the oracle's net PnL a promoted release must capture on an edge clearly above costs."""
+
 
 def _median(values: list[float]) -> str:
     return "-" if not values else f"{np.median(values):+.2%}"
@@ -159,6 +162,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
         "promoted",
         "test return (median)",
         "capture (median [min, max])",
+        f"capture >= {_TARGET_CAPTURE:.0%}",
         "trades / oracle",
         "labels chosen",
         "s/run",
@@ -178,6 +182,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
             f"{sum(o.promoted for o in outcomes)}/{len(outcomes)}",
             _median([o.test_return for o in outcomes]),
             capture,
+            f"{sum(c >= _TARGET_CAPTURE for c in captures)}/{len(captures)}" if captures else "-",
             trades,
             _label_counts(outcomes),
             f"{np.mean([o.seconds for o in outcomes]):.0f}",
