@@ -144,6 +144,17 @@ def planted(args: argparse.Namespace) -> None:
     table(cases, [[done[(case.name, seed)] for seed in range(args.seeds)] for case in cases])
 
 
+def _events_taken(outcomes: list[Outcome]) -> str:
+    """Return the median share of a run's events its release traded in their drift, and on the event bar
+    itself: ``62 % (9 %)`` (``-`` without events, or for outcomes recorded before they were counted)."""
+    counted = [o for o in outcomes if o.events_taken is not None and o.oracle_trades]
+    if not counted:
+        return "-"
+    taken = np.median([(o.events_taken or 0) / o.oracle_trades for o in counted])
+    on_time = np.median([(o.events_on_time or 0) / o.oracle_trades for o in counted])
+    return f"{taken:.0%} ({on_time:.0%})"
+
+
 def _label_counts(outcomes: list[Outcome]) -> str:
     """Return how many runs chose each kind of label: ``barrier 8, holding 12`` (outcomes recorded before the
     kind was kept: by their label's words)."""
@@ -163,6 +174,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
         "test return (median)",
         "capture (median [min, max])",
         f"capture >= {_TARGET_CAPTURE:.0%}",
+        "events taken (on the event bar)",
         "trades / oracle",
         "labels chosen",
         "s/run",
@@ -183,6 +195,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
             _median([o.test_return for o in outcomes]),
             capture,
             f"{sum(c >= _TARGET_CAPTURE for c in captures)}/{len(captures)}" if captures else "-",
+            _events_taken(outcomes),
             trades,
             _label_counts(outcomes),
             f"{np.mean([o.seconds for o in outcomes]):.0f}",

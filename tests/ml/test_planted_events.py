@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from support.learning_cases import TIME_OF_DAY_STARTS, Effect, plant
+from support.learning_cases import TIME_OF_DAY_STARTS, Effect, events_taken, plant
 
 
 def _bars(days: int) -> pd.DataFrame:
@@ -58,3 +58,12 @@ def test_time_of_day_drifts_start_at_their_minutes_every_day() -> None:
     drift = np.log(planted.bars["close"] / bars["close"]).to_numpy()
     first = planted.events[0]
     assert drift[first + effect.hold] - drift[first] == pytest.approx(effect.drift)
+
+
+def test_an_event_counts_as_taken_when_a_trade_was_decided_in_its_drift_and_on_time_on_its_bar() -> None:
+    bars = _bars(1)
+    events = np.array([100, 400, 700, 1000])
+    decided = [100, 430, 431, 705, 1020, 1030, 1200]  # on time, just after the drift, two in one drift, none
+    trades = pd.DataFrame({"entry_time": bars.index[np.array(decided) + 1]})
+    assert events_taken(bars, trades, events, hold=30) == (3, 1)
+    assert events_taken(bars, trades.iloc[:0], events, hold=30) == (0, 0)

@@ -197,6 +197,18 @@ def net_per_notional(trades: pd.DataFrame) -> float:
     return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
 
 
+def events_taken(bars: pd.DataFrame, trades: pd.DataFrame, events: np.ndarray, hold: int) -> tuple[int, int]:
+    """Return how many of ``events`` (positions in ``bars``) a trade was decided in, within the ``hold`` bars
+    of their drift, and how many on the event bar itself, as the oracle decides (a trade entering at the open
+    of bar ``t + 1`` was decided at the close of ``t``)."""
+    if trades.empty or not len(events):
+        return 0, 0
+    decided = np.asarray(bars.index.get_indexer(pd.DatetimeIndex(trades["entry_time"]))) - 1
+    inside = (decided[None, :] >= events[:, None]) & (decided[None, :] < events[:, None] + hold)
+    on_time = (decided[None, :] == events[:, None]).any(axis=1)
+    return int(inside.any(axis=1).sum()), int(on_time.sum())
+
+
 def oracle_net(
     bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0
 ) -> float:
@@ -224,7 +236,8 @@ class Outcome:
     """One run of a case: the verdict, the test window's return, the model's and oracle's net PnL per unit
     notional on the test window (``capture``: their ratio; ``None`` without an oracle), the release's five
     most important features, its label in words and the label's kind (``barrier``, ``holding``; empty in
-    outcomes recorded before it was kept)."""
+    outcomes recorded before it was kept), and how many of the ``oracle_trades`` events the release traded in
+    their drift and on the event bar itself (None in outcomes recorded before they were counted)."""
 
     case: str
     seed: int
@@ -240,6 +253,8 @@ class Outcome:
     top_features: tuple[str, ...] = ()
     label: str = ""
     label_kind: str = ""
+    events_taken: int | None = None
+    events_on_time: int | None = None
 
 
 def run_case(
@@ -265,13 +280,18 @@ def run_case(
     test_start = pd.Timestamp(report.windows["test"][0])
     signals = release_signals(planted.bars, trading).loc[test_start:]
     window = planted.bars.loc[test_start:]
-    model = net_per_notional(simulate(window, signals, services.settings.backtest, venue).trades)
+    trades = simulate(window, signals, services.settings.backtest, venue).trades
+    model = net_per_notional(trades)
     oracle: float | None = None
     oracle_trades = 0
+    taken: int | None = None
+    on_time: int | None = None
     if case.effect is not None:
         first = int(planted.bars.index.get_indexer([test_start])[0])
         events = planted.events - first
-        oracle_trades = int(oracle_signals(window, events, case.effect.hold)["side"].sum())
+        traded = oracle_signals(window, events, case.effect.hold)["side"].to_numpy()
+        oracle_trades = int(traded.sum())
+        taken, on_time = events_taken(window, trades, np.flatnonzero(traded), case.effect.hold)
         oracle = oracle_net(
             window,
             events,
@@ -284,5 +304,5 @@ def run_case(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
         tuple(list(report.importance)[:5]), describe_label(report.labels),
-        str(report.labels.get("kind", "barrier")),
+        str(report.labels.get("kind", "barrier")), taken, on_time,
     )  # fmt: skip
