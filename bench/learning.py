@@ -6,7 +6,8 @@ reversion, momentum after volume bursts, time-of-day drift - clearly above the B
 or below it; null data are the real bars, their one-hour blocks shuffled, and a random walk. The train job runs
 with the embedded defaults (walk-forward folds, the gate) on a fresh store. Per case: promotions, the median
 test-window return, and the capture: the release's net PnL per unit of notional on the test window over the
-oracle rule's (which knows the events) on the same window, at the same costs.
+oracle rule's (which knows the events) on the same window, at the same costs, over the promoted releases (a
+refused one never trades; below costs, the oracle's own net is near 0 and the ratio means nothing).
 
 **Month by month** (``--months``): on the real 2024 bars, train on the ``--days`` before month m, then trade
 month m+1 with whatever is current (nothing, until a release is promoted) and print the out-of-sample return
@@ -172,7 +173,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
         "case",
         "promoted",
         "test return (median)",
-        "capture (median [min, max])",
+        "capture of the promoted (median [min, max])",
         f"capture >= {_TARGET_CAPTURE:.0%}",
         "events taken (on the event bar)",
         "trades / oracle",
@@ -184,7 +185,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
     print(" | ".join("---" for _ in header))
     first_lines = []
     for case, outcomes in zip(cases, runs, strict=True):
-        captures = [o.capture for o in outcomes if o.capture is not None]
+        captures = [o.capture for o in outcomes if o.promoted and o.capture is not None]
         capture = (
             "-" if not captures else f"{np.median(captures):.0%} [{min(captures):.0%}, {max(captures):.0%}]"
         )
