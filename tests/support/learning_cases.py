@@ -37,7 +37,7 @@ from scalpbot.config import load_settings
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.bars import validate_bars
 from scalpbot.inference.signals import TradingModel, release_signals
-from scalpbot.jobs.learning import describe_label
+from scalpbot.jobs.learning import LabelConfig
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
 from scalpbot.state.releases import ReleaseStore
@@ -300,9 +300,9 @@ def run_case(
             slippage=services.settings.backtest.slippage,
         )
     capture = model / oracle if oracle is not None and oracle > 0 else None
+    label = LabelConfig.from_manifest(report.labels)
     return Outcome(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
-        tuple(list(report.importance)[:5]), describe_label(report.labels),
-        str(report.labels.get("kind", "barrier")), taken, on_time,
+        tuple(list(report.importance)[:5]), label.describe(), label.kind, taken, on_time,
     )  # fmt: skip
