@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.adapters.clock import FixedClock
+
+from support.http_double import JoiningHTTPServer
 
 MINUTE_MS = 60_000
 INTERVAL_MINUTES = {
@@ -126,8 +128,7 @@ class BinanceServer:
         self._faults: list[_Fault] = []
         self._outages: list[tuple[datetime, datetime, str]] = []
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = JoiningHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.02,), name="binance-server", daemon=True
         )

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -43,6 +43,7 @@ import numpy as np
 from scalpbot.adapters.clock import FixedClock
 
 from support.binance_server import Series
+from support.http_double import JoiningHTTPServer
 from support.okx_book import INSTRUMENTS, Book, OkxError, Order
 from support.okx_swap import SWAP, SwapBook, funding_rows, swap_instrument
 
@@ -152,8 +153,7 @@ class OkxServer:
         if swap is not None:  # the linear-swap account (see support.okx_swap); its orders go to its own book
             self.swap = SwapBook(self._series, next_id=self.book._next_id, **swap)
             self._add_swap_endpoints(self.swap)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = JoiningHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.02,), name="okx-server", daemon=True
         )
