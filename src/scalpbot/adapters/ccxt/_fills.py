@@ -79,6 +79,19 @@ class Execution:
     base_fee: float = 0.0
 
 
+def execution_order(trade: Mapping[str, Any]) -> tuple[int, int, int, str]:
+    """Return the sort key of a ccxt trade in the venue's execution order: its time (epoch ms), then its id.
+
+    Venues number their trades (Binance and OKX ids are decimal integers, which ccxt hands over as text), so
+    ids of digits compare as numbers: trade ``"10"`` comes after ``"9"`` in the same millisecond, as a time
+    stop's sale does before the re-entry at the same open. Other ids compare as text, after the numbered ones.
+    """
+    trade_id = str(trade["id"])
+    if trade_id.isdigit():
+        return int(trade["timestamp"]), 0, int(trade_id), ""
+    return int(trade["timestamp"]), 1, 0, trade_id
+
+
 def executions(
     trades: list[dict[str, Any]],
     orders: Mapping[str, Mapping[str, Any]],
@@ -90,7 +103,7 @@ def executions(
 ) -> list[Execution]:
     """Aggregate ccxt trades per order, oldest first; ``orders`` maps order id to the ccxt order."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for trade in sorted(trades, key=lambda t: (int(t["timestamp"]), str(t["id"]))):
+    for trade in sorted(trades, key=execution_order):
         groups.setdefault(str(trade["order"]), []).append(trade)
     result = []
     for order_id, rows in groups.items():
