@@ -26,7 +26,7 @@ GAPPY_FILE = Path(__file__).parents[1] / "fixtures" / "XMR_BTC-1m.csv"
 SETTINGS = settings(max_examples=60, deadline=None)
 
 # Changing a feature? Bump FEATURE_SPEC_VERSION, then update these two.
-EXPECTED_VERSION = "3"
+EXPECTED_VERSION = "4"
 EXPECTED_NAMES = (
     "ret_1",
     "ret_5",
@@ -58,6 +58,10 @@ EXPECTED_NAMES = (
     "shock_1",
     "shock_5",
     "vol_regime",
+    "spike_age_30",
+    "spike_z_30",
+    "spike_shock_30",
+    "spike_ret_30",
     "tf5_now",
     "tf5_prev",
     "tf15_now",
@@ -263,6 +267,20 @@ def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame
         },
         "vol_regime": np.log(np.sqrt(np.mean(ret[-15:] ** 2)) / np.sqrt(np.mean(ret[-240:] ** 2))),
     }
+    # The last volume spike: the highest volume_z_60 of the last 30 bars, each bar's z over its own window.
+    z = [
+        (log_volume[j] - log_volume[j - 59 : j + 1].mean()) / log_volume[j - 59 : j + 1].std()
+        for j in range(t - 29, t + 1)
+    ]
+    age = 29 - max(range(30), key=lambda k: (z[k], k))  # the latest bar on a tie
+    spike = t - age
+    rv_at = np.sqrt(np.mean(ret[spike - 60 : spike] ** 2))
+    expected |= {
+        "spike_age_30": age / 30,
+        "spike_z_30": z[29 - age],
+        "spike_shock_30": np.log(c[spike] / c[spike - 1]) / rv_at,
+        "spike_ret_30": np.log(c[-1] / c[spike]),
+    }
     # Multi-timeframe context: the clock-aligned 5m/15m/1h bars built by pandas from the same 1m bars.
     stamp = sample_bars.index[t]
     for minutes in (5, 15, 60):
@@ -304,6 +322,10 @@ def test_feature_values_match_the_spec_version(sample_features: np.ndarray) -> N
         "dow_cos": 0.6234898018587336,
         "shock_1": 0.8983403475074428,
         "vol_regime": -0.10785559503423434,
+        "spike_age_30": 0.13333333333333333,
+        "spike_z_30": 3.4450202283675013,
+        "spike_shock_30": -0.320497559852897,
+        "spike_ret_30": 0.0019348833236669805,
         "tf15_prev": 0.002641593326233407,
         "tf60_now": 0.004075975747300131,
         "tod4_sin": -0.34202014332566866,
@@ -355,3 +377,20 @@ def test_an_invalid_bar_frame_raises_a_data_error_naming_the_problem() -> None:
     broken.iloc[6, 4] = np.nan
     with pytest.raises(DataError, match="row 6.*volume"):
         build_features(broken)
+
+
+def test_a_volume_spike_is_carried_to_the_bars_after_it_for_thirty_bars() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW + 40)
+    volume = bars["volume"].to_numpy().copy()
+    close = bars["close"].to_numpy()
+    spike = FEATURE_WINDOW + 2
+    volume[spike] *= 50.0
+    bars["volume"] = volume
+    features = build_features(bars)
+    for later in (0, 7, 29):
+        row = features.iloc[spike + later]
+        assert row["spike_age_30"] == pytest.approx(later / 30)
+        assert row["spike_z_30"] == features["volume_z_60"].iloc[spike]
+        assert row["spike_shock_30"] == features["shock_1"].iloc[spike]
+        assert row["spike_ret_30"] == pytest.approx(np.log(close[spike + later] / close[spike]))
+    assert features["spike_z_30"].iloc[spike + 30] < features["volume_z_60"].iloc[spike]  # out of the window

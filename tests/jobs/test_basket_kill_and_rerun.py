@@ -2,7 +2,7 @@
 uninterrupted run ends: every symbol's own state, the shared budget and the one ledger, byte for byte.
 
 Two symbols (BTC/USDT and ETH/USDT on the same bars, the same eager release) and ``max_gross_notional =
-10000`` (quote): on every bar both decide alike, BTC/USDT reserves first, and ETH/USDT's entry fits beside it
+4000`` (quote): on every bar both decide alike, BTC/USDT reserves first, and ETH/USDT's entry fits beside it
 when the entries are small and is denied by the budget when they are not, so kills between the two symbols'
 cycles of one bar and inside the second are exercised. The killed run is a real
 ``scalpbot replay`` process (``support.kill_after_write``); the rerun's clock is an hour later.
@@ -48,7 +48,7 @@ max_daily_loss = {LOOSE_RISK["max_daily_loss"]}
 max_drawdown = {LOOSE_RISK["max_drawdown"]}
 
 [portfolio]
-max_gross_notional = 10000.0
+max_gross_notional = 4000.0
 
 [bot]
 symbols = ["BTC/USDT", "ETH/USDT"]

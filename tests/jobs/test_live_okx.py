@@ -8,6 +8,8 @@ Both run on a venue profile with OKX's BTC-USDT rules (lot 0.00000001 BTC, tick 
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,10 +24,12 @@ from scalpbot.state.history import MemoryHistory
 from scalpbot.state.ledger import Ledger
 from scalpbot.wiring import build_executor, build_services, live_broker
 
+from support.broker_venue import NOW
+from support.cli import run_cli
 from support.live_helpers import RecordingNotifier
 from support.okx_server import KEY, PASSPHRASE, SECRET
 from support.okx_venue import running_okx
-from support.parity import closed_trades, trade_bar_by_bar
+from support.parity import STAMP, closed_trades, trade_bar_by_bar
 from support.trained import active_services
 
 pytestmark = pytest.mark.slow
@@ -77,12 +81,13 @@ def test_trade_cycles_through_the_live_broker_on_the_okx_double_equal_the_backte
 ) -> None:
     store, _ = active_release
     services = active_services(store, OKX_SPOT)
-    with running_okx(monkeypatch) as okx:
+    for name, value in OKX_SPOT.items():  # the backtest reads OKX's rules from the configuration
+        monkeypatch.setenv(f"SCALPBOT_VENUE__{name.upper()}", str(value))
+    start = _stretch_firing_both_barriers(capsys, store)
+    with running_okx(monkeypatch, start) as okx:
         first = trade_bar_by_bar(services, okx, okx.broker(), bot="okx-live", bars=BARS)
         assert all(a.state in ("live", "effective", "canceled") for a in okx.server.book.algos)
 
-    for name, value in OKX_SPOT.items():  # the backtest reads OKX's rules from the configuration
-        monkeypatch.setenv(f"SCALPBOT_VENUE__{name.upper()}", str(value))
     got, want = closed_trades(capsys, store, services, bot="okx-live", first=first, bars=BARS)
 
     assert len(want) >= 5, "the eager release should trade several times in the stretch"
@@ -138,3 +143,25 @@ def test_the_configured_okx_broker_trades_through_the_api_url_with_key_secret_an
         ("tp", "accepted"),
     ]
     assert services.series().exchange == "okx" and len(okx.server.book.algos) == 1
+
+
+def _stretch_firing_both_barriers(capsys: pytest.CaptureFixture[str], store: Path) -> datetime:
+    """Return the venue's clock for the first ``BARS``-bar stretch of the day from ``NOW`` in which the release's
+    backtest closes trades on both its stop loss and its take profit (5 s into the bar after the first decision).
+
+    The stretch starts at an entry of that backtest: the live bot starts flat there, as the backtest of the
+    stretch does. Read from the release, so the test keeps its point whatever the shared release trades.
+    """
+    day = pd.Timestamp(NOW).floor("1min")
+    window = ("--from", day.strftime(STAMP), "--to", (day + pd.Timedelta(days=1)).strftime(STAMP))
+    code, out, err = run_cli(
+        capsys, "--store", str(store), "backtest", "--strategy", "release", *window, "--json"
+    )
+    assert code == 0, err
+    trades = pd.DataFrame(json.loads(out)["trades"])
+    entries, exits = pd.to_datetime(trades["entry_time"]), pd.to_datetime(trades["exit_time"])
+    for entry in entries:
+        inside = trades.loc[(entries >= entry) & (exits < entry + pd.Timedelta(minutes=BARS - 1))]
+        if {"sl", "tp"} <= set(inside["exit_reason"]):
+            return (entry + pd.Timedelta(seconds=5)).to_pydatetime()
+    raise AssertionError(f"the release's backtest of {day:%Y-%m-%d} never fires both barriers in {BARS} bars")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -47,10 +48,11 @@ class OkxVenue(SampleMarket[OkxServer]):
 
 
 @contextmanager
-def running_okx(monkeypatch: pytest.MonkeyPatch, **server: Any) -> Iterator[OkxVenue]:
-    """Run an OKX look-alike at ``NOW`` with 10,000 USDT and 0.1 % fees; no proxy for 127.0.0.1."""
+def running_okx(monkeypatch: pytest.MonkeyPatch, start: datetime = NOW, **server: Any) -> Iterator[OkxVenue]:
+    """Run an OKX look-alike at ``start`` (default ``NOW``) with 10,000 USDT and 0.1 % fees; no proxy for
+    127.0.0.1."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    clock = FixedClock(NOW)
+    clock = FixedClock(start)
     with OkxServer(clock, sample_series_cached(), **server) as okx:
         yield OkxVenue(okx, clock)

@@ -30,7 +30,9 @@ END = pd.Timestamp("2024-12-29T12:00:00Z")
 def operated_store(active_release: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a store where bot ``alpha`` traded 12 hours (and has a weekly report) and ``beta`` 3 hours.
 
-    ``beta`` runs with a cool-down after each loss, so its ledger holds denials as well as decisions.
+    ``beta`` runs with a cool-down of four hours after each loss, longer than its run: from its first losing
+    trade on, its entries are denied to the end, so its ledger holds denials as well as decisions and its
+    newest events are denials (whatever the shared release's trades).
     """
     store = tmp_path_factory.mktemp("operated") / "store"
     # the bars and releases only: bots other tests ran on the shared release are not this store's
@@ -39,7 +41,7 @@ def operated_store(active_release: tuple[Path, str], tmp_path_factory: pytest.Te
     series = services.series()
     quiet = ConsoleNotifier()
     replay(services, series, START, END, bot="alpha", notifier=quiet)
-    cautious = active_services(store, cooldown_after_losses=1, cooldown_bars=30)  # beta's entries get denied
+    cautious = active_services(store, cooldown_after_losses=1, cooldown_bars=240)  # denied to the end
     replay(cautious, series, START, START + pd.Timedelta(hours=3), bot="beta", notifier=quiet)
     monitor(services, series, bot="alpha", days=0.5, notifier=quiet)
     return store

@@ -26,6 +26,10 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
 * ``shock_{1,5}``: ``ret_{1,5} / (rv_60 * sqrt(lag))``, the last move in recent volatilities [sigmas; 0 when
   nothing moved].
 * ``vol_regime``: ``log(rv_15 / rv_240)``, short-term against longer-term volatility [log ratio].
+* ``spike_{age,z,shock,ret}_30``: the last volume spike, the bar of the highest ``volume_z_60`` among the last
+  30 (the latest on a tie; bar ``t`` itself included): its age [bars / 30, 0 for bar ``t``], its
+  ``volume_z_60`` [std], its ``shock_1`` [sigmas, signed] and the log return of the close since its close [log
+  return]. A burst of trading that starts a move is one bar; these columns carry it to the bars after it.
 * ``tf{5,15,60}_now``, ``tf{5,15,60}_prev``: multi-timeframe context from the 1m bars: the log return of the
   clock-aligned 5m/15m/1h bar in progress (its open to close ``t``) and of the last completed one (0 when it has
   no bars) [log return].
@@ -53,6 +57,7 @@ import pandas as pd
 from scalpbot.core.features_nb import (
     bar_series_nb,
     bucket_returns_nb,
+    last_spike_nb,
     log1p_nb,
     log_change_nb,
     log_span_nb,
@@ -72,7 +77,7 @@ __all__ = [
     "build_features",
 ]
 
-FEATURE_SPEC_VERSION = "3"
+FEATURE_SPEC_VERSION = "4"
 """Version of the feature definitions; bump it whenever a feature's name, order or values change."""
 
 _RETURN_LAGS = (1, 5, 15, 60, 240)
@@ -87,6 +92,7 @@ _VOLUME_WINDOWS = (60, 240)
 _SPAN_LAG = 60
 _SHOCK_LAGS = (1, 5)
 _TIMEFRAMES = (5, 15, 60)  # minutes
+_SPIKE_WINDOW = 30
 _TOD_HARMONICS = (
     ("tod2", 2),
     ("tod4", 4),
@@ -131,6 +137,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     f"log_span_{_SPAN_LAG}",
     *(f"shock_{lag}" for lag in _SHOCK_LAGS),
     "vol_regime",
+    *(f"spike_{what}_{_SPIKE_WINDOW}" for what in ("age", "z", "shock", "ret")),
     *(f"tf{m}_{when}" for m in _TIMEFRAMES for when in ("now", "prev")),
     *(f"{name}_{fn}" for name, _ in _TOD_HARMONICS for fn in ("sin", "cos")),
     *ONE_HOT_GROUPS["hour"],
@@ -220,6 +227,9 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     rv = {w: rolling_rms_nb(ret, w) for w in _VOL_WINDOWS}
     rv_60 = np.maximum(rv[60], _MIN_VOL)
     timeframes = [bucket_returns_nb(open_, close, time_ns, m * _MINUTE_NS, m) for m in _TIMEFRAMES]
+    volume_z = {w: rolling_zscore_nb(log_volume, w, _MIN_VOLUME_STD) for w in _VOLUME_WINDOWS}
+    shocks = {lag: log_change_nb(close, lag) / (rv_60 * math.sqrt(lag)) for lag in _SHOCK_LAGS}
+    spikes = last_spike_nb(volume_z[60], shocks[1], np.log(close), _SPIKE_WINDOW)
     harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for _, k in _TOD_HARMONICS]
 
     columns = [
@@ -237,7 +247,7 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
             for span in _EMA_SPANS
         ),
         *(range_position_nb(high, low, close, w) for w in _RANGE_WINDOWS),
-        *(rolling_zscore_nb(log_volume, w, _MIN_VOLUME_STD) for w in _VOLUME_WINDOWS),
+        *volume_z.values(),
         (close - open_) / scale,
         (high - top) / scale,
         (bottom - low) / scale,
@@ -247,8 +257,9 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
         dow_sin,
         dow_cos,
         log_span_nb(time_ns, _SPAN_LAG, _MINUTE_NS),
-        *(log_change_nb(close, lag) / (rv_60 * math.sqrt(lag)) for lag in _SHOCK_LAGS),
+        *shocks.values(),
         np.log(np.maximum(rv[15], _MIN_VOL) / np.maximum(rv[240], _MIN_VOL)),
+        *spikes,
         *(series for pair in timeframes for series in pair),
         *(series for pair in harmonics for series in pair),
     ]

@@ -270,3 +270,35 @@ def taker_imbalance_nb(taker_buy: np.ndarray, volume: np.ndarray, window: int) -
         elif volume_sum[t] == 0.0:
             out[t] = 0.0  # NaN inputs stay NaN
     return out
+
+
+@njit(cache=True)
+def last_spike_nb(
+    z: np.ndarray, shock: np.ndarray, log_close: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return, per bar ``t``, the bar of the largest ``z`` among ``t - window + 1 .. t`` (the latest on a tie):
+    its age in bars over ``window`` [0 .. 1), its ``z``, its ``shock`` and the log return of the close since it.
+
+    NaN where the window is not complete or holds a NaN ``z``.
+    """
+    n = z.shape[0]
+    age = np.full(n, np.nan)
+    top = np.full(n, np.nan)
+    at_shock = np.full(n, np.nan)
+    since = np.full(n, np.nan)
+    for t in range(window - 1, n):
+        best = -1
+        for i in range(window):
+            v = z[t - i]
+            if np.isnan(v):
+                best = -2
+                break
+            if best < 0 or v > z[t - best]:
+                best = i
+        if best < 0:
+            continue
+        age[t] = best / window
+        top[t] = z[t - best]
+        at_shock[t] = shock[t - best]
+        since[t] = log_close[t] - log_close[t - best]
+    return age, top, at_shock, since
