@@ -146,14 +146,15 @@ def test_the_configured_okx_broker_trades_through_the_api_url_with_key_secret_an
 
 
 def _stretch_firing_both_barriers(capsys: pytest.CaptureFixture[str], store: Path) -> datetime:
-    """Return the venue's clock for the first ``BARS``-bar stretch of the day from ``NOW`` in which the release's
-    backtest closes trades on both its stop loss and its take profit (5 s into the bar after the first decision).
+    """Return the venue's clock for the first ``BARS``-bar stretch of the 24 hours from ``NOW`` in which the
+    release's backtest closes trades on both its stop loss and its take profit: 5 s into the bar whose open fills
+    the stretch's first entry (the decision bar, just closed, is the one before).
 
     The stretch starts at an entry of that backtest: the live bot starts flat there, as the backtest of the
     stretch does. Read from the release, so the test keeps its point whatever the shared release trades.
     """
-    day = pd.Timestamp(NOW).floor("1min")
-    window = ("--from", day.strftime(STAMP), "--to", (day + pd.Timedelta(days=1)).strftime(STAMP))
+    since = pd.Timestamp(NOW).floor("1min")
+    window = ("--from", since.strftime(STAMP), "--to", (since + pd.Timedelta(days=1)).strftime(STAMP))
     code, out, err = run_cli(
         capsys, "--store", str(store), "backtest", "--strategy", "release", *window, "--json"
     )
@@ -164,4 +165,4 @@ def _stretch_firing_both_barriers(capsys: pytest.CaptureFixture[str], store: Pat
         inside = trades.loc[(entries >= entry) & (exits < entry + pd.Timedelta(minutes=BARS - 1))]
         if {"sl", "tp"} <= set(inside["exit_reason"]):
             return (entry + pd.Timedelta(seconds=5)).to_pydatetime()
-    raise AssertionError(f"the release's backtest of {day:%Y-%m-%d} never fires both barriers in {BARS} bars")
+    raise AssertionError(f"the release's backtest from {since} never fires both barriers in {BARS} bars")
