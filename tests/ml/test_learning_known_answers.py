@@ -30,6 +30,7 @@ def test_a_planted_shock_reversion_above_costs_is_found_and_most_of_its_edge_cap
     outcome = run_case(case, 0, month, tmp_path / "store", SMALL)
     assert outcome.oracle_net is not None and outcome.oracle_net > 0.1 and outcome.oracle_trades >= 20
     assert outcome.capture is not None and outcome.capture >= 0.6, outcome
+    assert outcome.hindsight_capture is not None and outcome.hindsight_capture >= outcome.capture, outcome
     assert outcome.test_return > 0.1 and "bootstrap p = 5.0e-04" in outcome.reason
     assert outcome.promoted, outcome.reason
     assert outcome.reason.startswith("promoted: ") and "\n" not in outcome.reason
@@ -38,7 +39,7 @@ def test_a_planted_shock_reversion_above_costs_is_found_and_most_of_its_edge_cap
 
 def test_block_shuffled_real_returns_are_not_promoted(month: pd.DataFrame, tmp_path: Path) -> None:
     outcome = run_case(Case("null: shuffled", null="shuffled"), 0, month, tmp_path / "store", SMALL)
-    assert not outcome.promoted
+    assert not outcome.promoted and outcome.hindsight_capture is None  # no oracle, no capture to sweep
     assert outcome.reason.startswith("refused: ") and "\n" not in outcome.reason
 
 

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from support.learning_cases import TIME_OF_DAY_STARTS, Effect, events_taken, plant
+from scalpbot.core.policy import StrategyParams
+
+from support.learning_cases import (
+    CONFIDENCE_GRID,
+    TIME_OF_DAY_STARTS,
+    Effect,
+    confidence_sweep,
+    events_taken,
+    plant,
+)
 
 
 def _bars(days: int) -> pd.DataFrame:
@@ -67,3 +76,32 @@ def test_an_event_counts_as_taken_when_a_trade_was_decided_in_its_drift_and_on_t
     trades = pd.DataFrame({"entry_time": bars.index[np.array(decided) + 1]})
     assert events_taken(bars, trades, events, hold=30) == (3, 1)
     assert events_taken(bars, trades.iloc[:0], events, hold=30) == (0, 0)
+
+
+def test_the_hindsight_sweep_finds_the_confidence_floor_that_keeps_the_winners_and_drops_the_losers() -> None:
+    """Winners at P(long) 0.8, losers at 0.6 and at 0.9: every floor above 0.6 drops the 0.6 losers, only floors
+    above 0.8 drop the winners too, and the 0.9 loser trades at every floor up to 0.9. The sweep tries the tuned
+    floor and the grid, keeps the lowest of the best floors (the tuned one on a tie) and leaves the rest of the
+    policy as tuned."""
+    index = pd.date_range("2024-03-01", periods=200, freq="1min", tz="UTC")
+    p_long = np.full(200, 0.2)
+    payoff = np.zeros(200)
+    p_long[[10, 50, 90]], payoff[[10, 50, 90]] = 0.8, 1.0
+    p_long[[20, 60, 100, 140]], payoff[[20, 60, 100, 140]] = 0.6, -0.5
+    p_long[150], payoff[150] = 0.9, -0.25
+    probs = np.column_stack([np.zeros(200), 1.0 - p_long, p_long])
+    tuned = StrategyParams(
+        entry_threshold=0.1, min_confidence=0.93, sl_mult=0.7, tp_mult=1.5, allow_short=False
+    )
+    seen: list[tuple[float, float]] = []
+
+    def score(frame: pd.DataFrame) -> float:
+        seen.append((float(frame["sl"].max()), float(frame["tp"].max())))
+        return float(payoff[frame["side"].to_numpy() == 1].sum())
+
+    floor, best = confidence_sweep(index, probs, np.full(200, 0.002), tuned, score)
+    assert (floor, best) == (0.625, 2.75)  # 0.6 < 0.625 <= 0.8: three winners less one 0.9 loser
+    assert len(seen) == 1 + len(CONFIDENCE_GRID) and CONFIDENCE_GRID[0] == 0.4 and CONFIDENCE_GRID[-1] == 0.95
+    tie = confidence_sweep(index, probs, np.full(200, 0.002), tuned, lambda frame: 0.0)
+    assert tie == (0.93, 0.0)  # on a tie, the tuned floor (not in the grid)
+    assert seen[1] == (pytest.approx(0.7 * 0.002), pytest.approx(1.5 * 0.002))  # the stops as tuned

@@ -25,7 +25,9 @@ broken), and a random walk with the real bars' volatility and volumes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,8 @@ from scalpbot.adapters.marketdata.files import read_bar_file
 from scalpbot.config import load_settings
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.bars import validate_bars
-from scalpbot.inference.signals import TradingModel, release_signals
+from scalpbot.core.policy import StrategyParams, signals_frame
+from scalpbot.inference.signals import TradingModel, predict_bars, release_signals
 from scalpbot.jobs.learning import LabelConfig
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
@@ -48,6 +51,8 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-0
 SHAPES = ("shock reversion", "volume momentum", "time of day")
 TIME_OF_DAY_STARTS = (90, 450, 810, 1170)
 """Minutes after midnight UTC at which the time-of-day drift starts."""
+CONFIDENCE_GRID = tuple(round(0.4 + 0.025 * i, 3) for i in range(23))
+"""The confidence floors (``min_confidence``, 0.40 .. 0.95) of the hindsight sweep, :func:`confidence_sweep`."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,29 @@ def net_per_notional(trades: pd.DataFrame) -> float:
     return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
 
 
+def confidence_sweep(
+    index: pd.Index,
+    probs: np.ndarray,
+    vol: np.ndarray,
+    params: StrategyParams,
+    score: Callable[[pd.DataFrame], float],
+) -> tuple[float, float]:
+    """Return the floor, among :data:`CONFIDENCE_GRID` and the tuned one, whose signals score best, and that
+    score (on a tie the tuned floor, then the lowest: the score is never below the tuned floor's).
+
+    ``probs``/``vol``: a release's predictions on the bars of ``index``; ``params``: its tuned policy, of which
+    only ``min_confidence`` changes; ``score``: a signal frame's result (e.g. its net PnL per unit notional
+    on a test window). Swept on the test window itself, this is hindsight no bot has: it tells how much of a
+    run's result the model's ranking of the bars allowed and how much the floor the folds chose kept.
+    """
+    best_floor, best = params.min_confidence, -np.inf
+    for floor in (params.min_confidence, *CONFIDENCE_GRID):
+        value = score(signals_frame(index, probs, vol, dataclasses.replace(params, min_confidence=floor)))
+        if value > best:
+            best_floor, best = floor, value
+    return best_floor, float(best)
+
+
 def events_taken(bars: pd.DataFrame, trades: pd.DataFrame, events: np.ndarray, hold: int) -> tuple[int, int]:
     """Return how many of ``events`` (positions in ``bars``) a trade was decided in, within the ``hold`` bars
     of their drift, and how many on the event bar itself, as the oracle decides (a trade entering at the open
@@ -237,7 +265,11 @@ class Outcome:
     notional on the test window (``capture``: their ratio; ``None`` without an oracle), the release's five
     most important features, its label in words and the label's kind (``barrier``, ``holding``; empty in
     outcomes recorded before it was kept), and how many of the ``oracle_trades`` events the release traded in
-    their drift and on the event bar itself (None in outcomes recorded before they were counted)."""
+    their drift and on the event bar itself (None in outcomes recorded before they were counted).
+
+    ``min_confidence``: the release's tuned confidence floor; ``hindsight_confidence`` and
+    ``hindsight_capture``: the floor that would have captured most on the test window and that capture
+    (:func:`confidence_sweep`; None without a planted edge, and in outcomes recorded before the sweep)."""
 
     case: str
     seed: int
@@ -255,6 +287,9 @@ class Outcome:
     label_kind: str = ""
     events_taken: int | None = None
     events_on_time: int | None = None
+    min_confidence: float | None = None
+    hindsight_confidence: float | None = None
+    hindsight_capture: float | None = None
 
 
 def run_case(
@@ -300,9 +335,25 @@ def run_case(
             slippage=services.settings.backtest.slippage,
         )
     capture = model / oracle if oracle is not None and oracle > 0 else None
+    swept: tuple[float | None, float | None] = (None, None)
+    if capture is not None and oracle is not None:
+        probs, vol = predict_bars(
+            planted.bars, trading.model, feature_set=trading.feature_set, window=trading.window
+        )
+        floor, net = confidence_sweep(
+            planted.bars.index,
+            probs,
+            vol,
+            trading.params,
+            lambda frame: net_per_notional(
+                simulate(window, frame.loc[test_start:], services.settings.backtest, venue).trades
+            ),
+        )
+        swept = (floor, net / oracle)
     label = LabelConfig.from_manifest(report.labels)
     return Outcome(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
         tuple(list(report.importance)[:5]), label.describe(), label.kind, taken, on_time,
+        trading.params.min_confidence, *swept,
     )  # fmt: skip
