@@ -39,7 +39,7 @@ from scalpbot.config import load_settings
 from scalpbot.core.backtest.frame import backtest
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.policy import StrategyParams, signals_frame
-from scalpbot.inference.signals import TradingModel, predict_bars, release_signals
+from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import LabelConfig
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
@@ -313,7 +313,11 @@ def run_case(
     release = ReleaseStore(services.store).load(series.symbol, report.release_id)
     trading = TradingModel.from_release(release).for_venue(venue)
     test_start = pd.Timestamp(report.windows["test"][0])
-    signals = release_signals(planted.bars, trading).loc[test_start:]
+    # what release_signals trades, with the predictions kept for the hindsight sweep below
+    probs, vol = predict_bars(
+        planted.bars, trading.model, feature_set=trading.feature_set, window=trading.window
+    )
+    signals = signals_frame(planted.bars.index, probs, vol, trading.params).loc[test_start:]
     window = planted.bars.loc[test_start:]
     trades = simulate(window, signals, services.settings.backtest, venue).trades
     model = net_per_notional(trades)
@@ -337,9 +341,6 @@ def run_case(
     capture = model / oracle if oracle is not None and oracle > 0 else None
     swept: tuple[float | None, float | None] = (None, None)
     if capture is not None and oracle is not None:
-        probs, vol = predict_bars(
-            planted.bars, trading.model, feature_set=trading.feature_set, window=trading.window
-        )
         floor, net = confidence_sweep(
             planted.bars.index,
             probs,
