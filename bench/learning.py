@@ -3,8 +3,10 @@
 **Planted edges** (``tests/support/learning_cases.py``): for each case and seed, a window of real Binance
 BTC/USDT 1m bars of 2024 (``--days`` long, starting 17 days later for each seed) gets an effect planted - shock
 reversion, momentum after volume bursts, time-of-day drift - clearly above the Binance spot round trip (0.2 %)
-or below it; null data are the real bars, their one-hour blocks shuffled, and a random walk. The train job runs
-with the embedded defaults (walk-forward folds, the gate) on a fresh store. Per case: promotions, the median
+or below it; the short side: selling bursts (momentum down, the mirror image) on a Binance USD-M perpetual
+swap, where it must be found and sold, and on spot, where no rule can earn it and the answer is a refusal;
+null data are the real bars, their one-hour blocks shuffled, and a random walk. The train job runs with the
+embedded defaults (walk-forward folds, the gate) on a fresh store. Per case: promotions, the median
 test-window return, and the capture: the release's net PnL per unit of notional on the test window over the
 oracle rule's (which knows the events) on the same window, at the same costs, over the promoted releases (a
 refused one never trades; below costs, the oracle's own net is near 0 and the ratio means nothing). Beside it,

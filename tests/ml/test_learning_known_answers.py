@@ -1,5 +1,6 @@
-"""Known answers for the learning on real bars: a planted edge well above costs is found and captured;
-block-shuffled returns are not promoted (cases in ``support.learning_cases``; the full table: bench/learning.py)."""
+"""Known answers for the learning on real bars: a planted edge well above costs is found and captured, on the
+long side and, where the venue can short, on the short side; block-shuffled returns, and a short edge on spot,
+are not promoted (cases in ``support.learning_cases``; the full table: bench/learning.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.learning_cases import FIXTURE, Case, Effect, load_bars, run_case
+from support.learning_cases import FIXTURE, Case, Effect, load_bars, run_case, short_cases
 
 pytestmark = [
     pytest.mark.slow,
@@ -68,3 +69,30 @@ def test_a_drift_at_fixed_times_of_day_is_found_by_the_hour_and_minute_it_starts
     assert outcome.promoted, outcome.reason
     assert outcome.capture is not None and outcome.capture >= 0.6, outcome
     assert outcome.top_features[0] in {"hour", "minute"}, outcome.top_features
+
+
+def test_momentum_down_after_selling_bursts_is_found_and_shorted_on_a_perpetual_swap(
+    month: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The mirror image of the volume bursts: each burst closes lower and the price drifts 1 % down. On Binance
+    USD-M the labels and the policy may short, and the release sells the bursts."""
+    swap = short_cases()[0]
+    assert swap.market == "swap" and swap.effect is not None and swap.effect.side == -1
+    outcome = run_case(swap, 0, month, tmp_path / "store", SMALL)
+    assert outcome.oracle_net is not None and outcome.oracle_net > 0.1 and outcome.oracle_trades >= 20
+    assert outcome.promoted, outcome.reason
+    assert outcome.capture is not None and outcome.capture >= 0.6, outcome
+    assert outcome.events_taken is not None and outcome.events_taken >= outcome.oracle_trades // 2, outcome
+
+
+def test_a_short_edge_on_spot_is_refused_for_no_rule_there_can_earn_it(
+    month: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The same selling bursts on Binance spot, which cannot short: there is no oracle (a sell only closes a
+    long), and the release that tries the long side is refused in one line."""
+    spot = short_cases()[1]
+    assert spot.market == "spot" and not spot.above_costs
+    outcome = run_case(spot, 0, month, tmp_path / "store", SMALL)
+    assert outcome.oracle_net is None and outcome.capture is None and outcome.hindsight_capture is None
+    assert not outcome.promoted, outcome.reason
+    assert outcome.reason.startswith("refused: ") and "\n" not in outcome.reason

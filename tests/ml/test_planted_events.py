@@ -17,6 +17,7 @@ from support.learning_cases import (
     Effect,
     confidence_sweep,
     events_taken,
+    oracle_net,
     plant,
 )
 
@@ -67,6 +68,29 @@ def test_time_of_day_drifts_start_at_their_minutes_every_day() -> None:
     drift = np.log(planted.bars["close"] / bars["close"]).to_numpy()
     first = planted.events[0]
     assert drift[first + effect.hold] - drift[first] == pytest.approx(effect.drift)
+
+
+@pytest.mark.parametrize("shape", ["shock reversion", "volume momentum"])
+def test_a_short_edge_is_the_mirror_image_of_the_long_one_and_its_oracle_sells(shape: str) -> None:
+    """Same events, same burst volumes; the shock, the burst's close and the drift change sign. The oracle that
+    sells at each event of the short edge earns the drift less the round trip, as the one that buys the long
+    edge does: the bars' own moves over the holds, which one earns and the other pays, cancel in their mean."""
+    bars = _bars(10)
+    up = plant(bars, Effect(shape, 0.01), np.random.default_rng(3))
+    down = plant(bars, Effect(shape, 0.01, side=-1), np.random.default_rng(3))
+    assert (up.events == down.events).all()
+    assert (up.bars["volume"] == down.bars["volume"]).all()
+    lifted = np.log(up.bars["close"] / bars["close"]).to_numpy()
+    dropped = np.log(down.bars["close"] / bars["close"]).to_numpy()
+    np.testing.assert_allclose(dropped, -lifted, atol=1e-12)
+    e = up.events[0]
+    assert dropped[e + Effect(shape, 0.01).hold] - dropped[e] == pytest.approx(-0.01)
+    long_net = oracle_net(up.bars, up.events, 30, fee=0.0005)
+    short_net = oracle_net(down.bars, down.events, 30, fee=0.0005, side=-1)
+    drift_less_costs = len(up.events) * (0.01 - 2 * 0.0005)
+    assert (long_net + short_net) / 2 == pytest.approx(drift_less_costs, rel=0.02)
+    assert short_net > drift_less_costs / 2
+    assert oracle_net(down.bars, down.events, 30, fee=0.0005) < 0  # buying the short edge loses
 
 
 def test_an_event_counts_as_taken_when_a_trade_was_decided_in_its_drift_and_on_time_on_its_bar() -> None:

@@ -16,8 +16,14 @@ on no grid of the clock (events every 90 minutes from midnight would all fall at
 features would find them by their time rather than by their shock or volume). The **oracle rule** knows the
 events: it buys at the open after each event bar and sells ``hold`` bars later at the open, through the
 project's one fill kernel at the venue's costs; its net PnL per unit of notional (the sum over trades of
-``pnl / (entry price * quantity)``) is what a perfect learner could earn. Binance spot is long only, so every
-planted effect pays the long side.
+``pnl / (entry price * quantity)``) is what a perfect learner could earn. Binance spot is long only, so the
+standard effects pay the long side.
+
+**Short side** (``Effect.side = -1``): the mirror image - the shock is a jump, the burst closes lower, and the
+price drifts *down* by ``drift`` - which only a venue that can short may earn. On a perpetual swap (the
+``swap`` market of a :class:`Case`: Binance USD-M BTC/USDT:USDT, 0.05 % taker) the oracle sells at the open
+after each event and buys back ``hold`` bars later; on spot no rule can earn it (a sell only closes a long),
+so there is no oracle and the known answer is a refusal.
 
 **Null data**: the real bars as they are, their one-hour blocks shuffled (every link between past and future
 broken), and a random walk with the real bars' volatility and volumes.
@@ -48,6 +54,19 @@ from scalpbot.wiring import build_services, venue_profile
 
 SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"
+SWAP_MARKET: dict[str, object] = {
+    "exchange": {"id": "binanceusdm"},
+    "data": {"symbol": "BTC/USDT:USDT"},
+    "venue": {
+        "taker_fee": 0.0005,
+        "amount_step": 0.001,
+        "price_tick": 0.1,
+        "min_amount": 0.001,
+        "min_notional": 100.0,
+    },
+}
+"""The settings of a case on a perpetual swap: Binance USD-M BTC/USDT:USDT (0.05 % taker, 0.001 BTC steps,
+100 USDT minimum notional), shorts allowed (the market's type); no funding is stored, so none is charged."""
 SHAPES = ("shock reversion", "volume momentum", "time of day")
 TIME_OF_DAY_STARTS = (90, 450, 810, 1170)
 """Minutes after midnight UTC at which the time-of-day drift starts."""
@@ -65,11 +84,13 @@ class Effect:
     per_day: float = 6.0
     shock: float = 0.006
     burst: float = 8.0
+    side: int = 1
+    """+1: the price drifts up after an event (a long edge); -1: the mirror image, a short edge."""
 
     @property
     def name(self) -> str:
-        """Return ``shape, drift 0.80 %``."""
-        return f"{self.shape}, drift {self.drift:.2%}"
+        """Return ``shape, drift 0.80 %`` (``-0.80 %`` for a short edge)."""
+        return f"{self.shape}, drift {self.side * self.drift:.2%}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,8 @@ class Case:
     effect: Effect | None = None
     null: str | None = None
     above_costs: bool = False
+    market: str = "spot"
+    """``spot`` (Binance spot, the embedded default) or ``swap`` (:data:`SWAP_MARKET`)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +138,14 @@ def plant(bars: pd.DataFrame, effect: Effect, rng: np.random.Generator) -> Plant
     events = _event_positions(bars, effect, rng)
     step = np.zeros(len(bars))  # log shift added at the close of each bar
     volume = bars["volume"].to_numpy(dtype=np.float64).copy()
+    sign = 1.0 if effect.side > 0 else -1.0
     for e in events:
         if effect.shape == "shock reversion":
-            step[e] -= effect.shock
+            step[e] -= sign * effect.shock
         elif effect.shape == "volume momentum":
-            step[e] += effect.shock / 2
+            step[e] += sign * effect.shock / 2
             volume[e] *= effect.burst
-        step[e + 1 : e + 1 + effect.hold] += effect.drift / effect.hold
+        step[e + 1 : e + 1 + effect.hold] += sign * effect.drift / effect.hold
     close_shift = np.cumsum(step)
     open_shift = np.concatenate(([0.0], close_shift[:-1]))
     o, h, lo, c = (bars[name].to_numpy(dtype=np.float64) for name in ("open", "high", "low", "close"))
@@ -184,13 +208,14 @@ def case_bars(case: Case, bars: pd.DataFrame, seed: int) -> Planted:
     return Planted(base, np.empty(0, dtype=np.int64))
 
 
-def oracle_signals(bars: pd.DataFrame, events: np.ndarray, hold: int) -> pd.DataFrame:
-    """Return the oracle's signal frame on ``bars``: long at every event position (relative to ``bars``)."""
-    side = np.zeros(len(bars), dtype=np.int8)
+def oracle_signals(bars: pd.DataFrame, events: np.ndarray, hold: int, side: int = 1) -> pd.DataFrame:
+    """Return the oracle's signal frame on ``bars``: ``side`` (+1 long, -1 short) at every event position
+    (relative to ``bars``)."""
+    sides = np.zeros(len(bars), dtype=np.int8)
     inside = events[(events >= 0) & (events < len(bars) - hold - 2)]
-    side[inside] = 1
+    sides[inside] = 1 if side > 0 else -1
     return pd.DataFrame(
-        {"side": side, "size": 1.0, "sl": np.inf, "tp": np.inf, "max_hold": hold}, index=bars.index
+        {"side": sides, "size": 1.0, "sl": np.inf, "tp": np.inf, "max_hold": hold}, index=bars.index
     )
 
 
@@ -238,11 +263,12 @@ def events_taken(bars: pd.DataFrame, trades: pd.DataFrame, events: np.ndarray, h
 
 
 def oracle_net(
-    bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0
+    bars: pd.DataFrame, events: np.ndarray, hold: int, *, fee: float, slippage: float = 0.0, side: int = 1
 ) -> float:
-    """Return the oracle's net PnL per unit notional on ``bars`` (``events`` relative to ``bars``)."""
+    """Return the oracle's net PnL per unit notional on ``bars`` (``events`` relative to ``bars``), trading
+    ``side`` (+1 long, -1 short) at each event."""
     result = backtest(
-        bars, oracle_signals(bars, events, hold), fee=fee, slippage=slippage, initial_equity=1.0
+        bars, oracle_signals(bars, events, hold, side), fee=fee, slippage=slippage, initial_equity=1.0
     )
     return net_per_notional(result.trades)
 
@@ -255,8 +281,19 @@ def standard_cases() -> tuple[Case, ...]:
         per_day = 4.0 if shape == "time of day" else 6.0
         cases.append(Case(f"{shape}, strong", Effect(shape, 0.010, per_day=per_day), above_costs=True))
         cases.append(Case(f"{shape}, below costs", Effect(shape, 0.0012, per_day=per_day)))
+    cases.extend(short_cases())
     cases.extend(Case(f"null: {kind}", null=kind) for kind in ("real", "shuffled", "random walk"))
     return tuple(cases)
+
+
+def short_cases() -> tuple[Case, ...]:
+    """Return the short-side known answers: momentum *down* after selling bursts, clearly above costs, on a
+    perpetual swap (found and shorted) and on spot (refused: no rule can earn it there)."""
+    effect = Effect("volume momentum", 0.010, side=-1)
+    return (
+        Case("selling bursts, strong, swap", effect, above_costs=True, market="swap"),
+        Case("selling bursts, strong, spot (long only)", effect),
+    )
 
 
 @dataclass(frozen=True)
@@ -302,7 +339,8 @@ def run_case(
     """Store the case's bars in a folder store at ``store``, run the train job, and score the release and the
     oracle on the release's test window on the venue (Binance spot by default)."""
     planted = case_bars(case, bars, seed)
-    overrides = {"store": {"url": str(store)}, "train": {"seed": seed, **(train or {})}}
+    market = SWAP_MARKET if case.market == "swap" else {}
+    overrides = {**market, "store": {"url": str(store)}, "train": {"seed": seed, **(train or {})}}
     services = build_services(load_settings(None, overrides))
     series = services.series()
     services.dataset.append(series, validate_bars(planted.bars, "1m", source=case.name))
@@ -325,10 +363,12 @@ def run_case(
     oracle_trades = 0
     taken: int | None = None
     on_time: int | None = None
-    if case.effect is not None:
+    # an effect no rule can trade on this venue (a short edge on spot) has no oracle: its answer is a refusal
+    if case.effect is not None and (case.effect.side > 0 or venue.shorts):
         first = int(planted.bars.index.get_indexer([test_start])[0])
         events = planted.events - first
-        traded = oracle_signals(window, events, case.effect.hold)["side"].to_numpy()
+        side = case.effect.side
+        traded = oracle_signals(window, events, case.effect.hold, side)["side"].to_numpy() != 0
         oracle_trades = int(traded.sum())
         taken, on_time = events_taken(window, trades, np.flatnonzero(traded), case.effect.hold)
         oracle = oracle_net(
@@ -337,6 +377,7 @@ def run_case(
             case.effect.hold,
             fee=venue.taker_fee,
             slippage=services.settings.backtest.slippage,
+            side=side,
         )
     capture = model / oracle if oracle is not None and oracle > 0 else None
     swept: tuple[float | None, float | None] = (None, None)
