@@ -166,6 +166,17 @@ def test_trade_once_runs_one_cycle_on_the_newest_stored_bar(
     assert (store / "state" / "paper1" / "portfolio.json").exists()
 
 
+def test_a_failed_trade_once_cycle_exits_with_status_1_and_places_nothing(
+    capsys: pytest.CaptureFixture[str], store: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bars.csv"
+    bad.write_text("timestamp,open,high,low,close,volume\n2025-01-01T00:00:00Z,1,0.5,2,1,3\n")  # high < low
+    code, out, err = cli(capsys, store, "trade", "--once", "--bot", "paper1", "--source", f"file:{bad}")
+    assert code == 1, out + err
+    assert " failed: " in out and "no order" in out
+    assert not (store / "state" / "paper1" / "portfolio.json").exists()
+
+
 def test_monitor_measures_the_week_and_writes_the_report(
     capsys: pytest.CaptureFixture[str], store: Path
 ) -> None:

@@ -97,6 +97,7 @@ def test_improvements_write_releases_and_move_the_pointer_only_through_the_gate(
     for change in report.changes:
         manifest = releases.manifest("BTC/USDT", change["release_id"])
         assert manifest["parent_release"] == before.release_id
+        assert "training_key" not in manifest  # a train rerun finds the release train wrote, not this one
         gate = manifest["gate"]
         assert gate["promote"] is change["promoted"] is False
         failing = next(c for c in gate["criteria"] if c["passed"] is False)

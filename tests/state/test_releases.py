@@ -213,3 +213,26 @@ def test_the_manifest_records_the_model_kind_and_an_older_manifest_without_one_r
     assert releases.manifest(SYMBOL, older).model_kind == "mlp"
     assert releases.manifest(SYMBOL, newer).model_kind == "logreg"
     assert releases.load(SYMBOL, newer, (ONNX_ARTIFACT, "model.npz")).artifacts["model.npz"] == b"weights"
+
+
+def test_a_train_run_finds_its_own_release_and_not_one_the_weekly_step_derived_with_its_key(
+    store: Store,
+) -> None:
+    """Online and reinforcement learning releases of earlier versions copied their parent's training key; a
+    rerun of that train finds the release train wrote, not the newer derived one."""
+    releases = ReleaseStore(store)
+    trained = releases.write(
+        SYMBOL,
+        new_release_id(NOW, b"trained"),
+        {"timeframe": "1m", "training_key": "k1"},
+        {ONNX_ARTIFACT: b"trained"},
+    )
+    releases.write(
+        SYMBOL,
+        new_release_id(datetime(2025, 1, 9, tzinfo=UTC), b"tuned"),
+        {"timeframe": "1m", "training_key": "k1", "origin": "reinforcement_learning"},
+        {ONNX_ARTIFACT: b"tuned"},
+    )
+    found = releases.find(SYMBOL, training_key="k1")
+    assert found is not None and found[0] == trained and found[1].origin == "train"
+    assert releases.find(SYMBOL, training_key="k2") is None

@@ -108,8 +108,11 @@ def trade(
     err.print(release_line(services))
     if once:
         reports = trader(pd.Timestamp(services.clock.now()))
-        for report in (reports,) if isinstance(reports, CycleReport) else reports:
+        each = (reports,) if isinstance(reports, CycleReport) else tuple(reports)
+        for report in each:
             _print_cycle(report)
+        if any(report.status == "failed" for report in each):
+            raise typer.Exit(1)  # the cycle failed closed (nothing placed): a script or scheduler must see it
         return
     stop = threading.Event()
 

@@ -138,8 +138,8 @@ def _publish(
     manifest = {
         k: v
         for k, v in parent.manifest.items()
-        if k not in ("release_id", "symbol", "artifacts", "gate", "metrics")
-    }
+        if k not in ("release_id", "symbol", "artifacts", "gate", "metrics", "training_key")
+    }  # the training key names the train run that wrote a release: a derived one has its parent_release
     manifest.update(
         {
             "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -47,7 +47,8 @@ def choose_release(releases: ReleaseStore, symbol: str, selector: str | None) ->
         if pointer is None:
             raise ModelError(
                 f"no release of {symbol} is current: none has passed the promotion gate yet. "
-                f"Use --release newest to try the newest candidate ({written[-1]}), or `scalpbot models promote ID`"
+                f"Backtest or replay it with --release newest (the newest candidate, {written[-1]}); "
+                "`scalpbot models promote ID` makes a release current for trading"
             )
         return ReleaseChoice(pointer.release_id, wanted, f"current: {pointer.reason or 'promoted'}")
     if wanted == "newest":

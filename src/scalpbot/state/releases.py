@@ -260,14 +260,16 @@ class ReleaseStore:
         """Return the id and manifest of a release written by the train run ``training_key``, or ``None``.
 
         Only the ``newest`` releases are read (a repeated or interrupted run is among the latest); a release
-        that cannot be read is passed over.
+        that cannot be read is passed over, and so is one the weekly step derived from a trained release
+        (online learning, reinforcement learning: ``origin`` other than ``train``), which older versions wrote
+        with its parent's training key.
         """
         for release_id in reversed(self.list(symbol)[-newest:]):
             try:
                 manifest = self.manifest(symbol, release_id)
             except CorruptArtifactError:
                 continue
-            if manifest.get("training_key") == training_key:
+            if manifest.origin == "train" and manifest.get("training_key") == training_key:
                 return release_id, manifest
         return None
 
