@@ -108,10 +108,10 @@ def trade(
     err.print(release_line(services))
     if once:
         reports = trader(pd.Timestamp(services.clock.now()))
-        each = (reports,) if isinstance(reports, CycleReport) else tuple(reports)
-        for report in each:
+        cycles = (reports,) if isinstance(reports, CycleReport) else tuple(reports)
+        for report in cycles:
             _print_cycle(report)
-        if any(report.status == "failed" for report in each):
+        if any(report.status == "failed" for report in cycles):
             raise typer.Exit(1)  # the cycle failed closed (nothing placed): a script or scheduler must see it
         return
     stop = threading.Event()
