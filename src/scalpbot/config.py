@@ -14,7 +14,8 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from types import UnionType
+from typing import Any, Literal, Union, cast, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -32,6 +33,7 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from scalpbot.core.gate import GateRules
@@ -554,8 +556,37 @@ def load_settings(
         layered = cast(Any, _Layered)(**cli)
     except ValidationError as e:
         raise ConfigError(_describe_validation_error(e)) from None
+    except SettingsError as e:
+        raise ConfigError(_describe_env_error(e, os.environ)) from None
     # Already validated: re-wrap as the public class without consulting the sources again.
     return Settings.model_construct(**{name: getattr(layered, name) for name in SECTIONS})
+
+
+def _describe_env_error(error: SettingsError, environ: Mapping[str, str]) -> str:
+    """Return one line for an environment value pydantic-settings cannot parse: a list or table setting, which
+    takes JSON there (``SCALPBOT_TRAIN__WIDTHS=64,64`` is not read; ``'[64, 64]'`` is)."""
+    found = re.search(r'field "(\w+)"', str(error))
+    model = SECTIONS.get(found.group(1) if found else "")
+    names = []
+    if model is not None:
+        prefix = f"{ENV_PREFIX}{found.group(1) if found else ''}__".upper()
+        for name in sorted(environ):
+            field = model.model_fields.get(name.upper().removeprefix(prefix).lower())
+            if name.upper().startswith(prefix) and field is not None and _takes_json(field.annotation):
+                names.append(name)
+    section = found.group(1).upper() if found else ""
+    where = ", ".join(names) or f"a {ENV_PREFIX}{section}__* variable"
+    return (
+        f"{where} cannot be read: a list or table setting takes JSON in the environment, e.g. "
+        f"{ENV_PREFIX}BOT__SYMBOLS='[\"BTC/USDT\", \"ETH/USDT\"]' or {ENV_PREFIX}TRAIN__WIDTHS='[64, 64]'"
+    )
+
+
+def _takes_json(annotation: Any) -> bool:
+    """Return whether a field of this type is read from the environment as JSON (a list, tuple or table)."""
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_takes_json(arg) for arg in get_args(annotation) if arg is not type(None))
+    return get_origin(annotation) in (tuple, list, dict, set, frozenset) or annotation in (tuple, list, dict)
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:

@@ -94,6 +94,23 @@ def test_unknown_environment_variables_are_rejected_with_a_hint(
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SCALPBOT_TRAIN__WIDTHS", "64,64"), ("SCALPBOT_BOT__SYMBOLS", "BTC/USDT,ETH/USDT")],
+)
+def test_a_list_setting_in_the_environment_takes_json_and_a_bare_list_is_told_so(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name} cannot be read: .* takes JSON") as caught:
+        load_settings(None)
+    assert "\n" not in str(caught.value)
+    monkeypatch.setenv("SCALPBOT_TRAIN__WIDTHS", "[64, 32]")
+    monkeypatch.setenv("SCALPBOT_BOT__SYMBOLS", '["BTC/USDT", "ETH/USDT"]')
+    settings = load_settings(None)
+    assert settings.train.widths == (64, 32) and settings.symbols == ("BTC/USDT", "ETH/USDT")
+
+
 def test_secrets_are_redacted_when_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCALPBOT_EXCHANGE__API_KEY", "key-123")
     monkeypatch.setenv("SCALPBOT_EXCHANGE__SECRET", "secret-456")
