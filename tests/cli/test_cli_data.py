@@ -56,6 +56,20 @@ def test_the_bundled_sample_imports_offline(capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and "60,480" in out and "2024-12-31T23:59:00Z" in out
 
 
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [(("--symbol", "BTC/USDX"), "binance BTC/USDX 1m"), (("--exchange", "binanse"), "binanse BTC/USDT 1m")],
+)
+def test_showing_a_series_that_is_not_stored_names_the_ones_that_are(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], wanted: str
+) -> None:
+    assert run_cli(capsys, "fetch", "--source", "sample")[0] == 0
+    code, out, err = run_cli(capsys, "data", "show", *args)
+    message = " ".join(err.split())
+    assert code == 1 and out == "" and f"no bars of {wanted} are stored" in message
+    assert "(did you mean binance BTC/USDT 1m?); stored: binance BTC/USDT 1m" in message
+
+
 def _corrupt(kind: str, bars: pd.DataFrame, path: Path) -> Path:
     raw = bars.reset_index()
     if kind == "unsorted":

@@ -20,6 +20,7 @@ from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import RetrieveReport, retrieve
 from scalpbot.state.bar_codec import encode_bars
 from scalpbot.state.dataset import DatasetSummary
+from scalpbot.state.series import stored_series, unknown_series_hint
 from scalpbot.state.venues import load_venue, save_venue
 from scalpbot.wiring import build_market_data, fetch_venue_profile, store_funding_history
 
@@ -165,6 +166,9 @@ def show(
     summary = services.dataset.summary(
         services.series(), spike_sigmas=data.spike_sigmas, spike_min_move=data.spike_min_move
     )
+    if summary.bars == 0 and stored_series(services.store):  # another series is stored: a typo, likely
+        hint = unknown_series_hint(services.store, services.series())
+        raise DataError(f"no bars of {services.series()} are stored{hint}")
     if as_json:
         print_json(summary_payload(summary))
         return
