@@ -15,6 +15,7 @@ from scalpbot.state.ledger import Ledger
 from scalpbot.state.portfolio import PortfolioStore
 from scalpbot.wiring import build_services
 
+from support.files import snapshot
 from support.operated import copy_of
 
 
@@ -189,6 +190,17 @@ def test_monitor_measures_the_week_and_writes_the_report(
     assert payload["previous_metrics"] is None  # alpha did not trade before the window
     code, out, _ = cli(capsys, store, "report", "--bot", "alpha")
     assert code == 0 and "latest report: reports/alpha/2024-12-29/report.html" in out
+
+
+@pytest.mark.parametrize("args", [("monitor", "--to", "2024-12-30"), ("report",)])
+def test_monitor_and_report_of_a_bot_that_never_ran_stop_with_a_did_you_mean_and_write_nothing(
+    capsys: pytest.CaptureFixture[str], store: Path, args: tuple[str, ...]
+) -> None:
+    before = snapshot(store)
+    code, _, err = cli(capsys, store, args[0], "--bot", "alpah", *args[1:])
+    message = " ".join(err.split())
+    assert code == 1 and "no bot named 'alpah'" in message and "(did you mean 'alpha'?)" in message, err
+    assert snapshot(store) == before
 
 
 def test_bots_lists_every_bot_and_json_too(capsys: pytest.CaptureFixture[str], operated_store: Path) -> None:

@@ -20,6 +20,7 @@ from scalpbot.cli.state import reported, state_of
 from scalpbot.cli.tables import metric_text
 from scalpbot.errors import ConfigError, ObjectNotFound
 from scalpbot.reporting.changes import change_row
+from scalpbot.state.bots import check_bot_exists
 from scalpbot.wiring import Services, build_notifier
 
 BotOpt = typer.Option(None, "--bot", help="Bot name [config bot.name]")
@@ -47,7 +48,7 @@ def run_monitor(
     from scalpbot.state.scope import symbol_folder
 
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
-    series, name = services.series(), services.settings.bot.name
+    series, name = services.series(), check_bot_exists(services.store, services.settings.bot.name)
     basket = services.settings.symbols
     if len(basket) > 1 and symbol is None:
         _monitor_basket(services, days, parse_time(until, "--to"), improve, as_json)
@@ -176,6 +177,7 @@ def run_report(
     name = services.settings.bot.name
     keys = [k for k in services.store.list(f"reports/{name}/") if k.endswith("/report.html")]
     if not keys:
+        check_bot_exists(services.store, name)
         raise ConfigError(f"bot {name} has no report yet; run `scalpbot monitor --bot {name}`")
     latest = keys[-1]
     if out_path is None:
