@@ -166,7 +166,7 @@ class LambdaRuntime:
     def source(self) -> SourceChoice:
         """The market data source, connected on first use."""
         if self._source is None:
-            self._source = build_market_data(self._source_spec, self.services)
+            self._source = build_market_data(self._source_spec, self.services, self.services.settings.symbols)
         return self._source
 
     def trader(self, owner: str, series: SeriesId | None = None) -> BarTrader:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,29 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def build_market_data(spec: str, services: Services) -> SourceChoice:
-    """Return the source named by ``spec``: ``ccxt``, ``file:PATH``, ``sample``, ``synthetic[:SEED]``."""
+SAMPLE_SERIES = ("binance", "BTC/USDT", "1m")
+"""What the bundled sample holds: Binance BTC/USDT 1m bars."""
+
+
+def _check_sample_series(services: Services, symbols: Sequence[str]) -> None:
+    """Refuse to serve the bundled sample as another series than its own (``ConfigError``)."""
+    settings = services.settings
+    exchange, symbol, timeframe = SAMPLE_SERIES
+    others = [s for s in symbols if s != symbol]
+    if settings.exchange.id != exchange or settings.data.timeframe != timeframe or others:
+        asked = f"{settings.exchange.id} {', '.join(symbols)} {settings.data.timeframe}"
+        raise ConfigError(
+            f"--source sample holds {exchange} {symbol} {timeframe} bars only, not {asked}: fetch it as "
+            f"{exchange} {symbol}, or import other bars with --source file:PATH"
+        )
+
+
+def build_market_data(spec: str, services: Services, symbols: Sequence[str] = ()) -> SourceChoice:
+    """Return the source named by ``spec``: ``ccxt``, ``file:PATH``, ``sample``, ``synthetic[:SEED]``.
+
+    ``symbols``: the symbols the source will serve (default: ``data.symbol``); the bundled sample serves its
+    own series only.
+    """
     kind, _, arg = spec.partition(":")
     if kind == "file":
         if not arg:
@@ -77,6 +98,7 @@ def build_market_data(spec: str, services: Services) -> SourceChoice:
             raise ConfigError(f"--source {spec}: no such file {path}")
         return SourceChoice(FileMarketData(path), resume=False)
     if kind == "sample" and not arg:
+        _check_sample_series(services, tuple(symbols) or (services.settings.data.symbol,))
         return SourceChoice(FileMarketData(sample_path(), name="sample"), resume=False)
     if kind == "synthetic":
         from scalpbot.adapters.marketdata.synthetic import SyntheticMarketData

@@ -15,6 +15,7 @@ import click
 import pytest
 import typer
 
+from scalpbot.adapters.marketdata.files import sample_path
 from scalpbot.cli.app import app
 
 from support.cli import run_cli as run
@@ -77,9 +78,10 @@ def test_several_symbols_run_one_after_another(capsys: pytest.CaptureFixture[str
     assert run(capsys, "fetch", "--source", "sample")[0] == 0
     code, out, err = run(capsys, "backtest", "--symbol", "BTC/USDT,ETH/USDT", "--json")
     assert code == 1 and "no bars of binance ETH/USDT 1m are stored" in err  # BTC/USDT ran first
-    assert (
-        run(capsys, "fetch", "--source", "sample", "--symbol", "ETH/USDT")[0] == 0
-    )  # the same bars, for the test
+    code, _, err = run(capsys, "fetch", "--source", "sample", "--symbol", "ETH/USDT")
+    assert code == 1 and "--source sample holds binance BTC/USDT 1m bars only" in " ".join(err.split())
+    sample = f"file:{sample_path()}"  # the same bars as ETH/USDT, for the test: a file says what it holds
+    assert run(capsys, "fetch", "--source", sample, "--symbol", "ETH/USDT")[0] == 0
     code, out, _ = run(
         capsys, "backtest", "--symbol", "BTC/USDT", "--symbol", "ETH/USDT", "--days", "1", "--json"
     )

@@ -177,7 +177,10 @@ def test_a_live_basket_records_each_symbols_cycle_timing_and_the_bar_close_as_a_
         for s in SYMBOLS[:2]
     ]
     trader = basket_trader(
-        services, executors, source=build_market_data("sample", services), release_lease=True
+        services,
+        executors,
+        source=build_market_data(f"file:{sample_path()}", services, SYMBOLS[:2]),  # the same bars for both
+        release_lease=True,
     )
     reports = trader(pd.Timestamp(clock.now()))
 

@@ -47,11 +47,12 @@ def run_monitor(
     from scalpbot.jobs.monitor import monitor, monitor_payload
     from scalpbot.state.scope import symbol_folder
 
+    end = parse_time(until, "--to")  # a bad date is refused before the store is read
     services = state_of(ctx).services({"bot": {"name": bot}, "data": {"symbol": symbol}})
     series, name = services.series(), check_bot_exists(services.store, services.settings.bot.name)
     basket = services.settings.symbols
     if len(basket) > 1 and symbol is None:
-        _monitor_basket(services, days, parse_time(until, "--to"), improve, as_json)
+        _monitor_basket(services, days, end, improve, as_json)
         return
     steps = weekly_steps(services, series) if improve else ()
     with (
@@ -63,7 +64,7 @@ def run_monitor(
             series,
             bot=name,
             days=days,
-            until=parse_time(until, "--to"),
+            until=end,
             notifier=notifier,
             steps=tuple(_advancing(step, advance) for step in steps),
             report_folder=symbol_folder(series.symbol) if len(basket) > 1 else "",

@@ -70,7 +70,7 @@ def run_all(
     jobs: list[ScheduledJob] = []
     histories: dict[str, BarHistory] = {}
     if replay is None:
-        choice = build_market_data(source, services)
+        choice = build_market_data(source, services, [each.symbol for each in basket])
         for each in basket:
             histories[each.symbol] = stored_history(services, each)
 

@@ -103,7 +103,7 @@ def trade(
         series = services.series(each)
         executors.append(build_executor(services, series, bot=name, bars=stored_history(services, series)))
     trader = basket_trader(
-        services, executors, source=build_market_data(source, services), release_lease=once
+        services, executors, source=build_market_data(source, services, symbols), release_lease=once
     )
     err.print(release_line(services))
     if once:
