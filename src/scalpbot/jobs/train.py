@@ -86,6 +86,18 @@ __all__ = [
 ]
 
 
+def _windows_text(prepared: Prepared) -> str:
+    """Return the folds and the test window in words: ``3 validation folds from 11-20 00:00, test 12-24 14:01 ..
+    12-31 23:59`` (bar open times, UTC)."""
+    index = prepared.bars.index
+    folds = prepared.folds.folds
+    first, (start, end) = folds[0].validation[0], prepared.folds.test
+    return (
+        f"{len(folds)} validation fold{'s' if len(folds) > 1 else ''} from {index[first]:%m-%d %H:%M}, "
+        f"test {index[start]:%m-%d %H:%M} .. {index[end - 1]:%m-%d %H:%M} UTC"
+    )
+
+
 @dataclass(frozen=True)
 class TrainReport:
     """What one train run did, with the time split in seconds and every score it compared."""
@@ -140,8 +152,7 @@ def train(
     check_workers(cfg, workers)
     timings: dict[str, float] = {}
     prepared = prepare(services, series, until, trials or cfg.trials, timings)
-    spans = {f"fold {i + 1}": f.validation for i, f in enumerate(prepared.folds.folds)}
-    log(f"{len(prepared.bars):,} bars of {series}: validation folds {spans}, test {prepared.folds.test}")
+    log(f"{len(prepared.bars):,} bars of {series}: {_windows_text(prepared)}")
     trained = ReleaseStore(services.store).find(series.symbol, training_key=prepared.key)
     if trained is not None:
         log(f"these bars were trained with these settings already: release {trained[0]}")
