@@ -241,7 +241,9 @@ def _symbol_trades(
 
 
 def positions(
-    ctx: typer.Context, bot: str | None = BotOpt, as_json: bool = typer.Option(False, "--json")
+    ctx: typer.Context,
+    bot: str | None = BotOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
 ) -> None:
     """Show the bot's open position, equity and risk state as of its last cycle (each symbol's, in a bot of
     several: one JSON object with ``symbols``)."""
