@@ -23,8 +23,12 @@ Runs are independent: ``--jobs J`` runs J of them at once, each process on its o
 appends each run's outcome to the JSON-lines file F as it ends; a rerun with the same ``--out`` skips the runs
 already there (so a long bench that was stopped goes on where it was).
 
+``--file PATH`` plants into other real 1m bars (any CSV or Parquet file in the import schema, e.g. your
+exchange's export); by default the 2024 BTC/USDT year beside a checkout, else the bundled six-week sample
+(then ``--days 41`` at most). A test window needs 7 days for the gate (``--days 35`` or more).
+
 Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING[|...]] [--months M]
-                                [--jobs J] [--out FILE]
+                                [--jobs J] [--out FILE] [--file BARS]
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from _data import year_or_sample
 from scalpbot.config import TrainSettings
 from scalpbot.ml.fit_pool import die_with_parent
 
@@ -76,8 +81,9 @@ def _window(bars: pd.DataFrame, seed: int, days: int, seeds: int) -> pd.DataFram
 _BARS: pd.DataFrame | None = None
 
 
-def _start_worker(cores: list[int], counter: object) -> None:
-    """Give each worker process its own core (the bench process itself is pinned to one)."""
+def _start_worker(cores: list[int], counter: object, path: Path) -> None:
+    """Give each worker process its own core (the bench process itself is pinned to one) and the bars of
+    ``path``."""
     global _BARS
     with counter.get_lock():  # type: ignore[attr-defined]
         index = counter.value  # type: ignore[attr-defined]
@@ -89,12 +95,12 @@ def _start_worker(cores: list[int], counter: object) -> None:
     if parent is not None and os.getppid() != parent.pid:  # it was stopped before the request took effect
         os._exit(1)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    _BARS = load_bars()
+    _BARS = load_bars(path)
 
 
 def _run(task: tuple[Case, int, dict[str, int]]) -> Outcome:
     case, seed, train = task
-    bars = _BARS if _BARS is not None else load_bars()
+    bars = _BARS if _BARS is not None else load_bars(year_or_sample())
     with tempfile.TemporaryDirectory() as tmp:
         return run_case(case, seed, _window(bars, seed, train["days"], train["seeds"]), Path(tmp), {
             "days": train["days"], "trials": train["trials"],
@@ -104,7 +110,7 @@ def _run(task: tuple[Case, int, dict[str, int]]) -> Outcome:
 def _outcomes(tasks: list[tuple[Case, int, dict[str, int]]], args: argparse.Namespace) -> Iterator[Outcome]:
     if args.jobs <= 1:
         global _BARS
-        _BARS = load_bars()
+        _BARS = load_bars(args.file)
         yield from map(_run, tasks)
         return
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
@@ -112,7 +118,7 @@ def _outcomes(tasks: list[tuple[Case, int, dict[str, int]]], args: argparse.Name
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
     with ProcessPoolExecutor(
-        args.jobs, mp_context=context, initializer=_start_worker, initargs=(cores, counter)
+        args.jobs, mp_context=context, initializer=_start_worker, initargs=(cores, counter, args.file)
     ) as pool:
         yield from pool.map(_run, tasks)
 
@@ -327,13 +333,26 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=0, help="also run the month-by-month walk-forward")
     parser.add_argument("--no-planted", action="store_true", help="skip the planted cases")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one core each")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="real 1m bars to plant into (CSV or Parquet, the import schema); default: the 2024 BTC/USDT "
+        "year beside a checkout, else the bundled sample",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON lines of the runs (read back on rerun)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.perf_counter()
-    bars = load_bars()
+    args.file = args.file or year_or_sample()
+    bars = load_bars(args.file)
+    span = (bars.index[-1] - bars.index[0]).days
+    if span < args.days:
+        raise SystemExit(
+            f"{args.file.name} spans {span} days: --days {args.days} needs more; pass --days {span}"
+        )
     print(
-        f"{len(bars):,} real 1m bars {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%Y-%m-%d}; "
+        f"{len(bars):,} real 1m bars of {args.file.name}, {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%Y-%m-%d}; "
         f"{args.seeds} seeds, {args.days} days a run, {args.trials} trials, {args.jobs} at once"
     )
     if not args.no_planted:
