@@ -25,7 +25,8 @@ already there (so a long bench that was stopped goes on where it was).
 
 ``--file PATH`` plants into other real 1m bars (any CSV or Parquet file in the import schema, e.g. your
 exchange's export); by default the 2024 BTC/USDT year beside a checkout, else the bundled six-week sample
-(then ``--days 41`` at most). A test window needs 7 days for the gate (``--days 35`` or more).
+(then ``--days 41`` less one a seed beyond the first). A test window needs 7 days for the gate
+(``--days 36`` or more).
 
 Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING[|...]] [--months M]
                                 [--jobs J] [--out FILE] [--file BARS]
@@ -347,9 +348,10 @@ def main() -> None:
     args.file = args.file or year_or_sample()
     bars = load_bars(args.file)
     span = (bars.index[-1] - bars.index[0]).days
-    if span < args.days:
+    if span < args.days + args.seeds - 1:  # each seed's window starts at least a day after the previous one
         raise SystemExit(
-            f"{args.file.name} spans {span} days: --days {args.days} needs more; pass --days {span}"
+            f"{args.file.name} spans {span} days: {args.seeds} windows of {args.days} days, a day apart at "
+            f"least, need {args.days + args.seeds - 1}; pass fewer --seeds or --days {span - args.seeds + 1}"
         )
     print(
         f"{len(bars):,} real 1m bars of {args.file.name}, {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%Y-%m-%d}; "

@@ -8,6 +8,7 @@ alone is the store URL. Secrets are ``SecretStr`` and are redacted wherever sett
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -386,9 +387,6 @@ class ExecuteSettings(_Section):
     lease_seconds: int = Field(
         default=120, ge=10, description="a run lease older than this may be taken over"
     )
-    history_days: int = Field(
-        default=2, ge=1, description="bars read per cycle for features and reconciliation"
-    )
     adopt: bool = Field(
         default=False,
         description="live: take base coins already on the account as the bot's position (else refused)",
@@ -573,7 +571,10 @@ def _describe_env_error(error: SettingsError, environ: Mapping[str, str]) -> str
         for name in sorted(environ):
             field = model.model_fields.get(name.upper().removeprefix(prefix).lower())
             if name.upper().startswith(prefix) and field is not None and _takes_json(field.annotation):
-                names.append(name)
+                try:
+                    json.loads(environ[name])
+                except ValueError:
+                    names.append(name)
     section = found.group(1).upper() if found else ""
     where = ", ".join(names) or f"a {ENV_PREFIX}{section}__* variable"
     return (
@@ -584,8 +585,9 @@ def _describe_env_error(error: SettingsError, environ: Mapping[str, str]) -> str
 
 def _takes_json(annotation: Any) -> bool:
     """Return whether a field of this type is read from the environment as JSON (a list, tuple or table)."""
-    if get_origin(annotation) in (Union, UnionType):
-        return any(_takes_json(arg) for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) in (Union, UnionType):  # plain text is read as is where a str is allowed
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return str not in args and any(_takes_json(arg) for arg in args)
     return get_origin(annotation) in (tuple, list, dict, set, frozenset) or annotation in (tuple, list, dict)
 
 
@@ -605,6 +607,8 @@ def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
 
 _MOVED = {"backtest.fee": "venue.taker_fee"}
 """Keys that moved, with their new place: an old file gets told where the key went."""
+_RETIRED = {"execute.history_days": "a cycle reads the bars its features need (the feature window)"}
+"""Keys that no longer set anything, with why: an old file gets told to delete them."""
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:
@@ -622,6 +626,11 @@ def _reject_unknown_keys(table: Mapping[str, Any], *, origin: str) -> None:
         fields = list(SECTIONS[section].model_fields)
         for key in values:
             if key not in fields:
+                retired = _RETIRED.get(f"{section}.{key}")
+                if retired:
+                    raise ConfigError(
+                        f"'{section}.{key}' in {origin} no longer sets anything ({retired}); delete it"
+                    )
                 moved = _MOVED.get(f"{section}.{key}")
                 hint = f" (it moved to '{moved}')" if moved else _did_you_mean(key, fields)
                 raise ConfigError(f"unknown key '{section}.{key}' in {origin}{hint}")

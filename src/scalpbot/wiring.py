@@ -78,8 +78,8 @@ def _check_sample_series(services: Services, symbols: Sequence[str]) -> None:
     if settings.exchange.id != exchange or settings.data.timeframe != timeframe or others:
         asked = f"{settings.exchange.id} {', '.join(symbols)} {settings.data.timeframe}"
         raise ConfigError(
-            f"--source sample holds {exchange} {symbol} {timeframe} bars only, not {asked}: fetch it as "
-            f"{exchange} {symbol}, or import other bars with --source file:PATH"
+            f"--source sample holds {exchange} {symbol} {timeframe} bars only, not {asked}: use it for "
+            f"{exchange} {symbol}, or give other bars with --source file:PATH"
         )
 
 

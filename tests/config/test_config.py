@@ -102,13 +102,25 @@ def test_a_list_setting_in_the_environment_takes_json_and_a_bare_list_is_told_so
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SCALPBOT_TRAIN__HOLDING_HORIZONS", "[5, 10]")  # JSON: read, not blamed
+    monkeypatch.setenv("SCALPBOT_TRAIN__MODEL", "mlp")  # a str or a list: plain text is read as is
     with pytest.raises(ConfigError, match=f"^{name} cannot be read: .* takes JSON") as caught:
         load_settings(None)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "HOLDING" not in str(caught.value)
+    assert "MODEL" not in str(caught.value).split(" cannot")[0]
     monkeypatch.setenv("SCALPBOT_TRAIN__WIDTHS", "[64, 32]")
     monkeypatch.setenv("SCALPBOT_BOT__SYMBOLS", '["BTC/USDT", "ETH/USDT"]')
     settings = load_settings(None)
     assert settings.train.widths == (64, 32) and settings.symbols == ("BTC/USDT", "ETH/USDT")
+
+
+def test_a_retired_key_in_a_file_is_told_to_be_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "scalpbot.toml"
+    path.write_text("[execute]\nhistory_days = 2\n")
+    with pytest.raises(
+        ConfigError, match=r"'execute.history_days' in .* no longer sets anything .* delete it"
+    ):
+        load_settings(path)
 
 
 def test_secrets_are_redacted_when_shown(monkeypatch: pytest.MonkeyPatch) -> None:
