@@ -564,10 +564,11 @@ def _describe_env_error(error: SettingsError, environ: Mapping[str, str]) -> str
     """Return one line for an environment value pydantic-settings cannot parse: a list or table setting, which
     takes JSON there (``SCALPBOT_TRAIN__WIDTHS=64,64`` is not read; ``'[64, 64]'`` is)."""
     found = re.search(r'field "(\w+)"', str(error))
-    model = SECTIONS.get(found.group(1) if found else "")
+    section = found.group(1) if found else ""
+    model = SECTIONS.get(section)
+    prefix = f"{ENV_PREFIX}{section}__".upper()
     names = []
     if model is not None:
-        prefix = f"{ENV_PREFIX}{found.group(1) if found else ''}__".upper()
         for name in sorted(environ):
             field = model.model_fields.get(name.upper().removeprefix(prefix).lower())
             if name.upper().startswith(prefix) and field is not None and _takes_json(field.annotation):
@@ -575,8 +576,7 @@ def _describe_env_error(error: SettingsError, environ: Mapping[str, str]) -> str
                     json.loads(environ[name])
                 except ValueError:
                     names.append(name)
-    section = found.group(1).upper() if found else ""
-    where = ", ".join(names) or f"a {ENV_PREFIX}{section}__* variable"
+    where = ", ".join(names) or f"a {prefix}* variable"
     return (
         f"{where} cannot be read: a list or table setting takes JSON in the environment, e.g. "
         f"{ENV_PREFIX}BOT__SYMBOLS='[\"BTC/USDT\", \"ETH/USDT\"]' or {ENV_PREFIX}TRAIN__WIDTHS='[64, 64]'"

@@ -145,12 +145,8 @@ def run_cycle(executor: Executor, bar: pd.Timestamp, window: pd.DataFrame | None
     stored = portfolio.load()
     previous = None if stored is None else stored.snapshot
     if previous is not None and previous.last_bar_time is not None and previous.last_bar_time >= bar:
-        return CycleReport(
-            bar,
-            "skipped",
-            previous.equity,
-            message=f"bar {bar.isoformat().replace('+00:00', 'Z')} was already processed",
-        )
+        message = f"bar {bar:%Y-%m-%dT%H:%M:%SZ} was already processed"  # bars are UTC
+        return CycleReport(bar, "skipped", previous.equity, message=message)
     ledger = executor.ledger
     window = executor.bars.tail(bar, FEATURE_WINDOW) if window is None else window
     if window.empty or window.index[-1] != bar:
