@@ -109,9 +109,7 @@ def _run(task: tuple[Case, int, dict[str, int]]) -> Outcome:
 
 
 def _outcomes(tasks: list[tuple[Case, int, dict[str, int]]], args: argparse.Namespace) -> Iterator[Outcome]:
-    if args.jobs <= 1:
-        global _BARS
-        _BARS = load_bars(args.file)
+    if args.jobs <= 1:  # in this process: the bars main read (_BARS)
         yield from map(_run, tasks)
         return
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
@@ -346,7 +344,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.perf_counter()
     args.file = args.file or year_or_sample()
-    bars = load_bars(args.file)
+    global _BARS
+    bars = _BARS = load_bars(args.file)  # a worker process reads its own (_start_worker)
     span = (bars.index[-1] - bars.index[0]).days
     if span < args.days + args.seeds - 1:  # each seed's window starts at least a day after the previous one
         raise SystemExit(
