@@ -217,6 +217,11 @@ class TrainSettings(_Section):
         description="tuning maximizes the folds' mean return beyond the same exposure at random bars (timing), "
         "hedged of the market's (alpha), their mean return or their Sharpe ratio",
     )
+    confidence_floor: Literal["return", "tuned"] = Field(
+        default="return",
+        description="after tuning, the confidence floor (min_confidence) is chosen again on the folds' mean "
+        "return, the rest of the tuned policy kept (return), or kept as tuned",
+    )
     trials: int = Field(default=300, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(

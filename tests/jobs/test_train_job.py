@@ -105,10 +105,16 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert statistics["timing_p"] is None or 0.0 < statistics["timing_p"] <= 1.0
     assert statistics["timing_trades"] <= statistics["trades"]
     assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
-    # Three candidate labels (two barrier, one holding) of FAST["trials"] trials each; the deflation counts the
-    # effective independent ones.
-    assert manifest["tuning"]["trials_run"] == 3 * FAST["trials"]
-    assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= 3 * FAST["trials"]
+    # Three candidate labels (two barrier, one holding) of FAST["trials"] trials each, and one policy more for
+    # each whose confidence floor was chosen again after its study; the deflation counts the effective
+    # independent ones.
+    floor = manifest["tuning"]["floor"]
+    assert floor["objective"] == "return" and floor["chosen"] == manifest["params"]["min_confidence"]
+    assert 3 * FAST["trials"] <= manifest["tuning"]["trials_run"] <= 3 * FAST["trials"] + 3
+    if floor["chosen"] != floor["tuned"]:
+        assert manifest["tuning"]["trials_run"] > 3 * FAST["trials"]
+    run = manifest["tuning"]["trials_run"]
+    assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= run
     assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"
     assert statistics["total_return"] == report.test["total_return"]
     assert statistics["pbo"] == manifest["tuning"]["probability_of_backtest_overfitting"]

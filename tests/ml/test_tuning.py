@@ -289,3 +289,63 @@ def test_the_time_stop_is_sampled_on_a_log_scale_unless_its_bounds_start_at_zero
     study = optuna.create_study()
     samples = [_suggest(study.ask(), ParamBounds({"max_hold": (5, 240)})).max_hold for _ in range(400)]
     assert 0.35 < np.mean(np.array(samples) <= 34) < 0.65  # the geometric middle of 5..240 is 34 bars
+
+
+def _strong_and_weak_events(days: int = 10, seed: int = 9) -> PolicyWindow:
+    """Return bars whose price drifts up 1 % over the 30 bars after a strong event and 0.3 % after a weak one
+    (one of each every 240 bars, so the market rises about 7.8 % a day), with predictions that give a strong
+    event p_long 0.9, a weak one 0.65 and every other bar 0.45."""
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    moves = rng.normal(0.0, 0.0002, n)
+    probs = np.tile([0.3, 0.25, 0.45], (n, 1))
+    for start, drift, p_long in ((7, 0.01, 0.9), (127, 0.003, 0.65)):
+        for event in np.arange(start, n - 31, 240):
+            moves[event + 1 : event + 31] += drift / 30
+            probs[event] = [0.1, 0.9 - p_long, p_long]
+    close = 100.0 * np.exp(np.cumsum(moves))
+    open_ = np.append(100.0, close[:-1])
+    bars = pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close), "close": close},
+        index=pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC"),
+    )
+    return PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
+
+
+def test_the_confidence_floor_chosen_again_on_the_return_takes_the_weak_events_that_pay_their_costs() -> None:
+    from scalpbot.ml.tuning import FLOOR_REFINED
+
+    window = _strong_and_weak_events()
+    folds = [window.slice(0, 7200), window.slice(7200, len(window))]
+    base = StrategyParams(
+        entry_threshold=0.05, sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, full_size_edge=0.0,
+        max_hold=30, allow_short=False,
+    )  # fmt: skip
+    bounds = ParamBounds({"min_confidence": (0.3, 0.95)}, base=base)
+    options = {
+        "n_trials": 40, "seed": 4, "fee": 0.001, "min_trades": 10, "periods_per_year": 8760.0,
+        "objective": "timing", "show_progress": False,
+    }  # fmt: skip
+    tuned = tune_policy(folds, bounds, floor="tuned", **options)
+    # a weak event nets 0.3 % - 0.2 % of costs, less than 30 bars of this market at random: the timing
+    # objective takes the strong events only
+    assert 0.65 < tuned.best_params.min_confidence <= 0.9
+    assert tuned.floor == {} and FLOOR_REFINED not in tuned.trial_numbers
+
+    again = tune_policy(folds, bounds, floor="return", **options)
+    assert 0.45 < again.best_params.min_confidence <= 0.65  # the weak events too, and no other bar
+    assert again.best_params == tuned.best_params.replace(min_confidence=again.best_params.min_confidence)
+    assert again.floor["tuned"] == tuned.best_params.min_confidence
+    assert again.floor["chosen"] == again.best_params.min_confidence
+    assert again.floor["chosen_value"] > again.floor["tuned_value"]
+    # the study is the same; the policy that ships is one more row, which the DSR and the PBO judge
+    assert again.best_value == tuned.best_value and again.best_trial == tuned.best_trial
+    assert again.n_trials == tuned.n_trials and again.n_rows == tuned.n_rows + 1
+    assert again.best_index == again.n_rows - 1
+    assert again.trial_numbers[-1] == FLOOR_REFINED
+    evaluations = [PolicyEvaluator(f, fee=0.001, periods_per_year=8760.0)(again.best_params) for f in folds]
+    np.testing.assert_array_equal(
+        again.trial_returns[again.best_index], np.concatenate([e.daily_returns for e in evaluations])
+    )
+    assert [f["trades"] for f in again.best_folds] == [e.trades for e in evaluations]
+    assert again.summary()["floor"]["chosen"] == again.best_params.min_confidence

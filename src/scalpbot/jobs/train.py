@@ -229,9 +229,15 @@ def tune_candidate(
             log=log,
             workers=workers,
         )
+    floor = tuned.floor
+    moved = (
+        f"; confidence floor {floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
+        if floor and floor["chosen"] != floor["tuned"]
+        else ""
+    )
     log(
         f"label {label.describe()}: fold objective "
-        f"{tuned.best_value:.2f}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
+        f"{tuned.best_value:.2f}{moved}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
     )
     return Fitted(label, models, records, probs, vol, tuned, artifact, calibration, calibration_record)
 
@@ -312,7 +318,7 @@ def publish(
     releases = ReleaseStore(services.store)
     with timed(timings, "gate"):
         returns = np.vstack([f.tuned.trial_returns for f in fits])
-        best_row = sum(f.tuned.n_trials for f in fits[: fits.index(chosen)]) + tuned.best_index
+        best_row = sum(f.tuned.n_rows for f in fits[: fits.index(chosen)]) + tuned.best_index
         selection = TrialSelection.from_folds(
             returns, best_row, "validation hour", multiplier=max(1, cfg.model_trials)
         )

@@ -353,6 +353,7 @@ def tuning_options(
         periods_per_year=_HOURS_PER_YEAR,
         dispersion=cfg.dispersion,
         objective=cfg.objective,
+        floor=cfg.confidence_floor,
         study_name=study_name,
         show_progress=show_progress,
         top_up=True,

@@ -20,6 +20,18 @@ periods and ``beta`` the trial's regression slope on them (pooled over the folds
 that moves the market itself (a drift after an event is most of the period's market return, so the timing
 that earns it regresses on the market and is hedged away).
 
+**The confidence floor** (``floor="return"``, the train job's default). The objective chooses the policy's
+shape - which edge enters, its stops, its time stop - and, with it, a floor on the win probability
+(``min_confidence``). Under ``"timing"`` a trade must beat what the same bars in position earn at random, so
+where a planted or real edge makes most of the folds' own move the floor rises until only the surest signals
+pass, and trades that earned their costs are left. After the study the floor is chosen again: the best
+trial's other parameters are kept and ``min_confidence`` is swept over its bounds in steps of
+:data:`FLOOR_STEP` (and the tuned value), each scored by the ``"return"`` objective on the same folds (the mean
+period return less the folds' spread, so that a floor that pays in one fold only still loses), and the best
+floor is kept (on a tie the tuned one, then the highest). The policy with that floor is one more row of the
+trials' returns, so the deflated Sharpe ratio and the PBO judge the policy that ships;
+``TuningResult.floor`` records the sweep. ``floor="tuned"`` keeps the tuned floor.
+
 Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
 (``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
 :func:`scalpbot.core.metrics.sharpe_ratio` of :func:`scalpbot.core.metrics.daily_returns`), maximized. A trial
@@ -48,8 +60,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +97,12 @@ SAMPLERS = ("tpe", "gp", "random")
 _LOG_SCALE = frozenset({"sl_mult", "tp_mult", "risk_per_trade", "max_position"})
 _FINGERPRINT_ATTR = "scalpbot_fingerprint"
 _WORKER_SEED_STRIDE = 1_000_003
+FLOOR_STEP = 0.01
+"""The step of the confidence floor's sweep after a study (``floor="return"``), a probability."""
+FLOOR_REFINED = -1
+"""``TuningResult.trial_numbers`` of the row that is the best trial with its floor chosen again."""
+Floor = Literal["tuned", "return"]
+"""How the confidence floor is set after a study (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,13 @@ class TuningResult:
     completion. ``new_trials``, ``elapsed_s`` (wall seconds) and ``objective_s`` (seconds in the kernels) are
     this session's. ``fold_slices``: each fold's columns of ``trial_returns``; ``best_folds``: the best trial's
     result per fold (total return, trades, annualized Sharpe or ``None``).
+
+    ``floor``: the confidence floor chosen again after the study (module docstring): the tuned and the chosen
+    ``min_confidence``, the swept range and step, and both floors' ``"return"`` objective; empty when it was
+    not (``floor="tuned"``, or no valid trial). When it moved the floor, ``best_params`` and ``best_folds`` are
+    the policy with the new floor, and its returns are the last row of the per-trial arrays (trial number
+    :data:`FLOOR_REFINED`, its value the study's objective), which ``best_index`` names; ``best_value`` and
+    ``best_trial`` stay the study's best trial's.
     """
 
     study_name: str
@@ -119,10 +144,17 @@ class TuningResult:
     objective_s: float
     fold_slices: tuple[tuple[int, int], ...] = ()
     best_folds: tuple[dict[str, Any], ...] = ()
+    floor: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_trials(self) -> int:
-        """Return the number of complete trials in the study."""
+        """Return the number of complete trials in the study (the row of a floor chosen again aside)."""
+        return int(np.count_nonzero(self.trial_numbers != FLOOR_REFINED))
+
+    @property
+    def n_rows(self) -> int:
+        """Return the number of rows of the per-trial arrays: the trials, and the policy with a floor chosen
+        again after them when it moved."""
         return int(self.values.shape[0])
 
     @property
@@ -161,7 +193,7 @@ class TuningResult:
         m = self.best_moments
         if not math.isfinite(m.sharpe):
             return math.nan
-        n = self.n_trials if n_trials is None else n_trials
+        n = self.n_rows if n_trials is None else n_trials
         variance = self.sharpe_variance if sharpe_variance is None else sharpe_variance
         return deflated_sharpe_ratio(m.sharpe, m.n, n, variance, skew=m.skew, kurtosis=m.kurtosis)
 
@@ -187,6 +219,7 @@ class TuningResult:
             "trial_sharpe_variance_per_period": self.sharpe_variance,
             "deflated_sharpe": _none_if_nan(self.deflated_sharpe()),
             "folds": list(self.best_folds),
+            "floor": dict(self.floor),
             "elapsed_s": self.elapsed_s,
         }
 
@@ -367,6 +400,7 @@ def tune_policy(
     objective: Objective = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
+    floor: Floor = "tuned",
 ) -> TuningResult:
     """Run ``n_trials`` more trials (or until ``timeout_s``) maximizing the objective; return the whole study.
 
@@ -394,6 +428,7 @@ def tune_policy(
     ``funding``: on a perpetual swap, one array per window of the funding rate due at each bar's open
     (:func:`scalpbot.core.funding.funding_at_bars`; empty: none), charged in every trial; a study's fingerprint
     holds the rates, so a stored study tuned without them is not resumed with them.
+    ``floor``: ``"return"`` chooses the confidence floor again after the study (see the module docstring).
     """
     result = _tune(
         window,
@@ -419,6 +454,7 @@ def tune_policy(
         objective=objective,
         heartbeat_s=heartbeat_s,
         funding=funding,
+        floor=floor,
     )
     assert isinstance(result, TuningResult)
     return result
@@ -467,6 +503,7 @@ def _tune(
     objective: Objective = "sharpe",
     heartbeat_s: int = 10,
     funding: Sequence[np.ndarray] | None = None,
+    floor: Floor = "tuned",
 ) -> TuningResult | int:
     """Run the study as :func:`tune_policy` says; return its result, or (``collect`` off) the trials run here."""
     bounds = ParamBounds.default() if bounds is None else bounds
@@ -474,6 +511,8 @@ def _tune(
     _check(n_trials, timeout_s, sampler, min_trades, penalty, windows)
     if not (math.isfinite(dispersion) and dispersion >= 0.0):
         raise ConfigError(f"dispersion must be a weight >= 0, e.g. 1.0; got {dispersion}")
+    if floor not in ("tuned", "return"):
+        raise ConfigError(f"floor must be 'tuned' or 'return'; got {floor!r}")
     rates = tuple(funding) if funding is not None else (NO_FUNDING,) * len(windows)
     if len(rates) != len(windows):
         raise ConfigError(f"funding must hold one array per window ({len(windows)}); got {len(rates)}")
@@ -526,7 +565,9 @@ def _tune(
         returns = np.concatenate([e.daily_returns for e in evaluations])
         return sum(e.trades for e in evaluations), returns, evaluations
 
-    def score(trades: int, returns: np.ndarray, evaluations: list[Evaluation]) -> float:
+    def score(
+        trades: int, returns: np.ndarray, evaluations: list[Evaluation], scored: str = objective
+    ) -> float:
         at_random = None
         if drift is not None:
             at_random = np.concatenate([e.exposure for e in evaluations if e.exposure is not None]) * drift
@@ -538,7 +579,7 @@ def _tune(
             penalty=penalty,
             dispersion=dispersion,
             periods_per_year=periods_per_year,
-            objective=objective,
+            objective=scored,
             market=market,
             at_random=at_random,
         )
@@ -605,19 +646,33 @@ def _tune(
             cache[trial.number] = (trades, returns)
     values = np.array([float(t.value) if t.value is not None else math.nan for t in trials])
     best = int(np.nanargmax(values))
-    best_folds = tuple(_fold_record(e) for e in evaluate(trial_params[best])[2])
+    numbers = [t.number for t in trials]
+    rows = [cache[n] for n in numbers]
+    seconds = [t.duration.total_seconds() if t.duration else math.nan for t in trials]
+    chosen, evaluations = trial_params[best], evaluate(trial_params[best])[2]
+    record: dict[str, Any] = {}
+    if floor == "return" and values[best] >= penalty and "min_confidence" in bounds.ranges:
+        chosen, record = _choose_floor(trial_params[best], bounds.ranges["min_confidence"], evaluate, score)
+        if chosen != trial_params[best]:  # one more row: the policy that ships, for the DSR and the PBO
+            trades, returns, evaluations = evaluate(chosen)
+            trial_params = (*trial_params, chosen)
+            values = np.append(values, score(trades, returns, evaluations))
+            numbers.append(FLOOR_REFINED)
+            rows.append((trades, returns))
+            seconds.append(math.nan)
+    best_value, best_trial = float(values[best]), trials[best].number
     return TuningResult(
         study_name=name,
-        best_params=trial_params[best],
-        best_value=float(values[best]),
-        best_trial=trials[best].number,
-        best_index=best,
-        trial_numbers=np.array([t.number for t in trials], dtype=np.int64),
+        best_params=chosen,
+        best_value=best_value,
+        best_trial=best_trial,
+        best_index=len(numbers) - 1 if numbers[-1] == FLOOR_REFINED else best,
+        trial_numbers=np.array(numbers, dtype=np.int64),
         trial_params=trial_params,
         values=values,
-        trial_trades=np.array([cache[t.number][0] for t in trials], dtype=np.int64),
-        trial_returns=np.stack([cache[t.number][1] for t in trials]),
-        trial_seconds=np.array([t.duration.total_seconds() if t.duration else math.nan for t in trials]),
+        trial_trades=np.array([r[0] for r in rows], dtype=np.int64),
+        trial_returns=np.stack([r[1] for r in rows]),
+        trial_seconds=np.array(seconds),
         min_trades=min_trades,
         penalty=penalty,
         periods_per_year=periods_per_year,
@@ -625,8 +680,40 @@ def _tune(
         elapsed_s=time.perf_counter() - started,
         objective_s=kernel_seconds,
         fold_slices=slices,
-        best_folds=best_folds,
+        best_folds=tuple(_fold_record(e) for e in evaluations),
+        floor=record,
     )
+
+
+def _choose_floor(
+    tuned: StrategyParams,
+    bounds: tuple[float, float],
+    evaluate: Callable[[StrategyParams], tuple[int, np.ndarray, list[Evaluation]]],
+    score: Callable[..., float],
+) -> tuple[StrategyParams, dict[str, Any]]:
+    """Return ``tuned`` with the confidence floor that scores best on the ``"return"`` objective (swept over
+    ``bounds`` in :data:`FLOOR_STEP` steps and the tuned value; on a tie the tuned floor, then the highest),
+    and the record of the sweep (see the module docstring)."""
+    low, high = bounds
+    grid = np.round(np.arange(low, high + FLOOR_STEP / 2, FLOOR_STEP), 6)
+    floors = [tuned.min_confidence, *sorted((float(f) for f in grid if low <= f <= high), reverse=True)]
+    best_floor, best_value, tuned_value = tuned.min_confidence, -math.inf, -math.inf
+    for i, floor in enumerate(floors):
+        value = score(*evaluate(replace(tuned, min_confidence=floor)), "return")
+        if i == 0:
+            tuned_value = value
+        if value > best_value:
+            best_floor, best_value = floor, value
+    record = {
+        "objective": "return",
+        "tuned": tuned.min_confidence,
+        "chosen": best_floor,
+        "swept": [low, high],
+        "step": FLOOR_STEP,
+        "tuned_value": tuned_value,
+        "chosen_value": best_value,
+    }
+    return replace(tuned, min_confidence=best_floor), record
 
 
 def _check_fingerprint(study: optuna.Study, name: str, fingerprint: str, *, strict: bool) -> None:
