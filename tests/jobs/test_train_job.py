@@ -197,6 +197,13 @@ def test_the_train_summary_prints_the_fold_results_and_the_feature_importance(
         in printed
     )
     assert report.reason in printed
+    floor = report.tuning["floor"]  # chosen again on the folds' return after the study
+    expected = (
+        f"{floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
+        if floor["chosen"] != floor["tuned"]
+        else f"{floor['chosen']:.2f} as tuned"
+    )
+    assert f"confidence floor {expected}" in printed
 
 
 def test_a_release_backtested_on_its_test_window_reproduces_its_test_metrics(

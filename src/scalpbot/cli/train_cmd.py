@@ -99,8 +99,8 @@ def _train(
     dsr = report.tuning.get("deflated_sharpe")
     out.print(
         f"tuning: {report.tuning.get('trials_run')} trials ({report.tuning.get('effective_trials')} effective), "
-        f"best fold objective {report.tuning.get('best_value'):.2f}, deflated Sharpe ratio "
-        f"{'-' if dsr is None else f'{dsr:.3f}'}; label: {describe_label(report.labels)}"
+        f"best fold objective {report.tuning.get('best_value'):.2f}{_floor_text(report.tuning)}, deflated "
+        f"Sharpe ratio {'-' if dsr is None else f'{dsr:.3f}'}; label: {describe_label(report.labels)}"
     )
     shown = list(report.importance.items())[:_IMPORTANT]
     out.print(
@@ -108,6 +108,17 @@ def _train(
         + ", ".join(f"{name} {value:+.4f}" for name, value in shown)
     )
     out.print(report.reason, markup=False, highlight=False)
+
+
+def _floor_text(tuning: dict[str, Any]) -> str:
+    """Return ``, confidence floor 0.78 -> 0.66 on the folds' return`` (``0.66 as tuned`` when it stayed; empty
+    for a release tuned before the floor was chosen again, or with ``train.confidence_floor = "tuned"``)."""
+    floor = tuning.get("floor") or {}
+    if not floor:
+        return ""
+    if floor["chosen"] == floor["tuned"]:
+        return f", confidence floor {floor['chosen']:.2f} as tuned"
+    return f", confidence floor {floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
 
 
 def _fold_lines(folds: list[dict[str, Any]]) -> str:
