@@ -349,3 +349,44 @@ def test_the_confidence_floor_chosen_again_on_the_return_takes_the_weak_events_t
     )
     assert [f["trades"] for f in again.best_folds] == [e.trades for e in evaluations]
     assert again.summary()["floor"]["chosen"] == again.best_params.min_confidence
+
+
+def test_a_floor_whose_extra_trades_only_ride_the_trend_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    import scalpbot.ml.tuning as tuning
+
+    # A market rising about 17 % a day, and an event every 240 bars that adds 1 % over 30 bars: below the
+    # events' floor every bar trades, and each 30-bar trade nets the trend less the round trip, more than 0.
+    rng = np.random.default_rng(13)
+    n = 10 * 1440
+    moves = rng.normal(0.00012, 0.0002, n)
+    probs = np.tile([0.3, 0.25, 0.45], (n, 1))
+    for event in np.arange(7, n - 31, 240):
+        moves[event + 1 : event + 31] += 0.01 / 30
+        probs[event] = [0.05, 0.05, 0.9]
+    close = 100.0 * np.exp(np.cumsum(moves))
+    open_ = np.append(100.0, close[:-1])
+    bars = pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close), "close": close},
+        index=pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC"),
+    )
+    window = PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
+    folds = [window.slice(0, 7200), window.slice(7200, n)]
+    base = StrategyParams(
+        entry_threshold=0.05, sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, full_size_edge=0.0,
+        max_hold=30, allow_short=False,
+    )  # fmt: skip
+    bounds = ParamBounds({"min_confidence": (0.3, 0.95)}, base=base)
+    options = {
+        "n_trials": 30, "seed": 2, "fee": 0.001, "min_trades": 10, "periods_per_year": 8760.0,
+        "objective": "timing", "show_progress": False, "floor": "return",
+    }  # fmt: skip
+    kept = tune_policy(folds, bounds, **options)
+    assert 0.45 < kept.best_params.min_confidence <= 0.9  # the events alone
+    assert kept.floor["study_objective_chosen"] >= kept.floor["study_objective_least"]
+    # the sweep alone, which the trades' timing does not bound, would trade every bar
+    monkeypatch.setattr(tuning, "FLOOR_KEEPS", -math.inf)
+    riding = tune_policy(folds, bounds, **options)
+    assert riding.best_params.min_confidence <= 0.45
+    assert riding.floor["chosen_value"] > kept.floor["chosen_value"]

@@ -28,7 +28,10 @@ pass, and trades that earned their costs are left. After the study the floor is 
 trial's other parameters are kept and ``min_confidence`` is swept over its bounds in steps of
 :data:`FLOOR_STEP` (and the tuned value), each scored by the ``"return"`` objective on the same folds (the mean
 period return less the folds' spread, so that a floor that pays in one fold only still loses), and the best
-floor is kept (on a tie the tuned one, then the highest). The policy with that floor is one more row of the
+floor is kept (on a tie the tuned one, then the highest) among those that keep at least :data:`FLOOR_KEEPS` of
+the study's objective: a floor whose extra trades earn mostly what the same time in the market earns at
+random bars - a release that holds a trending market long - is not taken, for the gate's random-entry test
+would refuse it. The policy with that floor is one more row of the
 trials' returns, so the deflated Sharpe ratio and the PBO judge the policy that ships;
 ``TuningResult.floor`` records the sweep. ``floor="tuned"`` keeps the tuned floor.
 
@@ -99,6 +102,8 @@ _FINGERPRINT_ATTR = "scalpbot_fingerprint"
 _WORKER_SEED_STRIDE = 1_000_003
 FLOOR_STEP = 0.01
 """The step of the confidence floor's sweep after a study (``floor="return"``), a probability."""
+FLOOR_KEEPS = 0.5
+"""The share of the study's objective a confidence floor chosen again must keep (of the tuned floor's)."""
 FLOOR_REFINED = -1
 """``TuningResult.trial_numbers`` of the row that is the best trial with its floor chosen again."""
 Floor = Literal["tuned", "return"]
@@ -691,19 +696,21 @@ def _choose_floor(
     evaluate: Callable[[StrategyParams], tuple[int, np.ndarray, list[Evaluation]]],
     score: Callable[..., float],
 ) -> tuple[StrategyParams, dict[str, Any]]:
-    """Return ``tuned`` with the confidence floor that scores best on the ``"return"`` objective (swept over
-    ``bounds`` in :data:`FLOOR_STEP` steps and the tuned value; on a tie the tuned floor, then the highest),
-    and the record of the sweep (see the module docstring)."""
+    """Return ``tuned`` with the confidence floor that scores best on the ``"return"`` objective among those
+    that keep :data:`FLOOR_KEEPS` of the study's objective (swept over ``bounds`` in :data:`FLOOR_STEP` steps
+    and the tuned value; on a tie the tuned floor, then the highest), and the record of the sweep (see the
+    module docstring)."""
     low, high = bounds
     grid = np.round(np.arange(low, high + FLOOR_STEP / 2, FLOOR_STEP), 6)
     floors = [tuned.min_confidence, *sorted((float(f) for f in grid if low <= f <= high), reverse=True)]
-    best_floor, best_value, tuned_value = tuned.min_confidence, -math.inf, -math.inf
+    best_floor, best_value, tuned_value, kept, least = tuned.min_confidence, -math.inf, -math.inf, 0.0, 0.0
     for i, floor in enumerate(floors):
-        value = score(*evaluate(replace(tuned, min_confidence=floor)), "return")
+        evaluated = evaluate(replace(tuned, min_confidence=floor))
+        study_value, value = score(*evaluated), score(*evaluated, "return")
         if i == 0:
-            tuned_value = value
-        if value > best_value:
-            best_floor, best_value = floor, value
+            tuned_value, least = value, study_value - (1.0 - FLOOR_KEEPS) * abs(study_value)
+        if value > best_value and study_value >= least:
+            best_floor, best_value, kept = floor, value, study_value
     record = {
         "objective": "return",
         "tuned": tuned.min_confidence,
@@ -712,6 +719,8 @@ def _choose_floor(
         "step": FLOOR_STEP,
         "tuned_value": tuned_value,
         "chosen_value": best_value,
+        "study_objective_least": least,
+        "study_objective_chosen": kept,
     }
     return replace(tuned, min_confidence=best_floor), record
 
