@@ -291,16 +291,19 @@ def test_the_time_stop_is_sampled_on_a_log_scale_unless_its_bounds_start_at_zero
     assert 0.35 < np.mean(np.array(samples) <= 34) < 0.65  # the geometric middle of 5..240 is 34 bars
 
 
-def _strong_and_weak_events(days: int = 10, seed: int = 9) -> PolicyWindow:
-    """Return bars whose price drifts up 1 % over the 30 bars after a strong event and 0.3 % after a weak one
-    (one of each every 240 bars, so the market rises about 7.8 % a day), with predictions that give a strong
-    event p_long 0.9, a weak one 0.65 and every other bar 0.45."""
+def _event_folds(
+    events: tuple[tuple[int, float, float], ...], trend: float = 0.0, days: int = 10, seed: int = 9
+) -> list[PolicyWindow]:
+    """Return two folds (5 and 5 days) of hourly-scored bars whose price rises ``trend`` a bar on average, and
+    for each ``(first, drift, p_long)`` of ``events`` an event every 240 bars from bar ``first``, after which
+    the price drifts up ``drift`` over 30 bars and which the predictions give ``p_long``; every other bar
+    gets p_long 0.45."""
     rng = np.random.default_rng(seed)
     n = days * 1440
-    moves = rng.normal(0.0, 0.0002, n)
+    moves = rng.normal(trend, 0.0002, n)
     probs = np.tile([0.3, 0.25, 0.45], (n, 1))
-    for start, drift, p_long in ((7, 0.01, 0.9), (127, 0.003, 0.65)):
-        for event in np.arange(start, n - 31, 240):
+    for first, drift, p_long in events:
+        for event in np.arange(first, n - 31, 240):
             moves[event + 1 : event + 31] += drift / 30
             probs[event] = [0.1, 0.9 - p_long, p_long]
     close = 100.0 * np.exp(np.cumsum(moves))
@@ -309,30 +312,35 @@ def _strong_and_weak_events(days: int = 10, seed: int = 9) -> PolicyWindow:
         {"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close), "close": close},
         index=pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC"),
     )
-    return PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
+    window = PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
+    return [window.slice(0, n // 2), window.slice(n // 2, n)]
+
+
+FLOOR_ONLY = ParamBounds(
+    {"min_confidence": (0.3, 0.95)},
+    base=StrategyParams(
+        entry_threshold=0.05, sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, full_size_edge=0.0,
+        max_hold=30, allow_short=False,
+    ),
+)  # fmt: skip
+"""Only the confidence floor is tuned; every trade is held 30 bars at full size, long."""
+FLOOR_STUDY: dict[str, object] = {
+    "fee": 0.001, "min_trades": 10, "periods_per_year": 8760.0, "objective": "timing", "show_progress": False,
+}  # fmt: skip
 
 
 def test_the_confidence_floor_chosen_again_on_the_return_takes_the_weak_events_that_pay_their_costs() -> None:
     from scalpbot.ml.tuning import FLOOR_REFINED
 
-    window = _strong_and_weak_events()
-    folds = [window.slice(0, 7200), window.slice(7200, len(window))]
-    base = StrategyParams(
-        entry_threshold=0.05, sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, full_size_edge=0.0,
-        max_hold=30, allow_short=False,
-    )  # fmt: skip
-    bounds = ParamBounds({"min_confidence": (0.3, 0.95)}, base=base)
-    options = {
-        "n_trials": 40, "seed": 4, "fee": 0.001, "min_trades": 10, "periods_per_year": 8760.0,
-        "objective": "timing", "show_progress": False,
-    }  # fmt: skip
-    tuned = tune_policy(folds, bounds, floor="tuned", **options)
+    # strong events: 1 % at p_long 0.9; weak ones: 0.3 % at 0.65; the market rises about 7.8 % a day
+    folds = _event_folds(((7, 0.01, 0.9), (127, 0.003, 0.65)))
+    tuned = tune_policy(folds, FLOOR_ONLY, n_trials=40, seed=4, floor="tuned", **FLOOR_STUDY)  # type: ignore[arg-type]
     # a weak event nets 0.3 % - 0.2 % of costs, less than 30 bars of this market at random: the timing
     # objective takes the strong events only
     assert 0.65 < tuned.best_params.min_confidence <= 0.9
     assert tuned.floor == {} and FLOOR_REFINED not in tuned.trial_numbers
 
-    again = tune_policy(folds, bounds, floor="return", **options)
+    again = tune_policy(folds, FLOOR_ONLY, n_trials=40, seed=4, floor="return", **FLOOR_STUDY)  # type: ignore[arg-type]
     assert 0.45 < again.best_params.min_confidence <= 0.65  # the weak events too, and no other bar
     assert again.best_params == tuned.best_params.replace(min_confidence=again.best_params.min_confidence)
     assert again.floor["tuned"] == tuned.best_params.min_confidence
@@ -358,35 +366,12 @@ def test_a_floor_whose_extra_trades_only_ride_the_trend_is_not_taken(monkeypatch
 
     # A market rising about 17 % a day, and an event every 240 bars that adds 1 % over 30 bars: below the
     # events' floor every bar trades, and each 30-bar trade nets the trend less the round trip, more than 0.
-    rng = np.random.default_rng(13)
-    n = 10 * 1440
-    moves = rng.normal(0.00012, 0.0002, n)
-    probs = np.tile([0.3, 0.25, 0.45], (n, 1))
-    for event in np.arange(7, n - 31, 240):
-        moves[event + 1 : event + 31] += 0.01 / 30
-        probs[event] = [0.05, 0.05, 0.9]
-    close = 100.0 * np.exp(np.cumsum(moves))
-    open_ = np.append(100.0, close[:-1])
-    bars = pd.DataFrame(
-        {"open": open_, "high": np.maximum(open_, close), "low": np.minimum(open_, close), "close": close},
-        index=pd.date_range("2024-03-01", periods=n, freq="1min", tz="UTC"),
-    )
-    window = PolicyWindow.from_frame(bars, probs, np.full(n, 0.004), period="1h")
-    folds = [window.slice(0, 7200), window.slice(7200, n)]
-    base = StrategyParams(
-        entry_threshold=0.05, sl_mult=10.0, tp_mult=10.0, risk_per_trade=0.2, full_size_edge=0.0,
-        max_hold=30, allow_short=False,
-    )  # fmt: skip
-    bounds = ParamBounds({"min_confidence": (0.3, 0.95)}, base=base)
-    options = {
-        "n_trials": 30, "seed": 2, "fee": 0.001, "min_trades": 10, "periods_per_year": 8760.0,
-        "objective": "timing", "show_progress": False, "floor": "return",
-    }  # fmt: skip
-    kept = tune_policy(folds, bounds, **options)
+    folds = _event_folds(((7, 0.01, 0.9),), trend=0.00012, seed=13)
+    kept = tune_policy(folds, FLOOR_ONLY, n_trials=30, seed=2, floor="return", **FLOOR_STUDY)  # type: ignore[arg-type]
     assert 0.45 < kept.best_params.min_confidence <= 0.9  # the events alone
     assert kept.floor["study_objective_chosen"] >= kept.floor["study_objective_least"]
     # the sweep alone, which the trades' timing does not bound, would trade every bar
     monkeypatch.setattr(tuning, "FLOOR_KEEPS", -math.inf)
-    riding = tune_policy(folds, bounds, **options)
+    riding = tune_policy(folds, FLOOR_ONLY, n_trials=30, seed=2, floor="return", **FLOOR_STUDY)  # type: ignore[arg-type]
     assert riding.best_params.min_confidence <= 0.45
     assert riding.floor["chosen_value"] > kept.floor["chosen_value"]
