@@ -31,9 +31,9 @@ period return less the folds' spread, so that a floor that pays in one fold only
 floor is kept (on a tie the tuned one, then the highest) among those that keep at least :data:`FLOOR_KEEPS` of
 the study's objective: a floor whose extra trades earn mostly what the same time in the market earns at
 random bars - a release that holds a trending market long - is not taken, for the gate's random-entry test
-would refuse it. The policy with that floor is one more row of the
-trials' returns, so the deflated Sharpe ratio and the PBO judge the policy that ships;
-``TuningResult.floor`` records the sweep. ``floor="tuned"`` keeps the tuned floor.
+would refuse it. The policy with that floor is one more row of the trials' returns, so the deflated Sharpe
+ratio and the PBO judge the policy that ships; ``TuningResult.floor`` records the sweep. ``floor="tuned"``
+keeps the tuned floor.
 
 Objective: the **annualized Sharpe ratio of daily returns** of the equity curve, net of fees and slippage
 (``mean / std(ddof=1) * sqrt(periods_per_year)`` of each UTC day's last equity over the previous day's, exactly
