@@ -57,12 +57,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _data import year_or_sample
-from scalpbot.config import TrainSettings
+from scalpbot.config import TrainSettings, load_settings
+from scalpbot.errors import ConfigError
 from scalpbot.ml.fit_pool import die_with_parent
 
 from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
@@ -334,10 +334,9 @@ def _settings(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"takes a JSON object of train settings, got {text}")
     try:
-        TrainSettings(**value)
-    except ValidationError as exc:
-        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise argparse.ArgumentTypeError(f"{wrong} in {text}") from None
+        load_settings(None, {"train": value})
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {text}") from None
     return value
 
 

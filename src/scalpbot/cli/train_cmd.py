@@ -95,11 +95,13 @@ def _train(
     out.print(table)
     out.print(_fold_lines(report.folds), markup=False, highlight=False)
     from scalpbot.jobs.learning import describe_label
+    from scalpbot.jobs.train import floor_text
 
     dsr = report.tuning.get("deflated_sharpe")
+    floor = f", {floor_text(report.tuning['floor'])}" if report.tuning.get("floor") else ""
     out.print(
         f"tuning: {report.tuning.get('trials_run')} trials ({report.tuning.get('effective_trials')} effective), "
-        f"best fold objective {report.tuning.get('best_value'):.2f}{_floor_text(report.tuning)}, deflated "
+        f"best fold objective {report.tuning.get('best_value'):.2f}{floor}, deflated "
         f"Sharpe ratio {'-' if dsr is None else f'{dsr:.3f}'}; label: {describe_label(report.labels)}"
     )
     shown = list(report.importance.items())[:_IMPORTANT]
@@ -108,17 +110,6 @@ def _train(
         + ", ".join(f"{name} {value:+.4f}" for name, value in shown)
     )
     out.print(report.reason, markup=False, highlight=False)
-
-
-def _floor_text(tuning: dict[str, Any]) -> str:
-    """Return ``, confidence floor 0.78 -> 0.66 on the folds' return`` (``0.66 as tuned`` when it stayed; empty
-    for a release tuned before the floor was chosen again, or with ``train.confidence_floor = "tuned"``)."""
-    floor = tuning.get("floor") or {}
-    if not floor:
-        return ""
-    if floor["chosen"] == floor["tuned"]:
-        return f", confidence floor {floor['chosen']:.2f} as tuned"
-    return f", confidence floor {floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
 
 
 def _fold_lines(folds: list[dict[str, Any]]) -> str:

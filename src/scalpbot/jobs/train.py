@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TrainReport",
     "conclude",
+    "floor_text",
     "report_of",
     "resumed",
     "score_signals",
@@ -230,16 +231,20 @@ def tune_candidate(
             workers=workers,
         )
     floor = tuned.floor
-    moved = (
-        f"; confidence floor {floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
-        if floor and floor["chosen"] != floor["tuned"]
-        else ""
-    )
+    moved = f"; {floor_text(floor)}" if floor and floor["chosen"] != floor["tuned"] else ""
     log(
         f"label {label.describe()}: fold objective "
         f"{tuned.best_value:.2f}{moved}, folds {[round(f['total_return'], 4) for f in tuned.best_folds]}"
     )
     return Fitted(label, models, records, probs, vol, tuned, artifact, calibration, calibration_record)
+
+
+def floor_text(floor: Mapping[str, Any]) -> str:
+    """Return ``confidence floor 0.78 -> 0.66 on the folds' return`` (``confidence floor 0.66 as tuned`` when
+    the sweep kept it) for a ``TuningResult.floor`` record (not empty)."""
+    if floor["chosen"] == floor["tuned"]:
+        return f"confidence floor {floor['chosen']:.2f} as tuned"
+    return f"confidence floor {floor['tuned']:.2f} -> {floor['chosen']:.2f} on the folds' return"
 
 
 def conclude(

@@ -657,9 +657,11 @@ def _tune(
     chosen, evaluations = trial_params[best], evaluate(trial_params[best])[2]
     record: dict[str, Any] = {}
     if floor == "return" and values[best] >= penalty and "min_confidence" in bounds.ranges:
-        chosen, record = _choose_floor(trial_params[best], bounds.ranges["min_confidence"], evaluate, score)
+        chosen, (trades, returns, evaluated), record = _choose_floor(
+            trial_params[best], bounds.ranges["min_confidence"], evaluate, score
+        )
         if chosen != trial_params[best]:  # one more row: the policy that ships, for the DSR and the PBO
-            trades, returns, evaluations = evaluate(chosen)
+            evaluations = evaluated
             trial_params = (*trial_params, chosen)
             values = np.append(values, score(trades, returns, evaluations))
             numbers.append(FLOOR_REFINED)
@@ -695,22 +697,24 @@ def _choose_floor(
     bounds: tuple[float, float],
     evaluate: Callable[[StrategyParams], tuple[int, np.ndarray, list[Evaluation]]],
     score: Callable[..., float],
-) -> tuple[StrategyParams, dict[str, Any]]:
+) -> tuple[StrategyParams, tuple[int, np.ndarray, list[Evaluation]], dict[str, Any]]:
     """Return ``tuned`` with the confidence floor that scores best on the ``"return"`` objective among those
     that keep :data:`FLOOR_KEEPS` of the study's objective (swept over ``bounds`` in :data:`FLOOR_STEP` steps
-    and the tuned value; on a tie the tuned floor, then the highest), and the record of the sweep (see the
-    module docstring)."""
+    and the tuned value; on a tie the tuned floor, then the highest), its evaluation, and the record of the
+    sweep (see the module docstring)."""
     low, high = bounds
     grid = np.round(np.arange(low, high + FLOOR_STEP / 2, FLOOR_STEP), 6)
     floors = [tuned.min_confidence, *sorted((float(f) for f in grid if low <= f <= high), reverse=True)]
     best_floor, best_value, tuned_value, kept, least = tuned.min_confidence, -math.inf, -math.inf, 0.0, 0.0
+    best_evaluation = None
     for i, floor in enumerate(floors):
         evaluated = evaluate(replace(tuned, min_confidence=floor))
         study_value, value = score(*evaluated), score(*evaluated, "return")
         if i == 0:
             tuned_value, least = value, study_value - (1.0 - FLOOR_KEEPS) * abs(study_value)
         if value > best_value and study_value >= least:
-            best_floor, best_value, kept = floor, value, study_value
+            best_floor, best_value, kept, best_evaluation = floor, value, study_value, evaluated
+    assert best_evaluation is not None  # the tuned floor keeps its own objective
     record = {
         "objective": "return",
         "tuned": tuned.min_confidence,
@@ -722,7 +726,7 @@ def _choose_floor(
         "study_objective_least": least,
         "study_objective_chosen": kept,
     }
-    return replace(tuned, min_confidence=best_floor), record
+    return replace(tuned, min_confidence=best_floor), best_evaluation, record
 
 
 def _check_fingerprint(study: optuna.Study, name: str, fingerprint: str, *, strict: bool) -> None:
