@@ -31,8 +31,13 @@ exchange's export); by default the 2024 BTC/USDT year beside a checkout, else th
 ``--train JSON`` measures other train settings (e.g. ``'{"ensemble": 3}'``), and ``--only 2,5,10`` runs some of
 the seeds (their windows laid out for ``--seeds``), to look again at the runs a table showed weak.
 
+``--effect 'shape=volume momentum,drift=0.5%,hold=15,per_day=3'`` plants an effect of your own (shape, drift,
+hold, per_day, shock, burst, side long/short, market spot/swap; see ``effect_case``) instead of the standard
+cases, or beside the ones ``--cases`` names: the learning measured on edges it was not developed on.
+
 Usage: python bench/learning.py [--seeds N] [--days D] [--trials T] [--cases SUBSTRING[|...]] [--months M]
                                 [--jobs J] [--out FILE] [--file BARS] [--train JSON] [--only SEEDS]
+                                [--effect SPEC ...]
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from scalpbot.config import TrainSettings, load_settings
 from scalpbot.errors import ConfigError
 from scalpbot.ml.fit_pool import die_with_parent
 
-from support.learning_cases import Case, Outcome, load_bars, run_case, standard_cases
+from support.learning_cases import Case, Outcome, effect_case, load_bars, run_case, standard_cases
 
 _TARGET_CAPTURE = 0.6
 """The share of the oracle's net PnL a promoted release must capture on an edge clearly above costs."""
@@ -138,6 +143,8 @@ def planted(args: argparse.Namespace) -> None:
     """Run the known-answer cases and print their table."""
     wanted = [part for part in args.cases.split("|") if part]
     cases = [case for case in standard_cases() if not wanted or any(part in case.name for part in wanted)]
+    if args.effect:
+        cases = [case for case in cases if wanted] + args.effect
     done = _done(args.out)
     train = {"days": args.days, "trials": args.trials, "seeds": args.seeds, "settings": args.train}
     seeds = range(args.seeds) if args.only is None else args.only
@@ -340,6 +347,14 @@ def _settings(text: str) -> dict[str, Any]:
     return value
 
 
+def _effect(text: str) -> Case:
+    """Return the ``--effect`` case."""
+    try:
+        return effect_case(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _seed_list(text: str) -> list[int]:
     """Return the ``--only`` seeds, ``2,5,10``."""
     try:
@@ -377,6 +392,14 @@ def main() -> None:
         type=_settings,
         default={},
         help="train settings beside the embedded defaults, as JSON (e.g. '{\"ensemble\": 3}')",
+    )
+    parser.add_argument(
+        "--effect",
+        type=_effect,
+        action="append",
+        default=[],
+        help="plant this effect instead of the standard cases (or beside those --cases names), e.g. "
+        "'shape=volume momentum,drift=0.5%%,hold=15,per_day=3,side=short,market=swap'; repeatable",
     )
     parser.add_argument(
         "--only", type=_seed_list, default=None, help="run only these seeds (e.g. 2,5,10), windows as --seeds"

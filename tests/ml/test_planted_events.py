@@ -16,6 +16,7 @@ from support.learning_cases import (
     TIME_OF_DAY_STARTS,
     Effect,
     confidence_sweep,
+    effect_case,
     events_taken,
     oracle_net,
     plant,
@@ -129,3 +130,23 @@ def test_the_hindsight_sweep_finds_the_confidence_floor_that_keeps_the_winners_a
     tie = confidence_sweep(index, probs, np.full(200, 0.002), tuned, lambda frame: 0.0)
     assert tie == (0.93, 0.0)  # on a tie, the tuned floor (not in the grid)
     assert seen[1] == (pytest.approx(0.7 * 0.002), pytest.approx(1.5 * 0.002))  # the stops as tuned
+
+
+def test_an_effect_of_ones_own_is_read_from_its_text_and_a_bad_one_names_the_key() -> None:
+    case = effect_case("shape=volume momentum, drift=0.5%, hold=15, per_day=3, side=short, market=swap")
+    assert case.effect == Effect("volume momentum", 0.005, hold=15, per_day=3.0, side=-1)
+    assert case.market == "swap" and case.above_costs  # 0.5 % >= twice the swap's 0.1 % round trip
+    assert case.name == "volume momentum, drift -0.50%, hold 15, 3/day, swap"
+    spot = effect_case("shape=time of day,drift=0.003")
+    assert spot.effect == Effect("time of day", 0.003, per_day=4.0) and spot.market == "spot"
+    assert not spot.above_costs  # under twice the spot's 0.2 % round trip
+    for text, named in (
+        ("shape=sideways", "shape takes one of"),
+        ("shape=time of day,hold=1.5", "hold takes whole bars"),
+        ("shape=time of day,drift=-1%", "drift takes a number above 0"),
+        ("shape=time of day,drift=lots", "drift takes a number"),
+        ("shape=time of day,side=up", "side takes long or short"),
+        ("shape=time of day,holdd=15", "'holdd=15' is not key=value"),
+    ):
+        with pytest.raises(ValueError, match=named):
+            effect_case(text)

@@ -296,6 +296,63 @@ def short_cases() -> tuple[Case, ...]:
     )
 
 
+EFFECT_KEYS = ("shape", "drift", "hold", "per_day", "shock", "burst", "side", "market")
+"""The keys of :func:`effect_case`'s text."""
+ROUND_TRIP = {"spot": 0.002, "swap": 0.001}
+"""The taker round trip of each market (Binance spot 0.1 % a side, USD-M 0.05 %), as a fraction."""
+
+
+def effect_case(text: str) -> Case:
+    """Return the case of an effect described as ``key=value`` pairs separated by commas, e.g.
+    ``shape=volume momentum,drift=0.5%,hold=15,per_day=3,side=short,market=swap``.
+
+    Keys: :data:`EFFECT_KEYS`; ``shape`` is required, the others take :class:`Effect`'s defaults (``drift``
+    1 %, ``market`` spot); ``drift`` and ``shock`` are log returns (``0.005`` or ``0.5%``), ``side`` is
+    ``long`` or ``short``. The case counts as above costs when its drift is at least twice the market's
+    round trip (:data:`ROUND_TRIP`). Raise ``ValueError`` naming the key and what it takes."""
+    fields: dict[str, str] = {}
+    for part in (piece.strip() for piece in text.split(",")):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in EFFECT_KEYS:
+            raise ValueError(f"{part!r} is not key=value with a key among {', '.join(EFFECT_KEYS)}")
+        fields[key] = value.strip()
+    if fields.get("shape") not in SHAPES:
+        raise ValueError(f"shape takes one of {', '.join(SHAPES)}; got {fields.get('shape')!r}")
+
+    def number(key: str, default: float) -> float:
+        value = fields.get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+        except ValueError:
+            raise ValueError(f"{key} takes a number (0.005 or 0.5%); got {value!r}") from None
+        if not number > 0:
+            raise ValueError(f"{key} takes a number above 0; got {value!r}")
+        return number
+
+    side = {"long": 1, "short": -1}.get(fields.get("side", "long"))
+    market = fields.get("market", "spot")
+    if side is None or market not in ROUND_TRIP:
+        raise ValueError(f"side takes long or short, market spot or swap; got {text!r}")
+    hold = number("hold", 30)
+    if hold != int(hold):
+        raise ValueError(f"hold takes whole bars; got {fields['hold']!r}")
+    shape = fields["shape"]
+    effect = Effect(
+        shape,
+        number("drift", 0.010),
+        hold=int(hold),
+        per_day=number("per_day", 4.0 if shape == "time of day" else 6.0),
+        shock=number("shock", Effect.shock),
+        burst=number("burst", Effect.burst),
+        side=side,
+    )
+    name = f"{effect.name}, hold {effect.hold}, {effect.per_day:g}/day, {market}"
+    return Case(name, effect, above_costs=effect.drift >= 2 * ROUND_TRIP[market], market=market)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One run of a case: the verdict, the test window's return, the model's and oracle's net PnL per unit
