@@ -222,6 +222,11 @@ class TrainSettings(_Section):
         description="after tuning, the confidence floor (min_confidence) is chosen again on the folds' mean "
         "return, the rest of the tuned policy kept (return), or kept as tuned",
     )
+    time_stop: Literal["any", "label"] = Field(
+        default="any",
+        description="the time stop (max_hold) is tuned over 5 .. 240 bars (any), or from half to twice the "
+        "horizon of the label the model learned (label)",
+    )
     trials: int = Field(default=300, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(

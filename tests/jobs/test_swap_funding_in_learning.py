@@ -68,7 +68,15 @@ def test_a_swaps_tuning_trials_and_test_score_pay_its_stored_funding(
         prepared = prepare(services, services.series(), until.to_pydatetime(), 3, {})
         probs, vol = eager_predictions(len(prepared.bars))
         windows = fold_windows(prepared, probs, vol)
-        tuned = tune(services, prepared, windows, study_name="swap", show_progress=False, log=lambda _: None)
+        tuned = tune(
+            services,
+            prepared,
+            windows,
+            study_name="swap",
+            horizon=30,
+            show_progress=False,
+            log=lambda _: None,
+        )
         runs[funding] = (prepared, tuned)
 
     prepared, tuned = runs[True]

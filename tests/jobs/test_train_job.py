@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import optuna
 import pandas as pd
@@ -15,11 +16,14 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.cli.app import main
 from scalpbot.config import load_settings
 from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, ONE_HOT_GROUPS
+from scalpbot.core.policy_params import ParamBounds
+from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
+from scalpbot.jobs.train_steps import hold_range, policy_bounds, tuning_options
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
-from scalpbot.wiring import Services, build_services
+from scalpbot.wiring import Services, build_services, venue_profile
 
 from support.files import write_csv
 
@@ -64,6 +68,26 @@ def test_the_folds_are_purged_by_the_longest_candidate_label_and_embargoed() -> 
         split_folds(5_000, cfg, horizon)
 
 
+def test_the_time_stop_is_tuned_from_half_to_twice_the_labels_horizon_when_asked_and_the_rest_as_by_default(
+    tmp_path: Path,
+) -> None:
+    assert [hold_range(h) for h in (2, 8, 15, 30, 60)] == [(5, 5), (5, 16), (7, 30), (15, 60), (30, 120)]
+    spot, swap = (cast(Venue, SimpleNamespace(shorts=shorts)) for shorts in (False, True))
+    around = policy_bounds(spot, 60, "label")
+    assert around.ranges == {**ParamBounds.default().ranges, "max_hold": (30, 120)}
+    assert not around.base.allow_short
+    assert (
+        policy_bounds(swap, 60).ranges == ParamBounds.default().ranges
+        and policy_bounds(swap, 60).base.allow_short
+    )
+    services = build_services(
+        load_settings(None, {"store": {"url": str(tmp_path)}, "train": {"time_stop": "label"}})
+    )
+    venue = venue_profile(services.store, services.settings, services.series())
+    options = tuning_options(services.settings, venue, 5, [], "study", horizon=15)
+    assert options["bounds"].ranges["max_hold"] == (7, 30)
+
+
 def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     trained: tuple[Path, TrainReport],
 ) -> None:
@@ -105,14 +129,20 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     assert statistics["timing_p"] is None or 0.0 < statistics["timing_p"] <= 1.0
     assert statistics["timing_trades"] <= statistics["trades"]
     assert (statistics["fee"], statistics["slippage"]) == (0.001, 0.0)  # the venue's (Binance spot) costs
-    # Three candidate labels (two barrier, one holding) of FAST["trials"] trials each, and one policy more for
+    # The candidate labels (two barrier, one holding) of FAST["trials"] trials each, and one policy more for
     # each whose confidence floor was chosen again after its study; the deflation counts the effective
     # independent ones.
+    cfg = load_settings(None, {}).train
+    labels = 1 + len(cfg.label_search) + len(cfg.holding_horizons)
+    assert labels == manifest["tuning"]["label_candidates"] == 3
     floor = manifest["tuning"]["floor"]
     assert floor["objective"] == "return" and floor["chosen"] == manifest["params"]["min_confidence"]
-    assert 3 * FAST["trials"] <= manifest["tuning"]["trials_run"] <= 3 * FAST["trials"] + 3
+    assert labels * FAST["trials"] <= manifest["tuning"]["trials_run"] <= labels * FAST["trials"] + labels
     if floor["chosen"] != floor["tuned"]:
-        assert manifest["tuning"]["trials_run"] > 3 * FAST["trials"]
+        assert manifest["tuning"]["trials_run"] > labels * FAST["trials"]
+    # The time stop was tuned over the default range (train.time_stop "any").
+    low, high = ParamBounds.default().ranges["max_hold"]
+    assert low <= manifest["params"]["max_hold"] <= high
     run = manifest["tuning"]["trials_run"]
     assert 1 <= statistics["n_trials"] == manifest["tuning"]["effective_trials"] <= run
     assert statistics["trades"] == report.test["trades"] and statistics["rival"] == "not trading"

@@ -38,6 +38,9 @@ FAST = {"trials": 6, "max_epochs": 2, "min_trades": 5, "days": 21}
 UNTIL = datetime(2024, 12, 31, 12, tzinfo=UTC)
 NOW = datetime(2024, 12, 31, 12, 30, tzinfo=UTC)
 SAME_RUN = ("created_at", "libraries", "artifacts", "seal")
+_DEFAULT = load_settings(None, {}).train
+LABELS = 1 + len(_DEFAULT.label_search) + len(_DEFAULT.holding_horizons)
+"""Candidate labels of a run with the embedded defaults: one study each."""
 """Manifest fields that name when and with what a run was made, not what it made (the Keras artifact is
 saved with its date: compared by its weights; the artifacts' hashes and the seal follow from it)."""
 
@@ -94,7 +97,7 @@ def test_prepare_then_finish_publishes_the_release_one_train_run_publishes(
     prepared_store: tuple[Path, dict[str, Any]], one_run: tuple[Path, TrainReport], tmp_path: Path
 ) -> None:
     store, prepared = prepared_store
-    assert prepared["status"] == "prepared" and len(prepared["studies"]) == 3  # three candidate labels
+    assert prepared["status"] == "prepared" and len(prepared["studies"]) == LABELS  # one per candidate label
     services = _copy(store, tmp_path)
     report = finish_phase(services, services.series(), UNTIL)
     reference_store, reference = one_run
@@ -123,7 +126,7 @@ def test_a_calibrated_run_split_in_phases_publishes_the_release_one_calibrated_t
     prepared = prepare_phase(split, split.series(), UNTIL)
     assert prepared["status"] == "prepared" and "calibration" in prepared["timings"]
     handover = read_handover(split.store, handover_prefix("BTC/USDT", UNTIL), models=False)
-    assert [handover.calibration(i) is not None for i in range(len(handover.studies))] == [True] * 3
+    assert [handover.calibration(i) is not None for i in range(len(handover.studies))] == [True] * LABELS
     report = finish_phase(split, split.series(), UNTIL)
     assert report.release_id == reference.release_id
     manifest, artifacts = _release(tmp_path / "split", report.release_id)
@@ -223,7 +226,7 @@ def test_a_run_fitting_its_folds_in_worker_processes_publishes_the_release_of_on
     bars_store: Path, tmp_path: Path
 ) -> None:
     """``train.fit_workers`` changes how long the fits take, not what they make: an ensemble of two fitted in
-    two worker processes (its 3 folds x 2 members apart) is the release of the fits made one after another,
+    two worker processes (each label's 3 folds x 2 members apart) is the release of the fits made one after another,
     bit for bit, under the same training key."""
     runs, said = {}, []
     for workers in (1, 2):
@@ -232,7 +235,9 @@ def test_a_run_fitting_its_folds_in_worker_processes_publishes_the_release_of_on
         report = train(services, services.series(), until=UNTIL, log=said.append)
         runs[workers] = (report, *_release(tmp_path / str(workers), report.release_id, (ONNX_ARTIFACT,)))
     pooled = [line for line in said if "worker processes" in line]
-    assert len(pooled) == 1 and pooled[0].startswith("18 model fits in 2 worker processes (0 in this one): ")
+    assert len(pooled) == 1 and pooled[0].startswith(
+        f"{LABELS * 3 * 2} model fits in 2 worker processes (0 in this one): "
+    )
     (one, manifest, artifacts), (two, published, published_artifacts) = runs[1], runs[2]
     assert two.release_id == one.release_id and published["training_key"] == manifest["training_key"]
     assert _made(published) == _made(manifest)

@@ -180,7 +180,12 @@ def tune_phase(
         if left is not None and left <= 0:
             break
         options = tuning_options(
-            services.settings, venue, int(handover.meta["trials"]), list(handover.funding), name
+            services.settings,
+            venue,
+            int(handover.meta["trials"]),
+            list(handover.funding),
+            name,
+            horizon=int(handover.meta["labels"][i]["horizon"]),
         )
         windows = handover.policy_windows(i, TUNING_PERIOD, _tuned_probs(handover, i)[0])
         summary["trials"][name] = join_policy_study(

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 _MIN_FOLD_BARS = 1440
+_MIN_HOLD = 5  # bars: the shortest time stop tuned (the default search space's low end)
 TUNING_PERIOD = "1h"
 """The policy is tuned on hourly returns of the validation folds."""
 _HOURS_PER_YEAR = 365.0 * 24.0
@@ -274,11 +275,13 @@ def tune(
     windows: list[PolicyWindow],
     *,
     study_name: str,
+    horizon: int,
     show_progress: bool,
     log: Callable[[str], None],
     workers: int = 1,
 ) -> Any:
-    """Run the study in ``train.study_storage`` or, by default, in an sqlite file kept in the store.
+    """Run the study of a label of ``horizon`` bars in ``train.study_storage`` or, by default, in an sqlite file
+    kept in the store.
 
     ``workers`` > 1: as many local processes tune the study together, which needs ``train.study_storage`` on
     PostgreSQL (:func:`scalpbot.ml.tuning_workers.tune_with_workers`); a worker that dies is logged, its trial
@@ -304,7 +307,13 @@ def tune(
 
         def run() -> Any:
             options = tuning_options(
-                services.settings, prepared.venue, prepared.trials, funding, study_name, show_progress
+                services.settings,
+                prepared.venue,
+                prepared.trials,
+                funding,
+                study_name,
+                show_progress,
+                horizon=horizon,
             )
             if workers > 1:
                 return _tune_in_workers(windows, workers, storage, options, log)
@@ -323,6 +332,23 @@ def tune(
     return tuned
 
 
+def hold_range(horizon: int) -> tuple[int, int]:
+    """Return the time stop's range (``max_hold``, bars) tuned for a label of ``horizon`` bars: from half to
+    twice the horizon, at least ``_MIN_HOLD`` bars. The model predicts the move over its label's horizon; a
+    policy holding far longer trades what it was not taught (and a free range lets the folds' noise choose)."""
+    return max(_MIN_HOLD, horizon // 2), max(_MIN_HOLD, 2 * horizon)
+
+
+def policy_bounds(venue: Venue, horizon: int, time_stop: str = "any") -> ParamBounds:
+    """Return the tuning's search space on ``venue``: the default ranges, no short where the venue cannot
+    short; ``time_stop`` ``"label"``: the time stop's range from :func:`hold_range` of the label's
+    ``horizon`` (bars), ``"any"``: the default range."""
+    ranges = dict(ParamBounds.default().ranges)
+    if time_stop == "label":
+        ranges["max_hold"] = hold_range(horizon)
+    return ParamBounds(ranges, StrategyParams(allow_short=venue.shorts))
+
+
 def tuning_options(
     settings: Any,
     venue: Venue,
@@ -330,16 +356,19 @@ def tuning_options(
     funding: list[np.ndarray],
     study_name: str,
     show_progress: bool = False,
+    *,
+    horizon: int,
 ) -> dict[str, Any]:
     """Return the options of :func:`scalpbot.ml.tuning.tune_policy` for one study of a train run (storage aside).
 
     ``trials`` is the study's budget of complete trials (``top_up``); ``funding`` holds one array per validation
-    window, the rate due at each bar's open (empty arrays: none). Every worker of a shared study and the run
-    that collects it pass the same options, so they all tune one fingerprint.
+    window, the rate due at each bar's open (empty arrays: none); ``horizon`` is the study's label's, in bars
+    (:func:`policy_bounds`, with ``train.time_stop``). Every worker of a shared study and the run that collects it pass the same
+    options, so they all tune one fingerprint.
     """
     cfg, costs = settings.train, settings.backtest
     return dict(
-        bounds=ParamBounds(ParamBounds.default().ranges, StrategyParams(allow_short=venue.shorts)),
+        bounds=policy_bounds(venue, horizon, cfg.time_stop),
         n_trials=trials,
         n_startup_trials=max(20, trials // 10),  # random proposals first: a tenth of the budget
         seed=cfg.seed,
