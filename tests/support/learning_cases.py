@@ -298,8 +298,8 @@ def short_cases() -> tuple[Case, ...]:
 
 EFFECT_KEYS = ("shape", "drift", "hold", "per_day", "shock", "burst", "side", "market")
 """The keys of :func:`effect_case`'s text."""
-ROUND_TRIP = {"spot": 0.002, "swap": 0.001}
-"""The taker round trip of each market (Binance spot 0.1 % a side, USD-M 0.05 %), as a fraction."""
+ROUND_TRIP = {"spot": 0.002, "swap": 2 * float(SWAP_MARKET["venue"]["taker_fee"])}
+"""The taker round trip of each market (Binance spot 0.1 % a side, :data:`SWAP_MARKET`'s), as a fraction."""
 
 
 def effect_case(text: str) -> Case:

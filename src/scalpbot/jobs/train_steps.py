@@ -363,8 +363,8 @@ def tuning_options(
 
     ``trials`` is the study's budget of complete trials (``top_up``); ``funding`` holds one array per validation
     window, the rate due at each bar's open (empty arrays: none); ``horizon`` is the study's label's, in bars
-    (:func:`policy_bounds`, with ``train.time_stop``). Every worker of a shared study and the run that collects it pass the same
-    options, so they all tune one fingerprint.
+    (:func:`policy_bounds`, with ``train.time_stop``). Every worker of a shared study and the run that
+    collects it pass the same options, so they all tune one fingerprint.
     """
     cfg, costs = settings.train, settings.backtest
     return dict(
