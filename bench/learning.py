@@ -144,7 +144,7 @@ def planted(args: argparse.Namespace) -> None:
     wanted = [part for part in args.cases.split("|") if part]
     cases = [case for case in standard_cases() if not wanted or any(part in case.name for part in wanted)]
     if args.effect:
-        cases = [case for case in cases if wanted] + args.effect
+        cases = (cases if wanted else []) + args.effect
     done = _done(args.out)
     train = {"days": args.days, "trials": args.trials, "seeds": args.seeds, "settings": args.train}
     seeds = range(args.seeds) if args.only is None else args.only

@@ -654,19 +654,20 @@ def _tune(
     numbers = [t.number for t in trials]
     rows = [cache[n] for n in numbers]
     seconds = [t.duration.total_seconds() if t.duration else math.nan for t in trials]
-    chosen, evaluations = trial_params[best], evaluate(trial_params[best])[2]
+    chosen = trial_params[best]
     record: dict[str, Any] = {}
     if floor == "return" and values[best] >= penalty and "min_confidence" in bounds.ranges:
-        chosen, (trades, returns, evaluated), record = _choose_floor(
+        chosen, (trades, returns, evaluations), record = _choose_floor(
             trial_params[best], bounds.ranges["min_confidence"], evaluate, score
         )
         if chosen != trial_params[best]:  # one more row: the policy that ships, for the DSR and the PBO
-            evaluations = evaluated
             trial_params = (*trial_params, chosen)
             values = np.append(values, score(trades, returns, evaluations))
             numbers.append(FLOOR_REFINED)
             rows.append((trades, returns))
             seconds.append(math.nan)
+    else:
+        evaluations = evaluate(chosen)[2]
     best_value, best_trial = float(values[best]), trials[best].number
     return TuningResult(
         study_name=name,
