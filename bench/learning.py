@@ -161,7 +161,8 @@ def planted(args: argparse.Namespace) -> None:
             f"  {outcome.case}, seed {outcome.seed}: {'promoted' if outcome.promoted else 'refused'}, "
             f"test {outcome.test_return:+.2%}, capture "
             f"{'-' if outcome.capture is None else f'{outcome.capture:.0%}'}"
-            f"{_floors(outcome)}, {outcome.seconds:.0f} s",
+            f"{_floors(outcome)}, {outcome.seconds:.0f} s"
+            f"{f'; meta filter {outcome.meta_label}' if outcome.meta_label else ''}",
             flush=True,
         )
     table(cases, [[done[(case.name, seed)] for seed in seeds if (case.name, seed) in done] for case in cases])

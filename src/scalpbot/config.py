@@ -254,6 +254,11 @@ class TrainSettings(_Section):
         default="isotonic",
         description="isotonic calibration of the win probabilities on the folds' out-of-sample predictions",
     )
+    meta_label: Literal["off", "logistic"] = Field(
+        default="off",
+        description="a second model deciding whether to take the tuned policy's trades (scalpbot.ml.meta_label), "
+        "fitted on the folds' out-of-sample trades and kept only when it raised the later folds' return",
+    )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
     model_trials: int = Field(

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -15,10 +16,16 @@ import pytest
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.cli.app import main
 from scalpbot.config import load_settings
-from scalpbot.core.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, FEATURE_WARMUP, ONE_HOT_GROUPS
+from scalpbot.core.features import (
+    FEATURE_NAMES,
+    FEATURE_SPEC_VERSION,
+    FEATURE_WARMUP,
+    ONE_HOT_GROUPS,
+)
 from scalpbot.core.policy_params import ParamBounds
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
+from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
 from scalpbot.jobs.train_steps import hold_range, policy_bounds, tuning_options
@@ -111,6 +118,7 @@ def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(
     one_hot = {column for columns in ONE_HOT_GROUPS.values() for column in columns}
     assert sorted(report.importance) == sorted({*FEATURE_NAMES} - one_hot | {*ONE_HOT_GROUPS})
     assert manifest["labels"] in manifest["model"]["label_candidates"]
+    assert manifest["meta_label"] is None  # train.meta_label is off by default
     assert set(report.timings) >= {"features", "labels", "fit", "tuning", "export", "gate"}
     gate = manifest["gate"]
     assert report.promoted == gate["promote"] and report.gate == {
@@ -169,6 +177,44 @@ def test_the_model_search_chooses_the_hyper_parameters_the_release_is_fitted_wit
     assert {k: manifest["hyperparams"][k] for k in ("widths", "dropout", "learning_rate")} == search["best"]
     assert manifest["model"] == report.model
     assert "model_search" in report.timings
+
+
+def _release_probs(store: Path, release_id: str) -> tuple[pd.DataFrame, np.ndarray, Any]:
+    """Return the stored bars, the release's probabilities on them (as the execute path computes them) and
+    its manifest."""
+    services = _services(store)
+    release = ReleaseStore(services.store).load("BTC/USDT", release_id, (ONNX_ARTIFACT,))
+    trading = TradingModel.from_release(release)
+    bars = services.dataset.read(services.series())
+    probs, _ = predict_bars(bars, trading.model, feature_set=trading.feature_set, window=trading.window)
+    return bars, probs, release.manifest
+
+
+def test_the_meta_filter_is_judged_on_later_folds_and_a_release_without_it_is_the_primary_model(
+    trained: tuple[Path, TrainReport], tmp_path: Path, sample_bars: pd.DataFrame
+) -> None:
+    """With train.meta_label on, each fold from the second on is judged by a filter fitted on the trades
+    before it (when there are enough); where the folds do not keep it the release is the same primary model
+    (same bars, same seeds) as without it, and the manifest says why."""
+    services = _services(tmp_path / "store", meta_label="logistic")
+    source = write_csv(sample_bars, tmp_path / "sample.csv")
+    retrieve(services.dataset, FileMarketData(source), services.series(), resume=False)
+    report = train(services, services.series())
+    _, probs, manifest = _release_probs(tmp_path / "store", report.release_id)
+    _, primary, _ = _release_probs(trained[0], trained[1].release_id)
+    record = manifest["meta_label"]
+    assert record["method"] == "logistic" and {f["fold"] for f in record["folds"]} <= {2, 3}
+    assert all(f["fitted_on"] >= 100 and f["candidates"] >= 0 for f in record["folds"])
+    if record["folds"]:
+        before, after = (sum(f[key] for f in record["folds"]) for key in ("return", "filtered"))
+        assert record["adopted"] == (after > before)
+        assert f"{before:+.2%} unfiltered, {after:+.2%} filtered" in record["reason"]
+    else:  # the sample's weak primary trades too little for a filter: said in one line
+        assert not record["adopted"] and "not judged: a meta filter needs at least 100" in record["reason"]
+    if not record["adopted"]:
+        first = FEATURE_WARMUP + 1
+        np.testing.assert_array_equal(probs[first:], primary[first:])
+        assert report.test == trained[1].test
 
 
 def test_models_list_shows_the_release_its_metrics_and_the_gates_refusal_with_its_statistics(

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -384,6 +385,8 @@ class Outcome:
     min_confidence: float | None = None
     hindsight_confidence: float | None = None
     hindsight_capture: float | None = None
+    meta_label: str = ""
+    """The meta filter's verdict in words (``train.meta_label``; empty when it is off)."""
 
 
 def run_case(
@@ -454,5 +457,12 @@ def run_case(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
         tuple(list(report.importance)[:5]), label.describe(), label.kind, taken, on_time,
-        trading.params.min_confidence, *swept,
+        trading.params.min_confidence, *swept, _meta_text(release.manifest.get("meta_label")),
     )  # fmt: skip
+
+
+def _meta_text(record: Mapping[str, Any] | None) -> str:
+    """Return ``kept: folds 2-3 +1.00 % unfiltered, +2.00 % filtered`` for a manifest's ``meta_label`` record."""
+    if not record:
+        return ""
+    return f"{'kept' if record.get('adopted') else 'not kept'}: {record.get('reason', '')}"

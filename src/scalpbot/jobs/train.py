@@ -260,11 +260,17 @@ def conclude(
     *,
     window: int,
 ) -> TrainReport:
-    """Choose the candidate label whose study scored best and publish it (:func:`publish`).
+    """Choose the candidate label whose study scored best, put it through the meta filter when
+    ``train.meta_label`` asks (:mod:`scalpbot.jobs.train_meta`), and publish it (:func:`publish`).
 
     ``window``: the bars of the trailing window the model reads beside the features (0: none).
     """
-    chosen = max(fits, key=lambda f: f.tuned.best_value)
+    from scalpbot.jobs.train_meta import meta_label
+
+    best = max(fits, key=lambda f: f.tuned.best_value)
+    with timed(timings, "meta label"):
+        chosen = meta_label(services, prepared, best, log)
+    fits = [chosen if f is best else f for f in fits]
     model_record.update(folds=list(chosen.records), label_candidates=[f.label.to_dict() for f in fits])
     return publish(
         services, prepared, kind, chosen, fits, hyperparams, model_record, timings, log, window=window
@@ -300,6 +306,8 @@ def publish(
         onnx_bytes = kind.export_onnx(chosen.models[-1])
         if chosen.calibration is not None:
             onnx_bytes = chosen.calibration.append_to(onnx_bytes)
+        if chosen.meta is not None:
+            onnx_bytes = chosen.meta.append_to(onnx_bytes)
     with timed(timings, "predict"):
         probs, vol = predict_bars(
             bars, OnnxModel.from_bytes(onnx_bytes), feature_set=prepared.feature_set, window=window
@@ -371,6 +379,7 @@ def publish(
         "window_bars": window,
         "ensemble": cfg.ensemble,
         "calibration": chosen.calibration_record,
+        "meta_label": chosen.meta_record,
         "params": params.to_dict(),
         "metrics": {"validation": validation, "test": test_result.metrics},
         "baselines": rivals,

@@ -106,6 +106,10 @@ class Fitted:
     """The :class:`scalpbot.ml.calibration.Calibration` fitted on the folds' validation predictions, or None."""
     calibration_record: dict[str, Any] | None = None
     """The manifest's ``calibration`` record (None: not calibrated)."""
+    meta: Any = None
+    """The :class:`scalpbot.ml.meta_label.MetaFilter` ``probs`` went through after tuning, or None."""
+    meta_record: dict[str, Any] | None = None
+    """The manifest's ``meta_label`` record (None: ``train.meta_label`` is off)."""
 
 
 def model_rows(prepared: Prepared, window: int) -> np.ndarray:

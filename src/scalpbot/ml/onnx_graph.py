@@ -1,4 +1,5 @@
-"""Compose exported ONNX graphs: average several models into one graph, append a calibration to a graph's output.
+"""Compose exported ONNX graphs: average several models into one graph, append a calibration or a meta filter to a
+graph's output.
 
 Both keep the inference contract (:mod:`scalpbot.ml.registry`): one float32 input [batch, columns] and two
 outputs, class probabilities [batch, 3] and forward volatility [batch, 1], told apart by shape as
@@ -15,7 +16,7 @@ from onnx import TensorProto, compose, helper, numpy_helper
 
 from scalpbot.errors import ModelError
 
-__all__ = ["append_monotone_maps", "average_graphs"]
+__all__ = ["append_meta_filter", "append_monotone_maps", "average_graphs"]
 
 _PROBS = "class_probs"
 _VOL = "vol"
@@ -143,6 +144,86 @@ def append_monotone_maps(
         helper.make_node("Sub", ["cal_one", "cal_wins_scaled"], ["cal_rest"]),
         helper.make_node("Max", ["cal_rest", "cal_zero"], ["cal_neither"]),
         helper.make_node("Concat", ["cal_short", "cal_neither", "cal_long"], [out], axis=1),
+    ]
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    old = next(o for o in g.output if o.name == probs)
+    batch = old.type.tensor_type.shape.dim[0]
+    batch_dim = batch.dim_param or (batch.dim_value if batch.dim_value else "batch")
+    replacement = helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch_dim, 3])
+    outputs = [replacement if o.name == probs else o for o in g.output]
+    del g.output[:]
+    g.output.extend(outputs)
+    onnx.checker.check_model(model)
+    data: bytes = model.SerializeToString()
+    return data
+
+
+def append_meta_filter(
+    graph_bytes: bytes,
+    *,
+    columns: np.ndarray,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    w: np.ndarray,
+    w_side: np.ndarray,
+    extra: tuple[float, float, float],
+    cut: float,
+) -> bytes:
+    """Return the graph with its probabilities set to ``(0, 1, 0)`` on rows the meta filter drops.
+
+    The filter reads input ``columns`` of the graph's input row, standardized by ``mean`` and ``scale``, and the
+    graph's own probabilities: ``z = u . w + (side * u) . w_side + a * p_win + b * edge + c`` with ``(a, b, c) =
+    extra``; a row is dropped when ``z < cut`` (:meth:`scalpbot.ml.meta_label.MetaFilter.apply` computes the same
+    in float64).
+    """
+    model = onnx.load_from_string(graph_bytes)
+    g = model.graph
+    probs, _ = _outputs(g)
+    source = g.input[0].name
+    out = f"{_PROBS}_filtered"
+    a, b, c = extra
+
+    def tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(value), name)
+
+    inits = [
+        tensor(np.asarray(columns, np.int64), "meta_columns"),
+        tensor(np.asarray(mean, np.float32)[None, :], "meta_mean"),
+        tensor(np.asarray(scale, np.float32)[None, :], "meta_scale"),
+        tensor(np.asarray(w, np.float32)[:, None], "meta_w"),
+        tensor(np.asarray(w_side, np.float32)[:, None], "meta_w_side"),
+        tensor(np.array([[a]], np.float32), "meta_a"),
+        tensor(np.array([[b]], np.float32), "meta_b"),
+        tensor(np.array([[c]], np.float32), "meta_c"),
+        tensor(np.array([[cut]], np.float32), "meta_cut"),
+        tensor(np.array([[0.0, 1.0, 0.0]], np.float32), "meta_none"),
+        tensor(np.array([0], np.int64), "meta_start_0"),
+        tensor(np.array([1], np.int64), "meta_end_0"),
+        tensor(np.array([2], np.int64), "meta_start_2"),
+        tensor(np.array([3], np.int64), "meta_end_2"),
+        tensor(np.array([1], np.int64), "meta_axis"),
+    ]
+    nodes = [
+        helper.make_node("Gather", [source, "meta_columns"], ["meta_x"], axis=1),
+        helper.make_node("Sub", ["meta_x", "meta_mean"], ["meta_centred"]),
+        helper.make_node("Div", ["meta_centred", "meta_scale"], ["meta_u"]),
+        helper.make_node("Slice", [probs, "meta_start_0", "meta_end_0", "meta_axis"], ["meta_p_short"]),
+        helper.make_node("Slice", [probs, "meta_start_2", "meta_end_2", "meta_axis"], ["meta_p_long"]),
+        helper.make_node("Sub", ["meta_p_long", "meta_p_short"], ["meta_signed_edge"]),
+        helper.make_node("Sign", ["meta_signed_edge"], ["meta_side"]),
+        helper.make_node("Abs", ["meta_signed_edge"], ["meta_edge"]),
+        helper.make_node("Max", ["meta_p_short", "meta_p_long"], ["meta_p_win"]),
+        helper.make_node("MatMul", ["meta_u", "meta_w"], ["meta_z_plain"]),
+        helper.make_node("Mul", ["meta_u", "meta_side"], ["meta_u_side"]),
+        helper.make_node("MatMul", ["meta_u_side", "meta_w_side"], ["meta_z_side"]),
+        helper.make_node("Mul", ["meta_p_win", "meta_a"], ["meta_z_win"]),
+        helper.make_node("Mul", ["meta_edge", "meta_b"], ["meta_z_edge"]),
+        helper.make_node(
+            "Sum", ["meta_z_plain", "meta_z_side", "meta_z_win", "meta_z_edge", "meta_c"], ["meta_z"]
+        ),
+        helper.make_node("Less", ["meta_z", "meta_cut"], ["meta_drop"]),
+        helper.make_node("Where", ["meta_drop", "meta_none", probs], [out]),
     ]
     g.node.extend(nodes)
     g.initializer.extend(inits)
