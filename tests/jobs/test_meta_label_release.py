@@ -11,11 +11,15 @@ import pandas as pd
 import pytest
 
 import scalpbot.jobs.train_meta as train_meta
+from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
 from scalpbot.core.bars import validate_bars
 from scalpbot.core.features import FEATURE_WARMUP
 from scalpbot.core.window_features import model_inputs
+from scalpbot.inference.onnx import OnnxModel
 from scalpbot.inference.signals import TradingModel, predict_bars
+from scalpbot.jobs.improve import online_learning
+from scalpbot.jobs.monitor import monitor
 from scalpbot.jobs.train import train
 from scalpbot.ml.calibration import Calibration
 from scalpbot.ml.ensemble import release_kind
@@ -75,3 +79,29 @@ def test_a_kept_meta_filter_is_what_the_release_applies_over_its_own_primary_mod
     np.testing.assert_array_equal(dropped[clear], (scores < 0.0)[clear])
     assert 0 < dropped.sum() < dropped.size
     np.testing.assert_allclose(shipped[rows][~dropped & clear], primary[~dropped & clear], atol=1e-5)
+
+    # The weekly online learning fine-tunes the primary and keeps the filter over it.
+    releases = ReleaseStore(services.store)
+    if not report.promoted:
+        releases.promote(
+            series.symbol,
+            report.release_id,
+            expected=releases.pointer(series.symbol),
+            reason="test",
+            now=services.clock.now(),
+        )
+    weekly = monitor(
+        services, series, bot="meta", days=0.5, until=stored.index[-1] + pd.Timedelta(minutes=1),
+        notifier=ConsoleNotifier(), write_report=False,
+        steps=(online_learning(services, series.symbol, "1m", recent_days=0.25),),
+    )  # fmt: skip
+    change = weekly.changes[-1]
+    assert change["kind"] == "online_learning" and "skipped" not in change, change
+    child = releases.load(series.symbol, change["release_id"], (ONNX_ARTIFACT, kind.artifact))
+    assert child.manifest["meta_label"] == record
+    tail = slice(-2_000, None)
+    tuned, _ = kind.predict(kind.load(child.artifacts[kind.artifact]), x[tail].astype(np.float32))
+    child_probs, _ = OnnxModel.from_bytes(child.artifacts[ONNX_ARTIFACT]).predict(x[tail].astype(np.float32))
+    tuned = Calibration.from_dict(manifest["calibration"]).apply(tuned)
+    clear = np.abs(meta.scores(x[tail], tuned)) > 1e-3
+    np.testing.assert_allclose(child_probs[clear], meta.apply(x[tail], tuned)[clear], atol=1e-5)

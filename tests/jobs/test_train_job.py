@@ -203,6 +203,7 @@ def test_the_meta_filter_is_judged_on_later_folds_and_a_release_without_it_is_th
     _, probs, manifest = _release_probs(tmp_path / "store", report.release_id)
     _, primary, _ = _release_probs(trained[0], trained[1].release_id)
     record = manifest["meta_label"]
+    assert report.meta_label == record and trained[1].meta_label is None
     assert record["method"] == "logistic" and {f["fold"] for f in record["folds"]} <= {2, 3}
     assert all(f["fitted_on"] >= 100 and f["candidates"] >= 0 for f in record["folds"])
     if record["folds"]:

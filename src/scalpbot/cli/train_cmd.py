@@ -109,6 +109,9 @@ def _train(
         "feature importance (validation folds, log-loss rise): "
         + ", ".join(f"{name} {value:+.4f}" for name, value in shown)
     )
+    if report.meta_label:
+        verdict = "kept" if report.meta_label.get("adopted") else "not kept"
+        out.print(f"meta filter {verdict}: {report.meta_label.get('reason')}", markup=False, highlight=False)
     out.print(report.reason, markup=False, highlight=False)
 
 

@@ -2,7 +2,7 @@
 
 * Online learning: fine-tune the current release's model with its own model kind (for the Keras MLP: restored
   optimizer state, small learning rate, few epochs; each member of an ensemble; a calibrated release keeps
-  its calibration) on the bars since its training cut-off, up to the most
+  its calibration, a meta-filtered one its filter) on the bars since its training cut-off, up to the most
   recent window (``recent_days``, 7 by default), and score it beside its parent on that window. A kind that
   cannot be fine-tuned is skipped with its reason.
 * Reinforcement learning: a PPO agent trained on history before the most recent window proposes adjusted
@@ -219,6 +219,11 @@ def online_learning(services: Services, symbol: str, timeframe: str, *, recent_d
             from scalpbot.ml.calibration import Calibration
 
             onnx = Calibration.from_dict(calibration).append_to(onnx)
+        meta = parent.manifest.get("meta_label")
+        if meta and meta.get("adopted"):  # and its meta filter, which decides which of its trades to take
+            from scalpbot.ml.meta_label import MetaFilter
+
+            onnx = MetaFilter.from_dict(meta["filter"]).append_to(onnx)
         from scalpbot.inference.onnx import OnnxModel
 
         recent = times >= recent_start

@@ -120,6 +120,7 @@ class TrainReport:
     folds: list[dict[str, Any]] = field(default_factory=list)
     importance: dict[str, float] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
+    meta_label: dict[str, Any] | None = None
 
     def announcement(self) -> tuple[str, str]:
         """Return the ``(subject, message)`` that announces the run's verdict."""
@@ -268,8 +269,10 @@ def conclude(
     from scalpbot.jobs.train_meta import meta_label
 
     best = max(fits, key=lambda f: f.tuned.best_value)
-    with timed(timings, "meta label"):
-        chosen = meta_label(services, prepared, best, log)
+    chosen = best
+    if services.settings.train.meta_label != "off":
+        with timed(timings, "meta label"):
+            chosen = meta_label(services, prepared, best, log)
     fits = [chosen if f is best else f for f in fits]
     model_record.update(folds=list(chosen.records), label_candidates=[f.label.to_dict() for f in fits])
     return publish(
@@ -427,6 +430,7 @@ def report_of(
         folds=list(manifest.get("folds", [])),
         importance={str(name): float(value) for name, value in manifest.get("feature_importance", [])},
         labels=dict(manifest.get("labels", {})),
+        meta_label=manifest.get("meta_label"),
     )
 
 

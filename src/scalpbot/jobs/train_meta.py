@@ -6,10 +6,9 @@ under the policy's stop, target and time stop (:func:`scalpbot.core.trade_outcom
 reading past its fold). The filter (:mod:`scalpbot.ml.meta_label`) is judged walk-forward, like everything
 else in the job: fitted on the candidates of folds ``1 .. k - 1``, it filters fold ``k``, whose backtest
 return with and without it is recorded (a fold with too few trades before it is not judged). It is kept only
-when the judged folds earned more in sum with it; it is
-then fitted again on every fold's candidates, the chosen candidate's predictions go through it (the
-validation score the manifest records), and the release's ONNX graph applies it. Otherwise the release is
-the primary model alone and the manifest says why.
+when the judged folds earned more in sum with it; it is then fitted again on every fold's candidates, the
+chosen candidate's predictions go through it (the validation score the manifest records), and the release's
+ONNX graph applies it. Otherwise the release is the primary model alone, and the manifest says why.
 """
 
 from __future__ import annotations
