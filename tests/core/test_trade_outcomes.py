@@ -98,25 +98,19 @@ def test_a_time_exit_pays_the_close_after_the_hold_less_both_fees() -> None:
     )  # in at open[1], out at close[2]
 
 
-def test_bad_shapes_and_holds_are_refused_with_the_fix() -> None:
-    close = np.ones(5)
-    with pytest.raises(DataError, match="one row per bar"):
+@pytest.mark.parametrize(
+    ("sides", "hold", "message"),
+    [(4, 2, "side, sl and tp must have one row per bar"), (5, 0, "max_hold must be at least 1 bar")],
+)
+def test_bad_shapes_and_holds_are_refused_with_the_fix(sides: int, hold: int, message: str) -> None:
+    flat = np.ones(5)
+    with pytest.raises(DataError, match=message):
         trade_outcomes(
-            (close, close, close, close),
-            np.ones(4, np.int8),
-            np.ones(5),
-            np.ones(5),
-            max_hold=2,
-            fee=0.0,
-            slippage=0.0,
-        )
-    with pytest.raises(DataError, match="max_hold must be at least 1 bar"):
-        trade_outcomes(
-            (close, close, close, close),
-            np.ones(5, np.int8),
-            np.ones(5),
-            np.ones(5),
-            max_hold=0,
+            (flat, flat, flat, flat),
+            np.ones(sides, np.int8),
+            flat,
+            flat,
+            max_hold=hold,
             fee=0.0,
             slippage=0.0,
         )

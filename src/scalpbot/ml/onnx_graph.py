@@ -145,18 +145,7 @@ def append_monotone_maps(
         helper.make_node("Max", ["cal_rest", "cal_zero"], ["cal_neither"]),
         helper.make_node("Concat", ["cal_short", "cal_neither", "cal_long"], [out], axis=1),
     ]
-    g.node.extend(nodes)
-    g.initializer.extend(inits)
-    old = next(o for o in g.output if o.name == probs)
-    batch = old.type.tensor_type.shape.dim[0]
-    batch_dim = batch.dim_param or (batch.dim_value if batch.dim_value else "batch")
-    replacement = helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch_dim, 3])
-    outputs = [replacement if o.name == probs else o for o in g.output]
-    del g.output[:]
-    g.output.extend(outputs)
-    onnx.checker.check_model(model)
-    data: bytes = model.SerializeToString()
-    return data
+    return _with_probs_output(model, probs, out, nodes, inits)
 
 
 def append_meta_filter(
@@ -225,6 +214,19 @@ def append_meta_filter(
         helper.make_node("Less", ["meta_z", "meta_cut"], ["meta_drop"]),
         helper.make_node("Where", ["meta_drop", "meta_none", probs], [out]),
     ]
+    return _with_probs_output(model, probs, out, nodes, inits)
+
+
+def _with_probs_output(
+    model: onnx.ModelProto,
+    probs: str,
+    out: str,
+    nodes: Sequence[onnx.NodeProto],
+    inits: Sequence[onnx.TensorProto],
+) -> bytes:
+    """Return ``model`` with ``nodes`` and ``inits`` added and its probability output ``probs`` replaced by
+    ``out`` [batch, 3] (the volatility output kept), checked and serialized."""
+    g = model.graph
     g.node.extend(nodes)
     g.initializer.extend(inits)
     old = next(o for o in g.output if o.name == probs)
