@@ -205,7 +205,7 @@ def test_the_meta_filter_is_judged_on_later_folds_and_a_release_without_it_is_th
     record = manifest["meta_label"]
     assert report.meta_label == record and trained[1].meta_label is None
     assert record["method"] == "logistic" and {f["fold"] for f in record["folds"]} <= {2, 3}
-    assert all(f["fitted_on"] >= 100 and f["candidates"] >= 0 for f in record["folds"])
+    assert all(f["fitted_on"] >= 100 for f in record["folds"])
     if record["folds"]:
         before, after = (sum(f[key] for f in record["folds"]) for key in ("return", "filtered"))
         assert record["adopted"] == (after > before)

@@ -72,6 +72,24 @@ def test_the_filter_learns_which_side_a_feature_favours_and_keeps_the_paying_tra
     np.testing.assert_array_equal(dropped, np.tile([0.0, 1.0, 0.0], (len(dropped), 1)))
 
 
+def test_the_filter_learns_a_side_that_pays_and_the_primarys_own_confidence() -> None:
+    """Longs pay 80 % of the time and shorts 30 % (the features say nothing): the shorts are dropped. Then a
+    trade pays when the primary's win probability is above 0.67: the filter follows it, though the
+    probability spreads over 0.25 only (the penalty weighs it standardized, as the features)."""
+    x, probs, _ = candidates(4_000, seed=7)
+    rng = np.random.default_rng(8)
+    long = probs[:, 2] > probs[:, 0]
+    wins = rng.random(4_000) < np.where(long, 0.8, 0.3)
+    meta = fit_meta_filter(x[:3_000], probs[:3_000], wins[:3_000], columns=COLUMNS)
+    kept = meta.apply(x[3_000:], probs[3_000:])[:, 1] < 1.0
+    assert kept[long[3_000:]].mean() > 0.95 and kept[~long[3_000:]].mean() < 0.05
+    p_win = probs.max(axis=1)
+    wins = (p_win > 0.67) ^ (rng.random(4_000) < 0.05)
+    meta = fit_meta_filter(x[:3_000], probs[:3_000], wins[:3_000], columns=COLUMNS)
+    kept = meta.apply(x[3_000:], probs[3_000:])[:, 1] < 1.0
+    assert (kept == (p_win[3_000:] > 0.67)).mean() > 0.9
+
+
 def test_the_onnx_graph_drops_the_rows_the_filter_drops_and_the_manifest_record_rebuilds_it() -> None:
     x, probs, wins = candidates(3_000, seed=3)
     meta = fit_meta_filter(x, probs, wins, columns=COLUMNS)

@@ -462,7 +462,7 @@ def run_case(
 
 
 def _meta_text(record: Mapping[str, Any] | None) -> str:
-    """Return ``kept: folds 2-3 +1.00 % unfiltered, +2.00 % filtered`` for a manifest's ``meta_label`` record."""
+    """Return ``kept: folds 2, 3: +1.00% unfiltered, +2.00% filtered`` for a manifest's ``meta_label`` record."""
     if not record:
         return ""
     return f"{'kept' if record.get('adopted') else 'not kept'}: {record.get('reason', '')}"

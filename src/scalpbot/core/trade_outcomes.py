@@ -6,6 +6,8 @@ checked on bars ``t + 1 .. t + max_hold`` as the backtest kernel checks them
 (:func:`scalpbot.core.labels.barrier_exit_nb`); when neither fills it exits at ``close[t + max_hold]``, which
 equals the kernel's time stop at ``open[t + max_hold + 1]`` on a market that trades without pause. ``fee`` is
 charged on both fills' notional. The outcome is the net return per unit of entry notional (0.004 = +0.4 %).
+As for the labels, the stop and target prices are not rounded to a price tick and a swap's funding is not
+charged: the backtest that scores a policy does both.
 
 Each row is one trade on its own (the backtest would skip a signal while a position is open): a row's outcome
 asks whether *this* entry pays, which is what a filter of entries needs to learn. A row is NaN where its side is

@@ -295,9 +295,9 @@ def publish(
 ) -> TrainReport:
     """Evaluate the chosen candidate on the test window, write the release and promote it through the gate.
 
-    The release holds the ONNX export (what execution loads; with the chosen candidate's calibration appended)
-    and the kind's own artifact (what online learning fine-tunes); the manifest records the kind, the feature
-    set and the ``window`` bars of the trailing window the model reads after the features.
+    The release holds the ONNX export (what execution loads; with the chosen candidate's calibration and meta
+    filter appended) and the kind's own artifact (what online learning fine-tunes); the manifest records the
+    kind, the feature set and the ``window`` bars of the trailing window the model reads after the features.
     """
     from scalpbot.inference.onnx import OnnxModel
     from scalpbot.ml.evidence import TrialSelection

@@ -6,9 +6,12 @@ under the policy's stop, target and time stop (:func:`scalpbot.core.trade_outcom
 reading past its fold). The filter (:mod:`scalpbot.ml.meta_label`) is judged walk-forward, like everything
 else in the job: fitted on the candidates of folds ``1 .. k - 1``, it filters fold ``k``, whose backtest
 return with and without it is recorded (a fold with too few trades before it is not judged). It is kept only
-when the judged folds earned more in sum with it; it is then fitted again on every fold's candidates, the
-chosen candidate's predictions go through it (the validation score the manifest records), and the release's
-ONNX graph applies it. Otherwise the release is the primary model alone, and the manifest says why.
+when the judged folds earned more in sum with it; it is then fitted again on every fold's candidates and the
+release's ONNX graph applies it. Otherwise the release is the primary model alone, and the manifest says why.
+The manifest's validation metrics and folds stay the primary's (the refitted filter has seen every fold's
+trades, so a validation score through it would be in sample); the judged folds' returns with and without the
+filter are its out-of-sample evidence. A policy without a time stop (``max_hold`` 0) has its candidates held
+for the label's horizon at most.
 """
 
 from __future__ import annotations
@@ -100,8 +103,7 @@ def meta_label(services: Services, prepared: Prepared, chosen: Fitted, log: Call
             meta = fit_meta_filter(x[rows], chosen.probs[rows], wins, columns=columns)
             log(f"meta filter kept: {reason}")
             record.update(adopted=True, reason=reason, filter=meta.to_dict())
-            probs = meta.apply(x, chosen.probs)
-            return dataclasses.replace(chosen, probs=probs, meta=meta, meta_record=record)
+            return dataclasses.replace(chosen, meta=meta, meta_record=record)
     log(f"meta filter not kept: {reason}")
     record.update(adopted=False, reason=reason)
     return dataclasses.replace(chosen, meta_record=record)

@@ -107,7 +107,8 @@ class Fitted:
     calibration_record: dict[str, Any] | None = None
     """The manifest's ``calibration`` record (None: not calibrated)."""
     meta: Any = None
-    """The :class:`scalpbot.ml.meta_label.MetaFilter` ``probs`` went through after tuning, or None."""
+    """The :class:`scalpbot.ml.meta_label.MetaFilter` the release applies after the model (and its
+    calibration), or None; ``probs`` stay the model's (:mod:`scalpbot.jobs.train_meta`)."""
     meta_record: dict[str, Any] | None = None
     """The manifest's ``meta_label`` record (None: ``train.meta_label`` is off)."""
 

@@ -4,10 +4,10 @@ The primary model and the tuned policy choose the side (and the size, stop, targ
 filter says whether a trade on that side, with those exits, is more likely to pay after costs than not. It is an
 L2-regularized logistic regression of "the trade's net return is positive"
 (:mod:`scalpbot.core.trade_outcomes`) on the decision bar's features, standardized, each once as it is and once
-times the side (+1/-1: a feature that favours longs favours shorts when negated), and on the primary's win
-probability of the side and its edge ``|p_long - p_short|``:
+times the side (+1/-1: a feature that favours longs favours shorts when negated), on the side itself, and on
+the primary's win probability of the side and its edge ``|p_long - p_short|``:
 
-    z = u . w + (side * u) . w_side + a * p_win + b * edge + c,   u = (x - mean) / scale
+    z = u . w + (side * u) . w_side + d * side + a * p_win + b * edge + c,   u = (x - mean) / scale
 
 A row whose ``z < logit(threshold)`` gets the probabilities ``(0, 1, 0)``, which no policy trades; other rows
 keep the primary's. The train job fits it on the primary's out-of-sample fold predictions
@@ -39,14 +39,15 @@ _L2 = 5.0
 @dataclass(frozen=True)
 class MetaFilter:
     """The fitted filter (module docstring): the feature columns it reads of the model input, their mean and
-    scale, the weights ``w`` and ``w_side`` (one per column), ``a``, ``b``, ``c`` and the win-probability
-    ``threshold`` under which a signal is dropped; ``rows``: candidate trades it was fitted on."""
+    scale, the weights ``w`` and ``w_side`` (one per column), ``d``, ``a``, ``b``, ``c`` and the
+    win-probability ``threshold`` under which a signal is dropped; ``rows``: candidate trades it was fitted on."""
 
     columns: tuple[int, ...]
     mean: np.ndarray
     scale: np.ndarray
     w: np.ndarray
     w_side: np.ndarray
+    d: float
     a: float
     b: float
     c: float
@@ -76,7 +77,7 @@ class MetaFilter:
             scale=self.scale,
             w=self.w,
             w_side=self.w_side,
-            extra=(self.a, self.b, self.c),
+            extra=(self.d, self.a, self.b, self.c),
             cut=_logit(self.threshold),
         )
 
@@ -91,6 +92,7 @@ class MetaFilter:
             "scale": self.scale.tolist(),
             "w": self.w.tolist(),
             "w_side": self.w_side.tolist(),
+            "d": self.d,
             "a": self.a,
             "b": self.b,
             "c": self.c,
@@ -102,6 +104,7 @@ class MetaFilter:
         arrays = {k: np.asarray(record[k], np.float64) for k in ("mean", "scale", "w", "w_side")}
         return cls(
             columns=tuple(int(c) for c in record["columns"]),
+            d=float(record["d"]),
             a=float(record["a"]),
             b=float(record["b"]),
             c=float(record["c"]),
@@ -129,7 +132,14 @@ def meta_scores(meta: MetaFilter, x: np.ndarray, probs: np.ndarray) -> np.ndarra
     x = np.asarray(x, dtype=np.float64)
     u = (x[:, list(meta.columns)] - meta.mean) / meta.scale
     side, p_win, edge = _side_inputs(x, probs)
-    z = u @ meta.w + (side * u) @ meta.w_side + meta.a * p_win[:, 0] + meta.b * edge[:, 0] + meta.c
+    z = (
+        u @ meta.w
+        + (side * u) @ meta.w_side
+        + meta.d * side[:, 0]
+        + meta.a * p_win[:, 0]
+        + meta.b * edge[:, 0]
+        + meta.c
+    )
     out: np.ndarray = z
     return out
 
@@ -145,7 +155,9 @@ def fit_meta_filter(
     """Return the filter fitted on candidate trades: inputs ``x`` [n, >= columns], primary ``probs`` [n, 3] and
     ``wins`` [n] (True: the trade's net return was positive).
 
-    Rows with a non-finite input are left out. ``DataError`` when fewer than :data:`MIN_ROWS` remain or either
+    Rows with a non-finite input, or no side (``p_long == p_short``), are left out. The penalty weighs every
+    input standardized (the features, the primary's win probability and edge); the weights are returned on
+    the inputs' own scale. ``DataError`` when fewer than :data:`MIN_ROWS` remain or either
     outcome has fewer than 20 rows (a filter of so few trades would be noise).
     """
     if not 0.0 < threshold < 1.0:
@@ -166,7 +178,10 @@ def fit_meta_filter(
     scale = raw.std(axis=0)
     scale[~(scale > 1e-12)] = 1.0
     u = (raw - mean) / scale
-    design = np.hstack([u, side * u, p_win, edge, np.ones((n, 1))])
+    primary = np.hstack([p_win, edge])
+    p_mean, p_scale = primary.mean(axis=0), primary.std(axis=0)
+    p_scale[~(p_scale > 1e-12)] = 1.0
+    design = np.hstack([u, side * u, side, (primary - p_mean) / p_scale, np.ones((n, 1))])
     target = np.where(y, 1.0, -1.0)
     penalty = np.full(design.shape[1], _L2)
     penalty[-1] = 0.0  # the intercept is not shrunk
@@ -179,16 +194,18 @@ def fit_meta_filter(
 
     result = minimize(loss, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B")
     theta = result.x
-    d = len(columns)
+    k = len(columns)
+    a, b = theta[2 * k + 1 : 2 * k + 3] / p_scale  # back to the raw probability and edge
     return MetaFilter(
         columns=tuple(int(c) for c in columns),
         mean=mean,
         scale=scale,
-        w=theta[:d],
-        w_side=theta[d : 2 * d],
-        a=float(theta[2 * d]),
-        b=float(theta[2 * d + 1]),
-        c=float(theta[2 * d + 2]),
+        w=theta[:k],
+        w_side=theta[k : 2 * k],
+        d=float(theta[2 * k]),
+        a=float(a),
+        b=float(b),
+        c=float(theta[2 * k + 3] - a * p_mean[0] - b * p_mean[1]),
         threshold=float(threshold),
         rows=n,
     )

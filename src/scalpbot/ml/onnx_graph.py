@@ -156,14 +156,14 @@ def append_meta_filter(
     scale: np.ndarray,
     w: np.ndarray,
     w_side: np.ndarray,
-    extra: tuple[float, float, float],
+    extra: tuple[float, float, float, float],
     cut: float,
 ) -> bytes:
     """Return the graph with its probabilities set to ``(0, 1, 0)`` on rows the meta filter drops.
 
     The filter reads input ``columns`` of the graph's input row, standardized by ``mean`` and ``scale``, and the
-    graph's own probabilities: ``z = u . w + (side * u) . w_side + a * p_win + b * edge + c`` with ``(a, b, c) =
-    extra``; a row is dropped when ``z < cut`` (:meth:`scalpbot.ml.meta_label.MetaFilter.apply` computes the same
+    graph's own probabilities: ``z = u . w + (side * u) . w_side + d * side + a * p_win + b * edge + c`` with
+    ``(d, a, b, c) = extra``; a row is dropped when ``z < cut`` (:meth:`scalpbot.ml.meta_label.MetaFilter.apply` computes the same
     in float64).
     """
     model = onnx.load_from_string(graph_bytes)
@@ -171,7 +171,7 @@ def append_meta_filter(
     probs, _ = _outputs(g)
     source = g.input[0].name
     out = f"{_PROBS}_filtered"
-    a, b, c = extra
+    d, a, b, c = extra
 
     def tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
         return numpy_helper.from_array(np.asarray(value), name)
@@ -182,6 +182,7 @@ def append_meta_filter(
         tensor(np.asarray(scale, np.float32)[None, :], "meta_scale"),
         tensor(np.asarray(w, np.float32)[:, None], "meta_w"),
         tensor(np.asarray(w_side, np.float32)[:, None], "meta_w_side"),
+        tensor(np.array([[d]], np.float32), "meta_d"),
         tensor(np.array([[a]], np.float32), "meta_a"),
         tensor(np.array([[b]], np.float32), "meta_b"),
         tensor(np.array([[c]], np.float32), "meta_c"),
@@ -206,10 +207,13 @@ def append_meta_filter(
         helper.make_node("MatMul", ["meta_u", "meta_w"], ["meta_z_plain"]),
         helper.make_node("Mul", ["meta_u", "meta_side"], ["meta_u_side"]),
         helper.make_node("MatMul", ["meta_u_side", "meta_w_side"], ["meta_z_side"]),
+        helper.make_node("Mul", ["meta_side", "meta_d"], ["meta_z_sign"]),
         helper.make_node("Mul", ["meta_p_win", "meta_a"], ["meta_z_win"]),
         helper.make_node("Mul", ["meta_edge", "meta_b"], ["meta_z_edge"]),
         helper.make_node(
-            "Sum", ["meta_z_plain", "meta_z_side", "meta_z_win", "meta_z_edge", "meta_c"], ["meta_z"]
+            "Sum",
+            ["meta_z_plain", "meta_z_side", "meta_z_sign", "meta_z_win", "meta_z_edge", "meta_c"],
+            ["meta_z"],
         ),
         helper.make_node("Less", ["meta_z", "meta_cut"], ["meta_drop"]),
         helper.make_node("Where", ["meta_drop", "meta_none", probs], [out]),
