@@ -58,10 +58,8 @@ def candidate_trades(
 
 
 def meta_label(services: Services, prepared: Prepared, chosen: Fitted, log: Callable[[str], None]) -> Fitted:
-    """Return ``chosen`` with its meta filter when ``train.meta_label`` asks for one and the folds keep it
-    (module docstring); ``chosen`` itself when it is off. ``meta_record`` says what was measured either way."""
-    if services.settings.train.meta_label == "off":
-        return chosen
+    """Return ``chosen`` with its meta filter when the folds keep it (module docstring), else without; its
+    ``meta_record`` says what was measured either way. Called when ``train.meta_label`` is on."""
     costs = services.settings.backtest
     x = prepared.features
     columns = tuple(range(x.shape[1]))
