@@ -26,7 +26,7 @@ GAPPY_FILE = Path(__file__).parents[1] / "fixtures" / "XMR_BTC-1m.csv"
 SETTINGS = settings(max_examples=60, deadline=None)
 
 # Changing a feature? Bump FEATURE_SPEC_VERSION, then update these two.
-EXPECTED_VERSION = "4"
+EXPECTED_VERSION = "5"
 EXPECTED_NAMES = (
     "ret_1",
     "ret_5",
@@ -204,6 +204,38 @@ def test_rows_are_finite_when_a_move_is_followed_by_a_flat_stretch() -> None:
     assert_finite_after_warmup(build_features(bars))
 
 
+def rescaled(bars: pd.DataFrame, price: float, volume: float) -> pd.DataFrame:
+    """The same market quoted in another price unit and its volume counted in another unit."""
+    out = bars.copy()
+    out[["open", "high", "low", "close"]] *= price
+    out["volume"] *= volume
+    return out
+
+
+@settings(max_examples=12, deadline=None)
+@given(price=st.integers(-30, 30), volume=st.integers(-30, 30))
+def test_the_features_have_no_unit_of_price_or_volume_bit_for_bit_for_powers_of_two(
+    sample_bars: pd.DataFrame, price: int, volume: int
+) -> None:
+    bars = sample_bars.iloc[:2_500]
+    same = build_features(rescaled(bars, 2.0**price, 2.0**volume)).to_numpy()
+    assert same.tobytes() == build_features(bars).to_numpy().tobytes()
+
+
+@pytest.mark.parametrize(("price", "volume"), [(1e-6, 1e6), (37.5, 1e-4), (1.0, 1e3)])
+def test_the_features_have_no_unit_of_price_or_volume(
+    sample_bars: pd.DataFrame, price: float, volume: float
+) -> None:
+    # a coin priced a millionth of BTC with volumes a million times larger reads as the same market
+    bars = sample_bars.iloc[:2_500]
+    np.testing.assert_allclose(
+        build_features(rescaled(bars, price, volume)).to_numpy()[FEATURE_WARMUP:],
+        build_features(bars).to_numpy()[FEATURE_WARMUP:],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
 def test_constant_volume_has_a_zero_volume_score() -> None:
     features = build_features(synthetic_bars(FEATURE_WINDOW + 50, volume=3.7))
     assert np.abs(features[["volume_z_60", "volume_z_240"]].iloc[FEATURE_WARMUP:].to_numpy()).max() < 1e-6
@@ -240,7 +272,10 @@ def test_each_feature_computes_what_its_docstring_says(sample_bars: pd.DataFrame
     true_range = np.maximum(h[1:], c[:-1]) - np.minimum(lo[1:], c[:-1])
     atr = ewm(true_range, 1 / 14, 112)
     up, down = ewm(np.maximum(np.diff(c), 0), 1 / 14, 112), ewm(np.maximum(-np.diff(c), 0), 1 / 14, 112)
-    log_volume = np.log1p(v)
+    # the relative volume: log1p of each bar's volume over a tenth of the mean of the 240 bars ending with it
+    log_volume = np.full(t + 1, np.nan)
+    for j in range(239, t + 1):
+        log_volume[j] = np.log1p(v[j] / (0.1 * v[j - 239 : j + 1].mean()))
     expected = {
         **{f"ret_{lag}": np.log(c[-1] / c[-1 - lag]) for lag in (1, 5, 15, 60, 240)},
         **{f"rv_{w}": np.sqrt(np.mean(ret[-w:] ** 2)) for w in (15, 60, 240)},
@@ -316,16 +351,16 @@ def test_feature_values_match_the_spec_version(sample_features: np.ndarray) -> N
         "rsi_14": 0.5048153761426423,
         "ema_dist_240": 8.23094204281377,
         "range_pos_240": 0.9665986672106655,
-        "volume_z_60": 1.5180611413711327,
+        "volume_z_60": 1.492824110634944,
         "upper_wick": 0.27952589585411836,
         "tod_sin": -0.6427876096865396,
         "dow_cos": 0.6234898018587336,
         "shock_1": 0.8983403475074428,
         "vol_regime": -0.10785559503423434,
         "spike_age_30": 0.13333333333333333,
-        "spike_z_30": 3.4450202283675013,
+        "spike_z_30": 3.536310938847602,
         "spike_shock_30": -0.320497559852897,
-        "spike_ret_30": 0.0019348833236669805,
+        "spike_ret_30": 0.001934883323667923,
         "tf15_prev": 0.002641593326233407,
         "tf60_now": 0.004075975747300131,
         "tod4_sin": -0.34202014332566866,

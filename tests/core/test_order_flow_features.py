@@ -99,7 +99,8 @@ def test_each_order_flow_feature_computes_what_its_docstring_says(flow_bars: pd.
     assert flow["taker_imbalance_15"].iloc[t] == pytest.approx(expected, rel=1e-9)
     window = np.log1p(trades[t - 59 : t + 1])
     assert flow["trades_z_60"].iloc[t] == pytest.approx((window[-1] - window.mean()) / window.std(), rel=1e-9)
-    size = np.log1p(v[t - 239 : t + 1]) - np.log1p(trades[t - 239 : t + 1])
+    relative = [np.log1p(v[j] / (0.1 * v[j - 239 : j + 1].mean())) for j in range(t - 239, t + 1)]
+    size = np.array(relative) - np.log1p(trades[t - 239 : t + 1])
     assert flow["trade_size_z_240"].iloc[t] == pytest.approx((size[-1] - size.mean()) / size.std(), rel=1e-9)
     imbalance = flow.filter(like="taker_imbalance").to_numpy()[FEATURE_WARMUP:]
     assert (np.abs(imbalance) <= 1.0).all()
@@ -158,8 +159,23 @@ def test_a_manifest_names_its_feature_set_and_reads_back(flow_bars: pd.DataFrame
     assert ORDER_FLOW_FEATURES.to_manifest() == {
         "name": "ohlcv+order_flow",
         "bar_columns": ["trades", "taker_buy_volume"],
-        "order_flow_spec_version": "1",
+        "order_flow_spec_version": "2",
     }
     stale = {"feature_set": {**ORDER_FLOW_FEATURES.to_manifest(), "order_flow_spec_version": "0"}}
     with pytest.raises(ModelError, match="order-flow feature spec '0'.*train a new release"):
         FeatureSet.from_manifest(stale, "r")
+
+
+@pytest.mark.parametrize("volume", [2.0**-24, 2.0**17, 1e-5, 3e4])
+def test_the_order_flow_features_have_no_unit_of_volume(
+    flow_bars: pd.DataFrame, flow_features: np.ndarray, volume: float
+) -> None:
+    # the volume and the taker-buy volume counted in another unit (the number of trades has none)
+    bars = flow_bars.copy()
+    bars[["volume", "taker_buy_volume"]] *= volume
+    rescaled = ORDER_FLOW_FEATURES.build(bars).to_numpy()
+    if np.log2(volume).is_integer():
+        assert rescaled.tobytes() == flow_features.tobytes()
+    np.testing.assert_allclose(
+        rescaled[FEATURE_WARMUP:], flow_features[FEATURE_WARMUP:], rtol=1e-9, atol=1e-9
+    )

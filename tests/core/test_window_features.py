@@ -62,7 +62,8 @@ def test_columns_are_bar_major_with_the_newest_bar_last_in_the_window_scale(
     np.testing.assert_allclose(bars[:, 0], returns / scale, rtol=1e-12)
     high, low = sample_bars["high"].to_numpy(), sample_bars["low"].to_numpy()
     np.testing.assert_allclose(bars[-1, 1], np.log(high[t] / low[t]) / scale, rtol=1e-12)
-    log_volume = np.log1p(sample_bars["volume"].to_numpy()[t - WINDOW + 1 : t + 1])
+    volume = sample_bars["volume"].to_numpy()[t - WINDOW + 1 : t + 1]
+    log_volume = np.log1p(volume / (0.1 * volume.mean()))  # in no unit: over a tenth of the window's mean
     np.testing.assert_allclose(bars[:, 2], (log_volume - log_volume.mean()) / log_volume.std(), rtol=1e-9)
 
 
@@ -107,3 +108,17 @@ def test_a_window_outside_its_range_is_refused_with_the_range(sample_bars: pd.Da
         ConfigError, match=f"the trailing window must be 1 to {MAX_WINDOW} bars; got {window}"
     ):
         trailing_window(sample_bars.iloc[:100], window)
+
+
+@pytest.mark.parametrize(("price", "volume"), [(2.0**-20, 2.0**20), (1e-6, 1e6), (37.5, 1e-4)])
+def test_the_window_has_no_unit_of_price_or_volume(
+    sample_bars: pd.DataFrame, sample_window: np.ndarray, price: float, volume: float
+) -> None:
+    # bit for bit when the units differ by a power of two; to rounding otherwise
+    bars = sample_bars.iloc[:2_000].copy()
+    bars[["open", "high", "low", "close"]] *= price
+    bars["volume"] *= volume
+    rescaled = trailing_window(bars, WINDOW)
+    if np.log2(price).is_integer() and np.log2(volume).is_integer():
+        assert rescaled.tobytes() == sample_window[:2_000].tobytes()
+    np.testing.assert_allclose(rescaled[WINDOW:], sample_window[WINDOW:2_000], rtol=1e-9, atol=1e-9)

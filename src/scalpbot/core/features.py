@@ -18,7 +18,10 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
 * ``ema_dist_{15,60,240}``: ``(close - EMA) / ATR``, EMA of the close with alpha ``2 / (span + 1)`` truncated
   to ``4 * span`` bars and renormalized [ATR, clipped to +-50].
 * ``range_pos_{60,240}``: close within the window's lowest low .. highest high [-1..1; 0 when flat].
-* ``volume_z_{60,240}``: z-score of ``log1p(volume)`` against the window [std; 0 for constant volume].
+* ``volume_z_{60,240}``: z-score of the relative volume against the window [std; 0 for constant volume]; the
+  relative volume is ``log1p(volume / (0.1 * mean))``, ``mean`` the mean volume of the last 240 bars (0 when
+  they traded nothing): a log of the volume in no unit, so volumes counted in any unit (coins, contracts of
+  a fixed size, thousands) give the same features.
 * ``body``, ``upper_wick``, ``lower_wick``, ``bar_range``: candle shape of bar ``t`` [ATR; body signed].
 * ``tod_sin``, ``tod_cos``, ``dow_sin``, ``dow_cos``: UTC time of day and day of week (Monday 0) of the bar's
   open time on the unit circle.
@@ -42,7 +45,8 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
   funding time, a scheduled release at :30, a session open) starts at one minute; the smooth circles above tell
   that minute from its neighbours only by small differences, these columns by a column of its own.
 
-These features read OHLCV only, so they mean the same thing for every source. Order flow (trade counts,
+These features read OHLCV only, so they mean the same thing for every source; none has a unit of price or
+volume (returns, ratios, z-scores of relative volume), so they mean the same thing for every symbol too. Order flow (trade counts,
 taker-buy volume), which only some sources report, has its own features after these
 (:mod:`scalpbot.core.order_flow`); a release records which set it reads (:mod:`scalpbot.core.feature_set`).
 """
@@ -58,10 +62,10 @@ from scalpbot.core.features_nb import (
     bar_series_nb,
     bucket_returns_nb,
     last_spike_nb,
-    log1p_nb,
     log_change_nb,
     log_span_nb,
     range_position_nb,
+    relative_log_volume_nb,
     rolling_rms_nb,
     rolling_zscore_nb,
     truncated_ewm_nb,
@@ -75,9 +79,10 @@ __all__ = [
     "FEATURE_WINDOW",
     "ONE_HOT_GROUPS",
     "build_features",
+    "relative_volume",
 ]
 
-FEATURE_SPEC_VERSION = "4"
+FEATURE_SPEC_VERSION = "5"
 """Version of the feature definitions; bump it whenever a feature's name, order or values change."""
 
 _RETURN_LAGS = (1, 5, 15, 60, 240)
@@ -104,7 +109,9 @@ _MIN_VOL = 1e-8  # per-bar volatility floor of the shock and regime ratios: flat
 
 _MIN_ATR_FRACTION = 1e-6  # ATR floor as a fraction of the close: keeps flat stretches finite
 _EMA_DIST_CLIP = 50.0
-_MIN_VOLUME_STD = 1e-6  # log1p(volume) units
+_MIN_VOLUME_STD = 1e-6  # relative volume units
+_VOLUME_REFERENCE = 240  # bars of the mean volume the relative volume is measured against
+_VOLUME_FLOOR_SHARE = 0.1  # of that mean: the relative volume is a log above it and flattens below
 _PARKINSON = math.sqrt(4.0 * math.log(2.0))
 _MINUTE_NS = 60_000_000_000
 _DAY_NS = 1440 * _MINUTE_NS
@@ -152,7 +159,7 @@ FEATURE_WARMUP = max(
     _WILDER_LENGTH,  # true range and close changes start at position 1
     _EMA_LENGTH_PER_SPAN * max(_EMA_SPANS) - 1,
     max(_RANGE_WINDOWS) - 1,
-    max(_VOLUME_WINDOWS) - 1,
+    _VOLUME_REFERENCE + max(_VOLUME_WINDOWS) - 2,
     _SPAN_LAG,
     2 * max(_TIMEFRAMES) - 1,
 )
@@ -198,6 +205,12 @@ def _unit_circle(positions: np.ndarray, period: int) -> tuple[np.ndarray, np.nda
     return np.sin(angles)[positions], np.cos(angles)[positions]  # table look-up: exact for any position
 
 
+def relative_volume(volume: np.ndarray) -> np.ndarray:
+    """Return each bar's relative volume, ``log1p(volume / (0.1 * mean))`` with ``mean`` the mean volume of the
+    last 240 bars (0 when they traded nothing; NaN before 240 bars): the volume in no unit."""
+    return relative_log_volume_nb(volume, _VOLUME_REFERENCE, _VOLUME_FLOOR_SHARE)
+
+
 def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     """Return the float64 feature matrix of ``bars`` (columns :data:`FEATURE_NAMES`, index ``bars.index``).
 
@@ -216,7 +229,7 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     moved = up + down
     rsi = np.divide(up - down, moved, out=np.zeros_like(moved), where=moved > 0.0)
     rsi[np.isnan(moved)] = np.nan
-    log_volume = log1p_nb(volume)
+    log_volume = relative_volume(volume)
     top = np.maximum(open_, close)
     bottom = np.minimum(open_, close)
     minute = (time_ns // _MINUTE_NS) % 1440
@@ -229,7 +242,7 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     timeframes = [bucket_returns_nb(open_, close, time_ns, m * _MINUTE_NS, m) for m in _TIMEFRAMES]
     volume_z = {w: rolling_zscore_nb(log_volume, w, _MIN_VOLUME_STD) for w in _VOLUME_WINDOWS}
     shocks = {lag: log_change_nb(close, lag) / (rv_60 * math.sqrt(lag)) for lag in _SHOCK_LAGS}
-    spikes = last_spike_nb(volume_z[60], shocks[1], np.log(close), _SPIKE_WINDOW)
+    spikes = last_spike_nb(volume_z[60], shocks[1], close, _SPIKE_WINDOW)
     harmonics = [(day_sin[(minute * k) % 1440], day_cos[(minute * k) % 1440]) for _, k in _TOD_HARMONICS]
 
     columns = [

@@ -209,6 +209,25 @@ def log_span_nb(time_ns: np.ndarray, lag: int, step_ns: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def relative_log_volume_nb(volume: np.ndarray, window: int, share: float) -> np.ndarray:
+    """Return ``log1p(volume[t] / (share * mean))``, ``mean`` the mean volume of bars ``t - window + 1 .. t``.
+
+    The bar's volume against the recent mean, in no unit: volumes counted in any unit (coins, contracts of a
+    fixed size, thousands: any constant factor) give the same values, bit for bit when the factor is a power of
+    two. It is a log of the volume down to ``share`` of the mean and flattens below it, so the quietest bars do
+    not dominate a z-score of it; 0 where the window traded nothing (and for a bar with no volume).
+    """
+    mean = rolling_sum_nb(volume, window) / window
+    out = np.full(volume.shape[0], np.nan)
+    for t in range(volume.shape[0]):
+        if mean[t] > 0.0:
+            out[t] = math.log1p(volume[t] / (share * mean[t]))
+        elif mean[t] == 0.0:
+            out[t] = 0.0
+    return out
+
+
+@njit(cache=True)
 def log1p_nb(x: np.ndarray) -> np.ndarray:
     """Return ``log(1 + x)`` element by element (scalar libm calls: the same value wherever an element sits)."""
     out = np.empty(x.shape[0])
@@ -274,7 +293,7 @@ def taker_imbalance_nb(taker_buy: np.ndarray, volume: np.ndarray, window: int) -
 
 @njit(cache=True)
 def last_spike_nb(
-    z: np.ndarray, shock: np.ndarray, log_close: np.ndarray, window: int
+    z: np.ndarray, shock: np.ndarray, close: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return, per bar ``t``, the bar of the largest ``z`` among ``t - window + 1 .. t`` (the latest on a tie):
     its age in bars over ``window`` [0 .. 1), its ``z``, its ``shock`` and the log return of the close since it.
@@ -300,5 +319,5 @@ def last_spike_nb(
         age[t] = best / window
         top[t] = z[t - best]
         at_shock[t] = shock[t - best]
-        since[t] = log_close[t] - log_close[t - best]
+        since[t] = math.log(close[t] / close[t - best])  # a ratio: the same in any unit of price
     return age, top, at_shock, since

@@ -12,8 +12,9 @@ Features, in :data:`ORDER_FLOW_FEATURE_NAMES` order:
 * ``taker_imbalance_{1,5,15,60}``: ``sum(2 * taker_buy_volume - volume) / sum(volume)`` over that many bars,
   the share of takers buying minus selling [-1..1; 0 when nothing traded].
 * ``trades_z_{60,240}``: z-score of ``log1p(trades)`` against the window [std; 0 for a constant count].
-* ``trade_size_z_{60,240}``: z-score of ``log1p(volume) - log1p(trades)``, about the log of the average trade
-  size in base units, against the window [std]: large trades against small ones, at the same volume.
+* ``trade_size_z_{60,240}``: z-score of the relative volume (``log1p(volume / (0.1 * mean))``, as the OHLCV
+  features' ``volume_z``) less ``log1p(trades)``, about the log of the average trade size, against the window
+  [std]: large trades against small ones, at the same volume. In no unit, as the volume features.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from scalpbot.core.bars import ORDER_FLOW_COLUMNS
-from scalpbot.core.features import FEATURE_WARMUP
+from scalpbot.core.features import FEATURE_WARMUP, relative_volume
 from scalpbot.core.features_nb import log1p_nb, rolling_zscore_nb, taker_imbalance_nb
 from scalpbot.errors import DataError
 
 __all__ = ["ORDER_FLOW_FEATURE_NAMES", "ORDER_FLOW_SPEC_VERSION", "build_order_flow_features"]
 
-ORDER_FLOW_SPEC_VERSION = "1"
+ORDER_FLOW_SPEC_VERSION = "2"
 """Version of the order-flow feature definitions; bump it whenever one's name, order or values change."""
 
 _IMBALANCE_WINDOWS = (1, 5, 15, 60)
@@ -58,7 +59,7 @@ def build_order_flow_features(bars: pd.DataFrame) -> pd.DataFrame:
         )
     volume, trades, taker = (bars[c].to_numpy(dtype=np.float64) for c in ("volume", *ORDER_FLOW_COLUMNS))
     log_trades = log1p_nb(trades)
-    log_size = log1p_nb(volume) - log_trades
+    log_size = relative_volume(volume) - log_trades
     columns = [
         *(taker_imbalance_nb(taker, volume, w) for w in _IMBALANCE_WINDOWS),
         *(rolling_zscore_nb(log_trades, w, _MIN_STD) for w in _COUNT_WINDOWS),

@@ -8,8 +8,9 @@ for any ``w > window``. Channels, in :data:`WINDOW_CHANNELS` order:
 * ``ret``: the bar's close-to-close log return divided by the window's scale, the root mean square of the
   window's ``window`` log returns (floored at 1e-8 per bar) [window scales; clipped to +-50].
 * ``range``: the bar's ``log(high / low)`` in the same scale [window scales; clipped to 50].
-* ``volume_z``: the z-score of the bar's ``log1p(volume)`` against the window's ``window`` bars [std; 0 for a
-  constant volume].
+* ``volume_z``: the z-score of the bar's relative volume ``log1p(volume / (0.1 * mean))``, ``mean`` the mean
+  volume of the window's ``window`` bars, against the window's bars [std; 0 for a constant volume or a window
+  that traded nothing]: in no unit, as the feature matrix's ``volume_z``.
 
 The first ``window`` rows are NaN. Columns are bar-major: column ``i * 3 + c`` is channel ``c`` of the window's
 ``i``-th bar, so a row reshapes to ``[window, 3]``. :func:`model_inputs` is the one place that puts the feature
@@ -36,7 +37,8 @@ MAX_WINDOW = FEATURE_WARMUP
 ``FEATURE_WINDOW`` bars suffice."""
 
 _MIN_SCALE = 1e-8  # per-bar log return: a flat window stays finite
-_MIN_VOLUME_STD = 1e-6  # log1p(volume) units
+_MIN_VOLUME_STD = 1e-6  # relative volume units
+_VOLUME_FLOOR_SHARE = 0.1  # of the window's mean volume: the relative volume is a log above it
 _CLIP = 50.0
 
 
@@ -58,7 +60,9 @@ def trailing_window(bars: pd.DataFrame, window: int) -> np.ndarray:
     ret = np.log(close[1:] / close[:-1])  # ret[j] is bar j + 1's return
     rets = sliding_window_view(ret, window)  # row r: bars r + 1 .. r + window, so it ends at t = r + window
     ranges = sliding_window_view(np.log(high / low)[1:], window)
-    volumes = sliding_window_view(np.log1p(volume)[1:], window)
+    raw = sliding_window_view(volume[1:], window)
+    floor = _VOLUME_FLOOR_SHARE * np.mean(raw, axis=1)[:, None]
+    volumes = np.log1p(np.divide(raw, floor, out=np.zeros_like(raw), where=floor > 0.0))
     scale = np.maximum(np.sqrt(np.mean(np.square(rets), axis=1)), _MIN_SCALE)[:, None]
     mean = np.mean(volumes, axis=1)[:, None]
     std = np.std(volumes, axis=1)[:, None]
