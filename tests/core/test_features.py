@@ -236,6 +236,12 @@ def test_the_features_have_no_unit_of_price_or_volume(
     )
 
 
+def test_rows_are_finite_with_volumes_at_the_bottom_of_floating_point() -> None:
+    bars = synthetic_bars(FEATURE_WINDOW + 300)
+    bars["volume"] = np.where(np.arange(len(bars)) % 2 == 0, 4e-323, 0.0)  # a tenth of the mean is 0.0
+    assert_finite_after_warmup(build_features(bars))
+
+
 def test_constant_volume_has_a_zero_volume_score() -> None:
     features = build_features(synthetic_bars(FEATURE_WINDOW + 50, volume=3.7))
     assert np.abs(features[["volume_z_60", "volume_z_240"]].iloc[FEATURE_WARMUP:].to_numpy()).max() < 1e-6

@@ -46,8 +46,8 @@ Features, in :data:`FEATURE_NAMES` order (units in brackets; "ATR" is ``atr_14``
   that minute from its neighbours only by small differences, these columns by a column of its own.
 
 These features read OHLCV only, so they mean the same thing for every source; none has a unit of price or
-volume (returns, ratios, z-scores of relative volume), so they mean the same thing for every symbol too. Order flow (trade counts,
-taker-buy volume), which only some sources report, has its own features after these
+volume (returns, ratios, z-scores of relative volume), so they mean the same thing for every symbol too. Order
+flow (trade counts, taker-buy volume), which only some sources report, has its own features after these
 (:mod:`scalpbot.core.order_flow`); a release records which set it reads (:mod:`scalpbot.core.feature_set`).
 """
 
@@ -160,6 +160,7 @@ FEATURE_WARMUP = max(
     _EMA_LENGTH_PER_SPAN * max(_EMA_SPANS) - 1,
     max(_RANGE_WINDOWS) - 1,
     _VOLUME_REFERENCE + max(_VOLUME_WINDOWS) - 2,
+    _VOLUME_REFERENCE + min(_VOLUME_WINDOWS) + _SPIKE_WINDOW - 3,  # the spike: the top volume_z_60 of 30 bars
     _SPAN_LAG,
     2 * max(_TIMEFRAMES) - 1,
 )

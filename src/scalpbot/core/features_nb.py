@@ -215,14 +215,16 @@ def relative_log_volume_nb(volume: np.ndarray, window: int, share: float) -> np.
     The bar's volume against the recent mean, in no unit: volumes counted in any unit (coins, contracts of a
     fixed size, thousands: any constant factor) give the same values, bit for bit when the factor is a power of
     two. It is a log of the volume down to ``share`` of the mean and flattens below it, so the quietest bars do
-    not dominate a z-score of it; 0 where the window traded nothing (and for a bar with no volume).
+    not dominate a z-score of it; 0 where the window traded nothing (and for a bar with no volume, or a mean so
+    small that ``share`` of it is 0.0 in floating point).
     """
     mean = rolling_sum_nb(volume, window) / window
     out = np.full(volume.shape[0], np.nan)
     for t in range(volume.shape[0]):
-        if mean[t] > 0.0:
-            out[t] = math.log1p(volume[t] / (share * mean[t]))
-        elif mean[t] == 0.0:
+        floor = share * mean[t]
+        if floor > 0.0:
+            out[t] = math.log1p(volume[t] / floor)
+        elif floor >= 0.0:  # not NaN: the window traded nothing (or next to nothing)
             out[t] = 0.0
     return out
 

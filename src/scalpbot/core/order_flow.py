@@ -35,7 +35,8 @@ ORDER_FLOW_SPEC_VERSION = "2"
 _IMBALANCE_WINDOWS = (1, 5, 15, 60)
 _COUNT_WINDOWS = (60, 240)
 _MIN_STD = 1e-6  # log units
-# Every window (at most 240 bars) lies inside the OHLCV features' FEATURE_WINDOW: the execute path reads no more.
+# Every row (at most 240 bars of relative volume, each over 240 bars: 479 bars) lies inside the OHLCV features'
+# FEATURE_WINDOW: the execute path reads no more.
 
 ORDER_FLOW_FEATURE_NAMES: tuple[str, ...] = (
     *(f"taker_imbalance_{w}" for w in _IMBALANCE_WINDOWS),

@@ -12,9 +12,11 @@ for any ``w > window``. Channels, in :data:`WINDOW_CHANNELS` order:
   volume of the window's ``window`` bars, against the window's bars [std; 0 for a constant volume or a window
   that traded nothing]: in no unit, as the feature matrix's ``volume_z``.
 
-The first ``window`` rows are NaN. Columns are bar-major: column ``i * 3 + c`` is channel ``c`` of the window's
-``i``-th bar, so a row reshapes to ``[window, 3]``. :func:`model_inputs` is the one place that puts the feature
-matrix and the window side by side, for training and execution alike; a window of 0 is the feature matrix alone.
+The channels are part of the feature spec: a change here bumps
+:data:`~scalpbot.core.features.FEATURE_SPEC_VERSION`. The first ``window`` rows are NaN. Columns are bar-major:
+column ``i * 3 + c`` is channel ``c`` of the window's ``i``-th bar, so a row reshapes to ``[window, 3]``.
+:func:`model_inputs` is the one place that puts the feature matrix and the window side by side, for training and
+execution alike; a window of 0 is the feature matrix alone.
 """
 
 from __future__ import annotations
