@@ -78,6 +78,7 @@ __all__ = [
     "FEATURE_WARMUP",
     "FEATURE_WINDOW",
     "ONE_HOT_GROUPS",
+    "VOLUME_FLOOR_SHARE",
     "build_features",
     "relative_volume",
 ]
@@ -111,7 +112,8 @@ _MIN_ATR_FRACTION = 1e-6  # ATR floor as a fraction of the close: keeps flat str
 _EMA_DIST_CLIP = 50.0
 _MIN_VOLUME_STD = 1e-6  # relative volume units
 _VOLUME_REFERENCE = 240  # bars of the mean volume the relative volume is measured against
-_VOLUME_FLOOR_SHARE = 0.1  # of that mean: the relative volume is a log above it and flattens below
+VOLUME_FLOOR_SHARE = 0.1
+"""Share of the mean volume down to which the relative volume is a log of the volume; it flattens below."""
 _PARKINSON = math.sqrt(4.0 * math.log(2.0))
 _MINUTE_NS = 60_000_000_000
 _DAY_NS = 1440 * _MINUTE_NS
@@ -209,7 +211,7 @@ def _unit_circle(positions: np.ndarray, period: int) -> tuple[np.ndarray, np.nda
 def relative_volume(volume: np.ndarray) -> np.ndarray:
     """Return each bar's relative volume, ``log1p(volume / (0.1 * mean))`` with ``mean`` the mean volume of the
     last 240 bars (0 when they traded nothing; NaN before 240 bars): the volume in no unit."""
-    return relative_log_volume_nb(volume, _VOLUME_REFERENCE, _VOLUME_FLOOR_SHARE)
+    return relative_log_volume_nb(volume, _VOLUME_REFERENCE, VOLUME_FLOOR_SHARE)
 
 
 def build_features(bars: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from scalpbot.core.feature_set import OHLCV_FEATURES, FeatureSet
-from scalpbot.core.features import FEATURE_WARMUP
+from scalpbot.core.features import FEATURE_WARMUP, VOLUME_FLOOR_SHARE
 from scalpbot.errors import ConfigError
 
 __all__ = ["MAX_WINDOW", "WINDOW_CHANNELS", "model_input_count", "model_inputs", "trailing_window"]
@@ -40,7 +40,6 @@ MAX_WINDOW = FEATURE_WARMUP
 
 _MIN_SCALE = 1e-8  # per-bar log return: a flat window stays finite
 _MIN_VOLUME_STD = 1e-6  # relative volume units
-_VOLUME_FLOOR_SHARE = 0.1  # of the window's mean volume: the relative volume is a log above it
 _CLIP = 50.0
 
 
@@ -63,7 +62,7 @@ def trailing_window(bars: pd.DataFrame, window: int) -> np.ndarray:
     rets = sliding_window_view(ret, window)  # row r: bars r + 1 .. r + window, so it ends at t = r + window
     ranges = sliding_window_view(np.log(high / low)[1:], window)
     raw = sliding_window_view(volume[1:], window)
-    floor = _VOLUME_FLOOR_SHARE * np.mean(raw, axis=1)[:, None]
+    floor = VOLUME_FLOOR_SHARE * np.mean(raw, axis=1)[:, None]
     volumes = np.log1p(np.divide(raw, floor, out=np.zeros_like(raw), where=floor > 0.0))
     scale = np.maximum(np.sqrt(np.mean(np.square(rets), axis=1)), _MIN_SCALE)[:, None]
     mean = np.mean(volumes, axis=1)[:, None]
