@@ -12,7 +12,11 @@ oracle rule's (which knows the events) on the same window, at the same costs, ov
 refused one never trades; below costs, the oracle's own net is near 0 and the ratio means nothing). Beside it,
 in hindsight: the capture had the release's confidence floor (``min_confidence``, the rest of its policy kept)
 been the best one on the test window itself - what the model's ranking of the bars allowed, against what the
-floor the folds chose kept of it.
+floor the folds chose kept of it. And a reference between the oracle and the learner: **the shape's rule**
+(``tests/support/shape_rules.py``), which knows what an event looks like (a drop of k sigmas; a rise of k
+sigmas on q times the recent volume; the clock) but not where the events are, its two thresholds fitted on
+the bars before the test window. Where real bars look like the events, it takes them too: its capture is what
+the effect's look allows on that window, and a release well below it learnt less than the shape shows.
 
 **Month by month** (``--months``): on the real 2024 bars, train on the ``--days`` before month m, then trade
 month m+1 with whatever is current (nothing, until a release is promoted) and print the out-of-sample return
@@ -70,7 +74,15 @@ from scalpbot.config import TrainSettings, load_settings
 from scalpbot.errors import ConfigError
 from scalpbot.ml.fit_pool import die_with_parent
 
-from support.learning_cases import Case, Outcome, effect_case, load_bars, run_case, standard_cases
+from support.learning_cases import (
+    Case,
+    Outcome,
+    effect_case,
+    load_bars,
+    run_case,
+    standard_cases,
+    with_shape_rule,
+)
 
 _TARGET_CAPTURE = 0.6
 """The share of the oracle's net PnL a promoted release must capture on an edge clearly above costs."""
@@ -147,21 +159,31 @@ def planted(args: argparse.Namespace) -> None:
         cases = (cases if wanted else []) + args.effect
     done = _done(args.out)
     train = {"days": args.days, "trials": args.trials, "seeds": args.seeds, "settings": args.train}
+    by_name = {case.name: case for case in cases}
+    assert _BARS is not None
+    settings = {**args.train, "days": args.days, "trials": args.trials}
+    for key, outcome in done.items():  # runs recorded before the shape's rule was measured get it now
+        if outcome.case in by_name and outcome.rule_net is None:
+            window = _window(_BARS, outcome.seed, args.days, args.seeds)
+            done[key] = with_shape_rule(outcome, by_name[outcome.case], window, settings)
     seeds = range(args.seeds) if args.only is None else args.only
     # Seed by seed over the cases, so that a stopped bench has an even sample of every case.
     todo = [(case, seed, train) for seed in seeds for case in cases if (case.name, seed) not in done]
     if done:
         print(f"{len(done)} runs read from {args.out}, {len(todo)} to run")
+    above = {case.name for case in cases if case.above_costs}
     for outcome in _outcomes(todo, args):
         done[(outcome.case, outcome.seed)] = outcome
         if args.out is not None:
             with args.out.open("a") as out:
                 out.write(json.dumps(asdict(outcome)) + "\n")
+        # a capture means something where the oracle clearly earns: below costs it divides by next to nothing
+        shown = outcome.case in above and outcome.capture is not None
         print(
             f"  {outcome.case}, seed {outcome.seed}: {'promoted' if outcome.promoted else 'refused'}, "
             f"test {outcome.test_return:+.2%}, capture "
-            f"{'-' if outcome.capture is None else f'{outcome.capture:.0%}'}"
-            f"{_floors(outcome)}, {outcome.seconds:.0f} s"
+            f"{f'{outcome.capture:.0%}{_floors(outcome)}{_rule(outcome)}' if shown else '-'}, "
+            f"{outcome.seconds:.0f} s"
             f"{f'; meta filter {outcome.meta_label}' if outcome.meta_label else ''}",
             flush=True,
         )
@@ -177,6 +199,23 @@ def _floors(outcome: Outcome) -> str:
         f" (floor {outcome.min_confidence:.2f}; {outcome.hindsight_confidence:.2f} would capture "
         f"{outcome.hindsight_capture:.0%})"
     )
+
+
+def _rule(outcome: Outcome) -> str:
+    """Return ``; the shape's rule 70 % (3 sigmas, volume >= 1 x mean)``, or nothing without it."""
+    capture = outcome.rule_capture
+    return "" if capture is None else f"; the shape's rule {capture:.0%} ({outcome.rule})"
+
+
+def _rules(outcomes: list[Outcome]) -> str:
+    """Return the median and least capture of the shape's rule over the runs, and how many runs' releases
+    captured at least as much: ``75 % [58 %], release >= rule 6/20`` (``-`` without it)."""
+    pairs = [(o.rule_capture, o.capture) for o in outcomes if o.rule_capture is not None]
+    if not pairs:
+        return "-"
+    rules = [rule for rule, _ in pairs]
+    level = sum(model is not None and model >= rule for rule, model in pairs)
+    return f"{np.median(rules):.0%} [{min(rules):.0%}], release >= rule {level}/{len(pairs)}"
 
 
 def _events_taken(outcomes: list[Outcome]) -> str:
@@ -218,6 +257,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
         "capture of the promoted (median [min, max])",
         f"capture >= {_TARGET_CAPTURE:.0%}",
         "with the test's best floor (median [min])",
+        "the shape's rule (median [min])",
         "events taken (on the event bar)",
         "trades / oracle",
         "labels chosen",
@@ -240,6 +280,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
             capture,
             f"{sum(c >= _TARGET_CAPTURE for c in captures)}/{len(captures)}" if captures else "-",
             _hindsight(outcomes),
+            _rules(outcomes),
             _events_taken(outcomes),
             trades,
             _label_counts(outcomes),

@@ -259,6 +259,18 @@ class TrainSettings(_Section):
         description="a second model deciding whether to take the tuned policy's trades (scalpbot.ml.meta_label), "
         "fitted on the folds' out-of-sample trades and kept only when it raised the later folds' return",
     )
+    risk_per_trade: float = Field(
+        default=0.005,
+        gt=0,
+        le=0.1,
+        description="fraction of equity a stop-out loses at full size: a position's notional is this over its "
+        "stop's distance (capped by max_position); the stops are tuned for it",
+    )
+    sample_weights: Literal["none", "return"] = Field(
+        default="none",
+        description="weights of the training rows' class loss: each row by the size of the move its label spans "
+        "(return; scalpbot.core.sample_weights), or all alike (none)",
+    )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)
     model_trials: int = Field(

@@ -15,17 +15,20 @@ import pytest
 from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
+from scalpbot.core.folds import label_rows
+from scalpbot.core.sample_weights import label_moves
 from scalpbot.core.window_features import model_input_count, model_inputs
 from scalpbot.errors import ConfigError, CorruptArtifactError
 from scalpbot.inference.onnx import OnnxModel
 from scalpbot.inference.signals import ReleaseCache
 from scalpbot.jobs.improve import online_learning
+from scalpbot.jobs.learning import labelled_rows
 from scalpbot.jobs.monitor import monitor
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import replay
 from scalpbot.jobs.train import train
 from scalpbot.jobs.train_models import choose_kind, validation_rows
-from scalpbot.jobs.train_steps import prepare
+from scalpbot.jobs.train_steps import fit_labels, prepare
 from scalpbot.ml.calibration import Calibration
 from scalpbot.ml.ensemble import ENSEMBLE_ARTIFACT, release_kind
 from scalpbot.ml.registry import MODEL_KINDS, LabelledRows, TrainedModel
@@ -266,3 +269,47 @@ def test_the_execute_path_feeds_a_model_the_row_training_built_bit_for_bit(
         assert decide_on_bar(bars.iloc[t + 1 - FEATURE_WINDOW : t + 1], trading) is not None
         assert model.rows[-1].dtype == np.float32
         np.testing.assert_array_equal(model.rows[-1][0], full[t].astype(np.float32))
+
+
+class RecordingKind(ConstantKind):
+    """A constant kind that keeps the rows of each fit."""
+
+    def __init__(self) -> None:
+        super().__init__("prior")
+        self.fits: list[tuple[LabelledRows, LabelledRows]] = []
+
+    def fit(
+        self, train: LabelledRows, validation: LabelledRows, hp: Any, *, show_progress: bool = False
+    ) -> TrainedModel:
+        self.fits.append((train, validation))
+        return super().fit(train, validation, hp)
+
+
+@pytest.mark.parametrize("weighting", ["none", "return"])
+def test_train_sample_weights_weigh_each_folds_rows_by_the_move_their_label_spans(
+    tmp_path: Path, sample_bars: pd.DataFrame, weighting: str
+) -> None:
+    overrides = {
+        "store": {"url": str(tmp_path / "store")},
+        "train": {"days": 21, "sample_weights": weighting},
+    }
+    services = build_services(load_settings(None, overrides))
+    source = FileMarketData(write_csv(sample_bars, tmp_path / "s.csv"))
+    retrieve(services.dataset, source, services.series(), resume=False)
+    prepared = prepare(services, services.series(), None, 1, {})
+    kind = RecordingKind()
+    label = prepared.candidates[0]
+    fit_labels(prepared, kind, [label], None, {}, weighting=weighting)
+    assert len(kind.fits) == len(prepared.folds.folds)
+    moves = label_moves(prepared.bars, label.horizon)
+    _, _, usable = labelled_rows(prepared.bars, prepared.features, label)
+    n = len(prepared.bars)
+    for fold, (train_rows, validation_rows_) in zip(prepared.folds.folds, kind.fits, strict=True):
+        for rows, span in ((train_rows, fold.train), (validation_rows_, fold.validation)):
+            if weighting == "none":
+                assert rows.weight is None
+                continue
+            assert rows.weight is not None and rows.weight.shape == rows.y_class.shape
+            assert rows.weight.mean() == pytest.approx(1.0, rel=1e-5)
+            taken = moves[usable & label_rows(span, label.horizon, n)]
+            np.testing.assert_allclose(rows.weight, taken / taken.mean(), rtol=1e-5)

@@ -22,13 +22,13 @@ from scalpbot.core.features import (
     FEATURE_WARMUP,
     ONE_HOT_GROUPS,
 )
-from scalpbot.core.policy_params import ParamBounds
+from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.core.venue import Venue
 from scalpbot.errors import ConfigError, DataError
 from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
-from scalpbot.jobs.train_steps import hold_range, policy_bounds, tuning_options
+from scalpbot.jobs.train_steps import hold_range, longest_horizon, policy_bounds, tuning_options
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from scalpbot.wiring import Services, build_services, venue_profile
 
@@ -65,6 +65,7 @@ def _cli(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> Any:
 def test_the_folds_are_purged_by_the_longest_candidate_label_and_embargoed() -> None:
     cfg = load_settings(None, {}).train
     horizon = max(cfg.horizon, *(h for h, _, _ in cfg.label_search), *cfg.holding_horizons)
+    assert longest_horizon(cfg) == horizon == 60
     folds = split_folds(60_000, cfg, horizon)
     assert len(folds.folds) == cfg.folds and folds.folds[0].train[0] == FEATURE_WARMUP
     for fold in folds.folds:
@@ -93,6 +94,21 @@ def test_the_time_stop_is_tuned_from_half_to_twice_the_labels_horizon_when_asked
     venue = venue_profile(services.store, services.settings, services.series())
     options = tuning_options(services.settings, venue, 5, [], "study", horizon=15)
     assert options["bounds"].ranges["max_hold"] == (7, 30)
+
+
+def test_the_risk_per_trade_sizes_every_tuned_policy_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    """``train.risk_per_trade`` is the base of every trial (not tuned): the stops are tuned for the size it
+    gives, and a release carries it in its params."""
+    assert load_settings(None, {}).train.risk_per_trade == StrategyParams().risk_per_trade == 0.005
+    settings = load_settings(None, {"store": {"url": str(tmp_path)}, "train": {"risk_per_trade": 0.02}})
+    services = build_services(settings)
+    venue = venue_profile(services.store, services.settings, services.series())
+    bounds = tuning_options(services.settings, venue, 5, [], "study", horizon=30)["bounds"]
+    assert bounds.base.risk_per_trade == 0.02 and "risk_per_trade" not in bounds.ranges
+    assert bounds.ranges == policy_bounds(venue, 30).ranges
+    for bad in (0.0, 0.5):
+        with pytest.raises(ConfigError, match=r"train\.risk_per_trade"):
+            load_settings(None, {"train": {"risk_per_trade": bad}})
 
 
 def test_a_release_is_written_with_verified_artifacts_and_a_complete_manifest(

@@ -151,6 +151,33 @@ def test_class_weighting_trains_with_balanced_weights(train: Data, val: Data) ->
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
 
+def test_row_weights_decide_what_the_class_head_learns(train: Data, val: Data) -> None:
+    """Rows of weight 0 teach nothing: with every long-wins row (class 2) weighted 0 in training and in
+    validation, the model learns that a long win is rare; with weights 1 it learns as unweighted."""
+    y_class = train[1]
+    hp = ModelHyperParams(widths=(16,), batch_size=256, max_epochs=8, seed=5)
+    weight = np.where(y_class == 2, 0.0, 1.0)
+    weight_val = np.where(val[1] == 2, 0.0, 1.0)
+    muted = train_model(*train, *val, hp, weight_train=weight, weight_val=weight_val)
+    plain = train_model(*train, *val, hp)
+    ones = train_model(*train, *val, hp, weight_train=np.ones(len(y_class)), weight_val=np.ones(len(val[1])))
+    muted_probs, _ = predict_keras(muted.model, val[0])
+    plain_probs, _ = predict_keras(plain.model, val[0])
+    ones_probs, _ = predict_keras(ones.model, val[0])
+    long_wins = val[1] == 2
+    assert plain_probs[long_wins, 2].mean() > 0.35
+    assert muted_probs[long_wins, 2].mean() < 0.5 * plain_probs[long_wins, 2].mean()
+    np.testing.assert_allclose(ones_probs, plain_probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.ones(5), np.full(3_000, -1.0), np.full(3_000, np.nan)])
+def test_row_weights_of_the_wrong_length_or_negative_are_refused(
+    train: Data, val: Data, bad: np.ndarray
+) -> None:
+    with pytest.raises(DataError, match="training row weights must be 3000 finite values >= 0"):
+        train_model(*train, *val, HP, weight_train=bad)
+
+
 def test_garbage_bytes_raise_corrupt_artifact_error() -> None:
     with pytest.raises(CorruptArtifactError, match=r"model\.keras .* cannot be loaded"):
         load_keras(b"garbage")

@@ -32,6 +32,7 @@ broken), and a random walk with the real bars' volatility and volumes.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,8 +51,11 @@ from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.learning import LabelConfig
 from scalpbot.jobs.train import simulate
 from scalpbot.jobs.train import train as run_train
+from scalpbot.jobs.train_steps import longest_horizon, split_folds
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services, venue_profile
+
+from support.shape_rules import fit_shape_rule, net_per_notional
 
 SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "BTC_USDT-1m-2024-05-01_2024-06-29.csv.gz"
@@ -220,14 +224,6 @@ def oracle_signals(bars: pd.DataFrame, events: np.ndarray, hold: int, side: int 
     )
 
 
-def net_per_notional(trades: pd.DataFrame) -> float:
-    """Return the sum over closed trades of PnL after fees per unit of entry notional."""
-    if trades.empty:
-        return 0.0
-    closed = trades.loc[trades["exit_reason"] != "open"]
-    return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
-
-
 def confidence_sweep(
     index: pd.Index,
     probs: np.ndarray,
@@ -387,6 +383,19 @@ class Outcome:
     hindsight_capture: float | None = None
     meta_label: str = ""
     """The meta filter's verdict in words (``train.meta_label``; empty when it is off)."""
+    rule_net: float | None = None
+    """The shape's rule's net PnL per unit notional on the test window (:mod:`support.shape_rules`: it knows
+    the effect's shape, not its events; the oracle itself for ``time of day``); None without an oracle, and
+    in outcomes recorded before the rule was measured."""
+    rule: str = ""
+    """The shape's rule's fitted thresholds in words (``3.5 sigmas, volume >= 2 x mean``)."""
+
+    @property
+    def rule_capture(self) -> float | None:
+        """Return the shape's rule's net PnL over the oracle's (None without both)."""
+        if self.rule_net is None or self.oracle_net is None or self.oracle_net <= 0:
+            return None
+        return self.rule_net / self.oracle_net
 
 
 def run_case(
@@ -440,6 +449,10 @@ def run_case(
             side=side,
         )
     capture = model / oracle if oracle is not None and oracle > 0 else None
+    rule_net, rule = (None, "") if oracle is None or case.effect is None else shape_rule_net(
+        planted.bars, test_start, case.effect, oracle, fee=venue.taker_fee,
+        slippage=services.settings.backtest.slippage,
+    )  # fmt: skip
     swept: tuple[float | None, float | None] = (None, None)
     if capture is not None and oracle is not None:
         floor, net = confidence_sweep(
@@ -457,8 +470,52 @@ def run_case(
         case.name, seed, report.promoted, report.reason, float(report.test.get("total_return") or 0.0),
         int(report.test.get("trades") or 0), model, oracle, capture, oracle_trades, seconds,
         tuple(list(report.importance)[:5]), label.describe(), label.kind, taken, on_time,
-        trading.params.min_confidence, *swept, _meta_text(release.manifest.get("meta_label")),
+        trading.params.min_confidence, *swept, _meta_text(release.manifest.get("meta_label")), rule_net, rule,
     )  # fmt: skip
+
+
+def with_shape_rule(outcome: Outcome, case: Case, bars: pd.DataFrame, train: dict[str, object]) -> Outcome:
+    """Return ``outcome`` (a run of ``case`` on the window ``bars`` with ``train`` settings, recorded before the
+    shape's rule was measured) with the rule measured on its test window; as it is without an oracle."""
+    if case.effect is None or outcome.oracle_net is None or outcome.rule_net is not None:
+        return outcome
+    planted = case_bars(case, bars, outcome.seed)
+    market = SWAP_MARKET if case.market == "swap" else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        services = build_services(load_settings(None, {**market, "store": {"url": tmp}}))
+        venue = venue_profile(services.store, services.settings, services.series())
+    net, text = shape_rule_net(
+        planted.bars, held_out_start(planted.bars, {**train, "seed": outcome.seed}), case.effect,
+        outcome.oracle_net, fee=venue.taker_fee, slippage=services.settings.backtest.slippage,
+    )  # fmt: skip
+    return dataclasses.replace(outcome, rule_net=net, rule=text)
+
+
+def held_out_start(bars: pd.DataFrame, train: dict[str, object] | None = None) -> pd.Timestamp:
+    """Return the first bar of the test window the train job cuts from ``bars`` with ``train`` settings (the
+    walk-forward split of :func:`scalpbot.jobs.train_steps.prepare`)."""
+    cfg = load_settings(None, {"train": train or {}}).train
+    return pd.Timestamp(bars.index[split_folds(len(bars), cfg, longest_horizon(cfg)).test[0]])
+
+
+def shape_rule_net(
+    bars: pd.DataFrame,
+    test_start: pd.Timestamp,
+    effect: Effect,
+    oracle: float,
+    *,
+    fee: float,
+    slippage: float,
+) -> tuple[float, str]:
+    """Return the shape's rule's net PnL per unit notional on the test window of ``bars`` (from ``test_start``)
+    and its thresholds in words: :func:`support.shape_rules.fit_shape_rule`, or for ``time of day`` (whose
+    signature is the clock) the ``oracle``'s own net PnL."""
+    if effect.shape == "time of day":
+        return oracle, "the clock (the oracle)"
+    rule = fit_shape_rule(
+        bars, test_start, effect.shape, effect.side, effect.hold, fee=fee, slippage=slippage
+    )
+    return rule.test_net, rule.text
 
 
 def _meta_text(record: Mapping[str, Any] | None) -> str:

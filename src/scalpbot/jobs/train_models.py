@@ -87,6 +87,7 @@ def choose_kind(
             show_progress,
             cfg.fit_workers,
             log,
+            cfg.sample_weights,
         )
         loss = float("inf") if rows is None or not rows.any() else _log_loss(fitted[0][2][rows], y[rows])
         choices.append((loss, KindChoice(kind, hp, tuple(fitted), record)))
@@ -102,8 +103,9 @@ def choose_kind(
             "validation_log_loss": {c.kind.name: loss for loss, c in choices},
         }
         rest = fit_labels(
-            prepared, best.kind, labels[1:], best.hp, timings, show_progress, cfg.fit_workers, log
-        )
+            prepared, best.kind, labels[1:], best.hp, timings, show_progress, cfg.fit_workers, log,
+            cfg.sample_weights,
+        )  # fmt: skip
         fits = (*fits, *rest)
     return KindChoice(best.kind, best.hp, fits, record)
 

@@ -6,6 +6,7 @@ are seeded, and a tuning study kept in the store is topped up, not extended.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from scalpbot.core.folds import WalkForward, label_rows, walk_forward
 from scalpbot.core.funding import funding_at_bars
 from scalpbot.core.order_flow import ORDER_FLOW_SPEC_VERSION
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
+from scalpbot.core.sample_weights import label_moves, mean_one
 from scalpbot.core.venue import Venue
 from scalpbot.core.window_features import trailing_window
 from scalpbot.errors import ConfigError, DataError
@@ -140,6 +142,12 @@ def split_folds(n_bars: int, cfg: Any, horizon: int) -> WalkForward:
     )
 
 
+def longest_horizon(cfg: Any) -> int:
+    """Return the longest label horizon (bars) of ``train`` settings ``cfg``: the purge of its folds."""
+    shapes = (cfg.horizon, *(shape[0] for shape in cfg.label_search), *cfg.holding_horizons)
+    return max(int(h) for h in shapes)
+
+
 def _candidates(cfg: Any, venue: Venue, slippage: float) -> tuple[LabelConfig, ...]:
     shapes = [(cfg.horizon, cfg.k_sl, cfg.k_tp), *cfg.label_search]
     unique = list(dict.fromkeys((int(h), float(a), float(b)) for h, a, b in shapes))
@@ -170,12 +178,21 @@ def prepare(
         index = pd.DatetimeIndex(bars.index)
         funding = stored_funding(services.store, series, index[0], index[-1]) if len(bars) else None
     candidates = _candidates(cfg, venue, settings.backtest.slippage)
-    folds = split_folds(len(bars), cfg, max(c.horizon for c in candidates))
+    folds = split_folds(len(bars), cfg, longest_horizon(cfg))
     feature_set = choose_feature_set(bars, cfg.order_flow, series=str(series))
     key = training_key(series, bars, settings, venue, trials, funding, feature_set)
     with timed(timings, "features"):
         features = feature_set.build(bars).to_numpy(dtype=np.float64) if len(bars) else np.empty((0, 0))
     return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding, feature_set)
+
+
+def row_moves(bars: pd.DataFrame, label: LabelConfig, weighting: str) -> np.ndarray | None:
+    """Return the move each row's ``label`` spans (:func:`scalpbot.core.sample_weights.label_moves`, 0 where it
+    is not finite), or None when ``weighting`` is ``none``."""
+    if weighting == "none":
+        return None
+    moves: np.ndarray = np.nan_to_num(label_moves(bars, label.horizon), nan=0.0, posinf=0.0, neginf=0.0)
+    return moves
 
 
 FoldFit = tuple[tuple[Any, ...], tuple[dict[str, Any], ...], np.ndarray, np.ndarray]
@@ -191,13 +208,16 @@ def fit_labels(
     show_progress: bool = False,
     workers: int = 1,
     log: Callable[[str], None] = lambda _: None,
+    weighting: str = "none",
 ) -> list[FoldFit]:
     """Fit one model of ``kind`` per fold on each of ``labels``; return each label's :data:`FoldFit`.
 
     Predictions cover every bar (NaN outside the validation folds); fold ``k``'s come from its own model.
     ``workers``: processes fitting at once (``train.fit_workers``; 0: one per core); every label's folds are
     one batch of work (:func:`scalpbot.ml.fit_pool.fit_each`, which says on ``log`` how it went), and the
-    models are the same for any number.
+    models are the same for any number. ``weighting`` (``train.sample_weights``): ``return`` weighs each row's
+    class loss by the move its label spans (:mod:`scalpbot.core.sample_weights`), scaled to a mean of 1 over
+    each fold's training rows and over its validation rows; ``none``: all alike.
     """
     from scalpbot.ml.fit_pool import RowsSource, fit_each
     from scalpbot.ml.registry import LabelledRows, input_window
@@ -213,6 +233,7 @@ def fit_labels(
     for label in labels:
         with timed(timings, "labels"):
             y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
+            moves = row_moves(prepared.bars, label, weighting)
         for fold in folds:
             train_rows = usable & label_rows(fold.train, label.horizon, n)
             val_rows = usable & label_rows(fold.validation, label.horizon, n)
@@ -220,10 +241,14 @@ def fit_labels(
             def rows(
                 y: np.ndarray = y,
                 v: np.ndarray = fwd_vol,
+                m: np.ndarray | None = moves,
                 t: np.ndarray = train_rows,
                 w: np.ndarray = val_rows,
             ) -> tuple[LabelledRows, LabelledRows]:
-                return LabelledRows(x[t], y[t], v[t]), LabelledRows(x[w], y[w], v[w])
+                return (
+                    LabelledRows(x[t], y[t], v[t], None if m is None else mean_one(m[t])),
+                    LabelledRows(x[w], y[w], v[w], None if m is None else mean_one(m[w])),
+                )
 
             sources.append(rows)
             counts.append((int(train_rows.sum()), int(val_rows.sum())))
@@ -344,14 +369,20 @@ def hold_range(horizon: int) -> tuple[int, int]:
     return max(_MIN_HOLD, horizon // 2), max(_MIN_HOLD, 2 * horizon)
 
 
-def policy_bounds(venue: Venue, horizon: int, time_stop: str = "any") -> ParamBounds:
+def policy_bounds(
+    venue: Venue, horizon: int, time_stop: str = "any", risk_per_trade: float | None = None
+) -> ParamBounds:
     """Return the tuning's search space on ``venue``: the default ranges, no short where the venue cannot
     short; ``time_stop`` ``"label"``: the time stop's range from :func:`hold_range` of the label's
-    ``horizon`` (bars), ``"any"``: the default range."""
+    ``horizon`` (bars), ``"any"``: the default range; ``risk_per_trade`` (``train.risk_per_trade``): the
+    fraction of equity a stop-out at full size loses, fixed (None: the policy's default)."""
     ranges = dict(ParamBounds.default().ranges)
     if time_stop == "label":
         ranges["max_hold"] = hold_range(horizon)
-    return ParamBounds(ranges, StrategyParams(allow_short=venue.shorts))
+    base = StrategyParams(allow_short=venue.shorts)
+    if risk_per_trade is not None:
+        base = dataclasses.replace(base, risk_per_trade=risk_per_trade)
+    return ParamBounds(ranges, base)
 
 
 def tuning_options(
@@ -373,7 +404,7 @@ def tuning_options(
     """
     cfg, costs = settings.train, settings.backtest
     return dict(
-        bounds=policy_bounds(venue, horizon, cfg.time_stop),
+        bounds=policy_bounds(venue, horizon, cfg.time_stop, cfg.risk_per_trade),
         n_trials=trials,
         n_startup_trials=max(20, trials // 10),  # random proposals first: a tenth of the budget
         seed=cfg.seed,
@@ -435,10 +466,13 @@ def hyper_parameters(
     fold = prepared.folds.folds[-1]
     tr = usable & label_rows(fold.train, label.horizon, n)
     va = usable & label_rows(fold.validation, label.horizon, n)
+    moves = row_moves(prepared.bars, label, cfg.sample_weights)
+    weights = (None, None) if moves is None else (mean_one(moves[tr]), mean_one(moves[va]))
     with timed(timings, "model_search"):
         search = search_model(
-            x[tr], y[tr], fwd_vol[tr], x[va], y[va], fwd_vol[va], hp, trials=cfg.model_trials, kind=kind
-        )
+            x[tr], y[tr], fwd_vol[tr], x[va], y[va], fwd_vol[va], hp, trials=cfg.model_trials, kind=kind,
+            weights=weights,
+        )  # fmt: skip
     chosen = ", ".join(
         f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
         for name, value in search.best_record.items()

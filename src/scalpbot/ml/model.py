@@ -137,6 +137,8 @@ def train_model(
     *,
     show_progress: bool = False,
     build: Callable[[np.ndarray, np.ndarray, Any], Any] | None = None,
+    weight_train: np.ndarray | None = None,
+    weight_val: np.ndarray | None = None,
 ) -> TrainedModel:
     """Build and train a model with early stopping on the validation loss; restore the best epoch's weights.
 
@@ -145,7 +147,9 @@ def train_model(
     training class frequencies too, so early stopping watches the objective being trained. ``show_progress``:
     a bar over the epochs with an ETA on stderr (a terminal only; early stopping may end it sooner).
     ``build(x_train, y_vol_train, hp)``: the uncompiled graph with the two heads (default: the MLP); its
-    input, heads, losses and training are this function's.
+    input, heads, losses and training are this function's. ``weight_*``: [n] weights of each row's class
+    loss (multiplying the class weights; None: 1), on the validation rows too, so early stopping watches the
+    weighted loss.
     """
     hp = hp or ModelHyperParams()
     x_tr, yc_tr, yv_tr = _checked(x_train, y_class_train, y_vol_train, "training", None)
@@ -154,12 +158,16 @@ def train_model(
     model = (build or _build_model)(x_tr, yv_tr, hp)
     _compile(model, hp.learning_rate, hp.vol_loss_weight)
     weights = _class_weights(yc_tr) if hp.class_weighting else None
+    rows_tr = _row_weights(weight_train, yc_tr.size, "training")
+    rows_va = _row_weights(weight_val, yc_va.size, "validation")
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=hp.patience, restore_best_weights=True
     )
     start = time.perf_counter()
     with _epoch_progress(hp.max_epochs, show_progress) as epochs:
-        history = _fit(model, x_tr, yc_tr, yv_tr, x_va, yc_va, yv_va, weights, hp, [stopper, *epochs])
+        history = _fit(
+            model, x_tr, yc_tr, yv_tr, x_va, yc_va, yv_va, weights, hp, [stopper, *epochs], rows_tr, rows_va
+        )
     seconds = time.perf_counter() - start
     return _trained(model, history, seconds)
 
@@ -193,12 +201,14 @@ def _fit(
     weights: np.ndarray | None,
     hp: ModelHyperParams,
     callbacks: list[Any],
+    rows_tr: np.ndarray | None = None,
+    rows_va: np.ndarray | None = None,
 ) -> Any:
     return model.fit(
         x_tr,
         [yc_tr, yv_tr[:, None]],
-        sample_weight=_sample_weights(yc_tr, weights),
-        validation_data=(x_va, [yc_va, yv_va[:, None]], _sample_weights(yc_va, weights)),
+        sample_weight=_sample_weights(yc_tr, weights, rows_tr),
+        validation_data=(x_va, [yc_va, yv_va[:, None]], _sample_weights(yc_va, weights, rows_va)),
         batch_size=hp.batch_size,
         epochs=hp.max_epochs,
         shuffle=True,
@@ -372,8 +382,26 @@ def _class_weights(y_class: np.ndarray) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def _sample_weights(y_class: np.ndarray, class_weights: np.ndarray | None) -> list[np.ndarray] | None:
-    """Return per-output sample weights: class weights on the class head, ones on the volatility head."""
+def _row_weights(weight: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """Return ``weight`` as float32 [n]; ``DataError`` unless it is finite and >= 0 with one value per row."""
+    if weight is None:
+        return None
+    w = np.asarray(weight, dtype=np.float32)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise DataError(f"{name} row weights must be {n} finite values >= 0, got shape {w.shape}")
+    return w
+
+
+def _sample_weights(
+    y_class: np.ndarray, class_weights: np.ndarray | None, rows: np.ndarray | None = None
+) -> list[np.ndarray] | None:
+    """Return per-output sample weights: class weights times row weights on the class head, ones on the
+    volatility head (None when neither is set)."""
+    if rows is not None:
+        per_class = (
+            np.ones(y_class.size, dtype=np.float32) if class_weights is None else class_weights[y_class]
+        )
+        return [(per_class * rows).astype(np.float32), np.ones(y_class.size, dtype=np.float32)]
     if class_weights is None:
         return None
     return [class_weights[y_class], np.ones(y_class.size, dtype=np.float32)]

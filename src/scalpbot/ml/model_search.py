@@ -58,21 +58,23 @@ def search_model(
     trials: int,
     trial_epochs: int = 10,
     kind: ModelKind | None = None,
+    weights: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> ModelSearch:
     """Return the hyper-parameters of ``kind`` (default: the MLP) with the lowest validation loss over ``trials``.
 
     Arrays as :class:`~scalpbot.ml.registry.LabelledRows` holds them. ``base`` supplies everything not
     searched (batch size, patience, loss weights, seed, the passes of the result). A trial whose training
     diverges scores ``inf`` and is recorded; if every trial diverges, ``ModelError``. A kind with nothing to
-    search is a ``ConfigError`` (set ``train.model_trials`` to 0).
+    search is a ``ConfigError`` (set ``train.model_trials`` to 0). ``weights``: the training and validation
+    rows' class-loss weights (:attr:`~scalpbot.ml.registry.LabelledRows.weight`).
     """
     if trials < 1:
         raise ConfigError(f"the model search needs at least 1 trial, got {trials}")
     if trial_epochs < 1:
         raise ConfigError(f"trial_epochs must be >= 1, got {trial_epochs}")
     kind = kind or model_kind(DEFAULT_MODEL_KIND)
-    train = LabelledRows(x_train, y_class_train, y_vol_train)
-    validation = LabelledRows(x_val, y_class_val, y_vol_val)
+    train = LabelledRows(x_train, y_class_train, y_vol_train, weights[0])
+    validation = LabelledRows(x_val, y_class_val, y_vol_val, weights[1])
     history: list[dict[str, Any]] = []
 
     def objective(trial: optuna.Trial) -> float:

@@ -57,6 +57,8 @@ class LabelledRows:
     x: np.ndarray
     y_class: np.ndarray
     y_vol: np.ndarray
+    weight: np.ndarray | None = None
+    """Per-row weights of the class loss [n] (mean 1: :mod:`scalpbot.core.sample_weights`); None: all 1."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,7 @@ class Conv1dKind(KerasArtifacts):
             train.x, train.y_class, train.y_vol,
             validation.x, validation.y_class, validation.y_vol,
             hp, show_progress=show_progress, build=_build,
+            weight_train=train.weight, weight_val=validation.weight,
         )  # fmt: skip
 
     def suggest(self, trial: Any, base: Conv1dHyperParams, budget: int | None) -> Conv1dHyperParams:

@@ -73,7 +73,7 @@ class MlpKind(KerasArtifacts):
         return keras_mlp.train_model(
             train.x, train.y_class, train.y_vol,
             validation.x, validation.y_class, validation.y_vol,
-            hp, show_progress=show_progress,
+            hp, show_progress=show_progress, weight_train=train.weight, weight_val=validation.weight,
         )  # fmt: skip
 
     def suggest(self, trial: Any, base: ModelHyperParams, budget: int | None) -> ModelHyperParams:
