@@ -3,11 +3,20 @@ bars before the test window only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from support.learning_cases import Effect, oracle_net, plant
+from scalpbot.adapters.marketdata.files import FileMarketData
+from scalpbot.config import load_settings
+from scalpbot.jobs.retrieve import retrieve
+from scalpbot.jobs.train_steps import prepare
+from scalpbot.wiring import build_services
+
+from support.files import write_csv
+from support.learning_cases import Effect, held_out_start, oracle_net, plant
 from support.shape_rules import fit_shape_rule, rule_sides, signatures
 
 
@@ -76,3 +85,19 @@ def test_the_rule_earns_nothing_where_nothing_was_planted_and_refuses_an_unknown
     assert rule.test_net < 0.02  # at most noise: a random walk's bursts are followed by nothing
     with pytest.raises(ValueError, match="no rule"):
         rule_sides(bars, "time of day", 1, 3.0, 1.0)
+
+
+def test_the_held_out_start_is_the_train_jobs_own_test_window(
+    tmp_path: Path, sample_bars: pd.DataFrame
+) -> None:
+    """The rule of a run recorded before it was measured is fitted up to the test window the train job cut."""
+    overrides = {
+        "store": {"url": str(tmp_path / "store")},
+        "train": {"days": 21, "label_search": [[90, 2, 2]]},
+    }
+    services = build_services(load_settings(None, overrides))
+    retrieve(services.dataset, FileMarketData(write_csv(sample_bars, tmp_path / "s.csv")), services.series())
+    prepared = prepare(services, services.series(), None, 1, {})
+    expected = prepared.bars.index[prepared.folds.test[0]]
+    assert held_out_start(prepared.bars, {"days": 21, "label_search": [[90, 2, 2]]}) == expected
+    assert held_out_start(prepared.bars, {"days": 21, "test_fraction": 0.3}) < expected
