@@ -208,9 +208,9 @@ def _rule(outcome: Outcome) -> str:
 
 
 def _rules(outcomes: list[Outcome]) -> str:
-    """Return the median and least capture of the shape's rule over the runs, and how many runs' releases
-    captured at least as much: ``75 % [58 %], release >= rule 6/20`` (``-`` without it)."""
-    pairs = [(o.rule_capture, o.capture) for o in outcomes if o.rule_capture is not None]
+    """Return the median and least capture of the shape's rule over the promoted runs, and how many of their
+    releases captured at least as much: ``75 % [58 %], release >= rule 6/20`` (``-`` without it)."""
+    pairs = [(o.rule_capture, o.capture) for o in outcomes if o.promoted and o.rule_capture is not None]
     if not pairs:
         return "-"
     rules = [rule for rule, _ in pairs]
@@ -280,7 +280,7 @@ def table(cases: list[Case], runs: list[list[Outcome]]) -> None:
             capture,
             f"{sum(c >= _TARGET_CAPTURE for c in captures)}/{len(captures)}" if captures else "-",
             _hindsight(outcomes),
-            _rules(outcomes),
+            _rules(outcomes) if case.above_costs else "-",
             _events_taken(outcomes),
             trades,
             _label_counts(outcomes),

@@ -269,7 +269,7 @@ class TrainSettings(_Section):
     sample_weights: Literal["none", "return"] = Field(
         default="none",
         description="weights of the training rows' class loss: each row by the size of the move its label spans "
-        "(return; scalpbot.core.sample_weights), or all alike (none)",
+        "(return; scalpbot.core.sample_weights), or all alike (none); online learning fine-tunes unweighted",
     )
     max_epochs: int = Field(default=30, ge=1)
     widths: tuple[int, ...] = (64, 64)

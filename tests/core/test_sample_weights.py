@@ -37,6 +37,12 @@ def test_a_rows_move_runs_from_the_next_open_to_the_close_at_the_horizon() -> No
     assert moves[44] == pytest.approx(abs(np.log(c[49] / o[45])))
     assert np.isnan(moves[45:]).all() and np.isfinite(moves[:45]).all()
     assert np.isnan(label_moves(bars.iloc[:5], 5)).all()
+    exits = np.full(50, 5)
+    exits[0], exits[1], exits[2] = 2, 0, 6  # a barrier at t + 2; out of 1 .. horizon: no move
+    barrier = label_moves(bars, 5, exits)
+    assert barrier[0] == pytest.approx(abs(np.log(c[2] / o[1])))
+    assert np.isnan(barrier[1]) and np.isnan(barrier[2])
+    np.testing.assert_array_equal(barrier[3:], moves[3:])
 
 
 @given(t=st.integers(0, 180), horizon=st.integers(1, 19))

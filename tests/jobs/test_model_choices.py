@@ -16,13 +16,12 @@ from scalpbot.adapters.marketdata.files import FileMarketData
 from scalpbot.adapters.notify.console import ConsoleNotifier
 from scalpbot.config import load_settings
 from scalpbot.core.folds import label_rows
-from scalpbot.core.sample_weights import label_moves
 from scalpbot.core.window_features import model_input_count, model_inputs
 from scalpbot.errors import ConfigError, CorruptArtifactError
 from scalpbot.inference.onnx import OnnxModel
 from scalpbot.inference.signals import ReleaseCache
 from scalpbot.jobs.improve import online_learning
-from scalpbot.jobs.learning import labelled_rows
+from scalpbot.jobs.learning import label_frame, labelled_rows
 from scalpbot.jobs.monitor import monitor
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.trading import replay
@@ -285,10 +284,13 @@ class RecordingKind(ConstantKind):
         return super().fit(train, validation, hp)
 
 
-@pytest.mark.parametrize("weighting", ["none", "return"])
+@pytest.mark.parametrize(("weighting", "candidate"), [("none", 0), ("return", 0), ("return", -1)])
 def test_train_sample_weights_weigh_each_folds_rows_by_the_move_their_label_spans(
-    tmp_path: Path, sample_bars: pd.DataFrame, weighting: str
+    tmp_path: Path, sample_bars: pd.DataFrame, weighting: str, candidate: int
 ) -> None:
+    """Each row by the move from its entry to the bar that decided its label: the barrier its winning side
+    touched (the first candidate, a barrier label), the horizon for a barrier that timed out and for a holding
+    label (the last candidate)."""
     overrides = {
         "store": {"url": str(tmp_path / "store")},
         "train": {"days": 21, "sample_weights": weighting},
@@ -298,10 +300,20 @@ def test_train_sample_weights_weigh_each_folds_rows_by_the_move_their_label_span
     retrieve(services.dataset, source, services.series(), resume=False)
     prepared = prepare(services, services.series(), None, 1, {})
     kind = RecordingKind()
-    label = prepared.candidates[0]
+    label = prepared.candidates[candidate]
+    assert label.kind == ("barrier" if candidate == 0 else "holding")
     fit_labels(prepared, kind, [label], None, {}, weighting=weighting)
     assert len(kind.fits) == len(prepared.folds.folds)
-    moves = label_moves(prepared.bars, label.horizon)
+    frame = label_frame(prepared.bars, label)
+    y = frame["label"].to_numpy()
+    exit_bars = np.full(len(y), label.horizon)
+    if label.kind == "barrier":
+        exit_bars = np.where(y == 2, frame["long_bars"], np.where(y == 0, frame["short_bars"], label.horizon))
+        assert (exit_bars[y == 2] < label.horizon).any()  # some wins touched their barrier early
+    o, c = prepared.bars["open"].to_numpy(), prepared.bars["close"].to_numpy()
+    moves = np.full(len(y), np.nan)
+    for t in range(len(y) - label.horizon):
+        moves[t] = abs(np.log(c[t + exit_bars[t]] / o[t + 1]))
     _, _, usable = labelled_rows(prepared.bars, prepared.features, label)
     n = len(prepared.bars)
     for fold, (train_rows, validation_rows_) in zip(prepared.folds.folds, kind.fits, strict=True):

@@ -101,3 +101,15 @@ def test_the_held_out_start_is_the_train_jobs_own_test_window(
     expected = prepared.bars.index[prepared.folds.test[0]]
     assert held_out_start(prepared.bars, {"days": 21, "label_search": [[90, 2, 2]]}) == expected
     assert held_out_start(prepared.bars, {"days": 21, "test_fraction": 0.3}) < expected
+
+
+def test_the_rules_floor_on_the_move_scales_with_the_effects_shock() -> None:
+    """An effect of one's own with a 0.2 % shock (bursts close 0.1 % higher): the rule that knows the shock
+    takes its events; one set for the standard 0.6 % shock (a floor of 0.15 %) misses most of them."""
+    bars = _bars(10)
+    small = plant(bars, Effect("volume momentum", 0.01, shock=0.002), np.random.default_rng(3))
+    inside = small.events[small.events >= 240]
+    known = rule_sides(small.bars, "volume momentum", 1, 0.0, 1.0, shock=0.002)[inside]
+    assert (known == 1).mean() > 0.75  # the bar's own noise pulls a few below a quarter of the shock
+    standard = rule_sides(small.bars, "volume momentum", 1, 0.0, 1.0)[inside]
+    assert (standard == 1).mean() < 0.3  # only where the bar's own noise lifted it past 0.15 %

@@ -513,7 +513,14 @@ def shape_rule_net(
     if effect.shape == "time of day":
         return oracle, "the clock (the oracle)"
     rule = fit_shape_rule(
-        bars, test_start, effect.shape, effect.side, effect.hold, fee=fee, slippage=slippage
+        bars,
+        test_start,
+        effect.shape,
+        effect.side,
+        effect.hold,
+        fee=fee,
+        slippage=slippage,
+        shock=effect.shock,
     )
     return rule.test_net, rule.text
 

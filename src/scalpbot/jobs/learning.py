@@ -134,13 +134,11 @@ def describe_label(labels: Mapping[str, Any]) -> str:
     return f"horizon {labels.get('horizon')} bars, SL/TP {labels.get('k_sl'):g}/{labels.get('k_tp'):g} sigma"
 
 
-def labelled_rows(
-    bars: pd.DataFrame, features: np.ndarray, config: LabelConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(label, fwd_vol, usable)`` per bar: the class, the forward volatility and whether the row has
-    finite features, a complete label window and a positive forward volatility."""
+def label_frame(bars: pd.DataFrame, config: LabelConfig) -> pd.DataFrame:
+    """Return the labels of ``config`` per bar: :func:`~scalpbot.core.holding_labels.holding_labels` or
+    :func:`~scalpbot.core.labels.triple_barrier_labels` (their columns)."""
     if config.kind == "holding":
-        labels = holding_labels(
+        return holding_labels(
             bars,
             horizon=config.horizon,
             fee=config.fee,
@@ -148,17 +146,24 @@ def labelled_rows(
             min_move=config.min_tp_round_trips * config.round_trip,
             shorts=config.shorts,
         )
-    else:
-        labels = triple_barrier_labels(
-            bars,
-            horizon=config.horizon,
-            k_sl=config.k_sl,
-            k_tp=config.k_tp,
-            vol=config.barrier_vol(bars),
-            fee=config.fee,
-            slippage=config.slippage,
-            shorts=config.shorts,
-        )
+    return triple_barrier_labels(
+        bars,
+        horizon=config.horizon,
+        k_sl=config.k_sl,
+        k_tp=config.k_tp,
+        vol=config.barrier_vol(bars),
+        fee=config.fee,
+        slippage=config.slippage,
+        shorts=config.shorts,
+    )
+
+
+def labelled_rows(
+    bars: pd.DataFrame, features: np.ndarray, config: LabelConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(label, fwd_vol, usable)`` per bar: the class, the forward volatility and whether the row has
+    finite features, a complete label window and a positive forward volatility."""
+    labels = label_frame(bars, config)
     label = labels["label"].to_numpy()
     fwd_vol = labels["fwd_vol"].to_numpy()
     usable = (label >= 0) & np.isfinite(features).all(axis=1) & np.isfinite(fwd_vol) & (fwd_vol > 0)

@@ -381,6 +381,7 @@ def publish(
         "hyperparams": hyperparams,
         "window_bars": window,
         "ensemble": cfg.ensemble,
+        "sample_weights": cfg.sample_weights,
         "calibration": chosen.calibration_record,
         "meta_label": chosen.meta_record,
         "params": params.to_dict(),

@@ -30,7 +30,7 @@ from scalpbot.core.sample_weights import label_moves, mean_one
 from scalpbot.core.venue import Venue
 from scalpbot.core.window_features import trailing_window
 from scalpbot.errors import ConfigError, DataError
-from scalpbot.jobs.learning import LabelConfig, labelled_rows
+from scalpbot.jobs.learning import LabelConfig, label_frame, labelled_rows
 from scalpbot.jobs.services import Services, stored_funding, venue_profile
 from scalpbot.jobs.train_evaluation import library_versions, timed
 from scalpbot.state.dataset import SeriesId
@@ -187,11 +187,20 @@ def prepare(
 
 
 def row_moves(bars: pd.DataFrame, label: LabelConfig, weighting: str) -> np.ndarray | None:
-    """Return the move each row's ``label`` spans (:func:`scalpbot.core.sample_weights.label_moves`, 0 where it
-    is not finite), or None when ``weighting`` is ``none``."""
+    """Return the move each row's ``label`` spans (:func:`scalpbot.core.sample_weights.label_moves`: to the
+    barrier its winning side touched, else to the horizon; 0 where it is not finite), or None when
+    ``weighting`` is ``none``."""
     if weighting == "none":
         return None
-    moves: np.ndarray = np.nan_to_num(label_moves(bars, label.horizon), nan=0.0, posinf=0.0, neginf=0.0)
+    exit_bars = None
+    if label.kind != "holding":
+        frame = label_frame(bars, label)
+        classes = frame["label"].to_numpy()
+        exit_bars = np.where(
+            classes == 2, frame["long_bars"], np.where(classes == 0, frame["short_bars"], label.horizon)
+        )
+    raw = label_moves(bars, label.horizon, exit_bars)
+    moves: np.ndarray = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
     return moves
 
 
