@@ -159,11 +159,12 @@ def label_frame(bars: pd.DataFrame, config: LabelConfig) -> pd.DataFrame:
 
 
 def labelled_rows(
-    bars: pd.DataFrame, features: np.ndarray, config: LabelConfig
+    bars: pd.DataFrame, features: np.ndarray, config: LabelConfig, labels: pd.DataFrame | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(label, fwd_vol, usable)`` per bar: the class, the forward volatility and whether the row has
-    finite features, a complete label window and a positive forward volatility."""
-    labels = label_frame(bars, config)
+    finite features, a complete label window and a positive forward volatility (``labels``: the
+    :func:`label_frame` of ``config``, computed when not given)."""
+    labels = label_frame(bars, config) if labels is None else labels
     label = labels["label"].to_numpy()
     fwd_vol = labels["fwd_vol"].to_numpy()
     usable = (label >= 0) & np.isfinite(features).all(axis=1) & np.isfinite(fwd_vol) & (fwd_vol > 0)

@@ -186,15 +186,18 @@ def prepare(
     return Prepared(series, bars, venue, features, folds, candidates, key, trials, funding, feature_set)
 
 
-def row_moves(bars: pd.DataFrame, label: LabelConfig, weighting: str) -> np.ndarray | None:
+def row_moves(
+    bars: pd.DataFrame, label: LabelConfig, weighting: str, frame: pd.DataFrame | None = None
+) -> np.ndarray | None:
     """Return the move each row's ``label`` spans (:func:`scalpbot.core.sample_weights.label_moves`: to the
     barrier its winning side touched, else to the horizon; 0 where it is not finite), or None when
-    ``weighting`` is ``none``."""
+    ``weighting`` is ``none``. ``frame``: the label's :func:`~scalpbot.jobs.learning.label_frame`, computed
+    when not given."""
     if weighting == "none":
         return None
     exit_bars = None
     if label.kind != "holding":
-        frame = label_frame(bars, label)
+        frame = label_frame(bars, label) if frame is None else frame
         classes = frame["label"].to_numpy()
         exit_bars = np.where(
             classes == 2, frame["long_bars"], np.where(classes == 0, frame["short_bars"], label.horizon)
@@ -241,8 +244,9 @@ def fit_labels(
     counts = []
     for label in labels:
         with timed(timings, "labels"):
-            y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
-            moves = row_moves(prepared.bars, label, weighting)
+            frame = label_frame(prepared.bars, label)
+            y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label, frame)
+            moves = row_moves(prepared.bars, label, weighting, frame)
         for fold in folds:
             train_rows = usable & label_rows(fold.train, label.horizon, n)
             val_rows = usable & label_rows(fold.validation, label.horizon, n)
@@ -470,12 +474,13 @@ def hyper_parameters(
     from scalpbot.ml.registry import input_window
 
     label, n = prepared.candidates[0], len(prepared.bars)
-    y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label)
+    frame = label_frame(prepared.bars, label)
+    y, fwd_vol, usable = labelled_rows(prepared.bars, prepared.features, label, frame)
     x = model_rows(prepared, input_window(kind, hp))
     fold = prepared.folds.folds[-1]
     tr = usable & label_rows(fold.train, label.horizon, n)
     va = usable & label_rows(fold.validation, label.horizon, n)
-    moves = row_moves(prepared.bars, label, cfg.sample_weights)
+    moves = row_moves(prepared.bars, label, cfg.sample_weights, frame)
     weights = (None, None) if moves is None else (mean_one(moves[tr]), mean_one(moves[va]))
     with timed(timings, "model_search"):
         search = search_model(
