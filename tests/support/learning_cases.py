@@ -55,6 +55,7 @@ from scalpbot.jobs.train_steps import longest_horizon, split_folds
 from scalpbot.state.releases import ReleaseStore
 from scalpbot.wiring import build_services, venue_profile
 
+from support.shape_rules import event_signals as oracle_signals  # the oracle trades each planted event
 from support.shape_rules import fit_shape_rule, net_per_notional
 
 SHARED_YEAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTC_USDT-1m-2024.csv.gz"
@@ -211,17 +212,6 @@ def case_bars(case: Case, bars: pd.DataFrame, seed: int) -> Planted:
     if case.null == "random walk":
         return Planted(random_walk(base, rng), np.empty(0, dtype=np.int64))
     return Planted(base, np.empty(0, dtype=np.int64))
-
-
-def oracle_signals(bars: pd.DataFrame, events: np.ndarray, hold: int, side: int = 1) -> pd.DataFrame:
-    """Return the oracle's signal frame on ``bars``: ``side`` (+1 long, -1 short) at every event position
-    (relative to ``bars``)."""
-    sides = np.zeros(len(bars), dtype=np.int8)
-    inside = events[(events >= 0) & (events < len(bars) - hold - 2)]
-    sides[inside] = 1 if side > 0 else -1
-    return pd.DataFrame(
-        {"side": sides, "size": 1.0, "sl": np.inf, "tp": np.inf, "max_hold": hold}, index=bars.index
-    )
 
 
 def confidence_sweep(

@@ -86,12 +86,21 @@ def net_per_notional(trades: pd.DataFrame) -> float:
     return float((closed["pnl"] / (closed["entry_price"] * closed["qty"])).sum())
 
 
-def _net(bars: pd.DataFrame, sides: np.ndarray, hold: int, fee: float, slippage: float) -> tuple[float, int]:
-    sides = sides.copy()
-    sides[max(len(bars) - hold - 2, 0) :] = 0  # as the oracle: no trade whose hold the window cuts
-    frame = pd.DataFrame(
+def event_signals(bars: pd.DataFrame, events: np.ndarray, hold: int, side: int = 1) -> pd.DataFrame:
+    """Return the signal frame on ``bars`` that trades ``side`` (+1 long, -1 short) for ``hold`` bars, no stop,
+    at every event position (relative to ``bars``) but those whose hold the window's end would cut: the
+    oracle's frame, and the shape's rule's with its signal bars as the events."""
+    sides = np.zeros(len(bars), dtype=np.int8)
+    inside = events[(events >= 0) & (events < len(bars) - hold - 2)]
+    sides[inside] = 1 if side > 0 else -1
+    return pd.DataFrame(
         {"side": sides, "size": 1.0, "sl": np.inf, "tp": np.inf, "max_hold": hold}, index=bars.index
     )
+
+
+def _net(bars: pd.DataFrame, sides: np.ndarray, hold: int, fee: float, slippage: float) -> tuple[float, int]:
+    """Return the net PnL per unit notional and the closed trades of the rule's ``sides`` (one sign) on ``bars``."""
+    frame = event_signals(bars, np.flatnonzero(sides), hold, int(sides.min(initial=0)) or 1)
     trades = backtest(bars, frame, fee=fee, slippage=slippage, initial_equity=1.0).trades
     return net_per_notional(trades), int((trades["exit_reason"] != "open").sum()) if len(trades) else 0
 
