@@ -227,6 +227,12 @@ class TrainSettings(_Section):
         description="the time stop (max_hold) is tuned over 5 .. 240 bars (any), or from half to twice the "
         "horizon of the label the model learned (label)",
     )
+    exits: Literal["tuned", "label", "label stop"] = Field(
+        default="tuned",
+        description="the policy's stop, take-profit and time stop are tuned with its entries (tuned), or those of "
+        "the label the model learned (label: a barrier label's k_sl/k_tp sigmas and horizon; a holding label's "
+        "horizon with a protective stop at 3 predicted volatilities), or its stop alone (label stop)",
+    )
     trials: int = Field(default=300, ge=1, description="Bayesian optimization trials over StrategyParams")
     sampler: Literal["tpe", "gp"] = "tpe"
     study_storage: str | None = Field(

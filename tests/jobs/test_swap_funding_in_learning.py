@@ -73,7 +73,7 @@ def test_a_swaps_tuning_trials_and_test_score_pay_its_stored_funding(
             prepared,
             windows,
             study_name="swap",
-            horizon=30,
+            label=prepared.candidates[0].to_dict(),
             show_progress=False,
             log=lambda _: None,
         )

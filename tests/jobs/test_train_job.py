@@ -28,7 +28,15 @@ from scalpbot.errors import ConfigError, DataError
 from scalpbot.inference.signals import TradingModel, predict_bars
 from scalpbot.jobs.retrieve import retrieve
 from scalpbot.jobs.train import TrainReport, split_folds, train
-from scalpbot.jobs.train_steps import hold_range, longest_horizon, policy_bounds, tuning_options
+from scalpbot.jobs.train_steps import (
+    HOLDING_STOP,
+    exit_ranges,
+    hold_range,
+    label_exits,
+    longest_horizon,
+    policy_bounds,
+    tuning_options,
+)
 from scalpbot.state.releases import KERAS_ARTIFACT, ONNX_ARTIFACT, ReleaseStore
 from scalpbot.wiring import Services, build_services, venue_profile
 
@@ -92,8 +100,46 @@ def test_the_time_stop_is_tuned_from_half_to_twice_the_labels_horizon_when_asked
         load_settings(None, {"store": {"url": str(tmp_path)}, "train": {"time_stop": "label"}})
     )
     venue = venue_profile(services.store, services.settings, services.series())
-    options = tuning_options(services.settings, venue, 5, [], "study", horizon=15)
+    options = tuning_options(services.settings, venue, 5, [], "study", label={"horizon": 15})
     assert options["bounds"].ranges["max_hold"] == (7, 30)
+
+
+def test_label_exits_fix_the_stop_target_and_time_stop_to_the_labels_and_tune_only_the_entries(
+    tmp_path: Path,
+) -> None:
+    """``train.exits = "label"``: each study's policy exits as its label does - a barrier label's k_sl/k_tp
+    sigmas and horizon, a holding label's horizon behind a protective stop - and the entries alone are tuned;
+    ``"label stop"`` fixes the label's stop only."""
+    barrier = {"horizon": 60, "k_sl": 2.0, "k_tp": 1.5, "fee": 0.001}
+    holding = {"horizon": 30, "kind": "holding", "fee": 0.001}
+    assert label_exits(barrier) == {"sl_mult": (2.0, 2.0), "tp_mult": (1.5, 1.5), "max_hold": (60, 60)}
+    top = ParamBounds.default().ranges["tp_mult"][1]
+    assert label_exits(holding) == {
+        "sl_mult": (HOLDING_STOP, HOLDING_STOP),
+        "tp_mult": (top, top),
+        "max_hold": (30, 30),
+    }
+    assert load_settings(None, {}).train.exits == "tuned"
+    for exits, fixed_names in (
+        ("tuned", set()),
+        ("label", {"sl_mult", "tp_mult", "max_hold"}),
+        ("label stop", {"sl_mult"}),
+    ):
+        settings = load_settings(None, {"store": {"url": str(tmp_path)}, "train": {"exits": exits}})
+        services = build_services(settings)
+        venue = venue_profile(services.store, services.settings, services.series())
+        for label in (barrier, holding):
+            bounds = tuning_options(services.settings, venue, 5, [], "study", label=label)["bounds"]
+            assert bounds.ranges == {**ParamBounds.default().ranges, **exit_ranges(exits, label)}
+            fixed = {name for name, (low, high) in bounds.ranges.items() if low == high}
+            assert fixed == fixed_names
+            # Every trial of the study trades the label's fixed exits, whatever the sampler proposes.
+            params = bounds.with_values({"sl_mult": 0.5, "tp_mult": 6.0, "max_hold": 240})
+            wanted = {"sl_mult": 0.5, "tp_mult": 6.0, "max_hold": 240}
+            wanted |= {name: low for name, (low, _) in label_exits(label).items() if name in fixed_names}
+            assert {name: getattr(params, name) for name in wanted} == wanted
+    with pytest.raises(ConfigError, match=r"train\.exits"):
+        load_settings(None, {"train": {"exits": "labels"}})
 
 
 def test_the_risk_per_trade_sizes_every_tuned_policy_and_a_bad_one_is_refused(tmp_path: Path) -> None:
@@ -103,7 +149,7 @@ def test_the_risk_per_trade_sizes_every_tuned_policy_and_a_bad_one_is_refused(tm
     settings = load_settings(None, {"store": {"url": str(tmp_path)}, "train": {"risk_per_trade": 0.02}})
     services = build_services(settings)
     venue = venue_profile(services.store, services.settings, services.series())
-    bounds = tuning_options(services.settings, venue, 5, [], "study", horizon=30)["bounds"]
+    bounds = tuning_options(services.settings, venue, 5, [], "study", label={"horizon": 30})["bounds"]
     assert bounds.base.risk_per_trade == 0.02 and "risk_per_trade" not in bounds.ranges
     assert bounds.ranges == policy_bounds(venue, 30).ranges
     for bad in (0.0, 0.5):

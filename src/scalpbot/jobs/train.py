@@ -227,7 +227,7 @@ def tune_candidate(
             prepared,
             fold_windows(prepared, probs, vol),
             study_name=study_name(prepared, candidate),
-            horizon=label.horizon,
+            label=label.to_dict(),
             show_progress=show_progress,
             log=log,
             workers=workers,

@@ -185,7 +185,7 @@ def tune_phase(
             int(handover.meta["trials"]),
             list(handover.funding),
             name,
-            horizon=int(handover.meta["labels"][i]["horizon"]),
+            label=handover.meta["labels"][i],
         )
         windows = handover.policy_windows(i, TUNING_PERIOD, _tuned_probs(handover, i)[0])
         summary["trials"][name] = join_policy_study(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,14 +40,17 @@ if TYPE_CHECKING:
     from scalpbot.ml.registry import ModelKind
 
 __all__ = [
+    "HOLDING_STOP",
     "TUNING_PERIOD",
     "Fitted",
     "FoldFit",
     "Prepared",
     "check_workers",
+    "exit_ranges",
     "fit_labels",
     "fold_windows",
     "hyper_parameters",
+    "label_exits",
     "model_rows",
     "prepare",
     "split_folds",
@@ -318,13 +321,13 @@ def tune(
     windows: list[PolicyWindow],
     *,
     study_name: str,
-    horizon: int,
+    label: Mapping[str, Any],
     show_progress: bool,
     log: Callable[[str], None],
     workers: int = 1,
 ) -> Any:
-    """Run the study of a label of ``horizon`` bars in ``train.study_storage`` or, by default, in an sqlite file
-    kept in the store.
+    """Run the study of ``label`` (its manifest ``labels`` entry) in ``train.study_storage`` or, by default, in an
+    sqlite file kept in the store.
 
     ``workers`` > 1: as many local processes tune the study together, which needs ``train.study_storage`` on
     PostgreSQL (:func:`scalpbot.ml.tuning_workers.tune_with_workers`); a worker that dies is logged, its trial
@@ -356,7 +359,7 @@ def tune(
                 funding,
                 study_name,
                 show_progress,
-                horizon=horizon,
+                label=label,
             )
             if workers > 1:
                 return _tune_in_workers(windows, workers, storage, options, log)
@@ -382,16 +385,56 @@ def hold_range(horizon: int) -> tuple[int, int]:
     return max(_MIN_HOLD, horizon // 2), max(_MIN_HOLD, 2 * horizon)
 
 
+HOLDING_STOP = 3.0
+"""The protective stop, in predicted volatilities over the horizon, of a policy that takes a holding label's
+exits (``train.exits = "label"``): the label has no stop, but every position carries one on the exchange."""
+
+
+def label_exits(label: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Return the ranges that fix a policy's exits to those of ``label`` (a manifest ``labels`` entry): a
+    barrier label's stop and take-profit (``k_sl``, ``k_tp`` times the predicted volatility) and its horizon as
+    the time stop; a holding label's horizon as the time stop, with a protective stop at :data:`HOLDING_STOP`
+    volatilities and the take-profit at the top of the default range (a holding label takes none).
+
+    The model learned which side wins *with these exits*; tuned exits fit the folds' few dozen events and
+    often cut trades the label would have won (a stop tighter than the label's, a hold longer than taught).
+    """
+    horizon = float(label["horizon"])
+    if label.get("kind", "barrier") == "holding":
+        stop, target = HOLDING_STOP, ParamBounds.default().ranges["tp_mult"][1]
+    else:
+        stop, target = float(label["k_sl"]), float(label["k_tp"])
+    return {"sl_mult": (stop, stop), "tp_mult": (target, target), "max_hold": (horizon, horizon)}
+
+
+def exit_ranges(exits: str, label: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Return the exit ranges ``train.exits`` fixes for a study of ``label``: none (``"tuned"``), the label's
+    stop, take-profit and time stop (``"label"``), or its stop alone (``"label stop"``), see
+    :func:`label_exits`."""
+    if exits == "tuned":
+        return {}
+    ranges = label_exits(label)
+    return ranges if exits == "label" else {"sl_mult": ranges["sl_mult"]}
+
+
 def policy_bounds(
-    venue: Venue, horizon: int, time_stop: str = "any", risk_per_trade: float | None = None
+    venue: Venue,
+    horizon: int,
+    time_stop: str = "any",
+    risk_per_trade: float | None = None,
+    *,
+    fixed: Mapping[str, tuple[float, float]] | None = None,
 ) -> ParamBounds:
     """Return the tuning's search space on ``venue``: the default ranges, no short where the venue cannot
     short; ``time_stop`` ``"label"``: the time stop's range from :func:`hold_range` of the label's
     ``horizon`` (bars), ``"any"``: the default range; ``risk_per_trade`` (``train.risk_per_trade``): the
-    fraction of equity a stop-out at full size loses, fixed (None: the policy's default)."""
+    fraction of equity a stop-out at full size loses, fixed (None: the policy's default); ``fixed``: ranges
+    that replace the defaults (e.g. :func:`label_exits`, for ``train.exits``)."""
     ranges = dict(ParamBounds.default().ranges)
     if time_stop == "label":
         ranges["max_hold"] = hold_range(horizon)
+    if fixed is not None:
+        ranges.update(fixed)
     base = StrategyParams(allow_short=venue.shorts)
     if risk_per_trade is not None:
         base = dataclasses.replace(base, risk_per_trade=risk_per_trade)
@@ -406,18 +449,24 @@ def tuning_options(
     study_name: str,
     show_progress: bool = False,
     *,
-    horizon: int,
+    label: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Return the options of :func:`scalpbot.ml.tuning.tune_policy` for one study of a train run (storage aside).
 
     ``trials`` is the study's budget of complete trials (``top_up``); ``funding`` holds one array per validation
-    window, the rate due at each bar's open (empty arrays: none); ``horizon`` is the study's label's, in bars
-    (:func:`policy_bounds`, with ``train.time_stop``). Every worker of a shared study and the run that
-    collects it pass the same options, so they all tune one fingerprint.
+    window, the rate due at each bar's open (empty arrays: none); ``label`` is the study's label, its manifest
+    ``labels`` entry (:func:`policy_bounds`, with ``train.time_stop`` and ``train.exits``). Every worker of a
+    shared study and the run that collects it pass the same options, so they all tune one fingerprint.
     """
     cfg, costs = settings.train, settings.backtest
     return dict(
-        bounds=policy_bounds(venue, horizon, cfg.time_stop, cfg.risk_per_trade),
+        bounds=policy_bounds(
+            venue,
+            int(label["horizon"]),
+            cfg.time_stop,
+            cfg.risk_per_trade,
+            fixed=exit_ranges(cfg.exits, label),
+        ),
         n_trials=trials,
         n_startup_trials=max(20, trials // 10),  # random proposals first: a tenth of the budget
         seed=cfg.seed,
