@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -116,6 +117,33 @@ def test_observations_never_read_bars_at_or_after_the_step_window(
     # seen[i] is the observation before window start + i: identical up to window k, different after it
     np.testing.assert_array_equal(np.stack(seen[: k - start + 1]), np.stack(seen_other[: k - start + 1]))
     assert not np.array_equal(seen[-1], seen_other[-1])
+
+
+def test_volume_z_has_no_unit_of_volume_and_a_window_that_traded_nothing_reads_as_finite(
+    market: tuple[PolicyWindow, np.ndarray],
+) -> None:
+    window, volume = market
+    settings = RlSettings(episode_steps=None)
+    column = settings.observation_names().index("volume_z")
+    quiet = volume.copy()
+    start, stop = ParamAdjustEnv(window, BASE, BOUNDS, volume=volume, settings=settings).steps[9]
+    quiet[start:stop] = 0.0  # window 9 traded nothing
+
+    def volume_z(volume: np.ndarray, k: int) -> float:
+        env = ParamAdjustEnv(window, BASE, BOUNDS, volume=volume, settings=settings)
+        return float(env.reset(options={"start": k})[0][column])
+
+    for k in (10, 12):  # window 9 the last before k, then one among the lookback's
+        seen = [volume_z(quiet * unit, k) for unit in (2.0**-30, 1e-6, 1.0, 1e3, 2.0**30)]
+        assert np.isfinite(seen).all() and max(seen) - min(seen) <= 1e-5, seen
+    # Traded nothing: the lowest of its lookback (a z-score of one among 7 is at least -sqrt(6)).
+    assert -math.sqrt(6.0) <= volume_z(quiet, 10) < -1.0
+    assert volume_z(quiet, 10) < volume_z(volume, 10)
+    # Without volume, or when no window of the lookback traded, the regime says nothing.
+    silent = np.zeros_like(volume)
+    assert volume_z(silent, 10) == 0.0
+    no_volume = ParamAdjustEnv(window, BASE, BOUNDS, settings=settings)
+    assert float(no_volume.reset(options={"start": 10})[0][column]) == 0.0
 
 
 def test_actions_outside_the_box_are_clipped_and_params_stay_within_bounds(

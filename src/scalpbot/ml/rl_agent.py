@@ -45,7 +45,7 @@ from scalpbot.ml.rl_env import ParamAdjustEnv, RlSettings
 
 __all__ = ["TrainedAgent", "compare_on_holdout", "judge_on_holdout", "propose", "train_agent"]
 
-_FORMAT = 1
+_FORMAT = 2
 _META, _POLICY = "agent.json", "ppo.zip"
 _NET_ARCH = {"pi": [32, 32], "vf": [32, 32]}
 _EPOCH = (1980, 1, 1, 0, 0, 0)

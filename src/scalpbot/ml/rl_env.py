@@ -15,8 +15,10 @@ computed from bars **before** window ``k`` only:
 * ``vol_ratio``: log of that volatility over its mean across the ``lookback`` windows before ``k``;
 * ``trend``: window ``k-1``'s log return (last close over first open) in units of its volatility times
   sqrt(its bars): a t-statistic;
-* ``volume_z``: z-score of window ``k-1``'s log mean volume per bar among the ``lookback`` windows before ``k``
-  (0 without volume, or when the volumes are all equal);
+* ``volume_z``: z-score of window ``k-1``'s relative volume among the ``lookback`` windows before ``k``, where a
+  window's relative volume is ``log1p(m / (0.1 * M))``, ``m`` its mean volume per bar and ``M`` the mean of the
+  ``lookback`` windows' ``m`` (as the model's features read volume): in no unit of volume, and finite for a
+  window that traded nothing (0 without volume, when none of the windows traded, or when all are equal);
 * for the ``history`` windows before ``k``, most recent first: ``return_i`` (the window's return, in percent) and
   ``trades_i`` (log1p of its closed trades); then ``drawdown``: the drawdown, in percent, of equity compounded
   over those windows' returns from the peak (at least the starting 1).
@@ -148,12 +150,12 @@ def _regime_table(
     """
     log_close = np.log(window.close)
     n = steps.shape[0]
-    vol, log_return, log_volume = np.empty(n), np.empty(n), np.zeros(n)
+    vol, log_return, mean_volume = np.empty(n), np.empty(n), np.zeros(n)
     for j, (start, stop) in enumerate(steps):
         vol[j] = float(np.std(np.diff(log_close[start:stop])))
         log_return[j] = log_close[stop - 1] - math.log(window.open[start])
         if volume is not None:
-            log_volume[j] = math.log(max(float(np.mean(volume[start:stop])), _TINY))
+            mean_volume[j] = float(np.mean(volume[start:stop]))
     bars = steps[:, 1] - steps[:, 0]
     table = np.full((n + 1, len(REGIME_NAMES)), np.nan)
     for k in range(lookback, n + 1):
@@ -163,7 +165,7 @@ def _regime_table(
             math.log(last * 1e4),
             math.log(last / max(float(np.mean(vol[past])), _TINY)),
             log_return[k - 1] / (vol[k - 1] * math.sqrt(bars[k - 1])) if vol[k - 1] > 0.0 else 0.0,
-            _last_z_score(log_volume[past]),
+            _relative_volume_z(mean_volume[past]),
         )
     table[lookback:] = np.nan_to_num(table[lookback:])
     clipped: np.ndarray = np.clip(table, -OBS_LIMIT, OBS_LIMIT)
@@ -369,6 +371,14 @@ class ParamAdjustEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = self._k >= self._end and not terminated
         observation = self.observe(self._k, self._returns, self._trades)
         return observation, float(reward), terminated, truncated, info
+
+
+def _relative_volume_z(mean_volume: np.ndarray) -> float:
+    """Return the z-score of the last window's relative volume among ``mean_volume`` (see ``volume_z``)."""
+    level = float(np.mean(mean_volume))
+    if not level > 0.0:
+        return 0.0
+    return _last_z_score(np.log1p(mean_volume / (0.1 * level)))
 
 
 def _last_z_score(values: np.ndarray) -> float:
