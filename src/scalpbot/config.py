@@ -296,6 +296,17 @@ class TrainSettings(_Section):
         description="order-flow features (trades, taker-buy volume): 'auto' when every bar trained on has them",
     )
 
+    @model_validator(mode="after")
+    def _label_exits_fit_the_policy(self) -> TrainSettings:
+        if self.exits != "tuned":
+            for horizon, k_sl, k_tp in ((self.horizon, self.k_sl, self.k_tp), *self.label_search):
+                if not (0 < k_sl <= 100 and 0 < k_tp <= 100):
+                    raise ValueError(
+                        f"train.exits = {self.exits!r} makes each label's k_sl and k_tp the policy's stop and "
+                        f"take-profit multiples, which must be in (0, 100]; got label ({horizon}, {k_sl}, {k_tp})"
+                    )
+        return self
+
     @field_validator("model")
     @classmethod
     def _model_is_registered(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:

@@ -207,6 +207,21 @@ def test_bounds_clip_and_apply_values_within_ranges() -> None:
         ParamBounds({"allow_short": (0, 1)})
 
 
+def test_bounds_including_a_policy_start_from_it_and_widen_only_what_it_lies_outside() -> None:
+    default = ParamBounds.default()
+    inside = StrategyParams(sl_mult=1.2, max_hold=45)
+    assert default.including(inside) == ParamBounds(default.ranges, base=inside)
+    outside = StrategyParams(sl_mult=0.25, tp_mult=8.0, max_hold=600, entry_threshold=0.3)
+    widened = default.including(outside)
+    assert widened.base == outside and widened.contains(outside) and widened.clip(outside) == outside
+    assert widened.ranges == {
+        **default.ranges,
+        "sl_mult": (0.25, default.ranges["sl_mult"][1]),
+        "tp_mult": (default.ranges["tp_mult"][0], 8.0),
+        "max_hold": (default.ranges["max_hold"][0], 600),
+    }
+
+
 def test_default_bounds_contain_valid_params_at_both_ends() -> None:
     bounds = ParamBounds.default()
     low = bounds.with_values(dict(zip(bounds.names, bounds.low, strict=True)))

@@ -140,6 +140,12 @@ def test_label_exits_fix_the_stop_target_and_time_stop_to_the_labels_and_tune_on
             assert {name: getattr(params, name) for name in wanted} == wanted
     with pytest.raises(ConfigError, match=r"train\.exits"):
         load_settings(None, {"train": {"exits": "labels"}})
+    with pytest.raises(ConfigError, match=r"train\.exits"):
+        exit_ranges("labels", barrier)
+    # A label whose barriers the policy cannot take is refused before any model is fitted.
+    with pytest.raises(ConfigError, match=r"k_sl and k_tp .* \(0, 100\]; got label \(60, 200.0, 2.0\)"):
+        load_settings(None, {"train": {"exits": "label stop", "label_search": [[60, 200.0, 2.0]]}})
+    assert load_settings(None, {"train": {"label_search": [[60, 200.0, 2.0]]}}).train.exits == "tuned"
 
 
 def test_the_risk_per_trade_sizes_every_tuned_policy_and_a_bad_one_is_refused(tmp_path: Path) -> None:

@@ -222,6 +222,16 @@ class ParamBounds:
             }
         )
 
+    def including(self, params: StrategyParams) -> ParamBounds:
+        """Return these ranges widened where needed to hold ``params``' values, with ``params`` as the base: a
+        search around a policy tuned in other ranges (e.g. a time stop fixed at a label's 600-bar horizon)
+        starts from that policy itself, not from a clipped copy of it."""
+        ranges = {
+            name: (min(low, getattr(params, name)), max(high, getattr(params, name)))
+            for name, (low, high) in self.ranges.items()
+        }
+        return ParamBounds(ranges, base=params)
+
     @property
     def names(self) -> tuple[str, ...]:
         """Return the tuned field names in ``TUNABLE_FIELDS`` order."""

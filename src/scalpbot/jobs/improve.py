@@ -291,8 +291,7 @@ def reinforcement_learning(
         venue = venue_profile(services.store, services.settings, week.series)
         fee, rules, equity = venue.taker_fee, venue.order_rules(), costs.initial_equity
         base = trading.params
-        default = ParamBounds.default()
-        bounds = ParamBounds(default.ranges, base=base)  # the agent adjusts the release's own params
+        bounds = ParamBounds.default().including(base)  # the agent adjusts the release's own params
         volume = bars["volume"].to_numpy(np.float64)
         index = pd.DatetimeIndex(bars.index)
         # a perpetual swap's stored rates, one per bar (empty for a market without funding)

@@ -347,6 +347,7 @@ def publish(
             "trials_run": selection.trials_run,
             "effective_trials": selection.n_trials,
             "label_candidates": len(fits),
+            "exits": cfg.exits,
         }
         pointer = releases.pointer(series.symbol)
         incumbent, incumbent_equity = incumbent_score(

@@ -413,6 +413,8 @@ def exit_ranges(exits: str, label: Mapping[str, Any]) -> dict[str, tuple[float, 
     :func:`label_exits`."""
     if exits == "tuned":
         return {}
+    if exits not in ("label", "label stop"):
+        raise ConfigError(f"train.exits must be 'tuned', 'label' or 'label stop'; got {exits!r}")
     ranges = label_exits(label)
     return ranges if exits == "label" else {"sl_mult": ranges["sl_mult"]}
 

@@ -53,6 +53,7 @@ from gymnasium import spaces
 
 from scalpbot.core.backtest.enums import NO_FUNDING, NO_ORDER_RULES, OrderRules
 from scalpbot.core.evaluation import Evaluation, PolicyEvaluator, PolicyWindow
+from scalpbot.core.features import VOLUME_FLOOR_SHARE
 from scalpbot.core.metrics import PERIODS_PER_YEAR_24_7
 from scalpbot.core.policy_params import ParamBounds, StrategyParams
 from scalpbot.errors import ConfigError, DataError
@@ -378,7 +379,7 @@ def _relative_volume_z(mean_volume: np.ndarray) -> float:
     level = float(np.mean(mean_volume))
     if not level > 0.0:
         return 0.0
-    return _last_z_score(np.log1p(mean_volume / (0.1 * level)))
+    return _last_z_score(np.log1p(mean_volume / (VOLUME_FLOOR_SHARE * level)))
 
 
 def _last_z_score(values: np.ndarray) -> float:
