@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import warnings
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -270,6 +273,16 @@ def test_loading_bytes_that_are_no_agent_raises_corrupt_artifact(agent: TrainedA
         TrainedAgent.load(b"not a zip")
     with pytest.raises(CorruptArtifactError):
         TrainedAgent.load(agent.save()[:-200])
+    # An agent of format 1 read volume_z as the log of the mean volume: its observations meant something else.
+    with zipfile.ZipFile(io.BytesIO(agent.save())) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(parts["agent.json"])
+    older = io.BytesIO()
+    with zipfile.ZipFile(older, "w") as archive:
+        archive.writestr("agent.json", json.dumps({**meta, "format": 1}))
+        archive.writestr("ppo.zip", parts["ppo.zip"])
+    with pytest.raises(CorruptArtifactError, match="format 1, not 2; retrain the agent"):
+        TrainedAgent.load(older.getvalue())
 
 
 def test_agent_refuses_bounds_it_was_not_trained_on(
